@@ -1,0 +1,126 @@
+"""AccessRequest: an agent asking for one grant, and the operator's record of what became of it."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from jitgrant.models.base import GROUP_VERSION, Duration, WireModel, parse_duration
+from jitgrant.models.policy import ObjectMeta
+from jitgrant.models.rbac import PolicyRule
+
+
+class ProofKind(StrEnum):
+    KUBERNETES = "kubernetes"  # the API server authenticated the creator (admission userInfo)
+    OIDC = "oidc"  # an ID token verified against an issuer named in the policy
+
+
+class RequesterStamp(WireModel):
+    """Who asked, as established by the admission webhook; never taken from what the requester typed."""
+
+    username: str
+    uid: str = ""
+    groups: tuple[str, ...] = ()
+    extra: dict[str, tuple[str, ...]] = {}
+    proven_by: ProofKind = ProofKind.KUBERNETES
+    issuer: str | None = None
+    subject: str | None = None
+
+
+class AccessRequestSpec(WireModel):
+    policy: str = Field(min_length=1, description="Name of the GrantPolicy to request under.")
+    namespace: str = Field(min_length=1, description="Namespace the grant lands in.")
+    cluster_role: str | None = Field(default=None, min_length=1)
+    rules: tuple[PolicyRule, ...] | None = Field(default=None, min_length=1)
+    duration: Duration | None = Field(default=None, description="Defaults to the policy's defaultDuration.")
+    justification: str = ""
+    requester: RequesterStamp | None = Field(
+        default=None, description="Set by the admission webhook on creation; anything typed here is replaced."
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> AccessRequestSpec:
+        if (self.cluster_role is None) == (self.rules is None):
+            raise ValueError("set exactly one of clusterRole or rules")
+        return self
+
+    @property
+    def duration_delta(self) -> timedelta | None:
+        return parse_duration(self.duration) if self.duration is not None else None
+
+
+class Phase(StrEnum):
+    PENDING = "Pending"
+    APPROVED = "Approved"
+    ACTIVE = "Active"
+    EXPIRED = "Expired"
+    REVOKED = "Revoked"
+    DENIED = "Denied"
+    TIMED_OUT = "TimedOut"
+    FAILED = "Failed"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL_PHASES
+
+
+TERMINAL_PHASES = frozenset({Phase.EXPIRED, Phase.REVOKED, Phase.DENIED, Phase.TIMED_OUT, Phase.FAILED})
+
+
+class ApprovalEntry(WireModel):
+    approver: str
+    groups: tuple[str, ...] = ()
+    at: datetime
+    reason: str = ""
+    receipt: str = ""
+
+
+class GrantRef(WireModel):
+    """What the operator created for this request, so it can be found and removed."""
+
+    cluster: str
+    namespace: str
+    role_binding: str
+    role: str | None = None
+    cluster_role: str | None = None
+    service_account: str | None = None
+    kubeconfig_secret: str | None = None
+
+
+class Condition(WireModel):
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str
+    message: str = ""
+    last_transition_time: datetime
+
+
+class AccessRequestStatus(WireModel):
+    model_config = WireModel.model_config | {"extra": "ignore"}
+    phase: Phase | None = None
+    reason: str | None = Field(default=None, description="Machine-readable reason for the current phase.")
+    message: str | None = Field(default=None, description="What happened and what would be allowed.")
+    requested_at: datetime | None = None
+    decided_at: datetime | None = None
+    activated_at: datetime | None = None
+    expires_at: datetime | None = None
+    ended_at: datetime | None = None
+    approvals: tuple[ApprovalEntry, ...] = ()
+    grant: GrantRef | None = None
+    conditions: tuple[Condition, ...] = ()
+
+
+class AccessRequest(WireModel):
+    model_config = WireModel.model_config | {"extra": "ignore"}
+    api_version: Literal["jitgrant.dev/v1alpha1"] = GROUP_VERSION
+    kind: Literal["AccessRequest"] = "AccessRequest"
+    metadata: ObjectMeta
+    spec: AccessRequestSpec
+    status: AccessRequestStatus = AccessRequestStatus()
+
+    @classmethod
+    def from_object(cls, body: Any) -> AccessRequest:
+        return cls.model_validate(dict(body))
