@@ -1,0 +1,136 @@
+"""The audit record schema: what a reviewer reads, and what the hash chain covers.
+
+Pure value objects (no I/O). The wire form is camelCase JSON; every time is UTC and
+timezone-aware, so the same event always serialises to the same bytes and hashes the same.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+
+#: Bump when a field changes meaning or is removed; readers accept every version they know.
+SCHEMA_VERSION = 1
+
+#: The `prevHash` of the first record of a chain.
+GENESIS_HASH = "0" * 64
+
+
+class EventType(StrEnum):
+    REQUESTED = "requested"
+    DENIED = "denied"
+    PENDING = "pending"
+    APPROVAL_RECORDED = "approval-recorded"
+    APPROVED = "approved"
+    GRANTED = "granted"
+    EXPIRED = "expired"
+    REVOKED = "revoked"
+    TIMED_OUT = "timed-out"
+    FAILED = "failed"
+    CLEANED_UP = "cleaned-up"  # an orphaned binding removed by the sweep
+
+
+def _to_utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+#: AwareDatetime already refuses naive times; normalising the zone keeps the hashed bytes stable.
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(
+        frozen=True,
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+    )
+
+    def to_wire(self) -> dict[str, Any]:
+        """The JSON-ready camelCase form, exactly as written to sinks and hashed."""
+        return self.model_dump(mode="json", by_alias=True)
+
+
+class RequesterRecord(_Wire):
+    username: str
+    uid: str = ""
+    groups: tuple[str, ...] = ()
+    proven_by: Literal["kubernetes", "oidc"]
+    issuer: str | None = None
+    subject: str | None = None
+
+
+class ScopeRecord(_Wire):
+    namespace: str
+    cluster_role: str | None = None
+    rules: tuple[dict[str, Any], ...] = ()
+
+
+class WindowRecord(_Wire):
+    requested_duration_seconds: int | None = None
+    activated_at: UtcDatetime | None = None
+    expires_at: UtcDatetime | None = None
+    ended_at: UtcDatetime | None = None
+
+
+class ApproverRecord(_Wire):
+    approver: str
+    at: UtcDatetime
+    receipt: str | None = None
+
+
+class AuditEvent(_Wire):
+    """One thing that happened to one AccessRequest, as the operator saw it."""
+
+    type: EventType
+    time: UtcDatetime
+    request_uid: str
+    request_name: str
+    request_namespace: str
+    policy: str | None
+    cluster: str
+    requester: RequesterRecord | None
+    scope: ScopeRecord | None
+    window: WindowRecord | None
+    approvers: tuple[ApproverRecord, ...] = ()
+    decision: str | None = None  # allowed, denied, ...
+    reason: str | None = None
+    binding: str | None = None
+
+
+class AuditRecord(_Wire):
+    """An event in its chained form: the unit written to every sink.
+
+    `hash` is the SHA-256 of the canonical JSON of every other field (see `chain.record_hash`),
+    and `prevHash` is the hash of the record with `seq - 1`, so an edit anywhere breaks a link.
+    """
+
+    kind: Literal["record"] = "record"
+    schema_version: int = SCHEMA_VERSION
+    seq: int
+    prev_hash: str
+    hash: str
+    instance: str
+    event: AuditEvent
+
+
+class Checkpoint(_Wire):
+    """A signed statement "at `time`, the chain's head was record `seq` with hash `headHash`".
+
+    Written at an interval and at shutdown. It is what makes a wholesale rewrite of the chain, or a
+    truncation up to `seq`, detectable by someone who holds the public key.
+    """
+
+    kind: Literal["checkpoint"] = "checkpoint"
+    schema_version: int = SCHEMA_VERSION
+    instance: str
+    seq: int
+    head_hash: str
+    time: UtcDatetime
+    algorithm: Literal["ed25519"] = "ed25519"
+    key_id: str
+    signature: str  # base64 of the signature over the canonical JSON of every other field

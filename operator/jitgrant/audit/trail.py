@@ -1,0 +1,357 @@
+"""The audit trail the operator writes to: chains events, spools them, delivers them to every sink.
+
+Two promises, matching the security invariant:
+
+* `record_before_grant` returns only once the record is durable (fsynced to the spool, or accepted
+  by every sink when the spool cannot be written); otherwise it raises `AuditUnavailable` and the
+  operator does not grant: access fails closed.
+* `record` never waits on a sink and never raises for sink trouble: the record is spooled and each
+  sink's worker retries it with backoff until delivered, so a revocation is never held up.
+
+Each sink has its own queue and worker and receives entries strictly in sequence order, so one slow
+sink delays nobody else and a retry never reorders a chain (at worst it repeats an entry, which
+readers recognise as a duplicate and skip).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+from jitgrant.audit.chain import ChainHead, link
+from jitgrant.audit.checkpoint import CheckpointSigner
+from jitgrant.audit.config import AuditConfig
+from jitgrant.audit.records import AuditEvent, AuditRecord, Checkpoint
+from jitgrant.audit.sinks import Entry, Sink, build_sink
+from jitgrant.audit.spool import Spool
+
+logger = logging.getLogger("jitgrant.audit")
+
+Clock = Callable[[], datetime]
+
+
+class AuditUnavailable(Exception):
+    """The audit record of a grant could not be made durable; the grant must not be issued.
+
+    The message says why, in words fit for the request's status.
+    """
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _describe(exc: BaseException) -> str:
+    # Exception texts from boto3/aiohttp name endpoints and reasons, never our secrets (which are
+    # read from files and only ever placed in headers or signatures).
+    text = str(exc) or type(exc).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+class _SinkQueue:
+    """One sink's undelivered entries, oldest first, and the worker that delivers them."""
+
+    def __init__(self, sink: Sink) -> None:
+        self.sink = sink
+        self.pending: dict[str, tuple[Entry, bool]] = {}  # key -> (entry, in the spool on disk)
+        self.changed = asyncio.Condition()
+        self.last_error: str | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    async def add(self, entry: Entry, *, spooled: bool) -> None:
+        async with self.changed:
+            self.pending[entry.key] = (entry, spooled)
+            self.changed.notify_all()
+
+    async def wait_delivered(self, key: str) -> None:
+        async with self.changed:
+            await self.changed.wait_for(lambda: key not in self.pending)
+
+    async def wait_empty(self) -> None:
+        async with self.changed:
+            await self.changed.wait_for(lambda: not self.pending)
+
+
+class AuditTrail:
+    def __init__(
+        self,
+        *,
+        sinks: Sequence[Sink],
+        spool_dir: Path,
+        instance: str,
+        signer: CheckpointSigner | None = None,
+        acceptance: Literal["spool", "sinks"] = "spool",
+        acceptance_timeout: float = 5.0,
+        checkpoint_interval: float = 300.0,
+        retry_initial: float = 0.5,
+        retry_max: float = 30.0,
+        batch_size: int = 100,
+        close_timeout: float = 5.0,
+        clock: Clock = _utcnow,
+    ) -> None:
+        if not sinks:
+            raise ValueError("an audit trail needs at least one sink")
+        self.instance = instance
+        self._spool = Spool(spool_dir)
+        self._queues = [_SinkQueue(sink) for sink in sinks]
+        self._signer = signer
+        self._acceptance = acceptance
+        self._acceptance_timeout = acceptance_timeout
+        self._checkpoint_interval = checkpoint_interval
+        self._retry_initial = retry_initial
+        self._retry_max = retry_max
+        self._batch_size = batch_size
+        self._close_timeout = close_timeout
+        self._clock = clock
+        self._lock = asyncio.Lock()  # one writer at a time: sequence numbers are handed out in order
+        self._head = ChainHead()
+        self._persisted_head_seq = 0
+        self._checkpointed_seq = -1
+        self._checkpoint_task: asyncio.Task[None] | None = None
+        self._started = False
+
+    @classmethod
+    def from_config(cls, config: AuditConfig, *, instance: str, clock: Clock = _utcnow) -> AuditTrail:
+        sinks = [
+            build_sink(sink, name=name, instance=instance)
+            for sink, name in zip(config.sinks, config.sink_names(), strict=True)
+        ]
+        signer = None
+        if config.signing_key_path is not None:
+            signer = CheckpointSigner.from_pem(Path(config.signing_key_path).read_bytes())
+        return cls(
+            sinks=sinks,
+            spool_dir=config.spool_dir,
+            instance=instance,
+            signer=signer,
+            acceptance=config.acceptance,
+            acceptance_timeout=config.acceptance_timeout_seconds,
+            checkpoint_interval=config.checkpoint_interval_seconds,
+            retry_initial=config.retry_initial_seconds,
+            retry_max=config.retry_max_seconds,
+            batch_size=config.batch_size,
+            close_timeout=config.close_timeout_seconds,
+            clock=clock,
+        )
+
+    @property
+    def head(self) -> ChainHead:
+        return self._head
+
+    def depth(self) -> int:
+        """Entries (records and checkpoints) not yet delivered to every sink."""
+        return len({key for queue in self._queues for key in queue.pending})
+
+    def undelivered(self) -> dict[str, int]:
+        """Per sink: entries it has not accepted yet."""
+        return {queue.sink.name: len(queue.pending) for queue in self._queues}
+
+    def last_errors(self) -> dict[str, str | None]:
+        return {queue.sink.name: queue.last_error for queue in self._queues}
+
+    async def start(self) -> None:
+        """Opens the spool, resumes the chain where it stopped, and starts delivering the backlog.
+
+        Raises `AuditUnavailable` if the spool cannot be read: without the chain's head, records
+        written now could not continue the chain.
+        """
+        names = [queue.sink.name for queue in self._queues]
+        try:
+            await asyncio.to_thread(self._spool.open, names)
+            self._head = await asyncio.to_thread(self._spool.head)
+            self._persisted_head_seq = await asyncio.to_thread(self._spool.persisted_head_seq)
+            for queue in self._queues:
+                for entry in await asyncio.to_thread(self._spool.queued, queue.sink.name):
+                    queue.pending[entry.key] = (entry, True)
+            orphans = await asyncio.to_thread(self._spool.orphaned_queues, names)
+        except (OSError, ValueError, KeyError) as exc:
+            raise AuditUnavailable(f"audit spool {self._spool.directory} cannot be read: {exc}") from exc
+        if orphans:
+            logger.warning(
+                "audit spool holds undelivered entries for sinks no longer configured: %s", orphans
+            )
+        for queue in self._queues:
+            try:
+                await queue.sink.start()
+            except Exception as exc:  # a sink that is down now is retried by its worker
+                queue.last_error = _describe(exc)
+                logger.warning("audit sink %s did not start: %s", queue.sink.name, queue.last_error)
+            queue.task = asyncio.create_task(self._deliver(queue), name=f"audit-sink-{queue.sink.name}")
+        if self._signer is not None:
+            self._checkpoint_task = asyncio.create_task(self._checkpoints(), name="audit-checkpoints")
+        self._started = True
+        logger.info(
+            "audit trail started: instance %s, head seq %d, %d entries to deliver",
+            self.instance,
+            self._head.seq,
+            self.depth(),
+        )
+
+    async def record_before_grant(self, event: AuditEvent) -> AuditRecord:
+        """Records that a grant is about to be issued; returns only once the record is durable."""
+        record, spool_error = await self._append(event)
+        if spool_error is None and self._acceptance == "spool":
+            return record
+        # Not on disk (or the sinks themselves are required): it must reach every sink in time.
+        key = Entry.of(record).key
+        waits = [asyncio.create_task(queue.wait_delivered(key)) for queue in self._queues]
+        _, not_done = await asyncio.wait(waits, timeout=self._acceptance_timeout)
+        for task in not_done:
+            task.cancel()
+        if not not_done:
+            return record
+        missing = [queue for queue in self._queues if key in queue.pending]
+        reasons = []
+        if spool_error is not None:
+            reasons.append(f"the local audit spool cannot be written ({spool_error})")
+        reasons.append(
+            f"not delivered within {self._acceptance_timeout:g}s to "
+            + ", ".join(f"{queue.sink.name} ({queue.last_error or 'no answer yet'})" for queue in missing)
+        )
+        # The record stays queued and will be delivered: the operator should follow it with a
+        # "failed" event, so the trail shows that this grant was never issued.
+        raise AuditUnavailable(
+            f"audit record for {event.request_namespace}/{event.request_name} was not accepted, "
+            f"so the grant was not issued: {'; '.join(reasons)}"
+        )
+
+    async def record(self, event: AuditEvent) -> AuditRecord:
+        """Records an event without waiting on any sink (used for revocations and the like)."""
+        record, _ = await self._append(event)
+        return record
+
+    async def checkpoint(self) -> Checkpoint | None:
+        """Writes a signed checkpoint of the current head now (None when no key is configured)."""
+        if self._signer is None:
+            return None
+        self._require_started()
+        async with self._lock:
+            checkpoint = self._signer.sign(instance=self.instance, head=self._head, time=self._clock())
+            await self._enqueue(Entry.of(checkpoint))
+            self._checkpointed_seq = checkpoint.seq
+        return checkpoint
+
+    async def close(self) -> None:
+        """Signs a last checkpoint, delivers what can be delivered in time, keeps the rest spooled."""
+        if not self._started:
+            return
+        if self._checkpoint_task is not None:
+            self._checkpoint_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._checkpoint_task
+        if self._head.seq > 0:
+            await self.checkpoint()
+        drains = [asyncio.create_task(queue.wait_empty()) for queue in self._queues]
+        _, not_done = await asyncio.wait(drains, timeout=self._close_timeout) if drains else ((), ())
+        for task in not_done:
+            task.cancel()
+        for queue in self._queues:
+            if queue.task is not None:
+                queue.task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await queue.task
+            with contextlib.suppress(Exception):
+                await queue.sink.close()
+        try:
+            await asyncio.to_thread(self._spool.write_head, self._head)
+        except OSError as exc:
+            logger.error("audit chain head (seq %d) could not be saved: %s", self._head.seq, exc)
+        if self.depth():
+            logger.warning("audit trail closed with %d entries left in the spool", self.depth())
+        self._started = False
+
+    def _require_started(self) -> None:
+        if not self._started:
+            raise RuntimeError("the audit trail is not started")
+
+    async def _append(self, event: AuditEvent) -> tuple[AuditRecord, str | None]:
+        self._require_started()
+        async with self._lock:
+            record = link(event, head=self._head, instance=self.instance)
+            spool_error = await self._enqueue(Entry.of(record))
+            self._head = ChainHead(seq=record.seq, hash=record.hash)
+        return record, spool_error
+
+    async def _enqueue(self, entry: Entry) -> str | None:
+        """Spools the entry and queues it for every sink; returns why the spool failed, if it did.
+
+        On a spool failure the entry is still queued in memory: its sequence number is taken, and
+        delivering it beats leaving a gap in the chain.
+        """
+        names = [queue.sink.name for queue in self._queues]
+        spool_error = None
+        try:
+            await asyncio.to_thread(self._spool.put, entry, names)
+        except OSError as exc:
+            spool_error = exc.strerror or _describe(exc)
+            logger.error(
+                "audit spool %s cannot be written (%s): %s %d is held in memory only",
+                self._spool.directory,
+                spool_error,
+                entry.kind,
+                entry.seq,
+            )
+        for queue in self._queues:
+            await queue.add(entry, spooled=spool_error is None)
+        return spool_error
+
+    async def _deliver(self, queue: _SinkQueue) -> None:
+        delay = self._retry_initial
+        while True:
+            async with queue.changed:
+                await queue.changed.wait_for(lambda: bool(queue.pending))
+                batch = list(queue.pending.values())[: self._batch_size]
+            entries = [entry for entry, _ in batch]
+            try:
+                await queue.sink.write(entries)
+            except Exception as exc:  # every failure is retried; the reason is kept for status
+                queue.last_error = _describe(exc)
+                # Jitter keeps a fleet of operators from retrying in lockstep (not security-relevant).
+                pause = delay * random.uniform(0.5, 1.0)  # noqa: S311
+                logger.warning(
+                    "audit sink %s: %d entries not delivered (%s); retrying in %.1fs",
+                    queue.sink.name,
+                    len(entries),
+                    queue.last_error,
+                    pause,
+                )
+                await asyncio.sleep(pause)
+                delay = min(delay * 2, self._retry_max)
+                continue
+            delay = self._retry_initial
+            queue.last_error = None
+            async with queue.changed:
+                for entry in entries:
+                    queue.pending.pop(entry.key, None)
+                queue.changed.notify_all()
+            await self._forget(queue, batch)
+
+    async def _forget(self, queue: _SinkQueue, batch: list[tuple[Entry, bool]]) -> None:
+        """Removes delivered entries from the spool, saving the head first if they carried it."""
+        records = [entry for entry, _ in batch if entry.kind == "record"]
+        head = None
+        if records and records[-1].seq > self._persisted_head_seq:
+            newest = records[-1]
+            head = ChainHead(seq=newest.seq, hash=str(json.loads(newest.line)["hash"]))
+            self._persisted_head_seq = newest.seq
+        spooled = [entry for entry, on_disk in batch if on_disk]
+        if not spooled and head is None:
+            return
+        try:
+            await asyncio.to_thread(self._spool.remove, queue.sink.name, spooled, head=head)
+        except OSError as exc:
+            # Delivered already: at worst they are delivered again after a restart, as duplicates.
+            logger.error("audit spool %s: delivered entries not removed: %s", self._spool.directory, exc)
+
+    async def _checkpoints(self) -> None:
+        while True:
+            await asyncio.sleep(self._checkpoint_interval)
+            if self._head.seq > self._checkpointed_seq:
+                await self.checkpoint()

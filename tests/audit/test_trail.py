@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from jitgrant.audit import AuditConfig, AuditTrail, EventType
+from jitgrant.audit.chain import record_hash
+from jitgrant.audit.records import GENESIS_HASH
+
+from .conftest import make_event
+
+
+def file_config(tmp_path: Path, **extra: object) -> AuditConfig:
+    return AuditConfig.model_validate(
+        {
+            "sinks": [{"type": "file", "path": str(tmp_path / "audit.jsonl")}],
+            "spoolDir": str(tmp_path / "spool"),
+            **extra,
+        }
+    )
+
+
+def read_lines(path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+async def test_records_reach_the_file_sink_in_a_valid_chain(tmp_path: Path) -> None:
+    trail = AuditTrail.from_config(file_config(tmp_path), instance="op-1")
+    await trail.start()
+    granted = await trail.record_before_grant(make_event(EventType.GRANTED))
+    expired = await trail.record(make_event(EventType.EXPIRED))
+    await trail.close()
+
+    lines = read_lines(tmp_path / "audit.jsonl")
+    assert [line["seq"] for line in lines] == [1, 2]
+    assert lines[0]["prevHash"] == GENESIS_HASH and lines[1]["prevHash"] == lines[0]["hash"]
+    assert all(record_hash(line) == line["hash"] for line in lines)
+    assert (granted.seq, expired.seq) == (1, 2)
+    assert trail.depth() == 0
+
+
+async def test_chain_continues_after_a_restart(tmp_path: Path) -> None:
+    config = file_config(tmp_path)
+    first = AuditTrail.from_config(config, instance="op-1")
+    await first.start()
+    last = await first.record(make_event())
+    await first.close()
+
+    second = AuditTrail.from_config(config, instance="op-1")
+    await second.start()
+    following = await second.record(make_event(EventType.REVOKED))
+    await second.close()
+    assert (following.seq, following.prev_hash) == (last.seq + 1, last.hash)
+
+
+async def test_stdout_sink_prints_json_lines(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = AuditConfig(sinks=({"type": "stdout"},), spool_dir=tmp_path / "spool")  # type: ignore[arg-type]
+    trail = AuditTrail.from_config(config, instance="op-1")
+    await trail.start()
+    await trail.record_before_grant(make_event())
+    await trail.close()
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert printed[0]["event"]["type"] == "granted"
+
+
+async def test_recording_before_start_is_an_error(tmp_path: Path) -> None:
+    trail = AuditTrail.from_config(file_config(tmp_path), instance="op-1")
+    with pytest.raises(RuntimeError):
+        await trail.record(make_event())
