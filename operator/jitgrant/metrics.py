@@ -1,0 +1,171 @@
+"""Prometheus series of the operator, served on their own port.
+
+Labels are bounded by what the platform team writes (policies, target clusters, audit sinks,
+handler ids), never by who asks: no label per requester or per request, so a busy agent cannot
+blow up the series count, and the metrics reveal nothing an audit reader would not already see.
+
+`Metrics` owns its own `CollectorRegistry`, so each test gets fresh counters and two operators in
+one process (the embedded cluster's tests) do not share series. The HTTP server is
+prometheus_client's own, in a daemon thread: a scrape still answers while the event loop is stuck,
+which is exactly when one wants to look.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Final
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, start_http_server
+
+#: Every outcome a request can be counted under; anything else is a programming error.
+OUTCOMES: Final = frozenset(
+    {"requested", "approved", "denied", "pending", "active", "expired", "revoked", "timed_out", "failed"}
+)
+
+# Grants last minutes; approvals minutes to hours.
+_TIME_TO_ACTIVE_BUCKETS: Final = (0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
+_APPROVAL_WAIT_BUCKETS: Final = (5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0)
+# Revocation lag should sit near zero: fine resolution up to a minute, then coarse to catch outages.
+_REVOCATION_LAG_BUCKETS: Final = (
+    0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 120.0, 300.0, 900.0,
+)  # fmt: skip
+
+
+class Metrics:
+    """The operator's series; handlers call the methods, never prometheus_client directly."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        self._requests = Counter(
+            "jitgrant_requests",
+            "AccessRequests by policy and outcome (each transition counted once).",
+            ["policy", "outcome"],
+            registry=self.registry,
+        )
+        self._active_grants = Gauge(
+            "jitgrant_active_grants",
+            "Grants whose RoleBinding currently exists, by target cluster.",
+            ["cluster"],
+            registry=self.registry,
+        )
+        self._time_to_active = Histogram(
+            "jitgrant_request_to_active_seconds",
+            "Time from an AccessRequest's creation until its grant was active.",
+            ["policy"],
+            buckets=_TIME_TO_ACTIVE_BUCKETS,
+            registry=self.registry,
+        )
+        self._approval_wait = Histogram(
+            "jitgrant_approval_wait_seconds",
+            "Time a request waited for its approvals (until approved, denied or timed out).",
+            ["policy"],
+            buckets=_APPROVAL_WAIT_BUCKETS,
+            registry=self.registry,
+        )
+        self._revocation_lag = Histogram(
+            "jitgrant_revocation_lag_seconds",
+            "When the RoleBinding was actually gone minus the grant's expiresAt.",
+            ["cluster"],
+            buckets=_REVOCATION_LAG_BUCKETS,
+            registry=self.registry,
+        )
+        self._audit_failures = Counter(
+            "jitgrant_audit_delivery_failures",
+            "Failed attempts to deliver audit records to a sink (records stay spooled and are retried).",
+            ["sink"],
+            registry=self.registry,
+        )
+        self._spool_depth = Gauge(
+            "jitgrant_audit_spool_depth",
+            "Audit records accepted into the local spool and not yet delivered to every sink.",
+            registry=self.registry,
+        )
+        self._reconcile_errors = Counter(
+            "jitgrant_reconcile_errors",
+            "Errors raised by operator handlers, by handler id.",
+            ["handler"],
+            registry=self.registry,
+        )
+        self._active: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._server: WSGIServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # Requests
+
+    def request_outcome(self, *, policy: str, outcome: str) -> None:
+        if outcome not in OUTCOMES:
+            raise ValueError(f"unknown request outcome {outcome!r} (known: {', '.join(sorted(OUTCOMES))})")
+        self._requests.labels(policy=policy, outcome=outcome).inc()
+
+    def observe_time_to_active(self, *, policy: str, seconds: float) -> None:
+        self._time_to_active.labels(policy=policy).observe(max(seconds, 0.0))
+
+    def observe_approval_wait(self, *, policy: str, seconds: float) -> None:
+        self._approval_wait.labels(policy=policy).observe(max(seconds, 0.0))
+
+    # Grants
+
+    def set_active_grants(self, *, cluster: str, count: int) -> None:
+        """Set the gauge from a full count (the start-up and periodic sweep), correcting any drift."""
+        if count < 0:
+            raise ValueError(f"active grant count cannot be negative, got {count}")
+        self._update_active(cluster, lambda _: count)
+
+    def grant_activated(self, cluster: str) -> None:
+        self._update_active(cluster, lambda n: n + 1)
+
+    def grant_ended(self, cluster: str) -> None:
+        # Never below zero: an end seen twice (a retried handler) must not invent negative grants.
+        # The next sweep's set_active_grants() restores the exact count either way.
+        self._update_active(cluster, lambda n: max(n - 1, 0))
+
+    def _update_active(self, cluster: str, change: Callable[[int], int]) -> None:
+        with self._lock:
+            count = self._active[cluster] = change(self._active.get(cluster, 0))
+            self._active_grants.labels(cluster=cluster).set(count)
+
+    def observe_revocation_lag(self, *, cluster: str, seconds: float) -> None:
+        """Observe how late a binding was removed; an early removal (clock skew) counts as zero."""
+        self._revocation_lag.labels(cluster=cluster).observe(max(seconds, 0.0))
+
+    # Audit
+
+    def audit_delivery_failed(self, *, sink: str) -> None:
+        self._audit_failures.labels(sink=sink).inc()
+
+    def set_audit_spool_depth(self, n: int) -> None:
+        if n < 0:
+            raise ValueError(f"spool depth cannot be negative, got {n}")
+        self._spool_depth.set(n)
+
+    # Handlers
+
+    def reconcile_error(self, *, handler: str) -> None:
+        self._reconcile_errors.labels(handler=handler).inc()
+
+    # Exposition
+
+    def render(self) -> bytes:
+        """The current exposition, in the Prometheus text format."""
+        return generate_latest(self.registry)
+
+    def start_server(self, *, host: str, port: int) -> int:
+        """Serve /metrics on host:port in a daemon thread; returns the bound port (0 = ephemeral)."""
+        if self._server is not None:
+            raise RuntimeError(f"metrics server already listening on port {self._server.server_port}")
+        server, thread = start_http_server(port, addr=host, registry=self.registry)
+        self._server, self._thread = server, thread
+        return int(server.server_port)
+
+    def stop_server(self) -> None:
+        """Stop the server started by start_server(); harmless if none runs."""
+        server, thread = self._server, self._thread
+        self._server = self._thread = None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        if thread is not None:
+            thread.join(timeout=5)
