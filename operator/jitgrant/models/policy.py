@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from jitgrant.models.base import GROUP_VERSION, Duration, WireModel, parse_duration
+from jitgrant.models.base import Duration, WireModel, parse_duration
 from jitgrant.models.rbac import PolicyRule
 
 
@@ -159,7 +159,7 @@ class ObjectMeta(WireModel):
 
 class GrantPolicy(WireModel):
     model_config = WireModel.model_config | {"extra": "ignore"}
-    api_version: Literal["jitgrant.dev/v1alpha1"] = GROUP_VERSION
+    api_version: Literal["jitgrant.dev/v1alpha1"] = "jitgrant.dev/v1alpha1"
     kind: Literal["GrantPolicy"] = "GrantPolicy"
     metadata: ObjectMeta
     spec: GrantPolicySpec

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from jitgrant.models.base import GROUP_VERSION, Duration, WireModel, parse_duration
+from jitgrant.models.base import Duration, WireModel, parse_duration
 from jitgrant.models.policy import ObjectMeta
 from jitgrant.models.rbac import PolicyRule
 
@@ -115,7 +115,7 @@ class AccessRequestStatus(WireModel):
 
 class AccessRequest(WireModel):
     model_config = WireModel.model_config | {"extra": "ignore"}
-    api_version: Literal["jitgrant.dev/v1alpha1"] = GROUP_VERSION
+    api_version: Literal["jitgrant.dev/v1alpha1"] = "jitgrant.dev/v1alpha1"
     kind: Literal["AccessRequest"] = "AccessRequest"
     metadata: ObjectMeta
     spec: AccessRequestSpec

@@ -1,0 +1,101 @@
+"""`jitgrant run`: the operator, against KUBECONFIG / in-cluster config, or `--embedded`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from jitgrant.settings import OperatorSettings, WebhookSettings
+
+
+def add_run_subcommand(sub: Any) -> None:
+    p = sub.add_parser("run", help="run the operator until interrupted")
+    p.add_argument("--embedded", action="store_true", help="start an embedded cluster and run against it")
+    p.add_argument(
+        "--kubeconfig", default=os.environ.get("KUBECONFIG"), help="default: $KUBECONFIG or in-cluster"
+    )
+    p.add_argument("--namespace-of-operator", default=os.environ.get("POD_NAMESPACE", "jitgrant-system"))
+    p.add_argument("--instance", default=os.environ.get("HOSTNAME", "jitgrant"))
+    p.add_argument("--webhook-port", type=int, default=None)
+    p.add_argument("--webhook-cert", type=Path, default=None)
+    p.add_argument("--webhook-key", type=Path, default=None)
+    p.add_argument("--metrics-port", type=int, default=None)
+    p.add_argument("--audit-config", type=Path, default=None)
+    p.add_argument(
+        "--receipt-key-file",
+        type=Path,
+        default=None,
+        help="HMAC key for requester seals and approval receipts (>= 32 bytes)",
+    )
+    p.add_argument("--inline-rules", action="store_true", help="allow Roles created from inline rules")
+    p.add_argument("--sweep-interval", type=int, default=30, help="seconds between expiry sweeps")
+    p.add_argument("--verbose", "-v", action="store_true")
+    p.set_defaults(func=cmd_run)
+
+
+def settings_from_args(args: argparse.Namespace) -> OperatorSettings:
+    webhook = None
+    if args.webhook_port is not None:
+        if not (args.webhook_cert and args.webhook_key):
+            raise SystemExit("error: --webhook-port needs --webhook-cert and --webhook-key")
+        webhook = WebhookSettings(
+            port=args.webhook_port, certfile=args.webhook_cert, keyfile=args.webhook_key
+        )
+    kwargs: dict[str, Any] = {
+        "operator_namespace": args.namespace_of_operator,
+        "operator_username": f"system:serviceaccount:{args.namespace_of_operator}:jitgrant",
+        "instance": args.instance,
+        "inline_rules_enabled": args.inline_rules,
+        "sweep_interval": timedelta(seconds=args.sweep_interval),
+        "audit_config": args.audit_config,
+        "metrics_port": args.metrics_port,
+        "webhook": webhook,
+    }
+    if args.receipt_key_file is not None:
+        return OperatorSettings.with_receipt_key_file(args.receipt_key_file, **kwargs)
+    print(
+        "warning: no --receipt-key-file: a random key is used, so approvals recorded before a restart "
+        "no longer verify after it",
+        file=sys.stderr,
+    )
+    return OperatorSettings(**kwargs)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if args.embedded:
+        return _run_embedded()
+    from jitgrant.runner import build_runtime, run
+
+    settings = settings_from_args(args)
+    runtime = build_runtime(settings, kubeconfig=args.kubeconfig)
+    try:
+        asyncio.run(run(runtime))
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+def _run_embedded() -> int:
+    import threading
+
+    from jitgrant.demo.environment import Environment
+
+    with Environment(audit_stdout=True) as env:
+        path = env.state_dir / "kubeconfig.yaml"
+        env.cluster.write_kubeconfig(path, token=env.cluster.admin_token)
+        print(f"embedded cluster at {env.cluster.url}; admin kubeconfig: {path}")
+        print(f"audit trail: {env.audit_file}; press Ctrl-C to stop")
+        with contextlib.suppress(KeyboardInterrupt):
+            threading.Event().wait()
+    return 0

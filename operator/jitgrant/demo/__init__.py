@@ -1,0 +1,1 @@
+"""Scenarios that run the real operator against the embedded cluster (`jitgrant demo`)."""

@@ -1,0 +1,393 @@
+"""An embedded cluster with the operator installed as the Helm chart would install it.
+
+Shared by `jitgrant demo` and the integration tests, so the demo shows exactly what the tests check:
+the operator runs as its own ServiceAccount with the chart's least-privilege RBAC, the admission
+webhooks are registered with `failurePolicy: Fail`, agents and approvers authenticate with their own
+tokens, and every call goes over HTTP through authentication, admission and RBAC.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import socket
+import tempfile
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+from kubernetes.client import ApiClient, CoreV1Api, CustomObjectsApi, RbacAuthorizationV1Api
+from kubernetes.client.exceptions import ApiException
+
+from jitgrant.devcluster import EmbeddedCluster, User
+from jitgrant.handlers.runtime import Runtime
+from jitgrant.handlers.webhook_tls import generate_webhook_tls
+from jitgrant.models import API_GROUP, API_VERSION
+from jitgrant.models.crd import all_crds
+from jitgrant.permissions import (
+    GRANTABLE_CLUSTER_ROLE_PERMISSIONS,
+    INLINE_RULES_PERMISSIONS,
+    OPERATOR_PERMISSIONS,
+    Permission,
+)
+from jitgrant.runner import OperatorThread, build_runtime
+from jitgrant.settings import OperatorSettings, WebhookSettings
+
+OPERATOR_NAMESPACE = "jitgrant-system"
+OPERATOR_SERVICE_ACCOUNT = "jitgrant"
+OPERATOR_USERNAME = f"system:serviceaccount:{OPERATOR_NAMESPACE}:{OPERATOR_SERVICE_ACCOUNT}"
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _rules(
+    permissions: Iterable[Permission], *, resource_names: list[str] | None = None
+) -> list[dict[str, Any]]:
+    rules = []
+    for permission in permissions:
+        rule: dict[str, Any] = {
+            "apiGroups": [permission.api_group],
+            "resources": [permission.resource],
+            "verbs": list(permission.verbs),
+        }
+        if resource_names:
+            rule["resourceNames"] = resource_names
+        rules.append(rule)
+    return rules
+
+
+def load_manifests(path: Path) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+@dataclass
+class Environment:
+    """Start with `with Environment() as env:`; everything stops on exit."""
+
+    grantable_cluster_roles: tuple[str, ...] = ("jit-restart-checkout",)
+    inline_rules: bool = False
+    sweep_interval: timedelta = timedelta(seconds=30)
+    state_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="jitgrant-env-")))
+    namespaces: tuple[str, ...] = ("agents", "payments", "orders")
+    audit_stdout: bool = False
+    runtime_hook: Callable[[Runtime], None] | None = None
+
+    cluster: EmbeddedCluster = field(init=False)
+    operator: OperatorThread = field(init=False)
+    receipt_key: bytes = field(init=False, default=b"")
+    _webhook: WebhookSettings = field(init=False)
+
+    # -- set-up ---------------------------------------------------------------------------------
+    def __enter__(self) -> Environment:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        self.cluster = EmbeddedCluster(name="embedded", crd_manifests=list(all_crds().values()))
+        self.cluster.start()
+        core = CoreV1Api(self.admin)
+        for namespace in (OPERATOR_NAMESPACE, *self.namespaces):
+            core.create_namespace({"metadata": {"name": namespace}})
+        self._install_operator_rbac()
+        self._install_webhooks()
+        self.receipt_key = secrets.token_bytes(32)
+        self.operator = OperatorThread(self._runtime_factory)
+        self.operator.start()
+
+    def stop(self) -> None:
+        try:
+            self.operator.stop()
+        finally:
+            self.cluster.stop()
+
+    @property
+    def admin(self) -> ApiClient:
+        return self.cluster.api_client()
+
+    @property
+    def audit_file(self) -> Path:
+        return self.state_dir / "audit.jsonl"
+
+    def _install_operator_rbac(self) -> None:
+        """What the chart installs: the operator's ServiceAccount and least-privilege ClusterRoles."""
+        core = CoreV1Api(self.admin)
+        rbac = RbacAuthorizationV1Api(self.admin)
+        core.create_namespaced_service_account(
+            OPERATOR_NAMESPACE, {"metadata": {"name": OPERATOR_SERVICE_ACCOUNT}}
+        )
+        roles: dict[str, list[dict[str, Any]]] = {
+            "jitgrant-operator": _rules(OPERATOR_PERMISSIONS),
+            "jitgrant-operator-bind": _rules(
+                GRANTABLE_CLUSTER_ROLE_PERMISSIONS, resource_names=list(self.grantable_cluster_roles)
+            ),
+        }
+        if self.inline_rules:
+            roles["jitgrant-operator-inline-rules"] = _rules(INLINE_RULES_PERMISSIONS)
+        for name, rules in roles.items():
+            rbac.create_cluster_role({"metadata": {"name": name}, "rules": rules})
+            rbac.create_cluster_role_binding(
+                {
+                    "metadata": {"name": name},
+                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+                    "subjects": [
+                        {
+                            "kind": "ServiceAccount",
+                            "name": OPERATOR_SERVICE_ACCOUNT,
+                            "namespace": OPERATOR_NAMESPACE,
+                        }
+                    ],
+                }
+            )
+
+    def _install_webhooks(self) -> None:
+        tls = generate_webhook_tls(self.state_dir / "webhook", hosts=["127.0.0.1", "localhost"])
+        port = free_port()
+        self._webhook = WebhookSettings(
+            host="127.0.0.1", port=port, certfile=tls.certfile, keyfile=tls.pkeyfile, public_host="127.0.0.1"
+        )
+        ca_bundle = base64.b64encode(tls.ca_pem).decode()
+        rules = [
+            {
+                "apiGroups": [API_GROUP],
+                "apiVersions": [API_VERSION],
+                "operations": ["CREATE", "UPDATE"],
+                "resources": ["accessrequests"],
+                "scope": "Namespaced",
+            }
+        ]
+
+        def webhook(name: str, path: str) -> dict[str, Any]:
+            return {
+                "name": name,
+                "clientConfig": {"url": f"https://127.0.0.1:{port}/{path}", "caBundle": ca_bundle},
+                "rules": rules,
+                "failurePolicy": "Fail",
+                "sideEffects": "None",
+                "admissionReviewVersions": ["v1"],
+                "timeoutSeconds": 10,
+            }
+
+        from kubernetes.client import AdmissionregistrationV1Api
+
+        admission = AdmissionregistrationV1Api(self.admin)
+        admission.create_mutating_webhook_configuration(
+            {
+                "metadata": {"name": "jitgrant"},
+                "webhooks": [webhook("stamp-requester.jitgrant.dev", "stamp-requester")],
+            }
+        )
+        admission.create_validating_webhook_configuration(
+            {
+                "metadata": {"name": "jitgrant"},
+                "webhooks": [webhook("validate-request.jitgrant.dev", "validate-request")],
+            }
+        )
+
+    def _operator_kubeconfig(self) -> dict[str, Any]:
+        token = self.service_account_token(OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT, seconds=24 * 3600)
+        return self.cluster.kubeconfig(token=token)
+
+    def _runtime_factory(self) -> Runtime:
+        settings = OperatorSettings(
+            operator_namespace=OPERATOR_NAMESPACE,
+            instance="jitgrant-embedded",
+            inline_rules_enabled=self.inline_rules,
+            receipt_key=self.receipt_key,
+            sweep_interval=self.sweep_interval,
+            audit_file=self.audit_file,
+            audit_stdout=self.audit_stdout,
+            webhook=self._webhook,
+            operator_username=OPERATOR_USERNAME,
+        )
+        runtime = build_runtime(settings, kubeconfig=self._operator_kubeconfig(), state_dir=self.state_dir)
+        if self.runtime_hook is not None:
+            self.runtime_hook(runtime)
+        return runtime
+
+    # -- identities -------------------------------------------------------------------------------
+    def service_account_token(self, namespace: str, name: str, *, seconds: int = 3600) -> str:
+        core = CoreV1Api(self.admin)
+        try:
+            core.create_namespaced_service_account(namespace, {"metadata": {"name": name}})
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+        result = core.create_namespaced_service_account_token(
+            name, namespace, {"spec": {"expirationSeconds": seconds, "audiences": []}}
+        )
+        token: str = result.status.token
+        return token
+
+    def client_for_service_account(self, namespace: str, name: str) -> ApiClient:
+        return self.cluster.api_client(token=self.service_account_token(namespace, name))
+
+    def client_for_user(self, name: str, *, groups: tuple[str, ...] = ()) -> ApiClient:
+        token = self.cluster.add_user(User(name=name, uid=f"uid-{name}", groups=groups))
+        return self.cluster.api_client(token=token)
+
+    def allow_to_request(
+        self,
+        namespace: str,
+        *,
+        service_account: str | None = None,
+        user: str | None = None,
+        group: str | None = None,
+    ) -> None:
+        """The RBAC a platform team gives agents: create and read AccessRequests in their namespace."""
+        self.allow(
+            namespace,
+            role="jitgrant-requester",
+            rules=[
+                {
+                    "apiGroups": [API_GROUP],
+                    "resources": ["accessrequests"],
+                    "verbs": ["create", "get", "list", "watch"],
+                }
+            ],
+            service_account=service_account,
+            user=user,
+            group=group,
+        )
+
+    def allow_to_approve(self, namespace: str, *, user: str | None = None, group: str | None = None) -> None:
+        """Approvers annotate requests: patch (and read) AccessRequests."""
+        self.allow(
+            namespace,
+            role="jitgrant-approver",
+            rules=[
+                {
+                    "apiGroups": [API_GROUP],
+                    "resources": ["accessrequests"],
+                    "verbs": ["get", "list", "watch", "patch"],
+                }
+            ],
+            user=user,
+            group=group,
+        )
+
+    def allow(
+        self,
+        namespace: str,
+        *,
+        role: str,
+        rules: list[dict[str, Any]],
+        service_account: str | None = None,
+        user: str | None = None,
+        group: str | None = None,
+    ) -> None:
+        rbac = RbacAuthorizationV1Api(self.admin)
+        try:
+            rbac.create_namespaced_role(namespace, {"metadata": {"name": role}, "rules": rules})
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+        subjects: list[dict[str, str]] = []
+        if service_account:
+            subjects.append({"kind": "ServiceAccount", "name": service_account, "namespace": namespace})
+        if user:
+            subjects.append({"kind": "User", "name": user, "apiGroup": "rbac.authorization.k8s.io"})
+        if group:
+            subjects.append({"kind": "Group", "name": group, "apiGroup": "rbac.authorization.k8s.io"})
+        suffix = (service_account or user or group or "x").replace(":", "-").lower()
+        rbac.create_namespaced_role_binding(
+            namespace,
+            {
+                "metadata": {"name": f"{role}-{suffix}"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role},
+                "subjects": subjects,
+            },
+        )
+
+    # -- objects ----------------------------------------------------------------------------------
+    def apply(self, manifests: Iterable[Mapping[str, Any]]) -> None:
+        """Create cluster objects as the platform team (admin)."""
+        from kubernetes.utils import create_from_dict
+
+        custom = CustomObjectsApi(self.admin)
+        for manifest in manifests:
+            if manifest.get("apiVersion", "").startswith(API_GROUP):
+                plural = {"GrantPolicy": "grantpolicies", "AccessRequest": "accessrequests"}[manifest["kind"]]
+                if manifest["kind"] == "GrantPolicy":
+                    custom.create_cluster_custom_object(API_GROUP, API_VERSION, plural, dict(manifest))
+                else:
+                    namespace = manifest["metadata"]["namespace"]
+                    custom.create_namespaced_custom_object(
+                        API_GROUP, API_VERSION, namespace, plural, dict(manifest)
+                    )
+            else:
+                create_from_dict(self.admin, dict(manifest))
+
+    def create_deployment(self, namespace: str, name: str) -> None:
+        from kubernetes.client import AppsV1Api
+
+        AppsV1Api(self.admin).create_namespaced_deployment(
+            namespace,
+            {
+                "metadata": {"name": name, "labels": {"app": name}},
+                "spec": {
+                    "replicas": 1,
+                    "selector": {"matchLabels": {"app": name}},
+                    "template": {
+                        "metadata": {"labels": {"app": name}},
+                        "spec": {"containers": [{"name": name, "image": f"registry.example/{name}:1.0"}]},
+                    },
+                },
+            },
+        )
+
+    def get_request(self, namespace: str, name: str, *, client: ApiClient | None = None) -> dict[str, Any]:
+        result: dict[str, Any] = CustomObjectsApi(client or self.admin).get_namespaced_custom_object(
+            API_GROUP, API_VERSION, namespace, "accessrequests", name
+        )
+        return result
+
+    def create_request(self, manifest: Mapping[str, Any], *, client: ApiClient) -> dict[str, Any]:
+        namespace = manifest["metadata"]["namespace"]
+        result: dict[str, Any] = CustomObjectsApi(client).create_namespaced_custom_object(
+            API_GROUP, API_VERSION, namespace, "accessrequests", dict(manifest)
+        )
+        return result
+
+    def annotate_request(
+        self, namespace: str, name: str, annotations: Mapping[str, str | None], *, client: ApiClient
+    ) -> dict[str, Any]:
+        result: dict[str, Any] = CustomObjectsApi(client).patch_namespaced_custom_object(
+            API_GROUP,
+            API_VERSION,
+            namespace,
+            "accessrequests",
+            name,
+            {"metadata": {"annotations": dict(annotations)}},
+        )
+        return result
+
+    def role_bindings(self, namespace: str) -> list[dict[str, Any]]:
+        result = RbacAuthorizationV1Api(self.admin).list_namespaced_role_binding(namespace)
+        items: list[dict[str, Any]] = self.admin.sanitize_for_serialization(result)["items"]
+        return items
+
+    def restart_deployment(self, namespace: str, name: str, *, client: ApiClient) -> None:
+        """What `kubectl rollout restart` sends: a patch of the pod template's annotations."""
+        from kubernetes.client import AppsV1Api
+
+        AppsV1Api(client).patch_namespaced_deployment(
+            name,
+            namespace,
+            {
+                "spec": {
+                    "template": {"metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": "now"}}}
+                }
+            },
+        )

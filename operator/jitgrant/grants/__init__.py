@@ -1,0 +1,1 @@
+"""Builders for the Kubernetes objects that make up a grant (pure: dicts in, dicts out)."""

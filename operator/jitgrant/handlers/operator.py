@@ -1,0 +1,132 @@
+"""kopf registrations. Handlers stay thin: they find the Runtime and hand over to the Reconciler."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import kopf
+
+from jitgrant.handlers.reconcile import Reconciler
+from jitgrant.handlers.runtime import Runtime
+from jitgrant.handlers.sweep import sweep_all, sweep_forever
+from jitgrant.models import API_GROUP, API_VERSION
+from jitgrant.models.request import TERMINAL_PHASES
+
+# Persistence names are part of the API: changing them later re-handles every object.
+FINALIZER = "jitgrant.dev/revoke-grant"
+PROGRESS_PREFIX = "jitgrant.dev"
+
+_TERMINAL = frozenset(phase.value for phase in TERMINAL_PHASES)
+_RESOURCE = (API_GROUP, API_VERSION, "accessrequests")
+
+log = logging.getLogger("jitgrant.operator")
+
+
+def runtime_of(memo: Any) -> Runtime:
+    runtime = getattr(memo, "runtime", None)
+    if not isinstance(runtime, Runtime):
+        raise kopf.PermanentError(
+            "jitgrant runtime missing from kopf's memo; start the operator with jitgrant run"
+        )
+    return runtime
+
+
+def configure(settings: kopf.OperatorSettings, *, retry_delay: float) -> None:
+    settings.persistence.finalizer = FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PROGRESS_PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=PROGRESS_PREFIX, key="last-handled-configuration"
+    )
+    settings.posting.level = logging.INFO
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.watching.connect_timeout = 10
+    settings.networking.request_timeout = 30
+    settings.batching.error_delays = (1, 2, 5, 10, 30)
+    settings.queueing.exit_timeout = 5.0
+    # One replica, Recreate strategy: no peering (peering is not leader election anyway).
+    settings.peering.standalone = True
+    settings.execution.max_workers = 8
+    # A temporary error is retried after this delay rather than kopf's 60 s default.
+    settings.batching.idle_timeout = 5.0
+    del retry_delay
+
+
+@kopf.on.startup(id="start-runtime")
+async def start_runtime(memo: kopf.Memo, settings: kopf.OperatorSettings, **_: Any) -> None:
+    runtime = runtime_of(memo)
+    configure(settings, retry_delay=runtime.settings.retry_delay.total_seconds())
+    await runtime.audit.start()
+    # Windows that closed while the operator was down end now, before anything else is handled.
+    removed = await sweep_all(runtime)
+    if removed:
+        log.warning("start-up sweep removed %d stale grant object(s)", removed)
+    runtime.sweep_task = asyncio.create_task(sweep_forever(runtime), name="jitgrant-sweep")
+    runtime.started.set()
+
+
+@kopf.on.cleanup(id="stop-runtime")
+async def stop_runtime(memo: kopf.Memo, **_: Any) -> None:
+    runtime = runtime_of(memo)
+    if runtime.sweep_task is not None:
+        runtime.sweep_task.cancel()
+        await asyncio.gather(runtime.sweep_task, return_exceptions=True)
+    await runtime.audit.close()
+
+
+@kopf.on.event(*_RESOURCE, id="reconcile-on-change")
+async def reconcile_on_change(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:
+    if type == "DELETED" or body.get("status", {}).get("phase") in _TERMINAL:
+        return
+    runtime = runtime_of(memo)
+    try:
+        await Reconciler(runtime).reconcile(body.metadata.namespace or "", body.metadata.name or "")
+    except Exception:
+        # Events are not retried by kopf; the clock below picks the request up again.
+        runtime.metrics.reconcile_error(handler="reconcile-on-change")
+        log.exception("reconciling %s/%s failed; will retry", body.metadata.namespace, body.metadata.name)
+
+
+def _not_ended(status: kopf.Status, **_: Any) -> bool:
+    return status.get("phase") not in _TERMINAL
+
+
+@kopf.timer(*_RESOURCE, id="reconcile-clock", interval=1.0, when=_not_ended)
+async def reconcile_clock(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Time-driven transitions (expiry, pending time-out) and retries of failed attempts.
+
+    Cheap when nothing is due: it reads the absolute times kept in status and calls the API only
+    when one has passed, so `expiresAt` survives any restart of the operator.
+    """
+    runtime = runtime_of(memo)
+    status = body.get("status", {})
+    phase = status.get("phase")
+    now = runtime.clock()
+    if phase == "Active":
+        expires = status.get("expiresAt")
+        if expires and _parse(expires) > now and "jitgrant.dev/revoke" not in body.metadata.annotations:
+            return
+    try:
+        await Reconciler(runtime).reconcile(body.metadata.namespace or "", body.metadata.name or "")
+    except Exception:
+        runtime.metrics.reconcile_error(handler="reconcile-clock")
+        log.exception("reconciling %s/%s failed; will retry", body.metadata.namespace, body.metadata.name)
+
+
+@kopf.on.delete(*_RESOURCE, id="revoke-on-delete")
+async def revoke_on_delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Deleting a request revokes its access first; kopf keeps the finalizer until this succeeds."""
+    runtime = runtime_of(memo)
+    try:
+        await Reconciler(runtime).revoke_for_deletion(body)
+    except Exception as exc:
+        runtime.metrics.reconcile_error(handler="revoke-on-delete")
+        raise kopf.TemporaryError(f"revoking before deletion failed: {exc}", delay=2) from exc
+
+
+def _parse(text: str) -> Any:
+    from datetime import datetime
+
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))

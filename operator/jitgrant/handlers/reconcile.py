@@ -1,0 +1,482 @@
+"""Carrying out the lifecycle's decisions against the cluster: the only place that turns a Step into
+status patches, RBAC objects, audit records, Kubernetes Events and metrics."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, cast
+
+import kopf
+from kubernetes.client.exceptions import ApiException
+from pydantic import ValidationError
+
+from jitgrant.approvals.counting import ApprovalTally, tally
+from jitgrant.approvals.receipts import APPROVALS_ANNOTATION, parse_recorded
+from jitgrant.audit.records import EventType
+from jitgrant.audit.trail import AuditUnavailable
+from jitgrant.clusters import grant_objects
+from jitgrant.clusters.grant_objects import ForeignObjectError
+from jitgrant.grants.objects import GrantOwner, inline_role, role_binding, subject_for
+from jitgrant.handlers.audit_events import audit_event
+from jitgrant.handlers.runtime import Runtime, TargetUnavailable
+from jitgrant.identity.stamp import REQUESTER_SEAL_ANNOTATION, verify_requester_seal
+from jitgrant.lifecycle import Action, Step, next_step
+from jitgrant.models import AccessRequest, ApprovalEntry, GrantPolicySpec, GrantRef, Phase
+from jitgrant.models.request import TERMINAL_PHASES
+
+log = logging.getLogger("jitgrant.reconcile")
+
+# An approval reaches Active in the same pass: Pending -> Approved -> Active needs three steps.
+_MAX_STEPS_PER_PASS = 4
+
+_PHASE_OF = {
+    Action.FAIL: Phase.FAILED,
+    Action.DENY: Phase.DENIED,
+    Action.PEND: Phase.PENDING,
+    Action.APPROVE: Phase.APPROVED,
+    Action.TIME_OUT: Phase.TIMED_OUT,
+    Action.EXPIRE: Phase.EXPIRED,
+    Action.REVOKE: Phase.REVOKED,
+}
+_EVENT_OF = {
+    Action.FAIL: EventType.FAILED,
+    Action.DENY: EventType.DENIED,
+    Action.PEND: EventType.PENDING,
+    Action.APPROVE: EventType.APPROVED,
+    Action.TIME_OUT: EventType.TIMED_OUT,
+    Action.EXPIRE: EventType.EXPIRED,
+    Action.REVOKE: EventType.REVOKED,
+}
+_OUTCOME_OF = {
+    Action.FAIL: "failed",
+    Action.DENY: "denied",
+    Action.PEND: "pending",
+    Action.APPROVE: "approved",
+    Action.TIME_OUT: "timed_out",
+    Action.EXPIRE: "expired",
+    Action.REVOKE: "revoked",
+}
+
+
+def _time(value: datetime) -> str:
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _post_event(body: Mapping[str, Any], *, warning: bool, reason: str, message: str) -> None:
+    """A Kubernetes Event on the request, so `kubectl describe` shows the story too."""
+    try:
+        kopf.event(cast(kopf.Body, body), type="Warning" if warning else "Normal", reason=reason, message=message[:1000])
+    except Exception:
+        log.debug("could not queue an event", exc_info=True)
+
+
+class Reconciler:
+    """Moves one AccessRequest through its lifecycle, one verified step at a time."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    async def reconcile(self, namespace: str, name: str) -> datetime | None:
+        """Run every step that is due now; return when the request next needs attention."""
+        async with self.runtime.lock_for(f"{namespace}/{name}"):
+            for _ in range(_MAX_STEPS_PER_PASS):
+                body = await self.runtime.own.get_request(namespace, name)
+                if body is None or body.get("metadata", {}).get("deletionTimestamp"):
+                    return None  # deletion is the delete handler's business
+                step, request, policy = await self._next(body)
+                if step.action is Action.WAIT:
+                    return step.wake_at
+                if step.action is Action.NONE or request is None:
+                    return None
+                await self._carry_out(step, body=body, request=request, policy=policy)
+        return None
+
+    async def _next(
+        self, body: Mapping[str, Any]
+    ) -> tuple[Step, AccessRequest | None, GrantPolicySpec | None]:
+        try:
+            request = AccessRequest.from_object(body)
+        except ValidationError as exc:
+            phase = (body.get("status") or {}).get("phase")
+            if phase in {p.value for p in TERMINAL_PHASES}:
+                return Step(Action.NONE), None, None
+            await self._fail_unparseable(body, exc)
+            return Step(Action.NONE), None, None
+        settings = self.runtime.settings
+        policy = await self.runtime.get_policy(request.spec.policy)
+        meta = body.get("metadata") or {}
+        seal_valid = verify_requester_seal(
+            key=settings.receipt_key,
+            namespace=request.metadata.namespace or "",
+            name=request.metadata.name,
+            spec=body.get("spec") or {},
+            seal=(meta.get("annotations") or {}).get(REQUESTER_SEAL_ANNOTATION),
+        )
+        approvals = self._tally(body, request, policy)
+        step = next_step(
+            request=request,
+            policy=policy,
+            now=self.runtime.clock(),
+            seal_valid=seal_valid,
+            tally=approvals,
+            inline_rules_enabled=settings.inline_rules_enabled,
+            operator_namespace=settings.operator_namespace,
+        )
+        return step, request, policy
+
+    def _tally(
+        self, body: Mapping[str, Any], request: AccessRequest, policy: GrantPolicySpec | None
+    ) -> ApprovalTally | None:
+        if policy is None or request.spec.requester is None:
+            return None
+        annotations = (body.get("metadata") or {}).get("annotations") or {}
+        return tally(
+            policy=policy.approval,
+            requester=request.spec.requester,
+            recorded=parse_recorded(annotations.get(APPROVALS_ANNOTATION)),
+            key=self.runtime.settings.receipt_key,
+            request_uid=request.metadata.uid or "",
+            spec=body.get("spec") or {},
+        )
+
+    async def _fail_unparseable(self, body: Mapping[str, Any], exc: ValidationError) -> None:
+        meta = body.get("metadata") or {}
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
+        now = self.runtime.clock()
+        await self.runtime.own.patch_request_status(
+            meta.get("namespace", ""),
+            meta.get("name", ""),
+            {
+                "phase": Phase.FAILED.value,
+                "reason": "InvalidRequest",
+                "message": problems,
+                "endedAt": _time(now),
+            },
+            resource_version=meta.get("resourceVersion"),
+        )
+
+    async def _carry_out(
+        self, step: Step, *, body: Mapping[str, Any], request: AccessRequest, policy: GrantPolicySpec | None
+    ) -> None:
+        if step.action is Action.ACTIVATE:
+            assert policy is not None and step.duration is not None  # next_step guarantees both
+            await self._activate(step, body=body, request=request, policy=policy)
+        elif step.action in (Action.EXPIRE, Action.REVOKE):
+            await self._end_grant(step, body=body, request=request)
+        else:
+            await self._transition(step, body=body, request=request, policy=policy)
+
+    async def _transition(
+        self,
+        step: Step,
+        *,
+        body: Mapping[str, Any],
+        request: AccessRequest,
+        policy: GrantPolicySpec | None,
+        cluster: str | None = None,
+    ) -> None:
+        """A phase change that creates or removes nothing: decisions, approvals, time-outs."""
+        runtime = self.runtime
+        now = runtime.clock()
+        phase = _PHASE_OF[step.action]
+        status: dict[str, Any] = {"phase": phase.value, "reason": step.reason, "message": step.message}
+        if request.status.requested_at is None:
+            status["requestedAt"] = _time(now)
+        if step.action is not Action.PEND:
+            status["decidedAt"] = _time(now)
+        if phase.terminal:
+            status["endedAt"] = _time(now)
+        approvals = self._approval_entries(step.tally)
+        if approvals:
+            status["approvals"] = [entry.model_dump(mode="json", by_alias=True) for entry in approvals]
+        if cluster is None:
+            cluster = policy.target.cluster if policy is not None else "unknown"
+        if request.status.phase is None:
+            await runtime.audit.record(
+                audit_event(request=request, event_type=EventType.REQUESTED, at=now, cluster=cluster)
+            )
+            runtime.metrics.request_outcome(policy=request.spec.policy, outcome="requested")
+        await runtime.own.patch_request_status(
+            request.metadata.namespace or "",
+            request.metadata.name,
+            status,
+            resource_version=(body.get("metadata") or {}).get("resourceVersion"),
+        )
+        await runtime.audit.record(
+            audit_event(
+                request=request,
+                event_type=_EVENT_OF[step.action],
+                at=now,
+                cluster=cluster,
+                decision=phase.value,
+                reason=step.message or step.reason,
+                approvals=approvals,
+                ended_at=now if phase.terminal else None,
+            )
+        )
+        runtime.metrics.request_outcome(policy=request.spec.policy, outcome=_OUTCOME_OF[step.action])
+        if step.action is Action.APPROVE and request.status.requested_at is not None:
+            runtime.metrics.observe_approval_wait(
+                policy=request.spec.policy, seconds=(now - request.status.requested_at).total_seconds()
+            )
+        warning = step.action in (Action.FAIL, Action.DENY, Action.TIME_OUT)
+        _post_event(body, warning=warning, reason=step.reason, message=step.message)
+        log.info(
+            "%s/%s -> %s: %s", request.metadata.namespace, request.metadata.name, phase.value, step.message
+        )
+
+    @staticmethod
+    def _approval_entries(result: ApprovalTally | None) -> tuple[ApprovalEntry, ...]:
+        if result is None:
+            return ()
+        return tuple(
+            ApprovalEntry(
+                approver=entry.approver,
+                groups=entry.groups,
+                at=entry.at,
+                reason=entry.reason,
+                receipt=entry.receipt,
+            )
+            for entry in result.counted
+        )
+
+    async def _activate(
+        self, step: Step, *, body: Mapping[str, Any], request: AccessRequest, policy: GrantPolicySpec
+    ) -> None:
+        runtime = self.runtime
+        assert step.duration is not None and step.decision is not None
+        namespace = request.metadata.namespace or ""
+        now = runtime.clock()
+        expires_at = now + step.duration
+        owner = GrantOwner(uid=request.metadata.uid or "", namespace=namespace, name=request.metadata.name)
+        assert request.spec.requester is not None
+        role = None
+        if step.decision.rules:
+            role = inline_role(
+                owner=owner,
+                namespace=request.spec.namespace,
+                expires_at=expires_at,
+                rules=step.decision.rules,
+            )
+        binding = role_binding(
+            owner=owner,
+            namespace=request.spec.namespace,
+            expires_at=expires_at,
+            subjects=[subject_for(request.spec.requester)],
+            cluster_role=step.decision.cluster_role if role is None else None,
+            role=role["metadata"]["name"] if role is not None else None,
+        )
+        binding_name = binding["metadata"]["name"]
+        cluster = policy.target.cluster
+        resource_version = (body.get("metadata") or {}).get("resourceVersion")
+
+        try:
+            target = await runtime.cluster_for(
+                policy.target, {"namespace": namespace, "name": request.metadata.name}
+            )
+        except TargetUnavailable as exc:
+            if exc.retryable:
+                raise
+            await self._fail(request, body, reason=exc.reason, message=str(exc), cluster=cluster)
+            return
+
+        # Invariant 6: the record that access is about to exist is accepted before it exists.
+        try:
+            await runtime.audit.record_before_grant(
+                audit_event(
+                    request=request,
+                    event_type=EventType.GRANTED,
+                    at=now,
+                    cluster=cluster,
+                    decision="granted",
+                    reason=step.message,
+                    activated_at=now,
+                    expires_at=expires_at,
+                    binding=binding_name,
+                )
+            )
+        except AuditUnavailable as exc:
+            await self._fail(
+                request,
+                body,
+                reason="AuditUnavailable",
+                message=f"the grant was not issued because its audit record could not be stored: {exc}",
+                cluster=cluster,
+            )
+            return
+
+        try:
+            await grant_objects.issue(target, binding=binding, role=role, owner_uid=owner.uid)
+        except ForeignObjectError as exc:
+            await self._fail(request, body, reason="NameCollision", message=str(exc), cluster=cluster)
+            return
+        except ApiException as exc:
+            if exc.status in (403, 422):
+                # The API server itself refused: e.g. the ClusterRole is not in the operator's
+                # `bind` allowlist. Nothing was created; say exactly what the server said.
+                await self._remove_quietly(
+                    target,
+                    namespace=request.spec.namespace,
+                    binding=binding_name,
+                    role=role["metadata"]["name"] if role else None,
+                    owner_uid=owner.uid,
+                )
+                await self._fail(
+                    request,
+                    body,
+                    reason="GrantRefusedByCluster",
+                    message=f"cluster {cluster} refused to create the grant: {_server_message(exc)}",
+                    cluster=cluster,
+                )
+                return
+            raise
+
+        grant = GrantRef(
+            cluster=cluster,
+            namespace=request.spec.namespace,
+            role_binding=binding_name,
+            role=role["metadata"]["name"] if role is not None else None,
+            cluster_role=step.decision.cluster_role if role is None else None,
+        )
+        status: dict[str, Any] = {
+            "phase": Phase.ACTIVE.value,
+            "reason": step.reason,
+            "message": f"{describe_grant(request)} until {_time(expires_at)}",
+            "activatedAt": _time(now),
+            "expiresAt": _time(expires_at),
+            "grant": grant.model_dump(mode="json", by_alias=True, exclude_none=True),
+        }
+        if request.status.requested_at is None:
+            status["requestedAt"] = _time(now)
+        await runtime.own.patch_request_status(
+            namespace, request.metadata.name, status, resource_version=resource_version
+        )
+        runtime.metrics.request_outcome(policy=request.spec.policy, outcome="active")
+        runtime.metrics.grant_activated(cluster)
+        started = request.status.requested_at or now
+        runtime.metrics.observe_time_to_active(
+            policy=request.spec.policy, seconds=(now - started).total_seconds()
+        )
+        _post_event(body, warning=False, reason="Granted", message=status["message"])
+        log.info("%s/%s -> Active until %s", namespace, request.metadata.name, _time(expires_at))
+
+    async def _end_grant(self, step: Step, *, body: Mapping[str, Any], request: AccessRequest) -> None:
+        """Expiry or revocation: the access goes first, the record follows and never holds it up."""
+        runtime = self.runtime
+        grant = request.status.grant
+        policy = await runtime.get_policy(request.spec.policy)
+        if grant is not None:
+            target = await self._target_for_removal(grant, policy)
+            await grant_objects.remove(
+                target,
+                namespace=grant.namespace,
+                binding=grant.role_binding,
+                role=grant.role,
+                owner_uid=request.metadata.uid or "",
+            )
+        now = runtime.clock()
+        phase = _PHASE_OF[step.action]
+        status: dict[str, Any] = {
+            "phase": phase.value,
+            "reason": step.reason,
+            "message": step.message,
+            "endedAt": _time(now),
+        }
+        await runtime.own.patch_request_status(
+            request.metadata.namespace or "",
+            request.metadata.name,
+            status,
+            resource_version=(body.get("metadata") or {}).get("resourceVersion"),
+        )
+        cluster = grant.cluster if grant is not None else (policy.target.cluster if policy else "unknown")
+        await runtime.audit.record(
+            audit_event(
+                request=request,
+                event_type=_EVENT_OF[step.action],
+                at=now,
+                cluster=cluster,
+                decision=phase.value,
+                reason=step.message,
+                ended_at=now,
+            )
+        )
+        runtime.metrics.request_outcome(policy=request.spec.policy, outcome=_OUTCOME_OF[step.action])
+        if grant is not None and request.status.phase is Phase.ACTIVE:
+            runtime.metrics.grant_ended(cluster)
+            if step.action is Action.EXPIRE and request.status.expires_at is not None:
+                lag = (now - request.status.expires_at).total_seconds()
+                runtime.metrics.observe_revocation_lag(cluster=cluster, seconds=max(lag, 0.0))
+        _post_event(body, warning=False, reason=step.reason, message=step.message)
+        log.info(
+            "%s/%s -> %s: %s", request.metadata.namespace, request.metadata.name, phase.value, step.message
+        )
+
+    async def _target_for_removal(self, grant: GrantRef, policy: GrantPolicySpec | None) -> Any:
+        if policy is not None and policy.target.cluster == grant.cluster:
+            return await self.runtime.cluster_for(policy.target, {})
+        if grant.cluster == "in-cluster":
+            return self.runtime.own
+        # The policy changed or vanished: the sweep over every known cluster removes it instead.
+        raise TargetUnavailable(f"cannot resolve cluster {grant.cluster} to remove the grant", retryable=True)
+
+    async def _remove_quietly(
+        self, target: Any, *, namespace: str, binding: str, role: str | None, owner_uid: str
+    ) -> None:
+        try:
+            await grant_objects.remove(
+                target, namespace=namespace, binding=binding, role=role, owner_uid=owner_uid
+            )
+        except ApiException:
+            log.warning("could not clean up after a refused grant in %s", namespace, exc_info=True)
+
+    async def _fail(
+        self,
+        request: AccessRequest,
+        body: Mapping[str, Any],
+        *,
+        reason: str,
+        message: str,
+        cluster: str,
+    ) -> None:
+        step = Step(Action.FAIL, reason=reason, message=message)
+        await self._transition(step, body=body, request=request, policy=None, cluster=cluster)
+
+    async def revoke_for_deletion(self, body: Mapping[str, Any]) -> None:
+        """The finalizer's work: a deleted request loses its access before it disappears."""
+        runtime = self.runtime
+        meta = body.get("metadata") or {}
+        key = f"{meta.get('namespace')}/{meta.get('name')}"
+        async with runtime.lock_for(key):
+            fresh = await runtime.own.get_request(meta.get("namespace", ""), meta.get("name", ""))
+            current = fresh if fresh is not None and fresh["metadata"].get("uid") == meta.get("uid") else body
+            try:
+                request = AccessRequest.from_object(current)
+            except ValidationError:
+                return
+            if request.status.phase is None or request.status.phase.terminal:
+                return
+            step = Step(Action.REVOKE, reason="Deleted", message="the AccessRequest was deleted")
+            await self._end_grant(step, body=current, request=request)
+
+
+def describe_grant(request: AccessRequest) -> str:
+    spec = request.spec
+    if spec.cluster_role is not None:
+        return f"ClusterRole {spec.cluster_role} in {spec.namespace}"
+    rules = "; ".join(
+        f"{','.join(rule.verbs)} {','.join(rule.resources)}"
+        + (f"/{','.join(rule.resource_names)}" if rule.resource_names else "")
+        for rule in spec.rules or ()
+    )
+    return f"{rules} in {spec.namespace}"
+
+
+def _server_message(exc: ApiException) -> str:
+    try:
+        payload = json.loads(exc.body or "{}")
+        return str(payload.get("message") or exc.reason)
+    except ValueError:
+        return str(exc.reason)

@@ -1,0 +1,113 @@
+"""The sweep: expiry that does not depend on a timer having fired.
+
+At start-up and then every `sweep_interval`, every RoleBinding and Role jitgrant labelled is checked
+against its own `expires-at` annotation and its AccessRequest: past its window, owned by a request that
+is gone, recreated (another uid) or already ended, it is removed. This is what revokes a grant whose
+window closed while the operator was down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime
+
+from jitgrant.audit.records import AuditEvent, EventType
+from jitgrant.clusters import grant_objects
+from jitgrant.clusters.grant_objects import ManagedObject
+from jitgrant.clusters.own import ClusterApi
+from jitgrant.grants.objects import REQUEST_ANNOTATION, REQUEST_UID_LABEL
+from jitgrant.handlers.reconcile import Reconciler
+from jitgrant.handlers.runtime import Runtime
+from jitgrant.models.request import TERMINAL_PHASES
+
+log = logging.getLogger("jitgrant.sweep")
+
+
+def _why_remove(obj: ManagedObject, request: dict[str, object] | None, now: datetime) -> str | None:
+    """Why this object must go, or None to keep it."""
+    expiry = grant_objects.parse_expiry(obj)
+    if expiry is None:
+        return "it carries no readable expires-at annotation"
+    if expiry <= now:
+        return f"its window closed at {obj.annotations.get('jitgrant.dev/expires-at')}"
+    if request is None:
+        return f"its AccessRequest {obj.annotations.get(REQUEST_ANNOTATION)} no longer exists"
+    metadata = request.get("metadata") or {}
+    assert isinstance(metadata, dict)
+    if metadata.get("uid") != obj.labels.get(REQUEST_UID_LABEL):
+        return "its AccessRequest was deleted and recreated under the same name"
+    status = request.get("status") or {}
+    assert isinstance(status, dict)
+    if status.get("phase") in {phase.value for phase in TERMINAL_PHASES}:
+        return f"its AccessRequest already ended ({status.get('phase')})"
+    return None
+
+
+async def sweep_cluster(runtime: Runtime, cluster: ClusterApi) -> int:
+    """Remove every stale grant object in one cluster; returns how many were removed."""
+    now = runtime.clock()
+    removed = 0
+    reconcile_after: set[tuple[str, str]] = set()
+    for obj in await grant_objects.list_managed(cluster, include_roles=runtime.settings.inline_rules_enabled):
+        namespace, _, name = obj.annotations.get(REQUEST_ANNOTATION, "").partition("/")
+        request = await runtime.own.get_request(namespace, name) if namespace and name else None
+        reason = _why_remove(obj, request, now)
+        if reason is None:
+            continue
+        await grant_objects.delete_managed(cluster, obj)
+        removed += 1
+        log.warning(
+            "sweep removed %s %s/%s in %s: %s", obj.kind, obj.namespace, obj.name, cluster.name, reason
+        )
+        await runtime.audit.record(
+            AuditEvent(
+                type=EventType.CLEANED_UP,
+                time=now,
+                request_uid=obj.labels.get(REQUEST_UID_LABEL, ""),
+                request_name=name,
+                request_namespace=namespace,
+                policy=None,
+                cluster=cluster.name,
+                requester=None,
+                scope=None,
+                window=None,
+                decision="removed",
+                reason=f"{obj.kind} {obj.namespace}/{obj.name} removed by the sweep: {reason}",
+                binding=obj.name if obj.kind == "RoleBinding" else None,
+            )
+        )
+        if request is not None:
+            reconcile_after.add((namespace, name))
+    # Requests whose objects were just removed still say Active: bring their status up to date.
+    reconciler = Reconciler(runtime)
+    for namespace, name in reconcile_after:
+        await reconciler.reconcile(namespace, name)
+    return removed
+
+
+async def sweep_all(runtime: Runtime) -> int:
+    clusters = [runtime.own, *runtime.extra_sweep_clusters()]
+    results = await asyncio.gather(*(sweep_cluster(runtime, c) for c in clusters), return_exceptions=True)
+    total = 0
+    for cluster, result in zip(clusters, results, strict=True):
+        if isinstance(result, BaseException):
+            # One unreachable cluster must not stop the sweep of the others.
+            log.error("sweep of cluster %s failed: %s", cluster.name, result)
+            runtime.metrics.reconcile_error(handler="sweep")
+        else:
+            total += result
+    return total
+
+
+async def sweep_forever(runtime: Runtime) -> None:
+    interval = runtime.settings.sweep_interval.total_seconds()
+    while True:
+        try:
+            await sweep_all(runtime)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("sweep failed; retrying in %s s", interval)
+            runtime.metrics.reconcile_error(handler="sweep")
+        await asyncio.sleep(interval)

@@ -1,0 +1,191 @@
+"""What happens next to an AccessRequest: a pure decision, so every transition is unit-testable and
+the kopf handlers only carry it out.
+
+Pending -> Approved -> Active -> Expired | Revoked; Pending -> Denied | TimedOut; anything -> Failed.
+Terminal phases never change again; the clock starts when the grant becomes active.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from jitgrant.approvals.counting import ApprovalTally
+from jitgrant.models import AccessRequest, GrantPolicySpec, Phase
+from jitgrant.policy import PolicyDecision, decide
+
+REVOKE_ANNOTATION = "jitgrant.dev/revoke"
+
+
+class Action(StrEnum):
+    NONE = "none"  # nothing to do now
+    WAIT = "wait"  # nothing to do until wake_at
+    FAIL = "fail"
+    DENY = "deny"
+    PEND = "pend"
+    APPROVE = "approve"
+    ACTIVATE = "activate"
+    EXPIRE = "expire"
+    REVOKE = "revoke"
+    TIME_OUT = "time-out"
+
+
+@dataclass(frozen=True)
+class Step:
+    action: Action
+    reason: str = ""
+    message: str = ""
+    wake_at: datetime | None = None
+    duration: timedelta | None = None
+    decision: PolicyDecision | None = None
+    tally: ApprovalTally | None = field(default=None, repr=False)
+
+
+def _revocation_reason(request: AccessRequest) -> str | None:
+    value = request.metadata.annotations.get(REVOKE_ANNOTATION)
+    if value is None:
+        return None
+    return value.strip() or "revoked by annotation (no reason given)"
+
+
+def decide_new(
+    *,
+    request: AccessRequest,
+    policy: GrantPolicySpec | None,
+    seal_valid: bool,
+    inline_rules_enabled: bool,
+    operator_namespace: str,
+) -> Step:
+    """The first decision on a request that has no phase yet."""
+    if request.spec.requester is None or not seal_valid:
+        return Step(
+            Action.FAIL,
+            reason="RequesterNotVerified",
+            message=(
+                "the requester was not stamped by jitgrant's admission webhook (or the stamp was altered); "
+                "nothing was granted. Check that the webhook is installed with failurePolicy: Fail"
+            ),
+        )
+    if policy is None:
+        return Step(
+            Action.DENY,
+            reason="PolicyNotFound",
+            message=f"GrantPolicy {request.spec.policy!r} does not exist; ask the platform team which to use",
+        )
+    decision = decide(
+        policy_name=request.spec.policy,
+        policy=policy,
+        request=request.spec,
+        requester=request.spec.requester,
+        operator_namespace=operator_namespace,
+        inline_rules_enabled=inline_rules_enabled,
+    )
+    if not decision.allowed:
+        return Step(
+            Action.DENY, reason="PolicyRefused", message="; ".join(decision.reasons), decision=decision
+        )
+    if decision.needs_approval:
+        return Step(
+            Action.PEND,
+            reason="AwaitingApproval",
+            message=(
+                f"waiting for {policy.approval.min_approvals} approval(s) under policy {request.spec.policy}"
+            ),
+            decision=decision,
+            duration=decision.duration,
+        )
+    return Step(
+        Action.APPROVE,
+        reason="AutoApproved",
+        message=f"policy {request.spec.policy} approves this scope without a human",
+        decision=decision,
+        duration=decision.duration,
+    )
+
+
+def next_step(
+    *,
+    request: AccessRequest,
+    policy: GrantPolicySpec | None,
+    now: datetime,
+    seal_valid: bool,
+    tally: ApprovalTally | None,
+    inline_rules_enabled: bool,
+    operator_namespace: str,
+) -> Step:
+    status = request.status
+    phase = status.phase
+    if phase is not None and phase.terminal:
+        return Step(Action.NONE)
+    revoke_reason = _revocation_reason(request)
+
+    if phase is None:
+        return decide_new(
+            request=request,
+            policy=policy,
+            seal_valid=seal_valid,
+            inline_rules_enabled=inline_rules_enabled,
+            operator_namespace=operator_namespace,
+        )
+
+    if revoke_reason is not None:
+        return Step(Action.REVOKE, reason="Revoked", message=revoke_reason)
+
+    if phase is Phase.PENDING:
+        if policy is None:
+            return Step(
+                Action.DENY,
+                reason="PolicyNotFound",
+                message=f"GrantPolicy {request.spec.policy!r} was deleted",
+            )
+        if tally is not None and tally.denied_by is not None:
+            denial = tally.denied_by
+            detail = f": {denial.reason}" if denial.reason else ""
+            return Step(
+                Action.DENY,
+                reason="DeniedByApprover",
+                message=f"denied by {denial.approver}{detail}",
+                tally=tally,
+            )
+        if tally is not None and tally.approved:
+            approvers = ", ".join(sorted({entry.approver for entry in tally.counted}))
+            return Step(Action.APPROVE, reason="Approved", message=f"approved by {approvers}", tally=tally)
+        started = status.requested_at or now
+        deadline = started + policy.approval.pending_timeout_delta
+        if now >= deadline:
+            return Step(
+                Action.TIME_OUT,
+                reason="PendingTimeout",
+                message=(
+                    f"no decision within the policy's pendingTimeout of {policy.approval.pending_timeout}"
+                ),
+            )
+        return Step(Action.WAIT, wake_at=deadline, tally=tally)
+
+    if phase is Phase.APPROVED:
+        # The policy is checked again at activation: it may have narrowed while a human approved.
+        first = decide_new(
+            request=request,
+            policy=policy,
+            seal_valid=seal_valid,
+            inline_rules_enabled=inline_rules_enabled,
+            operator_namespace=operator_namespace,
+        )
+        if first.action in (Action.FAIL, Action.DENY):
+            return Step(first.action, reason=first.reason, message=f"at activation: {first.message}")
+        return Step(
+            Action.ACTIVATE,
+            reason="Granted",
+            message="the grant is active",
+            decision=first.decision,
+            duration=first.duration,
+        )
+
+    if phase is Phase.ACTIVE:
+        expires_at = status.expires_at
+        if expires_at is None or now >= expires_at:
+            return Step(Action.EXPIRE, reason="Expired", message="the grant's window closed")
+        return Step(Action.WAIT, wake_at=expires_at)
+
+    return Step(Action.NONE)

@@ -1,0 +1,160 @@
+"""Starting the operator: build the Runtime from settings, hand it to kopf, run until stopped.
+
+`run_in_thread` runs kopf on its own event loop in a background thread; the demo and the integration
+tests use it to stop the operator and start it again, as an outage would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import tempfile
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import kopf
+from kubernetes.client import ApiClient
+
+from jitgrant.audit.config import AuditConfig, FileSinkConfig, StdoutSinkConfig
+from jitgrant.audit.trail import AuditTrail
+from jitgrant.clusters.own import ClusterApi, api_client_from
+from jitgrant.handlers import operator as operator_handlers
+from jitgrant.handlers.runtime import Runtime
+from jitgrant.metrics import Metrics
+from jitgrant.settings import OperatorSettings
+
+log = logging.getLogger("jitgrant.runner")
+
+
+def audit_config_for(settings: OperatorSettings, *, state_dir: Path) -> AuditConfig:
+    """The platform team's audit config, or a development default: a JSON-lines file (+ stdout)."""
+    if settings.audit_config is not None:
+        import yaml
+
+        raw = yaml.safe_load(settings.audit_config.read_text()) or {}
+        return AuditConfig.model_validate(raw)
+    sinks: list[FileSinkConfig | StdoutSinkConfig] = [
+        FileSinkConfig(path=settings.audit_file or state_dir / "audit.jsonl", name="file")
+    ]
+    if settings.audit_stdout:
+        sinks.append(StdoutSinkConfig(name="stdout"))
+    return AuditConfig(sinks=tuple(sinks), spool_dir=state_dir / "spool")
+
+
+def build_runtime(
+    settings: OperatorSettings,
+    *,
+    kubeconfig: Mapping[str, Any] | str | None,
+    state_dir: Path | None = None,
+    metrics: Metrics | None = None,
+) -> Runtime:
+    state = state_dir or Path(tempfile.mkdtemp(prefix="jitgrant-"))
+    client = api_client_from(kubeconfig)
+    audit = AuditTrail.from_config(audit_config_for(settings, state_dir=state), instance=settings.instance)
+    return Runtime(
+        settings=settings,
+        own=ClusterApi(name="in-cluster", client=client),
+        audit=audit,
+        metrics=metrics or Metrics(),
+    )
+
+
+def connection_info(client: ApiClient) -> kopf.ConnectionInfo:
+    """kopf's credentials from the same client configuration the operator's own calls use."""
+    config = client.configuration
+    header = config.get_api_key_with_prefix("BearerToken") or config.get_api_key_with_prefix("authorization")
+    scheme, token = None, None
+    if header:
+        parts = header.split(" ", 1)
+        scheme, token = (parts[0], parts[1]) if len(parts) == 2 else (None, parts[0])
+    return kopf.ConnectionInfo(
+        server=config.host,
+        ca_path=config.ssl_ca_cert,
+        insecure=not config.verify_ssl,
+        scheme=scheme,
+        token=token,
+        certificate_path=config.cert_file,
+        private_key_path=config.key_file,
+        default_namespace="default",
+    )
+
+
+@kopf.on.login(id="login")
+def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
+    runtime = operator_handlers.runtime_of(memo)
+    return connection_info(runtime.own.client)
+
+
+async def run(
+    runtime: Runtime,
+    *,
+    stop_flag: asyncio.Event | threading.Event | None = None,
+    ready_flag: asyncio.Event | threading.Event | None = None,
+    registry: kopf.OperatorRegistry | None = None,
+) -> None:
+    """Run kopf with jitgrant's handlers until stop_flag is set (or forever)."""
+    settings = kopf.OperatorSettings()
+    operator_handlers.configure(settings, retry_delay=runtime.settings.retry_delay.total_seconds())
+    webhook = runtime.settings.webhook
+    if webhook is not None:
+        # Certificates come from files (cert-manager, the chart, or generated with `cryptography`
+        # in embedded mode): kopf's own self-signed path needs oscrypto, broken on OpenSSL 3.0.
+        settings.admission.server = kopf.WebhookServer(
+            addr=webhook.host,
+            port=webhook.port,
+            host=webhook.public_host,
+            certfile=str(webhook.certfile) if webhook.certfile else None,
+            pkeyfile=str(webhook.keyfile) if webhook.keyfile else None,
+        )
+    if runtime.metrics is not None and runtime.settings.metrics_port is not None:
+        runtime.metrics.start_server(host="0.0.0.0", port=runtime.settings.metrics_port)  # noqa: S104
+    await kopf.operator(
+        registry=registry,
+        settings=settings,
+        standalone=True,
+        clusterwide=True,
+        memo=kopf.Memo(runtime=runtime),
+        stop_flag=stop_flag,
+        ready_flag=ready_flag,
+    )
+
+
+class OperatorThread:
+    """The operator on its own event loop in a daemon thread: start(), stop(), start() again."""
+
+    def __init__(self, runtime_factory: Any) -> None:
+        self._factory = runtime_factory
+        self._thread: threading.Thread | None = None
+        self._stop: threading.Event | None = None
+        self.runtime: Runtime | None = None
+        self.error: BaseException | None = None
+
+    def start(self, *, timeout: float = 30.0) -> Runtime:
+        self._stop = threading.Event()
+        ready = threading.Event()
+        runtime: Runtime = self._factory()
+        self.runtime = runtime
+
+        def main() -> None:
+            try:
+                asyncio.run(run(runtime, stop_flag=self._stop, ready_flag=ready))
+            except BaseException as exc:
+                self.error = exc
+                ready.set()
+
+        self._thread = threading.Thread(target=main, name="jitgrant-operator", daemon=True)
+        self._thread.start()
+        if not ready.wait(timeout) or self.error is not None:
+            raise RuntimeError(f"the operator did not start: {self.error!r}")
+        return runtime
+
+    def stop(self, *, timeout: float = 30.0) -> None:
+        if self._stop is not None:
+            self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                raise RuntimeError("the operator did not stop in time")
+        self._thread = None

@@ -1,0 +1,52 @@
+"""Operator settings: loaded once at start-up (never read from the environment at import time)."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class WebhookSettings(BaseModel):
+    """Where kopf's admission webhook server listens and with which TLS files."""
+
+    model_config = ConfigDict(frozen=True)
+    host: str = "0.0.0.0"  # noqa: S104 - in a pod the API server reaches us through the Service
+    port: int = 9443
+    certfile: Path | None = None
+    keyfile: Path | None = None
+    # Embedded/dev mode: generate a CA and certificate with `cryptography` and let kopf register the
+    # webhook configurations itself (kopf's own self-signed path fails on OpenSSL 3.0.x here).
+    self_signed: bool = False
+    manage_configurations: bool = False
+    public_host: str | None = None  # the address the API server uses to reach the webhook server
+
+
+class OperatorSettings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    operator_namespace: str = "jitgrant-system"
+    instance: str = "jitgrant"
+    inline_rules_enabled: bool = False
+    # HMAC key for requester seals and approval receipts; only the operator holds it.
+    receipt_key: bytes = Field(default_factory=lambda: secrets.token_bytes(32), repr=False)
+    sweep_interval: timedelta = timedelta(seconds=30)
+    # Kopf retries temporary errors after this delay instead of its 60 s default.
+    retry_delay: timedelta = timedelta(seconds=5)
+    audit_config: Path | None = None
+    audit_file: Path | None = None
+    audit_stdout: bool = True
+    metrics_port: int | None = None
+    webhook: WebhookSettings | None = None
+    # The operator's own authenticated username: its metadata and finalizer patches are the only
+    # updates the validating webhook lets through without an approval receipt.
+    operator_username: str = "system:serviceaccount:jitgrant-system:jitgrant"
+
+    @classmethod
+    def with_receipt_key_file(cls, path: Path, **kwargs: object) -> OperatorSettings:
+        key = path.read_bytes().strip()
+        if len(key) < 32:
+            raise ValueError(f"receipt key in {path} is shorter than 32 bytes")
+        return cls(receipt_key=key, **kwargs)
