@@ -1,0 +1,268 @@
+"""The one place that decides what a failure to reach a cluster means for a request.
+
+Every AWS or Kubernetes error on the way to a target cluster becomes a `ClusterAccessError` with a
+machine-readable `reason` for the request's status, a `message` a platform engineer can act on, and
+whether trying again later can help. Handlers turn `retryable` errors into a temporary failure with
+`retry_after` as the delay, and everything else into a permanent failure. Nothing here ever puts a
+credential, a token or a presigned URL into a message.
+"""
+
+from __future__ import annotations
+
+import random
+
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    CredentialRetrievalError,
+    HTTPClientError,
+    NoCredentialsError,
+    PartialCredentialsError,
+)
+from botocore.exceptions import (
+    ConnectionError as BotoConnectionError,
+)
+
+from jitgrant.models import EKSTarget
+
+# Error codes AWS uses for "slow down"; the STS, EKS and generic spellings differ.
+THROTTLING_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestLimitExceeded",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "TooManyRequestsException",
+        "SlowDown",
+        "PriorRequestNotComplete",
+    }
+)
+# Error codes that mean the service had a problem, not that we asked wrongly.
+UNAVAILABLE_CODES = frozenset(
+    {"ServiceUnavailable", "ServiceUnavailableException", "InternalFailure", "InternalError",
+     "ServerException", "IDPCommunicationError"}
+)
+ACCESS_DENIED_CODES = frozenset({"AccessDenied", "AccessDeniedException", "UnauthorizedOperation"})
+# Temporary credentials of the operator itself ran out between refreshes: boto refreshes them.
+EXPIRED_CREDENTIAL_CODES = frozenset({"ExpiredToken", "ExpiredTokenException", "RequestExpired"})
+
+BACKOFF_BASE_SECONDS = 2.0
+BACKOFF_CAP_SECONDS = 300.0
+
+
+class ClusterAccessError(Exception):
+    """Reaching a target cluster failed; `reason` goes into status, `message` tells a human why."""
+
+    def __init__(self, *, reason: str, message: str, retryable: bool, retry_after: float = 0.0) -> None:
+        super().__init__(message)
+        self._reason = reason
+        self._message = message
+        self._retryable = retryable
+        self._retry_after = retry_after if retryable else 0.0
+
+    @property
+    def reason(self) -> str:
+        return self._reason
+
+    @property
+    def message(self) -> str:
+        return self._message
+
+    @property
+    def retryable(self) -> bool:
+        return self._retryable
+
+    @property
+    def retry_after(self) -> float:
+        """Seconds to wait before trying again; 0 for permanent errors."""
+        return self._retry_after
+
+    def __repr__(self) -> str:
+        return (
+            f"ClusterAccessError(reason={self._reason!r}, message={self._message!r}, "
+            f"retryable={self._retryable!r}, retry_after={self._retry_after!r})"
+        )
+
+    def with_retry_after(self, retry_after: float) -> ClusterAccessError:
+        """The same error with a different delay (for a caller that tracks attempts itself)."""
+        return ClusterAccessError(
+            reason=self._reason, message=self._message, retryable=self._retryable, retry_after=retry_after
+        )
+
+
+def backoff_delay(
+    attempt: int, *, base: float = BACKOFF_BASE_SECONDS, cap: float = BACKOFF_CAP_SECONDS
+) -> float:
+    """Exponential backoff with jitter: somewhere in [d/2, d] where d = min(cap, base * 2**attempt).
+
+    Half the delay is fixed so a retry never comes back at once; the other half is random so many
+    requests failing together (one throttled account, one cluster down) do not retry in lockstep.
+    `attempt` counts from 0 for the first retry.
+    """
+    ceiling = min(cap, base * 2.0 ** max(0, min(attempt, 62)))
+    # Jitter spreads retries; it protects nothing secret, so the standard generator is right.
+    return ceiling / 2.0 + random.uniform(0.0, ceiling / 2.0)  # noqa: S311
+
+
+def _code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
+def _status(error: ClientError) -> int:
+    return int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+
+
+def _aws_message(error: ClientError) -> str:
+    # AWS error messages name resources and principals, never credentials.
+    return str(error.response.get("Error", {}).get("Message", "")).strip()
+
+
+def classify_aws_error(error: Exception, *, target: EKSTarget, attempt: int = 0) -> ClusterAccessError:
+    """Turn a boto3/botocore failure on the way to `target` into a ClusterAccessError.
+
+    `attempt` is how many times in a row this target has failed before (0 for the first failure);
+    it only sets `retry_after` for retryable errors.
+    """
+    if isinstance(error, ClusterAccessError):
+        return error
+    delay = backoff_delay(attempt)
+    where = f"EKS cluster {target.cluster_name} in {target.region}"
+    if isinstance(error, ClientError):
+        code, status = _code(error), _status(error)
+        operation = error.operation_name
+        detail = _aws_message(error)
+        if code in THROTTLING_CODES or status == 429:
+            return ClusterAccessError(
+                reason="AWSThrottled",
+                message=f"AWS throttled {operation} for {where} ({code}); will retry",
+                retryable=True,
+                retry_after=delay,
+            )
+        if code in UNAVAILABLE_CODES or status >= 500:
+            return ClusterAccessError(
+                reason="AWSUnavailable",
+                message=f"AWS failed {operation} for {where} ({code or status}); will retry",
+                retryable=True,
+                retry_after=delay,
+            )
+        if code in EXPIRED_CREDENTIAL_CODES:
+            return ClusterAccessError(
+                reason="AWSCredentialsExpired",
+                message=f"the operator's own AWS credentials had expired during {operation} for {where}; "
+                f"will retry with refreshed credentials",
+                retryable=True,
+                retry_after=delay,
+            )
+        if code in ACCESS_DENIED_CODES and operation == "AssumeRole":
+            return ClusterAccessError(
+                reason="RoleAssumptionDenied",
+                message=f"the operator may not assume role {target.role_arn} for {where}: check the role's "
+                "trust policy allows the operator's IAM role, sts:AssumeRole and sts:SetSourceIdentity"
+                + (", and that the externalId matches" if target.external_id else "")
+                + (f" (AWS said: {detail})" if detail else ""),
+                retryable=False,
+            )
+        if code in ACCESS_DENIED_CODES:
+            return ClusterAccessError(
+                reason="EKSAccessDenied",
+                message=f"role {target.role_arn} may not call {operation} on {where}: grant it "
+                f"eks:{operation} on the cluster" + (f" (AWS said: {detail})" if detail else ""),
+                retryable=False,
+            )
+        if code == "ResourceNotFoundException":
+            return ClusterAccessError(
+                reason="EKSClusterNotFound",
+                message=f"EKS cluster {target.cluster_name} not found in region {target.region} "
+                f"(as seen by role {target.role_arn})",
+                retryable=False,
+            )
+        if code == "RegionDisabledException":
+            return ClusterAccessError(
+                reason="STSRegionDisabled",
+                message=f"STS is not activated in {target.region} for the account of {target.role_arn}",
+                retryable=False,
+            )
+        return ClusterAccessError(
+            reason="AWSRequestRefused",
+            message=f"AWS refused {operation} for {where}: {code or status}"
+            + (f": {detail}" if detail else ""),
+            retryable=False,
+        )
+    if isinstance(error, NoCredentialsError | PartialCredentialsError | CredentialRetrievalError):
+        return ClusterAccessError(
+            reason="OperatorCredentialsMissing",
+            message=f"the operator has no usable AWS credentials of its own to reach {where}: check its "
+            "ServiceAccount's eks.amazonaws.com/role-arn annotation (IRSA) or Pod Identity association",
+            retryable=False,
+        )
+    if isinstance(error, BotoConnectionError | HTTPClientError):
+        return ClusterAccessError(
+            reason="AWSUnreachable",
+            message=f"could not reach AWS for {where} ({type(error).__name__}); will retry",
+            retryable=True,
+            retry_after=delay,
+        )
+    if isinstance(error, BotoCoreError):
+        return ClusterAccessError(
+            reason="AWSClientError",
+            message=f"the AWS client failed for {where}: {type(error).__name__}",
+            retryable=False,
+        )
+    raise error
+
+
+def classify_kubernetes_error(error: Exception, *, cluster: str, attempt: int = 0) -> ClusterAccessError:
+    """Turn a failure talking to a target cluster's API server into a ClusterAccessError.
+
+    Catches by status code, never by message text. 401 means the cluster does not know the operator's
+    identity at all (on EKS: no access entry or aws-auth mapping for the role); 403 means it knows it
+    but RBAC refuses the call.
+    """
+    if isinstance(error, ClusterAccessError):
+        return error
+    delay = backoff_delay(attempt)
+    status = getattr(error, "status", None)
+    if type(error).__name__ == "ApiException" and isinstance(status, int):
+        reason_text = str(getattr(error, "reason", "") or "")
+        if status == 401:
+            return ClusterAccessError(
+                reason="ClusterUnauthorized",
+                message=f"cluster {cluster} did not accept the operator's credentials (401): on EKS, give "
+                "the target role an access entry (or an aws-auth mapping) in the cluster",
+                retryable=False,
+            )
+        if status == 403:
+            return ClusterAccessError(
+                reason="ClusterForbidden",
+                message=f"cluster {cluster} refused the operator (403 {reason_text}): the operator's "
+                "identity there lacks the RBAC permissions jitgrant needs",
+                retryable=False,
+            )
+        if status == 429 or status >= 500:
+            return ClusterAccessError(
+                reason="ClusterUnavailable",
+                message=f"cluster {cluster} answered {status} {reason_text}; will retry",
+                retryable=True,
+                retry_after=delay,
+            )
+        return ClusterAccessError(
+            reason="ClusterRequestRefused",
+            message=f"cluster {cluster} refused the request: {status} {reason_text}",
+            retryable=False,
+        )
+    if _is_connection_failure(error):
+        return ClusterAccessError(
+            reason="ClusterUnreachable",
+            message=f"could not reach the API server of cluster {cluster} ({type(error).__name__}); "
+            "will retry",
+            retryable=True,
+            retry_after=delay,
+        )
+    raise error
+
+
+def _is_connection_failure(error: BaseException) -> bool:
+    module = type(error).__module__ or ""
+    return module.startswith("urllib3") or isinstance(error, OSError | TimeoutError)
