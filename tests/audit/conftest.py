@@ -2,9 +2,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from moto.server import ThreadedMotoServer
 
 from jitgrant.audit import (
     ApproverRecord,
@@ -14,6 +20,8 @@ from jitgrant.audit import (
     ScopeRecord,
     WindowRecord,
 )
+from jitgrant.audit.chain import ChainHead, StoredLine, canonical_json, link
+from jitgrant.audit.checkpoint import CheckpointSigner
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -76,3 +84,81 @@ def make_event(
 @pytest.fixture
 def event() -> MakeEvent:
     return make_event
+
+
+@dataclass(frozen=True)
+class KeyPair:
+    signer: CheckpointSigner
+    private_pem: Path
+    public_pem: Path
+
+
+@pytest.fixture
+def keypair(tmp_path: Path) -> KeyPair:
+    key = Ed25519PrivateKey.generate()
+    private_pem = tmp_path / "signing.pem"
+    public_pem = tmp_path / "signing.pub.pem"
+    private_pem.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    public_pem.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    return KeyPair(CheckpointSigner(key), private_pem, public_pem)
+
+
+def build_trail(
+    count: int,
+    *,
+    signer: CheckpointSigner | None = None,
+    checkpoint_every: int = 0,
+    instance: str = "op-1",
+) -> list[dict[str, Any]]:
+    """A valid trail as stored: `count` records, a signed checkpoint every `checkpoint_every`."""
+    items: list[dict[str, Any]] = []
+    head = ChainHead()
+    types = list(EventType)
+    for index in range(count):
+        event = make_event(
+            types[index % len(types)], uid=f"uid-{index // 4}", at=T0 + timedelta(seconds=index)
+        )
+        record = link(event, head=head, instance=instance)
+        head = ChainHead(record.seq, record.hash)
+        items.append(record.to_wire())
+        if signer and checkpoint_every and record.seq % checkpoint_every == 0:
+            items.append(signer.sign(instance=instance, head=head, time=event.time).to_wire())
+    return items
+
+
+def as_lines(items: list[dict[str, Any]]) -> list[StoredLine]:
+    return [StoredLine(f"line {number}", canonical_json(item)) for number, item in enumerate(items, start=1)]
+
+
+def write_jsonl(path: Path, items: list[dict[str, Any]]) -> Path:
+    path.write_bytes(b"".join(canonical_json(item) + b"\n" for item in items))
+    return path
+
+
+@pytest.fixture(scope="module")
+def moto_endpoint() -> Iterator[str]:
+    """A real AWS API endpoint on 127.0.0.1 (moto in server mode), with throwaway credentials."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "eu-west-1",
+        }.items():
+            patch.setenv(name, value)
+        patch.delenv("AWS_PROFILE", raising=False)
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        server.start()
+        host, port = server.get_host_and_port()
+        try:
+            yield f"http://{host}:{port}"
+        finally:
+            server.stop()
+            server._server.server_close()  # stop() leaves the socket open

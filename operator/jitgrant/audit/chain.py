@@ -9,29 +9,38 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
-from jitgrant.audit.records import GENESIS_HASH, SCHEMA_VERSION, AuditEvent, AuditRecord
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from jitgrant.audit.checkpoint import checkpoint_signature_error
+from jitgrant.audit.records import (
+    GENESIS_HASH,
+    SCHEMA_VERSION,
+    AuditEvent,
+    AuditRecord,
+    ChainHead,
+    canonical_json,
+)
 
-def canonical_json(obj: Any) -> bytes:
-    """Sorted keys, no whitespace, UTF-8: the one byte form that is hashed and signed."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+__all__ = [
+    "ChainHead",
+    "Finding",
+    "StoredLine",
+    "VerifyReport",
+    "canonical_json",
+    "link",
+    "record_hash",
+    "verify_chain",
+]
 
 
 def record_hash(raw: dict[str, Any]) -> str:
     """SHA-256 (hex) over the canonical JSON of a record without its own `hash` field."""
     body = {key: value for key, value in raw.items() if key != "hash"}
     return hashlib.sha256(canonical_json(body)).hexdigest()
-
-
-@dataclass(frozen=True)
-class ChainHead:
-    """Where the chain stands: the last record's sequence number and hash (0 and genesis if none)."""
-
-    seq: int = 0
-    hash: str = GENESIS_HASH
 
 
 def link(event: AuditEvent, *, head: ChainHead, instance: str) -> AuditRecord:
@@ -45,3 +54,278 @@ def link(event: AuditEvent, *, head: ChainHead, instance: str) -> AuditRecord:
         event=event,
     )
     return draft.model_copy(update={"hash": record_hash(draft.to_wire())})
+
+
+# --- Checking a chain read back from a sink -------------------------------------------------------
+
+#: How far a renumbered record is searched for its original position (an insertion or deletion
+#: followed by renumbering shifts every later record by the number of records added or removed).
+_RENUMBER_WINDOW = 16
+
+
+@dataclass(frozen=True)
+class StoredLine:
+    """One stored entry as a reader found it, with where it was found (for the report)."""
+
+    location: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Finding:
+    kind: Literal["modified", "deleted", "reordered", "inserted", "truncated", "malformed", "bad-checkpoint"]
+    seq: int | None
+    detail: str
+    location: str | None = None
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    records: int
+    first_seq: int | None
+    last_seq: int | None
+    duplicates: int
+    checkpoints: int
+    verified_checkpoints: int
+    last_checkpoint_seq: int | None
+    findings: tuple[Finding, ...]
+    notes: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings
+
+    @property
+    def first_bad_seq(self) -> int | None:
+        seqs = [finding.seq for finding in self.findings if finding.seq is not None]
+        return min(seqs) if seqs else None
+
+
+@dataclass(frozen=True)
+class ParsedLine:
+    location: str
+    raw: dict[str, Any]
+    canonical: bytes
+
+
+def parse_lines(
+    lines: Iterable[StoredLine],
+) -> tuple[list[ParsedLine], list[ParsedLine], list[Finding]]:
+    """Splits stored lines into records and checkpoints (storage order kept) and unreadable ones."""
+    records: list[ParsedLine] = []
+    checkpoints: list[ParsedLine] = []
+    malformed: list[Finding] = []
+    for line in lines:
+        try:
+            raw = json.loads(line.data)
+        except ValueError as exc:
+            malformed.append(Finding("malformed", None, f"not JSON: {exc}", line.location))
+            continue
+        kind = raw.get("kind") if isinstance(raw, dict) else None
+        if kind not in ("record", "checkpoint") or not isinstance(raw.get("seq"), int):
+            malformed.append(Finding("malformed", None, "neither a record nor a checkpoint", line.location))
+            continue
+        stored = ParsedLine(line.location, raw, canonical_json(raw))
+        (records if kind == "record" else checkpoints).append(stored)
+    return records, checkpoints, malformed
+
+
+def unique_records(stored: list[ParsedLine]) -> tuple[list[ParsedLine], int]:
+    """Drops exact repeats (what a retried delivery leaves behind); returns the rest and the count."""
+    seen: set[bytes] = set()
+    unique: list[ParsedLine] = []
+    for item in stored:
+        if item.canonical not in seen:
+            seen.add(item.canonical)
+            unique.append(item)
+    return unique, len(stored) - len(unique)
+
+
+def _original_seq(raw: dict[str, Any]) -> int | None:
+    """If the record hashes correctly under another sequence number, that number (it was renumbered)."""
+    seq = raw["seq"]
+    for candidate in range(max(1, seq - _RENUMBER_WINDOW), seq + _RENUMBER_WINDOW + 1):
+        if candidate != seq and record_hash({**raw, "seq": candidate}) == raw.get("hash"):
+            return candidate
+    return None
+
+
+class _Walk:
+    """Walks the records in sequence order, accumulating findings."""
+
+    def __init__(self, start_seq: int) -> None:
+        self.start_seq = start_seq
+        self.findings: dict[tuple[str, int | None], Finding] = {}
+        self.hash_at: dict[int, str] = {}
+        self.prev_seq = start_seq - 1
+        self.prev_hash: str | None = GENESIS_HASH if start_seq == 1 else None
+        self.before_prev_hash: str | None = None
+        self.shift = 0
+
+    def add(self, finding: Finding) -> None:
+        self.findings.setdefault((finding.kind, finding.seq), finding)
+
+    def step(self, seq: int, versions: list[ParsedLine], *, next_links: set[str]) -> None:
+        if seq > self.prev_seq + 1:
+            missing = f"{self.prev_seq + 1}" + (f"..{seq - 1}" if seq - 1 > self.prev_seq + 1 else "")
+            self.add(Finding("deleted", self.prev_seq + 1, f"record {missing} missing", versions[0].location))
+            self.before_prev_hash, self.prev_hash = None, None
+        chosen = self._choose(seq, versions, next_links=next_links)
+        raw = chosen.raw
+        renumbered = record_hash(raw) != raw.get("hash") and self._explain_bad_hash(seq, chosen)
+        # A renumbering already explains a broken link at this point.
+        if not renumbered and self.prev_hash is not None and raw.get("prevHash") != self.prev_hash:
+            if seq == self.start_seq:
+                self.add(Finding("modified", seq, "does not start from the genesis hash", chosen.location))
+            elif self.before_prev_hash is not None and raw.get("prevHash") == self.before_prev_hash:
+                detail = f"record {seq - 1} does not belong: record {seq} links past it"
+                self.add(Finding("inserted", seq - 1, detail, chosen.location))
+            else:
+                detail = f"record {seq - 1} was changed and re-hashed (record {seq} links to another hash)"
+                self.add(Finding("modified", seq - 1, detail, chosen.location))
+        self.before_prev_hash, self.prev_hash = self.prev_hash, str(raw.get("hash"))
+        # Checkpoints name records by their original numbers.
+        self.hash_at[seq - self.shift] = self.prev_hash
+        self.prev_seq = seq
+
+    def _choose(self, seq: int, versions: list[ParsedLine], *, next_links: set[str]) -> ParsedLine:
+        if len(versions) == 1:
+            return versions[0]
+
+        # Several different records claim this sequence number: keep the one that fits the chain
+        # (valid hash, linked from the previous record and to the next one).
+        def fit(stored: ParsedLine) -> int:
+            raw = stored.raw
+            return (
+                (record_hash(raw) == raw.get("hash"))
+                + (self.prev_hash is None or raw.get("prevHash") == self.prev_hash)
+                + (raw.get("hash") in next_links)
+            )
+
+        chosen = max(versions, key=fit)
+        for stored in versions:
+            if stored is not chosen:
+                detail = f"a second, different record claims seq {seq}"
+                self.add(Finding("inserted", seq, detail, stored.location))
+        return chosen
+
+    def _explain_bad_hash(self, seq: int, stored: ParsedLine) -> bool:
+        """Reports a record whose hash fails; True when renumbering explains it."""
+        original = _original_seq(stored.raw)
+        if original is None:
+            self.add(Finding("modified", seq, "content does not match its hash", stored.location))
+            return False
+        shift = seq - original
+        if shift != self.shift:
+            # Records were renumbered to hide an insertion (moved up) or a deletion (moved down).
+            change = shift - self.shift
+            if change > 0:
+                first = seq - change
+                detail = f"{change} record(s) inserted at seq {first}; later records renumbered"
+                self.add(Finding("inserted", first, detail, stored.location))
+            else:
+                detail = f"{-change} record(s) deleted at seq {seq}; later records renumbered"
+                self.add(Finding("deleted", seq, detail, stored.location))
+            self.shift = shift
+        return True
+
+
+def verify_chain(
+    lines: Iterable[StoredLine],
+    *,
+    public_keys: Mapping[str, Ed25519PublicKey] | None = None,
+    start_seq: int = 1,
+) -> VerifyReport:
+    """Checks a trail as stored: every record's hash, every link, order, gaps, and checkpoints.
+
+    `lines` come in storage order (file order, S3 key order, CloudWatch event order). Exact repeats
+    are skipped. Checkpoints are checked against `public_keys` (key id -> key); without keys they are
+    still compared with the chain, but a forger could have written them too.
+    """
+    stored_records, stored_checkpoints, malformed = parse_lines(lines)
+    records, duplicates = unique_records(stored_records)
+    walk = _Walk(start_seq)
+    for finding in malformed:
+        walk.add(finding)
+
+    # Storage order: a record stored after one with a higher sequence number was moved.
+    highest = 0
+    for stored in records:
+        seq = stored.raw["seq"]
+        if seq < highest:
+            detail = f"record {seq} is stored after record {highest}"
+            walk.add(Finding("reordered", seq, detail, stored.location))
+        highest = max(highest, seq)
+
+    by_seq: dict[int, list[ParsedLine]] = {}
+    for stored in records:
+        if stored.raw["seq"] >= start_seq:
+            by_seq.setdefault(stored.raw["seq"], []).append(stored)
+    for seq in sorted(by_seq):
+        next_links = {str(stored.raw.get("prevHash")) for stored in by_seq.get(seq + 1, [])}
+        walk.step(seq, by_seq[seq], next_links=next_links)
+
+    notes: list[str] = []
+    checkpoints, repeated_checkpoints = unique_records(stored_checkpoints)
+    duplicates += repeated_checkpoints
+    verified = 0
+    trusted: list[ParsedLine] = []
+    for stored in checkpoints:
+        if public_keys is None:
+            trusted.append(stored)
+            continue
+        error = checkpoint_signature_error(stored.raw, public_keys)
+        if error is None:
+            verified += 1
+            trusted.append(stored)
+        else:
+            walk.add(Finding("bad-checkpoint", stored.raw["seq"], f"checkpoint {error}", stored.location))
+    if public_keys is None and checkpoints:
+        notes.append("checkpoint signatures not checked (no public key given): a forger could write them")
+
+    last_seq = max(by_seq) if by_seq else None
+    good_through = start_seq - 1
+    for stored in sorted(trusted, key=lambda item: item.raw["seq"]):
+        seq, head_hash = stored.raw["seq"], stored.raw.get("headHash")
+        if seq < start_seq:
+            continue
+        if not walk.hash_at or seq > max(walk.hash_at):
+            last_original = max(walk.hash_at, default=start_seq - 1)
+            detail = f"checkpoint at seq {seq} but the trail ends at {last_original or 'nothing'}"
+            first_missing = last_original + 1
+            walk.add(Finding("truncated", first_missing, detail, stored.location))
+        elif seq in walk.hash_at and walk.hash_at[seq] != head_hash:
+            detail = (
+                f"checkpoint at seq {seq} signed head {head_hash}, the trail has {walk.hash_at[seq]}: "
+                f"records between {good_through + 1} and {seq} were rewritten"
+            )
+            walk.add(Finding("modified", good_through + 1, detail, stored.location))
+        else:
+            good_through = max(good_through, seq)
+
+    last_checkpoint = max((stored.raw["seq"] for stored in trusted), default=None)
+    if not trusted:
+        notes.append("no trusted checkpoint: a rewrite of the whole chain or a truncation is not detectable")
+    elif last_seq is not None and last_checkpoint is not None and last_seq > last_checkpoint:
+        notes.append(
+            f"records {last_checkpoint + 1}..{last_seq} come after the last checkpoint: "
+            "their removal would not be detectable"
+        )
+    if duplicates:
+        notes.append(f"{duplicates} repeated entries skipped (retried deliveries)")
+    instances = sorted({str(stored.raw.get("instance")) for stored in records})
+    if len(instances) > 1:
+        notes.append(f"records from several operator instances: {', '.join(instances)}")
+
+    findings = sorted(walk.findings.values(), key=lambda f: (f.seq is None, f.seq or 0, f.kind))
+    return VerifyReport(
+        records=len(by_seq),
+        first_seq=min(by_seq) if by_seq else None,
+        last_seq=last_seq,
+        duplicates=duplicates,
+        checkpoints=len(checkpoints),
+        verified_checkpoints=verified,
+        last_checkpoint_seq=last_checkpoint,
+        findings=tuple(findings),
+        notes=tuple(notes),
+    )

@@ -16,8 +16,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from jitgrant.audit.chain import ChainHead, canonical_json
-from jitgrant.audit.records import SCHEMA_VERSION, Checkpoint
+from jitgrant.audit.records import SCHEMA_VERSION, ChainHead, Checkpoint, canonical_json
 
 
 def key_id(public_key: Ed25519PublicKey) -> str:

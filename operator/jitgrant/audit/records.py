@@ -6,6 +6,9 @@ timezone-aware, so the same event always serialises to the same bytes and hashes
 
 from __future__ import annotations
 
+import hashlib
+import json
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -18,6 +21,24 @@ SCHEMA_VERSION = 1
 
 #: The `prevHash` of the first record of a chain.
 GENESIS_HASH = "0" * 64
+
+
+def canonical_json(obj: Any) -> bytes:
+    """Sorted keys, no whitespace, UTF-8: the one byte form that is hashed and signed."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def record_key_hash(line: bytes) -> str:
+    """SHA-256 of a stored line's bytes: lets a sink tell an identical copy from a different one."""
+    return hashlib.sha256(line).hexdigest()
+
+
+@dataclass(frozen=True)
+class ChainHead:
+    """Where the chain stands: the last record's sequence number and hash (0 and genesis if none)."""
+
+    seq: int = 0
+    hash: str = GENESIS_HASH
 
 
 class EventType(StrEnum):

@@ -24,6 +24,16 @@ def build_sink(config: SinkConfig, *, name: str, instance: str) -> Sink:
         from jitgrant.audit.sinks.stdout import StdoutSink
 
         return StdoutSink(config, name=name)
-    if isinstance(config, S3SinkConfig | CloudWatchSinkConfig | WebhookSinkConfig):
-        raise NotImplementedError(f"audit sink type {config.type!r} is not available yet")
+    if isinstance(config, S3SinkConfig):
+        from jitgrant.audit.sinks.s3 import S3Sink
+
+        return S3Sink(config, name=name, instance=instance)
+    if isinstance(config, CloudWatchSinkConfig):
+        from jitgrant.audit.sinks.cloudwatch import CloudWatchSink
+
+        return CloudWatchSink(config, name=name, instance=instance)
+    if isinstance(config, WebhookSinkConfig):
+        from jitgrant.audit.sinks.webhook import WebhookSink
+
+        return WebhookSink(config, name=name)
     raise TypeError(f"unknown audit sink type {config!r}")

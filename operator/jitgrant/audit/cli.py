@@ -1,0 +1,168 @@
+"""`jitgrant audit verify` and `jitgrant audit query`: the auditor's side of the trail.
+
+Wired into the `jitgrant` command by `add_audit_subcommands`; each command returns its exit code:
+0 when all is well, 1 when verification found something wrong, 2 when the trail or a key could not
+be read or the arguments make no sense.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from jitgrant.audit.chain import StoredLine, VerifyReport, parse_lines, unique_records, verify_chain
+from jitgrant.audit.checkpoint import key_id, load_public_key
+from jitgrant.audit.query import OUTCOMES, GrantFilter, format_table, grant_rows, select
+from jitgrant.audit.readers import ReadError, read_cloudwatch, read_file, read_s3
+from jitgrant.audit.records import AuditRecord
+
+EXIT_OK, EXIT_TAMPERED, EXIT_ERROR = 0, 1, 2
+
+
+def add_audit_subcommands(subparsers: argparse._SubParsersAction[Any]) -> None:
+    audit = subparsers.add_parser("audit", help="verify and query the audit trail")
+    commands = audit.add_subparsers(dest="audit_command", required=True)
+
+    verify = commands.add_parser("verify", help="check that nobody edited, removed or reordered records")
+    _add_source_arguments(verify)
+    verify.add_argument(
+        "--public-key",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="PEM",
+        help="Ed25519 public key that signs checkpoints (repeat for rotated keys)",
+    )
+    verify.add_argument("--start-seq", type=int, default=1, help="first sequence number expected")
+    verify.add_argument("--output", choices=("text", "json"), default="text")
+    verify.set_defaults(func=verify_command)
+
+    query = commands.add_parser("query", help="list grants: who, what scope, when, approved by whom")
+    _add_source_arguments(query)
+    query.add_argument("--cluster", help="cluster name (wildcards allowed)")
+    query.add_argument("--namespace", help="namespace the grant was for (wildcards allowed)")
+    query.add_argument("--requester", help="requester username (wildcards allowed)")
+    query.add_argument("--approver", help="an approver (wildcards allowed)")
+    query.add_argument("--since", type=_parse_time, help="ISO 8601 time; UTC when no offset is given")
+    query.add_argument("--until", type=_parse_time, help="ISO 8601 time; UTC when no offset is given")
+    query.add_argument("--outcome", action="append", choices=OUTCOMES, default=[], help="repeatable")
+    query.add_argument("--output", choices=("table", "json"), default="table")
+    query.set_defaults(func=query_command)
+
+
+def _add_source_arguments(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--file", type=Path, help="a JSON-lines file written by the file sink")
+    source.add_argument("--s3", metavar="s3://BUCKET/PREFIX", help="the S3 sink's prefix for one instance")
+    source.add_argument("--cloudwatch", metavar="GROUP:STREAM", help="a CloudWatch Logs stream")
+    parser.add_argument("--endpoint-url", help="AWS endpoint override (a VPC endpoint, or moto)")
+    parser.add_argument("--region", help="AWS region")
+
+
+def _parse_time(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from exc
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _read(args: argparse.Namespace) -> list[StoredLine]:
+    if args.file is not None:
+        return read_file(args.file)
+    if args.s3 is not None:
+        return read_s3(args.s3, endpoint_url=args.endpoint_url, region=args.region)
+    return read_cloudwatch(args.cloudwatch, endpoint_url=args.endpoint_url, region=args.region)
+
+
+def verify_command(args: argparse.Namespace) -> int:
+    try:
+        keys = {}
+        for path in args.public_key:
+            key = load_public_key(Path(path).read_bytes())
+            keys[key_id(key)] = key
+        lines = _read(args)
+    except (OSError, ValueError, ReadError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    report = verify_chain(lines, public_keys=keys or None, start_seq=args.start_seq)
+    if args.output == "json":
+        print(json.dumps(_report_json(report), indent=2))
+    else:
+        print(_report_text(report))
+    return EXIT_OK if report.ok else EXIT_TAMPERED
+
+
+def _report_text(report: VerifyReport) -> str:
+    span = f" (seq {report.first_seq}..{report.last_seq})" if report.records else ""
+    lines = [
+        f"{report.records} records{span}, {report.checkpoints} checkpoints "
+        f"({report.verified_checkpoints} with a valid signature), {report.duplicates} repeats skipped"
+    ]
+    if report.ok:
+        lines.append("OK: the chain verifies")
+    else:
+        lines.append(f"FAILED: first bad sequence number {report.first_bad_seq}")
+        for finding in report.findings:
+            where = f"  [{finding.location}]" if finding.location else ""
+            seq = "-" if finding.seq is None else str(finding.seq)
+            lines.append(f"  {finding.kind:<15} seq {seq:>6}  {finding.detail}{where}")
+    lines.extend(f"note: {note}" for note in report.notes)
+    return "\n".join(lines)
+
+
+def _report_json(report: VerifyReport) -> dict[str, Any]:
+    return {
+        "ok": report.ok,
+        "firstBadSeq": report.first_bad_seq,
+        "records": report.records,
+        "firstSeq": report.first_seq,
+        "lastSeq": report.last_seq,
+        "duplicates": report.duplicates,
+        "checkpoints": report.checkpoints,
+        "verifiedCheckpoints": report.verified_checkpoints,
+        "lastCheckpointSeq": report.last_checkpoint_seq,
+        "findings": [
+            {"kind": f.kind, "seq": f.seq, "detail": f.detail, "location": f.location}
+            for f in report.findings
+        ],
+        "notes": list(report.notes),
+    }
+
+
+def query_command(args: argparse.Namespace) -> int:
+    try:
+        lines = _read(args)
+    except ReadError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    stored, _, _ = parse_lines(lines)
+    records = []
+    for item in unique_records(stored)[0]:
+        try:
+            records.append(AuditRecord.model_validate(item.raw))
+        except ValidationError:
+            print(f"warning: skipping an unreadable record at {item.location}", file=sys.stderr)
+    if not verify_chain(lines).ok:
+        print("warning: this trail does not verify; run `jitgrant audit verify`", file=sys.stderr)
+    grant_filter = GrantFilter(
+        cluster=args.cluster,
+        namespace=args.namespace,
+        requester=args.requester,
+        approver=args.approver,
+        since=args.since,
+        until=args.until,
+        outcomes=frozenset(args.outcome),
+    )
+    rows = select(grant_rows(records), grant_filter)
+    if args.output == "json":
+        print(json.dumps([row.to_json() for row in rows], indent=2))
+    else:
+        print(format_table(rows))
+    return EXIT_OK

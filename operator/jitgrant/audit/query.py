@@ -1,0 +1,213 @@
+"""A review is a query: fold a trail's records into one row per request, then filter.
+
+Pure: works on parsed `AuditRecord`s, whichever sink they were read from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from fnmatch import fnmatchcase
+from typing import Any
+
+from jitgrant.audit.records import AuditRecord, EventType
+
+#: Events after which a request is settled; "how it ended" is the last of these seen.
+_ENDINGS = {
+    EventType.EXPIRED: "expired",
+    EventType.REVOKED: "revoked",
+    EventType.DENIED: "denied",
+    EventType.TIMED_OUT: "timed-out",
+    EventType.FAILED: "failed",
+    EventType.CLEANED_UP: "cleaned-up",
+}
+_PROGRESS = {
+    EventType.REQUESTED: "pending",
+    EventType.PENDING: "pending",
+    EventType.APPROVAL_RECORDED: "pending",
+    EventType.APPROVED: "approved",
+    EventType.GRANTED: "active",
+}
+OUTCOMES = ("active", "approved", "pending", *_ENDINGS.values())
+
+
+@dataclass(frozen=True)
+class GrantRow:
+    """One request as a reviewer wants to see it: who, what, when, approved by whom, how it ended."""
+
+    request_uid: str
+    request: str  # namespace/name of the AccessRequest
+    cluster: str
+    policy: str | None
+    requester: str | None
+    proven_by: str | None
+    namespace: str | None
+    scope: str | None
+    requested_at: datetime
+    activated_at: datetime | None
+    expires_at: datetime | None
+    ended_at: datetime | None
+    approvers: tuple[str, ...]
+    receipts: tuple[str, ...]
+    outcome: str
+    reason: str | None
+    first_seq: int
+    last_seq: int
+
+    def to_json(self) -> dict[str, Any]:
+        def time(value: datetime | None) -> str | None:
+            return None if value is None else value.isoformat().replace("+00:00", "Z")
+
+        return {
+            "requestUid": self.request_uid,
+            "request": self.request,
+            "cluster": self.cluster,
+            "policy": self.policy,
+            "requester": self.requester,
+            "provenBy": self.proven_by,
+            "namespace": self.namespace,
+            "scope": self.scope,
+            "requestedAt": time(self.requested_at),
+            "activatedAt": time(self.activated_at),
+            "expiresAt": time(self.expires_at),
+            "endedAt": time(self.ended_at),
+            "approvers": list(self.approvers),
+            "receipts": list(self.receipts),
+            "outcome": self.outcome,
+            "reason": self.reason,
+            "firstSeq": self.first_seq,
+            "lastSeq": self.last_seq,
+        }
+
+
+@dataclass(frozen=True)
+class GrantFilter:
+    """Every field narrows; names accept shell wildcards (`system:serviceaccount:agents:*`)."""
+
+    cluster: str | None = None
+    namespace: str | None = None
+    requester: str | None = None
+    approver: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    outcomes: frozenset[str] = field(default_factory=frozenset)
+
+    def matches(self, row: GrantRow) -> bool:
+        def like(pattern: str | None, value: str | None) -> bool:
+            return pattern is None or (value is not None and fnmatchcase(value, pattern))
+
+        if not (like(self.cluster, row.cluster) and like(self.namespace, row.namespace)):
+            return False
+        if not like(self.requester, row.requester):
+            return False
+        if self.approver is not None and not any(like(self.approver, name) for name in row.approvers):
+            return False
+        if self.outcomes and row.outcome not in self.outcomes:
+            return False
+        # The request's life [requested, ended] overlaps the range; an open one runs until now.
+        if self.until is not None and row.requested_at > self.until:
+            return False
+        return self.since is None or row.ended_at is None or row.ended_at >= self.since
+
+
+def _scope(record: AuditRecord) -> str | None:
+    scope = record.event.scope
+    if scope is None:
+        return None
+    if scope.cluster_role:
+        return f"clusterrole/{scope.cluster_role}"
+    verbs = sorted({verb for rule in scope.rules for verb in rule.get("verbs", ())})
+    resources = sorted({resource for rule in scope.rules for resource in rule.get("resources", ())})
+    names = sorted({name for rule in scope.rules for name in rule.get("resourceNames", ())})
+    text = f"{','.join(verbs)} {','.join(resources)}"
+    return text + (f"/{','.join(names)}" if names else "")
+
+
+def grant_rows(records: Iterable[AuditRecord]) -> list[GrantRow]:
+    """One row per request, in order of first appearance; later events fill in and override."""
+    grouped: dict[str, list[AuditRecord]] = {}
+    for record in sorted(records, key=lambda item: item.seq):
+        grouped.setdefault(record.event.request_uid, []).append(record)
+    return [_fold(uid, group) for uid, group in grouped.items()]
+
+
+def _fold(uid: str, records: list[AuditRecord]) -> GrantRow:
+    first, last = records[0], records[-1]
+    requester = next((r.event.requester for r in reversed(records) if r.event.requester), None)
+    scope_from = next((r for r in reversed(records) if r.event.scope is not None), first)
+    activated = expires = ended = None
+    outcome, reason = "pending", None
+    approvers: dict[str, None] = {}
+    receipts: dict[str, None] = {}
+    for record in records:
+        event = record.event
+        window = event.window
+        if window is not None:
+            activated = window.activated_at or activated
+            expires = window.expires_at or expires
+            ended = window.ended_at or ended
+        for approval in event.approvers:
+            approvers[approval.approver] = None
+            if approval.receipt:
+                receipts[approval.receipt] = None
+        if outcome in _ENDINGS.values() and event.type not in _ENDINGS:
+            continue  # a settled request stays settled (terminal states never become active again)
+        if event.type in _ENDINGS:
+            outcome, reason = _ENDINGS[event.type], event.reason or reason
+            ended = ended or event.time
+        elif event.type in _PROGRESS:
+            outcome = _PROGRESS[event.type]
+            if event.type is EventType.GRANTED:
+                activated = activated or event.time
+    return GrantRow(
+        request_uid=uid,
+        request=f"{first.event.request_namespace}/{first.event.request_name}",
+        cluster=first.event.cluster,
+        policy=next((r.event.policy for r in reversed(records) if r.event.policy), None),
+        requester=requester.username if requester else None,
+        proven_by=requester.proven_by if requester else None,
+        namespace=scope_from.event.scope.namespace if scope_from.event.scope else None,
+        scope=_scope(scope_from),
+        requested_at=first.event.time,
+        activated_at=activated,
+        expires_at=expires,
+        ended_at=ended if outcome in _ENDINGS.values() else None,
+        approvers=tuple(approvers),
+        receipts=tuple(receipts),
+        outcome=outcome,
+        reason=reason,
+        first_seq=first.seq,
+        last_seq=last.seq,
+    )
+
+
+def select(rows: Iterable[GrantRow], grant_filter: GrantFilter) -> list[GrantRow]:
+    return [row for row in rows if grant_filter.matches(row)]
+
+
+def format_table(rows: list[GrantRow]) -> str:
+    """A plain text table, one grant per row, for a terminal or a ticket."""
+
+    def time(value: datetime | None) -> str:
+        return "-" if value is None else value.strftime("%Y-%m-%d %H:%M:%SZ")
+
+    header = ("REQUEST", "CLUSTER", "REQUESTER", "SCOPE", "ACTIVATED", "ENDED", "APPROVERS", "OUTCOME")
+    table = [header] + [
+        (
+            row.request,
+            row.cluster,
+            f"{row.requester or '-'} ({row.proven_by or '?'})",
+            f"{row.namespace or '-'}: {row.scope or '-'}",
+            time(row.activated_at),
+            time(row.ended_at),
+            ",".join(row.approvers) or "-",
+            row.outcome + (f": {row.reason}" if row.reason else ""),
+        )
+        for row in rows
+    ]
+    widths = [max(len(line[column]) for line in table) for column in range(len(header))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        for line in table
+    )
