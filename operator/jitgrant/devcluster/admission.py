@@ -1,0 +1,252 @@
+"""Dynamic admission: calling MutatingWebhookConfigurations and ValidatingWebhookConfigurations.
+
+Webhooks are called over HTTPS, verifying the server certificate against ``clientConfig.caBundle``
+(or the system trust store when it is empty). Mutating webhooks run in configuration-name order,
+each once (no reinvocation), then validating webhooks. Webhook configurations themselves are never
+sent to webhooks, as in the real server, so a broken webhook cannot lock its own fix out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import copy
+import json
+import ssl
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from .authn import User
+from .errors import ApiError, internal
+from .patching import json_patch
+from .resources import ADMISSION, SUBRESOURCE_KIND, ResourceType
+from .selectors import from_label_selector, labels_match
+from .store import Store
+
+MUTATING = (ADMISSION, "mutatingwebhookconfigurations")
+VALIDATING = (ADMISSION, "validatingwebhookconfigurations")
+ServiceMapper = Callable[[str, str, int], str | None]
+
+
+@dataclass
+class Attributes:
+    rt: ResourceType
+    subresource: str
+    operation: str  # CREATE, UPDATE, DELETE
+    namespace: str
+    name: str
+    user: User
+    dry_run: bool = False
+    options: Mapping[str, Any] | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def _rule_matches(rule: Mapping[str, Any], attrs: Attributes) -> bool:
+    ops = rule.get("operations") or ()
+    if "*" not in ops and attrs.operation not in ops:
+        return False
+    groups, versions = rule.get("apiGroups") or (), rule.get("apiVersions") or ()
+    if "*" not in groups and attrs.rt.group not in groups:
+        return False
+    if "*" not in versions and attrs.rt.version not in versions:
+        return False
+    scope = rule.get("scope") or "*"
+    if (scope == "Cluster" and attrs.rt.namespaced) or (scope == "Namespaced" and not attrs.rt.namespaced):
+        return False
+    for resource in rule.get("resources") or ():
+        res, _, sub = resource.partition("/")
+        if (res == "*" or res == attrs.rt.plural) and (sub == "*" or sub == attrs.subresource):
+            return True
+    return False
+
+
+class WebhookCaller:
+    def __init__(self, store: Store, *, map_service: ServiceMapper | None = None) -> None:
+        self._store = store
+        self.map_service = map_service
+
+    # ---- matching -------------------------------------------------------------------------------
+
+    def _namespace_labels(self, attrs: Attributes, obj: Mapping[str, Any] | None) -> dict[str, str] | None:
+        if attrs.rt.group == "" and attrs.rt.plural == "namespaces":
+            return dict(((obj or {}).get("metadata") or {}).get("labels") or {})
+        if not attrs.rt.namespaced:
+            return None  # cluster-scoped objects are never excluded by a namespaceSelector
+        ns = self._store.get(("", "namespaces"), "", attrs.namespace)
+        return dict(((ns or {}).get("metadata") or {}).get("labels") or {})
+
+    def _webhook_matches(
+        self,
+        hook: Mapping[str, Any],
+        attrs: Attributes,
+        obj: Mapping[str, Any] | None,
+        old: Mapping[str, Any] | None,
+    ) -> bool:
+        if not any(_rule_matches(r, attrs) for r in hook.get("rules") or ()):
+            return False
+        ns_selector = from_label_selector(hook.get("namespaceSelector") or {}) or ()
+        ns_labels = self._namespace_labels(attrs, obj)
+        if ns_labels is not None and not labels_match(ns_selector, ns_labels):
+            return False
+        obj_selector = from_label_selector(hook.get("objectSelector") or {}) or ()
+        if obj_selector:
+            candidates = [x for x in (obj, old) if x is not None]
+            if not any(
+                labels_match(obj_selector, (c.get("metadata") or {}).get("labels") or {}) for c in candidates
+            ):
+                return False
+        return True
+
+    def _hooks(
+        self,
+        key: tuple[str, str],
+        attrs: Attributes,
+        obj: Mapping[str, Any] | None,
+        old: Mapping[str, Any] | None,
+    ) -> list[Mapping[str, Any]]:
+        if attrs.rt.group == ADMISSION:
+            return []
+        out = []
+        for config in self._store.objects(key):  # sorted by name, the documented order
+            for hook in config.get("webhooks") or ():
+                if self._webhook_matches(hook, attrs, obj, old):
+                    out.append(hook)
+        return out
+
+    # ---- the review -----------------------------------------------------------------------------
+
+    def _review(
+        self, attrs: Attributes, obj: Mapping[str, Any] | None, old: Mapping[str, Any] | None
+    ) -> dict[str, Any]:
+        rt = attrs.rt
+        group, version, kind = SUBRESOURCE_KIND.get(
+            (rt.plural, attrs.subresource), (rt.group, rt.version, rt.kind)
+        )
+        resource = {"group": rt.group, "version": rt.version, "resource": rt.plural}
+        request: dict[str, Any] = {
+            "uid": str(uuid.uuid4()),
+            "kind": {"group": group, "version": version, "kind": kind},
+            "resource": resource,
+            "requestKind": {"group": group, "version": version, "kind": kind},
+            "requestResource": resource,
+            "name": attrs.name,
+            "operation": attrs.operation,
+            "userInfo": attrs.user.user_info(),
+            "object": copy.deepcopy(obj) if obj is not None else None,
+            "oldObject": copy.deepcopy(old) if old is not None else None,
+            "dryRun": attrs.dry_run,
+            "options": dict(attrs.options) if attrs.options is not None else None,
+        }
+        if attrs.subresource:
+            request["subResource"] = attrs.subresource
+            request["requestSubResource"] = attrs.subresource
+        if rt.namespaced:
+            request["namespace"] = attrs.namespace
+        return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request}
+
+    def _url(self, hook: Mapping[str, Any]) -> str:
+        config = hook.get("clientConfig") or {}
+        if config.get("url"):
+            return str(config["url"])
+        service = config.get("service") or {}
+        mapped = None
+        if self.map_service is not None:
+            mapped = self.map_service(
+                service.get("namespace", ""), service.get("name", ""), int(service.get("port", 443))
+            )
+        if mapped is None:
+            host = f"{service.get('name')}.{service.get('namespace')}.svc"
+            raise ConnectionError(
+                f'service "{host}" is not reachable from the embedded cluster (see map_service)'
+            )
+        return mapped.rstrip("/") + (service.get("path") or "")
+
+    async def _call(self, hook: Mapping[str, Any], review: Mapping[str, Any]) -> dict[str, Any]:
+        url = self._url(hook)
+        ca = (hook.get("clientConfig") or {}).get("caBundle")
+        context = ssl.create_default_context()
+        if ca:
+            context = ssl.create_default_context(cadata=base64.b64decode(ca).decode())
+        timeout = aiohttp.ClientTimeout(total=float(hook.get("timeoutSeconds") or 10))
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as session,
+            session.post(url, json=review, ssl=context) as response,
+        ):
+            if response.status != 200:
+                raise ConnectionError(
+                    f"received {response.status} from webhook: {(await response.text())[:200]}"
+                )
+            body: dict[str, Any] = await response.json(content_type=None)
+        answer = body.get("response") or {}
+        if answer.get("uid") != review["request"]["uid"]:
+            raise ValueError(f"expected response.uid={review['request']['uid']!r}, got {answer.get('uid')!r}")
+        return dict(answer)
+
+    async def _consult(
+        self,
+        hook: Mapping[str, Any],
+        attrs: Attributes,
+        obj: Mapping[str, Any] | None,
+        old: Mapping[str, Any] | None,
+    ) -> dict[str, Any] | None:
+        """The webhook's response, None when it failed and failurePolicy is Ignore."""
+        name = hook.get("name", "")
+        try:
+            answer = await self._call(hook, self._review(attrs, obj, old))
+        except (TimeoutError, aiohttp.ClientError, OSError, ValueError, ssl.SSLError) as exc:
+            if (hook.get("failurePolicy") or "Fail") == "Ignore":
+                return None
+            detail = "context deadline exceeded" if isinstance(exc, asyncio.TimeoutError) else str(exc)
+            raise internal(f'failed calling webhook "{name}": failed to call webhook: {detail}') from exc
+        attrs.warnings.extend(str(w) for w in answer.get("warnings") or ())
+        if not answer.get("allowed"):
+            raise _denied(name, answer.get("status") or {})
+        return answer
+
+    async def mutate(
+        self, attrs: Attributes, obj: dict[str, Any] | None, old: Mapping[str, Any] | None
+    ) -> dict[str, Any] | None:
+        for hook in self._hooks(MUTATING, attrs, obj, old):
+            answer = await self._consult(hook, attrs, obj, old)
+            if answer is None or not answer.get("patch") or obj is None:
+                continue
+            if answer.get("patchType", "JSONPatch") != "JSONPatch":
+                raise internal(
+                    f'failed calling webhook "{hook.get("name")}": unsupported patch type '
+                    f"{answer.get('patchType')!r}"
+                )
+            try:
+                obj = json_patch(obj, json.loads(base64.b64decode(answer["patch"])))
+            except ApiError as exc:
+                raise internal(f'failed calling webhook "{hook.get("name")}": {exc.message}') from exc
+        return obj
+
+    async def validate(
+        self, attrs: Attributes, obj: Mapping[str, Any] | None, old: Mapping[str, Any] | None
+    ) -> None:
+        hooks = self._hooks(VALIDATING, attrs, obj, old)
+        # validating webhooks run in parallel in the real server; any denial refuses the request
+        results = await asyncio.gather(
+            *(self._consult(h, attrs, obj, old) for h in hooks), return_exceptions=True
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+
+
+def _denied(name: str, status: Mapping[str, Any]) -> ApiError:
+    code = int(status.get("code") or 0)
+    if code < 400:
+        code = 403
+    prefix = f'admission webhook "{name}" denied the request'
+    if status.get("message"):
+        message = f"{prefix}: {status['message']}"
+    elif status.get("reason"):
+        message = f"{prefix}: {status['reason']}"
+    else:
+        message = f"{prefix} without explanation"
+    return ApiError(code, str(status.get("reason") or ""), message, status.get("details"))

@@ -1,0 +1,211 @@
+"""Authentication: static bearer tokens, ServiceAccount tokens issued by TokenRequest, and plug-ins.
+
+ServiceAccount tokens are RS256 JWTs with the claims of the real ones (``iss``, ``sub``, ``aud``,
+``exp``, ``kubernetes.io``), so code that decodes them sees the familiar shape. A token is accepted
+only while it has not expired, its audience includes the API server's, and the ServiceAccount it
+was issued for still exists with the same uid (the real server checks the bound object too).
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import json
+import secrets
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from .clock import Clock
+
+AUTHENTICATED = "system:authenticated"
+MASTERS = "system:masters"
+API_AUDIENCE = "https://kubernetes.default.svc.cluster.local"
+ISSUER = "https://kubernetes.default.svc.cluster.local"
+
+
+@dataclass(frozen=True)
+class User:
+    """An authenticated identity, as ``user.Info`` in the API server."""
+
+    name: str
+    uid: str = ""
+    groups: tuple[str, ...] = ()
+    extra: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def user_info(self) -> dict[str, Any]:
+        """The ``userInfo`` shape of admission and review objects."""
+        info: dict[str, Any] = {"username": self.name, "groups": list(self.groups)}
+        if self.uid:
+            info["uid"] = self.uid
+        if self.extra:
+            info["extra"] = {k: list(v) for k, v in self.extra.items()}
+        return info
+
+
+def with_authenticated(user: User) -> User:
+    if AUTHENTICATED in user.groups:
+        return user
+    return User(user.name, user.uid, (*user.groups, AUTHENTICATED), user.extra)
+
+
+Authenticator = Callable[[str], Awaitable[User | None]]
+# (namespace, name) -> uid of the live ServiceAccount, or None
+ServiceAccountLookup = Callable[[str, str], str | None]
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _b64url_decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class TokenAuthenticator:
+    def __init__(self, clock: Clock, sa_lookup: ServiceAccountLookup) -> None:
+        self._clock = clock
+        self._sa_lookup = sa_lookup
+        self._static: dict[str, User] = {}
+        self._plugins: list[Authenticator] = []
+        self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        digest = hashes.Hash(hashes.SHA256())
+        digest.update(
+            self._key.public_key().public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )
+        self.key_id = _b64url(digest.finalize())  # as the real server derives "kid"
+
+    # ---- static tokens --------------------------------------------------------------------------
+
+    def add_static(self, token: str, user: User) -> None:
+        self._static[token] = user
+
+    def load_token_file(self, path: str | Path) -> None:
+        """``--token-auth-file``: ``token,user,uid,"group1,group2"`` per line."""
+        with open(path, newline="") as fh:
+            for row in csv.reader(fh):
+                if not row or row[0].startswith("#"):
+                    continue
+                if len(row) < 3:
+                    raise ValueError(f"token file {path}: need at least token,user,uid: {row!r}")
+                groups = tuple(g.strip() for g in row[3].split(",") if g.strip()) if len(row) > 3 else ()
+                self.add_static(row[0].strip(), User(row[1].strip(), row[2].strip(), groups))
+
+    def add_plugin(self, fn: Authenticator) -> None:
+        self._plugins.append(fn)
+
+    # ---- ServiceAccount tokens --------------------------------------------------------------------
+
+    def issue_sa_token(
+        self,
+        *,
+        namespace: str,
+        name: str,
+        uid: str,
+        audiences: list[str],
+        expires: datetime,
+        bound: Mapping[str, Any] | None = None,
+    ) -> str:
+        now = int(self._clock.now().timestamp())
+        claims: dict[str, Any] = {
+            "iss": ISSUER,
+            "sub": f"system:serviceaccount:{namespace}:{name}",
+            "aud": audiences,
+            "exp": int(expires.timestamp()),
+            "iat": now,
+            "nbf": now,
+            "jti": secrets.token_hex(16),
+            "kubernetes.io": {"namespace": namespace, "serviceaccount": {"name": name, "uid": uid}},
+        }
+        if bound:
+            claims["kubernetes.io"][bound["kind"].lower()] = {
+                "name": bound.get("name"),
+                "uid": bound.get("uid"),
+            }
+        header = {"alg": "RS256", "kid": self.key_id, "typ": "JWT"}
+        signing_input = f"{_b64url(json.dumps(header).encode())}.{_b64url(json.dumps(claims).encode())}"
+        signature = self._key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
+        return f"{signing_input}.{_b64url(signature)}"
+
+    def _verify_sa_token(self, token: str, audiences: tuple[str, ...]) -> tuple[User | None, str]:
+        parts = token.split(".")
+        if len(parts) != 3:
+            return None, ""
+        try:
+            self._key.public_key().verify(
+                _b64url_decode(parts[2]),
+                f"{parts[0]}.{parts[1]}".encode(),
+                padding.PKCS1v15(),
+                hashes.SHA256(),
+            )
+            claims = json.loads(_b64url_decode(parts[1]))
+        except Exception:  # any malformed or foreign JWT is simply not ours
+            return None, ""
+        if claims.get("exp", 0) <= self._clock.now().timestamp():
+            return None, "service account token has expired"
+        if not set(claims.get("aud") or ()) & set(audiences):
+            return None, "token audiences do not match"
+        k8s = claims.get("kubernetes.io") or {}
+        namespace, sa = k8s.get("namespace", ""), k8s.get("serviceaccount") or {}
+        if self._sa_lookup(namespace, sa.get("name", "")) != sa.get("uid"):
+            return None, f"service account {namespace}/{sa.get('name')} has been deleted"
+        user = User(
+            f"system:serviceaccount:{namespace}:{sa.get('name')}",
+            sa.get("uid", ""),
+            ("system:serviceaccounts", f"system:serviceaccounts:{namespace}", AUTHENTICATED),
+            {"authentication.kubernetes.io/credential-id": (f"JTI={claims.get('jti')}",)},
+        )
+        return user, ""
+
+    def jwks(self) -> dict[str, Any]:
+        numbers = self._key.public_key().public_numbers()
+        n = numbers.n.to_bytes((numbers.n.bit_length() + 7) // 8, "big")
+        e = numbers.e.to_bytes((numbers.e.bit_length() + 7) // 8, "big")
+        return {
+            "keys": [
+                {
+                    "use": "sig",
+                    "kty": "RSA",
+                    "kid": self.key_id,
+                    "alg": "RS256",
+                    "n": _b64url(n),
+                    "e": _b64url(e),
+                }
+            ]
+        }
+
+    def public_pem(self) -> bytes:
+        return self._key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+
+    # ---- authenticate ----------------------------------------------------------------------------
+
+    async def authenticate(self, token: str, audiences: tuple[str, ...] = (API_AUDIENCE,)) -> User | None:
+        user, _ = await self.review(token, audiences)
+        return user
+
+    async def review(
+        self, token: str, audiences: tuple[str, ...] = (API_AUDIENCE,)
+    ) -> tuple[User | None, str]:
+        """(user, error) as a TokenReview reports it."""
+        if not token:
+            return None, "no token"
+        static = self._static.get(token)
+        if static is not None:
+            return with_authenticated(static), ""
+        user, error = self._verify_sa_token(token, audiences)
+        if user is not None or error:
+            return user, error
+        for plugin in list(self._plugins):
+            found = await plugin(token)
+            if found is not None:
+                return with_authenticated(found), ""
+        return None, "invalid bearer token"

@@ -1,0 +1,660 @@
+"""The REST semantics of stored resources: create, update, patch, delete, as the generic registry does.
+
+Pipeline of a write, in the real server's order: decode (defaults from the URL, prune and default
+custom resources) -> mutating admission -> system metadata (name from generateName, uid,
+timestamps, generation), status subresource rules -> validation (names, types, schema, CEL) ->
+RBAC escalation checks -> validating admission -> optimistic concurrency and storage.
+"""
+
+from __future__ import annotations
+
+import copy
+import secrets
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import errors
+from .admission import Attributes as AdmissionAttrs
+from .admission import WebhookCaller
+from .authn import MASTERS, User
+from .clock import Clock, rfc3339
+from .errors import ApiError, Cause
+from .patching import STRATEGIC, apply_patch
+from .rbac import Attributes as AuthzAttrs
+from .rbac import RbacAuthorizer, RoleNotFound
+from .resources import APIEXT, RBAC, ResourceRegistry, ResourceType
+from .schema import CrdSchema
+from .selectors import FieldSelector, Selector, fields_match, labels_match
+from .store import Obj, Store
+from .validation import metadata_causes, name_causes, type_causes
+
+NAMESPACES = ("", "namespaces")
+CRDS = (APIEXT, "customresourcedefinitions")
+SYSTEM = User("system:apiserver", "", (MASTERS,))
+_GENERATE_CHARS = "bcdfghjklmnpqrstvwxz2456789"  # as k8s.io/apimachinery/pkg/util/rand
+
+
+@dataclass
+class Call:
+    """One request: who asks, and the options that change how a write behaves."""
+
+    user: User
+    dry_run: bool = False
+    field_validation: str = ""  # Strict, Warn (default), Ignore
+    warnings: list[str] = field(default_factory=list)
+
+
+def _content(obj: Mapping[str, Any], *, with_status: bool) -> dict[str, Any]:
+    """The part of an object whose change bumps metadata.generation."""
+    skip = {"metadata", "apiVersion", "kind"} | (set() if with_status else {"status"})
+    return {k: v for k, v in obj.items() if k not in skip}
+
+
+class Api:
+    def __init__(
+        self,
+        *,
+        registry: ResourceRegistry,
+        store: Store,
+        clock: Clock,
+        authorizer: RbacAuthorizer,
+        webhooks: WebhookCaller,
+    ) -> None:
+        self.registry = registry
+        self.store = store
+        self.clock = clock
+        self.authorizer = authorizer
+        self.webhooks = webhooks
+        self._schemas: dict[tuple[str, str, str], CrdSchema] = {}
+
+    # ---- helpers ----------------------------------------------------------------------------------
+
+    def schema(self, rt: ResourceType) -> CrdSchema | None:
+        if not rt.custom or not rt.schema:
+            return None
+        key = (rt.group, rt.version, rt.plural)
+        if key not in self._schemas:
+            self._schemas[key] = CrdSchema(rt.schema)
+        return self._schemas[key]
+
+    def present(self, rt: ResourceType, obj: Obj) -> Obj:
+        """An object as served in ``rt``'s version (CRD conversion strategy None)."""
+        out = {"apiVersion": rt.api_version, "kind": rt.kind}
+        out.update({k: v for k, v in obj.items() if k not in ("apiVersion", "kind")})
+        return out
+
+    def get(self, rt: ResourceType, namespace: str, name: str) -> Obj:
+        obj = self.store.get(rt.key, namespace if rt.namespaced else "", name)
+        if obj is None:
+            raise errors.not_found(rt.plural, rt.group, name)
+        return self.present(rt, obj)
+
+    def objects(self, rt: ResourceType, namespace: str, labels: Selector, fields: FieldSelector) -> list[Obj]:
+        items = self.store.objects(rt.key, namespace or None if rt.namespaced else None)
+        return [
+            self.present(rt, o)
+            for o in items
+            if labels_match(labels, o["metadata"].get("labels")) and fields_match(fields, o)
+        ]
+
+    def _now(self) -> str:
+        return rfc3339(self.clock.now())
+
+    def _check_namespace(self, rt: ResourceType, namespace: str, *, creating: bool) -> None:
+        """NamespaceLifecycle: no content in a missing namespace, no new content in a terminating one."""
+        if not rt.namespaced:
+            return
+        ns = self.store.get(NAMESPACES, "", namespace)
+        if ns is None:
+            raise errors.not_found("namespaces", "", namespace)
+        if creating and ns["metadata"].get("deletionTimestamp"):
+            raise errors.forbidden(
+                rt.plural,
+                rt.group,
+                "",
+                f"unable to create new content in namespace {namespace} because it is being terminated",
+            )
+
+    def _decode(self, rt: ResourceType, body: Any, namespace: str, call: Call) -> Obj:
+        if not isinstance(body, dict):
+            raise errors.bad_request("the object provided is unrecognized (must be of type object)")
+        obj = copy.deepcopy(body)
+        api_version, kind = obj.setdefault("apiVersion", rt.api_version), obj.setdefault("kind", rt.kind)
+        if api_version != rt.api_version or kind != rt.kind:
+            raise errors.bad_request(
+                f"the API version in the data ({api_version}) does not match the expected API "
+                f"version ({rt.api_version})"
+                if api_version != rt.api_version
+                else f"the kind in the data ({kind}) does not match the expected kind ({rt.kind})"
+            )
+        meta = obj.setdefault("metadata", {})
+        if not isinstance(meta, dict):
+            raise errors.bad_request("metadata must be an object")
+        if rt.namespaced:
+            if meta.get("namespace") and meta["namespace"] != namespace:
+                raise errors.bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request"
+                )
+            meta["namespace"] = namespace
+        else:
+            meta.pop("namespace", None)
+        self._prune_and_default(rt, obj, call)
+        return obj
+
+    def _prune_and_default(self, rt: ResourceType, obj: Obj, call: Call) -> None:
+        schema = self.schema(rt)
+        if schema is None:
+            return
+        pruned = schema.prune(obj)
+        if pruned and call.field_validation == "Strict":
+            raise errors.bad_request(
+                "strict decoding error: " + ", ".join(f'unknown field "{p}"' for p in pruned)
+            )
+        if pruned and call.field_validation != "Ignore":
+            call.warnings.extend(f'unknown field "{p}"' for p in pruned)
+        schema.default(obj)
+
+    def _validate(self, rt: ResourceType, obj: Obj, old: Obj | None) -> None:
+        meta = obj["metadata"]
+        causes: list[Cause] = []
+        if old is None:
+            causes += name_causes(rt, meta["name"])
+        causes += metadata_causes(meta)
+        causes += type_causes(rt, obj, old)
+        schema = self.schema(rt)
+        if schema is not None:
+            causes += schema.validate(obj, old)
+        if old is not None and old["metadata"].get("deletionTimestamp"):
+            added = [
+                f for f in meta.get("finalizers") or () if f not in (old["metadata"].get("finalizers") or ())
+            ]
+            if added:
+                rendered = "[]string{" + ", ".join(f'"{f}"' for f in added) + "}"
+                causes.append(
+                    Cause(
+                        "metadata.finalizers",
+                        "FieldValueForbidden",
+                        f"Forbidden: no new finalizers can be added if the object is being deleted, "
+                        f"found new finalizers {rendered}",
+                    )
+                )
+        if causes:
+            raise errors.invalid(rt.kind, rt.group, meta.get("name", ""), causes)
+
+    def _admission(
+        self,
+        rt: ResourceType,
+        call: Call,
+        operation: str,
+        namespace: str,
+        name: str,
+        subresource: str = "",
+        options: Mapping[str, Any] | None = None,
+    ) -> AdmissionAttrs:
+        return AdmissionAttrs(
+            rt=rt,
+            subresource=subresource,
+            operation=operation,
+            namespace=namespace,
+            name=name,
+            user=call.user,
+            dry_run=call.dry_run,
+            options=options,
+            warnings=call.warnings,
+        )
+
+    # ---- create -----------------------------------------------------------------------------------
+
+    async def create(self, call: Call, rt: ResourceType, namespace: str, body: Any) -> Obj:
+        obj = self._decode(rt, body, namespace, call)
+        meta = obj["metadata"]
+        if not meta.get("name") and not meta.get("generateName"):
+            raise errors.invalid(
+                rt.kind,
+                rt.group,
+                "",
+                [
+                    Cause(
+                        "metadata.name",
+                        "FieldValueRequired",
+                        "Required value: name or generateName is required",
+                    )
+                ],
+            )
+        self._check_namespace(rt, namespace, creating=True)
+        for key in (
+            "uid",
+            "resourceVersion",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+            "selfLink",
+            "managedFields",
+        ):
+            meta.pop(key, None)
+        if rt.has_status:
+            obj.pop("status", None)
+        # As in the real server, mutating webhooks see the object before name generation and uid.
+        attrs = self._admission(
+            rt,
+            call,
+            "CREATE",
+            namespace,
+            meta.get("name", ""),
+            options={"kind": "CreateOptions", "apiVersion": "meta.k8s.io/v1"},
+        )
+        mutated = await self.webhooks.mutate(attrs, obj, None)
+        if mutated is not obj and mutated is not None:
+            obj = mutated
+            self._prune_and_default(rt, obj, call)
+        meta = obj["metadata"]
+        if not meta.get("name"):
+            meta["name"] = meta.get("generateName", "") + "".join(
+                secrets.choice(_GENERATE_CHARS) for _ in range(5)
+            )
+        meta["uid"] = str(uuid.uuid4())
+        meta["creationTimestamp"] = self._now()
+        if rt.tracks_generation:
+            meta["generation"] = 1
+        self._initial_status(rt, obj)
+        self._validate(rt, obj, None)
+        self._check_rbac_escalation(call, rt, obj)
+        attrs.name = meta["name"]
+        await self.webhooks.validate(attrs, obj, None)
+        if self.store.get(rt.key, meta.get("namespace", ""), meta["name"]) is not None:
+            raise errors.already_exists(rt.plural, rt.group, meta["name"])
+        if call.dry_run:
+            return self.present(rt, obj)
+        stored = self.store.write(rt.key, obj, old=None)
+        self._after_write(rt, stored, None)
+        return self.present(rt, stored)
+
+    def create_internal(self, rt: ResourceType, obj: Obj) -> Obj:
+        """Bootstrap objects: no admission, no authorization, as the API server's own post-start hooks."""
+        obj = copy.deepcopy(obj)
+        obj.setdefault("apiVersion", rt.api_version)
+        obj.setdefault("kind", rt.kind)
+        meta = obj.setdefault("metadata", {})
+        meta.update(uid=str(uuid.uuid4()), creationTimestamp=self._now())
+        if rt.tracks_generation:
+            meta["generation"] = 1
+        self._initial_status(rt, obj)
+        self._validate(rt, obj, None)
+        stored = self.store.write(rt.key, obj, old=None)
+        self._after_write(rt, stored, None)
+        return stored
+
+    def _initial_status(self, rt: ResourceType, obj: Obj) -> None:
+        if rt.key == NAMESPACES:
+            obj.setdefault("spec", {})["finalizers"] = ["kubernetes"]
+            obj["status"] = {"phase": "Active"}
+        elif rt.key == ("", "pods"):
+            obj["status"] = {"phase": "Pending"}
+        elif rt.key == CRDS:
+            obj["status"] = crd_status(obj, self._now())
+        elif rt.key == ("apps", "deployments"):
+            obj["status"] = {}
+
+    # ---- update and patch --------------------------------------------------------------------------
+
+    async def update(
+        self, call: Call, rt: ResourceType, namespace: str, name: str, body: Any, subresource: str = ""
+    ) -> Obj:
+        ns = namespace if rt.namespaced else ""
+        old = self.store.get(rt.key, ns, name)
+        if old is None:
+            raise errors.not_found(rt.plural, rt.group, name)
+        obj = self._decode(rt, body, ns, call)
+        meta = obj["metadata"]
+        if meta.get("name") and meta["name"] != name:
+            raise errors.bad_request(
+                f"the name of the object ({meta['name']}) does not match the name on the URL ({name})"
+            )
+        meta["name"] = name
+        if not meta.get("resourceVersion") and rt.custom:
+            raise errors.invalid(
+                rt.kind,
+                rt.group,
+                name,
+                [
+                    Cause(
+                        "metadata.resourceVersion",
+                        "FieldValueInvalid",
+                        "Invalid value: 0x0: must be specified for an update",
+                    )
+                ],
+            )
+        return await self._update(call, rt, old, obj, subresource)
+
+    async def patch(
+        self,
+        call: Call,
+        rt: ResourceType,
+        namespace: str,
+        name: str,
+        content_type: str,
+        patch: Any,
+        subresource: str = "",
+    ) -> Obj:
+        ns = namespace if rt.namespaced else ""
+        old = self.store.get(rt.key, ns, name)
+        if old is None:
+            raise errors.not_found(rt.plural, rt.group, name)
+        if content_type == STRATEGIC and rt.custom:
+            raise errors.unsupported_media_type(content_type, _patch_types(rt))
+        current = self.present(rt, old)
+        current["metadata"].pop("resourceVersion")  # only a resourceVersion in the patch asks for a check
+        patched = apply_patch(content_type, current, patch)
+        if not isinstance(patched, dict):
+            raise errors.bad_request("the patch did not produce an object")
+        patched.setdefault("metadata", {})["name"] = name
+        obj = self._decode(rt, patched, ns, call)
+        return await self._update(call, rt, old, obj, subresource)
+
+    async def _update(self, call: Call, rt: ResourceType, old: Obj, obj: Obj, subresource: str) -> Obj:
+        meta, old_meta = obj["metadata"], old["metadata"]
+        name = old_meta["name"]
+        wanted_rv = meta.get("resourceVersion")
+        if wanted_rv and wanted_rv != old_meta["resourceVersion"]:
+            raise errors.conflict(rt.plural, rt.group, name, errors.MODIFIED)
+        self._check_namespace(rt, meta.get("namespace", ""), creating=False)
+        old_view = self.present(rt, old)
+        attrs = self._admission(
+            rt,
+            call,
+            "UPDATE",
+            meta.get("namespace", ""),
+            name,
+            subresource,
+            options={"kind": "UpdateOptions", "apiVersion": "meta.k8s.io/v1"},
+        )
+        mutated = await self.webhooks.mutate(attrs, obj, old_view)
+        if mutated is not obj and mutated is not None:
+            obj = mutated
+            self._prune_and_default(rt, obj, call)
+        obj = self._prepare_update(rt, obj, old, subresource)
+        self._validate(rt, obj, old_view)
+        self._check_rbac_escalation(call, rt, obj, old)
+        await self.webhooks.validate(attrs, obj, old_view)
+        if obj == old and not call.dry_run:
+            return self.present(rt, old)  # a no-op write keeps the resourceVersion, emits no event
+        if call.dry_run:
+            return self.present(rt, obj)
+        stored = self.store.write(rt.key, obj, old=old)
+        self._after_write(rt, stored, old)
+        if stored["metadata"].get("deletionTimestamp") and not stored["metadata"].get("finalizers"):
+            self._remove(rt, stored)
+        return self.present(rt, stored)
+
+    def _prepare_update(self, rt: ResourceType, obj: Obj, old: Obj, subresource: str) -> Obj:
+        old_meta = old["metadata"]
+        if subresource == "status":
+            # Writes to /status change .status only; every other field comes from the stored object.
+            new = copy.deepcopy(old)
+            if "status" in obj:
+                new["status"] = obj["status"]
+            else:
+                new.pop("status", None)
+            return new
+        meta = obj["metadata"]
+        for key in (
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+            "resourceVersion",
+        ):
+            if key in old_meta:
+                meta[key] = old_meta[key]
+            else:
+                meta.pop(key, None)
+        if rt.key == NAMESPACES:
+            obj["spec"] = copy.deepcopy(old.get("spec", {}))  # spec.finalizers change only through /finalize
+        if rt.has_status:
+            if "status" in old:
+                obj["status"] = copy.deepcopy(old["status"])
+            else:
+                obj.pop("status", None)
+        if rt.tracks_generation and _content(obj, with_status=not rt.has_status) != _content(
+            old, with_status=not rt.has_status
+        ):
+            meta["generation"] = int(old_meta.get("generation", 1)) + 1
+        return obj
+
+    def _check_rbac_escalation(self, call: Call, rt: ResourceType, obj: Obj, old: Obj | None = None) -> None:
+        """Privilege escalation prevention of the RBAC registry (roles and bindings only)."""
+        if rt.group != RBAC or MASTERS in call.user.groups:
+            return
+        if old is not None and _only_gc_fields_changed(obj, old):
+            return
+        meta = obj["metadata"]
+        namespace = meta.get("namespace", "") if rt.namespaced else ""
+        name = meta["name"]
+        if rt.plural in ("roles", "clusterroles"):
+            if self.authorizer.allowed(
+                AuthzAttrs(call.user, "escalate", namespace, RBAC, rt.plural, name=name)
+            ):
+                return
+            missing = self.authorizer.missing_rights(call.user, namespace, obj.get("rules") or [])
+            if missing:
+                raise errors.forbidden(rt.plural, rt.group, name, missing)
+            return
+        ref = obj.get("roleRef") or {}
+        ref_resource = "roles" if ref.get("kind") == "Role" else "clusterroles"
+        if self.authorizer.allowed(
+            AuthzAttrs(call.user, "bind", namespace, RBAC, ref_resource, name=ref.get("name", ""))
+        ):
+            return
+        try:
+            rules = self.authorizer.role_reference_rules(ref, namespace)
+        except RoleNotFound as exc:
+            raise errors.forbidden(rt.plural, rt.group, name, str(exc)) from exc
+        missing = self.authorizer.missing_rights(call.user, namespace, rules)
+        if missing:
+            raise errors.forbidden(rt.plural, rt.group, name, missing)
+
+    # ---- delete ------------------------------------------------------------------------------------
+
+    async def delete(
+        self, call: Call, rt: ResourceType, namespace: str, name: str, options: Mapping[str, Any] | None
+    ) -> tuple[Obj, bool]:
+        """(object, still_there): the deleted object, or the object now pending its finalizers."""
+        ns = namespace if rt.namespaced else ""
+        old = self.store.get(rt.key, ns, name)
+        if old is None:
+            raise errors.not_found(rt.plural, rt.group, name)
+        options = dict(options or {})
+        pre = options.get("preconditions") or {}
+        if pre.get("uid") and pre["uid"] != old["metadata"]["uid"]:
+            raise errors.conflict(
+                rt.plural,
+                rt.group,
+                name,
+                f"Precondition failed: UID in precondition: {pre['uid']}, UID in object meta: "
+                f"{old['metadata']['uid']}",
+            )
+        if pre.get("resourceVersion") and pre["resourceVersion"] != old["metadata"]["resourceVersion"]:
+            raise errors.conflict(
+                rt.plural,
+                rt.group,
+                name,
+                f"Precondition failed: ResourceVersion in precondition: {pre['resourceVersion']}, "
+                f"ResourceVersion in object meta: {old['metadata']['resourceVersion']}",
+            )
+        options.setdefault("kind", "DeleteOptions")
+        options.setdefault("apiVersion", "meta.k8s.io/v1")
+        attrs = self._admission(rt, call, "DELETE", ns, name, options=options)
+        view = self.present(rt, old)
+        await self.webhooks.mutate(attrs, None, view)
+        await self.webhooks.validate(attrs, None, view)
+        if call.dry_run:
+            return view, False
+        propagation = options.get("propagationPolicy") or (
+            "Orphan" if options.get("orphanDependents") else ""
+        )
+        result = self.delete_internal(rt, old, propagation)
+        still = self.store.get(rt.key, ns, name)
+        return self.present(rt, still if still is not None else result), still is not None
+
+    def delete_internal(self, rt: ResourceType, old: Obj, propagation: str = "") -> Obj:
+        meta = old["metadata"]
+        if meta.get("deletionTimestamp"):
+            return old  # already terminating: nothing more to do until the finalizers are gone
+        needs_wait = bool(meta.get("finalizers")) or rt.key in (NAMESPACES, CRDS)
+        if not needs_wait:
+            return self._remove(rt, old, propagation)
+        obj = copy.deepcopy(old)
+        obj["metadata"]["deletionTimestamp"] = self._now()
+        obj["metadata"]["deletionGracePeriodSeconds"] = 0
+        if rt.tracks_generation:
+            obj["metadata"]["generation"] = int(meta.get("generation", 1)) + 1
+        if rt.key == NAMESPACES:
+            obj["status"] = {"phase": "Terminating"}
+        stored = self.store.write(rt.key, obj, old=old)
+        if rt.key == NAMESPACES:
+            self._empty_namespace(stored["metadata"]["name"])
+        elif rt.key == CRDS:
+            self._empty_crd(stored)
+        current = self.store.get(rt.key, stored["metadata"].get("namespace", ""), stored["metadata"]["name"])
+        return current if current is not None else stored
+
+    def _remove(self, rt: ResourceType, obj: Obj, propagation: str = "") -> Obj:
+        gone = self.store.remove(rt.key, obj)
+        meta = obj["metadata"]
+        if rt.key == CRDS:
+            for served in self.registry.unregister_crd(meta["name"]):
+                self._schemas.pop((served.group, served.version, served.plural), None)
+                self.store.drop_key(served.key)
+        self._collect_garbage(meta["uid"], orphan=propagation == "Orphan")
+        namespace = meta.get("namespace", "")
+        if namespace:
+            self._maybe_finish_namespace(namespace)
+        if rt.custom:
+            self._maybe_finish_crd(f"{rt.plural}.{rt.group}")
+        return gone
+
+    def _collect_garbage(self, owner_uid: str, *, orphan: bool) -> None:
+        """Synchronous garbage collection of the dependents of a removed owner (ownerReferences)."""
+        for rt in self._stored_types():
+            for dep in self.store.objects(rt.key):
+                refs = dep["metadata"].get("ownerReferences") or []
+                if not any(r.get("uid") == owner_uid for r in refs):
+                    continue
+                remaining = [r for r in refs if r.get("uid") != owner_uid]
+                if orphan or any(self._uid_exists(r.get("uid", "")) for r in remaining):
+                    updated = copy.deepcopy(dep)
+                    updated["metadata"]["ownerReferences"] = remaining
+                    if not remaining:
+                        updated["metadata"].pop("ownerReferences")
+                    self.store.write(rt.key, updated, old=dep)
+                else:
+                    self.delete_internal(rt, dep)
+
+    def _stored_types(self) -> list[ResourceType]:
+        seen: dict[tuple[str, str], ResourceType] = {}
+        for rt in self.registry.all_types():
+            if not rt.virtual:
+                seen.setdefault(rt.key, self.registry.preferred(rt.group, rt.plural) or rt)
+        return list(seen.values())
+
+    def _uid_exists(self, uid: str) -> bool:
+        return any(
+            o["metadata"].get("uid") == uid for rt in self._stored_types() for o in self.store.objects(rt.key)
+        )
+
+    def _empty_namespace(self, namespace: str) -> None:
+        for rt in self._stored_types():
+            if rt.namespaced:
+                for obj in self.store.objects(rt.key, namespace):
+                    self.delete_internal(rt, obj)
+        self._maybe_finish_namespace(namespace)
+
+    def _maybe_finish_namespace(self, namespace: str) -> None:
+        ns = self.store.get(NAMESPACES, "", namespace)
+        if ns is None or not ns["metadata"].get("deletionTimestamp"):
+            return
+        if self.store.namespaces_in_use(namespace):
+            return
+        ns_rt = self.registry.get("", "v1", "namespaces")
+        assert ns_rt is not None
+        finalized = copy.deepcopy(ns)
+        finalized["spec"]["finalizers"] = []
+        if not ns["metadata"].get("finalizers"):
+            self._remove(ns_rt, self.store.write(NAMESPACES, finalized, old=ns))
+
+    def _empty_crd(self, crd: Obj) -> None:
+        for rt in self.registry.crd_types(crd["metadata"]["name"])[:1]:
+            for obj in self.store.objects(rt.key):
+                self.delete_internal(rt, obj)
+        self._maybe_finish_crd(crd["metadata"]["name"])
+
+    def _maybe_finish_crd(self, name: str) -> None:
+        crd = self.store.get(CRDS, "", name)
+        if crd is None or not crd["metadata"].get("deletionTimestamp") or crd["metadata"].get("finalizers"):
+            return
+        served = self.registry.crd_types(name)
+        if served and self.store.objects(served[0].key):
+            return
+        crd_rt = self.registry.get(APIEXT, "v1", "customresourcedefinitions")
+        assert crd_rt is not None
+        self._remove(crd_rt, crd)
+
+    # ---- type hooks --------------------------------------------------------------------------------
+
+    def _after_write(self, rt: ResourceType, obj: Obj, old: Obj | None) -> None:
+        if rt.key == CRDS and not obj["metadata"].get("deletionTimestamp"):
+            for served in self.registry.register_crd(obj):
+                self._schemas.pop((served.group, served.version, served.plural), None)
+
+
+def crd_status(crd: Mapping[str, Any], now: str) -> dict[str, Any]:
+    spec = crd.get("spec") or {}
+    conditions = [
+        {
+            "type": "NamesAccepted",
+            "status": "True",
+            "reason": "NoConflicts",
+            "message": "no conflicts found",
+            "lastTransitionTime": now,
+        },
+        {
+            "type": "Established",
+            "status": "True",
+            "reason": "InitialNamesAccepted",
+            "message": "the initial names have been accepted",
+            "lastTransitionTime": now,
+        },
+    ]
+    stored = [v["name"] for v in spec.get("versions") or () if v.get("storage")]
+    return {
+        "acceptedNames": copy.deepcopy(spec.get("names") or {}),
+        "conditions": conditions,
+        "storedVersions": stored,
+    }
+
+
+def _only_gc_fields_changed(obj: Mapping[str, Any], old: Mapping[str, Any]) -> bool:
+    def strip(o: Mapping[str, Any]) -> dict[str, Any]:
+        c = copy.deepcopy(dict(o))
+        for key in ("ownerReferences", "finalizers", "resourceVersion", "managedFields", "generation"):
+            c.get("metadata", {}).pop(key, None)
+        return c
+
+    return strip(obj) == strip(old)
+
+
+def _patch_types(rt: ResourceType) -> list[str]:
+    from .patching import APPLY, JSON_PATCH, MERGE
+
+    return [JSON_PATCH, MERGE, APPLY] if rt.custom else [JSON_PATCH, MERGE, STRATEGIC, APPLY]
+
+
+def patch_types(rt: ResourceType) -> list[str]:
+    return _patch_types(rt)
+
+
+__all__ = ["SYSTEM", "Api", "ApiError", "Call", "crd_status", "patch_types"]
