@@ -1,13 +1,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+import json
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from moto.server import ThreadedMotoServer
@@ -162,3 +164,55 @@ def moto_endpoint() -> Iterator[str]:
         finally:
             server.stop()
             server._server.server_close()  # stop() leaves the socket open
+
+
+class Receiver:
+    """A SIEM stand-in: a real HTTP server on 127.0.0.1 that keeps what it is sent."""
+
+    def __init__(self) -> None:
+        self.bodies: list[bytes] = []
+        self.headers: list[dict[str, str]] = []
+        self.down = False
+        self.lose_answers = 0  # keep the next N batches but answer 502, as a lost answer would look
+        self.url = ""
+
+    async def handle(self, request: web.Request) -> web.Response:
+        if self.down:
+            return web.Response(status=503, text="maintenance")
+        self.bodies.append(await request.read())
+        self.headers.append(dict(request.headers))
+        if self.lose_answers:
+            self.lose_answers -= 1
+            return web.Response(status=502)
+        return web.Response(status=204)
+
+    def lines(self) -> list[StoredLine]:
+        """Every entry received, in arrival order, as stored bytes."""
+        lines = []
+        for body in self.bodies:
+            for entry in json.loads(body)["entries"]:
+                lines.append(StoredLine(f"post {len(lines)}", canonical_json(entry)))
+        return lines
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    state = Receiver()
+    app = web.Application()
+    app.router.add_post("/audit", state.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    state.url = f"http://127.0.0.1:{port}/audit"
+    try:
+        yield state
+    finally:
+        await runner.cleanup()
+
+
+async def eventually(condition: Callable[[], bool], *, within: float = 5.0) -> None:
+    async with asyncio.timeout(within):
+        while not condition():  # noqa: ASYNC110 (polls state the trail owns; no event to wait on)
+            await asyncio.sleep(0.01)
