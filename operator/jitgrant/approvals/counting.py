@@ -14,6 +14,8 @@ from jitgrant.approvals.receipts import RecordedApproval, spec_hash, verify_rece
 from jitgrant.models import ApprovalPolicy, RequesterStamp
 
 SERVICE_ACCOUNT_PREFIX = "system:serviceaccount:"
+# For OIDC-proven requesters, the Kubernetes identity that created the object on their behalf.
+CREATED_BY_EXTRA = "jitgrant.dev/created-by"
 
 
 def person_key(username: str) -> str:
@@ -35,6 +37,10 @@ def eligibility(
     """None if `approver` (with `groups`) may decide on this request, else the reason they may not."""
     if person_key(approver) == person_key(requester.username):
         return f"{approver} is the requester and cannot approve or deny their own request"
+    if any(
+        person_key(approver) == person_key(creator) for creator in requester.extra.get(CREATED_BY_EXTRA, ())
+    ):
+        return f"{approver} created this request for {requester.username} and cannot approve or deny it"
     listed_users = policy.approvers.users
     if approver in listed_users:
         return None

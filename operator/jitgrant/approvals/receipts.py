@@ -167,7 +167,7 @@ def record_decision(
     )
 
 
-def _parse_entry(item: Any) -> RecordedApproval | None:
+def parse_entry(item: Any) -> RecordedApproval | None:
     if not isinstance(item, Mapping):
         return None
     approver, groups, at, decision = (
@@ -209,7 +209,7 @@ def parse_recorded(annotation_value: str | None) -> list[RecordedApproval]:
         return []
     if not isinstance(data, list):
         return []
-    entries = (_parse_entry(item) for item in data)
+    entries = (parse_entry(item) for item in data)
     return [entry for entry in entries if entry is not None]
 
 

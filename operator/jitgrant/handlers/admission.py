@@ -1,0 +1,333 @@
+"""Admission webhooks for AccessRequests: who is asking, and who approved.
+
+Importing this module registers three handlers on kopf's default registry:
+
+- `stamp-requester` (mutating, CREATE/UPDATE): on CREATE, stamps `spec.requester` from the API server's
+  `userInfo`, or from a verified OIDC ID token passed in the `jitgrant.dev/oidc-token` annotation (which
+  it removes), and seals the spec; on UPDATE, turns a `jitgrant.dev/approve|deny` annotation into an
+  entry with a receipt in `jitgrant.dev/approvals`.
+- `validate-request` (validating, CREATE/UPDATE): refuses unsealed creations, spec or seal changes,
+  hand-written approvals, approvals by the wrong people, and edits of the operator's own metadata.
+- `guard-status` (validating, UPDATE of the status subresource): only the operator writes status.
+
+The decisions are pure functions in `jitgrant.approvals.review`; this module parses, calls them and
+answers, with refusals as `kopf.AdmissionError` so their message reaches kubectl verbatim.
+
+Needs `memo.runtime` with `.settings` (an OperatorSettings: `receipt_key`, `operator_namespace`,
+`instance`) and `async .get_policy(name) -> GrantPolicySpec | None`; optionally `.clock`,
+`.oidc` (an OIDCVerifier) and `.operator_usernames`.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Collection, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+from kopf.on import WebhookDecorator
+
+from jitgrant.approvals.counting import CREATED_BY_EXTRA
+from jitgrant.approvals.receipts import APPROVALS_ANNOTATION, APPROVE_ANNOTATION, DENY_ANNOTATION
+from jitgrant.approvals.review import (
+    OIDC_TOKEN_ANNOTATION,
+    Caller,
+    DecisionRefused,
+    annotations_of,
+    operator_username,
+    plan_decision,
+    review_create,
+    review_status_update,
+    review_update,
+)
+from jitgrant.identity.claims import requester_refusal
+from jitgrant.identity.jwks import JWKSCache
+from jitgrant.identity.oidc import OIDCVerifier, TokenRefused, unverified_issuer
+from jitgrant.identity.stamp import (
+    REQUESTER_SEAL_ANNOTATION,
+    requester_from_userinfo,
+    seal_requester,
+    stamp_to_wire,
+)
+from jitgrant.models import API_GROUP, API_VERSION, GrantPolicySpec, RequesterStamp
+
+PLURAL = "accessrequests"
+MUTATE_ID = "stamp-requester"
+VALIDATE_ID = "validate-request"
+STATUS_ID = "guard-status"
+_NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # the alphabet the API server uses for generateName
+
+_default_verifier: OIDCVerifier | None = None
+
+
+# --- the runtime the webhooks need ------------------------------------------------------------------
+
+
+def _runtime(memo: Any) -> Any:
+    runtime = memo.get("runtime") if isinstance(memo, Mapping) else getattr(memo, "runtime", None)
+    if runtime is None or getattr(runtime, "settings", None) is None:
+        raise kopf.AdmissionError(
+            "jitgrant operator is not ready (no runtime in kopf's memo); try again shortly", code=503
+        )
+    return runtime
+
+
+def _key(runtime: Any) -> bytes:
+    key = runtime.settings.receipt_key
+    if not isinstance(key, bytes) or len(key) < 16:
+        raise kopf.AdmissionError("jitgrant operator has no usable receipt key; refusing", code=500)
+    return key
+
+
+def _now(runtime: Any) -> datetime:
+    clock: Callable[[], datetime] | None = getattr(runtime, "clock", None)
+    return clock() if clock is not None else datetime.now(UTC)
+
+
+def operator_usernames(runtime: Any) -> Collection[str]:
+    """Who the operator itself is: its own patches (finalizers, progress, status) are never blocked."""
+    configured = getattr(runtime, "operator_usernames", None)
+    if configured:
+        return frozenset(configured)
+    settings = runtime.settings
+    return frozenset(
+        {operator_username(namespace=settings.operator_namespace, service_account=settings.instance)}
+    )
+
+
+def _verifier(runtime: Any) -> OIDCVerifier:
+    global _default_verifier
+    verifier = getattr(runtime, "oidc", None)
+    if isinstance(verifier, OIDCVerifier):
+        return verifier
+    if _default_verifier is None:
+        _default_verifier = OIDCVerifier(keys=JWKSCache())
+    return _default_verifier
+
+
+async def _policy(runtime: Any, name: str) -> GrantPolicySpec | None:
+    get_policy = getattr(runtime, "get_policy", None)
+    if get_policy is None:
+        raise kopf.AdmissionError(
+            "jitgrant operator cannot read GrantPolicies yet; try again shortly", code=503
+        )
+    policy: GrantPolicySpec | None = await get_policy(name)
+    return policy
+
+
+def _refuse(message: str, code: int = 403) -> kopf.AdmissionError:
+    return kopf.AdmissionError(message, code=code)
+
+
+# --- CREATE: stamp and seal ---------------------------------------------------------------------------
+
+
+async def _oidc_stamp(
+    *, runtime: Any, token: str, spec: Mapping[str, Any], userinfo: Mapping[str, Any], dryrun: bool
+) -> RequesterStamp:
+    name = str(spec.get("policy") or "")
+    policy = await _policy(runtime, name)
+    if policy is None:
+        raise _refuse(f"OIDC token refused: GrantPolicy {name!r} not found")
+    try:
+        claimed = unverified_issuer(token)
+    except TokenRefused as error:
+        raise _refuse(f"OIDC token refused: {error}") from error
+    issuer = next((item for item in policy.requesters.oidc if item.issuer == claimed), None)
+    if issuer is None:
+        named = ", ".join(item.issuer for item in policy.requesters.oidc) or "none"
+        raise _refuse(
+            f"OIDC token refused: issuer {claimed!r} is not named by policy {name} (named: {named})"
+        )
+    try:
+        identity = await _verifier(runtime).verify(token, issuer=issuer, consume=not dryrun)
+    except TokenRefused as error:
+        raise _refuse(f"OIDC token refused: {error}") from error
+    refusal = requester_refusal(identity, issuer=issuer, policy_name=name)
+    if refusal is not None:
+        raise _refuse(f"OIDC token refused: {refusal}")
+    creator = str(userinfo.get("username") or "")
+    return identity.to_stamp(extra={CREATED_BY_EXTRA: (creator,)} if creator else None)
+
+
+def _name_for(meta: Mapping[str, Any]) -> tuple[str, bool]:
+    """The object's name, generating one from generateName now (the seal covers the name)."""
+    name = meta.get("name")
+    if isinstance(name, str) and name:
+        return name, False
+    prefix = meta.get("generateName")
+    if isinstance(prefix, str) and prefix:
+        suffix = "".join(secrets.choice(_NAME_ALPHABET) for _ in range(5))
+        return f"{prefix[:58]}{suffix}", True
+    raise _refuse("an AccessRequest needs metadata.name or metadata.generateName", code=400)
+
+
+async def _mutate_create(
+    *, runtime: Any, body: Mapping[str, Any], userinfo: Mapping[str, Any], patch: kopf.Patch, dryrun: bool
+) -> None:
+    meta = body.get("metadata") or {}
+    spec = dict(body.get("spec") or {})
+    namespace = meta.get("namespace")
+    if not isinstance(namespace, str) or not namespace:
+        raise _refuse("an AccessRequest must be created in a namespace", code=400)
+    token = annotations_of(body).get(OIDC_TOKEN_ANNOTATION)
+    if token:
+        stamp = await _oidc_stamp(runtime=runtime, token=token, spec=spec, userinfo=userinfo, dryrun=dryrun)
+    else:
+        try:
+            stamp = requester_from_userinfo(userinfo)
+        except ValueError as error:
+            raise _refuse(str(error)) from error
+    name, generated = _name_for(meta)
+    spec["requester"] = stamp_to_wire(stamp)
+    seal = seal_requester(key=_key(runtime), namespace=namespace, name=name, spec=spec)
+
+    def apply(raw: Any) -> None:
+        # A whole-value replacement: a merge patch would keep fields the requester typed under
+        # spec.requester that the stamp leaves out (issuer, subject, extra...).
+        raw.setdefault("spec", {})["requester"] = spec["requester"]
+        metadata = raw.setdefault("metadata", {})
+        if generated:
+            metadata["name"] = name
+        annotations = metadata.get("annotations") or {}
+        annotations.pop(OIDC_TOKEN_ANNOTATION, None)
+        annotations[REQUESTER_SEAL_ANNOTATION] = seal
+        metadata["annotations"] = annotations
+
+    patch.fns.append(apply)
+
+
+# --- UPDATE: record an approve/deny ---------------------------------------------------------------------
+
+
+def _mutate_update(
+    *,
+    runtime: Any,
+    old: Mapping[str, Any],
+    new: Mapping[str, Any],
+    userinfo: Mapping[str, Any],
+    patch: kopf.Patch,
+) -> None:
+    try:
+        record = plan_decision(
+            old=old, new=new, caller=Caller.from_userinfo(userinfo), key=_key(runtime), now=_now(runtime)
+        )
+    except DecisionRefused as error:
+        raise _refuse(str(error), code=400) from error
+    if record is None:
+        return
+
+    def apply(raw: Any) -> None:
+        annotations = raw.setdefault("metadata", {}).setdefault("annotations", {})
+        annotations.pop(APPROVE_ANNOTATION, None)
+        annotations.pop(DENY_ANNOTATION, None)
+        annotations[APPROVALS_ANNOTATION] = record.approvals_value
+
+    patch.fns.append(apply)
+
+
+# --- kopf registrations -------------------------------------------------------------------------------
+
+
+def _mutating(registry: kopf.OperatorRegistry | None = None) -> WebhookDecorator:
+    return kopf.on.mutate(
+        API_GROUP,
+        API_VERSION,
+        PLURAL,
+        id=MUTATE_ID,
+        operations=["CREATE", "UPDATE"],
+        side_effects=True,  # the OIDC replay cache; nothing is remembered on dry runs
+        ignore_failures=False,  # failurePolicy: Fail
+        registry=registry,
+    )
+
+
+def _validating(registry: kopf.OperatorRegistry | None = None) -> WebhookDecorator:
+    return kopf.on.validate(
+        API_GROUP,
+        API_VERSION,
+        PLURAL,
+        id=VALIDATE_ID,
+        operations=["CREATE", "UPDATE"],
+        ignore_failures=False,
+        registry=registry,
+    )
+
+
+def _guarding_status(registry: kopf.OperatorRegistry | None = None) -> WebhookDecorator:
+    return kopf.on.validate(
+        API_GROUP,
+        API_VERSION,
+        PLURAL,
+        id=STATUS_ID,
+        subresource="status",
+        operations=["UPDATE"],
+        ignore_failures=False,
+        registry=registry,
+    )
+
+
+@_mutating()
+async def stamp_requester(
+    *,
+    body: kopf.Body,
+    userinfo: Mapping[str, Any],
+    patch: kopf.Patch,
+    dryrun: bool,
+    memo: Any,
+    **kwargs: Any,
+) -> None:
+    runtime = _runtime(memo)
+    operation, old = kwargs.get("operation"), kwargs.get("old")
+    if operation == "CREATE":
+        await _mutate_create(runtime=runtime, body=body, userinfo=userinfo, patch=patch, dryrun=dryrun)
+    elif operation == "UPDATE" and old is not None:
+        _mutate_update(runtime=runtime, old=old, new=body, userinfo=userinfo, patch=patch)
+
+
+@_validating()
+async def validate_request(
+    *,
+    body: kopf.Body,
+    userinfo: Mapping[str, Any],
+    memo: Any,
+    **kwargs: Any,
+) -> None:
+    runtime = _runtime(memo)
+    operation, old = kwargs.get("operation"), kwargs.get("old")
+    key = _key(runtime)
+    refusal: str | None = None
+    if operation == "CREATE":
+        refusal = review_create(body, key=key)
+    elif operation == "UPDATE" and old is not None:
+        policy: GrantPolicySpec | None = None
+        if annotations_of(old).get(APPROVALS_ANNOTATION) != annotations_of(body).get(APPROVALS_ANNOTATION):
+            policy = await _policy(runtime, str((old.get("spec") or {}).get("policy") or ""))
+        refusal = review_update(
+            old=old,
+            new=body,
+            caller=Caller.from_userinfo(userinfo),
+            key=key,
+            policy=policy,
+            operator_usernames=operator_usernames(runtime),
+        )
+    if refusal is not None:
+        raise _refuse(refusal)
+
+
+@_guarding_status()
+async def guard_status(*, userinfo: Mapping[str, Any], memo: Any, **_: Any) -> None:
+    runtime = _runtime(memo)
+    refusal = review_status_update(
+        caller=Caller.from_userinfo(userinfo), operator_usernames=operator_usernames(runtime)
+    )
+    if refusal is not None:
+        raise _refuse(refusal)
+
+
+def register(registry: kopf.OperatorRegistry) -> None:
+    """Register the same webhooks on another registry (embedded operators, tests)."""
+    _mutating(registry)(stamp_requester)
+    _validating(registry)(validate_request)
+    _guarding_status(registry)(guard_status)

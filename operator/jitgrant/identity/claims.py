@@ -1,0 +1,199 @@
+"""Checks on the claims of an ID token whose signature has already been verified. Pure.
+
+Every claim check lives here, against an injected clock, instead of in pyjwt's options, so each rule is
+stated once, tested directly and reported with a reason a person can act on. `oidc.py` does the
+cryptography; this module decides whether the signed claims are acceptable to *us*.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from jitgrant.models import OIDCRequester, ProofKind, RequesterStamp
+
+DEFAULT_LEEWAY = timedelta(seconds=30)
+
+# Signature algorithms with a public verification key. HMAC ("HS*") is never accepted for an issuer
+# that publishes a JWKS: the "key" would be public, so anyone could sign. "none" is not a signature.
+ASYMMETRIC_ALGORITHMS = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
+
+
+class ClaimError(ValueError):
+    """A token's claims are not acceptable; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class VerifiedIdentity:
+    """What a verified ID token proves: who, from which issuer, in which groups, until when."""
+
+    issuer: str
+    subject: str
+    groups: tuple[str, ...]
+    expires_at: datetime
+    replay_key: str
+
+    @property
+    def username(self) -> str:
+        return oidc_username(issuer=self.issuer, subject=self.subject)
+
+    def to_stamp(self, *, extra: Mapping[str, tuple[str, ...]] | None = None) -> RequesterStamp:
+        return RequesterStamp(
+            username=self.username,
+            groups=self.groups,
+            extra=dict(extra or {}),
+            proven_by=ProofKind.OIDC,
+            issuer=self.issuer,
+            subject=self.subject,
+        )
+
+
+def oidc_username(*, issuer: str, subject: str) -> str:
+    """The username an OIDC requester is known by: the issuer and subject, never a bare subject."""
+    return f"oidc:{issuer}#{subject}"
+
+
+def allowed_algorithms(issuer: OIDCRequester) -> tuple[str, ...]:
+    """The issuer's algorithm allowlist, minus anything that is not an asymmetric signature."""
+    return tuple(alg for alg in issuer.algorithms if alg in ASYMMETRIC_ALGORITHMS)
+
+
+def _numeric_date(claims: Mapping[str, Any], name: str) -> datetime | None:
+    value = claims.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ClaimError(f"claim '{name}' must be a number of seconds since the epoch, got {value!r}")
+    try:
+        return datetime.fromtimestamp(value, tz=UTC)
+    except (OverflowError, OSError, ValueError) as error:
+        raise ClaimError(f"claim '{name}' is out of range: {value!r}") from error
+
+
+def _groups(claims: Mapping[str, Any], claim: str) -> tuple[str, ...]:
+    value = claims.get(claim)
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return tuple(value)
+    raise ClaimError(f"claim '{claim}' must be a string or a list of strings")
+
+
+def replay_key_for(*, claims: Mapping[str, Any], token: str) -> str:
+    """The key a replayed token is recognised by: its `jti`, or a hash of the token if it has none.
+
+    Google's ID tokens carry no `jti`; hashing the whole token still refuses the same token twice.
+    """
+    jti = claims.get("jti")
+    if isinstance(jti, str) and jti:
+        return f"jti:{claims.get('iss')}#{jti}"
+    return "sha256:" + hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def check_claims(
+    claims: Mapping[str, Any],
+    *,
+    issuer: OIDCRequester,
+    now: datetime,
+    replay_key: str,
+    leeway: timedelta = DEFAULT_LEEWAY,
+) -> VerifiedIdentity:
+    """Accept the claims for this issuer at `now`, or raise ClaimError with the reason."""
+    iss = claims.get("iss")
+    if iss != issuer.issuer:
+        raise ClaimError(f"issuer {iss!r} is not {issuer.issuer!r}")
+    aud = claims.get("aud")
+    if aud is None:
+        raise ClaimError("token has no 'aud' claim")
+    audiences = [aud] if isinstance(aud, str) else aud
+    if not isinstance(audiences, list) or not all(isinstance(item, str) for item in audiences):
+        raise ClaimError("claim 'aud' must be a string or a list of strings")
+    if issuer.audience not in audiences:
+        raise ClaimError(f"audience {aud!r} does not include {issuer.audience!r}")
+    expires_at = _numeric_date(claims, "exp")
+    if expires_at is None:
+        raise ClaimError("token has no 'exp' claim; tokens without an expiry are refused")
+    if now >= expires_at + leeway:
+        raise ClaimError(f"token expired at {expires_at.isoformat()}")
+    not_before = _numeric_date(claims, "nbf")
+    if not_before is not None and now + leeway < not_before:
+        raise ClaimError(f"token is not valid before {not_before.isoformat()} ('nbf' is in the future)")
+    issued_at = _numeric_date(claims, "iat")
+    if issued_at is not None and now + leeway < issued_at:
+        raise ClaimError(f"token was issued in the future ({issued_at.isoformat()})")
+    subject = claims.get("sub")
+    if not isinstance(subject, str) or not subject:
+        raise ClaimError("token has no 'sub' claim")
+    return VerifiedIdentity(
+        issuer=issuer.issuer,
+        subject=subject,
+        groups=_groups(claims, issuer.groups_claim),
+        expires_at=expires_at,
+        replay_key=replay_key,
+    )
+
+
+def requester_refusal(identity: VerifiedIdentity, *, issuer: OIDCRequester, policy_name: str) -> str | None:
+    """None if the policy lists this subject or one of its groups for this issuer, else why not."""
+    if identity.subject in issuer.subjects:
+        return None
+    if set(identity.groups) & set(issuer.groups):
+        return None
+    subjects = ", ".join(issuer.subjects) or "none"
+    groups = ", ".join(issuer.groups) or "none"
+    return (
+        f"subject {identity.subject!r} of issuer {issuer.issuer} is not a requester of policy {policy_name} "
+        f"(allowed subjects: {subjects}; groups in claim '{issuer.groups_claim}': {groups})"
+    )
+
+
+class ReplayCache:
+    """Remembers accepted tokens until they expire, so the same token is accepted only once.
+
+    Bounded: when full of unexpired entries it refuses new tokens rather than forgetting old ones
+    (forgetting would reopen the replay window).
+    """
+
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], datetime],
+        leeway: timedelta = DEFAULT_LEEWAY,
+        max_entries: int = 100_000,
+    ) -> None:
+        self._clock = clock
+        self._leeway = leeway
+        self._max_entries = max_entries
+        self._seen: dict[str, datetime] = {}
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def _forget_expired(self, now: datetime) -> None:
+        expired = [key for key, until in self._seen.items() if until <= now]
+        for key in expired:
+            del self._seen[key]
+
+    def seen(self, key: str) -> bool:
+        now = self._clock()
+        until = self._seen.get(key)
+        return until is not None and until > now
+
+    def remember(self, key: str, *, expires_at: datetime) -> None:
+        """Record a token as used; raise ClaimError if it was used before or the cache is full."""
+        now = self._clock()
+        if self.seen(key):
+            raise ClaimError("token was already used (replayed 'jti'); get a fresh token")
+        if len(self._seen) >= self._max_entries:
+            self._forget_expired(now)
+            if len(self._seen) >= self._max_entries:
+                raise ClaimError("too many unexpired tokens remembered; try again later")
+        # Keep it as long as the token could still pass the expiry check.
+        self._seen[key] = expires_at + self._leeway
