@@ -130,7 +130,9 @@ class TokenAuthenticator:
                 "uid": bound.get("uid"),
             }
         header = {"alg": "RS256", "kid": self.key_id, "typ": "JWT"}
-        signing_input = f"{_b64url(json.dumps(header).encode())}.{_b64url(json.dumps(claims).encode())}"
+        compact = (",", ":")  # as real JWTs: no whitespace
+        header_part = _b64url(json.dumps(header, separators=compact).encode())
+        signing_input = f"{header_part}.{_b64url(json.dumps(claims, separators=compact).encode())}"
         signature = self._key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
         return f"{signing_input}.{_b64url(signature)}"
 

@@ -7,6 +7,7 @@ operator in another thread) can all talk to it over real HTTP while tests keep c
 from __future__ import annotations
 
 import asyncio
+import base64
 import concurrent.futures
 import os
 import secrets
@@ -30,6 +31,7 @@ from .rbac import RbacAuthorizer
 from .resources import ResourceRegistry
 from .server import Server
 from .store import Store
+from .tls import make_certificates
 
 T = TypeVar("T")
 ADMIN = User("kubernetes-admin", "admin", (MASTERS,))
@@ -68,6 +70,10 @@ class EmbeddedCluster:
         self.admin_token = secrets.token_urlsafe(24)
         self.authn.add_static(self.admin_token, ADMIN)
         self.url = ""
+        # kubectl (client-go) will not send a bearer token over plain HTTP: serve HTTPS too.
+        self.https_url = ""
+        self._tls = make_certificates((host, "localhost"))
+        self.ca_pem = self._tls.ca_pem
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
@@ -107,11 +113,13 @@ class EmbeddedCluster:
             server.app, access_log=None, handler_cancellation=True, shutdown_timeout=1.0
         )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self._port)
-        await site.start()
+        await web.TCPSite(self._runner, self.host, self._port).start()
         port = int(self._runner.addresses[0][1])  # the real port when asked for port 0
-        server.address = f"{self.host}:{port}"
+        await web.TCPSite(self._runner, self.host, 0, ssl_context=self._tls.server_context()).start()
+        tls_port = int(self._runner.addresses[1][1])
+        server.address = f"{self.host}:{tls_port}"
         self.url = f"http://{self.host}:{port}"
+        self.https_url = f"https://{self.host}:{tls_port}"
 
     def _bootstrap(self) -> None:
         ns = self.registry.get("", "v1", "namespaces")
@@ -196,14 +204,21 @@ class EmbeddedCluster:
     def kubeconfig(
         self, *, token: str, namespace: str | None = None, user_name: str = "user"
     ) -> dict[str, Any]:
+        """A kubeconfig for the HTTPS endpoint (with its CA), usable by kubectl and the Python client."""
         context: dict[str, Any] = {"cluster": self.name, "user": user_name}
         if namespace:
             context["namespace"] = namespace
+        ca_data = base64.b64encode(self.ca_pem).decode()
         return {
             "apiVersion": "v1",
             "kind": "Config",
             "preferences": {},
-            "clusters": [{"name": self.name, "cluster": {"server": self.url}}],
+            "clusters": [
+                {
+                    "name": self.name,
+                    "cluster": {"server": self.https_url, "certificate-authority-data": ca_data},
+                }
+            ],
             "users": [{"name": user_name, "user": {"token": token}}],
             "contexts": [{"name": self.name, "context": context}],
             "current-context": self.name,

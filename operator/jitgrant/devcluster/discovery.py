@@ -165,3 +165,46 @@ def table(
         ],
         "rows": rows,
     }
+
+
+# ---- OpenAPI v3 (only what kubectl needs to choose server-side field validation) -------------------------
+
+
+def _gv_path(group: str, version: str) -> str:
+    return f"apis/{group}/{version}" if group else f"api/{version}"
+
+
+def openapi_root(registry: ResourceRegistry) -> dict[str, Any]:
+    paths = {}
+    for group, versions in registry.groups().items():
+        for version in versions:
+            path = _gv_path(group, version)
+            paths[path] = {"serverRelativeURL": f"/openapi/v3/{path}"}
+    return {"paths": paths}
+
+
+def openapi_group_version(registry: ResourceRegistry, group: str, version: str) -> dict[str, Any] | None:
+    """PATCH operations that declare ``fieldValidation``, so kubectl validates on the server, not from schemas."""
+    if not registry.has_group_version(group, version):
+        return None
+    param = {"name": "fieldValidation", "in": "query", "schema": {"type": "string", "uniqueItems": True}}
+    paths: dict[str, Any] = {}
+    for rt in registry.resources(group, version):
+        if "patch" not in rt.verbs:
+            continue
+        scope = "namespaces/{namespace}/" if rt.namespaced else ""
+        gvk = {"group": group, "version": version, "kind": rt.kind}
+        paths[f"/{_gv_path(group, version)}/{scope}{rt.plural}/{{name}}"] = {
+            "patch": {
+                "x-kubernetes-group-version-kind": gvk,
+                "parameters": [param],
+                "operationId": f"patch{rt.kind}",
+                "responses": {"200": {"description": "OK"}},
+            }
+        }
+    return {
+        "openapi": "3.0.0",
+        "info": {"title": "Kubernetes", "version": VERSION["gitVersion"]},
+        "paths": paths,
+        "components": {"schemas": {}},
+    }

@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from . import discovery, errors
+from . import discovery, errors, protobuf
 from .authn import TokenAuthenticator, User
 from .crud import Api, Call, patch_types
 from .errors import ApiError
@@ -243,6 +243,12 @@ class Server:
                 "subject_types_supported": ["public"],
                 "id_token_signing_alg_values_supported": ["RS256"],
             }
+        elif path == "/openapi/v3":
+            body = discovery.openapi_root(registry)
+        elif path.startswith("/openapi/v3/api/") and len(parts) == 4:
+            body = discovery.openapi_group_version(registry, "", parts[3])
+        elif path.startswith("/openapi/v3/apis/") and len(parts) == 5:
+            body = discovery.openapi_group_version(registry, parts[3], parts[4])
         elif path == "/openid/v1/jwks":
             body = self.authn.jwks()
         if body is None:
@@ -268,6 +274,13 @@ class Server:
         if not raw:
             return None
         content_type = request.content_type
+        if content_type == "application/vnd.kubernetes.protobuf":
+            try:
+                return protobuf.decode(raw)
+            except (protobuf.ProtobufError, UnicodeDecodeError) as exc:
+                raise errors.unsupported_media_type(
+                    content_type, ["application/json", "application/yaml"]
+                ) from exc
         try:
             if content_type in ("application/yaml", "application/apply-patch+yaml"):
                 return yaml.safe_load(raw)
