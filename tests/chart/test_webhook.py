@@ -1,0 +1,162 @@
+"""Admission webhooks: the right paths, fail closed, and TLS the API server will trust."""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import helm_python as helm
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from .conftest import COMBINATIONS, NAMESPACE, Manifest, only, render
+
+SERVICE_NAMES = [
+    "jitgrant-webhook",
+    f"jitgrant-webhook.{NAMESPACE}",
+    f"jitgrant-webhook.{NAMESPACE}.svc",
+    f"jitgrant-webhook.{NAMESPACE}.svc.cluster.local",
+]
+
+
+def webhook(manifests: list[Manifest], kind: str) -> dict[str, Any]:
+    configuration = only(manifests, kind, "jitgrant")
+    assert len(configuration["webhooks"]) == 1
+    entry: dict[str, Any] = configuration["webhooks"][0]
+    return entry
+
+
+@pytest.mark.parametrize("combination", sorted(COMBINATIONS))
+def test_webhooks_reach_kopf_handlers_and_fail_closed(chart: helm.Chart, combination: str) -> None:
+    manifests = render(chart, COMBINATIONS[combination])
+    mutating = webhook(manifests, "MutatingWebhookConfiguration")
+    validating = webhook(manifests, "ValidatingWebhookConfiguration")
+    # kopf serves an admission handler at /<handler id>.
+    assert mutating["clientConfig"]["service"]["path"] == "/stamp-requester"
+    assert validating["clientConfig"]["service"]["path"] == "/validate-request"
+    for entry in (mutating, validating):
+        assert entry["failurePolicy"] == "Fail"
+        assert entry["sideEffects"] == "None"
+        assert entry["admissionReviewVersions"] == ["v1"]
+        assert entry["clientConfig"]["service"]["name"] == "jitgrant-webhook"
+        assert entry["clientConfig"]["service"]["namespace"] == NAMESPACE
+        assert entry["clientConfig"]["service"]["port"] == 443
+        [rule] = entry["rules"]
+        assert rule["apiGroups"] == ["jitgrant.dev"]
+        assert rule["resources"] == ["accessrequests"]  # never accessrequests/status: kopf writes it
+    # Stamp on CREATE only: kopf's own patches arrive as UPDATEs from the operator's account.
+    assert mutating["rules"][0]["operations"] == ["CREATE"]
+    assert validating["rules"][0]["operations"] == ["CREATE", "UPDATE"]
+
+
+def test_webhook_service_reaches_the_webhook_port_even_when_not_ready(chart: helm.Chart) -> None:
+    manifests = render(chart)
+    service = only(manifests, "Service", "jitgrant-webhook")
+    deployment = only(manifests, "Deployment")
+    assert service["spec"]["selector"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    [port] = service["spec"]["ports"]
+    assert (port["port"], port["targetPort"]) == (443, "webhook")
+    # Revocations arrive as UPDATEs through the validating webhook and must pass while the audit
+    # path is down (readiness failing); the operator refuses new requests itself meanwhile.
+    assert service["spec"]["publishNotReadyAddresses"] is True
+
+
+def decode(data: str) -> bytes:
+    return base64.b64decode(data)
+
+
+def test_generated_certificate_is_trusted_through_the_ca_bundle(chart: helm.Chart) -> None:
+    manifests = render(chart, COMBINATIONS["generated-cert"])
+    secret = only(manifests, "Secret", "jitgrant-webhook-tls")
+    assert secret["type"] == "kubernetes.io/tls"
+    cert = x509.load_pem_x509_certificate(decode(secret["data"]["tls.crt"]))
+    ca = x509.load_pem_x509_certificate(decode(secret["data"]["ca.crt"]))
+    key = serialization.load_pem_private_key(decode(secret["data"]["tls.key"]), password=None)
+
+    # Both configurations carry the CA that signed the serving certificate.
+    for kind in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"):
+        assert decode(webhook(manifests, kind)["clientConfig"]["caBundle"]) == decode(
+            secret["data"]["ca.crt"]
+        )
+    ca_key = ca.public_key()
+    assert isinstance(ca_key, rsa.RSAPublicKey)
+    assert cert.signature_hash_algorithm is not None
+    ca_key.verify(
+        cert.signature, cert.tbs_certificate_bytes, padding.PKCS1v15(), cert.signature_hash_algorithm
+    )
+    assert cert.issuer == ca.subject
+    assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is True
+
+    # The key in the Secret belongs to the certificate.
+    cert_key = cert.public_key()
+    assert isinstance(key, rsa.RSAPrivateKey) and isinstance(cert_key, rsa.RSAPublicKey)
+    assert key.public_key().public_numbers() == cert_key.public_numbers()
+
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert names.get_values_for_type(x509.DNSName) == SERVICE_NAMES
+    now = datetime.now(UTC)
+    assert cert.not_valid_before_utc <= now < cert.not_valid_after_utc
+    assert cert.not_valid_after_utc - now > timedelta(days=3000)
+
+
+def test_generated_certificates_differ_per_install(chart: helm.Chart) -> None:
+    """Offline there is nothing to look up, so each render generates; upgrades reuse (see
+    test_upgrade_stability.py)."""
+    first = only(render(chart), "Secret", "jitgrant-webhook-tls")["data"]["ca.crt"]
+    second = only(render(chart), "Secret", "jitgrant-webhook-tls")["data"]["ca.crt"]
+    assert first != second
+
+
+def test_cert_manager_issues_the_certificate_and_injects_the_ca(chart: helm.Chart) -> None:
+    manifests = render(chart, COMBINATIONS["cert-manager"])
+    certificate = only(manifests, "Certificate")
+    issuer = only(manifests, "Issuer")
+    assert issuer["spec"] == {"selfSigned": {}}
+    assert certificate["spec"]["issuerRef"] == {"name": issuer["metadata"]["name"], "kind": "Issuer"}
+    assert certificate["spec"]["dnsNames"] == SERVICE_NAMES
+    assert "server auth" in certificate["spec"]["usages"]
+    volume = next(
+        v
+        for v in only(manifests, "Deployment")["spec"]["template"]["spec"]["volumes"]
+        if v["name"] == "webhook-tls"
+    )
+    assert volume["secret"]["secretName"] == certificate["spec"]["secretName"]
+    assert not [
+        m for m in manifests if m["kind"] == "Secret" and m["metadata"]["name"] == "jitgrant-webhook-tls"
+    ]
+    injected = f"{NAMESPACE}/{certificate['metadata']['name']}"
+    for kind in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"):
+        configuration = only(manifests, kind)
+        assert configuration["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == injected
+        assert "caBundle" not in configuration["webhooks"][0]["clientConfig"]
+
+
+def test_cert_manager_with_an_existing_issuer_creates_none(chart: helm.Chart) -> None:
+    manifests = render(chart, COMBINATIONS["cert-manager-cluster-issuer"])
+    assert not [m for m in manifests if m["kind"] == "Issuer"]
+    assert only(manifests, "Certificate")["spec"]["issuerRef"] == {"name": "corp-ca", "kind": "ClusterIssuer"}
+
+
+def test_auto_uses_cert_manager_only_when_the_cluster_serves_it(chart: helm.Chart) -> None:
+    without = render(chart, api_versions=[])
+    assert not [m for m in without if m["kind"] == "Certificate"]
+    assert only(without, "Secret", "jitgrant-webhook-tls")
+
+    with_cert_manager = render(chart, api_versions=["cert-manager.io/v1"])
+    assert only(with_cert_manager, "Certificate")
+    assert not [m for m in with_cert_manager if m["kind"] == "Secret" and "webhook" in m["metadata"]["name"]]
+
+    forced_off = render(chart, COMBINATIONS["generated-cert"], api_versions=["cert-manager.io/v1"])
+    assert not [m for m in forced_off if m["kind"] == "Certificate"]
+
+
+def test_cert_manager_private_key_is_ecdsa_and_rotated(chart: helm.Chart) -> None:
+    certificate = only(render(chart, COMBINATIONS["cert-manager"]), "Certificate")
+    assert certificate["spec"]["privateKey"] == {
+        "algorithm": "ECDSA",
+        "size": 256,
+        "rotationPolicy": "Always",
+    }
