@@ -82,7 +82,7 @@ class Api:
     def present(self, rt: ResourceType, obj: Obj) -> Obj:
         """An object as served in ``rt``'s version (CRD conversion strategy None)."""
         out = {"apiVersion": rt.api_version, "kind": rt.kind}
-        out.update({k: v for k, v in obj.items() if k not in ("apiVersion", "kind")})
+        out.update({k: copy.deepcopy(v) for k, v in obj.items() if k not in ("apiVersion", "kind")})
         return out
 
     def get(self, rt: ResourceType, namespace: str, name: str) -> Obj:

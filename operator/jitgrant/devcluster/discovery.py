@@ -184,7 +184,7 @@ def openapi_root(registry: ResourceRegistry) -> dict[str, Any]:
 
 
 def openapi_group_version(registry: ResourceRegistry, group: str, version: str) -> dict[str, Any] | None:
-    """PATCH operations that declare ``fieldValidation``, so kubectl validates on the server, not from schemas."""
+    """PATCH operations that declare ``fieldValidation``: kubectl then validates on the server."""
     if not registry.has_group_version(group, version):
         return None
     param = {"name": "fieldValidation", "in": "query", "schema": {"type": "string", "uniqueItems": True}}

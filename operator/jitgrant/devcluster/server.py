@@ -51,6 +51,7 @@ class RequestInfo:
     resource: str = ""
     subresource: str = ""
     name: str = ""
+    selected_name: str = ""  # list/watch narrowed by fieldSelector metadata.name: what RBAC sees as the name
 
 
 def parse_request(method: str, path: str, query: Mapping[str, str]) -> RequestInfo:
@@ -97,7 +98,7 @@ def parse_request(method: str, path: str, query: Mapping[str, str]) -> RequestIn
             selector = query.get("fieldSelector", "")
             if selector:
                 with contextlib.suppress(ApiError):
-                    info.name = selected_name(parse_field_selector(selector, info.resource))
+                    info.selected_name = selected_name(parse_field_selector(selector, info.resource))
     elif watch_path:
         info.verb = "watch"
     return info
@@ -209,12 +210,12 @@ class Server:
             info.group,
             info.resource,
             info.subresource,
-            info.name,
+            info.name or info.selected_name,
             info.resource_request,
             info.path,
         )
         if not self.api.authorizer.allowed(attrs):
-            raise errors.forbidden(info.resource, info.group, info.name, forbidden_message(attrs))
+            raise errors.forbidden(info.resource, info.group, attrs.name, forbidden_message(attrs))
 
     # ---- non-resource paths ------------------------------------------------------------------------
 
@@ -241,7 +242,7 @@ class Server:
                 "jwks_uri": f"http://{self.address}/openid/v1/jwks",
                 "response_types_supported": ["id_token"],
                 "subject_types_supported": ["public"],
-                "id_token_signing_alg_values_supported": ["RS256"],
+                "id_token_signing_alg_values_supported": ["ES256"],
             }
         elif path == "/openapi/v3":
             body = discovery.openapi_root(registry)
