@@ -16,8 +16,14 @@ CM = "/api/v1/namespaces/default/configmaps"
 
 
 def test_metadata_is_assigned_by_the_server(raw: Raw) -> None:
-    reply = raw.post(CM, {"apiVersion": "v1", "kind": "ConfigMap",
-                          "metadata": {"name": "a", "uid": "mine", "resourceVersion": "99", "generation": 7}})
+    reply = raw.post(
+        CM,
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "a", "uid": "mine", "resourceVersion": "99", "generation": 7},
+        },
+    )
     assert reply.status == 201
     meta = reply.body["metadata"]
     assert uuid.UUID(meta["uid"]) and meta["uid"] != "mine"
@@ -48,7 +54,11 @@ def test_invalid_name_is_refused(raw: Raw) -> None:
 def test_already_exists(raw: Raw) -> None:
     raw.post(CM, {"metadata": {"name": "a"}})
     reply = raw.post(CM, {"metadata": {"name": "a"}})
-    assert (reply.status, reply.reason, reply.message) == (409, "AlreadyExists", 'configmaps "a" already exists')
+    assert (reply.status, reply.reason, reply.message) == (
+        409,
+        "AlreadyExists",
+        'configmaps "a" already exists',
+    )
 
 
 def test_namespace_must_exist(raw: Raw) -> None:
@@ -59,9 +69,16 @@ def test_namespace_must_exist(raw: Raw) -> None:
 def test_not_found_status_object(raw: Raw) -> None:
     reply = raw.get("/apis/apps/v1/namespaces/default/deployments/missing")
     assert reply.status == 404
-    assert reply.body == {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                          "message": 'deployments.apps "missing" not found', "reason": "NotFound",
-                          "details": {"name": "missing", "group": "apps", "kind": "deployments"}, "code": 404}
+    assert reply.body == {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": 'deployments.apps "missing" not found',
+        "reason": "NotFound",
+        "details": {"name": "missing", "group": "apps", "kind": "deployments"},
+        "code": 404,
+    }
 
 
 def test_unknown_path_is_404(raw: Raw) -> None:
@@ -69,12 +86,18 @@ def test_unknown_path_is_404(raw: Raw) -> None:
 
 
 def test_list_with_label_selectors(core: kubernetes.client.CoreV1Api) -> None:
-    for name, labels in [("a", {"tier": "web", "env": "prod"}), ("b", {"tier": "db", "env": "prod"}),
-                         ("c", {"tier": "web"}), ("d", {})]:
+    for name, labels in [
+        ("a", {"tier": "web", "env": "prod"}),
+        ("b", {"tier": "db", "env": "prod"}),
+        ("c", {"tier": "web"}),
+        ("d", {}),
+    ]:
         core.create_namespaced_config_map("default", {"metadata": {"name": name, "labels": labels}})
 
     def names(selector: str) -> list[str]:
-        return [i.metadata.name for i in core.list_namespaced_config_map("default", label_selector=selector).items]
+        return [
+            i.metadata.name for i in core.list_namespaced_config_map("default", label_selector=selector).items
+        ]
 
     assert names("tier=web") == ["a", "c"]
     assert names("tier==web,env=prod") == ["a"]
@@ -104,7 +127,8 @@ def test_list_carries_resource_version_and_pages(raw: Raw) -> None:
     listed = raw.get(CM).body
     assert listed["kind"] == "ConfigMapList"
     assert int(listed["metadata"]["resourceVersion"]) >= max(
-        int(i["metadata"]["resourceVersion"]) for i in listed["items"])
+        int(i["metadata"]["resourceVersion"]) for i in listed["items"]
+    )
     page = raw.get(CM + "?limit=2").body
     assert [i["metadata"]["name"] for i in page["items"]] == ["cm0", "cm1"]
     assert page["metadata"]["remainingItemCount"] == 3
@@ -122,7 +146,9 @@ def test_put_with_stale_resource_version_conflicts(core: kubernetes.client.CoreV
     assert caught.value.status == 409
     status = json.loads(caught.value.body)
     assert status["reason"] == "Conflict"
-    assert status["message"].startswith('Operation cannot be fulfilled on configmaps "a": the object has been modified')
+    assert status["message"].startswith(
+        'Operation cannot be fulfilled on configmaps "a": the object has been modified'
+    )
     assert core.read_namespaced_config_map("a", "default").data == {"k": "2"}
 
 
@@ -152,39 +178,60 @@ def test_merge_json_and_strategic_patches(raw: Raw) -> None:
     raw.post(CM, {"metadata": {"name": "a", "labels": {"x": "1", "y": "2"}}, "data": {"k": "v"}})
     merged = raw.patch(CM + "/a", {"metadata": {"labels": {"x": None, "z": "3"}}}).body
     assert merged["metadata"]["labels"] == {"y": "2", "z": "3"}
-    patched = raw.patch(CM + "/a", [{"op": "add", "path": "/data/n", "value": "1"},
-                                    {"op": "remove", "path": "/data/k"}],
-                        content_type="application/json-patch+json").body
+    patched = raw.patch(
+        CM + "/a",
+        [{"op": "add", "path": "/data/n", "value": "1"}, {"op": "remove", "path": "/data/k"}],
+        content_type="application/json-patch+json",
+    ).body
     assert patched["data"] == {"n": "1"}
-    failed = raw.patch(CM + "/a", [{"op": "test", "path": "/data/n", "value": "2"}],
-                       content_type="application/json-patch+json")
+    failed = raw.patch(
+        CM + "/a",
+        [{"op": "test", "path": "/data/n", "value": "2"}],
+        content_type="application/json-patch+json",
+    )
     assert failed.status == 422
-    deploy = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
-              "spec": {"selector": {"matchLabels": {"app": "d"}}, "template": {
-                  "metadata": {"labels": {"app": "d"}},
-                  "spec": {"containers": [{"name": "a", "image": "a:1"}, {"name": "b", "image": "b:1"}]}}}}
+    deploy = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "d"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "d"}},
+            "template": {
+                "metadata": {"labels": {"app": "d"}},
+                "spec": {"containers": [{"name": "a", "image": "a:1"}, {"name": "b", "image": "b:1"}]},
+            },
+        },
+    }
     raw.post("/apis/apps/v1/namespaces/default/deployments", deploy)
-    smp = raw.patch("/apis/apps/v1/namespaces/default/deployments/d",
-                    {"spec": {"template": {"spec": {"containers": [{"name": "b", "image": "b:2"}]}}}},
-                    content_type="application/strategic-merge-patch+json").body
+    smp = raw.patch(
+        "/apis/apps/v1/namespaces/default/deployments/d",
+        {"spec": {"template": {"spec": {"containers": [{"name": "b", "image": "b:2"}]}}}},
+        content_type="application/strategic-merge-patch+json",
+    ).body
     # strategic merge: containers merged by name, not replaced
-    assert smp["spec"]["template"]["spec"]["containers"] == [{"name": "a", "image": "a:1"},
-                                                             {"name": "b", "image": "b:2"}]
+    assert smp["spec"]["template"]["spec"]["containers"] == [
+        {"name": "a", "image": "a:1"},
+        {"name": "b", "image": "b:2"},
+    ]
     assert smp["metadata"]["generation"] == 2
 
 
 def test_custom_resources_refuse_strategic_merge_patch(raw: Raw) -> None:
     path = f"/apis/{GROUP}/{VERSION}/namespaces/default/widgets"
     raw.post(path, widget("w"))
-    reply = raw.patch(path + "/w", {"spec": {"size": 2}}, content_type="application/strategic-merge-patch+json")
+    reply = raw.patch(
+        path + "/w", {"spec": {"size": 2}}, content_type="application/strategic-merge-patch+json"
+    )
     assert (reply.status, reply.reason) == (415, "UnsupportedMediaType")
 
 
 def test_patch_with_resource_version_is_checked(raw: Raw) -> None:
     created = raw.post(CM, {"metadata": {"name": "a"}}).body
     raw.patch(CM + "/a", {"data": {"k": "1"}})
-    stale = raw.patch(CM + "/a", {"metadata": {"resourceVersion": created["metadata"]["resourceVersion"]},
-                                  "data": {"k": "2"}})
+    stale = raw.patch(
+        CM + "/a",
+        {"metadata": {"resourceVersion": created["metadata"]["resourceVersion"]}, "data": {"k": "2"}},
+    )
     assert (stale.status, stale.reason) == (409, "Conflict")
 
 
@@ -252,14 +299,20 @@ def test_delete_collection(raw: Raw) -> None:
 
 
 def test_events_leases_and_secrets_are_plain_crud(raw: Raw) -> None:
-    lease = raw.post("/apis/coordination.k8s.io/v1/namespaces/default/leases",
-                     {"metadata": {"name": "l"}, "spec": {"holderIdentity": "me"}})
+    lease = raw.post(
+        "/apis/coordination.k8s.io/v1/namespaces/default/leases",
+        {"metadata": {"name": "l"}, "spec": {"holderIdentity": "me"}},
+    )
     assert lease.status == 201
-    event = raw.post("/apis/events.k8s.io/v1/namespaces/default/events",
-                     {"metadata": {"name": "e"}, "reason": "Test", "note": "hello"})
+    event = raw.post(
+        "/apis/events.k8s.io/v1/namespaces/default/events",
+        {"metadata": {"name": "e"}, "reason": "Test", "note": "hello"},
+    )
     assert event.status == 201
-    core_event = raw.post("/api/v1/namespaces/default/events",
-                          {"metadata": {"name": "e"}, "reason": "Test", "involvedObject": {"kind": "Pod", "name": "p"}})
+    core_event = raw.post(
+        "/api/v1/namespaces/default/events",
+        {"metadata": {"name": "e"}, "reason": "Test", "involvedObject": {"kind": "Pod", "name": "p"}},
+    )
     assert core_event.status == 201
     selected = raw.get("/api/v1/namespaces/default/events?fieldSelector=involvedObject.name%3Dp").body
     assert len(selected["items"]) == 1
