@@ -611,3 +611,33 @@ async def test_44_token_for_another_audience_is_refused_through_the_webhook(
         await chain.create(with_token(issuer.mint(aud="kubernetes")), userinfo=AGENT),
         "OIDC token refused: audience 'kubernetes' does not include 'jitgrant'",
     )
+
+
+async def test_45_kubectl_apply_does_not_leave_the_token_in_last_applied_configuration(
+    chain: AdmissionChain, issuer: LocalIssuer
+) -> None:
+    token = issuer.mint()
+    body = with_token(token)
+    manifest = copy.deepcopy(body)
+    body["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"] = (
+        json.dumps(manifest) + "\n"
+    )
+    obj = await created(chain, body)
+    assert token not in json.dumps(obj)
+    last_applied = json.loads(
+        obj["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"]
+    )
+    assert last_applied["spec"] == manifest["spec"]
+
+
+async def test_46_a_token_smuggled_into_last_applied_configuration_later_is_refused(
+    chain: AdmissionChain, issuer: LocalIssuer
+) -> None:
+    await created(chain)
+    leaked = json.dumps({"metadata": {"annotations": {"jitgrant.dev/oidc-token": issuer.mint()}}})
+    refused(
+        await chain.update(
+            NS, NAME, annotate("kubectl.kubernetes.io/last-applied-configuration", leaked), userinfo=AGENT
+        ),
+        "annotation jitgrant.dev/oidc-token is only read at creation and must never be stored",
+    )

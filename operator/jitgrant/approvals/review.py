@@ -33,6 +33,8 @@ from jitgrant.identity.stamp import REQUESTER_SEAL_ANNOTATION, canonical_value, 
 from jitgrant.models import GrantPolicySpec, Phase, RequesterStamp
 
 OIDC_TOKEN_ANNOTATION = "jitgrant.dev/oidc-token"
+# `kubectl apply` copies the whole manifest, annotations included, into this annotation.
+LAST_APPLIED_ANNOTATION = "kubectl.kubernetes.io/last-applied-configuration"
 REVOKE_ANNOTATION = "jitgrant.dev/revoke"
 FINALIZER = "jitgrant.dev/revoke-grant"
 MAX_REASON_LENGTH = 1024
@@ -123,7 +125,7 @@ def review_create(new: Mapping[str, Any], *, key: bytes) -> str | None:
             "jitgrant mutating webhook (stamp-requester), which did not run or was overridden"
         )
     annotations = annotations_of(new)
-    if OIDC_TOKEN_ANNOTATION in annotations:
+    if OIDC_TOKEN_ANNOTATION in annotations or _token_in_last_applied(annotations):
         return (
             f"annotation {OIDC_TOKEN_ANNOTATION} must never be stored; the webhook removes it after verifying"
         )
@@ -131,6 +133,26 @@ def review_create(new: Mapping[str, Any], *, key: bytes) -> str | None:
         if is_operator_annotation(name) and name != REQUESTER_SEAL_ANNOTATION:
             return f"annotation {name} cannot be set when creating an AccessRequest; it is the operator's"
     return None
+
+
+def _token_in_last_applied(annotations: Mapping[str, str]) -> bool:
+    return OIDC_TOKEN_ANNOTATION in (annotations.get(LAST_APPLIED_ANNOTATION) or "")
+
+
+def scrub_last_applied(value: str) -> str | None:
+    """kubectl apply's copy of the manifest without the token annotation; None to drop the copy.
+
+    Without this, `kubectl apply` of a manifest carrying `jitgrant.dev/oidc-token` would leave the
+    token readable in `kubectl.kubernetes.io/last-applied-configuration`.
+    """
+    try:
+        manifest = json.loads(value)
+        annotations = manifest["metadata"]["annotations"]
+        del annotations[OIDC_TOKEN_ANNOTATION]
+    except (ValueError, KeyError, TypeError):
+        return None
+    scrubbed = json.dumps(manifest, separators=(",", ":"))
+    return None if OIDC_TOKEN_ANNOTATION in scrubbed else scrubbed + "\n"
 
 
 # --- UPDATE: recording a decision (mutating) ------------------------------------------------------
@@ -227,7 +249,9 @@ def review_update(
                 f"annotation {name} was not recorded: the jitgrant mutating webhook (stamp-requester) did "
                 "not run, so the decision cannot be attributed to you"
             )
-    if _newly_set(old, new, OIDC_TOKEN_ANNOTATION) is not None:
+    if _newly_set(old, new, OIDC_TOKEN_ANNOTATION) is not None or (
+        _newly_set(old, new, LAST_APPLIED_ANNOTATION) is not None and _token_in_last_applied(new_annotations)
+    ):
         return f"annotation {OIDC_TOKEN_ANNOTATION} is only read at creation and must never be stored"
     if not is_operator:
         refusal = _review_operator_metadata(old=old, new=new)

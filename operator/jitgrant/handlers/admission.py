@@ -31,6 +31,7 @@ from kopf.on import WebhookDecorator
 from jitgrant.approvals.counting import CREATED_BY_EXTRA
 from jitgrant.approvals.receipts import APPROVALS_ANNOTATION, APPROVE_ANNOTATION, DENY_ANNOTATION
 from jitgrant.approvals.review import (
+    LAST_APPLIED_ANNOTATION,
     OIDC_TOKEN_ANNOTATION,
     Caller,
     DecisionRefused,
@@ -40,6 +41,7 @@ from jitgrant.approvals.review import (
     review_create,
     review_status_update,
     review_update,
+    scrub_last_applied,
 )
 from jitgrant.identity.claims import requester_refusal
 from jitgrant.identity.jwks import JWKSCache
@@ -192,6 +194,13 @@ async def _mutate_create(
             metadata["name"] = name
         annotations = metadata.get("annotations") or {}
         annotations.pop(OIDC_TOKEN_ANNOTATION, None)
+        last_applied = annotations.get(LAST_APPLIED_ANNOTATION)
+        if last_applied is not None and OIDC_TOKEN_ANNOTATION in last_applied:
+            scrubbed = scrub_last_applied(last_applied)
+            if scrubbed is None:
+                del annotations[LAST_APPLIED_ANNOTATION]
+            else:
+                annotations[LAST_APPLIED_ANNOTATION] = scrubbed
         annotations[REQUESTER_SEAL_ANNOTATION] = seal
         metadata["annotations"] = annotations
 
