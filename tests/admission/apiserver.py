@@ -65,6 +65,7 @@ class WebhookEndpoint:
     url: str
     ssl: ssl.SSLContext
     session: aiohttp.ClientSession
+    ca_pem: bytes  # what a webhook configuration's caBundle must hold
 
     async def review(
         self,
@@ -143,7 +144,7 @@ async def running_webhooks(
             assert base64.b64decode(config["caBundle"]) == tls.ca_pem
             break
         async with aiohttp.ClientSession() as session:
-            yield WebhookEndpoint(url=url, ssl=client_ssl, session=session)
+            yield WebhookEndpoint(url=url, ssl=client_ssl, session=session, ca_pem=tls.ca_pem)
 
 
 @dataclass

@@ -281,3 +281,19 @@ def _annotate(name: str, value: str) -> Any:
         obj["metadata"].setdefault("annotations", {})[name] = value
 
     return change
+
+
+async def test_the_operator_is_who_the_settings_name(chain: AdmissionChain, runtime: WebhookRuntime) -> None:
+    runtime.settings = runtime.settings.model_copy(
+        update={"operator_username": "system:serviceaccount:ops:jit"}
+    )
+    await chain.create(request_body(), userinfo=AGENT)
+    progress = _annotate("jitgrant.dev/reconcile", "{}")
+    default_named = await chain.update(NS, "restart-checkout", progress, userinfo=OPERATOR)
+    assert not default_named.allowed and "belongs to the jitgrant operator" in default_named.message
+    configured = {
+        "username": "system:serviceaccount:ops:jit",
+        "uid": "x",
+        "groups": ["system:serviceaccounts"],
+    }
+    assert (await chain.update(NS, "restart-checkout", progress, userinfo=configured)).allowed

@@ -13,9 +13,9 @@ Importing this module registers three handlers on kopf's default registry:
 The decisions are pure functions in `jitgrant.approvals.review`; this module parses, calls them and
 answers, with refusals as `kopf.AdmissionError` so their message reaches kubectl verbatim.
 
-Needs `memo.runtime` with `.settings` (an OperatorSettings: `receipt_key`, `operator_namespace`,
-`instance`) and `async .get_policy(name) -> GrantPolicySpec | None`; optionally `.clock`,
-`.oidc` (an OIDCVerifier) and `.operator_usernames`.
+Needs `memo.runtime` with `.settings` (an OperatorSettings: `receipt_key`, `operator_username`) and
+`async .get_policy(name) -> GrantPolicySpec | None`; optionally `.clock`, `.oidc` (an OIDCVerifier)
+and `.operator_usernames`.
 """
 
 from __future__ import annotations
@@ -93,6 +93,9 @@ def operator_usernames(runtime: Any) -> Collection[str]:
     if configured:
         return frozenset(configured)
     settings = runtime.settings
+    named = getattr(settings, "operator_username", None)
+    if isinstance(named, str) and named:
+        return frozenset({named})
     return frozenset(
         {operator_username(namespace=settings.operator_namespace, service_account=settings.instance)}
     )
