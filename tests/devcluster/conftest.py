@@ -153,7 +153,10 @@ class Raw:
         try:
             parsed: Any = json.loads(text) if text else None
         except ValueError:
-            parsed = [json.loads(line) for line in text.splitlines() if line.strip()]
+            try:  # a watch stream: one JSON event per line
+                parsed = [json.loads(line) for line in text.splitlines() if line.strip()]
+            except ValueError:
+                parsed = text
         return Reply(status, parsed, got)
 
     def get(self, path: str, **kw: Any) -> Reply:

@@ -21,7 +21,7 @@ from .admission import WebhookCaller
 from .authn import MASTERS, User
 from .clock import Clock, rfc3339
 from .errors import ApiError, Cause
-from .patching import STRATEGIC, apply_patch
+from .patching import JSON_PATCH, STRATEGIC, apply_patch
 from .rbac import Attributes as AuthzAttrs
 from .rbac import RbacAuthorizer, RoleNotFound
 from .resources import APIEXT, RBAC, ResourceRegistry, ResourceType
@@ -346,7 +346,10 @@ class Api:
         if content_type == STRATEGIC and rt.custom:
             raise errors.unsupported_media_type(content_type, _patch_types(rt))
         current = self.present(rt, old)
-        current["metadata"].pop("resourceVersion")  # only a resourceVersion in the patch asks for a check
+        if content_type != JSON_PATCH:
+            # Only a resourceVersion in a merge patch asks for a check; a JSON patch sees the
+            # current one, so its `test` op on /metadata/resourceVersion works (kopf relies on it).
+            current["metadata"].pop("resourceVersion")
         patched = apply_patch(content_type, current, patch)
         if not isinstance(patched, dict):
             raise errors.bad_request("the patch did not produce an object")
