@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import random
 from collections.abc import Callable, Sequence
@@ -60,14 +59,14 @@ class _SinkQueue:
 
     def __init__(self, sink: Sink) -> None:
         self.sink = sink
-        self.pending: dict[str, tuple[Entry, bool]] = {}  # key -> (entry, in the spool on disk)
+        self.pending: dict[str, Entry] = {}  # by key, oldest first
         self.changed = asyncio.Condition()
         self.last_error: str | None = None
         self.task: asyncio.Task[None] | None = None
 
-    async def add(self, entry: Entry, *, spooled: bool) -> None:
+    async def add(self, entry: Entry) -> None:
         async with self.changed:
-            self.pending[entry.key] = (entry, spooled)
+            self.pending[entry.key] = entry
             self.changed.notify_all()
 
     async def wait_delivered(self, key: str) -> None:
@@ -112,7 +111,6 @@ class AuditTrail:
         self._clock = clock
         self._lock = asyncio.Lock()  # one writer at a time: sequence numbers are handed out in order
         self._head = ChainHead()
-        self._persisted_head_seq = 0
         self._checkpointed_seq = -1
         self._checkpoint_task: asyncio.Task[None] | None = None
         self._started = False
@@ -166,17 +164,14 @@ class AuditTrail:
         try:
             await asyncio.to_thread(self._spool.open, names)
             self._head = await asyncio.to_thread(self._spool.head)
-            self._persisted_head_seq = await asyncio.to_thread(self._spool.persisted_head_seq)
             for queue in self._queues:
                 for entry in await asyncio.to_thread(self._spool.queued, queue.sink.name):
-                    queue.pending[entry.key] = (entry, True)
-            orphans = await asyncio.to_thread(self._spool.orphaned_queues, names)
+                    queue.pending[entry.key] = entry
+            orphans = self._spool.unknown_sinks()
         except (OSError, ValueError, KeyError) as exc:
             raise AuditUnavailable(f"audit spool {self._spool.directory} cannot be read: {exc}") from exc
         if orphans:
-            logger.warning(
-                "audit spool holds undelivered entries for sinks no longer configured: %s", orphans
-            )
+            logger.warning("audit spool has progress of sinks no longer configured (ignored): %s", orphans)
         for queue in self._queues:
             try:
                 await queue.sink.start()
@@ -285,10 +280,9 @@ class AuditTrail:
         On a spool failure the entry is still queued in memory: its sequence number is taken, and
         delivering it beats leaving a gap in the chain.
         """
-        names = [queue.sink.name for queue in self._queues]
         spool_error = None
         try:
-            await asyncio.to_thread(self._spool.put, entry, names)
+            await asyncio.to_thread(self._spool.put, entry)
         except OSError as exc:
             spool_error = exc.strerror or _describe(exc)
             logger.error(
@@ -299,7 +293,7 @@ class AuditTrail:
                 entry.seq,
             )
         for queue in self._queues:
-            await queue.add(entry, spooled=spool_error is None)
+            await queue.add(entry)
         return spool_error
 
     async def _deliver(self, queue: _SinkQueue) -> None:
@@ -307,8 +301,7 @@ class AuditTrail:
         while True:
             async with queue.changed:
                 await queue.changed.wait_for(lambda: bool(queue.pending))
-                batch = list(queue.pending.values())[: self._batch_size]
-            entries = [entry for entry, _ in batch]
+                entries = list(queue.pending.values())[: self._batch_size]
             try:
                 await queue.sink.write(entries)
             except Exception as exc:  # every failure is retried; the reason is kept for status
@@ -327,28 +320,20 @@ class AuditTrail:
                 continue
             delay = self._retry_initial
             queue.last_error = None
+            try:
+                await asyncio.to_thread(self._spool.delivered, queue.sink.name, entries[-1].key)
+            except OSError as exc:
+                # Delivered already: at worst they are delivered again after a restart, as repeats.
+                logger.error(
+                    "audit spool %s: progress of %s not saved: %s",
+                    self._spool.directory,
+                    queue.sink.name,
+                    exc,
+                )
             async with queue.changed:
                 for entry in entries:
                     queue.pending.pop(entry.key, None)
                 queue.changed.notify_all()
-            await self._forget(queue, batch)
-
-    async def _forget(self, queue: _SinkQueue, batch: list[tuple[Entry, bool]]) -> None:
-        """Removes delivered entries from the spool, saving the head first if they carried it."""
-        records = [entry for entry, _ in batch if entry.kind == "record"]
-        head = None
-        if records and records[-1].seq > self._persisted_head_seq:
-            newest = records[-1]
-            head = ChainHead(seq=newest.seq, hash=str(json.loads(newest.line)["hash"]))
-            self._persisted_head_seq = newest.seq
-        spooled = [entry for entry, on_disk in batch if on_disk]
-        if not spooled and head is None:
-            return
-        try:
-            await asyncio.to_thread(self._spool.remove, queue.sink.name, spooled, head=head)
-        except OSError as exc:
-            # Delivered already: at worst they are delivered again after a restart, as duplicates.
-            logger.error("audit spool %s: delivered entries not removed: %s", self._spool.directory, exc)
 
     async def _checkpoints(self) -> None:
         while True:
