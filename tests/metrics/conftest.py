@@ -2,12 +2,15 @@ from __future__ import annotations
 
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from jitgrant.metrics import Metrics
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
