@@ -4,8 +4,9 @@ import json
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
-from jitgrant.audit import AuditConfig, AuditTrail, EventType
+from jitgrant.audit import AuditConfig, AuditTrail, AuditUnavailable, EventType
 from jitgrant.audit.chain import record_hash
 from jitgrant.audit.records import GENESIS_HASH
 
@@ -69,3 +70,35 @@ async def test_recording_before_start_is_an_error(tmp_path: Path) -> None:
     trail = AuditTrail.from_config(file_config(tmp_path), instance="op-1")
     with pytest.raises(RuntimeError):
         await trail.record(make_event())
+
+
+def test_config_accepts_camel_and_snake_case_and_refuses_inline_secrets(tmp_path: Path) -> None:
+    camel = AuditConfig.model_validate(
+        {"sinks": [{"type": "webhook", "url": "https://siem", "bearerTokenFile": "/t"}], "spoolDir": "/s"}
+    )
+    snake = AuditConfig.model_validate(
+        {"sinks": [{"type": "webhook", "url": "https://siem", "bearer_token_file": "/t"}], "spool_dir": "/s"}
+    )
+    assert camel == snake
+    with pytest.raises(ValidationError):
+        AuditConfig.model_validate(
+            {"sinks": [{"type": "webhook", "url": "https://siem", "bearerToken": "x"}], "spoolDir": "/s"}
+        )
+
+
+def test_config_refuses_duplicate_sink_names_and_unknown_types() -> None:
+    with pytest.raises(ValidationError, match="unique"):
+        AuditConfig.model_validate(
+            {"sinks": [{"type": "stdout"}, {"type": "stdout", "name": "stdout-0"}], "spoolDir": "/s"}
+        )
+    with pytest.raises(ValidationError):
+        AuditConfig.model_validate({"sinks": [{"type": "kafka"}], "spoolDir": "/s"})
+    with pytest.raises(ValidationError):
+        AuditConfig.model_validate({"sinks": [], "spoolDir": "/s"})
+
+
+async def test_unreadable_spool_refuses_to_start(tmp_path: Path) -> None:
+    (tmp_path / "spool").write_text("a file, not a directory")
+    trail = AuditTrail.from_config(file_config(tmp_path), instance="op-1")
+    with pytest.raises(AuditUnavailable, match="cannot be read"):
+        await trail.start()

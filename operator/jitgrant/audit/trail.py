@@ -19,10 +19,10 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from jitgrant.audit.chain import ChainHead, link
 from jitgrant.audit.checkpoint import CheckpointSigner
@@ -196,11 +196,9 @@ class AuditTrail:
             return record
         # Not on disk (or the sinks themselves are required): it must reach every sink in time.
         key = Entry.of(record).key
-        waits = [asyncio.create_task(queue.wait_delivered(key)) for queue in self._queues]
-        _, not_done = await asyncio.wait(waits, timeout=self._acceptance_timeout)
-        for task in not_done:
-            task.cancel()
-        if not not_done:
+        if await self._all_within(
+            [queue.wait_delivered(key) for queue in self._queues], seconds=self._acceptance_timeout
+        ):
             return record
         missing = [queue for queue in self._queues if key in queue.pending]
         reasons = []
@@ -243,10 +241,7 @@ class AuditTrail:
                 await self._checkpoint_task
         if self._head.seq > 0:
             await self.checkpoint()
-        drains = [asyncio.create_task(queue.wait_empty()) for queue in self._queues]
-        _, not_done = await asyncio.wait(drains, timeout=self._close_timeout) if drains else ((), ())
-        for task in not_done:
-            task.cancel()
+        await self._all_within([queue.wait_empty() for queue in self._queues], seconds=self._close_timeout)
         for queue in self._queues:
             if queue.task is not None:
                 queue.task.cancel()
@@ -261,6 +256,17 @@ class AuditTrail:
         if self.depth():
             logger.warning("audit trail closed with %d entries left in the spool", self.depth())
         self._started = False
+
+    @staticmethod
+    async def _all_within(waits: list[Coroutine[Any, Any, None]], *, seconds: float) -> bool:
+        """Whether every wait finished within `seconds`; none is left running either way."""
+        tasks = [asyncio.create_task(wait) for wait in waits]
+        try:
+            _, not_done = await asyncio.wait(tasks, timeout=seconds)
+        finally:
+            for task in tasks:
+                task.cancel()
+        return not not_done
 
     def _require_started(self) -> None:
         if not self._started:
