@@ -26,15 +26,30 @@ def hooks() -> Iterator[WebhookServer]:
         yield server
 
 
-def register(raw: Raw, kind: str, url: str, ca_bundle: str, *, resources: list[str] | None = None,
-             groups: list[str] | None = None, operations: list[str] | None = None, name: str = "check.example.com",
-             **extra: Any) -> None:
+def register(
+    raw: Raw,
+    kind: str,
+    url: str,
+    ca_bundle: str,
+    *,
+    resources: list[str] | None = None,
+    groups: list[str] | None = None,
+    operations: list[str] | None = None,
+    name: str = "check.example.com",
+    **extra: Any,
+) -> None:
     plural = "mutatingwebhookconfigurations" if kind == "Mutating" else "validatingwebhookconfigurations"
     hook = {
         "name": name,
         "clientConfig": {"url": url, "caBundle": ca_bundle},
-        "rules": [{"operations": operations or ["CREATE", "UPDATE"], "apiGroups": groups if groups is not None
-                   else [""], "apiVersions": ["*"], "resources": resources or ["configmaps"]}],
+        "rules": [
+            {
+                "operations": operations or ["CREATE", "UPDATE"],
+                "apiGroups": groups if groups is not None else [""],
+                "apiVersions": ["*"],
+                "resources": resources or ["configmaps"],
+            }
+        ],
         "sideEffects": "None",
         "admissionReviewVersions": ["v1"],
         **extra,
@@ -43,17 +58,24 @@ def register(raw: Raw, kind: str, url: str, ca_bundle: str, *, resources: list[s
     assert reply.status == 201, reply.body
 
 
-def test_mutating_webhook_patches_and_sees_the_caller(cluster: EmbeddedCluster, raw: Raw,
-                                                      hooks: WebhookServer) -> None:
-    url = hooks.route("/label", json_patch([{"op": "add", "path": "/metadata/labels", "value": {"stamped": "yes"}}]))
+def test_mutating_webhook_patches_and_sees_the_caller(
+    cluster: EmbeddedCluster, raw: Raw, hooks: WebhookServer
+) -> None:
+    url = hooks.route(
+        "/label", json_patch([{"op": "add", "path": "/metadata/labels", "value": {"stamped": "yes"}}])
+    )
     register(raw, "Mutating", url, hooks.ca_bundle)
     token = cluster.add_user(User("alice", "uid-a", ("oncall",), {"reason": ("INC-1",)}))
     admin_rbac(raw, "alice")
     created = raw.post(CM, {"metadata": {"generateName": "cm-"}}, token=token).body
     assert created["metadata"]["labels"] == {"stamped": "yes"}
     request = hooks.requests["/label"][0]
-    assert request["userInfo"] == {"username": "alice", "uid": "uid-a", "groups": ["oncall", "system:authenticated"],
-                                   "extra": {"reason": ["INC-1"]}}
+    assert request["userInfo"] == {
+        "username": "alice",
+        "uid": "uid-a",
+        "groups": ["oncall", "system:authenticated"],
+        "extra": {"reason": ["INC-1"]},
+    }
     assert request["operation"] == "CREATE"
     assert request["kind"] == {"group": "", "version": "v1", "kind": "ConfigMap"}
     assert request["resource"] == {"group": "", "version": "v1", "resource": "configmaps"}
@@ -64,20 +86,36 @@ def test_mutating_webhook_patches_and_sees_the_caller(cluster: EmbeddedCluster, 
 
 
 def admin_rbac(raw: Raw, user: str) -> None:
-    raw.post("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", {
-        "metadata": {"name": f"{user}-admin"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
-        "subjects": [{"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": user}]})
+    raw.post(
+        "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+        {
+            "metadata": {"name": f"{user}-admin"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "cluster-admin",
+            },
+            "subjects": [{"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": user}],
+        },
+    )
 
 
 def test_validating_webhook_denies_with_its_message_and_code(raw: Raw, hooks: WebhookServer) -> None:
     register(raw, "Validating", hooks.route("/deny", deny("no configmaps today")), hooks.ca_bundle)
     reply = raw.post(CM, {"metadata": {"name": "a"}})
     assert (reply.status, reply.message) == (
-        403, 'admission webhook "check.example.com" denied the request: no configmaps today')
+        403,
+        'admission webhook "check.example.com" denied the request: no configmaps today',
+    )
     assert raw.get(CM + "/a").status == 404
-    register(raw, "Validating", hooks.route("/teapot", deny("short and stout", 418)), hooks.ca_bundle,
-             name="teapot.example.com", resources=["secrets"])
+    register(
+        raw,
+        "Validating",
+        hooks.route("/teapot", deny("short and stout", 418)),
+        hooks.ca_bundle,
+        name="teapot.example.com",
+        resources=["secrets"],
+    )
     assert raw.post("/api/v1/namespaces/default/secrets", {"metadata": {"name": "s"}}).status == 418
 
 
@@ -102,11 +140,23 @@ def test_update_and_delete_carry_the_old_object(raw: Raw, hooks: WebhookServer) 
 
 
 def test_failure_policy(raw: Raw, hooks: WebhookServer) -> None:
-    register(raw, "Validating", "https://127.0.0.1:1/nothing-listens", hooks.ca_bundle, failurePolicy="Ignore",
-             name="ignore.example.com")
+    register(
+        raw,
+        "Validating",
+        "https://127.0.0.1:1/nothing-listens",
+        hooks.ca_bundle,
+        failurePolicy="Ignore",
+        name="ignore.example.com",
+    )
     assert raw.post(CM, {"metadata": {"name": "a"}}).status == 201
-    register(raw, "Validating", "https://127.0.0.1:1/nothing-listens", hooks.ca_bundle, failurePolicy="Fail",
-             name="fail.example.com")
+    register(
+        raw,
+        "Validating",
+        "https://127.0.0.1:1/nothing-listens",
+        hooks.ca_bundle,
+        failurePolicy="Fail",
+        name="fail.example.com",
+    )
     reply = raw.post(CM, {"metadata": {"name": "b"}})
     assert (reply.status, reply.reason) == (500, "InternalError")
     assert reply.message.startswith('Internal error occurred: failed calling webhook "fail.example.com"')
@@ -134,10 +184,24 @@ def test_timeout(raw: Raw, hooks: WebhookServer) -> None:
 def test_status_subresource_needs_its_own_rule(raw: Raw, hooks: WebhookServer) -> None:
     raw.post(W, widget("w"))
     main: Handler = allow()
-    register(raw, "Validating", hooks.route("/main", main), hooks.ca_bundle, groups=[GROUP],
-             resources=["widgets"], name="main.example.com")
-    register(raw, "Validating", hooks.route("/status", deny("status is mine")), hooks.ca_bundle, groups=[GROUP],
-             resources=["widgets/status"], name="status.example.com")
+    register(
+        raw,
+        "Validating",
+        hooks.route("/main", main),
+        hooks.ca_bundle,
+        groups=[GROUP],
+        resources=["widgets"],
+        name="main.example.com",
+    )
+    register(
+        raw,
+        "Validating",
+        hooks.route("/status", deny("status is mine")),
+        hooks.ca_bundle,
+        groups=[GROUP],
+        resources=["widgets/status"],
+        name="status.example.com",
+    )
     assert raw.patch(W + "/w", {"spec": {"size": 2}}).status == 200
     reply = raw.patch(W + "/w/status", {"status": {"phase": "Ready"}})
     assert reply.status == 403 and "status is mine" in reply.message
@@ -147,10 +211,22 @@ def test_status_subresource_needs_its_own_rule(raw: Raw, hooks: WebhookServer) -
 
 def test_selectors(raw: Raw, hooks: WebhookServer) -> None:
     raw.post("/api/v1/namespaces", {"metadata": {"name": "guarded", "labels": {"guard": "on"}}})
-    register(raw, "Validating", hooks.route("/ns", deny("guarded namespace")), hooks.ca_bundle,
-             namespaceSelector={"matchLabels": {"guard": "on"}}, name="ns.example.com")
-    register(raw, "Validating", hooks.route("/obj", deny("guarded object")), hooks.ca_bundle,
-             objectSelector={"matchExpressions": [{"key": "locked", "operator": "Exists"}]}, name="obj.example.com")
+    register(
+        raw,
+        "Validating",
+        hooks.route("/ns", deny("guarded namespace")),
+        hooks.ca_bundle,
+        namespaceSelector={"matchLabels": {"guard": "on"}},
+        name="ns.example.com",
+    )
+    register(
+        raw,
+        "Validating",
+        hooks.route("/obj", deny("guarded object")),
+        hooks.ca_bundle,
+        objectSelector={"matchExpressions": [{"key": "locked", "operator": "Exists"}]},
+        name="obj.example.com",
+    )
     assert raw.post(CM, {"metadata": {"name": "free"}}).status == 201
     assert raw.post("/api/v1/namespaces/guarded/configmaps", {"metadata": {"name": "a"}}).status == 403
     locked = raw.post(CM, {"metadata": {"name": "b", "labels": {"locked": "1"}}})
@@ -169,13 +245,27 @@ def test_mutation_happens_before_schema_validation(raw: Raw, hooks: WebhookServe
     created = raw.post(W, widget("w", 99))  # invalid as sent, valid after mutation
     assert created.status == 201 and created.body["spec"]["size"] == 3
     breaker = json_patch([{"op": "add", "path": "/spec/color", "value": "green"}])
-    register(raw, "Mutating", hooks.route("/break", breaker), hooks.ca_bundle, groups=[GROUP],
-             resources=["widgets"], name="zz-break.example.com")
+    register(
+        raw,
+        "Mutating",
+        hooks.route("/break", breaker),
+        hooks.ca_bundle,
+        groups=[GROUP],
+        resources=["widgets"],
+        name="zz-break.example.com",
+    )
     assert raw.post(W, widget("w2")).status == 422
 
 
 def test_webhook_configurations_are_not_sent_to_webhooks(raw: Raw, hooks: WebhookServer) -> None:
-    register(raw, "Validating", hooks.route("/all", deny("nothing")), hooks.ca_bundle, groups=["*"],
-             resources=["*"], operations=["*"])
+    register(
+        raw,
+        "Validating",
+        hooks.route("/all", deny("nothing")),
+        hooks.ca_bundle,
+        groups=["*"],
+        resources=["*"],
+        operations=["*"],
+    )
     assert raw.delete(f"{ADMISSION}/validatingwebhookconfigurations/check.example.com").status == 200
     assert raw.post(CM, {"metadata": {"name": "a"}}).status == 201

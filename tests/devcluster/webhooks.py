@@ -36,15 +36,18 @@ class WebhookServer:
         self.requests[request.path].append(review["request"])
         response = await self.handlers[request.path](review["request"])
         response["uid"] = review["request"]["uid"]
-        return web.json_response({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-                                  "response": response})
+        return web.json_response(
+            {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response}
+        )
 
     async def _start(self) -> None:
         app = web.Application()
         app.router.add_post("/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=self.certificates.server_context()).start()
+        await web.TCPSite(
+            self._runner, "127.0.0.1", 0, ssl_context=self.certificates.server_context()
+        ).start()
         self.port = int(self._runner.addresses[0][1])
 
     def __enter__(self) -> WebhookServer:
@@ -63,6 +66,7 @@ class WebhookServer:
 def allow(**extra: Any) -> Handler:
     async def handler(request: dict[str, Any]) -> dict[str, Any]:
         return {"allowed": True, **extra}
+
     return handler
 
 
@@ -72,6 +76,7 @@ def deny(message: str, code: int | None = None) -> Handler:
         if code is not None:
             status["code"] = code
         return {"allowed": False, "status": status}
+
     return handler
 
 
@@ -79,6 +84,10 @@ def json_patch(operations: list[dict[str, Any]]) -> Handler:
     import json
 
     async def handler(request: dict[str, Any]) -> dict[str, Any]:
-        return {"allowed": True, "patchType": "JSONPatch",
-                "patch": base64.b64encode(json.dumps(operations).encode()).decode()}
+        return {
+            "allowed": True,
+            "patchType": "JSONPatch",
+            "patch": base64.b64encode(json.dumps(operations).encode()).decode(),
+        }
+
     return handler
