@@ -23,7 +23,6 @@ EXPECTED_ARGS = [
     "--health-port", "8081",
     "--audit-config", "/etc/jitgrant/audit/config.yaml",
     "--receipt-key-file", "/etc/jitgrant/receipt/key",
-    "--grantable-cluster-roles", "jit-restart-deployments,jit-read-logs",
 ]  # fmt: skip
 
 
@@ -81,6 +80,9 @@ def test_operator_flags(chart: helm.Chart) -> None:
     assert container["args"] == EXPECTED_ARGS
     env = {e["name"]: e for e in container["env"]}
     assert env["POD_NAMESPACE"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    assert env["OPERATOR_SERVICE_ACCOUNT"]["valueFrom"] == {
+        "fieldRef": {"fieldPath": "spec.serviceAccountName"}
+    }
     assert "AWS_REGION" not in env
 
     custom = operator(
@@ -98,7 +100,6 @@ def test_operator_flags(chart: helm.Chart) -> None:
     )
     args = custom["args"]
     assert "--inline-rules" in args
-    assert "--grantable-cluster-roles" not in args
     assert args[args.index("--metrics-port") + 1] == "9090"
     assert args[args.index("--health-port") + 1] == "9091"
     assert args[args.index("--webhook-port") + 1] == "10443"
