@@ -316,3 +316,21 @@ def test_events_leases_and_secrets_are_plain_crud(raw: Raw) -> None:
     assert core_event.status == 201
     selected = raw.get("/api/v1/namespaces/default/events?fieldSelector=involvedObject.name%3Dp").body
     assert len(selected["items"]) == 1
+
+
+def test_owner_in_another_namespace_counts_as_absent(raw: Raw) -> None:
+    """Cross-namespace owner references are invalid by design: the collector deletes such dependents."""
+    raw.post("/api/v1/namespaces", {"metadata": {"name": "other"}})
+    owner = raw.post("/api/v1/namespaces/other/configmaps", {"metadata": {"name": "owner"}}).body
+    ref = {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner["metadata"]["uid"]}
+    assert raw.post(CM, {"metadata": {"name": "dependent", "ownerReferences": [ref]}}).status == 201
+    assert raw.get(CM + "/dependent").status == 404
+    cluster_owner = raw.post("/api/v1/namespaces", {"metadata": {"name": "owner-ns"}}).body
+    ns_ref = {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "name": "owner-ns",
+        "uid": cluster_owner["metadata"]["uid"],
+    }
+    assert raw.post(CM, {"metadata": {"name": "kept", "ownerReferences": [ns_ref]}}).status == 201
+    assert raw.get(CM + "/kept").status == 200  # a cluster-scoped owner is fine

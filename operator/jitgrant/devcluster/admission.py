@@ -200,8 +200,9 @@ class WebhookCaller:
         except (TimeoutError, aiohttp.ClientError, OSError, ValueError, ssl.SSLError) as exc:
             if (hook.get("failurePolicy") or "Fail") == "Ignore":
                 return None
-            detail = "context deadline exceeded" if isinstance(exc, asyncio.TimeoutError) else str(exc)
-            raise internal(f'failed calling webhook "{name}": failed to call webhook: {detail}') from exc
+            raise internal(
+                f'failed calling webhook "{name}": failed to call webhook: {_describe(exc, hook)}'
+            ) from exc
         attrs.warnings.extend(str(w) for w in answer.get("warnings") or ())
         if not answer.get("allowed"):
             raise _denied(name, answer.get("status") or {})
@@ -236,6 +237,19 @@ class WebhookCaller:
         for result in results:
             if isinstance(result, BaseException):
                 raise result
+
+
+def _describe(exc: BaseException, hook: Mapping[str, Any]) -> str:
+    """The failure in the style of Go's net/http errors that the real server reports."""
+    url = (hook.get("clientConfig") or {}).get("url") or "the webhook service"
+    if isinstance(exc, TimeoutError):
+        return f'Post "{url}": context deadline exceeded'
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return f'Post "{url}": tls: failed to verify certificate: {exc.certificate_error}'
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        reason = exc.os_error.strerror or str(exc.os_error)
+        return f'Post "{url}": dial tcp {exc.host}:{exc.port}: connect: {reason.lower()}'
+    return f'Post "{url}": {exc}'
 
 
 def _denied(name: str, status: Mapping[str, Any]) -> ApiError:

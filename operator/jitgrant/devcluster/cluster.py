@@ -103,6 +103,13 @@ class EmbeddedCluster:
             return
         ready.set_result(None)
         loop.run_forever()
+        # Connections still in their TLS handshake live in accept tasks: cancel them so their
+        # sockets close before the loop does (no ResourceWarning in the caller's tests).
+        pending = asyncio.all_tasks(loop)
+        for task in pending:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        loop.run_until_complete(asyncio.sleep(0.01))
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
 
@@ -144,6 +151,12 @@ class EmbeddedCluster:
         async def shutdown() -> None:
             self.store.close_watchers()
             if self._runner is not None:
+                server = self._runner.server
+                # A graceful TLS close waits up to 30 s for the peer's close_notify, which an idle
+                # keep-alive client never sends: abort the connections instead.
+                for handler in server.connections if server is not None else ():
+                    if handler.transport is not None:
+                        handler.transport.abort()
                 await self._runner.cleanup()
 
         asyncio.run_coroutine_threadsafe(shutdown(), loop).result(timeout=30)

@@ -36,6 +36,13 @@ SYSTEM = User("system:apiserver", "", (MASTERS,))
 _GENERATE_CHARS = "bcdfghjklmnpqrstvwxz2456789"  # as k8s.io/apimachinery/pkg/util/rand
 
 
+_PATCH_RETRIES = 10
+
+
+class StaleBase(Exception):
+    """The object changed between reading it and writing it (while admission was awaited)."""
+
+
 @dataclass
 class Call:
     """One request: who asks, and the options that change how a write behaves."""
@@ -327,7 +334,10 @@ class Api:
                     )
                 ],
             )
-        return await self._update(call, rt, old, obj, subresource)
+        try:
+            return await self._update(call, rt, old, obj, subresource)
+        except StaleBase:
+            raise errors.conflict(rt.plural, rt.group, name, errors.MODIFIED) from None
 
     async def patch(
         self,
@@ -338,6 +348,25 @@ class Api:
         content_type: str,
         patch: Any,
         subresource: str = "",
+    ) -> Obj:
+        # A patch is re-applied to the fresh object when another write won the race, as the real
+        # server's GuaranteedUpdate does; a resourceVersion in the patch still conflicts.
+        for _ in range(_PATCH_RETRIES):
+            try:
+                return await self._patch_once(call, rt, namespace, name, content_type, patch, subresource)
+            except StaleBase:
+                continue
+        raise errors.conflict(rt.plural, rt.group, name, errors.MODIFIED)
+
+    async def _patch_once(
+        self,
+        call: Call,
+        rt: ResourceType,
+        namespace: str,
+        name: str,
+        content_type: str,
+        patch: Any,
+        subresource: str,
     ) -> Obj:
         ns = namespace if rt.namespaced else ""
         old = self.store.get(rt.key, ns, name)
@@ -382,6 +411,12 @@ class Api:
         self._validate(rt, obj, old_view)
         self._check_rbac_escalation(call, rt, obj, old)
         await self.webhooks.validate(attrs, obj, old_view)
+        current = self.store.get(rt.key, old_meta.get("namespace", ""), name)
+        if current is None:
+            raise errors.not_found(rt.plural, rt.group, name)
+        if current["metadata"]["resourceVersion"] != old_meta["resourceVersion"]:
+            # Someone wrote while the webhooks were awaited: never overwrite that write.
+            raise StaleBase()
         if obj == old and not call.dry_run:
             return self.present(rt, old)  # a no-op write keeps the resourceVersion, emits no event
         if call.dry_run:
@@ -496,6 +531,11 @@ class Api:
         await self.webhooks.validate(attrs, None, view)
         if call.dry_run:
             return view, False
+        # The webhooks were awaited: act on the object as it is now, not as it was read before
+        # (the real server's GuaranteedUpdate), or a concurrent write would be lost.
+        old = self.store.get(rt.key, ns, name)
+        if old is None:
+            raise errors.not_found(rt.plural, rt.group, name)
         propagation = options.get("propagationPolicy") or (
             "Orphan" if options.get("orphanDependents") else ""
         )
@@ -548,7 +588,8 @@ class Api:
                 if not any(r.get("uid") == owner_uid for r in refs):
                     continue
                 remaining = [r for r in refs if r.get("uid") != owner_uid]
-                if orphan or any(self._uid_exists(r.get("uid", "")) for r in remaining):
+                namespace = dep["metadata"].get("namespace", "")
+                if orphan or any(self._owner_exists(r, namespace) is not False for r in remaining):
                     updated = copy.deepcopy(dep)
                     updated["metadata"]["ownerReferences"] = remaining
                     if not remaining:
@@ -557,17 +598,31 @@ class Api:
                 else:
                     self.delete_internal(rt, dep)
 
+    def _owner_exists(self, ref: Mapping[str, Any], namespace: str) -> bool | None:
+        """As the garbage collector resolves an owner: by kind and name in the dependent's namespace
+        (owners cannot be in another namespace), then by uid. None: unknown kind, cannot tell."""
+        rt = self.registry.find_kind(str(ref.get("apiVersion", "")), str(ref.get("kind", "")))
+        if rt is None:
+            return None
+        owner = self.store.get(rt.key, namespace if rt.namespaced else "", str(ref.get("name", "")))
+        return owner is not None and owner["metadata"].get("uid") == ref.get("uid")
+
+    def _collect_if_orphaned(self, rt: ResourceType, obj: Obj) -> None:
+        """The collector also deletes a dependent whose owners are all absent, e.g. an owner named in
+        another namespace: cross-namespace owner references are invalid by design."""
+        refs = obj["metadata"].get("ownerReferences") or []
+        namespace = obj["metadata"].get("namespace", "")
+        if refs and all(self._owner_exists(r, namespace) is False for r in refs):
+            current = self.store.get(rt.key, namespace, obj["metadata"]["name"])
+            if current is not None:
+                self.delete_internal(rt, current)
+
     def _stored_types(self) -> list[ResourceType]:
         seen: dict[tuple[str, str], ResourceType] = {}
         for rt in self.registry.all_types():
             if not rt.virtual:
                 seen.setdefault(rt.key, self.registry.preferred(rt.group, rt.plural) or rt)
         return list(seen.values())
-
-    def _uid_exists(self, uid: str) -> bool:
-        return any(
-            o["metadata"].get("uid") == uid for rt in self._stored_types() for o in self.store.objects(rt.key)
-        )
 
     def _empty_namespace(self, namespace: str) -> None:
         for rt in self._stored_types():
@@ -612,6 +667,8 @@ class Api:
         if rt.key == CRDS and not obj["metadata"].get("deletionTimestamp"):
             for served in self.registry.register_crd(obj):
                 self._schemas.pop((served.group, served.version, served.plural), None)
+        if obj["metadata"].get("ownerReferences"):
+            self._collect_if_orphaned(rt, obj)
 
 
 def crd_status(crd: Mapping[str, Any], now: str) -> dict[str, Any]:
