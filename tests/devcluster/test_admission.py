@@ -269,3 +269,18 @@ def test_webhook_configurations_are_not_sent_to_webhooks(raw: Raw, hooks: Webhoo
     )
     assert raw.delete(f"{ADMISSION}/validatingwebhookconfigurations/check.example.com").status == 200
     assert raw.post(CM, {"metadata": {"name": "a"}}).status == 201
+
+
+def test_dry_run_needs_webhooks_without_side_effects(raw: Raw, hooks: WebhookServer) -> None:
+    register(
+        raw,
+        "Validating",
+        hooks.route("/side", allow()),
+        hooks.ca_bundle,
+        sideEffects="Some",
+        name="side.example.com",
+    )
+    reply = raw.post(CM + "?dryRun=All", {"metadata": {"name": "a"}})
+    assert reply.status == 400
+    assert reply.message == 'admission webhook "side.example.com" does not support dry run'
+    assert raw.post(CM, {"metadata": {"name": "a"}}).status == 201

@@ -334,3 +334,22 @@ def test_owner_in_another_namespace_counts_as_absent(raw: Raw) -> None:
     }
     assert raw.post(CM, {"metadata": {"name": "kept", "ownerReferences": [ns_ref]}}).status == 201
     assert raw.get(CM + "/kept").status == 200  # a cluster-scoped owner is fine
+
+
+def test_secret_string_data_becomes_data(core: kubernetes.client.CoreV1Api, raw: Raw) -> None:
+    created = core.create_namespaced_secret(
+        "default", {"metadata": {"name": "s"}, "stringData": {"token": "abc"}, "data": {"other": "eHl6"}}
+    )
+    assert created.data == {"other": "eHl6", "token": "YWJj"} and created.string_data is None
+    bad = raw.post(
+        "/api/v1/namespaces/default/secrets", {"metadata": {"name": "t"}, "data": {"k": "not base64!"}}
+    )
+    assert bad.status == 400
+
+
+def test_immutable_config_maps(raw: Raw) -> None:
+    raw.post(CM, {"metadata": {"name": "a"}, "data": {"k": "v"}, "immutable": True})
+    reply = raw.patch(CM + "/a", {"data": {"k": "w"}})
+    assert reply.status == 422 and "field is immutable when `immutable` is set" in reply.message
+    assert raw.patch(CM + "/a", {"immutable": False}).status == 422
+    assert raw.patch(CM + "/a", {"metadata": {"labels": {"x": "y"}}}).status == 200

@@ -58,6 +58,41 @@ def test_get_create_annotate_label_delete(kubectl: Kubectl) -> None:
     assert 'Error from server (NotFound): configmaps "settings" not found' in missing.stderr
 
 
+def test_reference_scenario_restart_a_deployment(
+    cluster: EmbeddedCluster, kubectl: Kubectl, tmp_path: Path
+) -> None:
+    """The on-call agent's grant: patch on deployments/checkout only, what `kubectl rollout restart` needs."""
+    assert kubectl("create", "deployment", "checkout", "--image=nginx").returncode == 0  # protobuf body
+    assert kubectl("create", "deployment", "ledger", "--image=nginx").returncode == 0
+    assert (
+        kubectl(
+            "create",
+            "role",
+            "restart-checkout",
+            "--verb=get,patch",
+            "--resource=deployments.apps",
+            "--resource-name=checkout",
+        ).returncode
+        == 0
+    )
+    assert (
+        kubectl("create", "rolebinding", "agent", "--role=restart-checkout", "--user=agent").returncode == 0
+    )
+    agent = make_kubectl(cluster, tmp_path, cluster.add_user(User("agent")), "agent")
+    restarted = agent("rollout", "restart", "deployment/checkout")
+    assert restarted.returncode == 0, restarted.stderr
+    annotations = kubectl(
+        "get", "deployment", "checkout", "-o", "jsonpath={.spec.template.metadata.annotations}"
+    )
+    assert "kubectl.kubernetes.io/restartedAt" in annotations.stdout
+    refused = agent("rollout", "restart", "deployment/ledger")
+    assert refused.returncode == 1
+    assert (
+        'deployments.apps "ledger" is forbidden: User "agent" cannot get resource "deployments" '
+        'in API group "apps" in the namespace "default"'
+    ) in refused.stderr
+
+
 def test_create_and_apply_from_files(kubectl: Kubectl, tmp_path: Path) -> None:
     path = tmp_path / "w.yaml"
     path.write_text(yaml.safe_dump(widget("from-file", 3)))

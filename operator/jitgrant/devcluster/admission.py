@@ -195,6 +195,8 @@ class WebhookCaller:
     ) -> dict[str, Any] | None:
         """The webhook's response, None when it failed and failurePolicy is Ignore."""
         name = hook.get("name", "")
+        if attrs.dry_run and hook.get("sideEffects") not in ("None", "NoneOnDryRun"):
+            raise ApiError(400, "BadRequest", f'admission webhook "{name}" does not support dry run')
         try:
             answer = await self._call(hook, self._review(attrs, obj, old))
         except (TimeoutError, aiohttp.ClientError, OSError, ValueError, ssl.SSLError) as exc:

@@ -8,6 +8,7 @@ RBAC escalation checks -> validating admission -> optimistic concurrency and sto
 
 from __future__ import annotations
 
+import base64
 import copy
 import secrets
 import uuid
@@ -147,6 +148,8 @@ class Api:
             meta["namespace"] = namespace
         else:
             meta.pop("namespace", None)
+        if rt.key == ("", "secrets"):
+            _decode_secret(obj)
         self._prune_and_default(rt, obj, call)
         return obj
 
@@ -669,6 +672,23 @@ class Api:
                 self._schemas.pop((served.group, served.version, served.plural), None)
         if obj["metadata"].get("ownerReferences"):
             self._collect_if_orphaned(rt, obj)
+
+
+def _decode_secret(obj: Obj) -> None:
+    """As the v1 -> internal conversion: stringData is written into data, and data must be base64."""
+    data = obj.get("data") or {}
+    for key, value in data.items():
+        try:
+            base64.b64decode(str(value), validate=True)
+        except ValueError as exc:
+            raise errors.bad_request(
+                f'Secret in version "v1" cannot be handled as a Secret: illegal base64 data in data.{key}'
+            ) from exc
+    string_data = obj.pop("stringData", None) or {}
+    for key, value in string_data.items():
+        data[key] = base64.b64encode(str(value).encode()).decode()
+    if data:
+        obj["data"] = data
 
 
 def crd_status(crd: Mapping[str, Any], now: str) -> dict[str, Any]:

@@ -126,6 +126,49 @@ MESSAGES: dict[str, dict[int, tuple[str, str]]] = {
     },
     "Preconditions": {1: ("uid", "string"), 2: ("resourceVersion", "string")},
     "MapEntry": {1: ("key", "string"), 2: ("value", "rawbytes")},
+    # kubectl create deployment
+    "Deployment": {1: ("metadata", "ObjectMeta"), 2: ("spec", "DeploymentSpec")},
+    "DeploymentSpec": {
+        1: ("replicas", "int64"),
+        2: ("selector", "LabelSelector"),
+        3: ("template", "PodTemplateSpec"),
+        4: ("strategy", "DeploymentStrategy"),
+        5: ("minReadySeconds", "int64"),
+        6: ("revisionHistoryLimit", "int64"),
+        7: ("paused", "bool"),
+        9: ("progressDeadlineSeconds", "int64"),
+    },
+    "DeploymentStrategy": {1: ("type", "string")},
+    "LabelSelector": {
+        1: ("matchLabels", "map:string"),
+        2: ("matchExpressions", "[]LabelSelectorRequirement"),
+    },
+    "LabelSelectorRequirement": {1: ("key", "string"), 2: ("operator", "string"), 3: ("values", "[]string")},
+    "PodTemplateSpec": {1: ("metadata", "ObjectMeta"), 2: ("spec", "PodSpec")},
+    "PodSpec": {
+        2: ("containers", "[]Container"),
+        3: ("restartPolicy", "string"),
+        7: ("nodeSelector", "map:string"),
+        8: ("serviceAccountName", "string"),
+    },
+    "Container": {
+        1: ("name", "string"),
+        2: ("image", "string"),
+        3: ("command", "[]string"),
+        4: ("args", "[]string"),
+        6: ("ports", "[]ContainerPort"),
+        7: ("env", "[]EnvVar"),
+        8: ("resources", "ResourceRequirements"),
+        14: ("imagePullPolicy", "string"),
+    },
+    "ContainerPort": {
+        1: ("name", "string"),
+        2: ("hostPort", "int64"),
+        3: ("containerPort", "int64"),
+        4: ("protocol", "string"),
+    },
+    "EnvVar": {1: ("name", "string"), 2: ("value", "string")},
+    "ResourceRequirements": {},
 }
 
 

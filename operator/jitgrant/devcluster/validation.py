@@ -189,7 +189,19 @@ def type_causes(rt: ResourceType, obj: Mapping[str, Any], old: Mapping[str, Any]
         return _binding_causes(obj, old, rt.plural == "rolebindings")
     if rt.plural == "customresourcedefinitions":
         return _crd_causes(obj)
+    if rt.group == "" and rt.plural in ("configmaps", "secrets") and old is not None and old.get("immutable"):
+        return _immutable_causes(obj, old)
     return []
+
+
+def _immutable_causes(obj: Mapping[str, Any], old: Mapping[str, Any]) -> list[Cause]:
+    message = "Forbidden: field is immutable when `immutable` is set"
+    causes = [
+        Cause(f, "FieldValueForbidden", message) for f in ("data", "binaryData") if obj.get(f) != old.get(f)
+    ]
+    if not obj.get("immutable"):
+        causes.append(Cause("immutable", "FieldValueForbidden", message))
+    return causes
 
 
 def _crd_causes(obj: Mapping[str, Any]) -> list[Cause]:
