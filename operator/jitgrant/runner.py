@@ -151,6 +151,10 @@ class OperatorThread:
         return runtime
 
     def stop(self, *, timeout: float = 30.0) -> None:
+        """Stop as a crash would: no transition starts once stop() is called (kopf itself takes a
+        few seconds to wind down, during which timers would otherwise still fire)."""
+        if self.runtime is not None:
+            self.runtime.stopping = True
         if self._stop is not None:
             self._stop.set()
         if self._thread is not None:

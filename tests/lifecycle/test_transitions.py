@@ -30,8 +30,13 @@ def policy(**overrides: Any) -> GrantPolicySpec:
     return GrantPolicySpec.model_validate(spec)
 
 
-def request(*, status: dict[str, Any] | None = None, annotations: dict[str, str] | None = None,
-            requester: str | None = AGENT, **spec_overrides: Any) -> AccessRequest:
+def request(
+    *,
+    status: dict[str, Any] | None = None,
+    annotations: dict[str, str] | None = None,
+    requester: str | None = AGENT,
+    **spec_overrides: Any,
+) -> AccessRequest:
     spec: dict[str, Any] = {
         "policy": "oncall-restart",
         "namespace": "payments",
@@ -43,17 +48,35 @@ def request(*, status: dict[str, Any] | None = None, annotations: dict[str, str]
     spec.update(spec_overrides)
     return AccessRequest.model_validate(
         {
-            "metadata": {"name": "r", "namespace": "agents", "uid": "uid-1", "annotations": annotations or {}},
+            "metadata": {
+                "name": "r",
+                "namespace": "agents",
+                "uid": "uid-1",
+                "annotations": annotations or {},
+            },
             "spec": spec,
             "status": status or {},
         }
     )
 
 
-def step_for(req: AccessRequest, pol: GrantPolicySpec | None, *, now: datetime = NOW, seal_valid: bool = True,
-             approvals: Any = None) -> Any:
-    return next_step(request=req, policy=pol, now=now, seal_valid=seal_valid, tally=approvals,
-                     inline_rules_enabled=False, operator_namespace="jitgrant-system")
+def step_for(
+    req: AccessRequest,
+    pol: GrantPolicySpec | None,
+    *,
+    now: datetime = NOW,
+    seal_valid: bool = True,
+    approvals: Any = None,
+) -> Any:
+    return next_step(
+        request=req,
+        policy=pol,
+        now=now,
+        seal_valid=seal_valid,
+        tally=approvals,
+        inline_rules_enabled=False,
+        operator_namespace="jitgrant-system",
+    )
 
 
 def test_auto_approved_scope_is_approved_with_the_requested_duration() -> None:
@@ -89,16 +112,25 @@ def test_approval_required_pends() -> None:
     assert step_for(request(), pol).action is Action.PEND
 
 
-def _tally_with(pol: GrantPolicySpec, req: AccessRequest, *decisions: tuple[str, tuple[str, ...], str]) -> Any:
+def _tally_with(
+    pol: GrantPolicySpec, req: AccessRequest, *decisions: tuple[str, tuple[str, ...], str]
+) -> Any:
     spec = req.spec.model_dump(mode="json", by_alias=True, exclude_none=True)
     recorded = [
-        record_decision(key=KEY, request_uid="uid-1", spec=spec, approver=who, groups=groups,
-                        decision=decision, at=NOW)  # type: ignore[arg-type]
+        record_decision(
+            key=KEY, request_uid="uid-1", spec=spec, approver=who, groups=groups, decision=decision, at=NOW
+        )  # type: ignore[arg-type]
         for who, groups, decision in decisions
     ]
     assert req.spec.requester is not None
-    return tally(policy=pol.approval, requester=req.spec.requester, recorded=recorded, key=KEY,
-                 request_uid="uid-1", spec=spec)
+    return tally(
+        policy=pol.approval,
+        requester=req.spec.requester,
+        recorded=recorded,
+        key=KEY,
+        request_uid="uid-1",
+        spec=spec,
+    )
 
 
 def test_pending_request_is_approved_once_enough_distinct_approvers_agree() -> None:
@@ -138,8 +170,13 @@ def test_approved_request_is_checked_against_the_policy_again_at_activation() ->
 
 
 def test_active_grant_waits_until_expiry_then_expires() -> None:
-    active = request(status={"phase": "Active", "activatedAt": NOW.isoformat(),
-                             "expiresAt": (NOW + timedelta(minutes=10)).isoformat()})
+    active = request(
+        status={
+            "phase": "Active",
+            "activatedAt": NOW.isoformat(),
+            "expiresAt": (NOW + timedelta(minutes=10)).isoformat(),
+        }
+    )
     waiting = step_for(active, policy(), now=NOW + timedelta(minutes=9, seconds=59))
     assert waiting.action is Action.WAIT and waiting.wake_at == NOW + timedelta(minutes=10)
     assert step_for(active, policy(), now=NOW + timedelta(minutes=10)).action is Action.EXPIRE
@@ -152,8 +189,10 @@ def test_active_grant_expires_even_when_its_policy_was_deleted() -> None:
 
 def test_revoke_annotation_ends_active_and_pending_requests_with_its_reason() -> None:
     for phase in ("Active", "Pending", "Approved"):
-        req = request(status={"phase": phase, "expiresAt": (NOW + timedelta(hours=1)).isoformat()},
-                      annotations={"jitgrant.dev/revoke": "incident closed"})
+        req = request(
+            status={"phase": phase, "expiresAt": (NOW + timedelta(hours=1)).isoformat()},
+            annotations={"jitgrant.dev/revoke": "incident closed"},
+        )
         step = step_for(req, policy())
         assert step.action is Action.REVOKE and step.message == "incident closed"
 
@@ -175,8 +214,11 @@ def test_no_step_ever_leads_from_a_terminal_phase_to_activation(
     phase: Phase, offset: int, revoke: bool, has_policy: bool, seal: bool
 ) -> None:
     req = request(
-        status={"phase": phase.value, "requestedAt": NOW.isoformat(),
-                "expiresAt": (NOW + timedelta(seconds=offset)).isoformat()},
+        status={
+            "phase": phase.value,
+            "requestedAt": NOW.isoformat(),
+            "expiresAt": (NOW + timedelta(seconds=offset)).isoformat(),
+        },
         annotations={"jitgrant.dev/revoke": "r"} if revoke else {},
     )
     step = step_for(req, policy() if has_policy else None, seal_valid=seal)

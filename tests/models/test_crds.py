@@ -59,4 +59,7 @@ def test_access_request_crd_has_status_short_names_columns_and_immutability() ->
         "x-kubernetes-validations"
     ]
     duration = spec["properties"]["duration"]
-    assert duration["pattern"] and duration["x-kubernetes-validations"][0]["rule"] == "duration(self) > duration('0s')"
+    assert (
+        duration["pattern"]
+        and duration["x-kubernetes-validations"][0]["rule"] == "duration(self) > duration('0s')"
+    )

@@ -27,7 +27,9 @@ def test_there_are_examples_of_both_kinds() -> None:
     assert kinds == {"GrantPolicy", "AccessRequest"}
 
 
-@pytest.mark.parametrize(("path", "document"), _jitgrant_documents(), ids=lambda v: v if isinstance(v, str) else "")
+@pytest.mark.parametrize(
+    ("path", "document"), _jitgrant_documents(), ids=lambda v: v if isinstance(v, str) else ""
+)
 def test_example_loads_into_its_model(path: str, document: dict[str, object]) -> None:
     model = MODELS[str(document["kind"])]
     parsed = model.model_validate(document)

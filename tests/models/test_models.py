@@ -11,8 +11,13 @@ from jitgrant.models import AccessRequestSpec, GrantPolicySpec, format_duration,
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("15m", timedelta(minutes=15)), ("1h30m", timedelta(minutes=90)), ("90s", timedelta(seconds=90)),
-     ("2h", timedelta(hours=2)), ("1h0m5s", timedelta(hours=1, seconds=5))],
+    [
+        ("15m", timedelta(minutes=15)),
+        ("1h30m", timedelta(minutes=90)),
+        ("90s", timedelta(seconds=90)),
+        ("2h", timedelta(hours=2)),
+        ("1h0m5s", timedelta(hours=1, seconds=5)),
+    ],
 )
 def test_durations_parse(text: str, expected: timedelta) -> None:
     assert parse_duration(text) == expected

@@ -16,7 +16,7 @@ from kubernetes.client import V1DeleteOptions, V1Preconditions
 from kubernetes.client.exceptions import ApiException
 
 from jitgrant.clusters.own import ClusterApi
-from jitgrant.grants.objects import MANAGED_SELECTOR, owned_by
+from jitgrant.grants.objects import MANAGED_SELECTOR, REQUEST_UID_LABEL, owned_by
 
 
 class ForeignObjectError(Exception):
@@ -78,12 +78,12 @@ async def issue(
 async def _delete_owned(
     api: ClusterApi, *, read: Any, delete: Any, namespace: str, name: str, owner_uid: str
 ) -> bool:
-    """Delete if it is ours; True when it is gone (or never existed), False when it is foreign."""
+    """Delete if it is ours; True only when this call deleted it (absent or foreign: False)."""
     try:
         existing = api.client.sanitize_for_serialization(await api.call(read, name, namespace))
     except ApiException as exc:
         if exc.status == 404:
-            return True
+            return False
         raise
     if not owned_by(existing, owner_uid):
         return False
@@ -93,6 +93,7 @@ async def _delete_owned(
     except ApiException as exc:
         if exc.status not in (404, 409):
             raise
+        return False
     return True
 
 
@@ -146,20 +147,21 @@ async def list_managed(api: ClusterApi, *, include_roles: bool) -> list[ManagedO
     return found
 
 
-async def delete_managed(api: ClusterApi, obj: ManagedObject) -> None:
+async def delete_managed(api: ClusterApi, obj: ManagedObject) -> bool:
+    """Delete one labelled object if it is still ours; True when this call removed it."""
     rbac = api.rbac
     read, delete = (
         (rbac.read_namespaced_role_binding, rbac.delete_namespaced_role_binding)
         if obj.kind == "RoleBinding"
         else (rbac.read_namespaced_role, rbac.delete_namespaced_role)
     )
-    await _delete_owned(
+    return await _delete_owned(
         api,
         read=read,
         delete=delete,
         namespace=obj.namespace,
         name=obj.name,
-        owner_uid=obj.labels.get("jitgrant.dev/request-uid", ""),
+        owner_uid=obj.labels.get(REQUEST_UID_LABEL, ""),
     )
 
 

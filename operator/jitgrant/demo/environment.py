@@ -12,6 +12,7 @@ import base64
 import secrets
 import socket
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -104,7 +105,23 @@ class Environment:
         self._install_webhooks()
         self.receipt_key = secrets.token_bytes(32)
         self.operator = OperatorThread(self._runtime_factory)
+        self.start_operator()
+
+    def start_operator(self, *, timeout: float = 20.0) -> None:
+        """Start (or restart) the operator and wait until its webhook server accepts connections:
+        kopf reports ready before the server has bound its port."""
         self.operator.start()
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self._webhook.port), timeout=1):
+                    return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"the webhook server did not listen on port {self._webhook.port}"
+                    ) from None
+                time.sleep(0.05)
 
     def stop(self) -> None:
         try:

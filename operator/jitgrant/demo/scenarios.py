@@ -132,9 +132,22 @@ def _check_binding(env: Environment, report: Reporter, obj: Mapping[str, Any]) -
     return str(grant["roleBinding"])
 
 
-def _print_audit(env: Environment, report: Reporter, request_uid: str) -> list[dict[str, Any]]:
+def _audit_records(env: Environment, request_uid: str) -> list[dict[str, Any]]:
+    if not env.audit_file.exists():
+        return []
     records = [json.loads(line) for line in env.audit_file.read_text().splitlines() if line.strip()]
-    mine = [r for r in records if r.get("kind") == "record" and r["event"]["requestUid"] == request_uid]
+    return [r for r in records if r.get("kind") == "record" and r["event"]["requestUid"] == request_uid]
+
+
+def _print_audit(
+    env: Environment, report: Reporter, request_uid: str, *, expected: int
+) -> list[dict[str, Any]]:
+    """Wait for the file sink (fed from the spool in the background) and print the request's trail."""
+    deadline = time.monotonic() + 10
+    mine = _audit_records(env, request_uid)
+    while len(mine) < expected and time.monotonic() < deadline:
+        time.sleep(0.1)
+        mine = _audit_records(env, request_uid)
     for record in mine:
         event = record["event"]
         report.note(
@@ -201,7 +214,7 @@ def oncall_restart(report: Reporter) -> None:
         report.check(refused, f"the agent is refused again: {message}")
 
         report.step("the audit trail (hash-chained JSON lines)")
-        records = _print_audit(env, report, obj["metadata"]["uid"])
+        records = _print_audit(env, report, obj["metadata"]["uid"], expected=4)
         types = [r["event"]["type"] for r in records]
         report.check(
             types[:4] == ["requested", "approved", "granted", "expired"],

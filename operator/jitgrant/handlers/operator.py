@@ -8,14 +8,13 @@ from typing import Any
 
 import kopf
 
-from jitgrant.handlers.reconcile import Reconciler
+from jitgrant.handlers import admission as _admission  # noqa: F401 - registers the webhooks
+from jitgrant.handlers.reconcile import FINALIZER, Reconciler
 from jitgrant.handlers.runtime import Runtime
 from jitgrant.handlers.sweep import sweep_all, sweep_forever
 from jitgrant.models import API_GROUP, API_VERSION
 from jitgrant.models.request import TERMINAL_PHASES
 
-# Persistence names are part of the API: changing them later re-handles every object.
-FINALIZER = "jitgrant.dev/revoke-grant"
 PROGRESS_PREFIX = "jitgrant.dev"
 
 _TERMINAL = frozenset(phase.value for phase in TERMINAL_PHASES)
@@ -70,6 +69,7 @@ async def start_runtime(memo: kopf.Memo, settings: kopf.OperatorSettings, **_: A
 @kopf.on.cleanup(id="stop-runtime")
 async def stop_runtime(memo: kopf.Memo, **_: Any) -> None:
     runtime = runtime_of(memo)
+    runtime.stopping = True
     if runtime.sweep_task is not None:
         runtime.sweep_task.cancel()
         await asyncio.gather(runtime.sweep_task, return_exceptions=True)

@@ -29,6 +29,9 @@ from jitgrant.models.request import TERMINAL_PHASES
 
 log = logging.getLogger("jitgrant.reconcile")
 
+# Persistence names are part of the API: changing them later re-handles every object.
+FINALIZER = "jitgrant.dev/revoke-grant"
+
 # An approval reaches Active in the same pass: Pending -> Approved -> Active needs three steps.
 _MAX_STEPS_PER_PASS = 4
 
@@ -68,7 +71,12 @@ def _time(value: datetime) -> str:
 def _post_event(body: Mapping[str, Any], *, warning: bool, reason: str, message: str) -> None:
     """A Kubernetes Event on the request, so `kubectl describe` shows the story too."""
     try:
-        kopf.event(cast(kopf.Body, body), type="Warning" if warning else "Normal", reason=reason, message=message[:1000])
+        kopf.event(
+            cast(kopf.Body, body),
+            type="Warning" if warning else "Normal",
+            reason=reason,
+            message=message[:1000],
+        )
     except Exception:
         log.debug("could not queue an event", exc_info=True)
 
@@ -83,6 +91,8 @@ class Reconciler:
         """Run every step that is due now; return when the request next needs attention."""
         async with self.runtime.lock_for(f"{namespace}/{name}"):
             for _ in range(_MAX_STEPS_PER_PASS):
+                if self.runtime.stopping:
+                    return None
                 body = await self.runtime.own.get_request(namespace, name)
                 if body is None or body.get("metadata", {}).get("deletionTimestamp"):
                     return None  # deletion is the delete handler's business
@@ -90,6 +100,13 @@ class Reconciler:
                 if step.action is Action.WAIT:
                     return step.wake_at
                 if step.action is Action.NONE or request is None:
+                    return None
+                if step.action is Action.ACTIVATE and FINALIZER not in (
+                    body["metadata"].get("finalizers") or []
+                ):
+                    # Without the finalizer a deletion could remove the request before its grant:
+                    # access is issued only once deleting the request is guaranteed to revoke it.
+                    log.debug("%s/%s: waiting for the finalizer before granting", namespace, name)
                     return None
                 await self._carry_out(step, body=body, request=request, policy=policy)
         return None
@@ -363,7 +380,9 @@ class Reconciler:
         _post_event(body, warning=False, reason="Granted", message=status["message"])
         log.info("%s/%s -> Active until %s", namespace, request.metadata.name, _time(expires_at))
 
-    async def _end_grant(self, step: Step, *, body: Mapping[str, Any], request: AccessRequest) -> None:
+    async def _end_grant(
+        self, step: Step, *, body: Mapping[str, Any], request: AccessRequest, write_status: bool = True
+    ) -> None:
         """Expiry or revocation: the access goes first, the record follows and never holds it up."""
         runtime = self.runtime
         grant = request.status.grant
@@ -385,12 +404,13 @@ class Reconciler:
             "message": step.message,
             "endedAt": _time(now),
         }
-        await runtime.own.patch_request_status(
-            request.metadata.namespace or "",
-            request.metadata.name,
-            status,
-            resource_version=(body.get("metadata") or {}).get("resourceVersion"),
-        )
+        if write_status:
+            await runtime.own.patch_request_status(
+                request.metadata.namespace or "",
+                request.metadata.name,
+                status,
+                resource_version=(body.get("metadata") or {}).get("resourceVersion"),
+            )
         cluster = grant.cluster if grant is not None else (policy.target.cluster if policy else "unknown")
         await runtime.audit.record(
             audit_event(
@@ -459,7 +479,9 @@ class Reconciler:
             if request.status.phase is None or request.status.phase.terminal:
                 return
             step = Step(Action.REVOKE, reason="Deleted", message="the AccessRequest was deleted")
-            await self._end_grant(step, body=current, request=request)
+            # No status write: the object is going away, and a write now would make kopf's own
+            # finalizer removal conflict and wait for an event that may never come.
+            await self._end_grant(step, body=current, request=request, write_status=False)
 
 
 def describe_grant(request: AccessRequest) -> str:

@@ -45,9 +45,17 @@ class Runtime:
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     sweep_task: asyncio.Task[None] | None = None
     started: asyncio.Event = field(default_factory=asyncio.Event)
+    # Set at shutdown: kopf lets timers run a few seconds longer, and a transition started then
+    # might not finish. What is due is picked up by the start-up sweep of the next run instead.
+    stopping: bool = False
 
     # Target clusters other than our own that the sweep also covers (EKS targets plug in here).
     sweep_targets: Callable[[], list[ClusterApi]] | None = None
+
+    @property
+    def operator_usernames(self) -> frozenset[str]:
+        """Whose updates are the operator's own (finalizers, progress annotations, status)."""
+        return frozenset({self.settings.operator_username})
 
     def extra_sweep_clusters(self) -> list[ClusterApi]:
         return self.sweep_targets() if self.sweep_targets is not None else []

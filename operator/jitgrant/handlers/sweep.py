@@ -44,18 +44,43 @@ def _why_remove(obj: ManagedObject, request: dict[str, object] | None, now: date
     return None
 
 
+def _is_live_owner(obj: ManagedObject, request: dict[str, object] | None) -> bool:
+    if request is None:
+        return False
+    metadata = request.get("metadata") or {}
+    status = request.get("status") or {}
+    assert isinstance(metadata, dict) and isinstance(status, dict)
+    return bool(
+        metadata.get("uid") == obj.labels.get(REQUEST_UID_LABEL)
+        and status.get("phase") not in {phase.value for phase in TERMINAL_PHASES}
+    )
+
+
 async def sweep_cluster(runtime: Runtime, cluster: ClusterApi) -> int:
-    """Remove every stale grant object in one cluster; returns how many were removed."""
+    """Remove every stale grant object in one cluster; returns how many the sweep itself removed.
+
+    A stale object whose request is still live is ended through the request's own lifecycle first
+    (so the request says Expired and the trail says why); whatever is left after that is deleted.
+    """
     now = runtime.clock()
     removed = 0
-    reconcile_after: set[tuple[str, str]] = set()
-    for obj in await grant_objects.list_managed(cluster, include_roles=runtime.settings.inline_rules_enabled):
+    reconciler = Reconciler(runtime)
+    managed = await grant_objects.list_managed(cluster, include_roles=runtime.settings.inline_rules_enabled)
+    for obj in managed:
         namespace, _, name = obj.annotations.get(REQUEST_ANNOTATION, "").partition("/")
         request = await runtime.own.get_request(namespace, name) if namespace and name else None
         reason = _why_remove(obj, request, now)
         if reason is None:
             continue
-        await grant_objects.delete_managed(cluster, obj)
+        if _is_live_owner(obj, request):
+            try:
+                await reconciler.reconcile(namespace, name)
+            except Exception:
+                log.exception(
+                    "ending %s/%s through its lifecycle failed; deleting its objects", namespace, name
+                )
+        if not await grant_objects.delete_managed(cluster, obj):
+            continue
         removed += 1
         log.warning(
             "sweep removed %s %s/%s in %s: %s", obj.kind, obj.namespace, obj.name, cluster.name, reason
@@ -77,12 +102,6 @@ async def sweep_cluster(runtime: Runtime, cluster: ClusterApi) -> int:
                 binding=obj.name if obj.kind == "RoleBinding" else None,
             )
         )
-        if request is not None:
-            reconcile_after.add((namespace, name))
-    # Requests whose objects were just removed still say Active: bring their status up to date.
-    reconciler = Reconciler(runtime)
-    for namespace, name in reconcile_after:
-        await reconciler.reconcile(namespace, name)
     return removed
 
 
