@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -284,3 +286,26 @@ def test_dry_run_needs_webhooks_without_side_effects(raw: Raw, hooks: WebhookSer
     assert reply.status == 400
     assert reply.message == 'admission webhook "side.example.com" does not support dry run'
     assert raw.post(CM, {"metadata": {"name": "a"}}).status == 201
+
+
+def test_a_write_during_a_slow_webhook_is_not_lost(raw: Raw, hooks: WebhookServer) -> None:
+    """A patch waiting on admission is re-applied to the newer object, as GuaranteedUpdate does."""
+    raw.post(CM, {"metadata": {"name": "a"}, "data": {}})
+
+    async def slow_for_a(request: dict[str, Any]) -> dict[str, Any]:
+        data = (request["object"] or {}).get("data") or {}
+        if "a" in data and "b" not in data:
+            await asyncio.sleep(0.5)
+        return {"allowed": True}
+
+    register(raw, "Validating", hooks.route("/slow", slow_for_a), hooks.ca_bundle, operations=["UPDATE"])
+    first = threading.Thread(target=lambda: raw.patch(CM + "/a", {"data": {"a": "1"}}))
+    first.start()
+    time.sleep(0.2)  # the first patch is now waiting on the webhook
+    assert raw.patch(CM + "/a", {"data": {"b": "2"}}).status == 200
+    first.join(10)
+    assert raw.get(CM + "/a").body["data"] == {"a": "1", "b": "2"}
+    stale = raw.get(CM + "/a").body
+    stale["data"] = {"c": "3"}
+    raw.patch(CM + "/a", {"data": {"d": "4"}})
+    assert raw.put(CM + "/a", stale).status == 409

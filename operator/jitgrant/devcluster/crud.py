@@ -21,11 +21,12 @@ from .admission import Attributes as AdmissionAttrs
 from .admission import WebhookCaller
 from .authn import MASTERS, User
 from .clock import Clock, rfc3339
+from .deletion import Reaper
 from .errors import ApiError, Cause
+from .escalation import check_escalation
 from .patching import JSON_PATCH, STRATEGIC, apply_patch
-from .rbac import Attributes as AuthzAttrs
-from .rbac import RbacAuthorizer, RoleNotFound
-from .resources import APIEXT, RBAC, ResourceRegistry, ResourceType
+from .rbac import RbacAuthorizer
+from .resources import APIEXT, ResourceRegistry, ResourceType
 from .schema import CrdSchema
 from .selectors import FieldSelector, Selector, fields_match, labels_match
 from .store import Obj, Store
@@ -76,6 +77,10 @@ class Api:
         self.authorizer = authorizer
         self.webhooks = webhooks
         self._schemas: dict[tuple[str, str, str], CrdSchema] = {}
+        self.reaper = Reaper(registry=registry, store=store, clock=clock, forget_schema=self._forget_schema)
+
+    def _forget_schema(self, rt: ResourceType) -> None:
+        self._schemas.pop((rt.group, rt.version, rt.plural), None)
 
     # ---- helpers ----------------------------------------------------------------------------------
 
@@ -271,7 +276,7 @@ class Api:
             meta["generation"] = 1
         self._initial_status(rt, obj)
         self._validate(rt, obj, None)
-        self._check_rbac_escalation(call, rt, obj)
+        check_escalation(self.authorizer, call.user, rt, obj, None)
         attrs.name = meta["name"]
         await self.webhooks.validate(attrs, obj, None)
         if self.store.get(rt.key, meta.get("namespace", ""), meta["name"]) is not None:
@@ -412,7 +417,7 @@ class Api:
             self._prune_and_default(rt, obj, call)
         obj = self._prepare_update(rt, obj, old, subresource)
         self._validate(rt, obj, old_view)
-        self._check_rbac_escalation(call, rt, obj, old)
+        check_escalation(self.authorizer, call.user, rt, obj, old)
         await self.webhooks.validate(attrs, obj, old_view)
         current = self.store.get(rt.key, old_meta.get("namespace", ""), name)
         if current is None:
@@ -427,7 +432,7 @@ class Api:
         stored = self.store.write(rt.key, obj, old=old)
         self._after_write(rt, stored, old)
         if stored["metadata"].get("deletionTimestamp") and not stored["metadata"].get("finalizers"):
-            self._remove(rt, stored)
+            self.reaper.remove(rt, stored)
         return self.present(rt, stored)
 
     def _prepare_update(self, rt: ResourceType, obj: Obj, old: Obj, subresource: str) -> Obj:
@@ -465,38 +470,6 @@ class Api:
         ):
             meta["generation"] = int(old_meta.get("generation", 1)) + 1
         return obj
-
-    def _check_rbac_escalation(self, call: Call, rt: ResourceType, obj: Obj, old: Obj | None = None) -> None:
-        """Privilege escalation prevention of the RBAC registry (roles and bindings only)."""
-        if rt.group != RBAC or MASTERS in call.user.groups:
-            return
-        if old is not None and _only_gc_fields_changed(obj, old):
-            return
-        meta = obj["metadata"]
-        namespace = meta.get("namespace", "") if rt.namespaced else ""
-        name = meta["name"]
-        if rt.plural in ("roles", "clusterroles"):
-            if self.authorizer.allowed(
-                AuthzAttrs(call.user, "escalate", namespace, RBAC, rt.plural, name=name)
-            ):
-                return
-            missing = self.authorizer.missing_rights(call.user, namespace, obj.get("rules") or [])
-            if missing:
-                raise errors.forbidden(rt.plural, rt.group, name, missing)
-            return
-        ref = obj.get("roleRef") or {}
-        ref_resource = "roles" if ref.get("kind") == "Role" else "clusterroles"
-        if self.authorizer.allowed(
-            AuthzAttrs(call.user, "bind", namespace, RBAC, ref_resource, name=ref.get("name", ""))
-        ):
-            return
-        try:
-            rules = self.authorizer.role_reference_rules(ref, namespace)
-        except RoleNotFound as exc:
-            raise errors.forbidden(rt.plural, rt.group, name, str(exc)) from exc
-        missing = self.authorizer.missing_rights(call.user, namespace, rules)
-        if missing:
-            raise errors.forbidden(rt.plural, rt.group, name, missing)
 
     # ---- delete ------------------------------------------------------------------------------------
 
@@ -542,127 +515,9 @@ class Api:
         propagation = options.get("propagationPolicy") or (
             "Orphan" if options.get("orphanDependents") else ""
         )
-        result = self.delete_internal(rt, old, propagation)
+        result = self.reaper.delete(rt, old, propagation)
         still = self.store.get(rt.key, ns, name)
         return self.present(rt, still if still is not None else result), still is not None
-
-    def delete_internal(self, rt: ResourceType, old: Obj, propagation: str = "") -> Obj:
-        meta = old["metadata"]
-        if meta.get("deletionTimestamp"):
-            return old  # already terminating: nothing more to do until the finalizers are gone
-        needs_wait = bool(meta.get("finalizers")) or rt.key in (NAMESPACES, CRDS)
-        if not needs_wait:
-            return self._remove(rt, old, propagation)
-        obj = copy.deepcopy(old)
-        obj["metadata"]["deletionTimestamp"] = self._now()
-        obj["metadata"]["deletionGracePeriodSeconds"] = 0
-        if rt.tracks_generation:
-            obj["metadata"]["generation"] = int(meta.get("generation", 1)) + 1
-        if rt.key == NAMESPACES:
-            obj["status"] = {"phase": "Terminating"}
-        stored = self.store.write(rt.key, obj, old=old)
-        if rt.key == NAMESPACES:
-            self._empty_namespace(stored["metadata"]["name"])
-        elif rt.key == CRDS:
-            self._empty_crd(stored)
-        current = self.store.get(rt.key, stored["metadata"].get("namespace", ""), stored["metadata"]["name"])
-        return current if current is not None else stored
-
-    def _remove(self, rt: ResourceType, obj: Obj, propagation: str = "") -> Obj:
-        gone = self.store.remove(rt.key, obj)
-        meta = obj["metadata"]
-        if rt.key == CRDS:
-            for served in self.registry.unregister_crd(meta["name"]):
-                self._schemas.pop((served.group, served.version, served.plural), None)
-                self.store.drop_key(served.key)
-        self._collect_garbage(meta["uid"], orphan=propagation == "Orphan")
-        namespace = meta.get("namespace", "")
-        if namespace:
-            self._maybe_finish_namespace(namespace)
-        if rt.custom:
-            self._maybe_finish_crd(f"{rt.plural}.{rt.group}")
-        return gone
-
-    def _collect_garbage(self, owner_uid: str, *, orphan: bool) -> None:
-        """Synchronous garbage collection of the dependents of a removed owner (ownerReferences)."""
-        for rt in self._stored_types():
-            for dep in self.store.objects(rt.key):
-                refs = dep["metadata"].get("ownerReferences") or []
-                if not any(r.get("uid") == owner_uid for r in refs):
-                    continue
-                remaining = [r for r in refs if r.get("uid") != owner_uid]
-                namespace = dep["metadata"].get("namespace", "")
-                if orphan or any(self._owner_exists(r, namespace) is not False for r in remaining):
-                    updated = copy.deepcopy(dep)
-                    updated["metadata"]["ownerReferences"] = remaining
-                    if not remaining:
-                        updated["metadata"].pop("ownerReferences")
-                    self.store.write(rt.key, updated, old=dep)
-                else:
-                    self.delete_internal(rt, dep)
-
-    def _owner_exists(self, ref: Mapping[str, Any], namespace: str) -> bool | None:
-        """As the garbage collector resolves an owner: by kind and name in the dependent's namespace
-        (owners cannot be in another namespace), then by uid. None: unknown kind, cannot tell."""
-        rt = self.registry.find_kind(str(ref.get("apiVersion", "")), str(ref.get("kind", "")))
-        if rt is None:
-            return None
-        owner = self.store.get(rt.key, namespace if rt.namespaced else "", str(ref.get("name", "")))
-        return owner is not None and owner["metadata"].get("uid") == ref.get("uid")
-
-    def _collect_if_orphaned(self, rt: ResourceType, obj: Obj) -> None:
-        """The collector also deletes a dependent whose owners are all absent, e.g. an owner named in
-        another namespace: cross-namespace owner references are invalid by design."""
-        refs = obj["metadata"].get("ownerReferences") or []
-        namespace = obj["metadata"].get("namespace", "")
-        if refs and all(self._owner_exists(r, namespace) is False for r in refs):
-            current = self.store.get(rt.key, namespace, obj["metadata"]["name"])
-            if current is not None:
-                self.delete_internal(rt, current)
-
-    def _stored_types(self) -> list[ResourceType]:
-        seen: dict[tuple[str, str], ResourceType] = {}
-        for rt in self.registry.all_types():
-            if not rt.virtual:
-                seen.setdefault(rt.key, self.registry.preferred(rt.group, rt.plural) or rt)
-        return list(seen.values())
-
-    def _empty_namespace(self, namespace: str) -> None:
-        for rt in self._stored_types():
-            if rt.namespaced:
-                for obj in self.store.objects(rt.key, namespace):
-                    self.delete_internal(rt, obj)
-        self._maybe_finish_namespace(namespace)
-
-    def _maybe_finish_namespace(self, namespace: str) -> None:
-        ns = self.store.get(NAMESPACES, "", namespace)
-        if ns is None or not ns["metadata"].get("deletionTimestamp"):
-            return
-        if self.store.namespaces_in_use(namespace):
-            return
-        ns_rt = self.registry.get("", "v1", "namespaces")
-        assert ns_rt is not None
-        finalized = copy.deepcopy(ns)
-        finalized["spec"]["finalizers"] = []
-        if not ns["metadata"].get("finalizers"):
-            self._remove(ns_rt, self.store.write(NAMESPACES, finalized, old=ns))
-
-    def _empty_crd(self, crd: Obj) -> None:
-        for rt in self.registry.crd_types(crd["metadata"]["name"])[:1]:
-            for obj in self.store.objects(rt.key):
-                self.delete_internal(rt, obj)
-        self._maybe_finish_crd(crd["metadata"]["name"])
-
-    def _maybe_finish_crd(self, name: str) -> None:
-        crd = self.store.get(CRDS, "", name)
-        if crd is None or not crd["metadata"].get("deletionTimestamp") or crd["metadata"].get("finalizers"):
-            return
-        served = self.registry.crd_types(name)
-        if served and self.store.objects(served[0].key):
-            return
-        crd_rt = self.registry.get(APIEXT, "v1", "customresourcedefinitions")
-        assert crd_rt is not None
-        self._remove(crd_rt, crd)
 
     # ---- type hooks --------------------------------------------------------------------------------
 
@@ -671,7 +526,7 @@ class Api:
             for served in self.registry.register_crd(obj):
                 self._schemas.pop((served.group, served.version, served.plural), None)
         if obj["metadata"].get("ownerReferences"):
-            self._collect_if_orphaned(rt, obj)
+            self.reaper.collect_if_orphaned(rt, obj)
 
 
 def _decode_secret(obj: Obj) -> None:
@@ -715,16 +570,6 @@ def crd_status(crd: Mapping[str, Any], now: str) -> dict[str, Any]:
         "conditions": conditions,
         "storedVersions": stored,
     }
-
-
-def _only_gc_fields_changed(obj: Mapping[str, Any], old: Mapping[str, Any]) -> bool:
-    def strip(o: Mapping[str, Any]) -> dict[str, Any]:
-        c = copy.deepcopy(dict(o))
-        for key in ("ownerReferences", "finalizers", "resourceVersion", "managedFields", "generation"):
-            c.get("metadata", {}).pop(key, None)
-        return c
-
-    return strip(obj) == strip(old)
 
 
 def _patch_types(rt: ResourceType) -> list[str]:

@@ -459,7 +459,7 @@ class Server:
         new = json.loads(json.dumps(old))
         new.setdefault("spec", {})["finalizers"] = list((body.get("spec") or {}).get("finalizers") or [])
         stored = self.api.store.write(rt.key, new, old=old)
-        self.api._maybe_finish_namespace(name)
+        self.api.reaper.maybe_finish_namespace(name)
         return _json(self.api.present(rt, stored), 200, call.warnings)
 
     # ---- watch -------------------------------------------------------------------------------------
