@@ -7,10 +7,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import helm_python as helm
+import kopf
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from kopf._cogs.structs import references
+from kopf._core.engines.admission import build_webhooks
+from kopf._core.intents.causes import WebhookType
+
+from jitgrant.handlers import admission
 
 from .conftest import COMBINATIONS, NAMESPACE, Manifest, only, render
 
@@ -22,34 +28,92 @@ SERVICE_NAMES = [
 ]
 
 
-def webhook(manifests: list[Manifest], kind: str) -> dict[str, Any]:
+def webhooks(manifests: list[Manifest], kind: str) -> dict[str, dict[str, Any]]:
     configuration = only(manifests, kind, "jitgrant")
-    assert len(configuration["webhooks"]) == 1
-    entry: dict[str, Any] = configuration["webhooks"][0]
-    return entry
+    return {entry["name"]: entry for entry in configuration["webhooks"]}
+
+
+def all_webhooks(manifests: list[Manifest]) -> dict[str, dict[str, Any]]:
+    return {
+        **webhooks(manifests, "MutatingWebhookConfiguration"),
+        **webhooks(manifests, "ValidatingWebhookConfiguration"),
+    }
+
+
+def kopf_webhooks() -> dict[str, tuple[str, dict[str, Any]]]:
+    """What kopf itself would register for jitgrant's admission handlers: name -> (kind, entry)."""
+    registry = kopf.OperatorRegistry()
+    admission.register(registry)
+    resource = references.Resource("jitgrant.dev", "v1alpha1", "accessrequests")
+    found: dict[str, tuple[str, dict[str, Any]]] = {}
+    for reason, kind in (
+        (WebhookType.MUTATING, "MutatingWebhookConfiguration"),
+        (WebhookType.VALIDATING, "ValidatingWebhookConfiguration"),
+    ):
+        handlers = [h for h in registry._webhooks.get_all_handlers() if h.reason == reason]
+        for entry in build_webhooks(
+            handlers, resources=[resource], name_suffix="jitgrant.dev", client_config={"url": "https://x"}
+        ):
+            found[entry["name"]] = (kind, dict(entry))
+    return found
 
 
 @pytest.mark.parametrize("combination", sorted(COMBINATIONS))
-def test_webhooks_reach_kopf_handlers_and_fail_closed(chart: helm.Chart, combination: str) -> None:
+def test_webhooks_match_the_handlers_kopf_registers_and_fail_closed(
+    chart: helm.Chart, combination: str
+) -> None:
     manifests = render(chart, COMBINATIONS[combination])
-    mutating = webhook(manifests, "MutatingWebhookConfiguration")
-    validating = webhook(manifests, "ValidatingWebhookConfiguration")
-    # kopf serves an admission handler at /<handler id>.
-    assert mutating["clientConfig"]["service"]["path"] == "/stamp-requester"
-    assert validating["clientConfig"]["service"]["path"] == "/validate-request"
-    for entry in (mutating, validating):
-        assert entry["failurePolicy"] == "Fail"
-        assert entry["sideEffects"] == "None"
+    expected = kopf_webhooks()
+    for kind in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"):
+        assert set(webhooks(manifests, kind)) == {n for n, (k, _) in expected.items() if k == kind}, kind
+    rendered = all_webhooks(manifests)
+    for name, (_, registered) in expected.items():
+        entry = rendered[name]
+        # kopf serves an admission handler at /<handler id>.
+        assert "https://x" + entry["clientConfig"]["service"]["path"] == registered["clientConfig"]["url"]
+        assert entry["failurePolicy"] == registered["failurePolicy"] == "Fail"
+        assert entry["sideEffects"] == registered["sideEffects"], name
         assert entry["admissionReviewVersions"] == ["v1"]
         assert entry["clientConfig"]["service"]["name"] == "jitgrant-webhook"
         assert entry["clientConfig"]["service"]["namespace"] == NAMESPACE
         assert entry["clientConfig"]["service"]["port"] == 443
         [rule] = entry["rules"]
-        assert rule["apiGroups"] == ["jitgrant.dev"]
-        assert rule["resources"] == ["accessrequests"]  # never accessrequests/status: kopf writes it
-    # Stamp on CREATE only: kopf's own patches arrive as UPDATEs from the operator's account.
-    assert mutating["rules"][0]["operations"] == ["CREATE"]
-    assert validating["rules"][0]["operations"] == ["CREATE", "UPDATE"]
+        [kopf_rule] = registered["rules"]
+        for field in ("apiGroups", "apiVersions", "resources", "operations"):
+            assert rule[field] == kopf_rule[field], (name, field)
+
+
+def test_each_webhook_covers_exactly_what_its_handler_needs(chart: helm.Chart) -> None:
+    """Spelled out, so a change to the handlers and the chart together still has to change this."""
+    rendered = all_webhooks(render(chart))
+    summary = {
+        name: (
+            entry["clientConfig"]["service"]["path"],
+            entry["rules"][0]["operations"],
+            entry["rules"][0]["resources"],
+            entry["sideEffects"],
+        )
+        for name, entry in rendered.items()
+    }
+    assert summary == {
+        # CREATE stamps and seals; UPDATE records approvals with receipts (an approval is an UPDATE).
+        # It uses up OIDC tokens on CREATE, except on dry runs.
+        "stamp-requester.jitgrant.dev": (
+            "/stamp-requester",
+            ["CREATE", "UPDATE"],
+            ["accessrequests"],
+            "NoneOnDryRun",
+        ),
+        "validate-request.jitgrant.dev": (
+            "/validate-request",
+            ["CREATE", "UPDATE"],
+            ["accessrequests"],
+            "None",
+        ),
+        # Only the operator writes status.
+        "guard-status.jitgrant.dev": ("/guard-status", ["UPDATE"], ["accessrequests/status"], "None"),
+    }
+    assert set(webhooks(render(chart), "MutatingWebhookConfiguration")) == {"stamp-requester.jitgrant.dev"}
 
 
 def test_webhook_service_reaches_the_webhook_port_even_when_not_ready(chart: helm.Chart) -> None:
@@ -76,11 +140,11 @@ def test_generated_certificate_is_trusted_through_the_ca_bundle(chart: helm.Char
     ca = x509.load_pem_x509_certificate(decode(secret["data"]["ca.crt"]))
     key = serialization.load_pem_private_key(decode(secret["data"]["tls.key"]), password=None)
 
-    # Both configurations carry the CA that signed the serving certificate.
-    for kind in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"):
-        assert decode(webhook(manifests, kind)["clientConfig"]["caBundle"]) == decode(
-            secret["data"]["ca.crt"]
-        )
+    # Every webhook of both configurations carries the CA that signed the serving certificate.
+    entries = all_webhooks(manifests)
+    assert len(entries) == 3
+    for entry in entries.values():
+        assert decode(entry["clientConfig"]["caBundle"]) == decode(secret["data"]["ca.crt"])
     ca_key = ca.public_key()
     assert isinstance(ca_key, rsa.RSAPublicKey)
     assert cert.signature_hash_algorithm is not None
@@ -131,7 +195,8 @@ def test_cert_manager_issues_the_certificate_and_injects_the_ca(chart: helm.Char
     for kind in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"):
         configuration = only(manifests, kind)
         assert configuration["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == injected
-        assert "caBundle" not in configuration["webhooks"][0]["clientConfig"]
+        for entry in configuration["webhooks"]:
+            assert "caBundle" not in entry["clientConfig"]
 
 
 def test_cert_manager_with_an_existing_issuer_creates_none(chart: helm.Chart) -> None:
