@@ -353,3 +353,10 @@ def test_immutable_config_maps(raw: Raw) -> None:
     assert reply.status == 422 and "field is immutable when `immutable` is set" in reply.message
     assert raw.patch(CM + "/a", {"immutable": False}).status == 422
     assert raw.patch(CM + "/a", {"metadata": {"labels": {"x": "y"}}}).status == 200
+
+
+def test_malformed_requests_are_status_400(raw: Raw) -> None:
+    assert raw.get(CM + "?limit=many").reason == "BadRequest"
+    assert raw.post(CM, b"{not json").status == 400
+    assert raw.get(CM + "?labelSelector=a%20in%20b").status == 400
+    assert raw("POST", "/api/v1/namespaces/default/configmaps/a").reason == "MethodNotAllowed"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +30,7 @@ from .selectors import (
 )
 from .watch import flag, serve_watch
 
+logger = logging.getLogger("jitgrant.devcluster")
 NAMESPACE_SUBRESOURCES = ("status", "finalize")
 HEALTH = ("/healthz", "/livez", "/readyz")
 
@@ -137,6 +139,11 @@ class Server:
             return await self._resource(request, user, info)
         except ApiError as exc:
             return _error(exc)
+        except ValueError as exc:  # malformed query parameters and bodies
+            return _error(errors.bad_request(str(exc)))
+        except Exception as exc:  # a bug here must still answer as the API does, and be visible
+            logger.exception("embedded cluster: %s %s failed", request.method, request.path)
+            return _error(errors.internal(f"{type(exc).__name__}: {exc}"))
 
     async def _authenticate(self, request: web.Request) -> User:
         header = request.headers.get("Authorization", "")
