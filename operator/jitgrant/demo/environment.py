@@ -175,23 +175,27 @@ class Environment:
             host="127.0.0.1", port=port, certfile=tls.certfile, keyfile=tls.pkeyfile, public_host="127.0.0.1"
         )
         ca_bundle = base64.b64encode(tls.ca_pem).decode()
-        rules = [
-            {
-                "apiGroups": [API_GROUP],
-                "apiVersions": [API_VERSION],
-                "operations": ["CREATE", "UPDATE"],
-                "resources": ["accessrequests"],
-                "scope": "Namespaced",
-            }
-        ]
 
-        def webhook(name: str, path: str) -> dict[str, Any]:
+        def webhook(
+            name: str, *, resource: str, operations: list[str], side_effects: str = "None"
+        ) -> dict[str, Any]:
+            # The same entries as charts/jitgrant/templates/webhook.yaml, pointed at 127.0.0.1;
+            # both are checked against what kopf itself would register for jitgrant's handlers.
             return {
-                "name": name,
-                "clientConfig": {"url": f"https://127.0.0.1:{port}/{path}", "caBundle": ca_bundle},
-                "rules": rules,
+                "name": f"{name}.jitgrant.dev",
+                "clientConfig": {"url": f"https://127.0.0.1:{port}/{name}", "caBundle": ca_bundle},
+                "rules": [
+                    {
+                        "apiGroups": [API_GROUP],
+                        "apiVersions": [API_VERSION],
+                        "operations": operations,
+                        "resources": [resource],
+                        "scope": "Namespaced",
+                    }
+                ],
                 "failurePolicy": "Fail",
-                "sideEffects": "None",
+                "matchPolicy": "Equivalent",
+                "sideEffects": side_effects,
                 "admissionReviewVersions": ["v1"],
                 "timeoutSeconds": 10,
             }
@@ -202,13 +206,26 @@ class Environment:
         admission.create_mutating_webhook_configuration(
             {
                 "metadata": {"name": "jitgrant"},
-                "webhooks": [webhook("stamp-requester.jitgrant.dev", "stamp-requester")],
+                "webhooks": [
+                    # CREATE stamps and seals; UPDATE records approve/deny with a receipt. It uses up
+                    # OIDC tokens, except on dry runs: NoneOnDryRun.
+                    webhook(
+                        "stamp-requester",
+                        resource="accessrequests",
+                        operations=["CREATE", "UPDATE"],
+                        side_effects="NoneOnDryRun",
+                    )
+                ],
             }
         )
         admission.create_validating_webhook_configuration(
             {
                 "metadata": {"name": "jitgrant"},
-                "webhooks": [webhook("validate-request.jitgrant.dev", "validate-request")],
+                "webhooks": [
+                    webhook("validate-request", resource="accessrequests", operations=["CREATE", "UPDATE"]),
+                    # Only the operator writes status (RBAC should already keep everyone else out).
+                    webhook("guard-status", resource="accessrequests/status", operations=["UPDATE"]),
+                ],
             }
         )
 
