@@ -22,6 +22,9 @@ from jitgrant.audit.trail import AuditTrail
 from jitgrant.clusters.own import ClusterApi, api_client_from
 from jitgrant.handlers import operator as operator_handlers
 from jitgrant.handlers.runtime import Runtime
+from jitgrant.health import Health, directory_accepts_writes
+from jitgrant.identity.jwks import JWKSCache
+from jitgrant.identity.oidc import OIDCVerifier
 from jitgrant.metrics import Metrics
 from jitgrant.settings import OperatorSettings
 
@@ -52,13 +55,20 @@ def build_runtime(
 ) -> Runtime:
     state = state_dir or Path(tempfile.mkdtemp(prefix="jitgrant-"))
     client = api_client_from(kubeconfig)
-    audit = AuditTrail.from_config(audit_config_for(settings, state_dir=state), instance=settings.instance)
-    return Runtime(
+    audit_config = audit_config_for(settings, state_dir=state)
+    audit = AuditTrail.from_config(audit_config, instance=settings.instance)
+    metrics = metrics or Metrics()
+    audit.on_delivery_failure = lambda sink: metrics.audit_delivery_failed(sink=sink)
+    runtime = Runtime(
         settings=settings,
         own=ClusterApi(name="in-cluster", client=client),
         audit=audit,
-        metrics=metrics or Metrics(),
+        metrics=metrics,
+        # Ready means a grant could be recorded now: the spool accepts writes.
+        health=Health(audit_ready=directory_accepts_writes(audit_config.spool_dir)),
     )
+    runtime.oidc = OIDCVerifier(keys=JWKSCache())
+    return runtime
 
 
 def connection_info(client: ApiClient) -> kopf.ConnectionInfo:
@@ -108,17 +118,23 @@ async def run(
             certfile=str(webhook.certfile) if webhook.certfile else None,
             pkeyfile=str(webhook.keyfile) if webhook.keyfile else None,
         )
-    if runtime.metrics is not None and runtime.settings.metrics_port is not None:
+    if runtime.settings.metrics_port is not None:
         runtime.metrics.start_server(host="0.0.0.0", port=runtime.settings.metrics_port)  # noqa: S104
-    await kopf.operator(
-        registry=registry,
-        settings=settings,
-        standalone=True,
-        clusterwide=True,
-        memo=kopf.Memo(runtime=runtime),
-        stop_flag=stop_flag,
-        ready_flag=ready_flag,
-    )
+    try:
+        await kopf.operator(
+            registry=registry,
+            settings=settings,
+            standalone=True,
+            clusterwide=True,
+            memo=kopf.Memo(runtime=runtime),
+            stop_flag=stop_flag,
+            ready_flag=ready_flag,
+        )
+    finally:
+        if runtime.settings.metrics_port is not None:
+            runtime.metrics.stop_server()
+        # The official client keeps a urllib3 pool (and a thread pool) per ApiClient.
+        runtime.own.client.close()
 
 
 class OperatorThread:

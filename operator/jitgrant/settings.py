@@ -39,6 +39,7 @@ class OperatorSettings(BaseModel):
     audit_file: Path | None = None
     audit_stdout: bool = True
     metrics_port: int | None = None
+    health_port: int | None = None
     webhook: WebhookSettings | None = None
     # The operator's own authenticated username: its metadata and finalizer patches are the only
     # updates the validating webhook lets through without an approval receipt.

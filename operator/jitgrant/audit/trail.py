@@ -114,6 +114,8 @@ class AuditTrail:
         self._checkpointed_seq = -1
         self._checkpoint_task: asyncio.Task[None] | None = None
         self._started = False
+        #: Called with the sink's name on every failed delivery attempt (the operator counts them).
+        self.on_delivery_failure: Callable[[str], None] | None = None
 
     @classmethod
     def from_config(cls, config: AuditConfig, *, instance: str, clock: Clock = _utcnow) -> AuditTrail:
@@ -312,6 +314,8 @@ class AuditTrail:
                 await queue.sink.write(entries)
             except Exception as exc:  # every failure is retried; the reason is kept for status
                 queue.last_error = _describe(exc)
+                if self.on_delivery_failure is not None:
+                    self.on_delivery_failure(queue.sink.name)
                 # Jitter keeps a fleet of operators from retrying in lockstep (not security-relevant).
                 pause = delay * random.uniform(0.5, 1.0)  # noqa: S311
                 logger.warning(

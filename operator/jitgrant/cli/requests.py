@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -19,7 +20,7 @@ from jitgrant.approvals.receipts import (
     parse_recorded,
 )
 from jitgrant.clusters.own import api_client_from
-from jitgrant.models import API_GROUP, API_VERSION
+from jitgrant.models import API_GROUP, API_VERSION, parse_duration
 
 REVOKE_ANNOTATION = "jitgrant.dev/revoke"
 
@@ -27,6 +28,9 @@ EXIT_OK = 0
 EXIT_USAGE = 2
 EXIT_NOT_FOUND = 3
 EXIT_REFUSED = 4
+EXIT_TIMEOUT = 5
+
+LIVE_PHASES = (None, "Pending", "Approved", "Active")
 
 
 def client_from_args(args: argparse.Namespace) -> ApiClient:
@@ -199,8 +203,9 @@ def _revoke_all(args: argparse.Namespace) -> int:
     custom = CustomObjectsApi(client_from_args(args))
     items = custom.list_cluster_custom_object(API_GROUP, API_VERSION, "accessrequests").get("items", [])
     failures = 0
+    revoking: list[tuple[str, str]] = []
     for item in items:
-        if (item.get("status") or {}).get("phase") not in (None, "Pending", "Approved", "Active"):
+        if (item.get("status") or {}).get("phase") not in LIVE_PHASES:
             continue
         meta = item["metadata"]
         try:
@@ -213,10 +218,46 @@ def _revoke_all(args: argparse.Namespace) -> int:
                 {"metadata": {"annotations": {REVOKE_ANNOTATION: args.reason}}},
             )
             print(f"revoking {meta['namespace']}/{meta['name']}")
+            revoking.append((meta["namespace"], meta["name"]))
         except ApiException as exc:
             failures += 1
             print(f"error: {meta['namespace']}/{meta['name']}: {server_message(exc)}", file=sys.stderr)
-    return EXIT_REFUSED if failures else EXIT_OK
+    if failures:
+        return EXIT_REFUSED
+    if args.wait and revoking:
+        return _wait_until_ended(custom, revoking, timeout=parse_duration(args.timeout).total_seconds())
+    return EXIT_OK
+
+
+def _wait_until_ended(custom: CustomObjectsApi, names: list[tuple[str, str]], *, timeout: float) -> int:
+    """Wait until the operator has ended every named request (or it is gone), printing progress."""
+    deadline = time.monotonic() + timeout
+    remaining = set(names)
+    while remaining:
+        for namespace, name in sorted(remaining):
+            try:
+                obj = custom.get_namespaced_custom_object(
+                    API_GROUP, API_VERSION, namespace, "accessrequests", name
+                )
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+                remaining.discard((namespace, name))
+                continue
+            if (obj.get("status") or {}).get("phase") not in LIVE_PHASES:
+                print(f"{namespace}/{name}: {(obj.get('status') or {}).get('phase')}")
+                remaining.discard((namespace, name))
+        if not remaining:
+            break
+        if time.monotonic() > deadline:
+            left = ", ".join(f"{ns}/{n}" for ns, n in sorted(remaining))
+            print(
+                f"error: still live after {timeout:.0f}s: {left}; is the operator running?", file=sys.stderr
+            )
+            return EXIT_TIMEOUT
+        print(f"waiting for {len(remaining)} request(s) to end...", file=sys.stderr)
+        time.sleep(1)
+    return EXIT_OK
 
 
 def add_request_subcommands(sub: Any) -> None:
@@ -251,4 +292,6 @@ def add_request_subcommands(sub: Any) -> None:
     common(p)
     p.add_argument("--reason", required=False)
     p.add_argument("--all", action="store_true", help="revoke every live request (uninstall hook)")
+    p.add_argument("--wait", action="store_true", help="with --all: wait until every grant has ended")
+    p.add_argument("--timeout", default="5m", help="with --wait: give up after this long (e.g. 300s)")
     p.set_defaults(func=cmd_revoke)

@@ -26,7 +26,8 @@ def add_run_subcommand(sub: Any) -> None:
     p.add_argument("--webhook-port", type=int, default=None)
     p.add_argument("--webhook-cert", type=Path, default=None)
     p.add_argument("--webhook-key", type=Path, default=None)
-    p.add_argument("--metrics-port", type=int, default=None)
+    p.add_argument("--metrics-port", type=int, default=None, help="serve /metrics on this port")
+    p.add_argument("--health-port", type=int, default=None, help="serve /healthz and /readyz on this port")
     p.add_argument("--audit-config", type=Path, default=None)
     p.add_argument(
         "--receipt-key-file",
@@ -50,12 +51,17 @@ def settings_from_args(args: argparse.Namespace) -> OperatorSettings:
         )
     kwargs: dict[str, Any] = {
         "operator_namespace": args.namespace_of_operator,
-        "operator_username": f"system:serviceaccount:{args.namespace_of_operator}:jitgrant",
+        # The chart passes the pod's own ServiceAccount: its name depends on the release name.
+        "operator_username": (
+            f"system:serviceaccount:{args.namespace_of_operator}:"
+            f"{os.environ.get('OPERATOR_SERVICE_ACCOUNT') or 'jitgrant'}"
+        ),
         "instance": args.instance,
         "inline_rules_enabled": args.inline_rules,
         "sweep_interval": timedelta(seconds=args.sweep_interval),
         "audit_config": args.audit_config,
         "metrics_port": args.metrics_port,
+        "health_port": args.health_port,
         "webhook": webhook,
     }
     if args.receipt_key_file is not None:

@@ -57,6 +57,10 @@ def configure(settings: kopf.OperatorSettings, *, retry_delay: float) -> None:
 async def start_runtime(memo: kopf.Memo, settings: kopf.OperatorSettings, **_: Any) -> None:
     runtime = runtime_of(memo)
     configure(settings, retry_delay=runtime.settings.retry_delay.total_seconds())
+    if runtime.settings.health_port is not None:
+        # On kopf's own event loop, so a blocked loop fails liveness.
+        await runtime.health.start_server(host="0.0.0.0", port=runtime.settings.health_port)  # noqa: S104
+    runtime.health.expect_watch("accessrequests")
     await runtime.audit.start()
     # Windows that closed while the operator was down end now, before anything else is handled.
     removed = await sweep_all(runtime)
@@ -64,6 +68,7 @@ async def start_runtime(memo: kopf.Memo, settings: kopf.OperatorSettings, **_: A
         log.warning("start-up sweep removed %d stale grant object(s)", removed)
     runtime.sweep_task = asyncio.create_task(sweep_forever(runtime), name="jitgrant-sweep")
     runtime.started.set()
+    runtime.health.mark_started()
 
 
 @kopf.on.cleanup(id="stop-runtime")
@@ -74,13 +79,15 @@ async def stop_runtime(memo: kopf.Memo, **_: Any) -> None:
         runtime.sweep_task.cancel()
         await asyncio.gather(runtime.sweep_task, return_exceptions=True)
     await runtime.audit.close()
+    await runtime.health.stop_server()
 
 
 @kopf.on.event(*_RESOURCE, id="reconcile-on-change")
 async def reconcile_on_change(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:
+    runtime = runtime_of(memo)
+    runtime.health.mark_watch_alive("accessrequests")
     if type == "DELETED" or body.get("status", {}).get("phase") in _TERMINAL:
         return
-    runtime = runtime_of(memo)
     try:
         await Reconciler(runtime).reconcile(body.metadata.namespace or "", body.metadata.name or "")
     except Exception:

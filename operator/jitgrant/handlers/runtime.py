@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from jitgrant.audit.trail import AuditTrail
 from jitgrant.clusters.own import ClusterApi
+from jitgrant.health import Health
 from jitgrant.metrics import Metrics
 from jitgrant.models import GrantPolicySpec, Target, TargetType
 from jitgrant.settings import OperatorSettings
@@ -38,6 +39,7 @@ class Runtime:
     own: ClusterApi
     audit: AuditTrail
     metrics: Metrics
+    health: Health = field(default_factory=Health)
     # Resolves a policy's target to the cluster where grants land. Defaults to the own cluster
     # for InCluster targets; EKS support plugs in here.
     target_resolver: Callable[[Target, Mapping[str, str]], Any] | None = None
@@ -48,6 +50,8 @@ class Runtime:
     # Set at shutdown: kopf lets timers run a few seconds longer, and a transition started then
     # might not finish. What is due is picked up by the start-up sweep of the next run instead.
     stopping: bool = False
+    # The OIDC verifier the admission webhook uses (JWKS cache and jti replay memory live in it).
+    oidc: Any = None
 
     # Target clusters other than our own that the sweep also covers (EKS targets plug in here).
     sweep_targets: Callable[[], list[ClusterApi]] | None = None
