@@ -309,3 +309,31 @@ def test_a_write_during_a_slow_webhook_is_not_lost(raw: Raw, hooks: WebhookServe
     stale["data"] = {"c": "3"}
     raw.patch(CM + "/a", {"data": {"d": "4"}})
     assert raw.put(CM + "/a", stale).status == 409
+
+
+def test_service_references_are_reached_through_map_service(
+    cluster: EmbeddedCluster, raw: Raw, hooks: WebhookServer
+) -> None:
+    hooks.route("/svc/validate", deny("via the service"))
+    hook = {
+        "name": "svc.example.com",
+        "clientConfig": {
+            "service": {"namespace": "jitgrant", "name": "webhook", "port": 8443, "path": "/validate"},
+            "caBundle": hooks.ca_bundle,
+        },
+        "rules": [
+            {"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["configmaps"]}
+        ],
+        "sideEffects": "None",
+        "admissionReviewVersions": ["v1"],
+    }
+    raw.post(
+        f"{ADMISSION}/validatingwebhookconfigurations", {"metadata": {"name": "svc"}, "webhooks": [hook]}
+    )
+    unmapped = raw.post(CM, {"metadata": {"name": "a"}})
+    assert unmapped.status == 500 and "webhook.jitgrant.svc" in unmapped.message
+    cluster.map_service(
+        lambda ns, name, port: f"https://127.0.0.1:{hooks.port}/svc" if port == 8443 else None
+    )
+    mapped = raw.post(CM, {"metadata": {"name": "a"}})
+    assert mapped.status == 403 and "via the service" in mapped.message

@@ -243,7 +243,12 @@ class WebhookCaller:
 
 def _describe(exc: BaseException, hook: Mapping[str, Any]) -> str:
     """The failure in the style of Go's net/http errors that the real server reports."""
-    url = (hook.get("clientConfig") or {}).get("url") or "the webhook service"
+    config = hook.get("clientConfig") or {}
+    service = config.get("service") or {}
+    url = config.get("url") or (
+        f"https://{service.get('name')}.{service.get('namespace')}.svc:{service.get('port', 443)}"
+        f"{service.get('path') or ''}"
+    )
     if isinstance(exc, TimeoutError):
         return f'Post "{url}": context deadline exceeded'
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
