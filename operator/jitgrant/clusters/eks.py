@@ -178,6 +178,7 @@ class EKSAccess:
         self._token_urls: dict[str, str] = {}
         self._sessions: dict[_SessionKey, AssumedSession] = {}
         self._tokens: dict[tuple[str, str, str], EKSToken] = {}
+        self._eks_clients: dict[str, tuple[datetime, EKSClient]] = {}
 
     # -- clients ----------------------------------------------------------------------------------
 
@@ -209,9 +210,15 @@ class EKSAccess:
                 url = self._token_urls[region]
             return url
 
-    def _eks_client(self, session: AssumedSession) -> EKSClient:
+    def eks_client(self, session: AssumedSession) -> EKSClient:
+        """The EKS client acting as `session` (cached with it; tests attach a Stubber to it)."""
         with self._lock:
-            return self._base_session.client(
+            now = self._clock()
+            self._eks_clients = {k: v for k, v in self._eks_clients.items() if v[0] > now}
+            cached = self._eks_clients.get(session.access_key_id)
+            if cached is not None:
+                return cached[1]
+            client = self._base_session.client(
                 "eks",
                 region_name=session.region,
                 endpoint_url=self.endpoints(session.region).eks,
@@ -220,6 +227,8 @@ class EKSAccess:
                 aws_session_token=session.session_token,
                 config=self._config,
             )
+            self._eks_clients[session.access_key_id] = (session.expires_at, client)
+            return client
 
     def _key_lock(self, key: object) -> threading.Lock:
         with self._lock:
@@ -283,7 +292,7 @@ class EKSAccess:
     def describe(self, target: EKSTarget, session: AssumedSession) -> ClusterEndpoint:
         """The cluster's API endpoint and CA, from eks:DescribeCluster (or the dev override)."""
         try:
-            cluster = self._eks_client(session).describe_cluster(name=target.cluster_name)["cluster"]
+            cluster = self.eks_client(session).describe_cluster(name=target.cluster_name)["cluster"]
         except Exception as error:
             raise classify_aws_error(error, target=target) from error
         override = self._overrides.get(target.cluster_name)

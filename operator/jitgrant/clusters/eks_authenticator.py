@@ -99,7 +99,7 @@ def parse_token(token: str, *, sts_endpoint_url: str, now: datetime) -> tuple[st
         if parts.scheme != configured.scheme:
             raise TokenRejected("scheme differs from the configured STS endpoint")
     elif parts.scheme != "https" or not _REAL_STS_HOST.match(host):
-        raise TokenRejected(f"host {host!r} is not an STS endpoint")
+        raise TokenRejected(f"{parts.scheme}://{host} is not an STS endpoint")
     if parts.path not in ("", "/") or parts.fragment or parts.username or parts.password:
         raise TokenRejected("unexpected path, fragment or userinfo in the URL")
     pairs = parse_qsl(parts.query, keep_blank_values=True)
