@@ -170,7 +170,7 @@ class EKSAccess:
         self._config = Config(
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
-            retries={"mode": "standard", "max_attempts": 1},
+            retries={"mode": "standard", "total_max_attempts": 1},
         )
         self._lock = threading.Lock()  # guards the dicts below and the (not thread-safe) boto3 Session
         self._key_locks: dict[object, threading.Lock] = {}
