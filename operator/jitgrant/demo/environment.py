@@ -80,6 +80,8 @@ class Environment:
     state_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="jitgrant-env-")))
     namespaces: tuple[str, ...] = ("agents", "payments", "orders")
     audit_stdout: bool = False
+    # An audit config file (the chart's format) instead of the default JSON-lines file + spool.
+    audit_config: Path | None = None
     runtime_hook: Callable[[Runtime], None] | None = None
 
     cluster: EmbeddedCluster = field(init=False)
@@ -242,6 +244,7 @@ class Environment:
             sweep_interval=self.sweep_interval,
             audit_file=self.audit_file,
             audit_stdout=self.audit_stdout,
+            audit_config=self.audit_config,
             webhook=self._webhook,
             operator_username=OPERATOR_USERNAME,
         )

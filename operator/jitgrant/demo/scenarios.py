@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -243,6 +244,9 @@ def _load_optional_scenarios() -> None:
 
 
 def run_scenarios(which: str, *, list_only: bool = False) -> int:
+    # The scenario prints its own story; kopf's notes about running outside the main thread and
+    # about shutting down with work queued are noise here.
+    logging.getLogger("kopf").setLevel(logging.ERROR)
     _load_optional_scenarios()
     if list_only:
         for name, fn in SCENARIOS.items():

@@ -213,7 +213,13 @@ class Reconciler:
             cluster = policy.target.cluster if policy is not None else "unknown"
         if request.status.phase is None:
             await runtime.audit.record(
-                audit_event(request=request, event_type=EventType.REQUESTED, at=now, cluster=cluster)
+                audit_event(
+                    request=request,
+                    event_type=EventType.REQUESTED,
+                    at=now,
+                    cluster=cluster,
+                    reason=request.spec.justification or None,
+                )
             )
             runtime.metrics.request_outcome(policy=request.spec.policy, outcome="requested")
         await runtime.own.patch_request_status(
@@ -345,7 +351,7 @@ class Reconciler:
                     request,
                     body,
                     reason="GrantRefusedByCluster",
-                    message=f"cluster {cluster} refused to create the grant: {_server_message(exc)}",
+                    message=_refusal_message(cluster, step.decision.cluster_role, exc),
                     cluster=cluster,
                 )
                 return
@@ -494,6 +500,17 @@ def describe_grant(request: AccessRequest) -> str:
         for rule in spec.rules or ()
     )
     return f"{rules} in {spec.namespace}"
+
+
+def _refusal_message(cluster: str, cluster_role: str | None, exc: ApiException) -> str:
+    what = f"bind ClusterRole {cluster_role}" if cluster_role else "create the grant's Role and RoleBinding"
+    hint = (
+        f"; the operator may bind only the ClusterRoles its installation allows (Helm value "
+        f"grantableClusterRoles): add {cluster_role} there if the platform team means to grant it"
+        if cluster_role and exc.status == 403
+        else ""
+    )
+    return f"cluster {cluster} refused to {what}{hint}. The API server said: {_server_message(exc)}"
 
 
 def _server_message(exc: ApiException) -> str:
