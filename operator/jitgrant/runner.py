@@ -106,7 +106,10 @@ async def run(
 ) -> None:
     """Run kopf with jitgrant's handlers until stop_flag is set (or forever)."""
     settings = kopf.OperatorSettings()
-    operator_handlers.configure(settings, retry_delay=runtime.settings.retry_delay.total_seconds())
+    operator_handlers.configure(
+        settings,
+        instance=runtime.settings.instance,
+    )
     webhook = runtime.settings.webhook
     if webhook is not None:
         # Certificates come from files (cert-manager, the chart, or generated with `cryptography`

@@ -33,8 +33,6 @@ class OperatorSettings(BaseModel):
     # HMAC key for requester seals and approval receipts; only the operator holds it.
     receipt_key: bytes = Field(default_factory=lambda: secrets.token_bytes(32), repr=False)
     sweep_interval: timedelta = timedelta(seconds=30)
-    # Kopf retries temporary errors after this delay instead of its 60 s default.
-    retry_delay: timedelta = timedelta(seconds=5)
     audit_config: Path | None = None
     audit_file: Path | None = None
     audit_stdout: bool = True
