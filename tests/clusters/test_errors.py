@@ -145,6 +145,23 @@ def test_kubernetes_errors_are_classified_by_status_code(status: int, reason: st
     assert "prod-eu" in error.message
 
 
+def test_the_client_s_status_specific_exceptions_are_classified_too() -> None:
+    from kubernetes.client.exceptions import ForbiddenException, UnauthorizedException
+
+    assert (
+        classify_kubernetes_error(UnauthorizedException(status=401), cluster="c").reason
+        == "ClusterUnauthorized"
+    )
+    assert classify_kubernetes_error(ForbiddenException(status=403), cluster="c").reason == "ClusterForbidden"
+
+
+def test_tls_failures_are_retryable_after_reading_the_ca_again() -> None:
+    error = classify_kubernetes_error(
+        ApiException(status=0, reason="SSLError\ncertificate verify failed"), cluster="c"
+    )
+    assert error.reason == "ClusterTLSFailure" and error.retryable
+
+
 def test_unreachable_api_server_is_retryable() -> None:
     cause = NewConnectionError(None, "refused")  # type: ignore[arg-type]
     error = classify_kubernetes_error(MaxRetryError(None, "/api", cause), cluster="prod-eu")  # type: ignore[arg-type]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 
+import urllib3
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -22,6 +23,7 @@ from botocore.exceptions import (
 from botocore.exceptions import (
     ConnectionError as BotoConnectionError,
 )
+from kubernetes.client.exceptions import ApiException
 
 from jitgrant.models import EKSTarget
 
@@ -223,9 +225,10 @@ def classify_kubernetes_error(error: Exception, *, cluster: str, attempt: int = 
     if isinstance(error, ClusterAccessError):
         return error
     delay = backoff_delay(attempt)
-    status = getattr(error, "status", None)
-    if type(error).__name__ == "ApiException" and isinstance(status, int):
-        reason_text = str(getattr(error, "reason", "") or "")
+    # Includes UnauthorizedException, ForbiddenException etc., which the client raises by status.
+    if isinstance(error, ApiException) and isinstance(error.status, int) and error.status > 0:
+        status: int = error.status
+        reason_text = str(error.reason or "")
         if status == 401:
             return ClusterAccessError(
                 reason="ClusterUnauthorized",
@@ -252,6 +255,14 @@ def classify_kubernetes_error(error: Exception, *, cluster: str, attempt: int = 
             message=f"cluster {cluster} refused the request: {status} {reason_text}",
             retryable=False,
         )
+    if _is_tls_failure(error):
+        return ClusterAccessError(
+            reason="ClusterTLSFailure",
+            message=f"the API server of cluster {cluster} did not present a certificate its CA vouches "
+            "for; the CA is read again before the next try",
+            retryable=True,
+            retry_after=delay,
+        )
     if _is_connection_failure(error):
         return ClusterAccessError(
             reason="ClusterUnreachable",
@@ -261,6 +272,15 @@ def classify_kubernetes_error(error: Exception, *, cluster: str, attempt: int = 
             retry_after=delay,
         )
     raise error
+
+
+def _is_tls_failure(error: BaseException) -> bool:
+    # The client reports some TLS failures as ApiException with status 0; others surface as
+    # urllib3's MaxRetryError whose `reason` is the SSLError.
+    if isinstance(error, ApiException) and error.status == 0:
+        return True
+    reason = getattr(error, "reason", None)
+    return isinstance(error, urllib3.exceptions.SSLError) or isinstance(reason, urllib3.exceptions.SSLError)
 
 
 def _is_connection_failure(error: BaseException) -> bool:
