@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import os
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+import kubernetes.config
+import urllib3.exceptions
 from kubernetes.client import ApiClient, CustomObjectsApi
 from kubernetes.client.exceptions import ApiException
+from kubernetes.config.config_exception import ConfigException
 
 from jitgrant.approvals.receipts import (
     APPROVALS_ANNOTATION,
@@ -33,16 +39,99 @@ EXIT_TIMEOUT = 5
 LIVE_PHASES = (None, "Pending", "Approved", "Active")
 
 
-def client_from_args(args: argparse.Namespace) -> ApiClient:
-    return api_client_from(args.kubeconfig) if args.kubeconfig else api_client_from(_default_kubeconfig())
+class CliError(Exception):
+    """A failure the user can act on: printed as `error: <message>`, exits with `code`."""
+
+    def __init__(self, message: str, code: int = EXIT_REFUSED) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def _default_kubeconfig() -> str | None:
-    import os
-    from pathlib import Path
-
     path = os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
     return path if Path(path).exists() else None
+
+
+def kubeconfig_path(args: argparse.Namespace) -> str | None:
+    """--kubeconfig, else KUBECONFIG or ~/.kube/config, else None (in-cluster)."""
+    if args.kubeconfig:
+        if not Path(args.kubeconfig).exists():
+            raise CliError(f"kubeconfig {args.kubeconfig} does not exist; pass the path of one", EXIT_USAGE)
+        return str(args.kubeconfig)
+    path = _default_kubeconfig()
+    if path is None and not os.environ.get("KUBERNETES_SERVICE_HOST"):
+        raise CliError(
+            "no kubeconfig found and not running in a cluster: pass --kubeconfig PATH or set KUBECONFIG",
+            EXIT_USAGE,
+        )
+    return path
+
+
+def client_from_args(args: argparse.Namespace) -> ApiClient:
+    path = kubeconfig_path(args)
+    try:
+        return api_client_from(path)
+    except ConfigException as exc:
+        where = f"kubeconfig {path}" if path else "the in-cluster configuration"
+        raise CliError(f"cannot use {where}: {exc}; pass another with --kubeconfig", EXIT_USAGE) from exc
+
+
+def namespace_from_args(args: argparse.Namespace) -> str:
+    """-n, else the current context's namespace (as kubectl does), else `default`."""
+    if getattr(args, "namespace", None):
+        return str(args.namespace)
+    path = kubeconfig_path(args)
+    if path is not None:
+        try:
+            _, current = kubernetes.config.list_kube_config_contexts(config_file=path)
+        except ConfigException:
+            return "default"
+        namespace = ((current or {}).get("context") or {}).get("namespace")
+        if namespace:
+            return str(namespace)
+    return "default"
+
+
+def with_cluster(command: Callable[[argparse.Namespace, CustomObjectsApi], int]) -> Callable[..., int]:
+    """Run a command with a client for the user's cluster; turn what went wrong into a next step."""
+
+    @functools.wraps(command)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            if hasattr(args, "namespace"):
+                args.namespace = namespace_from_args(args)
+            client = client_from_args(args)
+        except CliError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return exc.code
+        try:
+            return command(args, CustomObjectsApi(client))
+        except CliError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return exc.code
+        except ApiException as exc:
+            print(f"error: {describe_api_error(exc)}", file=sys.stderr)
+            return EXIT_REFUSED
+        except urllib3.exceptions.HTTPError as exc:
+            print(
+                f"error: cannot reach the API server at {client.configuration.host} ({exc}); check that the "
+                "cluster is up and that --kubeconfig (or KUBECONFIG) points at it",
+                file=sys.stderr,
+            )
+            return EXIT_REFUSED
+        finally:
+            client.close()
+
+    return run
+
+
+def describe_api_error(exc: ApiException) -> str:
+    if exc.status == 401:
+        return (
+            "the API server did not accept your credentials (401 Unauthorized); the token in your "
+            "kubeconfig is missing or expired: refresh it, or pass another with --kubeconfig"
+        )
+    return server_message(exc)
 
 
 def server_message(exc: ApiException) -> str:
@@ -100,8 +189,8 @@ def print_table(rows: Sequence[Mapping[str, str]], *, out: Any = None) -> None:
         print("  ".join(row[c].ljust(widths[c]) for c in columns).rstrip(), file=out)
 
 
-def cmd_list(args: argparse.Namespace) -> int:
-    custom = CustomObjectsApi(client_from_args(args))
+@with_cluster
+def cmd_list(args: argparse.Namespace, custom: CustomObjectsApi) -> int:
     try:
         if args.all_namespaces:
             result = custom.list_cluster_custom_object(API_GROUP, API_VERSION, "accessrequests")
@@ -110,7 +199,9 @@ def cmd_list(args: argparse.Namespace) -> int:
                 API_GROUP, API_VERSION, args.namespace, "accessrequests"
             )
     except ApiException as exc:
-        print(f"error: cannot list AccessRequests: {server_message(exc)}", file=sys.stderr)
+        where = "in any namespace" if args.all_namespaces else f"in namespace {args.namespace}"
+        hint = "; pick a namespace you can read with -n" if exc.status == 403 else ""
+        print(f"error: cannot list AccessRequests {where}: {describe_api_error(exc)}{hint}", file=sys.stderr)
         return EXIT_REFUSED
     items = result.get("items", [])
     if args.output == "json":
@@ -125,22 +216,24 @@ def cmd_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_get(args: argparse.Namespace) -> int:
-    custom = CustomObjectsApi(client_from_args(args))
+def _not_found(args: argparse.Namespace) -> CliError:
+    return CliError(
+        f"AccessRequest {args.namespace}/{args.name} not found; "
+        f"`jitgrant list -n {args.namespace}` shows what exists",
+        EXIT_NOT_FOUND,
+    )
+
+
+@with_cluster
+def cmd_get(args: argparse.Namespace, custom: CustomObjectsApi) -> int:
     try:
         obj = custom.get_namespaced_custom_object(
             API_GROUP, API_VERSION, args.namespace, "accessrequests", args.name
         )
     except ApiException as exc:
         if exc.status == 404:
-            print(
-                f"error: AccessRequest {args.namespace}/{args.name} not found; "
-                f"`jitgrant list -n {args.namespace}` shows what exists",
-                file=sys.stderr,
-            )
-            return EXIT_NOT_FOUND
-        print(f"error: {server_message(exc)}", file=sys.stderr)
-        return EXIT_REFUSED
+            raise _not_found(args) from exc
+        raise
     if args.output == "json":
         print(json.dumps(obj, indent=2))
         return EXIT_OK
@@ -148,16 +241,22 @@ def cmd_get(args: argparse.Namespace) -> int:
     print_table([row])
     status = obj.get("status") or {}
     if status.get("message"):
-        print(f"\n{status.get('reason', '')}: {status['message']}")
-    for approval in status.get("approvals") or []:
-        print(f"approved by {approval.get('approver')} at {approval.get('at')}")
+        print(f"\n{status.get('reason') or status.get('phase') or 'Status'}: {status['message']}")
+    counted = {approval.get("receipt") for approval in status.get("approvals") or []}
+    annotations = (obj.get("metadata") or {}).get("annotations") or {}
+    for entry in parse_recorded(annotations.get(APPROVALS_ANNOTATION)):
+        verb = "approved" if entry.decision == "approve" else "denied"
+        note = " (counted)" if entry.receipt in counted else ""
+        reason = f": {entry.reason}" if entry.reason else ""
+        print(f"{verb} by {entry.approver} at {entry.at.isoformat()}{note}{reason}")
     return EXIT_OK
 
 
-def _annotate(args: argparse.Namespace, annotations: dict[str, str], verb: str) -> int:
-    custom = CustomObjectsApi(client_from_args(args))
+def _annotate(
+    args: argparse.Namespace, custom: CustomObjectsApi, annotations: dict[str, str], verb: str
+) -> dict[str, Any]:
     try:
-        custom.patch_namespaced_custom_object(
+        result: dict[str, Any] = custom.patch_namespaced_custom_object(
             API_GROUP,
             API_VERSION,
             args.namespace,
@@ -167,23 +266,45 @@ def _annotate(args: argparse.Namespace, annotations: dict[str, str], verb: str) 
         )
     except ApiException as exc:
         if exc.status == 404:
-            print(f"error: AccessRequest {args.namespace}/{args.name} not found", file=sys.stderr)
-            return EXIT_NOT_FOUND
-        print(f"error: {verb} refused: {server_message(exc)}", file=sys.stderr)
-        return EXIT_REFUSED
-    print(f"AccessRequest {args.namespace}/{args.name}: {verb} recorded")
+            raise _not_found(args) from exc
+        raise CliError(f"{verb} refused: {describe_api_error(exc)}") from exc
+    return result
+
+
+def _decide(args: argparse.Namespace, custom: CustomObjectsApi, annotation: str, verb: str) -> int:
+    """Approve or deny: the webhook records the decision under the caller's identity, with a receipt."""
+    result = _annotate(args, custom, {annotation: args.reason or ""}, verb)
+    annotations = (result.get("metadata") or {}).get("annotations") or {}
+    recorded = parse_recorded(annotations.get(APPROVALS_ANNOTATION))
+    if annotation in annotations or not recorded:
+        raise CliError(
+            f"{verb} not recorded: the jitgrant admission webhook did not handle it; check that the "
+            "operator and its webhook configurations are installed"
+        )
+    entry = recorded[-1]
+    print(
+        f"AccessRequest {args.namespace}/{args.name}: {verb} recorded as {entry.approver} at "
+        f"{entry.at.isoformat()} (receipt {entry.receipt[:19]}...); "
+        f"`jitgrant get {args.name} -n {args.namespace}` shows the phase"
+    )
     return EXIT_OK
 
 
-def cmd_approve(args: argparse.Namespace) -> int:
-    return _annotate(args, {APPROVE_ANNOTATION: args.reason or ""}, "approval")
+@with_cluster
+def cmd_approve(args: argparse.Namespace, custom: CustomObjectsApi) -> int:
+    return _decide(args, custom, APPROVE_ANNOTATION, "approval")
 
 
 def cmd_deny(args: argparse.Namespace) -> int:
     if not args.reason:
         print("error: a denial needs --reason, so the requester learns why", file=sys.stderr)
         return EXIT_USAGE
-    return _annotate(args, {DENY_ANNOTATION: args.reason}, "denial")
+    return _deny(args)
+
+
+@with_cluster
+def _deny(args: argparse.Namespace, custom: CustomObjectsApi) -> int:
+    return _decide(args, custom, DENY_ANNOTATION, "denial")
 
 
 def cmd_revoke(args: argparse.Namespace) -> int:
@@ -195,13 +316,38 @@ def cmd_revoke(args: argparse.Namespace) -> int:
     if not args.name:
         print("error: name an AccessRequest, or pass --all", file=sys.stderr)
         return EXIT_USAGE
-    return _annotate(args, {REVOKE_ANNOTATION: args.reason}, "revocation")
+    return _revoke_one(args)
 
 
-def _revoke_all(args: argparse.Namespace) -> int:
+@with_cluster
+def _revoke_one(args: argparse.Namespace, custom: CustomObjectsApi) -> int:
+    try:
+        current = custom.get_namespaced_custom_object(
+            API_GROUP, API_VERSION, args.namespace, "accessrequests", args.name
+        )
+    except ApiException as exc:
+        if exc.status == 404:
+            raise _not_found(args) from exc
+        raise
+    phase = (current.get("status") or {}).get("phase")
+    if phase not in LIVE_PHASES:
+        print(f"AccessRequest {args.namespace}/{args.name} has already ended ({phase}); nothing to revoke")
+        return EXIT_OK
+    _annotate(args, custom, {REVOKE_ANNOTATION: args.reason}, "revocation")
+    print(
+        f"AccessRequest {args.namespace}/{args.name}: revocation requested; the operator removes the grant "
+        f"now (`jitgrant get {args.name} -n {args.namespace}` shows when it is Revoked)"
+    )
+    return EXIT_OK
+
+
+@with_cluster
+def _revoke_all(args: argparse.Namespace, custom: CustomObjectsApi) -> int:
     """Used by the chart's pre-delete hook: end every live grant while the operator still runs."""
-    custom = CustomObjectsApi(client_from_args(args))
-    items = custom.list_cluster_custom_object(API_GROUP, API_VERSION, "accessrequests").get("items", [])
+    try:
+        items = custom.list_cluster_custom_object(API_GROUP, API_VERSION, "accessrequests").get("items", [])
+    except ApiException as exc:
+        raise CliError(f"cannot list AccessRequests in all namespaces: {describe_api_error(exc)}") from exc
     failures = 0
     revoking: list[tuple[str, str]] = []
     for item in items:
@@ -221,7 +367,7 @@ def _revoke_all(args: argparse.Namespace) -> int:
             revoking.append((meta["namespace"], meta["name"]))
         except ApiException as exc:
             failures += 1
-            print(f"error: {meta['namespace']}/{meta['name']}: {server_message(exc)}", file=sys.stderr)
+            print(f"error: {meta['namespace']}/{meta['name']}: {describe_api_error(exc)}", file=sys.stderr)
     if failures:
         return EXIT_REFUSED
     if args.wait and revoking:
@@ -264,7 +410,9 @@ def add_request_subcommands(sub: Any) -> None:
     def common(parser: argparse.ArgumentParser, *, name: bool = True) -> None:
         if name:
             parser.add_argument("name", nargs="?" if parser.prog.endswith("revoke") else None)
-        parser.add_argument("-n", "--namespace", default="default")
+        parser.add_argument(
+            "-n", "--namespace", default=None, help="default: the kubeconfig context's namespace, or default"
+        )
         parser.add_argument("--kubeconfig", default=None)
 
     p = sub.add_parser("list", help="list AccessRequests as a table")
