@@ -49,7 +49,12 @@ OPERATOR_PERMISSIONS: tuple[Permission, ...] = (
         ("get", "list", "watch", "create", "delete"),
         "the grant itself; list for the start-up and periodic expiry sweep",
     ),
-    Permission("", "serviceaccounts", ("get", "create", "delete"), "identities for external agents"),
+    Permission(
+        "",
+        "serviceaccounts",
+        ("get", "list", "create", "delete"),
+        "per-grant identities for external agents; list for the sweep",
+    ),
     Permission(
         "",
         "serviceaccounts/token",
@@ -57,6 +62,12 @@ OPERATOR_PERMISSIONS: tuple[Permission, ...] = (
         "short-lived TokenRequest for the kubeconfig handed to an external agent",
     ),
     Permission("", "secrets", ("get", "create", "delete"), "kubeconfig Secrets for external agents"),
+    Permission(
+        "rbac.authorization.k8s.io",
+        "roles",
+        ("get", "create", "delete"),
+        "a Role per kubeconfig Secret that lets only its requester read it (get on that one name)",
+    ),
     Permission(
         "apiextensions.k8s.io",
         "customresourcedefinitions",
@@ -78,8 +89,9 @@ INLINE_RULES_PERMISSIONS: tuple[Permission, ...] = (
     Permission(
         "rbac.authorization.k8s.io",
         "roles",
-        ("get", "list", "create", "delete", "escalate", "bind"),
-        "inline-rules mode only: a Role per grant (escalate), bound by the grant's RoleBinding (bind)",
+        ("list", "escalate", "bind"),
+        "inline-rules mode only, on top of get/create/delete: a Role per grant with rules the "
+        "operator does not hold (escalate), bound by the grant's RoleBinding (bind), listed by the sweep",
     ),
 )
 

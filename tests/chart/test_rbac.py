@@ -122,12 +122,21 @@ def test_escalate_only_in_inline_rules_mode_with_a_warning(chart: helm.Chart) ->
     assert "escalate" not in notes(chart)
     assert "escalate" in verbs(COMBINATIONS["inline-rules"])
     assert "WARNING: inline-rules mode is ON" in notes(chart, COMBINATIONS["inline-rules"])
-    roles_rule = next(
+    roles_rules = [
         rule
         for rule in operator_role(render(chart, COMBINATIONS["inline-rules"]))["rules"]
         if rule["resources"] == ["roles"]
-    )
-    assert set(roles_rule["verbs"]) == {"get", "list", "create", "delete", "escalate", "bind"}
+    ]
+    assert {"get", "list", "create", "delete", "escalate", "bind"} == {
+        verb for rule in roles_rules for verb in rule["verbs"]
+    }
+    assert [rule for rule in operator_role(render(chart, {}))["rules"] if rule["resources"] == ["roles"]] == [
+        {
+            "apiGroups": ["rbac.authorization.k8s.io"],
+            "resources": ["roles"],
+            "verbs": ["get", "create", "delete"],
+        }
+    ], "outside inline-rules mode, only the kubeconfig reader Roles: no escalate, no bind"
 
 
 @pytest.mark.parametrize("combination", sorted(COMBINATIONS))
@@ -191,7 +200,7 @@ def test_permissions_are_unique_and_explained() -> None:
         GRANTABLE_CLUSTER_ROLE_PERMISSIONS,
         INLINE_RULES_PERMISSIONS,
     )
-    seen = [(p.api_group, p.resource) for group in groups for p in group]
+    seen = [(p.api_group, p.resource, verb) for group in groups for p in group for verb in p.verbs]
     assert len(seen) == len(set(seen))
     for permission in (p for group in groups for p in group):
         assert permission.note

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from kubernetes.client import V1DeleteOptions, V1Preconditions
+from kubernetes.client import CoreV1Api, V1DeleteOptions, V1Preconditions
 from kubernetes.client.exceptions import ApiException
 
 from jitgrant.clusters.own import ClusterApi
@@ -123,7 +123,11 @@ async def list_managed(api: ClusterApi, *, include_roles: bool) -> list[ManagedO
     """Every RoleBinding (and Role, in inline-rules mode) jitgrant labelled, in all namespaces."""
     rbac = api.rbac
     found: list[ManagedObject] = []
-    listers = [("RoleBinding", rbac.list_role_binding_for_all_namespaces)]
+    listers = [
+        ("RoleBinding", rbac.list_role_binding_for_all_namespaces),
+        # Per-grant identities of agents without one of their own (kubeconfig delivery).
+        ("ServiceAccount", CoreV1Api(api.client).list_service_account_for_all_namespaces),
+    ]
     if include_roles:
         listers.append(("Role", rbac.list_role_for_all_namespaces))
     for kind, lister in listers:
@@ -149,12 +153,12 @@ async def list_managed(api: ClusterApi, *, include_roles: bool) -> list[ManagedO
 
 async def delete_managed(api: ClusterApi, obj: ManagedObject) -> bool:
     """Delete one labelled object if it is still ours; True when this call removed it."""
-    rbac = api.rbac
-    read, delete = (
-        (rbac.read_namespaced_role_binding, rbac.delete_namespaced_role_binding)
-        if obj.kind == "RoleBinding"
-        else (rbac.read_namespaced_role, rbac.delete_namespaced_role)
-    )
+    rbac, core = api.rbac, CoreV1Api(api.client)
+    read, delete = {
+        "RoleBinding": (rbac.read_namespaced_role_binding, rbac.delete_namespaced_role_binding),
+        "Role": (rbac.read_namespaced_role, rbac.delete_namespaced_role),
+        "ServiceAccount": (core.read_namespaced_service_account, core.delete_namespaced_service_account),
+    }[obj.kind]
     return await _delete_owned(
         api,
         read=read,
@@ -173,3 +177,95 @@ def parse_expiry(obj: ManagedObject) -> datetime | None:
         return datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError:
         return None
+
+
+# -- delivery to agents without a cluster identity (ServiceAccount, token, kubeconfig Secret) --------
+
+
+async def issue_service_account(api: ClusterApi, *, service_account: dict[str, Any], owner_uid: str) -> None:
+    core = CoreV1Api(api.client)
+    await _create_owned(
+        api,
+        create=core.create_namespaced_service_account,
+        read=core.read_namespaced_service_account,
+        body=service_account,
+        owner_uid=owner_uid,
+    )
+
+
+async def mint_token(api: ClusterApi, *, namespace: str, service_account: str, seconds: int) -> str:
+    """A TokenRequest for the grant's ServiceAccount; deleting the account invalidates it early."""
+    core = CoreV1Api(api.client)
+    result = await api.call(
+        core.create_namespaced_service_account_token,
+        service_account,
+        namespace,
+        {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {"expirationSeconds": seconds},
+        },
+    )
+    token: str = result.status.token
+    return token
+
+
+async def issue_kubeconfig(
+    own: ClusterApi,
+    *,
+    secret: dict[str, Any],
+    reader_role: dict[str, Any],
+    reader_binding: dict[str, Any],
+    owner_uid: str,
+) -> None:
+    core = CoreV1Api(own.client)
+    rbac = own.rbac
+    await _create_owned(
+        own,
+        create=core.create_namespaced_secret,
+        read=core.read_namespaced_secret,
+        body=secret,
+        owner_uid=owner_uid,
+    )
+    await _create_owned(
+        own,
+        create=rbac.create_namespaced_role,
+        read=rbac.read_namespaced_role,
+        body=reader_role,
+        owner_uid=owner_uid,
+    )
+    await _create_owned(
+        own,
+        create=rbac.create_namespaced_role_binding,
+        read=rbac.read_namespaced_role_binding,
+        body=reader_binding,
+        owner_uid=owner_uid,
+    )
+
+
+async def remove_service_account(api: ClusterApi, *, namespace: str, name: str, owner_uid: str) -> None:
+    """Deleting the ServiceAccount also invalidates every token minted for it."""
+    core = CoreV1Api(api.client)
+    await _delete_owned(
+        api,
+        read=core.read_namespaced_service_account,
+        delete=core.delete_namespaced_service_account,
+        namespace=namespace,
+        name=name,
+        owner_uid=owner_uid,
+    )
+
+
+async def remove_kubeconfig(
+    own: ClusterApi, *, namespace: str, secret: str, reader: str, owner_uid: str
+) -> None:
+    core = CoreV1Api(own.client)
+    rbac = own.rbac
+    for read, delete, name in (
+        (rbac.read_namespaced_role_binding, rbac.delete_namespaced_role_binding, reader),
+        (rbac.read_namespaced_role, rbac.delete_namespaced_role, reader),
+        (core.read_namespaced_secret, core.delete_namespaced_secret, secret),
+    ):
+        await _delete_owned(
+            own, read=read, delete=delete, namespace=namespace, name=name, owner_uid=owner_uid
+        )

@@ -40,6 +40,31 @@ class ClusterApi:
 
     name: str
     client: ApiClient
+    # Where the client points, for kubeconfigs handed to agents (None: read from the client).
+    connection: Any = None
+
+    @property
+    def server(self) -> str:
+        host: str = self.client.configuration.host
+        return host
+
+    @property
+    def ca_pem(self) -> bytes | None:
+        if self.connection is not None:
+            ca: bytes | None = self.connection.ca_pem
+            return ca
+        path = self.client.configuration.ssl_ca_cert
+        if not path:
+            return None
+        with open(path, "rb") as handle:
+            return handle.read()
+
+    async def list_policies(self) -> list[dict[str, Any]]:
+        result = await self.call(
+            self.custom.list_cluster_custom_object, API_GROUP, API_VERSION, "grantpolicies"
+        )
+        items: list[dict[str, Any]] = result.get("items", [])
+        return items
 
     async def call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         return await asyncio.to_thread(fn, *args, **kwargs)

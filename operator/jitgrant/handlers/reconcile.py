@@ -13,18 +13,22 @@ import kopf
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
-from jitgrant.approvals.counting import ApprovalTally, tally
+from jitgrant.approvals.counting import CREATED_BY_EXTRA, ApprovalTally, tally
 from jitgrant.approvals.receipts import APPROVALS_ANNOTATION, parse_recorded
 from jitgrant.audit.records import EventType
 from jitgrant.audit.trail import AuditUnavailable
 from jitgrant.clusters import grant_objects
+from jitgrant.clusters.errors import ClusterAccessError
 from jitgrant.clusters.grant_objects import ForeignObjectError
-from jitgrant.grants.objects import GrantOwner, inline_role, role_binding, subject_for
+from jitgrant.clusters.own import ClusterApi
+from jitgrant.grants.delivery import kubeconfig_reader, kubeconfig_secret, token_seconds
+from jitgrant.grants.kubeconfig import kubeconfig_yaml, scoped_kubeconfig
+from jitgrant.grants.plan import GrantPlan, plan_grant
 from jitgrant.handlers.audit_events import audit_event
 from jitgrant.handlers.runtime import Runtime, TargetUnavailable
 from jitgrant.identity.stamp import REQUESTER_SEAL_ANNOTATION, verify_requester_seal
 from jitgrant.lifecycle import Action, Step, next_step
-from jitgrant.models import AccessRequest, ApprovalEntry, GrantPolicySpec, GrantRef, Phase
+from jitgrant.models import AccessRequest, ApprovalEntry, GrantPolicySpec, GrantRef, Phase, Target, TargetType
 from jitgrant.models.request import TERMINAL_PHASES
 
 log = logging.getLogger("jitgrant.reconcile")
@@ -270,41 +274,67 @@ class Reconciler:
         self, step: Step, *, body: Mapping[str, Any], request: AccessRequest, policy: GrantPolicySpec
     ) -> None:
         runtime = self.runtime
-        assert step.duration is not None and step.decision is not None
-        namespace = request.metadata.namespace or ""
-        now = runtime.clock()
-        expires_at = now + step.duration
-        owner = GrantOwner(uid=request.metadata.uid or "", namespace=namespace, name=request.metadata.name)
-        assert request.spec.requester is not None
-        role = None
-        if step.decision.rules:
-            role = inline_role(
-                owner=owner,
-                namespace=request.spec.namespace,
-                expires_at=expires_at,
-                rules=step.decision.rules,
-            )
-        binding = role_binding(
-            owner=owner,
-            namespace=request.spec.namespace,
-            expires_at=expires_at,
-            subjects=[subject_for(request.spec.requester)],
-            cluster_role=step.decision.cluster_role if role is None else None,
-            role=role["metadata"]["name"] if role is not None else None,
+        assert step.duration is not None and step.decision is not None and request.spec.requester is not None
+        plan = plan_grant(
+            request=request, decision=step.decision, duration=step.duration, now=runtime.clock()
         )
-        binding_name = binding["metadata"]["name"]
         cluster = policy.target.cluster
-        resource_version = (body.get("metadata") or {}).get("resourceVersion")
+        namespace = request.metadata.namespace or ""
 
         try:
             target = await runtime.cluster_for(
-                policy.target, {"namespace": namespace, "name": request.metadata.name}
+                policy.target,
+                session_name=f"jitgrant-{namespace}-{request.metadata.name}",
+                source_identity=request.spec.requester.username,
             )
         except TargetUnavailable as exc:
-            if exc.retryable:
-                raise
+            await self._target_trouble(request, body, exc, cluster=cluster)
+            return
+        try:
+            await self._issue(
+                step,
+                plan=plan,
+                body=body,
+                request=request,
+                target=target,
+                cluster=cluster,
+                policy_target=policy.target,
+            )
+        except TargetUnavailable as exc:
+            await self._target_trouble(request, body, exc, cluster=cluster)
+        finally:
+            if target is not runtime.own:
+                target.client.close()
+
+    async def _target_trouble(
+        self, request: AccessRequest, body: Mapping[str, Any], exc: TargetUnavailable, *, cluster: str
+    ) -> None:
+        """A permanent problem fails the request; a passing one is shown while the timer retries."""
+        if not exc.retryable:
             await self._fail(request, body, reason=exc.reason, message=str(exc), cluster=cluster)
             return
+        self.runtime.metrics.reconcile_error(handler="activate")
+        await self.runtime.own.patch_request_status(
+            request.metadata.namespace or "",
+            request.metadata.name,
+            {"reason": exc.reason, "message": f"{exc}; retrying in {exc.retry_after:.0f}s"},
+            resource_version=(body.get("metadata") or {}).get("resourceVersion"),
+        )
+
+    async def _issue(
+        self,
+        step: Step,
+        *,
+        plan: GrantPlan,
+        body: Mapping[str, Any],
+        request: AccessRequest,
+        target: ClusterApi,
+        cluster: str,
+        policy_target: Target,
+    ) -> None:
+        runtime = self.runtime
+        assert step.decision is not None
+        owner, now, expires_at = plan.owner, plan.now, plan.expires_at
 
         # Invariant 6: the record that access is about to exist is accepted before it exists.
         try:
@@ -318,7 +348,7 @@ class Reconciler:
                     reason=step.message,
                     activated_at=now,
                     expires_at=expires_at,
-                    binding=binding_name,
+                    binding=plan.binding_name,
                 )
             )
         except AuditUnavailable as exc:
@@ -332,21 +362,23 @@ class Reconciler:
             return
 
         try:
-            await grant_objects.issue(target, binding=binding, role=role, owner_uid=owner.uid)
+            if plan.service_account is not None:
+                await grant_objects.issue_service_account(
+                    target, service_account=plan.service_account, owner_uid=owner.uid
+                )
+            await grant_objects.issue(target, binding=plan.binding, role=plan.role, owner_uid=owner.uid)
+            if plan.service_account is not None:
+                await self._deliver_kubeconfig(plan, request=request, target=target)
         except ForeignObjectError as exc:
             await self._fail(request, body, reason="NameCollision", message=str(exc), cluster=cluster)
             return
+        except ClusterAccessError as exc:  # a token refresh inside a call to an EKS cluster
+            raise TargetUnavailable.from_access_error(exc) from exc
         except ApiException as exc:
             if exc.status in (403, 422):
                 # The API server itself refused: e.g. the ClusterRole is not in the operator's
-                # `bind` allowlist. Nothing was created; say exactly what the server said.
-                await self._remove_quietly(
-                    target,
-                    namespace=request.spec.namespace,
-                    binding=binding_name,
-                    role=role["metadata"]["name"] if role else None,
-                    owner_uid=owner.uid,
-                )
+                # `bind` allowlist. Nothing stays behind; say exactly what the server said.
+                await self._remove_plan(plan, target=target)
                 await self._fail(
                     request,
                     body,
@@ -359,15 +391,19 @@ class Reconciler:
 
         grant = GrantRef(
             cluster=cluster,
+            target=policy_target,
             namespace=request.spec.namespace,
-            role_binding=binding_name,
-            role=role["metadata"]["name"] if role is not None else None,
-            cluster_role=step.decision.cluster_role if role is None else None,
+            role_binding=plan.binding_name,
+            role=plan.role_name,
+            cluster_role=step.decision.cluster_role if plan.role is None else None,
+            service_account=plan.service_account_name,
+            kubeconfig_secret=plan.secret_name,
         )
         status: dict[str, Any] = {
             "phase": Phase.ACTIVE.value,
             "reason": step.reason,
-            "message": f"{describe_grant(request)} until {_time(expires_at)}",
+            "message": f"{describe_grant(request)} until {_time(expires_at)}"
+            + (f"; kubeconfig in Secret {plan.secret_name}" if plan.secret_name else ""),
             "activatedAt": _time(now),
             "expiresAt": _time(expires_at),
             "grant": grant.model_dump(mode="json", by_alias=True, exclude_none=True),
@@ -375,7 +411,10 @@ class Reconciler:
         if request.status.requested_at is None:
             status["requestedAt"] = _time(now)
         await runtime.own.patch_request_status(
-            namespace, request.metadata.name, status, resource_version=resource_version
+            owner.namespace,
+            request.metadata.name,
+            status,
+            resource_version=(body.get("metadata") or {}).get("resourceVersion"),
         )
         runtime.metrics.request_outcome(policy=request.spec.policy, outcome="active")
         runtime.metrics.grant_activated(cluster)
@@ -384,7 +423,59 @@ class Reconciler:
             policy=request.spec.policy, seconds=(now - started).total_seconds()
         )
         _post_event(body, warning=False, reason="Granted", message=status["message"])
-        log.info("%s/%s -> Active until %s", namespace, request.metadata.name, _time(expires_at))
+        log.info("%s/%s -> Active until %s", owner.namespace, request.metadata.name, _time(expires_at))
+
+    async def _deliver_kubeconfig(
+        self, plan: GrantPlan, *, request: AccessRequest, target: ClusterApi
+    ) -> None:
+        """Token for the grant's ServiceAccount, wrapped in a kubeconfig only the requester can read."""
+        assert plan.service_account_name is not None and request.spec.requester is not None
+        token = await grant_objects.mint_token(
+            target,
+            namespace=request.spec.namespace,
+            service_account=plan.service_account_name,
+            seconds=token_seconds(plan.expires_at - plan.now),
+        )
+        text = kubeconfig_yaml(
+            scoped_kubeconfig(
+                cluster_name=target.name,
+                server=target.server,
+                ca_pem=target.ca_pem,
+                token=token,
+                namespace=request.spec.namespace,
+                user=plan.service_account_name,
+            )
+        )
+        reader = (
+            request.spec.requester.extra.get(CREATED_BY_EXTRA, ("",))[0] or request.spec.requester.username
+        )
+        role, binding = kubeconfig_reader(owner=plan.owner, expires_at=plan.expires_at, reader=reader)
+        await grant_objects.issue_kubeconfig(
+            self.runtime.own,
+            secret=kubeconfig_secret(owner=plan.owner, expires_at=plan.expires_at, kubeconfig_text=text),
+            reader_role=role,
+            reader_binding=binding,
+            owner_uid=plan.owner.uid,
+        )
+
+    async def _remove_plan(self, plan: GrantPlan, *, target: ClusterApi) -> None:
+        try:
+            await grant_objects.remove(
+                target,
+                namespace=plan.binding["metadata"]["namespace"],
+                binding=plan.binding_name,
+                role=plan.role_name,
+                owner_uid=plan.owner.uid,
+            )
+            if plan.service_account_name is not None:
+                await grant_objects.remove_service_account(
+                    target,
+                    namespace=plan.binding["metadata"]["namespace"],
+                    name=plan.service_account_name,
+                    owner_uid=plan.owner.uid,
+                )
+        except ApiException:
+            log.warning("could not clean up after a refused grant for %s", plan.owner.ref, exc_info=True)
 
     async def _end_grant(
         self, step: Step, *, body: Mapping[str, Any], request: AccessRequest, write_status: bool = True
@@ -394,14 +485,7 @@ class Reconciler:
         grant = request.status.grant
         policy = await runtime.get_policy(request.spec.policy)
         if grant is not None:
-            target = await self._target_for_removal(grant, policy)
-            await grant_objects.remove(
-                target,
-                namespace=grant.namespace,
-                binding=grant.role_binding,
-                role=grant.role,
-                owner_uid=request.metadata.uid or "",
-            )
+            await self._remove_grant(grant, policy, request=request)
         now = runtime.clock()
         phase = _PHASE_OF[step.action]
         status: dict[str, Any] = {
@@ -440,23 +524,41 @@ class Reconciler:
             "%s/%s -> %s: %s", request.metadata.namespace, request.metadata.name, phase.value, step.message
         )
 
-    async def _target_for_removal(self, grant: GrantRef, policy: GrantPolicySpec | None) -> Any:
-        if policy is not None and policy.target.cluster == grant.cluster:
-            return await self.runtime.cluster_for(policy.target, {})
-        if grant.cluster == "in-cluster":
-            return self.runtime.own
-        # The policy changed or vanished: the sweep over every known cluster removes it instead.
-        raise TargetUnavailable(f"cannot resolve cluster {grant.cluster} to remove the grant", retryable=True)
-
-    async def _remove_quietly(
-        self, target: Any, *, namespace: str, binding: str, role: str | None, owner_uid: str
+    async def _remove_grant(
+        self, grant: GrantRef, policy: GrantPolicySpec | None, *, request: AccessRequest
     ) -> None:
+        """The binding first (access ends with it), then the Role, the ServiceAccount (which voids
+        its tokens) and the kubeconfig Secret."""
+        owner_uid = request.metadata.uid or ""
+        target = await self._target_for_removal(grant, policy)
         try:
             await grant_objects.remove(
-                target, namespace=namespace, binding=binding, role=role, owner_uid=owner_uid
+                target,
+                namespace=grant.namespace,
+                binding=grant.role_binding,
+                role=grant.role,
+                owner_uid=owner_uid,
             )
-        except ApiException:
-            log.warning("could not clean up after a refused grant in %s", namespace, exc_info=True)
+            if grant.service_account is not None:
+                await grant_objects.remove_service_account(
+                    target, namespace=grant.namespace, name=grant.service_account, owner_uid=owner_uid
+                )
+        except ClusterAccessError as exc:
+            raise TargetUnavailable.from_access_error(exc) from exc
+        if grant.kubeconfig_secret is not None:
+            await grant_objects.remove_kubeconfig(
+                self.runtime.own,
+                namespace=request.metadata.namespace or "",
+                secret=grant.kubeconfig_secret,
+                reader=grant.kubeconfig_secret.removesuffix("-kubeconfig") + "-reader",
+                owner_uid=owner_uid,
+            )
+
+    async def _target_for_removal(self, grant: GrantRef, policy: GrantPolicySpec | None) -> ClusterApi:
+        target = grant.target or (policy.target if policy is not None else None)
+        if target is None or target.type is TargetType.IN_CLUSTER:
+            return self.runtime.own
+        return await self.runtime.housekeeping_cluster(target)
 
     async def _fail(
         self,

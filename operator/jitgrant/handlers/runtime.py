@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -11,13 +11,20 @@ from typing import Any
 from pydantic import ValidationError
 
 from jitgrant.audit.trail import AuditTrail
+from jitgrant.clusters.connection import ClusterConnection
+from jitgrant.clusters.errors import ClusterAccessError
 from jitgrant.clusters.own import ClusterApi
+from jitgrant.clusters.registry import TargetClusters
 from jitgrant.health import Health
 from jitgrant.metrics import Metrics
 from jitgrant.models import GrantPolicySpec, Target, TargetType
 from jitgrant.settings import OperatorSettings
 
 Clock = Callable[[], datetime]
+
+# The role session the operator uses for its own housekeeping (revocation, sweep) in a target
+# cluster: never a requester's session, so one request's credentials never act for another.
+OPERATOR_SESSION = "jitgrant-operator"
 
 
 def utcnow() -> datetime:
@@ -27,10 +34,19 @@ def utcnow() -> datetime:
 class TargetUnavailable(Exception):
     """The policy's target cluster cannot be reached; `retryable` says whether to try again."""
 
-    def __init__(self, message: str, *, retryable: bool, reason: str = "TargetUnavailable") -> None:
+    def __init__(
+        self, message: str, *, retryable: bool, reason: str = "TargetUnavailable", retry_after: float = 5.0
+    ) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.reason = reason
+        self.retry_after = retry_after
+
+    @classmethod
+    def from_access_error(cls, error: ClusterAccessError) -> TargetUnavailable:
+        return cls(
+            error.message, retryable=error.retryable, reason=error.reason, retry_after=error.retry_after
+        )
 
 
 @dataclass
@@ -40,11 +56,12 @@ class Runtime:
     audit: AuditTrail
     metrics: Metrics
     health: Health = field(default_factory=Health)
-    # Resolves a policy's target to the cluster where grants land. Defaults to the own cluster
-    # for InCluster targets; EKS support plugs in here.
-    target_resolver: Callable[[Target, Mapping[str, str]], Any] | None = None
+    # Reaches EKS targets through an assumed role; None: this operator grants in its own cluster only.
+    targets: TargetClusters | None = None
     clock: Clock = utcnow
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    # Clients for the operator's own housekeeping session, one per target cluster.
+    _housekeeping: dict[str, ClusterApi] = field(default_factory=dict)
     sweep_task: asyncio.Task[None] | None = None
     started: asyncio.Event = field(default_factory=asyncio.Event)
     # Set at shutdown: kopf lets timers run a few seconds longer, and a transition started then
@@ -53,16 +70,10 @@ class Runtime:
     # The OIDC verifier the admission webhook uses (JWKS cache and jti replay memory live in it).
     oidc: Any = None
 
-    # Target clusters other than our own that the sweep also covers (EKS targets plug in here).
-    sweep_targets: Callable[[], list[ClusterApi]] | None = None
-
     @property
     def operator_usernames(self) -> frozenset[str]:
         """Whose updates are the operator's own (finalizers, progress annotations, status)."""
         return frozenset({self.settings.operator_username})
-
-    def extra_sweep_clusters(self) -> list[ClusterApi]:
-        return self.sweep_targets() if self.sweep_targets is not None else []
 
     def lock_for(self, key: str) -> asyncio.Lock:
         """One transition at a time per request: the event handler and the timer both reconcile."""
@@ -78,14 +89,66 @@ class Runtime:
         except ValidationError:
             return None
 
-    async def cluster_for(self, target: Target, request: Mapping[str, str]) -> ClusterApi:
+    async def connection_for(
+        self, target: Target, *, session_name: str, source_identity: str
+    ) -> ClusterConnection:
+        """Where and as whom to reach `target`; raises TargetUnavailable with a reason for the status."""
+        if target.type is TargetType.IN_CLUSTER:
+            raise TargetUnavailable("the operator's own cluster needs no connection", retryable=False)
+        if self.targets is None:
+            raise TargetUnavailable(
+                f"policy targets EKS cluster {target.cluster}, but this operator has no EKS access "
+                "configured (run it with AWS credentials, e.g. IRSA, and --eks)",
+                retryable=False,
+                reason="EKSNotConfigured",
+            )
+        try:
+            return await self.targets.connection(
+                target, session_name=session_name, source_identity=source_identity
+            )
+        except ClusterAccessError as error:
+            raise TargetUnavailable.from_access_error(error) from error
+
+    async def cluster_for(self, target: Target, *, session_name: str, source_identity: str) -> ClusterApi:
+        """A client for `target` acting for one request (close it when done), or the own cluster."""
         if target.type is TargetType.IN_CLUSTER:
             return self.own
-        if self.target_resolver is None:
-            raise TargetUnavailable(
-                f"policy targets EKS cluster {target.cluster}, "
-                "but this operator has no EKS access configured",
-                retryable=False,
-            )
-        api: ClusterApi = await self.target_resolver(target, request)
+        connection = await self.connection_for(
+            target, session_name=session_name, source_identity=source_identity
+        )
+        return ClusterApi(name=target.cluster, client=connection.to_api_client(), connection=connection)
+
+    async def housekeeping_cluster(self, target: Target) -> ClusterApi:
+        """The operator's own client for `target` (revocation, sweep), cached per cluster."""
+        if target.type is TargetType.IN_CLUSTER:
+            return self.own
+        cached = self._housekeeping.get(target.cluster)
+        if cached is not None:
+            return cached
+        api = await self.cluster_for(target, session_name=OPERATOR_SESSION, source_identity=OPERATOR_SESSION)
+        self._housekeeping[target.cluster] = api
         return api
+
+    async def sweep_clusters(self) -> list[ClusterApi | TargetUnavailable]:
+        """Every cluster the sweep covers: our own, and each EKS target some GrantPolicy names."""
+        found: list[ClusterApi | TargetUnavailable] = [self.own]
+        seen: set[str] = set()
+        for body in await self.own.list_policies():
+            try:
+                target = GrantPolicySpec.model_validate(body.get("spec") or {}).target
+            except ValidationError:
+                continue
+            if target.type is TargetType.IN_CLUSTER or target.cluster in seen:
+                continue
+            seen.add(target.cluster)
+            try:
+                found.append(await self.housekeeping_cluster(target))
+            except TargetUnavailable as exc:
+                found.append(exc)
+        return found
+
+    def close(self) -> None:
+        for api in self._housekeeping.values():
+            api.client.close()
+        self._housekeeping.clear()
+        self.own.client.close()

@@ -111,10 +111,16 @@ async def sweep_cluster(runtime: Runtime, cluster: ClusterApi) -> int:
 
 
 async def sweep_all(runtime: Runtime) -> int:
-    clusters = [runtime.own, *runtime.extra_sweep_clusters()]
-    results = await asyncio.gather(*(sweep_cluster(runtime, c) for c in clusters), return_exceptions=True)
+    reachable: list[ClusterApi] = []
+    for found in await runtime.sweep_clusters():
+        if isinstance(found, ClusterApi):
+            reachable.append(found)
+        else:
+            log.error("sweep cannot reach a target cluster: %s", found)
+            runtime.metrics.reconcile_error(handler="sweep")
+    results = await asyncio.gather(*(sweep_cluster(runtime, c) for c in reachable), return_exceptions=True)
     total = 0
-    for cluster, result in zip(clusters, results, strict=True):
+    for cluster, result in zip(reachable, results, strict=True):
         if isinstance(result, BaseException):
             # One unreachable cluster must not stop the sweep of the others.
             log.error("sweep of cluster %s failed: %s", cluster.name, result)

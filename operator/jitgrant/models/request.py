@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from jitgrant.models.base import Duration, WireModel, parse_duration
-from jitgrant.models.policy import ObjectMeta
+from jitgrant.models.policy import ObjectMeta, Target
 from jitgrant.models.rbac import PolicyRule
 
 
@@ -82,6 +82,9 @@ class GrantRef(WireModel):
     """What the operator created for this request, so it can be found and removed."""
 
     cluster: str
+    # Where the grant lives, kept with the grant so it can be removed even after its policy is
+    # deleted or retargeted.
+    target: Target | None = None
     namespace: str
     role_binding: str
     role: str | None = None
