@@ -19,7 +19,10 @@ from kubernetes.client import ApiClient
 
 from jitgrant.audit.config import AuditConfig, FileSinkConfig, StdoutSinkConfig
 from jitgrant.audit.trail import AuditTrail
+from jitgrant.clusters.connection import kubeconfig_connection, own_cluster_connection
+from jitgrant.clusters.eks import EKSAccess
 from jitgrant.clusters.own import ClusterApi, api_client_from
+from jitgrant.clusters.registry import TargetClusters
 from jitgrant.handlers import operator as operator_handlers
 from jitgrant.handlers.runtime import Runtime
 from jitgrant.health import Health, directory_accepts_writes
@@ -68,6 +71,13 @@ def build_runtime(
         health=Health(audit_ready=directory_accepts_writes(audit_config.spool_dir)),
     )
     runtime.oidc = OIDCVerifier(keys=JWKSCache())
+    if settings.eks_enabled:
+        runtime.targets = TargetClusters(
+            own=kubeconfig_connection(config_dict=dict(kubeconfig))
+            if isinstance(kubeconfig, Mapping)
+            else own_cluster_connection(kubeconfig=kubeconfig),
+            eks=EKSAccess(),
+        )
     return runtime
 
 
@@ -137,7 +147,7 @@ async def run(
         if runtime.settings.metrics_port is not None:
             runtime.metrics.stop_server()
         # The official client keeps a urllib3 pool (and a thread pool) per ApiClient.
-        runtime.own.client.close()
+        runtime.close()
 
 
 class OperatorThread:

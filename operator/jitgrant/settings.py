@@ -38,6 +38,8 @@ class OperatorSettings(BaseModel):
     audit_stdout: bool = True
     metrics_port: int | None = None
     health_port: int | None = None
+    # Reach EKS targets through an assumed IAM role, with the pod's AWS credentials (IRSA).
+    eks_enabled: bool = False
     webhook: WebhookSettings | None = None
     # The operator's own authenticated username: its metadata and finalizer patches are the only
     # updates the validating webhook lets through without an approval receipt.

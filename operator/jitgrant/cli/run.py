@@ -36,6 +36,12 @@ def add_run_subcommand(sub: Any) -> None:
         help="HMAC key for requester seals and approval receipts (>= 32 bytes)",
     )
     p.add_argument("--inline-rules", action="store_true", help="allow Roles created from inline rules")
+    p.add_argument(
+        "--eks",
+        action="store_true",
+        default=os.environ.get("JITGRANT_EKS", "") == "true",
+        help="grant in EKS clusters through an assumed IAM role (AWS credentials from the pod, e.g. IRSA)",
+    )
     p.add_argument("--sweep-interval", type=int, default=30, help="seconds between expiry sweeps")
     p.add_argument("--verbose", "-v", action="store_true")
     p.set_defaults(func=cmd_run)
@@ -62,6 +68,7 @@ def settings_from_args(args: argparse.Namespace) -> OperatorSettings:
         "audit_config": args.audit_config,
         "metrics_port": args.metrics_port,
         "health_port": args.health_port,
+        "eks_enabled": args.eks,
         "webhook": webhook,
     }
     if args.receipt_key_file is not None:

@@ -1,0 +1,27 @@
+"""The chart passes only flags `jitgrant run` accepts: a rendered Deployment's args parse."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from jitgrant.cli.main import build_parser
+
+from .conftest import COMBINATIONS, render
+
+
+def _operator_args(manifests: list[dict[str, Any]]) -> list[str]:
+    [deployment] = [m for m in manifests if m["kind"] == "Deployment"]
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    args: list[str] = container["args"]
+    return args
+
+
+@pytest.mark.parametrize("combination", sorted(COMBINATIONS))
+def test_rendered_operator_args_are_accepted_by_the_cli(chart: Any, combination: str) -> None:
+    args = _operator_args(render(chart, COMBINATIONS[combination]))
+    parsed = build_parser().parse_args(args)
+    assert parsed.command == "run"
+    assert parsed.webhook_port == 9443 and parsed.health_port and parsed.metrics_port
+    assert parsed.eks == bool(COMBINATIONS[combination].get("eks", {}).get("roleArn"))
