@@ -113,6 +113,9 @@ class Reconciler:
                     log.debug("%s/%s: waiting for the finalizer before granting", namespace, name)
                     return None
                 await self._carry_out(step, body=body, request=request, policy=policy)
+                if step.action is Action.ACTIVATE:
+                    # Done, or waiting on the target cluster: the timer retries after the backoff.
+                    return None
         return None
 
     async def _next(
@@ -314,10 +317,15 @@ class Reconciler:
             await self._fail(request, body, reason=exc.reason, message=str(exc), cluster=cluster)
             return
         self.runtime.metrics.reconcile_error(handler="activate")
+        if request.status.reason == exc.reason:
+            return  # already shown; writing again would only wake every watcher for nothing
         await self.runtime.own.patch_request_status(
             request.metadata.namespace or "",
             request.metadata.name,
-            {"reason": exc.reason, "message": f"{exc}; retrying in {exc.retry_after:.0f}s"},
+            {
+                "reason": exc.reason,
+                "message": f"{exc}; retrying with backoff (first retry in {exc.retry_after:.0f}s)",
+            },
             resource_version=(body.get("metadata") or {}).get("resourceVersion"),
         )
 
