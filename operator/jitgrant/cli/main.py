@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from jitgrant.cli.agent import add_request_subcommand
 from jitgrant.cli.requests import add_request_subcommands
 from jitgrant.cli.run import add_run_subcommand
 
@@ -22,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--list", action="store_true", help="list the scenarios")
     demo.set_defaults(func=_demo)
     add_request_subcommands(sub)
+    add_request_subcommand(sub)
     try:
         from jitgrant.audit.cli import add_audit_subcommands
     except ImportError:  # pragma: no cover - the audit CLI ships with the package
