@@ -1,0 +1,519 @@
+"""Stand-ins for the world outside the operator's cluster, for `jitgrant demo --scenario eks` and the tests.
+
+- **AWS**: moto in server mode on 127.0.0.1 for STS, IAM and EKS (the target role and the EKS
+  cluster are created there), and `PresignedSTS` for the one call moto cannot answer (a presigned
+  GetCallerIdentity: what EKS does with a bearer token).
+- **EKS clusters**: each one a second `EmbeddedCluster` that authenticates EKS tokens with
+  `verify_eks_token` and maps the target role to `jitgrant:{{SessionName}}` in group
+  `jitgrant:operators`, as an access entry would. That group gets exactly the chart's permissions
+  that matter in a target cluster (`TARGET_PERMISSIONS`), so the API server there enforces least
+  privilege and the `bind` allowlist just as in the operator's own cluster.
+- **An OIDC issuer** on https://127.0.0.1 (discovery + JWKS, an RSA key), like the one a CI system
+  gives its jobs, for external agents that have no identity in any cluster.
+
+moto's DescribeCluster answers with a made-up endpoint and CA data that is not a PEM certificate,
+so the EKSAccess built here points each cluster name at its stand-in's HTTPS URL and CA through
+`endpoint_overrides`; DescribeCluster itself is still called against moto.
+
+moto is imported only when the stand-ins start: it is a development dependency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import socket
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Coroutine, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import boto3
+import jwt
+from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric import rsa
+from kubernetes.client import AppsV1Api, CoreV1Api, RbacAuthorizationV1Api
+
+from jitgrant.clusters.connection import ClusterConnection, KubeconfigToken
+from jitgrant.clusters.eks import EKSAccess, RegionEndpoints
+from jitgrant.clusters.eks_authenticator import verify_eks_token
+from jitgrant.clusters.presigned_sts import PresignedSTS
+from jitgrant.clusters.registry import TargetClusters
+from jitgrant.devcluster import EmbeddedCluster, User
+from jitgrant.handlers.runtime import Runtime
+from jitgrant.handlers.webhook_tls import client_ssl_context, generate_webhook_tls
+from jitgrant.identity.jwks import JWKSCache
+from jitgrant.identity.oidc import OIDCVerifier
+from jitgrant.permissions import GRANTABLE_CLUSTER_ROLE_PERMISSIONS, OPERATOR_PERMISSIONS, Permission
+
+T = TypeVar("T")
+
+REGION = "eu-west-1"
+ACCOUNT = "111122223333"
+OPERATORS_GROUP = "jitgrant:operators"
+# The access entry's username template: the cluster's audit log names the request's session.
+USERNAME_TEMPLATE = "jitgrant:{{SessionName}}"
+# The operator's own credentials (what IRSA would give it); moto accepts any key.
+OPERATOR_KEY_ID = "AKIAIOSFODNN7EXAMPLE"
+OPERATOR_SECRET = "operator-secret-wJalrXUtnFEMI"  # moto does not check secrets
+OIDC_AUDIENCE = "jitgrant"
+
+# What the operator does in a target cluster: bind (rolebindings) and, for agents without an
+# identity there, a ServiceAccount and its token. The kubeconfig Secret, its reader Role and
+# everything about AccessRequests stay in the operator's own cluster.
+_TARGET_RESOURCES = frozenset({"rolebindings", "serviceaccounts", "serviceaccounts/token"})
+TARGET_PERMISSIONS: tuple[Permission, ...] = tuple(
+    p for p in OPERATOR_PERMISSIONS if p.resource in _TARGET_RESOURCES
+)
+
+log = logging.getLogger(__name__)
+
+
+def _rules(permissions: Sequence[Permission], *, resource_names: Sequence[str] = ()) -> list[dict[str, Any]]:
+    rules = []
+    for permission in permissions:
+        rule: dict[str, Any] = {
+            "apiGroups": [permission.api_group],
+            "resources": [permission.resource],
+            "verbs": list(permission.verbs),
+        }
+        if resource_names:
+            rule["resourceNames"] = list(resource_names)
+        rules.append(rule)
+    return rules
+
+
+class ServiceLoop:
+    """An event loop in a daemon thread for the small HTTP stand-ins (STS, OIDC issuer)."""
+
+    def __init__(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="jitgrant-standins", daemon=True)
+        self._thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T], *, timeout: float = 30.0) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=timeout)
+
+    def stop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        if not self._thread.is_alive():
+            self._loop.close()
+
+
+class MotoServer:
+    """moto in server mode on 127.0.0.1 (STS, IAM, EKS), reached over real HTTP."""
+
+    def __init__(self) -> None:
+        try:
+            from moto.server import ThreadedMotoServer
+        except ImportError as exc:  # pragma: no cover - moto ships with the dev extras
+            raise RuntimeError(
+                "the EKS stand-ins need moto[server]: pip install 'jitgrant[dev]' (make demo does)"
+            ) from exc
+        # moto logs every request through werkzeug; the scenario prints its own story.
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self._server.start()
+        host, port = self._server.get_host_and_port()
+        self.url = f"http://{host}:{port}"
+
+    def stop(self) -> None:
+        self._server.stop()
+
+    def operator_session(self) -> boto3.Session:
+        return boto3.Session(
+            aws_access_key_id=OPERATOR_KEY_ID, aws_secret_access_key=OPERATOR_SECRET, region_name=REGION
+        )
+
+    def admin_client(self, service: str, *, account: str = ACCOUNT, region: str = REGION) -> Any:
+        """A client acting in `account` (moto keeps one backend per account, as AWS does)."""
+        sts = self.operator_session().client("sts", region_name=region, endpoint_url=self.url)
+        admin = sts.assume_role(
+            RoleArn=f"arn:aws:iam::{account}:role/platform-admin", RoleSessionName="setup"
+        )
+        credentials = admin["Credentials"]
+        return boto3.client(
+            service,  # type: ignore[call-overload]
+            region_name=region,
+            endpoint_url=self.url,
+            aws_access_key_id=credentials["AccessKeyId"],
+            aws_secret_access_key=credentials["SecretAccessKey"],
+            aws_session_token=credentials["SessionToken"],
+        )
+
+    def create_target_role(self, name: str, *, account: str = ACCOUNT) -> str:
+        """The role the operator assumes, with the trust policy docs/eks.md describes (moto ignores it)."""
+        trust = {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Principal": {"AWS": "arn:aws:iam::999988887777:role/jitgrant-operator"},
+                    "Action": ["sts:AssumeRole", "sts:SetSourceIdentity"],
+                    "Condition": {"StringLike": {"sts:SourceIdentity": "*"}},
+                }
+            ],
+        }
+        iam = self.admin_client("iam", account=account)
+        arn: str = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+        return arn
+
+    def create_eks_cluster(self, name: str, *, region: str = REGION, account: str = ACCOUNT) -> None:
+        eks = self.admin_client("eks", account=account, region=region)
+        eks.create_cluster(
+            name=name,
+            roleArn=f"arn:aws:iam::{account}:role/eks-cluster",
+            resourcesVpcConfig={"subnetIds": []},
+        )
+
+
+@dataclass
+class OIDCIssuer:
+    """An OIDC issuer at https://127.0.0.1:<port>: discovery, JWKS, one RSA key, tokens minted here."""
+
+    directory: Path
+    url: str = ""
+    kid: str = "demo-rsa-1"
+    _key: rsa.RSAPrivateKey = field(init=False, repr=False)
+    _runner: web.AppRunner | None = field(init=False, default=None, repr=False)
+
+    async def start(self) -> None:
+        self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.tls = generate_webhook_tls(self.directory, hosts=["127.0.0.1"])
+        public = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(self._key.public_key()))
+        jwks = {"keys": [{**public, "kid": self.kid, "use": "sig", "alg": "RS256"}]}
+
+        async def discovery(_: web.Request) -> web.Response:
+            return web.json_response({"issuer": self.url, "jwks_uri": f"{self.url}/keys"})
+
+        async def keys(_: web.Request) -> web.Response:
+            return web.json_response(jwks)
+
+        app = web.Application()
+        app.router.add_get("/.well-known/openid-configuration", discovery)
+        app.router.add_get("/keys", keys)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        import ssl
+
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(str(self.tls.certfile), str(self.tls.pkeyfile))
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=context)
+        await site.start()
+        self.url = f"https://127.0.0.1:{int(self._runner.addresses[0][1])}"
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    def verifier(self) -> OIDCVerifier:
+        """What the operator verifies tokens with: JWKS over TLS, trusting this issuer's CA."""
+        return OIDCVerifier(keys=JWKSCache(ssl_context=client_ssl_context(self.tls)))
+
+    def mint(self, subject: str, *, audience: str = OIDC_AUDIENCE, lifetime: int = 300) -> str:
+        now = int(time.time())
+        claims = {
+            "iss": self.url,
+            "aud": audience,
+            "sub": subject,
+            "iat": now,
+            "nbf": now,
+            "exp": now + lifetime,
+            "jti": uuid.uuid4().hex,
+        }
+        return jwt.encode(claims, self._key, algorithm="RS256", headers={"kid": self.kid})
+
+    def requester(self, *subjects: str) -> dict[str, Any]:
+        """The `requesters.oidc` entry of a GrantPolicy admitting these subjects of this issuer."""
+        return {"issuer": self.url, "audience": OIDC_AUDIENCE, "subjects": list(subjects)}
+
+
+@dataclass
+class EKSStandIn:
+    """An embedded cluster playing EKS cluster `name`: EKS tokens in, access-entry-style mapping."""
+
+    name: str
+    region: str
+    role_arn: str
+    grantable_cluster_roles: Sequence[Mapping[str, Any]]
+    namespaces: Sequence[str]
+    deployments: Sequence[tuple[str, str]]
+    cluster: EmbeddedCluster = field(init=False)
+    sts: PresignedSTS = field(init=False)
+    # Every identity the cluster authenticated from an EKS token: (username, groups).
+    authenticated: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
+
+    def start(self, *, loop: ServiceLoop, moto_url: str) -> None:
+        self.cluster = EmbeddedCluster(name=self.name)
+        self.cluster.start()
+        self.sts = PresignedSTS(moto_url=moto_url)
+        loop.run(self.sts.start())
+        mapping = {self.role_arn: (USERNAME_TEMPLATE, [OPERATORS_GROUP])}
+
+        async def authenticate(token: str) -> User | None:
+            found = await verify_eks_token(
+                token, cluster_name=self.name, sts_endpoint_url=self.sts.url, role_mapping=mapping
+            )
+            if found is None:
+                return None
+            self.authenticated.append(found)
+            return User(name=found[0], groups=found[1])
+
+        self.cluster.add_authenticator(authenticate)
+        self._install()
+
+    def stop(self, *, loop: ServiceLoop) -> None:
+        try:
+            loop.run(self.sts.stop())
+        finally:
+            self.cluster.stop()
+
+    @property
+    def admin(self) -> Any:
+        return self.cluster.api_client()
+
+    def _install(self) -> None:
+        """What the platform team sets up in the target cluster before pointing a policy at it."""
+        admin = self.admin
+        core, rbac, apps = CoreV1Api(admin), RbacAuthorizationV1Api(admin), AppsV1Api(admin)
+        for namespace in self.namespaces:
+            core.create_namespace({"metadata": {"name": namespace}})
+        names = [str(role["metadata"]["name"]) for role in self.grantable_cluster_roles]
+        roles = {
+            "jitgrant-operator": _rules(TARGET_PERMISSIONS),
+            "jitgrant-operator-bind": _rules(GRANTABLE_CLUSTER_ROLE_PERMISSIONS, resource_names=names),
+        }
+        for role_name, rules in roles.items():
+            rbac.create_cluster_role({"metadata": {"name": role_name}, "rules": rules})
+            rbac.create_cluster_role_binding(
+                {
+                    "metadata": {"name": role_name},
+                    "roleRef": {
+                        "apiGroup": "rbac.authorization.k8s.io",
+                        "kind": "ClusterRole",
+                        "name": role_name,
+                    },
+                    "subjects": [
+                        {"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": OPERATORS_GROUP}
+                    ],
+                }
+            )
+        for role in self.grantable_cluster_roles:
+            rbac.create_cluster_role(dict(role))
+        for namespace, name in self.deployments:
+            apps.create_namespaced_deployment(
+                namespace,
+                {
+                    "metadata": {"name": name, "labels": {"app": name}},
+                    "spec": {
+                        "replicas": 1,
+                        "selector": {"matchLabels": {"app": name}},
+                        "template": {
+                            "metadata": {"labels": {"app": name}},
+                            "spec": {"containers": [{"name": name, "image": f"registry.example/{name}:1.0"}]},
+                        },
+                    },
+                },
+            )
+
+    # -- what is there ----------------------------------------------------------------------------
+    def role_bindings(self, namespace: str) -> list[dict[str, Any]]:
+        admin = self.admin
+        items: list[dict[str, Any]] = admin.sanitize_for_serialization(
+            RbacAuthorizationV1Api(admin).list_namespaced_role_binding(namespace)
+        )["items"]
+        return items
+
+    def service_accounts(self, namespace: str) -> list[dict[str, Any]]:
+        admin = self.admin
+        items: list[dict[str, Any]] = admin.sanitize_for_serialization(
+            CoreV1Api(admin).list_namespaced_service_account(namespace)
+        )["items"]
+        return items
+
+    def managed(self, namespace: str) -> list[str]:
+        """Every jitgrant-labelled RoleBinding and ServiceAccount in `namespace`, as kind/name."""
+        objects = [("RoleBinding", b) for b in self.role_bindings(namespace)]
+        objects += [("ServiceAccount", s) for s in self.service_accounts(namespace)]
+        return [
+            f"{kind}/{obj['metadata']['name']}"
+            for kind, obj in objects
+            if (obj["metadata"].get("labels") or {}).get("app.kubernetes.io/managed-by") == "jitgrant"
+        ]
+
+
+@dataclass
+class AssumeRoleCall:
+    """One AssumeRole the operator made, as sent (parameters) and as answered (ARN or error code)."""
+
+    role_arn: str
+    session_name: str
+    source_identity: str | None
+    external_id: str | None
+    duration_seconds: int | None
+    at: float
+    assumed_role_arn: str | None = None
+    error: str | None = None
+
+
+def blackhole() -> tuple[socket.socket, str]:
+    """A listening socket that never answers: connections are accepted by the kernel, then silence."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    return sock, f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+@dataclass
+class ClusterSpec:
+    """One EKS target to stand in for."""
+
+    name: str
+    region: str = REGION
+    role_name: str = "jitgrant-target"
+
+
+@dataclass
+class AWSStandIns:
+    """moto, PresignedSTS, EKS stand-in clusters and (optionally) an OIDC issuer, started together.
+
+    `runtime_hook` is for `Environment(runtime_hook=...)`: it gives the operator an EKSAccess whose
+    STS and EKS calls go to moto, and (with an issuer) an OIDC verifier that trusts the issuer's CA.
+    """
+
+    clusters: Sequence[ClusterSpec] = (ClusterSpec("prod-eu"),)
+    grantable_cluster_roles: Sequence[Mapping[str, Any]] = ()
+    namespaces: Sequence[str] = ("payments", "orders")
+    deployments: Sequence[tuple[str, str]] = (
+        ("payments", "checkout"),
+        ("payments", "ledger"),
+        ("orders", "checkout"),
+    )
+    with_oidc_issuer: bool = False
+    # Per-region endpoint overrides on top of moto (e.g. an STS that hangs, for one region only).
+    region_endpoints: Mapping[str, RegionEndpoints] = field(default_factory=dict)
+    connect_timeout: float = 5.0
+    read_timeout: float = 10.0
+
+    moto: MotoServer = field(init=False)
+    loop: ServiceLoop = field(init=False)
+    access: EKSAccess = field(init=False)
+    issuer: OIDCIssuer | None = field(init=False, default=None)
+    standins: dict[str, EKSStandIn] = field(init=False, default_factory=dict)
+    assume_calls: list[AssumeRoleCall] = field(init=False, default_factory=list)
+
+    def __enter__(self) -> AWSStandIns:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        self.loop = ServiceLoop()
+        self.moto = MotoServer()
+        if self.with_oidc_issuer:
+            self.issuer = OIDCIssuer(directory=Path(tempfile.mkdtemp(prefix="jitgrant-oidc-")))
+            self.loop.run(self.issuer.start())
+        overrides: dict[str, tuple[str, bytes | None]] = {}
+        roles: dict[tuple[str, str], str] = {}
+        for spec in self.clusters:
+            key = (ACCOUNT, spec.role_name)
+            if key not in roles:
+                roles[key] = self.moto.create_target_role(spec.role_name)
+            self.moto.create_eks_cluster(spec.name, region=spec.region)
+            standin = EKSStandIn(
+                name=spec.name,
+                region=spec.region,
+                role_arn=roles[key],
+                grantable_cluster_roles=self.grantable_cluster_roles,
+                namespaces=self.namespaces,
+                deployments=self.deployments,
+            )
+            standin.start(loop=self.loop, moto_url=self.moto.url)
+            self.standins[spec.name] = standin
+            # moto's endpoint is made up and its CA data is not a PEM certificate.
+            overrides[spec.name] = (standin.cluster.https_url, standin.cluster.ca_pem)
+        moto = RegionEndpoints(sts=self.moto.url, eks=self.moto.url)
+        self.access = EKSAccess(
+            base_session=self.moto.operator_session(),
+            default_endpoints=moto,
+            region_endpoints={**{spec.region: moto for spec in self.clusters}, **self.region_endpoints},
+            endpoint_overrides=overrides,
+            connect_timeout=self.connect_timeout,
+            read_timeout=self.read_timeout,
+        )
+        for region in {spec.region for spec in self.clusters}:
+            self._observe(region)
+
+    def stop(self) -> None:
+        try:
+            for standin in self.standins.values():
+                standin.stop(loop=self.loop)
+            if self.issuer is not None:
+                self.loop.run(self.issuer.stop())
+        finally:
+            self.moto.stop()
+            self.loop.stop()
+
+    def standin(self, name: str | None = None) -> EKSStandIn:
+        return self.standins[name or self.clusters[0].name]
+
+    def target(self, name: str | None = None) -> dict[str, Any]:
+        """A GrantPolicy's `target` for one of the stand-in clusters."""
+        standin = self.standin(name)
+        return {
+            "type": "EKS",
+            "eks": {"clusterName": standin.name, "region": standin.region, "roleArn": standin.role_arn},
+        }
+
+    def runtime_hook(self, runtime: Runtime) -> None:
+        configuration = runtime.own.client.configuration
+        own = ClusterConnection(
+            name=runtime.own.name,
+            server=str(configuration.host),
+            ca_pem=Path(configuration.ssl_ca_cert).read_bytes() if configuration.ssl_ca_cert else None,
+            token_provider=KubeconfigToken(configuration),
+        )
+        runtime.targets = TargetClusters(own=own, eks=self.access)
+        if self.issuer is not None:
+            runtime.oidc = self.issuer.verifier()
+
+    def _observe(self, region: str) -> None:
+        """Record every AssumeRole through the operator's STS client: what was asked, what came back.
+
+        moto ignores SourceIdentity (it neither checks nor returns it), so the parameters as they
+        leave botocore are the evidence that the requester was passed.
+        """
+        events = self.access.sts_client(region).meta.events
+
+        def asked(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+            call = AssumeRoleCall(
+                role_arn=str(params.get("RoleArn")),
+                session_name=str(params.get("RoleSessionName")),
+                source_identity=params.get("SourceIdentity"),
+                external_id=params.get("ExternalId"),
+                duration_seconds=params.get("DurationSeconds"),
+                at=time.monotonic(),
+            )
+            context["jitgrant_demo_call"] = call
+            self.assume_calls.append(call)
+
+        def answered(parsed: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+            call = context.get("jitgrant_demo_call")
+            if call is None:
+                return
+            if "Error" in parsed:
+                call.error = str(parsed["Error"].get("Code"))
+            else:
+                call.assumed_role_arn = str((parsed.get("AssumedRoleUser") or {}).get("Arn"))
+
+        events.register("before-parameter-build.sts.AssumeRole", asked)
+        events.register("after-call.sts.AssumeRole", answered)
