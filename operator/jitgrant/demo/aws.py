@@ -27,6 +27,7 @@ import socket
 import tempfile
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -122,6 +123,10 @@ class MotoServer:
         self._server.start()
         host, port = self._server.get_host_and_port()
         self.url = f"http://{host}:{port}"
+        # moto's backends live in this process, shared by every server in it: start from nothing.
+        reset = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST")  # noqa: S310 - http://127.0.0.1
+        with urllib.request.urlopen(reset, timeout=10) as response:  # noqa: S310
+            response.read()
 
     def stop(self) -> None:
         self._server.stop()
