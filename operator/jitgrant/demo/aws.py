@@ -275,10 +275,13 @@ class EKSStandIn:
         self._install()
 
     def stop(self, *, loop: ServiceLoop) -> None:
+        """Stop whatever `start` got to."""
         try:
-            loop.run(self.sts.stop())
+            if hasattr(self, "sts"):
+                loop.run(self.sts.stop())
         finally:
-            self.cluster.stop()
+            if hasattr(self, "cluster"):
+                self.cluster.stop()
 
     @property
     def admin(self) -> Any:
@@ -423,7 +426,18 @@ class AWSStandIns:
 
     def start(self) -> None:
         self.loop = ServiceLoop()
-        self.moto = MotoServer()
+        try:
+            self.moto = MotoServer()
+        except BaseException:
+            self.loop.stop()
+            raise
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> None:
         if self.with_oidc_issuer:
             self.issuer = OIDCIssuer(directory=Path(tempfile.mkdtemp(prefix="jitgrant-oidc-")))
             self.loop.run(self.issuer.start())
@@ -442,8 +456,8 @@ class AWSStandIns:
                 namespaces=self.namespaces,
                 deployments=self.deployments,
             )
-            standin.start(loop=self.loop, moto_url=self.moto.url)
             self.standins[spec.name] = standin
+            standin.start(loop=self.loop, moto_url=self.moto.url)
             # moto's endpoint is made up and its CA data is not a PEM certificate.
             overrides[spec.name] = (standin.cluster.https_url, standin.cluster.ca_pem)
         moto = RegionEndpoints(sts=self.moto.url, eks=self.moto.url)
@@ -520,5 +534,11 @@ class AWSStandIns:
             else:
                 call.assumed_role_arn = str((parsed.get("AssumedRoleUser") or {}).get("Arn"))
 
+        def broke(exception: Exception, context: dict[str, Any], **_: Any) -> None:
+            call = context.get("jitgrant_demo_call")
+            if call is not None:
+                call.error = type(exception).__name__  # a timeout or connection error: no answer
+
         events.register("before-parameter-build.sts.AssumeRole", asked)
         events.register("after-call.sts.AssumeRole", answered)
+        events.register("after-call-error.sts.AssumeRole", broke)
