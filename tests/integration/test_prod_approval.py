@@ -403,3 +403,42 @@ def test_a_foreign_role_binding_under_the_grant_name_fails_the_request_and_is_le
     with pytest.raises(ApiException) as refused:
         env.restart_deployment("payments", "checkout", client=agent)
     assert refused.value.status == 403
+
+
+def test_two_approvals_are_recorded_one_by_one_and_grant_only_at_quorum(env: Environment) -> None:
+    [policy] = load_manifests(EXAMPLES / "prod-approval" / "policy.yaml")
+    policy = copy.deepcopy(policy)
+    policy["metadata"]["name"] = "prod-restart-two"
+    policy["spec"]["approval"]["minApprovals"] = 2
+    env.apply([policy])
+    alice, bob = approvers(env, "alice", "bob")
+    agent = env.client_for_service_account(NS, "oncall-agent")
+    created = env.create_request(prod_request(policy="prod-restart-two"), client=agent)
+    wait_for_phase(env, NS, NAME, "Pending")
+
+    env.annotate_request(NS, NAME, {APPROVE: "first look"}, client=alice)
+    one = wait_until(
+        lambda: (o := env.get_request(NS, NAME))["status"].get("approvals") and o,
+        what="the first approval in status",
+    )
+    assert one["status"]["phase"] == "Pending"
+    assert [a["approver"] for a in one["status"]["approvals"]] == ["alice"]
+    assert "1 of 2" in one["status"]["message"]
+    assert jit_bindings(env, "payments") == []
+
+    def recorded() -> list[dict[str, Any]]:
+        lines = env.audit_file.read_text().splitlines() if env.audit_file.exists() else []
+        events = [json.loads(line)["event"] for line in lines if line.strip()]
+        return [
+            e
+            for e in events
+            if e["requestUid"] == created["metadata"]["uid"] and e["type"] == "approval-recorded"
+        ]
+
+    [first] = wait_until(recorded, what="an approval-recorded audit record")
+    assert first["approvers"][0]["approver"] == "alice" and first["approvers"][0]["receipt"]
+
+    env.annotate_request(NS, NAME, {APPROVE: "second look"}, client=bob)
+    active = wait_for_phase(env, NS, NAME, "Active")
+    assert sorted(a["approver"] for a in active["status"]["approvals"]) == ["alice", "bob"]
+    assert jit_bindings(env, "payments")

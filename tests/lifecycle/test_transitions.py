@@ -137,9 +137,9 @@ def test_pending_request_is_approved_once_enough_distinct_approvers_agree() -> N
     pol = policy(approval={"required": True, "approvers": {"groups": ["sre"]}, "minApprovals": 2})
     pending = request(status={"phase": "Pending", "requestedAt": NOW.isoformat()})
     one = _tally_with(pol, pending, ("alice", ("sre",), "approve"))
-    assert step_for(pending, pol, approvals=one).action is Action.WAIT
+    assert step_for(pending, pol, approvals=one).action is Action.RECORD_APPROVALS
     same_twice = _tally_with(pol, pending, ("alice", ("sre",), "approve"), ("alice", ("sre",), "approve"))
-    assert step_for(pending, pol, approvals=same_twice).action is Action.WAIT
+    assert len(same_twice.counted) == 1 and not same_twice.approved
     two = _tally_with(pol, pending, ("alice", ("sre",), "approve"), ("bob", ("sre",), "approve"))
     step = step_for(pending, pol, approvals=two)
     assert step.action is Action.APPROVE and "alice" in step.message and "bob" in step.message
@@ -226,3 +226,20 @@ def test_no_step_ever_leads_from_a_terminal_phase_to_activation(
         assert step.action is Action.NONE
     if step.action is Action.ACTIVATE:
         assert phase is Phase.APPROVED and seal and has_policy and not revoke
+
+
+def test_an_approval_short_of_quorum_is_recorded_once() -> None:
+    pol = policy(approval={"required": True, "approvers": {"groups": ["sre"]}, "minApprovals": 2})
+    pending = request(status={"phase": "Pending", "requestedAt": NOW.isoformat()})
+    one = _tally_with(pol, pending, ("alice", ("sre",), "approve"))
+    step = step_for(pending, pol, approvals=one)
+    assert step.action is Action.RECORD_APPROVALS and "1 of 2" in step.message
+    [entry] = one.counted
+    recorded = request(
+        status={
+            "phase": "Pending",
+            "requestedAt": NOW.isoformat(),
+            "approvals": [{"approver": "alice", "at": entry.at.isoformat(), "receipt": entry.receipt}],
+        }
+    )
+    assert step_for(recorded, pol, approvals=one).action is Action.WAIT

@@ -190,6 +190,8 @@ class Reconciler:
             await self._activate(step, body=body, request=request, policy=policy)
         elif step.action in (Action.EXPIRE, Action.REVOKE):
             await self._end_grant(step, body=body, request=request)
+        elif step.action is Action.RECORD_APPROVALS:
+            await self._record_approvals(step, body=body, request=request, policy=policy)
         else:
             await self._transition(step, body=body, request=request, policy=policy)
 
@@ -257,6 +259,41 @@ class Reconciler:
         log.info(
             "%s/%s -> %s: %s", request.metadata.namespace, request.metadata.name, phase.value, step.message
         )
+
+    async def _record_approvals(
+        self, step: Step, *, body: Mapping[str, Any], request: AccessRequest, policy: GrantPolicySpec | None
+    ) -> None:
+        """Each counted approval goes into status and the trail as it arrives, not only at quorum."""
+        runtime = self.runtime
+        now = runtime.clock()
+        entries = self._approval_entries(step.tally)
+        known = {(entry.approver, entry.receipt) for entry in request.status.approvals}
+        await runtime.own.patch_request_status(
+            request.metadata.namespace or "",
+            request.metadata.name,
+            {
+                "reason": step.reason,
+                "message": step.message,
+                "approvals": [entry.model_dump(mode="json", by_alias=True) for entry in entries],
+            },
+            resource_version=(body.get("metadata") or {}).get("resourceVersion"),
+        )
+        cluster = policy.target.cluster if policy is not None else "unknown"
+        for entry in entries:
+            if (entry.approver, entry.receipt) in known:
+                continue
+            await runtime.audit.record(
+                audit_event(
+                    request=request,
+                    event_type=EventType.APPROVAL_RECORDED,
+                    at=now,
+                    cluster=cluster,
+                    decision="approve",
+                    reason=f"approved by {entry.approver}" + (f": {entry.reason}" if entry.reason else ""),
+                    approvals=(entry,),
+                )
+            )
+        _post_event(body, warning=False, reason="ApprovalRecorded", message=step.message)
 
     @staticmethod
     def _approval_entries(result: ApprovalTally | None) -> tuple[ApprovalEntry, ...]:

@@ -29,6 +29,7 @@ class Action(StrEnum):
     EXPIRE = "expire"
     REVOKE = "revoke"
     TIME_OUT = "time-out"
+    RECORD_APPROVALS = "record-approvals"  # a valid approval arrived, not yet enough to approve
 
 
 @dataclass(frozen=True)
@@ -151,6 +152,14 @@ def next_step(
         if tally is not None and tally.approved:
             approvers = ", ".join(sorted({entry.approver for entry in tally.counted}))
             return Step(Action.APPROVE, reason="Approved", message=f"approved by {approvers}", tally=tally)
+        if tally is not None and len(tally.counted) > len(status.approvals):
+            missing = tally.missing
+            return Step(
+                Action.RECORD_APPROVALS,
+                reason="AwaitingApproval",
+                message=f"{len(tally.counted)} of {tally.needed} approval(s); waiting for {missing} more",
+                tally=tally,
+            )
         started = status.requested_at or now
         deadline = started + policy.approval.pending_timeout_delta
         if now >= deadline:
