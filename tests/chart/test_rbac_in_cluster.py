@@ -6,7 +6,6 @@ the API server itself, whatever the GrantPolicy says."""
 
 from __future__ import annotations
 
-import gc
 import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -131,17 +130,6 @@ UNLISTED = [
 ]
 
 
-# The embedded Environment leaves asyncio sockets and an event loop unclosed when it stops (a ResourceWarning
-# that pytest reports on whichever later test happens to collect them). Collect them when this
-# module's environment stops and ignore exactly those warnings here, so the leak is neither hidden
-# elsewhere nor blamed on an unrelated test. To be fixed in jitgrant.demo.environment.
-LEAKED_SOCKETS = pytest.mark.filterwarnings(
-    r"ignore:Exception ignored in. <(socket\.socket|function (_SelectorTransport|BaseEventLoop)\.__del__):"
-    "pytest.PytestUnraisableExceptionWarning"
-)
-pytestmark = [LEAKED_SOCKETS]
-
-
 @pytest.fixture
 def env() -> Iterator[Environment]:
     with ChartRbacEnvironment(grantable_cluster_roles=(GRANTABLE,), sweep_interval=timedelta(seconds=1)) as e:
@@ -151,7 +139,6 @@ def env() -> Iterator[Environment]:
         e.create_deployment("payments", "checkout")
         e.allow_to_request("agents", service_account="oncall-agent")
         yield e
-    gc.collect()  # see LEAKED_SOCKETS
 
 
 def test_operator_runs_a_lifecycle_with_only_the_charts_permissions(env: Environment) -> None:

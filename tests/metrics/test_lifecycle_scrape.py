@@ -3,7 +3,6 @@ operator's metrics endpoint shows each transition once, with the right labels an
 
 from __future__ import annotations
 
-import gc
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
@@ -59,17 +58,6 @@ def when(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-# The embedded Environment leaves asyncio sockets and an event loop unclosed when it stops (a ResourceWarning
-# that pytest reports on whichever later test happens to collect them). Collect them when this
-# module's environment stops and ignore exactly those warnings here, so the leak is neither hidden
-# elsewhere nor blamed on an unrelated test. To be fixed in jitgrant.demo.environment.
-LEAKED_SOCKETS = pytest.mark.filterwarnings(
-    r"ignore:Exception ignored in. <(socket\.socket|function (_SelectorTransport|BaseEventLoop)\.__del__):"
-    "pytest.PytestUnraisableExceptionWarning"
-)
-pytestmark = [LEAKED_SOCKETS]
-
-
 @pytest.fixture
 def env() -> Iterator[Environment]:
     with Environment(sweep_interval=timedelta(seconds=1)) as environment:
@@ -79,7 +67,6 @@ def env() -> Iterator[Environment]:
         environment.create_deployment("payments", "checkout")
         environment.allow_to_request("agents", service_account="oncall-agent")
         yield environment
-    gc.collect()  # see LEAKED_SOCKETS
 
 
 def requests_by_outcome(samples: list[Sample]) -> dict[tuple[str, str], float]:

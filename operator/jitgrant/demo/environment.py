@@ -88,6 +88,8 @@ class Environment:
     operator: OperatorThread = field(init=False)
     receipt_key: bytes = field(init=False, default=b"")
     _webhook: WebhookSettings = field(init=False)
+    _clients: list[ApiClient] = field(init=False, default_factory=list)
+    _admin: ApiClient | None = field(init=False, default=None)
 
     # -- set-up ---------------------------------------------------------------------------------
     def __enter__(self) -> Environment:
@@ -129,11 +131,24 @@ class Environment:
         try:
             self.operator.stop()
         finally:
+            # Each ApiClient holds a connection pool and a thread pool: close them, or their
+            # sockets are left for the garbage collector to complain about.
+            for client in self._clients:
+                client.close()
+            self._clients.clear()
+            self._admin = None
             self.cluster.stop()
+
+    def _client(self, *, token: str | None = None) -> ApiClient:
+        client = self.cluster.api_client(token=token)
+        self._clients.append(client)
+        return client
 
     @property
     def admin(self) -> ApiClient:
-        return self.cluster.api_client()
+        if self._admin is None:
+            self._admin = self._client()
+        return self._admin
 
     @property
     def audit_file(self) -> Path:
@@ -268,11 +283,11 @@ class Environment:
         return token
 
     def client_for_service_account(self, namespace: str, name: str) -> ApiClient:
-        return self.cluster.api_client(token=self.service_account_token(namespace, name))
+        return self._client(token=self.service_account_token(namespace, name))
 
     def client_for_user(self, name: str, *, groups: tuple[str, ...] = ()) -> ApiClient:
         token = self.cluster.add_user(User(name=name, uid=f"uid-{name}", groups=groups))
-        return self.cluster.api_client(token=token)
+        return self._client(token=token)
 
     def allow_to_request(
         self,
