@@ -241,3 +241,14 @@ def test_throttling_is_shown_in_status_and_retried_with_backoff_until_it_succeed
     # Expiry goes through moto again (the stubber is gone), as the operator's own session.
     wait_for_phase(env, NS, "throttled", "Expired")
     assert aws.standin().managed("payments") == []
+
+
+def test_the_eks_demo_passes_every_check(capsys: pytest.CaptureFixture[str]) -> None:
+    """`jitgrant demo --scenario eks`: every step checked against both clusters."""
+    from jitgrant.cli.main import main
+
+    assert main(["demo", "--scenario", "eks"]) == 0
+    out = capsys.readouterr().out
+    assert "=== scenario eks: every step checked against the cluster" in out
+    assert "SourceIdentity oidc-https---127.0.0.1-" in out
+    assert "kubeconfig written to" in out and "refused (401 Unauthorized)" in out

@@ -38,7 +38,7 @@ import boto3
 import jwt
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
-from kubernetes.client import AppsV1Api, CoreV1Api, RbacAuthorizationV1Api
+from kubernetes.client import ApiClient, AppsV1Api, CoreV1Api, RbacAuthorizationV1Api
 
 from jitgrant.clusters.connection import ClusterConnection, KubeconfigToken
 from jitgrant.clusters.eks import EKSAccess, RegionEndpoints
@@ -254,6 +254,7 @@ class EKSStandIn:
     sts: PresignedSTS = field(init=False)
     # Every identity the cluster authenticated from an EKS token: (username, groups).
     authenticated: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
+    _admin: ApiClient | None = field(init=False, default=None, repr=False)
 
     def start(self, *, loop: ServiceLoop, moto_url: str) -> None:
         self.cluster = EmbeddedCluster(name=self.name)
@@ -280,12 +281,18 @@ class EKSStandIn:
             if hasattr(self, "sts"):
                 loop.run(self.sts.stop())
         finally:
+            if self._admin is not None:
+                self._admin.close()
+                self._admin = None
             if hasattr(self, "cluster"):
                 self.cluster.stop()
 
     @property
-    def admin(self) -> Any:
-        return self.cluster.api_client()
+    def admin(self) -> ApiClient:
+        """One admin client for the stand-in (each ApiClient holds a pool: closed at stop)."""
+        if self._admin is None:
+            self._admin = self.cluster.api_client()
+        return self._admin
 
     def _install(self) -> None:
         """What the platform team sets up in the target cluster before pointing a policy at it."""
