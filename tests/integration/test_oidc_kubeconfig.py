@@ -10,7 +10,7 @@ import base64
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import kubernetes.config
@@ -232,3 +232,21 @@ def test_revoking_or_deleting_removes_the_kubeconfig_and_its_identity_at_once(wo
     assert restart(agents["deleted"], "payments", "checkout") == 401
     for agent in agents.values():
         agent.close()
+
+
+def test_a_window_that_closed_while_the_operator_was_down_leaves_nothing_either(world: World) -> None:
+    world.file("outage", duration="3s")
+    active = wait_for_phase(world.env, NS, "outage", "Active")
+    agent = kubernetes.config.new_client_from_config_dict(world.kubeconfig_of(active))
+    assert restart(agent, "payments", "checkout") == 200
+
+    world.env.operator.stop()
+    expires_at = datetime.fromisoformat(active["status"]["expiresAt"].replace("Z", "+00:00"))
+    wait_until(lambda: datetime.now(UTC) > expires_at + timedelta(seconds=1), what="the window to close")
+    assert restart(agent, "payments", "checkout") == 200  # nobody has revoked it yet
+    world.env.start_operator()
+
+    world.nothing_left(wait_for_phase(world.env, NS, "outage", "Expired"))
+    assert world.target.managed("payments") == []
+    assert restart(agent, "payments", "checkout") == 401
+    agent.close()
