@@ -243,6 +243,21 @@ def test_throttling_is_shown_in_status_and_retried_with_backoff_until_it_succeed
     assert aws.standin().managed("payments") == []
 
 
+def test_a_cluster_that_does_not_map_the_role_fails_the_request_as_unauthorized(
+    env: Environment, aws: AWSStandIns
+) -> None:
+    """Like a role without an access entry: AssumeRole and the token are fine, the cluster says 401."""
+    policy = eks_policy(aws, name="unmapped")
+    policy["spec"]["target"]["eks"]["roleArn"] = f"arn:aws:iam::{ACCOUNT}:role/jitgrant-target-unmapped"
+    env.apply([policy])
+    file_request(env, "unmapped", policy="unmapped")
+    status = wait_for_phase(env, NS, "unmapped", "Failed")["status"]
+    assert status["reason"] == "ClusterUnauthorized"
+    assert "cluster prod-eu did not accept the operator's credentials (401)" in status["message"]
+    assert "access entry" in status["message"]
+    assert aws.standin().managed("payments") == []
+
+
 def test_the_eks_demo_passes_every_check(capsys: pytest.CaptureFixture[str]) -> None:
     """`jitgrant demo --scenario eks`: every step checked against both clusters."""
     from jitgrant.cli.main import main

@@ -7,9 +7,10 @@ import json
 import logging
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 
 import kopf
+import urllib3.exceptions
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
@@ -18,7 +19,7 @@ from jitgrant.approvals.receipts import APPROVALS_ANNOTATION, parse_recorded
 from jitgrant.audit.records import EventType
 from jitgrant.audit.trail import AuditUnavailable
 from jitgrant.clusters import grant_objects
-from jitgrant.clusters.errors import ClusterAccessError
+from jitgrant.clusters.errors import ClusterAccessError, classify_kubernetes_error
 from jitgrant.clusters.grant_objects import ForeignObjectError
 from jitgrant.clusters.own import ClusterApi
 from jitgrant.grants.delivery import kubeconfig_reader, kubeconfig_secret, token_seconds
@@ -432,7 +433,13 @@ class Reconciler:
                     cluster=cluster,
                 )
                 return
+            if exc.status == 401 or exc.status == 429 or exc.status == 0 or exc.status >= 500:
+                # The target does not know the operator (on EKS: no access entry for the role), is
+                # overloaded, or failed TLS: say so in status instead of retrying silently.
+                await self._cluster_trouble(exc, plan=plan, target=target, cluster=cluster)
             raise
+        except urllib3.exceptions.HTTPError as exc:  # no answer from the target's API server
+            await self._cluster_trouble(exc, plan=plan, target=target, cluster=cluster)
 
         grant = GrantRef(
             cluster=cluster,
@@ -469,6 +476,14 @@ class Reconciler:
         )
         _post_event(body, warning=False, reason="Granted", message=status["message"])
         log.info("%s/%s -> Active until %s", owner.namespace, request.metadata.name, _time(expires_at))
+
+    async def _cluster_trouble(
+        self, exc: Exception, *, plan: GrantPlan, target: ClusterApi, cluster: str
+    ) -> NoReturn:
+        error = classify_kubernetes_error(exc, cluster=cluster)
+        if not error.retryable:
+            await self._remove_plan(plan, target=target)
+        raise TargetUnavailable.from_access_error(error) from exc
 
     async def _deliver_kubeconfig(
         self, plan: GrantPlan, *, request: AccessRequest, target: ClusterApi
