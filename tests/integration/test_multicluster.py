@@ -162,3 +162,28 @@ def test_a_target_whose_sts_hangs_does_not_hold_up_grants_in_the_other() -> None
             assert aws.standin(US).managed("payments") == []
     finally:
         sock.close()
+
+
+def test_a_target_whose_api_server_never_answers_does_not_hold_up_the_other() -> None:
+    """The operator's calls to a target API server time out: the request says so and is retried,
+    the other cluster's grant goes ahead, and the operator can still stop."""
+    sock, silent_api = blackhole()
+    try:
+        with two_targets(api_overrides={US: silent_api}, target_request_timeout=(1.0, 2.0)) as (aws, env):
+            file_request(env, "to-us", US)
+            file_request(env, "to-eu", EU, duration="1m")
+            assert wait_for_phase(env, NS, "to-eu", "Active")["status"]["grant"]["cluster"] == EU
+
+            def unreachable() -> dict[str, Any] | None:
+                status = env.get_request(NS, "to-us").get("status") or {}
+                return status if status.get("reason") == "ClusterUnreachable" else None
+
+            status = wait_until(unreachable, timeout=15, what="prod-us's unanswered API server in status")
+            assert status["phase"] == "Approved"
+            assert "could not reach the API server of cluster prod-us" in status["message"]
+            assert aws.standin(US).managed("payments") == []
+
+            env.annotate_request(NS, "to-us", {"jitgrant.dev/revoke": "prod-us is down"}, client=env.admin)
+            wait_for_phase(env, NS, "to-us", "Revoked", timeout=30)
+    finally:
+        sock.close()

@@ -42,6 +42,10 @@ class ClusterApi:
     client: ApiClient
     # Where the client points, for kubeconfigs handed to agents (None: read from the client).
     connection: Any = None
+    # (connect, read) seconds for every call; None waits forever, as the official client does.
+    # Target clusters get one, so an API server that accepts connections but never answers holds
+    # one request's reconcile for seconds, not for good (and cannot keep the operator from stopping).
+    request_timeout: tuple[float, float] | None = None
 
     @property
     def server(self) -> str:
@@ -67,6 +71,8 @@ class ClusterApi:
         return items
 
     async def call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        if self.request_timeout is not None:
+            kwargs.setdefault("_request_timeout", self.request_timeout)
         return await asyncio.to_thread(fn, *args, **kwargs)
 
     @property

@@ -416,6 +416,10 @@ class AWSStandIns:
     region_endpoints: Mapping[str, RegionEndpoints] = field(default_factory=dict)
     connect_timeout: float = 5.0
     read_timeout: float = 10.0
+    # Cluster name -> API server URL to use instead of the stand-in's (e.g. one that never answers).
+    api_overrides: Mapping[str, str] = field(default_factory=dict)
+    # (connect, read) seconds for the operator's calls to target API servers (Runtime's default if None).
+    target_request_timeout: tuple[float, float] | None = None
 
     moto: MotoServer = field(init=False)
     loop: ServiceLoop = field(init=False)
@@ -467,6 +471,8 @@ class AWSStandIns:
             standin.start(loop=self.loop, moto_url=self.moto.url)
             # moto's endpoint is made up and its CA data is not a PEM certificate.
             overrides[spec.name] = (standin.cluster.https_url, standin.cluster.ca_pem)
+            if spec.name in self.api_overrides:
+                overrides[spec.name] = (self.api_overrides[spec.name], None)
         moto = RegionEndpoints(sts=self.moto.url, eks=self.moto.url)
         self.access = EKSAccess(
             base_session=self.moto.operator_session(),
@@ -509,6 +515,8 @@ class AWSStandIns:
             token_provider=KubeconfigToken(configuration),
         )
         runtime.targets = TargetClusters(own=own, eks=self.access)
+        if self.target_request_timeout is not None:
+            runtime.target_request_timeout = self.target_request_timeout
         if self.issuer is not None:
             runtime.oidc = self.issuer.verifier()
 

@@ -58,6 +58,8 @@ class Runtime:
     health: Health = field(default_factory=Health)
     # Reaches EKS targets through an assumed role; None: this operator grants in its own cluster only.
     targets: TargetClusters | None = None
+    # (connect, read) seconds for each call to a target cluster's API server.
+    target_request_timeout: tuple[float, float] = (5.0, 20.0)
     clock: Clock = utcnow
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     # Clients for the operator's own housekeeping session, one per target cluster.
@@ -116,7 +118,12 @@ class Runtime:
         connection = await self.connection_for(
             target, session_name=session_name, source_identity=source_identity
         )
-        return ClusterApi(name=target.cluster, client=connection.to_api_client(), connection=connection)
+        return ClusterApi(
+            name=target.cluster,
+            client=connection.to_api_client(),
+            connection=connection,
+            request_timeout=self.target_request_timeout,
+        )
 
     async def housekeeping_cluster(self, target: Target) -> ClusterApi:
         """The operator's own client for `target` (revocation, sweep), cached per cluster."""
