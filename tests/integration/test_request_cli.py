@@ -146,6 +146,42 @@ def test_denied_by_an_approver_while_waiting_exits_10(env: Environment, agent: A
     assert "denied: DeniedByApprover: denied by alice: use the runbook" in err.read_text()
 
 
+def test_progress_counts_approvals_until_quorum_then_exits_0(env: Environment, agent: Agent) -> None:
+    env.apply(
+        [
+            {
+                "apiVersion": "jitgrant.dev/v1alpha1",
+                "kind": "GrantPolicy",
+                "metadata": {"name": "prod-restart-two"},
+                "spec": {
+                    "requesters": {"serviceAccounts": [{"namespace": NS, "name": "oncall-agent"}]},
+                    "namespaces": ["payments"],
+                    "grants": [{"clusterRole": "jit-restart-checkout"}],
+                    "approval": {
+                        "required": True,
+                        "approvers": {"groups": ["sre-oncall"]},
+                        "minApprovals": 2,
+                    },
+                },
+            }
+        ]
+    )
+    env.allow_to_approve(NS, group="sre-oncall")
+    process, err = agent.start(*restart("prod-restart-two", "--name", "two", "--wait"))
+    wait_until(lambda: "2 more approval(s) needed (0 of 2)" in err.read_text(), what="0 of 2")
+    for approver in ("alice", "bob"):
+        client = env.client_for_user(approver, groups=("sre-oncall",))
+        env.annotate_request(NS, "two", {"jitgrant.dev/approve": "checked"}, client=client)
+        if approver == "alice":
+            wait_until(
+                lambda: "1 more approval(s) needed (1 of 2); approved by alice" in err.read_text(),
+                what="1 of 2",
+            )
+    process.communicate(timeout=30)
+    assert process.returncode == 0, err.read_text()
+    assert "active until" in err.read_text()
+
+
 def test_pending_timeout_exits_11(env: Environment, agent: Agent) -> None:
     env.apply(
         [

@@ -25,7 +25,6 @@ from kubernetes.client import ApiClient, CoreV1Api, CustomObjectsApi
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
-from jitgrant.approvals.receipts import APPROVALS_ANNOTATION, parse_recorded
 from jitgrant.approvals.review import OIDC_TOKEN_ANNOTATION
 from jitgrant.cli.requests import (
     EXIT_REFUSED,
@@ -79,7 +78,9 @@ _OUTCOMES = {
 }
 # Until RBAC caches catch up (real clusters), a Secret just made readable may still answer 403.
 SECRET_READ_GRACE_SECONDS = 10.0
-_WAITING_FOR = re.compile(r"waiting for (\d+) approval")
+# The operator's Pending messages, for agents that may not read the GrantPolicy itself.
+_WAITING_FOR = re.compile(r"waiting for (?P<needed>\d+) approval")
+_COUNTED_OF = re.compile(r"\d+ of (?P<needed>\d+) approval")
 
 
 class RuleError(ValueError):
@@ -186,18 +187,18 @@ def _approvals_needed(custom: CustomObjectsApi, policy: str, status: Mapping[str
         body = custom.get_cluster_custom_object(API_GROUP, API_VERSION, "grantpolicies", policy)
         return int(((body.get("spec") or {}).get("approval") or {}).get("minApprovals", 1))
     except ApiException:
-        found = _WAITING_FOR.search(str(status.get("message") or ""))
-        return int(found.group(1)) if found else None
+        message = str(status.get("message") or "")
+        found = _WAITING_FOR.search(message) or _COUNTED_OF.search(message)
+        return int(found.group("needed")) if found else None
 
 
 def _pending_line(obj: Mapping[str, Any], needed: int | None) -> tuple[tuple[object, ...], str]:
-    annotations = (obj.get("metadata") or {}).get("annotations") or {}
-    approvers = sorted(
-        {e.approver for e in parse_recorded(annotations.get(APPROVALS_ANNOTATION)) if e.decision == "approve"}
-    )
+    """Approvals as the operator counted them (status.approvals: valid receipts, eligible people)."""
+    status = obj.get("status") or {}
+    approvers = sorted({str(entry.get("approver")) for entry in status.get("approvals") or []})
     have = len(approvers)
     if needed is None:
-        text = f"pending approval: {have} recorded so far"
+        text = f"pending approval: {have} counted so far"
     else:
         text = f"pending approval: {max(needed - have, 0)} more approval(s) needed ({have} of {needed})"
     if approvers:
