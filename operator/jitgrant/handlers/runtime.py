@@ -136,23 +136,17 @@ class Runtime:
         self._housekeeping[target.cluster] = api
         return api
 
-    async def sweep_clusters(self) -> list[ClusterApi | TargetUnavailable]:
-        """Every cluster the sweep covers: our own, and each EKS target some GrantPolicy names."""
-        found: list[ClusterApi | TargetUnavailable] = [self.own]
-        seen: set[str] = set()
+    async def sweep_targets(self) -> list[Target]:
+        """Each EKS target some GrantPolicy names, once: the clusters the sweep covers besides ours."""
+        targets: dict[str, Target] = {}
         for body in await self.own.list_policies():
             try:
                 target = GrantPolicySpec.model_validate(body.get("spec") or {}).target
             except ValidationError:
                 continue
-            if target.type is TargetType.IN_CLUSTER or target.cluster in seen:
-                continue
-            seen.add(target.cluster)
-            try:
-                found.append(await self.housekeeping_cluster(target))
-            except TargetUnavailable as exc:
-                found.append(exc)
-        return found
+            if target.type is not TargetType.IN_CLUSTER:
+                targets.setdefault(target.cluster, target)
+        return list(targets.values())
 
     def close(self) -> None:
         for api in self._housekeeping.values():

@@ -18,7 +18,8 @@ from jitgrant.clusters.grant_objects import ManagedObject
 from jitgrant.clusters.own import ClusterApi
 from jitgrant.grants.objects import REQUEST_ANNOTATION, REQUEST_UID_LABEL
 from jitgrant.handlers.reconcile import Reconciler
-from jitgrant.handlers.runtime import Runtime
+from jitgrant.handlers.runtime import Runtime, TargetUnavailable
+from jitgrant.models import Target
 from jitgrant.models.request import TERMINAL_PHASES
 
 log = logging.getLogger("jitgrant.sweep")
@@ -110,20 +111,28 @@ async def sweep_cluster(runtime: Runtime, cluster: ClusterApi) -> int:
     return removed
 
 
+async def _sweep_target(runtime: Runtime, target: Target) -> int:
+    try:
+        cluster = await runtime.housekeeping_cluster(target)
+    except TargetUnavailable as exc:
+        raise RuntimeError(f"cannot reach {target.cluster}: {exc}") from exc
+    return await sweep_cluster(runtime, cluster)
+
+
 async def sweep_all(runtime: Runtime) -> int:
-    reachable: list[ClusterApi] = []
-    for found in await runtime.sweep_clusters():
-        if isinstance(found, ClusterApi):
-            reachable.append(found)
-        else:
-            log.error("sweep cannot reach a target cluster: %s", found)
-            runtime.metrics.reconcile_error(handler="sweep")
-    results = await asyncio.gather(*(sweep_cluster(runtime, c) for c in reachable), return_exceptions=True)
+    """Sweep every cluster at once: connecting to and sweeping one never waits on another."""
+    targets = await runtime.sweep_targets()
+    names = [runtime.own.name, *(target.cluster for target in targets)]
+    results = await asyncio.gather(
+        sweep_cluster(runtime, runtime.own),
+        *(_sweep_target(runtime, target) for target in targets),
+        return_exceptions=True,
+    )
     total = 0
-    for cluster, result in zip(reachable, results, strict=True):
+    for name, result in zip(names, results, strict=True):
         if isinstance(result, BaseException):
             # One unreachable cluster must not stop the sweep of the others.
-            log.error("sweep of cluster %s failed: %s", cluster.name, result)
+            log.error("sweep of cluster %s failed: %s", name, result)
             runtime.metrics.reconcile_error(handler="sweep")
         else:
             total += result
