@@ -6,8 +6,7 @@ the API server itself, whatever the GrantPolicy says."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -23,6 +22,7 @@ from jitgrant.demo.environment import (
     OPERATOR_SERVICE_ACCOUNT,
     Environment,
     load_manifests,
+    wait_until,
 )
 
 from .conftest import CHART_DIR, RELEASE, only
@@ -59,28 +59,8 @@ class ChartRbacEnvironment(Environment):
         rbac.create_cluster_role_binding(binding)
 
 
-def wait_until(fn: Callable[[], T | None], *, timeout: float = 20.0, what: str) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = fn()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.1)
-
-
 def wait_for_phase(env: Environment, name: str, phase: str, *, timeout: float = 20.0) -> dict[str, Any]:
-    def reached() -> dict[str, Any] | None:
-        obj = env.get_request("agents", name)
-        return obj if (obj.get("status") or {}).get("phase") == phase else None
-
-    try:
-        return wait_until(reached, timeout=timeout, what=f"agents/{name} to become {phase}")
-    except AssertionError:
-        raise AssertionError(
-            f"agents/{name} never became {phase}: {env.get_request('agents', name).get('status')}"
-        ) from None
+    return env.wait_for_phase("agents", name, phase, timeout=timeout)
 
 
 def request(

@@ -2,27 +2,15 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
-from jitgrant.demo.environment import EXAMPLES, Environment, load_manifests
+from jitgrant.demo.environment import EXAMPLES, Environment, load_manifests, wait_until
 
-T = TypeVar("T")
-
-
-def wait_until(fn: Callable[[], T | None], *, timeout: float = 20.0, what: str = "condition") -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.1)
+__all__ = ["jit_bindings", "phase_of", "request_manifest", "wait_for_phase", "wait_until"]
 
 
 def phase_of(env: Environment, namespace: str, name: str) -> str | None:
@@ -33,23 +21,11 @@ def phase_of(env: Environment, namespace: str, name: str) -> str | None:
 def wait_for_phase(
     env: Environment, namespace: str, name: str, phase: str, *, timeout: float = 20.0
 ) -> dict[str, Any]:
-    def reached() -> dict[str, Any] | None:
-        obj = env.get_request(namespace, name)
-        return obj if (obj.get("status") or {}).get("phase") == phase else None
-
-    try:
-        return wait_until(reached, timeout=timeout, what=f"{namespace}/{name} to become {phase}")
-    except AssertionError:
-        status = env.get_request(namespace, name).get("status")
-        raise AssertionError(f"{namespace}/{name} did not become {phase}; status is {status}") from None
+    return env.wait_for_phase(namespace, name, phase, timeout=timeout)
 
 
 def jit_bindings(env: Environment, namespace: str) -> list[dict[str, Any]]:
-    return [
-        b
-        for b in env.role_bindings(namespace)
-        if (b["metadata"].get("labels") or {}).get("app.kubernetes.io/managed-by") == "jitgrant"
-    ]
+    return env.jit_bindings(namespace)
 
 
 @pytest.fixture

@@ -3,8 +3,7 @@ operator's metrics endpoint shows each transition once, with the right labels an
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -18,23 +17,8 @@ from .conftest import scrape, value
 T = TypeVar("T")
 
 
-def wait_until(fn: Callable[[], T | None], *, timeout: float = 20.0, what: str) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = fn()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.1)
-
-
 def wait_for_phase(env: Environment, name: str, phase: str, *, timeout: float = 20.0) -> dict[str, Any]:
-    def reached() -> dict[str, Any] | None:
-        obj = env.get_request("agents", name)
-        return obj if (obj.get("status") or {}).get("phase") == phase else None
-
-    return wait_until(reached, timeout=timeout, what=f"agents/{name} to become {phase}")
+    return env.wait_for_phase("agents", name, phase, timeout=timeout)
 
 
 def request(

@@ -45,6 +45,7 @@ from jitgrant.clusters.eks import EKSAccess, RegionEndpoints
 from jitgrant.clusters.eks_authenticator import verify_eks_token
 from jitgrant.clusters.presigned_sts import PresignedSTS
 from jitgrant.clusters.registry import TargetClusters
+from jitgrant.demo.environment import deployment_manifest
 from jitgrant.devcluster import EmbeddedCluster, User
 from jitgrant.handlers.runtime import Runtime
 from jitgrant.handlers.webhook_tls import client_ssl_context, generate_webhook_tls
@@ -323,20 +324,7 @@ class EKSStandIn:
         for role in self.grantable_cluster_roles:
             rbac.create_cluster_role(dict(role))
         for namespace, name in self.deployments:
-            apps.create_namespaced_deployment(
-                namespace,
-                {
-                    "metadata": {"name": name, "labels": {"app": name}},
-                    "spec": {
-                        "replicas": 1,
-                        "selector": {"matchLabels": {"app": name}},
-                        "template": {
-                            "metadata": {"labels": {"app": name}},
-                            "spec": {"containers": [{"name": name, "image": f"registry.example/{name}:1.0"}]},
-                        },
-                    },
-                },
-            )
+            apps.create_namespaced_deployment(namespace, deployment_manifest(name))
 
     # -- what is there ----------------------------------------------------------------------------
     def role_bindings(self, namespace: str) -> list[dict[str, Any]]:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from kubernetes.client import ApiClient, CoreV1Api, CustomObjectsApi, RbacAuthorizationV1Api
@@ -68,6 +68,36 @@ def _rules(
 
 def load_manifests(path: Path) -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+T = TypeVar("T")
+
+
+def wait_until(fn: Callable[[], T | None], *, timeout: float = 20.0, what: str = "condition") -> T:
+    """Poll `fn` until it returns something truthy; fail with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fn()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.1)
+
+
+def deployment_manifest(name: str) -> dict[str, Any]:
+    """A minimal Deployment: what `kubectl rollout restart` acts on in the scenarios."""
+    return {
+        "metadata": {"name": name, "labels": {"app": name}},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": name, "image": f"registry.example/{name}:1.0"}]},
+            },
+        },
+    }
 
 
 @dataclass
@@ -384,20 +414,7 @@ class Environment:
     def create_deployment(self, namespace: str, name: str) -> None:
         from kubernetes.client import AppsV1Api
 
-        AppsV1Api(self.admin).create_namespaced_deployment(
-            namespace,
-            {
-                "metadata": {"name": name, "labels": {"app": name}},
-                "spec": {
-                    "replicas": 1,
-                    "selector": {"matchLabels": {"app": name}},
-                    "template": {
-                        "metadata": {"labels": {"app": name}},
-                        "spec": {"containers": [{"name": name, "image": f"registry.example/{name}:1.0"}]},
-                    },
-                },
-            },
-        )
+        AppsV1Api(self.admin).create_namespaced_deployment(namespace, deployment_manifest(name))
 
     def get_request(self, namespace: str, name: str, *, client: ApiClient | None = None) -> dict[str, Any]:
         result: dict[str, Any] = CustomObjectsApi(client or self.admin).get_namespaced_custom_object(
@@ -424,6 +441,29 @@ class Environment:
             {"metadata": {"annotations": dict(annotations)}},
         )
         return result
+
+    def wait_for_phase(
+        self, namespace: str, name: str, phase: str, *, timeout: float = 20.0
+    ) -> dict[str, Any]:
+        """The request once it reaches `phase`; on time-out, the failure shows its status."""
+
+        def reached() -> dict[str, Any] | None:
+            obj = self.get_request(namespace, name)
+            return obj if (obj.get("status") or {}).get("phase") == phase else None
+
+        try:
+            return wait_until(reached, timeout=timeout, what=f"{namespace}/{name} to become {phase}")
+        except AssertionError:
+            status = self.get_request(namespace, name).get("status")
+            raise AssertionError(f"{namespace}/{name} did not become {phase}; status is {status}") from None
+
+    def jit_bindings(self, namespace: str) -> list[dict[str, Any]]:
+        """The RoleBindings jitgrant labelled in `namespace`."""
+        return [
+            b
+            for b in self.role_bindings(namespace)
+            if (b["metadata"].get("labels") or {}).get("app.kubernetes.io/managed-by") == "jitgrant"
+        ]
 
     def role_bindings(self, namespace: str) -> list[dict[str, Any]]:
         result = RbacAuthorizationV1Api(self.admin).list_namespaced_role_binding(namespace)

@@ -30,20 +30,22 @@ class StepFailed(Exception):
 class Reporter:
     """Numbered steps on stdout; `check` turns an observed fact into a pass or a named failure."""
 
-    out: Any = sys.stdout
+    # None: whatever sys.stdout is when printing (a default bound at import time would keep a
+    # stream that test capture or a redirect has since closed).
+    out: Any = None
     number: int = 0
 
     def step(self, text: str) -> None:
         self.number += 1
-        print(f"\n[{self.number}] {text}", file=self.out, flush=True)
+        print(f"\n[{self.number}] {text}", file=self.out or sys.stdout, flush=True)
 
     def check(self, condition: bool, fact: str) -> None:
         if not condition:
             raise StepFailed(f"step {self.number}: expected {fact}")
-        print(f"    ok: {fact}", file=self.out, flush=True)
+        print(f"    ok: {fact}", file=self.out or sys.stdout, flush=True)
 
     def note(self, text: str) -> None:
-        print(f"    {text}", file=self.out, flush=True)
+        print(f"    {text}", file=self.out or sys.stdout, flush=True)
 
 
 def wait_for_phase(
