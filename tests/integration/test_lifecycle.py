@@ -48,7 +48,11 @@ def test_auto_approved_request_becomes_active_then_expires_and_the_binding_goes(
     assert binding["metadata"]["annotations"]["jitgrant.dev/expires-at"] == status["expiresAt"]
     env.restart_deployment("payments", "checkout", client=agent)  # the grant works
 
+    assert [(c["type"], c["status"]) for c in status["conditions"]] == [("Granted", "True")]
     expired = wait_for_phase(env, "agents", "restart-checkout", "Expired", timeout=15)
+    assert [(c["type"], c["status"], c["reason"]) for c in expired["status"]["conditions"]] == [
+        ("Granted", "False", "Expired")
+    ]
     assert _parse(expired["status"]["endedAt"]) - _parse(status["expiresAt"]) < timedelta(seconds=3)
     assert jit_bindings(env, "payments") == []
     with pytest.raises(ApiException) as after:

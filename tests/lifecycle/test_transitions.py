@@ -243,3 +243,21 @@ def test_an_approval_short_of_quorum_is_recorded_once() -> None:
         }
     )
     assert step_for(recorded, pol, approvals=one).action is Action.WAIT
+
+
+def test_granted_condition_is_true_only_while_active_and_keeps_its_transition_time() -> None:
+    from jitgrant.lifecycle import granted_condition
+
+    pending = granted_condition(
+        phase=Phase.PENDING, reason="AwaitingApproval", message="", previous=(), now=NOW
+    )
+    assert pending.status == "False" and pending.last_transition_time == NOW
+    later = NOW + timedelta(minutes=1)
+    approved = granted_condition(
+        phase=Phase.APPROVED, reason="Approved", message="", previous=(pending,), now=later
+    )
+    assert approved.status == "False" and approved.last_transition_time == NOW  # no flip, no new time
+    active = granted_condition(
+        phase=Phase.ACTIVE, reason="Granted", message="", previous=(approved,), now=later
+    )
+    assert active.status == "True" and active.last_transition_time == later

@@ -28,7 +28,7 @@ from jitgrant.grants.plan import GrantPlan, plan_grant
 from jitgrant.handlers.audit_events import audit_event
 from jitgrant.handlers.runtime import Runtime, TargetUnavailable
 from jitgrant.identity.stamp import REQUESTER_SEAL_ANNOTATION, verify_requester_seal
-from jitgrant.lifecycle import Action, Step, next_step
+from jitgrant.lifecycle import Action, Step, granted_condition, next_step
 from jitgrant.models import AccessRequest, ApprovalEntry, GrantPolicySpec, GrantRef, Phase, Target, TargetType
 from jitgrant.models.request import TERMINAL_PHASES
 
@@ -118,6 +118,27 @@ class Reconciler:
                     # Done, or waiting on the target cluster: the timer retries after the backoff.
                     return None
         return None
+
+    async def _patch_status(
+        self, request: AccessRequest, body: Mapping[str, Any], status: dict[str, Any]
+    ) -> None:
+        """Merge-patch status with the resourceVersion we read (a stale writer loses), keeping the
+        `Granted` condition in step with the phase."""
+        if "phase" in status:
+            condition = granted_condition(
+                phase=Phase(status["phase"]),
+                reason=status.get("reason", ""),
+                message=status.get("message", "")[:1000],
+                previous=request.status.conditions,
+                now=self.runtime.clock(),
+            )
+            status = {**status, "conditions": [condition.model_dump(mode="json", by_alias=True)]}
+        await self.runtime.own.patch_request_status(
+            request.metadata.namespace or "",
+            request.metadata.name,
+            status,
+            resource_version=(body.get("metadata") or {}).get("resourceVersion"),
+        )
 
     async def _next(
         self, body: Mapping[str, Any]
@@ -232,12 +253,7 @@ class Reconciler:
                 )
             )
             runtime.metrics.request_outcome(policy=request.spec.policy, outcome="requested")
-        await runtime.own.patch_request_status(
-            request.metadata.namespace or "",
-            request.metadata.name,
-            status,
-            resource_version=(body.get("metadata") or {}).get("resourceVersion"),
-        )
+        await self._patch_status(request, body, status)
         await runtime.audit.record(
             audit_event(
                 request=request,
@@ -269,15 +285,14 @@ class Reconciler:
         now = runtime.clock()
         entries = self._approval_entries(step.tally)
         known = {(entry.approver, entry.receipt) for entry in request.status.approvals}
-        await runtime.own.patch_request_status(
-            request.metadata.namespace or "",
-            request.metadata.name,
+        await self._patch_status(
+            request,
+            body,
             {
                 "reason": step.reason,
                 "message": step.message,
                 "approvals": [entry.model_dump(mode="json", by_alias=True) for entry in entries],
             },
-            resource_version=(body.get("metadata") or {}).get("resourceVersion"),
         )
         cluster = policy.target.cluster if policy is not None else "unknown"
         for entry in entries:
@@ -357,14 +372,13 @@ class Reconciler:
         self.runtime.metrics.reconcile_error(handler="activate")
         if request.status.reason == exc.reason:
             return  # already shown; writing again would only wake every watcher for nothing
-        await self.runtime.own.patch_request_status(
-            request.metadata.namespace or "",
-            request.metadata.name,
+        await self._patch_status(
+            request,
+            body,
             {
                 "reason": exc.reason,
                 "message": f"{exc}; retrying with backoff (first retry in {exc.retry_after:.0f}s)",
             },
-            resource_version=(body.get("metadata") or {}).get("resourceVersion"),
         )
 
     async def _issue(
@@ -462,12 +476,7 @@ class Reconciler:
         }
         if request.status.requested_at is None:
             status["requestedAt"] = _time(now)
-        await runtime.own.patch_request_status(
-            owner.namespace,
-            request.metadata.name,
-            status,
-            resource_version=(body.get("metadata") or {}).get("resourceVersion"),
-        )
+        await self._patch_status(request, body, status)
         runtime.metrics.request_outcome(policy=request.spec.policy, outcome="active")
         runtime.metrics.grant_activated(cluster)
         started = request.status.requested_at or now
@@ -555,12 +564,7 @@ class Reconciler:
             "endedAt": _time(now),
         }
         if write_status:
-            await runtime.own.patch_request_status(
-                request.metadata.namespace or "",
-                request.metadata.name,
-                status,
-                resource_version=(body.get("metadata") or {}).get("resourceVersion"),
-            )
+            await self._patch_status(request, body, status)
         cluster = grant.cluster if grant is not None else (policy.target.cluster if policy else "unknown")
         await runtime.audit.record(
             audit_event(

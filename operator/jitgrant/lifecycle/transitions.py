@@ -10,9 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Literal
 
 from jitgrant.approvals.counting import ApprovalTally
-from jitgrant.models import AccessRequest, GrantPolicySpec, Phase
+from jitgrant.models import AccessRequest, Condition, GrantPolicySpec, Phase
 from jitgrant.policy import PolicyDecision, decide
 
 REVOKE_ANNOTATION = "jitgrant.dev/revoke"
@@ -198,3 +199,19 @@ def next_step(
         return Step(Action.WAIT, wake_at=expires_at)
 
     return Step(Action.NONE)
+
+
+GRANTED_CONDITION = "Granted"
+
+
+def granted_condition(
+    *, phase: Phase, reason: str, message: str, previous: tuple[Condition, ...], now: datetime
+) -> Condition:
+    """The `Granted` condition for a phase: True only while Active. Its lastTransitionTime moves only
+    when the status flips, as the Kubernetes API conventions ask."""
+    status: Literal["True", "False"] = "True" if phase is Phase.ACTIVE else "False"
+    before = next((c for c in previous if c.type == GRANTED_CONDITION), None)
+    since = before.last_transition_time if before is not None and before.status == status else now
+    return Condition(
+        type=GRANTED_CONDITION, status=status, reason=reason, message=message, last_transition_time=since
+    )
