@@ -104,6 +104,7 @@ UNINSTALL_HOOK_PERMISSIONS: tuple[Permission, ...] = (
     ),
 )
 
+
 def atoms(
     permissions: tuple[Permission, ...], *, resource_names: tuple[str, ...] = ()
 ) -> frozenset[tuple[str, str, str, str]]:
@@ -118,3 +119,20 @@ def atoms(
         for verb in permission.verbs
         for name in names
     )
+
+
+def as_rbac_rules(
+    permissions: tuple[Permission, ...], *, resource_names: tuple[str, ...] = ()
+) -> list[dict[str, list[str]]]:
+    """The permissions as the `rules` of a ClusterRole (what the chart renders from them)."""
+    rules: list[dict[str, list[str]]] = []
+    for permission in permissions:
+        rule = {
+            "apiGroups": [permission.api_group],
+            "resources": [permission.resource],
+            "verbs": list(permission.verbs),
+        }
+        if resource_names:
+            rule["resourceNames"] = list(resource_names)
+        rules.append(rule)
+    return rules

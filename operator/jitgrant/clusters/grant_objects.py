@@ -1,4 +1,4 @@
-"""Creating and removing the RBAC objects of a grant in a target cluster.
+"""Creating and removing the objects of a grant in a cluster.
 
 Create-or-confirm-ownership, never a blind overwrite; delete only what carries our labels for this
 request (invariant 7), with a uid precondition so a foreign object recreated under the same name
@@ -7,10 +7,10 @@ in the meantime is left alone.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from kubernetes.client import CoreV1Api, V1DeleteOptions, V1Preconditions
 from kubernetes.client.exceptions import ApiException
@@ -25,7 +25,7 @@ class ForeignObjectError(Exception):
 
 @dataclass(frozen=True)
 class ManagedObject:
-    kind: str  # "RoleBinding" | "Role"
+    kind: str  # "RoleBinding" | "Role" | "ServiceAccount"
     namespace: str
     name: str
     uid: str
@@ -33,54 +33,65 @@ class ManagedObject:
     annotations: Mapping[str, str]
 
 
-async def _create_owned(
-    api: ClusterApi, *, create: Any, read: Any, body: dict[str, Any], owner_uid: str
-) -> None:
-    namespace = body["metadata"]["namespace"]
-    name = body["metadata"]["name"]
+class _Methods(NamedTuple):
+    create: Any
+    read: Any
+    delete: Any
+    list_all: Any
+
+
+def _methods(api: ClusterApi, kind: str) -> _Methods:
+    """The official client's calls for one kind of namespaced object a grant is made of."""
+    rbac, core = api.rbac, CoreV1Api(api.client)
+    table = {
+        "RoleBinding": _Methods(
+            rbac.create_namespaced_role_binding,
+            rbac.read_namespaced_role_binding,
+            rbac.delete_namespaced_role_binding,
+            rbac.list_role_binding_for_all_namespaces,
+        ),
+        "Role": _Methods(
+            rbac.create_namespaced_role,
+            rbac.read_namespaced_role,
+            rbac.delete_namespaced_role,
+            rbac.list_role_for_all_namespaces,
+        ),
+        "ServiceAccount": _Methods(
+            core.create_namespaced_service_account,
+            core.read_namespaced_service_account,
+            core.delete_namespaced_service_account,
+            core.list_service_account_for_all_namespaces,
+        ),
+        "Secret": _Methods(
+            core.create_namespaced_secret, core.read_namespaced_secret, core.delete_namespaced_secret, None
+        ),
+    }
+    return table[kind]
+
+
+async def create_owned(api: ClusterApi, body: dict[str, Any], *, owner_uid: str) -> None:
+    """Create `body`, or confirm that an object of that name is ours from an earlier attempt."""
+    methods = _methods(api, body["kind"])
+    namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
     try:
-        await api.call(create, namespace, body)
+        await api.call(methods.create, namespace, body)
         return
     except ApiException as exc:
         if exc.status != 409:
             raise
-    existing = await api.call(read, name, namespace)
-    existing_dict = api.client.sanitize_for_serialization(existing)
-    if not owned_by(existing_dict, owner_uid):
+    existing = api.client.sanitize_for_serialization(await api.call(methods.read, name, namespace))
+    if not owned_by(existing, owner_uid):
         raise ForeignObjectError(
             f"{body['kind']} {namespace}/{name} already exists and was not created by jitgrant for this "
             "request; it was left untouched and nothing was granted"
         )
 
 
-async def issue(
-    api: ClusterApi, *, binding: dict[str, Any], role: dict[str, Any] | None, owner_uid: str
-) -> None:
-    """Create the Role (if any) and then the RoleBinding, tolerating our own earlier attempt."""
-    rbac = api.rbac
-    if role is not None:
-        await _create_owned(
-            api,
-            create=rbac.create_namespaced_role,
-            read=rbac.read_namespaced_role,
-            body=role,
-            owner_uid=owner_uid,
-        )
-    await _create_owned(
-        api,
-        create=rbac.create_namespaced_role_binding,
-        read=rbac.read_namespaced_role_binding,
-        body=binding,
-        owner_uid=owner_uid,
-    )
-
-
-async def _delete_owned(
-    api: ClusterApi, *, read: Any, delete: Any, namespace: str, name: str, owner_uid: str
-) -> bool:
+async def delete_owned(api: ClusterApi, kind: str, *, namespace: str, name: str, owner_uid: str) -> bool:
     """Delete if it is ours; True only when this call deleted it (absent or foreign: False)."""
+    methods = _methods(api, kind)
     try:
-        existing = api.client.sanitize_for_serialization(await api.call(read, name, namespace))
+        existing = api.client.sanitize_for_serialization(await api.call(methods.read, name, namespace))
     except ApiException as exc:
         if exc.status == 404:
             return False
@@ -89,7 +100,7 @@ async def _delete_owned(
         return False
     options = V1DeleteOptions(preconditions=V1Preconditions(uid=existing["metadata"]["uid"]))
     try:
-        await api.call(delete, name, namespace, body=options)
+        await api.call(methods.delete, name, namespace, body=options)
     except ApiException as exc:
         if exc.status not in (404, 409):
             raise
@@ -97,41 +108,46 @@ async def _delete_owned(
     return True
 
 
-async def remove(api: ClusterApi, *, namespace: str, binding: str, role: str | None, owner_uid: str) -> None:
-    """Remove the binding first: access ends with it, the Role alone grants nothing."""
-    rbac = api.rbac
-    await _delete_owned(
-        api,
-        read=rbac.read_namespaced_role_binding,
-        delete=rbac.delete_namespaced_role_binding,
-        namespace=namespace,
-        name=binding,
-        owner_uid=owner_uid,
+async def create_all(api: ClusterApi, bodies: Sequence[dict[str, Any] | None], *, owner_uid: str) -> None:
+    """Create in order (a Role before the binding that names it), tolerating our own earlier attempt."""
+    for body in bodies:
+        if body is not None:
+            await create_owned(api, body, owner_uid=owner_uid)
+
+
+async def delete_all(
+    api: ClusterApi, objects: Sequence[tuple[str, str | None]], *, namespace: str, owner_uid: str
+) -> None:
+    """Delete (kind, name) pairs in order: callers put the RoleBinding first, since access ends with it."""
+    for kind, name in objects:
+        if name is not None:
+            await delete_owned(api, kind, namespace=namespace, name=name, owner_uid=owner_uid)
+
+
+async def mint_token(api: ClusterApi, *, namespace: str, service_account: str, seconds: int) -> str:
+    """A TokenRequest for the grant's ServiceAccount; deleting the account invalidates it early."""
+    core = CoreV1Api(api.client)
+    result = await api.call(
+        core.create_namespaced_service_account_token,
+        service_account,
+        namespace,
+        {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {"expirationSeconds": seconds},
+        },
     )
-    if role is not None:
-        await _delete_owned(
-            api,
-            read=rbac.read_namespaced_role,
-            delete=rbac.delete_namespaced_role,
-            namespace=namespace,
-            name=role,
-            owner_uid=owner_uid,
-        )
+    token: str = result.status.token
+    return token
 
 
 async def list_managed(api: ClusterApi, *, include_roles: bool) -> list[ManagedObject]:
-    """Every RoleBinding (and Role, in inline-rules mode) jitgrant labelled, in all namespaces."""
-    rbac = api.rbac
+    """Every RoleBinding and per-grant ServiceAccount (and Role, in inline-rules mode) jitgrant
+    labelled, in all namespaces."""
+    kinds = ["RoleBinding", "ServiceAccount", *(["Role"] if include_roles else [])]
     found: list[ManagedObject] = []
-    listers = [
-        ("RoleBinding", rbac.list_role_binding_for_all_namespaces),
-        # Per-grant identities of agents without one of their own (kubeconfig delivery).
-        ("ServiceAccount", CoreV1Api(api.client).list_service_account_for_all_namespaces),
-    ]
-    if include_roles:
-        listers.append(("Role", rbac.list_role_for_all_namespaces))
-    for kind, lister in listers:
-        result = await api.call(lister, label_selector=MANAGED_SELECTOR)
+    for kind in kinds:
+        result = await api.call(_methods(api, kind).list_all, label_selector=MANAGED_SELECTOR)
         for item in api.client.sanitize_for_serialization(result).get("items", []):
             meta = item.get("metadata", {})
             labels = meta.get("labels") or {}
@@ -153,19 +169,8 @@ async def list_managed(api: ClusterApi, *, include_roles: bool) -> list[ManagedO
 
 async def delete_managed(api: ClusterApi, obj: ManagedObject) -> bool:
     """Delete one labelled object if it is still ours; True when this call removed it."""
-    rbac, core = api.rbac, CoreV1Api(api.client)
-    read, delete = {
-        "RoleBinding": (rbac.read_namespaced_role_binding, rbac.delete_namespaced_role_binding),
-        "Role": (rbac.read_namespaced_role, rbac.delete_namespaced_role),
-        "ServiceAccount": (core.read_namespaced_service_account, core.delete_namespaced_service_account),
-    }[obj.kind]
-    return await _delete_owned(
-        api,
-        read=read,
-        delete=delete,
-        namespace=obj.namespace,
-        name=obj.name,
-        owner_uid=obj.labels.get(REQUEST_UID_LABEL, ""),
+    return await delete_owned(
+        api, obj.kind, namespace=obj.namespace, name=obj.name, owner_uid=obj.labels.get(REQUEST_UID_LABEL, "")
     )
 
 
@@ -177,95 +182,3 @@ def parse_expiry(obj: ManagedObject) -> datetime | None:
         return datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError:
         return None
-
-
-# -- delivery to agents without a cluster identity (ServiceAccount, token, kubeconfig Secret) --------
-
-
-async def issue_service_account(api: ClusterApi, *, service_account: dict[str, Any], owner_uid: str) -> None:
-    core = CoreV1Api(api.client)
-    await _create_owned(
-        api,
-        create=core.create_namespaced_service_account,
-        read=core.read_namespaced_service_account,
-        body=service_account,
-        owner_uid=owner_uid,
-    )
-
-
-async def mint_token(api: ClusterApi, *, namespace: str, service_account: str, seconds: int) -> str:
-    """A TokenRequest for the grant's ServiceAccount; deleting the account invalidates it early."""
-    core = CoreV1Api(api.client)
-    result = await api.call(
-        core.create_namespaced_service_account_token,
-        service_account,
-        namespace,
-        {
-            "apiVersion": "authentication.k8s.io/v1",
-            "kind": "TokenRequest",
-            "spec": {"expirationSeconds": seconds},
-        },
-    )
-    token: str = result.status.token
-    return token
-
-
-async def issue_kubeconfig(
-    own: ClusterApi,
-    *,
-    secret: dict[str, Any],
-    reader_role: dict[str, Any],
-    reader_binding: dict[str, Any],
-    owner_uid: str,
-) -> None:
-    core = CoreV1Api(own.client)
-    rbac = own.rbac
-    await _create_owned(
-        own,
-        create=core.create_namespaced_secret,
-        read=core.read_namespaced_secret,
-        body=secret,
-        owner_uid=owner_uid,
-    )
-    await _create_owned(
-        own,
-        create=rbac.create_namespaced_role,
-        read=rbac.read_namespaced_role,
-        body=reader_role,
-        owner_uid=owner_uid,
-    )
-    await _create_owned(
-        own,
-        create=rbac.create_namespaced_role_binding,
-        read=rbac.read_namespaced_role_binding,
-        body=reader_binding,
-        owner_uid=owner_uid,
-    )
-
-
-async def remove_service_account(api: ClusterApi, *, namespace: str, name: str, owner_uid: str) -> None:
-    """Deleting the ServiceAccount also invalidates every token minted for it."""
-    core = CoreV1Api(api.client)
-    await _delete_owned(
-        api,
-        read=core.read_namespaced_service_account,
-        delete=core.delete_namespaced_service_account,
-        namespace=namespace,
-        name=name,
-        owner_uid=owner_uid,
-    )
-
-
-async def remove_kubeconfig(
-    own: ClusterApi, *, namespace: str, secret: str, reader: str, owner_uid: str
-) -> None:
-    core = CoreV1Api(own.client)
-    rbac = own.rbac
-    for read, delete, name in (
-        (rbac.read_namespaced_role_binding, rbac.delete_namespaced_role_binding, reader),
-        (rbac.read_namespaced_role, rbac.delete_namespaced_role, reader),
-        (core.read_namespaced_secret, core.delete_namespaced_secret, secret),
-    ):
-        await _delete_owned(
-            own, read=read, delete=delete, namespace=namespace, name=name, owner_uid=owner_uid
-        )

@@ -51,7 +51,12 @@ from jitgrant.handlers.runtime import Runtime
 from jitgrant.handlers.webhook_tls import client_ssl_context, generate_webhook_tls
 from jitgrant.identity.jwks import JWKSCache
 from jitgrant.identity.oidc import OIDCVerifier
-from jitgrant.permissions import GRANTABLE_CLUSTER_ROLE_PERMISSIONS, OPERATOR_PERMISSIONS, Permission
+from jitgrant.permissions import (
+    GRANTABLE_CLUSTER_ROLE_PERMISSIONS,
+    OPERATOR_PERMISSIONS,
+    Permission,
+    as_rbac_rules,
+)
 
 T = TypeVar("T")
 
@@ -74,20 +79,6 @@ TARGET_PERMISSIONS: tuple[Permission, ...] = tuple(
 )
 
 log = logging.getLogger(__name__)
-
-
-def _rules(permissions: Sequence[Permission], *, resource_names: Sequence[str] = ()) -> list[dict[str, Any]]:
-    rules = []
-    for permission in permissions:
-        rule: dict[str, Any] = {
-            "apiGroups": [permission.api_group],
-            "resources": [permission.resource],
-            "verbs": list(permission.verbs),
-        }
-        if resource_names:
-            rule["resourceNames"] = list(resource_names)
-        rules.append(rule)
-    return rules
 
 
 class ServiceLoop:
@@ -301,10 +292,10 @@ class EKSStandIn:
         core, rbac, apps = CoreV1Api(admin), RbacAuthorizationV1Api(admin), AppsV1Api(admin)
         for namespace in self.namespaces:
             core.create_namespace({"metadata": {"name": namespace}})
-        names = [str(role["metadata"]["name"]) for role in self.grantable_cluster_roles]
+        names = tuple(str(role["metadata"]["name"]) for role in self.grantable_cluster_roles)
         roles = {
-            "jitgrant-operator": _rules(TARGET_PERMISSIONS),
-            "jitgrant-operator-bind": _rules(GRANTABLE_CLUSTER_ROLE_PERMISSIONS, resource_names=names),
+            "jitgrant-operator": as_rbac_rules(TARGET_PERMISSIONS),
+            "jitgrant-operator-bind": as_rbac_rules(GRANTABLE_CLUSTER_ROLE_PERMISSIONS, resource_names=names),
         }
         for role_name, rules in roles.items():
             rbac.create_cluster_role({"metadata": {"name": role_name}, "rules": rules})

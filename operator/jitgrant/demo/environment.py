@@ -32,7 +32,7 @@ from jitgrant.permissions import (
     GRANTABLE_CLUSTER_ROLE_PERMISSIONS,
     INLINE_RULES_PERMISSIONS,
     OPERATOR_PERMISSIONS,
-    Permission,
+    as_rbac_rules,
 )
 from jitgrant.runner import OperatorThread, build_runtime
 from jitgrant.settings import OperatorSettings, WebhookSettings
@@ -48,22 +48,6 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-def _rules(
-    permissions: Iterable[Permission], *, resource_names: list[str] | None = None
-) -> list[dict[str, Any]]:
-    rules = []
-    for permission in permissions:
-        rule: dict[str, Any] = {
-            "apiGroups": [permission.api_group],
-            "resources": [permission.resource],
-            "verbs": list(permission.verbs),
-        }
-        if resource_names:
-            rule["resourceNames"] = resource_names
-        rules.append(rule)
-    return rules
 
 
 def load_manifests(path: Path) -> list[dict[str, Any]]:
@@ -192,13 +176,13 @@ class Environment:
             OPERATOR_NAMESPACE, {"metadata": {"name": OPERATOR_SERVICE_ACCOUNT}}
         )
         roles: dict[str, list[dict[str, Any]]] = {
-            "jitgrant-operator": _rules(OPERATOR_PERMISSIONS),
-            "jitgrant-operator-bind": _rules(
-                GRANTABLE_CLUSTER_ROLE_PERMISSIONS, resource_names=list(self.grantable_cluster_roles)
+            "jitgrant-operator": as_rbac_rules(OPERATOR_PERMISSIONS),
+            "jitgrant-operator-bind": as_rbac_rules(
+                GRANTABLE_CLUSTER_ROLE_PERMISSIONS, resource_names=tuple(self.grantable_cluster_roles)
             ),
         }
         if self.inline_rules:
-            roles["jitgrant-operator-inline-rules"] = _rules(INLINE_RULES_PERMISSIONS)
+            roles["jitgrant-operator-inline-rules"] = as_rbac_rules(INLINE_RULES_PERMISSIONS)
         for name, rules in roles.items():
             rbac.create_cluster_role({"metadata": {"name": name}, "rules": rules})
             rbac.create_cluster_role_binding(

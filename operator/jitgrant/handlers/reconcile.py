@@ -422,11 +422,10 @@ class Reconciler:
             return
 
         try:
-            if plan.service_account is not None:
-                await grant_objects.issue_service_account(
-                    target, service_account=plan.service_account, owner_uid=owner.uid
-                )
-            await grant_objects.issue(target, binding=plan.binding, role=plan.role, owner_uid=owner.uid)
+            # The identity and the Role first: the binding, which gives access, comes last.
+            await grant_objects.create_all(
+                target, [plan.service_account, plan.role, plan.binding], owner_uid=owner.uid
+            )
             if plan.service_account is not None:
                 await self._deliver_kubeconfig(plan, request=request, target=target)
         except ForeignObjectError as exc:
@@ -519,30 +518,21 @@ class Reconciler:
             request.spec.requester.extra.get(CREATED_BY_EXTRA, ("",))[0] or request.spec.requester.username
         )
         role, binding = kubeconfig_reader(owner=plan.owner, expires_at=plan.expires_at, reader=reader)
-        await grant_objects.issue_kubeconfig(
-            self.runtime.own,
-            secret=kubeconfig_secret(owner=plan.owner, expires_at=plan.expires_at, kubeconfig_text=text),
-            reader_role=role,
-            reader_binding=binding,
-            owner_uid=plan.owner.uid,
-        )
+        secret = kubeconfig_secret(owner=plan.owner, expires_at=plan.expires_at, kubeconfig_text=text)
+        await grant_objects.create_all(self.runtime.own, [secret, role, binding], owner_uid=plan.owner.uid)
 
     async def _remove_plan(self, plan: GrantPlan, *, target: ClusterApi) -> None:
         try:
-            await grant_objects.remove(
+            await grant_objects.delete_all(
                 target,
+                [
+                    ("RoleBinding", plan.binding_name),
+                    ("Role", plan.role_name),
+                    ("ServiceAccount", plan.service_account_name),
+                ],
                 namespace=plan.binding["metadata"]["namespace"],
-                binding=plan.binding_name,
-                role=plan.role_name,
                 owner_uid=plan.owner.uid,
             )
-            if plan.service_account_name is not None:
-                await grant_objects.remove_service_account(
-                    target,
-                    namespace=plan.binding["metadata"]["namespace"],
-                    name=plan.service_account_name,
-                    owner_uid=plan.owner.uid,
-                )
         except ApiException:
             log.warning("could not clean up after a refused grant for %s", plan.owner.ref, exc_info=True)
 
@@ -596,25 +586,24 @@ class Reconciler:
         owner_uid = request.metadata.uid or ""
         target = await self._target_for_removal(grant, policy)
         try:
-            await grant_objects.remove(
+            await grant_objects.delete_all(
                 target,
+                [
+                    ("RoleBinding", grant.role_binding),
+                    ("Role", grant.role),
+                    ("ServiceAccount", grant.service_account),
+                ],
                 namespace=grant.namespace,
-                binding=grant.role_binding,
-                role=grant.role,
                 owner_uid=owner_uid,
             )
-            if grant.service_account is not None:
-                await grant_objects.remove_service_account(
-                    target, namespace=grant.namespace, name=grant.service_account, owner_uid=owner_uid
-                )
         except ClusterAccessError as exc:
             raise TargetUnavailable.from_access_error(exc) from exc
         if grant.kubeconfig_secret is not None:
-            await grant_objects.remove_kubeconfig(
+            reader = grant.kubeconfig_secret.removesuffix("-kubeconfig") + "-reader"
+            await grant_objects.delete_all(
                 self.runtime.own,
+                [("RoleBinding", reader), ("Role", reader), ("Secret", grant.kubeconfig_secret)],
                 namespace=request.metadata.namespace or "",
-                secret=grant.kubeconfig_secret,
-                reader=grant.kubeconfig_secret.removesuffix("-kubeconfig") + "-reader",
                 owner_uid=owner_uid,
             )
 
