@@ -113,13 +113,13 @@ async def run(
     stop_flag: asyncio.Event | threading.Event | None = None,
     ready_flag: asyncio.Event | threading.Event | None = None,
     registry: kopf.OperatorRegistry | None = None,
+    exit_timeout: float | None = None,
 ) -> None:
     """Run kopf with jitgrant's handlers until stop_flag is set (or forever)."""
     settings = kopf.OperatorSettings()
-    operator_handlers.configure(
-        settings,
-        instance=runtime.settings.instance,
-    )
+    operator_handlers.configure(settings, instance=runtime.settings.instance)
+    if exit_timeout is not None:
+        settings.queueing.exit_timeout = exit_timeout
     webhook = runtime.settings.webhook
     if webhook is not None:
         # Certificates come from files (cert-manager, the chart, or generated with `cryptography`
@@ -153,7 +153,10 @@ async def run(
 class OperatorThread:
     """The operator on its own event loop in a daemon thread: start(), stop(), start() again."""
 
-    def __init__(self, runtime_factory: Any) -> None:
+    def __init__(self, runtime_factory: Any, *, exit_timeout: float = 1.0) -> None:
+        # Once stop() is called no transition starts (runtime.stopping), so there is nothing for
+        # kopf's per-object workers to finish: a short exit keeps restarts and tests quick.
+        self._exit_timeout = exit_timeout
         self._factory = runtime_factory
         self._thread: threading.Thread | None = None
         self._stop: threading.Event | None = None
@@ -168,7 +171,9 @@ class OperatorThread:
 
         def main() -> None:
             try:
-                asyncio.run(run(runtime, stop_flag=self._stop, ready_flag=ready))
+                asyncio.run(
+                    run(runtime, stop_flag=self._stop, ready_flag=ready, exit_timeout=self._exit_timeout)
+                )
             except BaseException as exc:
                 self.error = exc
                 ready.set()
