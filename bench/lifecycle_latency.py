@@ -12,7 +12,7 @@ import sys
 import time
 from datetime import datetime, timedelta
 
-from jitgrant.demo.environment import EXAMPLES, Environment, load_manifests
+from jitgrant_testing.environment import EXAMPLES, Environment, load_manifests
 
 
 def _t(text: str) -> datetime:

@@ -34,8 +34,8 @@ from kopf._core.engines.indexing import OperatorIndexers
 from kopf._core.reactor.inventory import ResourceMemories
 
 from jitgrant.handlers import admission
-from jitgrant.handlers.webhook_tls import WebhookTLS, webhook_server
 from jitgrant.models import API_GROUP, API_VERSION
+from jitgrant_testing.tls import WebhookTLS, webhook_server
 
 RESOURCE = {"group": API_GROUP, "version": API_VERSION, "resource": "accessrequests"}
 KIND = {"group": API_GROUP, "version": API_VERSION, "kind": "AccessRequest"}

@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 
 from identity.issuer import AUDIENCE, LocalIssuer, local_issuer
-from jitgrant.handlers.webhook_tls import client_ssl_context, generate_webhook_tls
 from jitgrant.identity.jwks import JWKSCache
 from jitgrant.identity.oidc import OIDCVerifier
 from jitgrant.models import GrantPolicySpec
 from jitgrant.settings import OperatorSettings
+from jitgrant_testing.tls import client_ssl_context, generate_webhook_tls
 
 from .apiserver import AdmissionChain, WebhookEndpoint, running_webhooks, user
 

@@ -17,13 +17,13 @@ from typing import Any
 import aiohttp
 import pytest
 
+from embedkube import EmbeddedCluster, User
 from jitgrant.approvals.counting import tally
 from jitgrant.approvals.receipts import APPROVALS_ANNOTATION, parse_recorded
 from jitgrant.approvals.review import is_sealed
-from jitgrant.devcluster import EmbeddedCluster, User
-from jitgrant.handlers.webhook_tls import client_ssl_context, generate_webhook_tls
 from jitgrant.models import AccessRequest
 from jitgrant.models.crd import all_crds
+from jitgrant_testing.tls import client_ssl_context, generate_webhook_tls
 
 from .apiserver import WebhookEndpoint, running_webhooks
 from .conftest import KEY, WebhookRuntime, request_body

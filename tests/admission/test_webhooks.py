@@ -17,13 +17,13 @@ from identity.issuer import LocalIssuer
 from jitgrant.approvals.counting import tally
 from jitgrant.approvals.receipts import APPROVALS_ANNOTATION, parse_recorded
 from jitgrant.handlers import admission
-from jitgrant.handlers.webhook_tls import (
+from jitgrant.identity.stamp import REQUESTER_SEAL_ANNOTATION, verify_requester_seal
+from jitgrant.models import AccessRequest, ProofKind
+from jitgrant_testing.tls import (
     client_ssl_context,
     generate_webhook_tls,
     issue_client_certificate,
 )
-from jitgrant.identity.stamp import REQUESTER_SEAL_ANNOTATION, verify_requester_seal
-from jitgrant.models import AccessRequest, ProofKind
 
 from .apiserver import AdmissionChain, WebhookEndpoint, running_webhooks
 from .conftest import AGENT, ALICE, BOB, KEY, NS, OPERATOR, WebhookRuntime, request_body

@@ -16,7 +16,7 @@ import yaml
 from kubernetes.client import CoreV1Api, CustomObjectsApi, RbacAuthorizationV1Api
 from kubernetes.client.exceptions import ApiException
 
-from jitgrant.demo.environment import (
+from jitgrant_testing.environment import (
     EXAMPLES,
     OPERATOR_NAMESPACE,
     OPERATOR_SERVICE_ACCOUNT,

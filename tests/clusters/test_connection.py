@@ -12,6 +12,7 @@ import kubernetes
 import pytest
 import yaml
 
+from embedkube import EmbeddedCluster, User
 from jitgrant.clusters.connection import (
     BearerToken,
     ClusterConnection,
@@ -21,7 +22,6 @@ from jitgrant.clusters.connection import (
     kubeconfig_connection,
 )
 from jitgrant.clusters.errors import classify_kubernetes_error
-from jitgrant.devcluster import EmbeddedCluster, User
 
 from ._aws import FakeClock
 

@@ -19,15 +19,15 @@ from botocore.auth import SigV4QueryAuth
 from botocore.awsrequest import AWSRequest
 
 from jitgrant.clusters.eks import AssumedSession, EKSAccess, RegionEndpoints, presign_eks_token
-from jitgrant.clusters.eks_authenticator import (
+from jitgrant.models import EKSTarget
+from jitgrant_testing.eks_authenticator import (
     TokenRejected,
     canonical_principal,
     map_principal,
     parse_token,
     verify_eks_token,
 )
-from jitgrant.clusters.presigned_sts import PresignedSTS
-from jitgrant.models import EKSTarget
+from jitgrant_testing.presigned_sts import PresignedSTS
 
 from ._aws import ACCOUNT, TARGET_ROLE, FakeClock
 

@@ -19,13 +19,13 @@ import boto3
 import kubernetes
 import pytest
 
+from embedkube import EmbeddedCluster, User
 from jitgrant.clusters.connection import BearerToken, ClusterConnection, StaticToken
 from jitgrant.clusters.eks import EKSAccess, RegionEndpoints
-from jitgrant.clusters.eks_authenticator import verify_eks_token
-from jitgrant.clusters.presigned_sts import PresignedSTS
 from jitgrant.clusters.registry import TargetClusters
-from jitgrant.devcluster import EmbeddedCluster, User
 from jitgrant.models import EKSTarget, Target, TargetType
+from jitgrant_testing.eks_authenticator import verify_eks_token
+from jitgrant_testing.presigned_sts import PresignedSTS
 
 from ._aws import OPERATOR_SECRET, TARGET_ROLE, create_eks_cluster
 

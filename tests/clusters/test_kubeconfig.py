@@ -11,7 +11,7 @@ import pytest
 import yaml
 from kubernetes.config.kube_config import KubeConfigLoader
 
-from jitgrant.devcluster import EmbeddedCluster, User
+from embedkube import EmbeddedCluster, User
 from jitgrant.grants.kubeconfig import kubeconfig_yaml, scoped_kubeconfig
 
 CA = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"

@@ -25,7 +25,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from jitgrant.handlers.webhook_tls import WebhookTLS, client_ssl_context, generate_webhook_tls
+from jitgrant_testing.tls import WebhookTLS, client_ssl_context, generate_webhook_tls
 
 AUDIENCE = "jitgrant"
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from jitgrant.demo.environment import EXAMPLES, Environment, load_manifests, wait_until
+from jitgrant_testing.environment import EXAMPLES, Environment, load_manifests, wait_until
 
 __all__ = ["jit_bindings", "phase_of", "request_manifest", "wait_for_phase", "wait_until"]
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from embedkube import User
 from jitgrant.cli.main import main
-from jitgrant.demo.environment import Environment, free_port
-from jitgrant.devcluster import User
+from jitgrant_testing.environment import Environment, free_port
 
 from .conftest import jit_bindings, request_manifest, wait_for_phase
 

@@ -20,9 +20,9 @@ from botocore.stub import Stubber
 from kubernetes.client import ApiClient, CoreV1Api
 
 from jitgrant.clusters.eks import sts_name
-from jitgrant.demo.aws import ACCOUNT, OPERATORS_GROUP, REGION, AssumeRoleCall, AWSStandIns, EKSStandIn
-from jitgrant.demo.environment import EXAMPLES, Environment, load_manifests
 from jitgrant.handlers.runtime import OPERATOR_SESSION
+from jitgrant_testing.aws import ACCOUNT, OPERATORS_GROUP, REGION, AssumeRoleCall, AWSStandIns, EKSStandIn
+from jitgrant_testing.environment import EXAMPLES, Environment, load_manifests
 
 from .conftest import jit_bindings, request_manifest, wait_for_phase, wait_until
 

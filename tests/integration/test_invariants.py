@@ -15,7 +15,7 @@ import yaml
 from kubernetes.client import RbacAuthorizationV1Api
 from kubernetes.client.exceptions import ApiException
 
-from jitgrant.demo.environment import EXAMPLES, Environment, load_manifests
+from jitgrant_testing.environment import EXAMPLES, Environment, load_manifests
 
 from .conftest import jit_bindings, request_manifest, wait_for_phase, wait_until
 

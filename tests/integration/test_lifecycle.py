@@ -10,7 +10,7 @@ import pytest
 from kubernetes.client import CoreV1Api, CustomObjectsApi, RbacAuthorizationV1Api
 from kubernetes.client.exceptions import ApiException
 
-from jitgrant.demo.environment import Environment
+from jitgrant_testing.environment import Environment
 
 from .conftest import jit_bindings, phase_of, request_manifest, wait_for_phase, wait_until
 

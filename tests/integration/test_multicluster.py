@@ -14,8 +14,8 @@ from kubernetes.client import ApiClient, AppsV1Api, CoreV1Api
 from kubernetes.client.exceptions import ApiException
 
 from jitgrant.clusters.eks import RegionEndpoints
-from jitgrant.demo.aws import AWSStandIns, ClusterSpec, EKSStandIn, blackhole
-from jitgrant.demo.environment import EXAMPLES, Environment, load_manifests
+from jitgrant_testing.aws import AWSStandIns, ClusterSpec, EKSStandIn, blackhole
+from jitgrant_testing.environment import EXAMPLES, Environment, load_manifests
 
 from .conftest import jit_bindings, request_manifest, wait_for_phase, wait_until
 

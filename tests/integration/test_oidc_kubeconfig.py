@@ -26,9 +26,9 @@ from kubernetes.client import (
 )
 from kubernetes.client.exceptions import ApiException
 
-from jitgrant.demo.aws import AWSStandIns, EKSStandIn
-from jitgrant.demo.environment import EXAMPLES, Environment, load_manifests
-from jitgrant.devcluster import User
+from embedkube import User
+from jitgrant_testing.aws import AWSStandIns, EKSStandIn
+from jitgrant_testing.environment import EXAMPLES, Environment, load_manifests
 
 from .conftest import wait_for_phase, wait_until
 

@@ -23,9 +23,9 @@ from kubernetes.client import (
 )
 from kubernetes.client.exceptions import ApiException
 
-from jitgrant.demo.environment import EXAMPLES, Environment, load_manifests
 from jitgrant.grants.objects import GrantOwner, grant_object_name
 from jitgrant.handlers import admission
+from jitgrant_testing.environment import EXAMPLES, Environment, load_manifests
 
 from .conftest import jit_bindings, request_manifest, wait_for_phase, wait_until
 

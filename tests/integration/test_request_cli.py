@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from jitgrant.cli.main import main
-from jitgrant.demo.environment import Environment
+from jitgrant_testing.environment import Environment
 
 from .conftest import jit_bindings, wait_until
 

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import pytest
 from prometheus_client.samples import Sample
 
-from jitgrant.demo.environment import EXAMPLES, Environment, load_manifests
+from jitgrant_testing.environment import EXAMPLES, Environment, load_manifests
 
 from .conftest import scrape, value
 

@@ -21,6 +21,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="run a scenario against the embedded cluster")
     demo.add_argument("--scenario", default="all", help="a scenario name, or 'all'")
     demo.add_argument("--list", action="store_true", help="list the scenarios")
+    demo.add_argument(
+        "--examples", metavar="PATH", help="the examples/ directory of a checkout (default: this one)"
+    )
     demo.set_defaults(func=_demo)
     add_request_subcommands(sub)
     add_request_subcommand(sub)
@@ -34,9 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from jitgrant.demo.scenarios import run_scenarios
+    from jitgrant.cli.plugins import run_plugin
 
-    return run_scenarios(args.scenario, list_only=args.list)
+    return run_plugin("demo", args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

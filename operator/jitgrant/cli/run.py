@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import os
 import sys
@@ -87,7 +86,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     if args.embedded:
-        return _run_embedded()
+        return _run_embedded(args)
     from jitgrant.runner import build_runtime, run
 
     settings = settings_from_args(args)
@@ -99,16 +98,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_embedded() -> int:
-    import threading
+def _run_embedded(args: argparse.Namespace) -> int:
+    from jitgrant.cli.plugins import run_plugin
 
-    from jitgrant.demo.environment import Environment
-
-    with Environment(audit_stdout=True) as env:
-        path = env.state_dir / "kubeconfig.yaml"
-        env.cluster.write_kubeconfig(path, token=env.cluster.admin_token)
-        print(f"embedded cluster at {env.cluster.url}; admin kubeconfig: {path}")
-        print(f"audit trail: {env.audit_file}; press Ctrl-C to stop")
-        with contextlib.suppress(KeyboardInterrupt):
-            threading.Event().wait()
-    return 0
+    return run_plugin("embedded", args)

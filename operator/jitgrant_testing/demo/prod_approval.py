@@ -15,10 +15,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from embedkube import User
 from jitgrant.approvals.receipts import APPROVALS_ANNOTATION, APPROVE_ANNOTATION
 from jitgrant.cli.main import main as jitgrant_cli
-from jitgrant.demo.environment import Environment
-from jitgrant.demo.scenarios import (
+from jitgrant_testing.demo.scenarios import (
     Reporter,
     _check_binding,
     _check_grant_works_exactly,
@@ -30,7 +30,7 @@ from jitgrant.demo.scenarios import (
     register,
     wait_for_phase,
 )
-from jitgrant.devcluster import User
+from jitgrant_testing.environment import Environment
 
 NAMESPACE = "agents"
 NAME = "restart-checkout-prod"

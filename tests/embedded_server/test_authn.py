@@ -10,7 +10,7 @@ from pathlib import Path
 import kubernetes
 import pytest
 
-from jitgrant.devcluster import EmbeddedCluster, User
+from embedkube import EmbeddedCluster, User
 
 from .conftest import Raw
 

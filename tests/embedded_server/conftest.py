@@ -12,7 +12,7 @@ from typing import Any
 import kubernetes
 import pytest
 
-from jitgrant.devcluster import EmbeddedCluster
+from embedkube import EmbeddedCluster
 
 GROUP, VERSION = "example.com", "v1"
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from jitgrant.devcluster import EmbeddedCluster, User
-from jitgrant.devcluster.tls import make_certificates
+from embedkube import EmbeddedCluster, User
+from embedkube.tls import make_certificates
 
 from .conftest import GROUP, VERSION, Raw, widget
 from .webhooks import Handler, WebhookServer, allow, deny, json_patch

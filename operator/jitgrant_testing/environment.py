@@ -9,6 +9,7 @@ tokens, and every call goes over HTTP through authentication, admission and RBAC
 from __future__ import annotations
 
 import base64
+import os
 import secrets
 import socket
 import tempfile
@@ -23,9 +24,8 @@ import yaml
 from kubernetes.client import ApiClient, CoreV1Api, CustomObjectsApi, RbacAuthorizationV1Api
 from kubernetes.client.exceptions import ApiException
 
-from jitgrant.devcluster import EmbeddedCluster, User
+from embedkube import EmbeddedCluster, User
 from jitgrant.handlers.runtime import Runtime
-from jitgrant.handlers.webhook_tls import generate_webhook_tls
 from jitgrant.models import API_GROUP, API_VERSION
 from jitgrant.models.crd import all_crds
 from jitgrant.permissions import (
@@ -36,11 +36,26 @@ from jitgrant.permissions import (
 )
 from jitgrant.runner import OperatorThread, build_runtime
 from jitgrant.settings import OperatorSettings, WebhookSettings
+from jitgrant_testing.tls import generate_webhook_tls
 
 OPERATOR_NAMESPACE = "jitgrant-system"
 OPERATOR_SERVICE_ACCOUNT = "jitgrant"
 OPERATOR_USERNAME = f"system:serviceaccount:{OPERATOR_NAMESPACE}:{OPERATOR_SERVICE_ACCOUNT}"
-EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
+
+
+def _examples_dir() -> Path:
+    """The repository's examples/: the demo applies the same manifests the README shows.
+
+    `JITGRANT_EXAMPLES` (set by `jitgrant demo --examples PATH`) wins; otherwise the checkout this
+    package runs from. An installed wheel has no checkout, so the demo then asks for the path.
+    """
+    configured = os.environ.get("JITGRANT_EXAMPLES")
+    if configured:
+        return Path(configured)
+    return Path(__file__).resolve().parents[2] / "examples"
+
+
+EXAMPLES = _examples_dir()
 
 
 def free_port() -> int:

@@ -86,7 +86,7 @@ class EmbeddedCluster:
         ready: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
-            target=self._run, args=(ready,), name=f"devcluster-{self.name}", daemon=True
+            target=self._run, args=(ready,), name=f"embedkube-{self.name}", daemon=True
         )
         self._thread.start()
         ready.result(timeout=30)

@@ -40,15 +40,11 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
 from kubernetes.client import ApiClient, AppsV1Api, CoreV1Api, RbacAuthorizationV1Api
 
+from embedkube import EmbeddedCluster, User
 from jitgrant.clusters.connection import ClusterConnection, KubeconfigToken
 from jitgrant.clusters.eks import EKSAccess, RegionEndpoints
-from jitgrant.clusters.eks_authenticator import verify_eks_token
-from jitgrant.clusters.presigned_sts import PresignedSTS
 from jitgrant.clusters.registry import TargetClusters
-from jitgrant.demo.environment import deployment_manifest
-from jitgrant.devcluster import EmbeddedCluster, User
 from jitgrant.handlers.runtime import Runtime
-from jitgrant.handlers.webhook_tls import client_ssl_context, generate_webhook_tls
 from jitgrant.identity.jwks import JWKSCache
 from jitgrant.identity.oidc import OIDCVerifier
 from jitgrant.permissions import (
@@ -57,6 +53,10 @@ from jitgrant.permissions import (
     Permission,
     as_rbac_rules,
 )
+from jitgrant_testing.eks_authenticator import verify_eks_token
+from jitgrant_testing.environment import deployment_manifest
+from jitgrant_testing.presigned_sts import PresignedSTS
+from jitgrant_testing.tls import client_ssl_context, generate_webhook_tls
 
 T = TypeVar("T")
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from jitgrant.devcluster import EmbeddedCluster, User
+from embedkube import EmbeddedCluster, User
 
 from .conftest import Raw
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from jitgrant.devcluster import EmbeddedCluster, User
+from embedkube import EmbeddedCluster, User
 
 from .conftest import GROUP, VERSION, widget
 

@@ -24,13 +24,20 @@ from cryptography import x509
 from kubernetes.client import ApiClient, AppsV1Api, CoreV1Api, RbacAuthorizationV1Api
 from kubernetes.client.exceptions import ApiException
 
+from embedkube import User
 from jitgrant.clusters.eks import sts_name
-from jitgrant.demo.aws import OPERATORS_GROUP, TARGET_PERMISSIONS, AWSStandIns
-from jitgrant.demo.environment import EXAMPLES, Environment, load_manifests
-from jitgrant.demo.prod_approval import run_cli
-from jitgrant.demo.scenarios import Reporter, _parse_time, _print_audit, forbidden, register, wait_for_phase
-from jitgrant.devcluster import User
 from jitgrant.handlers.runtime import OPERATOR_SESSION
+from jitgrant_testing.aws import OPERATORS_GROUP, TARGET_PERMISSIONS, AWSStandIns
+from jitgrant_testing.demo.prod_approval import run_cli
+from jitgrant_testing.demo.scenarios import (
+    Reporter,
+    _parse_time,
+    _print_audit,
+    forbidden,
+    register,
+    wait_for_phase,
+)
+from jitgrant_testing.environment import EXAMPLES, Environment, load_manifests
 
 CLUSTER = "prod-eu"
 POLICY = "eks-restart"

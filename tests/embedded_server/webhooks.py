@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from jitgrant.devcluster.tls import make_certificates
+from embedkube.tls import make_certificates
 
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 

@@ -19,7 +19,7 @@ from typing import Any
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
-from jitgrant.demo.environment import EXAMPLES, Environment, load_manifests
+from jitgrant_testing.environment import EXAMPLES, Environment, load_manifests
 
 
 class StepFailed(Exception):
@@ -237,7 +237,7 @@ def register(name: str, scenario: Callable[[Reporter], None]) -> None:
 def _load_optional_scenarios() -> None:
     import importlib
 
-    for module in ("jitgrant.demo.prod_approval", "jitgrant.demo.eks"):
+    for module in ("jitgrant_testing.demo.prod_approval", "jitgrant_testing.demo.eks"):
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as exc:

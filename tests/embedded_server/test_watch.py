@@ -10,7 +10,7 @@ import kubernetes
 import pytest
 from kubernetes.client import ApiException
 
-from jitgrant.devcluster import EmbeddedCluster
+from embedkube import EmbeddedCluster
 
 from .conftest import Raw
 

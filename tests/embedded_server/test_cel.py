@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from jitgrant.devcluster import cel
+from embedkube import cel
 
 SELF = {"d": "15m", "items": [1, 2], "name": "checkout"}
 

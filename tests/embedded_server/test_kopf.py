@@ -11,7 +11,7 @@ from typing import Any
 import kopf
 import pytest
 
-from jitgrant.devcluster import EmbeddedCluster
+from embedkube import EmbeddedCluster
 
 from .conftest import GROUP, VERSION, Raw, widget
 

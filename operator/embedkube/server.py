@@ -30,7 +30,7 @@ from .selectors import (
 )
 from .watch import flag, serve_watch
 
-logger = logging.getLogger("jitgrant.devcluster")
+logger = logging.getLogger("embedkube")
 NAMESPACE_SUBRESOURCES = ("status", "finalize")
 HEALTH = ("/healthz", "/livez", "/readyz")
 
