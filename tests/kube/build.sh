@@ -22,9 +22,10 @@ cache_root="${JITGRANT_KUBE_CACHE:-${HOME}/.cache/jitgrant/kube}"
 dest="${cache_root}/${version}"
 binaries=(etcd kube-apiserver kube-controller-manager kubectl)
 
-# The stamp covers everything that changes the binaries: the pinned modules, the etcd main,
-# this script (flags) and the toolchain.
-stamp="$(cat go.mod go.sum cmd/etcd/main.go "$0" | sha256sum | cut -c1-16)-$(go env GOVERSION)"
+# The stamp covers what changes the binaries: the pinned modules (the -X version flags derive from
+# go.mod), the etcd main and the toolchain. Change BUILD_FLAGS_REVISION when editing the flags below.
+BUILD_FLAGS_REVISION=""
+stamp="$(cat go.mod go.sum cmd/etcd/main.go | sha256sum | cut -c1-16)-$(go env GOVERSION)${BUILD_FLAGS_REVISION}"
 
 complete() {
     [[ -f "${dest}/.stamp" && "$(cat "${dest}/.stamp")" == "$stamp" ]] || return 1
@@ -38,7 +39,7 @@ exec 9>"${cache_root}/.lock"
 flock 9
 
 if complete; then
-    say "reusing kubernetes ${version} + etcd ${etcd_version} from ${dest} (0s)"
+    say "reusing kubernetes ${version} + etcd ${etcd_version} from ${dest} (${SECONDS}s)"
     echo "$dest"
     exit 0
 fi
