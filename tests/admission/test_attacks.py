@@ -19,9 +19,10 @@ import pytest
 
 from identity.issuer import LocalIssuer, hmac_token, rsa_key, unsigned_token
 from jitgrant.approvals.counting import tally
-from jitgrant.approvals.receipts import APPROVALS_ANNOTATION, parse_recorded, record_decision
+from jitgrant.approvals.receipts import parse_recorded, record_decision
 from jitgrant.approvals.review import is_sealed
 from jitgrant.models import AccessRequest
+from jitgrant.models.vocabulary import APPROVALS_ANNOTATION
 
 from .apiserver import AdmissionChain, Outcome
 from .conftest import (

@@ -19,10 +19,11 @@ import pytest
 
 from embedkube import EmbeddedCluster, User
 from jitgrant.approvals.counting import tally
-from jitgrant.approvals.receipts import APPROVALS_ANNOTATION, parse_recorded
+from jitgrant.approvals.receipts import parse_recorded
 from jitgrant.approvals.review import is_sealed
 from jitgrant.models import AccessRequest
 from jitgrant.models.crd import all_crds
+from jitgrant.models.vocabulary import APPROVALS_ANNOTATION
 from jitgrant_testing.tls import client_ssl_context, generate_webhook_tls
 
 from .apiserver import WebhookEndpoint, running_webhooks

@@ -12,10 +12,10 @@ from typing import Any
 
 from jitgrant.approvals.receipts import RecordedApproval, spec_hash, verify_receipt
 from jitgrant.models import ApprovalPolicy, RequesterStamp
+from jitgrant.models.vocabulary import CREATED_BY_EXTRA
 
 SERVICE_ACCOUNT_PREFIX = "system:serviceaccount:"
 # For OIDC-proven requesters, the Kubernetes identity that created the object on their behalf.
-CREATED_BY_EXTRA = "jitgrant.dev/created-by"
 
 
 def person_key(username: str) -> str:

@@ -21,9 +21,6 @@ from typing import Any, Literal, get_args
 
 from jitgrant.identity.stamp import canonical_json
 
-APPROVALS_ANNOTATION = "jitgrant.dev/approvals"
-APPROVE_ANNOTATION = "jitgrant.dev/approve"
-DENY_ANNOTATION = "jitgrant.dev/deny"
 RECEIPT_VERSION = "v1"
 _RECEIPT_DOMAIN = "jitgrant.dev/approval-receipt/v1"
 

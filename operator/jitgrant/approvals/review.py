@@ -19,9 +19,6 @@ from pydantic import ValidationError
 
 from jitgrant.approvals.counting import eligibility, person_key
 from jitgrant.approvals.receipts import (
-    APPROVALS_ANNOTATION,
-    APPROVE_ANNOTATION,
-    DENY_ANNOTATION,
     Decision,
     RecordedApproval,
     parse_entry,
@@ -29,14 +26,20 @@ from jitgrant.approvals.receipts import (
     spec_hash,
     verify_receipt,
 )
-from jitgrant.identity.stamp import REQUESTER_SEAL_ANNOTATION, canonical_value, verify_requester_seal
+from jitgrant.identity.stamp import canonical_value, verify_requester_seal
 from jitgrant.models import GrantPolicySpec, Phase, RequesterStamp
+from jitgrant.models.vocabulary import (
+    APPROVALS_ANNOTATION,
+    APPROVE_ANNOTATION,
+    DENY_ANNOTATION,
+    FINALIZER,
+    LAST_APPLIED_ANNOTATION,
+    OIDC_TOKEN_ANNOTATION,
+    REQUESTER_SEAL_ANNOTATION,
+    REVOKE_ANNOTATION,
+)
 
-OIDC_TOKEN_ANNOTATION = "jitgrant.dev/oidc-token"
 # `kubectl apply` copies the whole manifest, annotations included, into this annotation.
-LAST_APPLIED_ANNOTATION = "kubectl.kubernetes.io/last-applied-configuration"
-REVOKE_ANNOTATION = "jitgrant.dev/revoke"
-FINALIZER = "jitgrant.dev/revoke-grant"
 MAX_REASON_LENGTH = 1024
 
 # Annotations under these domains belong to the operator (kopf's progress and diff-base storage live

@@ -25,7 +25,6 @@ from kubernetes.client import ApiClient, CoreV1Api, CustomObjectsApi
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
-from jitgrant.approvals.review import OIDC_TOKEN_ANNOTATION
 from jitgrant.cli.requests import (
     EXIT_REFUSED,
     EXIT_USAGE,
@@ -38,6 +37,7 @@ from jitgrant.cli.requests import (
 from jitgrant.grants.delivery import KUBECONFIG_KEY
 from jitgrant.models import API_GROUP, API_VERSION, parse_duration
 from jitgrant.models.rbac import PolicyRule
+from jitgrant.models.vocabulary import OIDC_TOKEN_ANNOTATION
 
 EXIT_ACTIVE = 0
 EXIT_CLUSTER = EXIT_REFUSED  # 4, as for the other commands

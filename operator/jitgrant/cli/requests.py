@@ -19,16 +19,15 @@ from kubernetes.client import ApiClient, CustomObjectsApi
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-from jitgrant.approvals.receipts import (
+from jitgrant.approvals.receipts import parse_recorded
+from jitgrant.clusters.own import api_client_from
+from jitgrant.models import API_GROUP, API_VERSION, parse_duration
+from jitgrant.models.vocabulary import (
     APPROVALS_ANNOTATION,
     APPROVE_ANNOTATION,
     DENY_ANNOTATION,
-    parse_recorded,
+    REVOKE_ANNOTATION,
 )
-from jitgrant.clusters.own import api_client_from
-from jitgrant.models import API_GROUP, API_VERSION, parse_duration
-
-REVOKE_ANNOTATION = "jitgrant.dev/revoke"
 
 EXIT_OK = 0
 EXIT_USAGE = 2

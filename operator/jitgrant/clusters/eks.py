@@ -35,6 +35,7 @@ from cryptography import x509
 from jitgrant.clusters.connection import BearerToken
 from jitgrant.clusters.errors import ClusterAccessError, classify_aws_error
 from jitgrant.models import EKSTarget
+from jitgrant.models.vocabulary import Reason
 
 if TYPE_CHECKING:
     from mypy_boto3_eks.client import EKSClient
@@ -307,7 +308,7 @@ class EKSAccess:
             creating = not gone
             state = status or "without an endpoint"
             raise ClusterAccessError(
-                reason="EKSClusterNotReady" if creating else "EKSClusterUnusable",
+                reason=Reason.EKS_CLUSTER_NOT_READY if creating else "EKSClusterUnusable",
                 message=f"EKS cluster {target.cluster_name} in {target.region} is {state}",
                 retryable=creating,
                 retry_after=30.0 if creating else 0.0,
@@ -399,7 +400,7 @@ def _ca_pem(data: str, *, target: EKSTarget) -> bytes:
         x509.load_pem_x509_certificates(pem)
     except (binascii.Error, ValueError):
         raise ClusterAccessError(
-            reason="InvalidClusterCA",
+            reason=Reason.INVALID_CLUSTER_CA,
             message=f"EKS cluster {target.cluster_name} in {target.region} returned certificate authority "
             "data that is not a PEM certificate",
             retryable=False,

@@ -26,6 +26,7 @@ from botocore.exceptions import (
 from kubernetes.client.exceptions import ApiException
 
 from jitgrant.models import EKSTarget
+from jitgrant.models.vocabulary import Reason
 
 # Error codes AWS uses for "slow down"; the STS, EKS and generic spellings differ.
 THROTTLING_CODES = frozenset(
@@ -43,8 +44,14 @@ THROTTLING_CODES = frozenset(
 )
 # Error codes that mean the service had a problem, not that we asked wrongly.
 UNAVAILABLE_CODES = frozenset(
-    {"ServiceUnavailable", "ServiceUnavailableException", "InternalFailure", "InternalError",
-     "ServerException", "IDPCommunicationError"}
+    {
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "InternalFailure",
+        "InternalError",
+        "ServerException",
+        "IDPCommunicationError",
+    }
 )
 ACCESS_DENIED_CODES = frozenset({"AccessDenied", "AccessDeniedException", "UnauthorizedOperation"})
 # Temporary credentials of the operator itself ran out between refreshes: boto refreshes them.
@@ -137,21 +144,21 @@ def classify_aws_error(error: Exception, *, target: EKSTarget, attempt: int = 0)
         detail = _aws_message(error)
         if code in THROTTLING_CODES or status == 429:
             return ClusterAccessError(
-                reason="AWSThrottled",
+                reason=Reason.AWS_THROTTLED,
                 message=f"AWS throttled {operation} for {where} ({code}); will retry",
                 retryable=True,
                 retry_after=delay,
             )
         if code in UNAVAILABLE_CODES or status >= 500:
             return ClusterAccessError(
-                reason="AWSUnavailable",
+                reason=Reason.AWS_UNAVAILABLE,
                 message=f"AWS failed {operation} for {where} ({code or status}); will retry",
                 retryable=True,
                 retry_after=delay,
             )
         if code in EXPIRED_CREDENTIAL_CODES:
             return ClusterAccessError(
-                reason="AWSCredentialsExpired",
+                reason=Reason.AWS_CREDENTIALS_EXPIRED,
                 message=f"the operator's own AWS credentials had expired during {operation} for {where}; "
                 f"will retry with refreshed credentials",
                 retryable=True,
@@ -159,7 +166,7 @@ def classify_aws_error(error: Exception, *, target: EKSTarget, attempt: int = 0)
             )
         if code in ACCESS_DENIED_CODES and operation == "AssumeRole":
             return ClusterAccessError(
-                reason="RoleAssumptionDenied",
+                reason=Reason.ROLE_ASSUMPTION_DENIED,
                 message=f"the operator may not assume role {target.role_arn} for {where}: check the role's "
                 "trust policy allows the operator's IAM role, sts:AssumeRole and sts:SetSourceIdentity"
                 + (", and that the externalId matches" if target.external_id else "")
@@ -168,47 +175,47 @@ def classify_aws_error(error: Exception, *, target: EKSTarget, attempt: int = 0)
             )
         if code in ACCESS_DENIED_CODES:
             return ClusterAccessError(
-                reason="EKSAccessDenied",
+                reason=Reason.EKS_ACCESS_DENIED,
                 message=f"role {target.role_arn} may not call {operation} on {where}: grant it "
                 f"eks:{operation} on the cluster" + (f" (AWS said: {detail})" if detail else ""),
                 retryable=False,
             )
         if code == "ResourceNotFoundException":
             return ClusterAccessError(
-                reason="EKSClusterNotFound",
+                reason=Reason.EKS_CLUSTER_NOT_FOUND,
                 message=f"EKS cluster {target.cluster_name} not found in region {target.region} "
                 f"(as seen by role {target.role_arn})",
                 retryable=False,
             )
         if code == "RegionDisabledException":
             return ClusterAccessError(
-                reason="STSRegionDisabled",
+                reason=Reason.STS_REGION_DISABLED,
                 message=f"STS is not activated in {target.region} for the account of {target.role_arn}",
                 retryable=False,
             )
         return ClusterAccessError(
-            reason="AWSRequestRefused",
+            reason=Reason.AWS_REQUEST_REFUSED,
             message=f"AWS refused {operation} for {where}: {code or status}"
             + (f": {detail}" if detail else ""),
             retryable=False,
         )
     if isinstance(error, NoCredentialsError | PartialCredentialsError | CredentialRetrievalError):
         return ClusterAccessError(
-            reason="OperatorCredentialsMissing",
+            reason=Reason.OPERATOR_CREDENTIALS_MISSING,
             message=f"the operator has no usable AWS credentials of its own to reach {where}: check its "
             "ServiceAccount's eks.amazonaws.com/role-arn annotation (IRSA) or Pod Identity association",
             retryable=False,
         )
     if isinstance(error, BotoConnectionError | HTTPClientError):
         return ClusterAccessError(
-            reason="AWSUnreachable",
+            reason=Reason.AWS_UNREACHABLE,
             message=f"could not reach AWS for {where} ({type(error).__name__}); will retry",
             retryable=True,
             retry_after=delay,
         )
     if isinstance(error, BotoCoreError):
         return ClusterAccessError(
-            reason="AWSClientError",
+            reason=Reason.AWS_CLIENT_ERROR,
             message=f"the AWS client failed for {where}: {type(error).__name__}",
             retryable=False,
         )
@@ -231,33 +238,33 @@ def classify_kubernetes_error(error: Exception, *, cluster: str, attempt: int = 
         reason_text = str(error.reason or "")
         if status == 401:
             return ClusterAccessError(
-                reason="ClusterUnauthorized",
+                reason=Reason.CLUSTER_UNAUTHORIZED,
                 message=f"cluster {cluster} did not accept the operator's credentials (401): on EKS, give "
                 "the target role an access entry (or an aws-auth mapping) in the cluster",
                 retryable=False,
             )
         if status == 403:
             return ClusterAccessError(
-                reason="ClusterForbidden",
+                reason=Reason.CLUSTER_FORBIDDEN,
                 message=f"cluster {cluster} refused the operator (403 {reason_text}): the operator's "
                 "identity there lacks the RBAC permissions jitgrant needs",
                 retryable=False,
             )
         if status == 429 or status >= 500:
             return ClusterAccessError(
-                reason="ClusterUnavailable",
+                reason=Reason.CLUSTER_UNAVAILABLE,
                 message=f"cluster {cluster} answered {status} {reason_text}; will retry",
                 retryable=True,
                 retry_after=delay,
             )
         return ClusterAccessError(
-            reason="ClusterRequestRefused",
+            reason=Reason.CLUSTER_REQUEST_REFUSED,
             message=f"cluster {cluster} refused the request: {status} {reason_text}",
             retryable=False,
         )
     if _is_tls_failure(error):
         return ClusterAccessError(
-            reason="ClusterTLSFailure",
+            reason=Reason.CLUSTER_TLS_FAILURE,
             message=f"the API server of cluster {cluster} did not present a certificate its CA vouches "
             "for; the CA is read again before the next try",
             retryable=True,
@@ -265,7 +272,7 @@ def classify_kubernetes_error(error: Exception, *, cluster: str, attempt: int = 
         )
     if _is_connection_failure(error):
         return ClusterAccessError(
-            reason="ClusterUnreachable",
+            reason=Reason.CLUSTER_UNREACHABLE,
             message=f"could not reach the API server of cluster {cluster} ({type(error).__name__}); "
             "will retry",
             retryable=True,

@@ -16,7 +16,8 @@ from kubernetes.client import CoreV1Api, V1DeleteOptions, V1Preconditions
 from kubernetes.client.exceptions import ApiException
 
 from jitgrant.clusters.own import ClusterApi
-from jitgrant.grants.objects import MANAGED_SELECTOR, REQUEST_UID_LABEL, owned_by
+from jitgrant.grants.objects import owned_by
+from jitgrant.models.vocabulary import EXPIRES_AT_ANNOTATION, MANAGED_SELECTOR, REQUEST_UID_LABEL
 
 
 class ForeignObjectError(Exception):
@@ -175,7 +176,7 @@ async def delete_managed(api: ClusterApi, obj: ManagedObject) -> bool:
 
 
 def parse_expiry(obj: ManagedObject) -> datetime | None:
-    raw = obj.annotations.get("jitgrant.dev/expires-at")
+    raw = obj.annotations.get(EXPIRES_AT_ANNOTATION)
     if not raw:
         return None
     try:

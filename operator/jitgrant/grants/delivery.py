@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from jitgrant.grants.objects import GrantOwner, grant_metadata, grant_object_name
+from jitgrant.models.base import GROUP_VERSION
 
 # The API server refuses TokenRequests shorter than this (expirationSeconds minimum).
 MIN_TOKEN_SECONDS = 600
@@ -27,7 +28,7 @@ def token_seconds(window: timedelta) -> int:
 
 def _owner_reference(owner: GrantOwner) -> dict[str, Any]:
     return {
-        "apiVersion": "jitgrant.dev/v1alpha1",
+        "apiVersion": GROUP_VERSION,
         "kind": "AccessRequest",
         "name": owner.name,
         "uid": owner.uid,

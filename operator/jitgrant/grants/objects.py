@@ -13,13 +13,13 @@ from datetime import datetime
 from typing import Any
 
 from jitgrant.models import PolicyRule, RequesterStamp
-
-MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
-MANAGED_BY_VALUE = "jitgrant"
-REQUEST_UID_LABEL = "jitgrant.dev/request-uid"
-REQUEST_ANNOTATION = "jitgrant.dev/request"
-EXPIRES_AT_ANNOTATION = "jitgrant.dev/expires-at"
-MANAGED_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"
+from jitgrant.models.vocabulary import (
+    EXPIRES_AT_ANNOTATION,
+    MANAGED_BY_LABEL,
+    MANAGED_BY_VALUE,
+    REQUEST_ANNOTATION,
+    REQUEST_UID_LABEL,
+)
 
 SERVICE_ACCOUNT_PREFIX = "system:serviceaccount:"
 

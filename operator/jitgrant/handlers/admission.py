@@ -28,11 +28,7 @@ from typing import Any
 import kopf
 from kopf.on import WebhookDecorator
 
-from jitgrant.approvals.counting import CREATED_BY_EXTRA
-from jitgrant.approvals.receipts import APPROVALS_ANNOTATION, APPROVE_ANNOTATION, DENY_ANNOTATION
 from jitgrant.approvals.review import (
-    LAST_APPLIED_ANNOTATION,
-    OIDC_TOKEN_ANNOTATION,
     Caller,
     DecisionRefused,
     annotations_of,
@@ -46,13 +42,17 @@ from jitgrant.approvals.review import (
 from jitgrant.identity.claims import requester_refusal
 from jitgrant.identity.jwks import JWKSCache
 from jitgrant.identity.oidc import OIDCVerifier, TokenRefused, unverified_issuer
-from jitgrant.identity.stamp import (
-    REQUESTER_SEAL_ANNOTATION,
-    requester_from_userinfo,
-    seal_requester,
-    stamp_to_wire,
-)
+from jitgrant.identity.stamp import requester_from_userinfo, seal_requester, stamp_to_wire
 from jitgrant.models import API_GROUP, API_VERSION, GrantPolicySpec, RequesterStamp
+from jitgrant.models.vocabulary import (
+    APPROVALS_ANNOTATION,
+    APPROVE_ANNOTATION,
+    CREATED_BY_EXTRA,
+    DENY_ANNOTATION,
+    LAST_APPLIED_ANNOTATION,
+    OIDC_TOKEN_ANNOTATION,
+    REQUESTER_SEAL_ANNOTATION,
+)
 
 PLURAL = "accessrequests"
 MUTATE_ID = "stamp-requester"

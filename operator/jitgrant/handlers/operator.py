@@ -9,11 +9,12 @@ from typing import Any
 import kopf
 
 from jitgrant.handlers import admission as _admission  # noqa: F401 - registers the webhooks
-from jitgrant.handlers.reconcile import FINALIZER, Reconciler
+from jitgrant.handlers.reconcile import Reconciler
 from jitgrant.handlers.runtime import Runtime
 from jitgrant.handlers.sweep import sweep_all, sweep_forever
 from jitgrant.models import API_GROUP, API_VERSION
 from jitgrant.models.request import TERMINAL_PHASES
+from jitgrant.models.vocabulary import FINALIZER, REVOKE_ANNOTATION
 
 PROGRESS_PREFIX = "jitgrant.dev"
 
@@ -118,7 +119,7 @@ async def reconcile_clock(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     now = runtime.clock()
     if phase == "Active":
         expires = status.get("expiresAt")
-        if expires and _parse(expires) > now and "jitgrant.dev/revoke" not in body.metadata.annotations:
+        if expires and _parse(expires) > now and REVOKE_ANNOTATION not in body.metadata.annotations:
             return
     try:
         await Reconciler(runtime).reconcile(body.metadata.namespace or "", body.metadata.name or "")

@@ -14,8 +14,8 @@ import urllib3.exceptions
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
-from jitgrant.approvals.counting import CREATED_BY_EXTRA, ApprovalTally, tally
-from jitgrant.approvals.receipts import APPROVALS_ANNOTATION, parse_recorded
+from jitgrant.approvals.counting import ApprovalTally, tally
+from jitgrant.approvals.receipts import parse_recorded
 from jitgrant.audit.records import EventType
 from jitgrant.audit.trail import AuditUnavailable
 from jitgrant.clusters import grant_objects
@@ -27,15 +27,21 @@ from jitgrant.grants.kubeconfig import kubeconfig_yaml, scoped_kubeconfig
 from jitgrant.grants.plan import GrantPlan, plan_grant
 from jitgrant.handlers.audit_events import audit_event
 from jitgrant.handlers.runtime import Runtime, TargetUnavailable
-from jitgrant.identity.stamp import REQUESTER_SEAL_ANNOTATION, verify_requester_seal
+from jitgrant.identity.stamp import verify_requester_seal
 from jitgrant.lifecycle import Action, Step, granted_condition, next_step
 from jitgrant.models import AccessRequest, ApprovalEntry, GrantPolicySpec, GrantRef, Phase, Target, TargetType
 from jitgrant.models.request import TERMINAL_PHASES
+from jitgrant.models.vocabulary import (
+    APPROVALS_ANNOTATION,
+    CREATED_BY_EXTRA,
+    FINALIZER,
+    REQUESTER_SEAL_ANNOTATION,
+    Reason,
+)
 
 log = logging.getLogger("jitgrant.reconcile")
 
 # Persistence names are part of the API: changing them later re-handles every object.
-FINALIZER = "jitgrant.dev/revoke-grant"
 
 # An approval reaches Active in the same pass: Pending -> Approved -> Active needs three steps.
 _MAX_STEPS_PER_PASS = 4
@@ -197,7 +203,7 @@ class Reconciler:
             meta.get("name", ""),
             {
                 "phase": Phase.FAILED.value,
-                "reason": "InvalidRequest",
+                "reason": Reason.INVALID_REQUEST,
                 "message": problems,
                 "endedAt": _time(now),
             },
@@ -309,7 +315,7 @@ class Reconciler:
                     approvals=(entry,),
                 )
             )
-        _post_event(body, warning=False, reason="ApprovalRecorded", message=step.message)
+        _post_event(body, warning=False, reason=Reason.APPROVAL_RECORDED, message=step.message)
 
     @staticmethod
     def _approval_entries(result: ApprovalTally | None) -> tuple[ApprovalEntry, ...]:
@@ -415,7 +421,7 @@ class Reconciler:
             await self._fail(
                 request,
                 body,
-                reason="AuditUnavailable",
+                reason=Reason.AUDIT_UNAVAILABLE,
                 message=f"the grant was not issued because its audit record could not be stored: {exc}",
                 cluster=cluster,
             )
@@ -429,7 +435,7 @@ class Reconciler:
             if plan.service_account is not None:
                 await self._deliver_kubeconfig(plan, request=request, target=target)
         except ForeignObjectError as exc:
-            await self._fail(request, body, reason="NameCollision", message=str(exc), cluster=cluster)
+            await self._fail(request, body, reason=Reason.NAME_COLLISION, message=str(exc), cluster=cluster)
             return
         except ClusterAccessError as exc:  # a token refresh inside a call to an EKS cluster
             raise TargetUnavailable.from_access_error(exc) from exc
@@ -441,7 +447,7 @@ class Reconciler:
                 await self._fail(
                     request,
                     body,
-                    reason="GrantRefusedByCluster",
+                    reason=Reason.GRANT_REFUSED_BY_CLUSTER,
                     message=_refusal_message(cluster, step.decision.cluster_role, exc),
                     cluster=cluster,
                 )
@@ -482,7 +488,7 @@ class Reconciler:
         runtime.metrics.observe_time_to_active(
             policy=request.spec.policy, seconds=(now - started).total_seconds()
         )
-        _post_event(body, warning=False, reason="Granted", message=status["message"])
+        _post_event(body, warning=False, reason=Reason.GRANTED, message=status["message"])
         log.info("%s/%s -> Active until %s", owner.namespace, request.metadata.name, _time(expires_at))
 
     async def _cluster_trouble(
@@ -639,7 +645,7 @@ class Reconciler:
                 return
             if request.status.phase is None or request.status.phase.terminal:
                 return
-            step = Step(Action.REVOKE, reason="Deleted", message="the AccessRequest was deleted")
+            step = Step(Action.REVOKE, reason=Reason.DELETED, message="the AccessRequest was deleted")
             # No status write: the object is going away, and a write now would make kopf's own
             # finalizer removal conflict and wait for an event that may never come.
             await self._end_grant(step, body=current, request=request, write_status=False)

@@ -18,6 +18,7 @@ from jitgrant.clusters.registry import TargetClusters
 from jitgrant.health import Health
 from jitgrant.metrics import Metrics
 from jitgrant.models import GrantPolicySpec, Target, TargetType
+from jitgrant.models.vocabulary import Reason
 from jitgrant.settings import OperatorSettings
 
 Clock = Callable[[], datetime]
@@ -102,7 +103,7 @@ class Runtime:
                 f"policy targets EKS cluster {target.cluster}, but this operator has no EKS access "
                 "configured (run it with AWS credentials, e.g. IRSA, and --eks)",
                 retryable=False,
-                reason="EKSNotConfigured",
+                reason=Reason.EKS_NOT_CONFIGURED,
             )
         try:
             return await self.targets.connection(

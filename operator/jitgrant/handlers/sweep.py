@@ -16,11 +16,11 @@ from jitgrant.audit.records import AuditEvent, EventType
 from jitgrant.clusters import grant_objects
 from jitgrant.clusters.grant_objects import ManagedObject
 from jitgrant.clusters.own import ClusterApi
-from jitgrant.grants.objects import REQUEST_ANNOTATION, REQUEST_UID_LABEL
 from jitgrant.handlers.reconcile import Reconciler
 from jitgrant.handlers.runtime import Runtime, TargetUnavailable
 from jitgrant.models import Target
 from jitgrant.models.request import TERMINAL_PHASES
+from jitgrant.models.vocabulary import REQUEST_ANNOTATION, REQUEST_UID_LABEL
 
 log = logging.getLogger("jitgrant.sweep")
 

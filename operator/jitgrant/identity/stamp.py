@@ -18,7 +18,6 @@ from typing import Any
 
 from jitgrant.models import ProofKind, RequesterStamp
 
-REQUESTER_SEAL_ANNOTATION = "jitgrant.dev/requester-seal"
 SEAL_VERSION = "v1"
 _SEAL_DOMAIN = "jitgrant.dev/requester-seal/v1"
 

@@ -14,9 +14,8 @@ from typing import Literal
 
 from jitgrant.approvals.counting import ApprovalTally
 from jitgrant.models import AccessRequest, Condition, GrantPolicySpec, Phase
+from jitgrant.models.vocabulary import REVOKE_ANNOTATION, Reason
 from jitgrant.policy import PolicyDecision, decide
-
-REVOKE_ANNOTATION = "jitgrant.dev/revoke"
 
 
 class Action(StrEnum):
@@ -63,7 +62,7 @@ def decide_new(
     if request.spec.requester is None or not seal_valid:
         return Step(
             Action.FAIL,
-            reason="RequesterNotVerified",
+            reason=Reason.REQUESTER_NOT_VERIFIED,
             message=(
                 "the requester was not stamped by jitgrant's admission webhook (or the stamp was altered); "
                 "nothing was granted. Check that the webhook is installed with failurePolicy: Fail"
@@ -72,7 +71,7 @@ def decide_new(
     if policy is None:
         return Step(
             Action.DENY,
-            reason="PolicyNotFound",
+            reason=Reason.POLICY_NOT_FOUND,
             message=f"GrantPolicy {request.spec.policy!r} does not exist; ask the platform team which to use",
         )
     decision = decide(
@@ -85,12 +84,12 @@ def decide_new(
     )
     if not decision.allowed:
         return Step(
-            Action.DENY, reason="PolicyRefused", message="; ".join(decision.reasons), decision=decision
+            Action.DENY, reason=Reason.POLICY_REFUSED, message="; ".join(decision.reasons), decision=decision
         )
     if decision.needs_approval:
         return Step(
             Action.PEND,
-            reason="AwaitingApproval",
+            reason=Reason.AWAITING_APPROVAL,
             message=(
                 f"waiting for {policy.approval.min_approvals} approval(s) under policy {request.spec.policy}"
             ),
@@ -99,7 +98,7 @@ def decide_new(
         )
     return Step(
         Action.APPROVE,
-        reason="AutoApproved",
+        reason=Reason.AUTO_APPROVED,
         message=f"policy {request.spec.policy} approves this scope without a human",
         decision=decision,
         duration=decision.duration,
@@ -132,13 +131,13 @@ def next_step(
         )
 
     if revoke_reason is not None:
-        return Step(Action.REVOKE, reason="Revoked", message=revoke_reason)
+        return Step(Action.REVOKE, reason=Reason.REVOKED, message=revoke_reason)
 
     if phase is Phase.PENDING:
         if policy is None:
             return Step(
                 Action.DENY,
-                reason="PolicyNotFound",
+                reason=Reason.POLICY_NOT_FOUND,
                 message=f"GrantPolicy {request.spec.policy!r} was deleted",
             )
         if tally is not None and tally.denied_by is not None:
@@ -146,18 +145,20 @@ def next_step(
             detail = f": {denial.reason}" if denial.reason else ""
             return Step(
                 Action.DENY,
-                reason="DeniedByApprover",
+                reason=Reason.DENIED_BY_APPROVER,
                 message=f"denied by {denial.approver}{detail}",
                 tally=tally,
             )
         if tally is not None and tally.approved:
             approvers = ", ".join(sorted({entry.approver for entry in tally.counted}))
-            return Step(Action.APPROVE, reason="Approved", message=f"approved by {approvers}", tally=tally)
+            return Step(
+                Action.APPROVE, reason=Reason.APPROVED, message=f"approved by {approvers}", tally=tally
+            )
         if tally is not None and len(tally.counted) > len(status.approvals):
             missing = tally.missing
             return Step(
                 Action.RECORD_APPROVALS,
-                reason="AwaitingApproval",
+                reason=Reason.AWAITING_APPROVAL,
                 message=f"{len(tally.counted)} of {tally.needed} approval(s); waiting for {missing} more",
                 tally=tally,
             )
@@ -166,7 +167,7 @@ def next_step(
         if now >= deadline:
             return Step(
                 Action.TIME_OUT,
-                reason="PendingTimeout",
+                reason=Reason.PENDING_TIMEOUT,
                 message=(
                     f"no decision within the policy's pendingTimeout of {policy.approval.pending_timeout}"
                 ),
@@ -186,7 +187,7 @@ def next_step(
             return Step(first.action, reason=first.reason, message=f"at activation: {first.message}")
         return Step(
             Action.ACTIVATE,
-            reason="Granted",
+            reason=Reason.GRANTED,
             message="the grant is active",
             decision=first.decision,
             duration=first.duration,
@@ -195,7 +196,7 @@ def next_step(
     if phase is Phase.ACTIVE:
         expires_at = status.expires_at
         if expires_at is None or now >= expires_at:
-            return Step(Action.EXPIRE, reason="Expired", message="the grant's window closed")
+            return Step(Action.EXPIRE, reason=Reason.EXPIRED, message="the grant's window closed")
         return Step(Action.WAIT, wake_at=expires_at)
 
     return Step(Action.NONE)

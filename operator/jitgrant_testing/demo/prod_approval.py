@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from embedkube import User
-from jitgrant.approvals.receipts import APPROVALS_ANNOTATION, APPROVE_ANNOTATION
 from jitgrant.cli.main import main as jitgrant_cli
+from jitgrant.models.vocabulary import APPROVALS_ANNOTATION, APPROVE_ANNOTATION
 from jitgrant_testing.demo.scenarios import (
     Reporter,
     _check_binding,

@@ -1,0 +1,97 @@
+"""Every name jitgrant writes onto objects, and every reason it gives: defined once, here.
+
+Clients (the CLI, the Python client, the MCP server, dashboards) match on these values, never on
+status messages. A reason is part of the API, like cert-manager's reason constants: add new ones,
+never rename one.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Final
+
+from jitgrant.models.base import API_GROUP
+
+# --- Annotations a person or agent writes on an AccessRequest (the webhooks check each). ---
+APPROVE_ANNOTATION: Final = f"{API_GROUP}/approve"
+DENY_ANNOTATION: Final = f"{API_GROUP}/deny"
+REVOKE_ANNOTATION: Final = f"{API_GROUP}/revoke"
+OIDC_TOKEN_ANNOTATION: Final = f"{API_GROUP}/oidc-token"
+
+# --- Annotations only the operator's webhooks write. ---
+APPROVALS_ANNOTATION: Final = f"{API_GROUP}/approvals"
+REQUESTER_SEAL_ANNOTATION: Final = f"{API_GROUP}/requester-seal"
+
+# --- Labels and annotations on the objects of a grant. Labels select; they never prove ownership. ---
+MANAGED_BY_LABEL: Final = "app.kubernetes.io/managed-by"
+MANAGED_BY_VALUE: Final = "jitgrant"
+MANAGED_SELECTOR: Final = f"{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"
+REQUEST_UID_LABEL: Final = f"{API_GROUP}/request-uid"
+REQUEST_ANNOTATION: Final = f"{API_GROUP}/request"
+EXPIRES_AT_ANNOTATION: Final = f"{API_GROUP}/expires-at"
+
+# --- Other fixed names. ---
+FINALIZER: Final = f"{API_GROUP}/revoke-grant"
+CREATED_BY_EXTRA: Final = f"{API_GROUP}/created-by"
+LAST_APPLIED_ANNOTATION: Final = "kubectl.kubernetes.io/last-applied-configuration"
+
+
+class Reason(StrEnum):
+    """Why a request is where it is: `status.reason`, the Event reason and the audit record's reason."""
+
+    # The request's decisions.
+    AWAITING_APPROVAL = "AwaitingApproval"
+    AUTO_APPROVED = "AutoApproved"
+    APPROVED = "Approved"
+    APPROVAL_RECORDED = "ApprovalRecorded"
+    DENIED_BY_APPROVER = "DeniedByApprover"
+    POLICY_NOT_FOUND = "PolicyNotFound"
+    POLICY_REFUSED = "PolicyRefused"
+    REQUESTER_NOT_VERIFIED = "RequesterNotVerified"
+    INVALID_REQUEST = "InvalidRequest"
+    PENDING_TIMEOUT = "PendingTimeout"
+    # The grant.
+    GRANTED = "Granted"
+    EXPIRED = "Expired"
+    REVOKED = "Revoked"
+    DELETED = "Deleted"
+    NAME_COLLISION = "NameCollision"
+    GRANT_REFUSED_BY_CLUSTER = "GrantRefusedByCluster"
+    AUDIT_UNAVAILABLE = "AuditUnavailable"
+    # Target clusters.
+    CLUSTER_FORBIDDEN = "ClusterForbidden"
+    CLUSTER_REQUEST_REFUSED = "ClusterRequestRefused"
+    CLUSTER_TLS_FAILURE = "ClusterTLSFailure"
+    CLUSTER_UNAUTHORIZED = "ClusterUnauthorized"
+    CLUSTER_UNAVAILABLE = "ClusterUnavailable"
+    CLUSTER_UNREACHABLE = "ClusterUnreachable"
+    TARGET_UNAVAILABLE = "TargetUnavailable"
+    # AWS and EKS.
+    AWS_CLIENT_ERROR = "AWSClientError"
+    AWS_CREDENTIALS_EXPIRED = "AWSCredentialsExpired"
+    AWS_REQUEST_REFUSED = "AWSRequestRefused"
+    AWS_THROTTLED = "AWSThrottled"
+    AWS_UNAVAILABLE = "AWSUnavailable"
+    AWS_UNREACHABLE = "AWSUnreachable"
+    EKS_ACCESS_DENIED = "EKSAccessDenied"
+    EKS_CLUSTER_NOT_FOUND = "EKSClusterNotFound"
+    EKS_CLUSTER_NOT_READY = "EKSClusterNotReady"
+    EKS_NOT_CONFIGURED = "EKSNotConfigured"
+    INVALID_CLUSTER_CA = "InvalidClusterCA"
+    OPERATOR_CREDENTIALS_MISSING = "OperatorCredentialsMissing"
+    ROLE_ASSUMPTION_DENIED = "RoleAssumptionDenied"
+    STS_REGION_DISABLED = "STSRegionDisabled"
+
+
+def format_time(value: datetime) -> str:
+    """RFC 3339 in UTC with second precision and a `Z`: how Kubernetes writes times."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(text: str) -> datetime:
+    """Parse an RFC 3339 time (`Z` or an offset) into an aware UTC datetime; ValueError if it is not one."""
+    value = datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
+    if value.tzinfo is None:
+        raise ValueError(f"time {text!r} has no timezone (expected RFC 3339, e.g. 2026-01-01T00:00:00Z)")
+    return value.astimezone(UTC)
