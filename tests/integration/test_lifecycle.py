@@ -1,4 +1,4 @@
-"""Issue 2's lifecycle, end to end: the operator, the API server and the agent all over HTTP."""
+"""The grant lifecycle, end to end: the operator, the API server and the agent all over HTTP."""
 
 from __future__ import annotations
 

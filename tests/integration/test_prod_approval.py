@@ -1,4 +1,4 @@
-"""Issue 3, items 5 and 6: production approval end to end, and the attacks on it.
+"""Production approval end to end, and the attacks on it.
 
 Everything goes over HTTP through the embedded API server's authentication, RBAC and the admission
 webhooks, with the operator running as its own ServiceAccount; every identity uses its own token.
@@ -364,7 +364,7 @@ def test_a_request_recreated_under_the_same_name_starts_from_zero(env: Environme
     assert jit_bindings(env, "payments") == []
 
 
-# --- invariant 7 -----------------------------------------------------------------------------------
+# --- never-adopt -------------------------------------------------------------------------------------
 
 
 def test_a_foreign_role_binding_under_the_grant_name_fails_the_request_and_is_left_alone(

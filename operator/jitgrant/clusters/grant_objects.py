@@ -1,7 +1,7 @@
 """Creating and removing the objects of a grant in a cluster.
 
 Create-or-confirm-ownership, never a blind overwrite; delete only what carries our labels for this
-request (invariant 7), with a uid precondition so a foreign object recreated under the same name
+request (never-adopt), with a uid precondition so a foreign object recreated under the same name
 in the meantime is left alone.
 """
 
