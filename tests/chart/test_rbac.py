@@ -176,7 +176,7 @@ def test_uninstall_hook_role_matches_the_code(chart: helm.Chart) -> None:
     ]
 
 
-# What a grantable ClusterRole must never contain (scope-within-policy in docs/architecture.md), checked on the examples.
+# What a grantable ClusterRole must never contain (scope-within-policy), checked on the examples.
 DANGEROUS = {"*", "escalate", "bind", "impersonate"}
 SENSITIVE_RESOURCES = {"*", "secrets", "pods/exec", "pods/attach", "nodes/proxy", "serviceaccounts/token"}
 
