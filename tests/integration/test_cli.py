@@ -91,8 +91,9 @@ def test_list_and_get_show_phase_requester_scope_and_why(env: Environment, cli: 
         assert AGENT in by_name[name] and SCOPE in by_name[name]
     # Without -n, the kubeconfig context's namespace, as kubectl does.
     assert cli("alice", "list").out == listed.out
-    as_json = cli("alice", "list", "-o", "json")
-    assert sorted(item["metadata"]["name"] for item in json.loads(as_json.out)) == [STAGING, PROD]
+    as_json = json.loads(cli("alice", "list", "-o", "json").out)
+    assert as_json["kind"] == "List" and as_json["apiVersion"] == "v1"
+    assert sorted(item["metadata"]["name"] for item in as_json["items"]) == [STAGING, PROD]
 
     got = cli("alice", "get", PROD)
     assert got.code == 0

@@ -1,21 +1,38 @@
-"""`jitgrant`: run the operator, run the demo, and work with AccessRequests and the audit trail."""
+"""`jitgrant`: run the operator, run the demo, and work with AccessRequests and the audit trail.
+
+Also installed as `kubectl-jitgrant`, so `kubectl jitgrant list` works as a kubectl plugin.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
 
 from jitgrant.cli.agent import add_request_subcommand
+from jitgrant.cli.completion import add_completion_subcommand, completion_script
+from jitgrant.cli.exitcodes import EXIT_CODES_HELP, ExitCode
 from jitgrant.cli.requests import add_request_subcommands
 from jitgrant.cli.run import add_run_subcommand
 
 
-def build_parser() -> argparse.ArgumentParser:
+def package_version() -> str:
+    try:
+        return version("jitgrant")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
+        return "0+unknown"
+
+
+def build_parser(prog: str = "jitgrant") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="jitgrant",
+        prog=prog,
         description="Just-in-time, time-boxed RBAC grants for AI agents and automation.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     add_run_subcommand(sub)
     demo = sub.add_parser("demo", help="run a scenario against the embedded cluster")
@@ -25,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--examples", metavar="PATH", help="the examples/ directory of a checkout (default: this one)"
     )
     demo.set_defaults(func=_demo)
-    add_request_subcommands(sub)
+    add_request_subcommands(sub, epilog=EXIT_CODES_HELP)
     add_request_subcommand(sub)
     try:
         from jitgrant.audit.cli import add_audit_subcommands
@@ -33,7 +50,14 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         add_audit_subcommands(sub)
+    add_completion_subcommand(sub)
+    sub.choices["completion"].set_defaults(func=lambda args: _completion(parser, args))
     return parser
+
+
+def _completion(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    sys.stdout.write(completion_script(parser, args.shell, prog=parser.prog))
+    return int(ExitCode.OK)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -42,14 +66,19 @@ def _demo(args: argparse.Namespace) -> int:
     return run_plugin("demo", args)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+def main(argv: Sequence[str] | None = None, *, prog: str = "jitgrant") -> int:
+    parser = build_parser(prog)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
-        return 2
+        return int(ExitCode.USAGE)
     result: int = args.func(args)
     return result
+
+
+def kubectl_plugin() -> int:
+    """`kubectl jitgrant ...`: kubectl runs `kubectl-jitgrant` from PATH with the rest of the line."""
+    return main(prog=os.path.basename(sys.argv[0]) or "kubectl-jitgrant")
 
 
 if __name__ == "__main__":

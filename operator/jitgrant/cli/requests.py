@@ -1,27 +1,39 @@
-"""`jitgrant get|list|approve|deny|revoke`: people's view of AccessRequests."""
+"""`jitgrant get|list|approve|deny|revoke`: people's view of AccessRequests.
+
+Read commands take kubectl's flags (-n, -A, -l, -o, --watch, --context, --as); `get NAME` shows what
+an approver decides on (see describe.py). Exit codes come from exitcodes.py, one table for all.
+"""
 
 from __future__ import annotations
 
 import argparse
 import functools
 import json
-import os
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-import kubernetes.config
+import kubernetes.watch
 import urllib3.exceptions
-from kubernetes.client import ApiClient, CustomObjectsApi
+from kubernetes.client import (
+    ApiClient,
+    AuthenticationV1Api,
+    CustomObjectsApi,
+    RbacAuthorizationV1Api,
+    V1SelfSubjectReview,
+)
 from kubernetes.client.exceptions import ApiException
-from kubernetes.config.config_exception import ConfigException
+from pydantic import ValidationError
 
+from jitgrant.approvals.counting import eligibility, person_key
 from jitgrant.approvals.receipts import parse_recorded
-from jitgrant.clusters.own import api_client_from
-from jitgrant.models import API_GROUP, API_VERSION, parse_duration
+from jitgrant.cli.describe import Paint, approvals_needed, describe_request, scope_of
+from jitgrant.cli.exitcodes import ExitCode
+from jitgrant.cli.kubeconfig import CliError, add_cluster_flags, client_from_args, namespace_from_args
+from jitgrant.cli.output import add_output_flag, as_list, render_structured
+from jitgrant.models import API_GROUP, API_VERSION, ApprovalPolicy, RequesterStamp, parse_duration
 from jitgrant.models.vocabulary import (
     APPROVALS_ANNOTATION,
     APPROVE_ANNOTATION,
@@ -29,69 +41,32 @@ from jitgrant.models.vocabulary import (
     REVOKE_ANNOTATION,
 )
 
-EXIT_OK = 0
-EXIT_USAGE = 2
-EXIT_NOT_FOUND = 3
-EXIT_REFUSED = 4
-EXIT_TIMEOUT = 5
+# The names cli/agent.py imports; the values are the shared table's.
+EXIT_OK = int(ExitCode.OK)
+EXIT_USAGE = int(ExitCode.USAGE)
+EXIT_NOT_FOUND = int(ExitCode.NOT_FOUND)
+EXIT_REFUSED = int(ExitCode.REFUSED)
+EXIT_TIMEOUT = int(ExitCode.TIMED_OUT)
 
 LIVE_PHASES = (None, "Pending", "Approved", "Active")
+PLURAL = "accessrequests"
+
+__all__ = [
+    "EXIT_NOT_FOUND",
+    "EXIT_OK",
+    "EXIT_REFUSED",
+    "EXIT_TIMEOUT",
+    "EXIT_USAGE",
+    "CliError",
+    "add_request_subcommands",
+    "client_from_args",
+    "describe_api_error",
+    "namespace_from_args",
+    "scope_of",
+]
 
 
-class CliError(Exception):
-    """A failure the user can act on: printed as `error: <message>`, exits with `code`."""
-
-    def __init__(self, message: str, code: int = EXIT_REFUSED) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-def _default_kubeconfig() -> str | None:
-    path = os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
-    return path if Path(path).exists() else None
-
-
-def kubeconfig_path(args: argparse.Namespace) -> str | None:
-    """--kubeconfig, else KUBECONFIG or ~/.kube/config, else None (in-cluster)."""
-    if args.kubeconfig:
-        if not Path(args.kubeconfig).exists():
-            raise CliError(f"kubeconfig {args.kubeconfig} does not exist; pass the path of one", EXIT_USAGE)
-        return str(args.kubeconfig)
-    path = _default_kubeconfig()
-    if path is None and not os.environ.get("KUBERNETES_SERVICE_HOST"):
-        raise CliError(
-            "no kubeconfig found and not running in a cluster: pass --kubeconfig PATH or set KUBECONFIG",
-            EXIT_USAGE,
-        )
-    return path
-
-
-def client_from_args(args: argparse.Namespace) -> ApiClient:
-    path = kubeconfig_path(args)
-    try:
-        return api_client_from(path)
-    except ConfigException as exc:
-        where = f"kubeconfig {path}" if path else "the in-cluster configuration"
-        raise CliError(f"cannot use {where}: {exc}; pass another with --kubeconfig", EXIT_USAGE) from exc
-
-
-def namespace_from_args(args: argparse.Namespace) -> str:
-    """-n, else the current context's namespace (as kubectl does), else `default`."""
-    if getattr(args, "namespace", None):
-        return str(args.namespace)
-    path = kubeconfig_path(args)
-    if path is not None:
-        try:
-            _, current = kubernetes.config.list_kube_config_contexts(config_file=path)
-        except ConfigException:
-            return "default"
-        namespace = ((current or {}).get("context") or {}).get("namespace")
-        if namespace:
-            return str(namespace)
-    return "default"
-
-
-def with_cluster(command: Callable[[argparse.Namespace, CustomObjectsApi], int]) -> Callable[..., int]:
+def with_cluster(command: Callable[[argparse.Namespace, ApiClient], int]) -> Callable[..., int]:
     """Run a command with a client for the user's cluster; turn what went wrong into a next step."""
 
     @functools.wraps(command)
@@ -104,7 +79,7 @@ def with_cluster(command: Callable[[argparse.Namespace, CustomObjectsApi], int])
             print(f"error: {exc}", file=sys.stderr)
             return exc.code
         try:
-            return command(args, CustomObjectsApi(client))
+            return command(args, client)
         except CliError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return exc.code
@@ -118,6 +93,8 @@ def with_cluster(command: Callable[[argparse.Namespace, CustomObjectsApi], int])
                 file=sys.stderr,
             )
             return EXIT_REFUSED
+        except KeyboardInterrupt:
+            return int(ExitCode.INTERRUPTED)
         finally:
             client.close()
 
@@ -150,21 +127,11 @@ def _age(created: str | None, now: datetime) -> str:
     return f"{max(seconds, 0)}s"
 
 
-def scope_of(spec: Mapping[str, Any]) -> str:
-    if spec.get("clusterRole"):
-        return f"clusterrole/{spec['clusterRole']} in {spec.get('namespace')}"
-    parts = []
-    for rule in spec.get("rules") or []:
-        names = f"/{','.join(rule['resourceNames'])}" if rule.get("resourceNames") else ""
-        parts.append(f"{','.join(rule.get('verbs', []))} {','.join(rule.get('resources', []))}{names}")
-    return f"{'; '.join(parts)} in {spec.get('namespace')}"
-
-
-def row_of(obj: Mapping[str, Any], now: datetime) -> dict[str, str]:
+def row_of(obj: Mapping[str, Any], now: datetime, *, wide: bool = False) -> dict[str, str]:
     meta, spec, status = obj.get("metadata", {}), obj.get("spec", {}), obj.get("status") or {}
     recorded = parse_recorded((meta.get("annotations") or {}).get(APPROVALS_ANNOTATION))
     approvals = status.get("approvals") or []
-    return {
+    row = {
         "NAMESPACE": meta.get("namespace", ""),
         "NAME": meta.get("name", ""),
         "PHASE": status.get("phase") or "New",
@@ -174,6 +141,43 @@ def row_of(obj: Mapping[str, Any], now: datetime) -> dict[str, str]:
         "EXPIRES": status.get("expiresAt") or "-",
         "AGE": _age(meta.get("creationTimestamp"), now),
     }
+    if wide:
+        row |= {
+            "POLICY": spec.get("policy", ""),
+            "REASON": status.get("reason") or "-",
+            "JUSTIFICATION": spec.get("justification") or "-",
+        }
+    return row
+
+
+class Table:
+    """kubectl's table: widths fixed by the first rows, so rows printed later by --watch line up."""
+
+    def __init__(self, *, namespaced: bool, wide: bool, out: Any = None) -> None:
+        self.namespaced, self.wide, self.out = namespaced, wide, out or sys.stdout
+        self.widths: dict[str, int] = {}
+
+    def _cells(self, obj: Mapping[str, Any]) -> dict[str, str]:
+        row = row_of(obj, datetime.now(UTC), wide=self.wide)
+        if self.namespaced:
+            row.pop("NAMESPACE")
+        return row
+
+    def _line(self, row: Mapping[str, str]) -> str:
+        return "  ".join(row[c].ljust(self.widths.get(c, len(row[c]))) for c in row).rstrip()
+
+    def print(self, objs: Sequence[Mapping[str, Any]], *, header: bool = True) -> None:
+        rows = [self._cells(obj) for obj in objs]
+        if not rows:
+            if header:
+                print("No AccessRequests found.", file=self.out, flush=True)
+            return
+        if not self.widths:
+            self.widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in rows[0]}
+            if header:
+                print(self._line({c: c for c in rows[0]}), file=self.out, flush=True)
+        for row in rows:
+            print(self._line(row), file=self.out, flush=True)
 
 
 def print_table(rows: Sequence[Mapping[str, str]], *, out: Any = None) -> None:
@@ -188,31 +192,76 @@ def print_table(rows: Sequence[Mapping[str, str]], *, out: Any = None) -> None:
         print("  ".join(row[c].ljust(widths[c]) for c in columns).rstrip(), file=out)
 
 
-@with_cluster
-def cmd_list(args: argparse.Namespace, custom: CustomObjectsApi) -> int:
+def _emit(data: Any, fmt: str) -> bool:
+    text = render_structured(data, fmt)
+    if text is None:
+        return False
+    sys.stdout.write(text)
+    sys.stdout.flush()
+    return True
+
+
+def _list_call(
+    custom: CustomObjectsApi, args: argparse.Namespace
+) -> tuple[Callable[..., Any], tuple[str, ...]]:
+    if getattr(args, "all_namespaces", False):
+        return custom.list_cluster_custom_object, (API_GROUP, API_VERSION, PLURAL)
+    return custom.list_namespaced_custom_object, (API_GROUP, API_VERSION, args.namespace, PLURAL)
+
+
+def _watch(
+    client: ApiClient,
+    args: argparse.Namespace,
+    resource_version: str,
+    show: Callable[[Mapping[str, Any]], None],
+    **selectors: str,
+) -> int:
+    """Follow changes after `resource_version` until --request-timeout (or Ctrl-C), as `kubectl -w`."""
+    fn, fn_args = _list_call(CustomObjectsApi(client), args)
+    kwargs: dict[str, Any] = {"resource_version": resource_version, **selectors}
+    if args.request_timeout:
+        kwargs["timeout_seconds"] = max(1, int(_duration(args.request_timeout, "--request-timeout")))
+    for event in kubernetes.watch.Watch().stream(fn, *fn_args, **kwargs):
+        if event.get("type") in ("ADDED", "MODIFIED", "DELETED") and isinstance(event.get("object"), dict):
+            show(event["object"])
+    return EXIT_OK
+
+
+def _duration(text: str, flag: str) -> float:
     try:
-        if args.all_namespaces:
-            result = custom.list_cluster_custom_object(API_GROUP, API_VERSION, "accessrequests")
-        else:
-            result = custom.list_namespaced_custom_object(
-                API_GROUP, API_VERSION, args.namespace, "accessrequests"
-            )
+        return parse_duration(text).total_seconds()
+    except ValueError as exc:
+        raise CliError(f"{flag}: {exc}", EXIT_USAGE) from exc
+
+
+@with_cluster
+def cmd_list(args: argparse.Namespace, client: ApiClient) -> int:
+    custom = CustomObjectsApi(client)
+    fn, fn_args = _list_call(custom, args)
+    selectors = {"label_selector": args.selector} if args.selector else {}
+    try:
+        result = fn(*fn_args, **selectors)
     except ApiException as exc:
         where = "in any namespace" if args.all_namespaces else f"in namespace {args.namespace}"
         hint = "; pick a namespace you can read with -n" if exc.status == 403 else ""
         print(f"error: cannot list AccessRequests {where}: {describe_api_error(exc)}{hint}", file=sys.stderr)
         return EXIT_REFUSED
-    items = result.get("items", [])
-    if args.output == "json":
-        print(json.dumps(items, indent=2))
-        return EXIT_OK
-    now = datetime.now(UTC)
-    rows = [row_of(item, now) for item in items]
-    if not args.all_namespaces:
-        for row in rows:
-            row.pop("NAMESPACE")
-    print_table(rows)
-    return EXIT_OK
+    keep: Callable[[Mapping[str, Any]], bool] = lambda obj: True  # noqa: E731
+    if args.pending:
+        keep = PendingFor(client).may_decide
+    items = [item for item in result.get("items", []) if keep(item)]
+    resource_version = str((result.get("metadata") or {}).get("resourceVersion") or "")
+    table = Table(namespaced=not args.all_namespaces, wide=args.output == "wide")
+    if not _emit(as_list(items, resource_version=resource_version), args.output):
+        table.print(items)
+
+    def show(obj: Mapping[str, Any]) -> None:
+        if args.pending and not keep(obj):
+            return
+        if not _emit(obj, args.output):
+            table.print([obj], header=not table.widths)
+
+    return _watch(client, args, resource_version, show, **selectors) if args.watch else EXIT_OK
 
 
 def _not_found(args: argparse.Namespace) -> CliError:
@@ -223,37 +272,132 @@ def _not_found(args: argparse.Namespace) -> CliError:
     )
 
 
-@with_cluster
-def cmd_get(args: argparse.Namespace, custom: CustomObjectsApi) -> int:
+def _get(custom: CustomObjectsApi, args: argparse.Namespace) -> dict[str, Any]:
     try:
-        obj = custom.get_namespaced_custom_object(
-            API_GROUP, API_VERSION, args.namespace, "accessrequests", args.name
+        obj: dict[str, Any] = custom.get_namespaced_custom_object(
+            API_GROUP, API_VERSION, args.namespace, PLURAL, args.name
         )
     except ApiException as exc:
         if exc.status == 404:
             raise _not_found(args) from exc
         raise
-    if args.output == "json":
-        print(json.dumps(obj, indent=2))
+    return obj
+
+
+def _readable(fn: Callable[[], Any], what: str) -> tuple[Any, str | None]:
+    """What the caller may read, or why not (an approver without `get clusterroles` still decides)."""
+    try:
+        return fn(), None
+    except ApiException as exc:
+        if exc.status in (403, 404):
+            return None, f"{what}: {server_message(exc)}"
+        raise
+
+
+def describe(client: ApiClient, obj: Mapping[str, Any], *, paint: Paint) -> str:
+    spec = obj.get("spec") or {}
+    rules, role_error = None, None
+    if spec.get("clusterRole"):
+        role, role_error = _readable(
+            lambda: RbacAuthorizationV1Api(client).read_cluster_role(spec["clusterRole"]),
+            f"cannot read ClusterRole {spec['clusterRole']}",
+        )
+        if role is not None:
+            rules = [client.sanitize_for_serialization(rule) for rule in role.rules or []]
+    policy, _ = _readable(
+        lambda: CustomObjectsApi(client).get_cluster_custom_object(
+            API_GROUP, API_VERSION, "grantpolicies", spec.get("policy", "")
+        ),
+        "policy",
+    )
+    return describe_request(
+        obj,
+        cluster_role_rules=rules,
+        cluster_role_error=role_error,
+        policy_spec=(policy or {}).get("spec") if policy else None,
+        now=datetime.now(UTC),
+        paint=paint,
+    )
+
+
+@with_cluster
+def cmd_get(args: argparse.Namespace, client: ApiClient) -> int:
+    custom = CustomObjectsApi(client)
+    obj = _get(custom, args)
+    table = Table(namespaced=True, wide=True)
+    if not _emit(obj, args.output):
+        if args.output == "wide":
+            table.print([obj])
+        else:
+            sys.stdout.write(describe(client, obj, paint=Paint.for_stream(sys.stdout)))
+            sys.stdout.flush()
+
+    def show(changed: Mapping[str, Any]) -> None:
+        if not _emit(changed, args.output):
+            table.print([changed], header=not table.widths)
+
+    if not args.watch:
         return EXIT_OK
-    row = row_of(obj, datetime.now(UTC))
-    print_table([row])
-    status = obj.get("status") or {}
-    if status.get("message"):
-        print(f"\n{status.get('reason') or status.get('phase') or 'Status'}: {status['message']}")
-    counted = {approval.get("receipt") for approval in status.get("approvals") or []}
-    annotations = (obj.get("metadata") or {}).get("annotations") or {}
-    for entry in parse_recorded(annotations.get(APPROVALS_ANNOTATION)):
-        verb = "approved" if entry.decision == "approve" else "denied"
-        note = " (counted)" if entry.receipt in counted else ""
-        reason = f": {entry.reason}" if entry.reason else ""
-        print(f"{verb} by {entry.approver} at {entry.at.isoformat()}{note}{reason}")
-    return EXIT_OK
+    rv = str(obj["metadata"].get("resourceVersion") or "")
+    return _watch(client, args, rv, show, field_selector=f"metadata.name={args.name}")
+
+
+class PendingFor:
+    """`list --pending`: Pending requests the caller may decide on, by the policy's approver rules.
+
+    The caller's identity comes from a SelfSubjectReview (the API server's view, impersonation
+    included), and the rule is the webhook's own (`eligibility`), so the list never offers a request
+    the webhook would then refuse.
+    """
+
+    def __init__(self, client: ApiClient) -> None:
+        review = AuthenticationV1Api(client).create_self_subject_review(V1SelfSubjectReview())
+        user = review.status.user_info
+        self.username: str = user.username or ""
+        self.groups: tuple[str, ...] = tuple(user.groups or ())
+        self.custom = CustomObjectsApi(client)
+        self.policies: dict[str, ApprovalPolicy | None] = {}
+
+    def _approval(self, name: str) -> ApprovalPolicy | None:
+        if name not in self.policies:
+            body, why = _readable(
+                lambda: self.custom.get_cluster_custom_object(API_GROUP, API_VERSION, "grantpolicies", name),
+                f"policy {name}",
+            )
+            if why:
+                print(f"warning: {why}; its requests are not listed", file=sys.stderr)
+            try:
+                approval = (body or {}).get("spec", {}).get("approval") or {}
+                self.policies[name] = ApprovalPolicy.model_validate(approval) if body else None
+            except ValidationError:
+                self.policies[name] = None
+        return self.policies[name]
+
+    def may_decide(self, obj: Mapping[str, Any]) -> bool:
+        spec, status = obj.get("spec") or {}, obj.get("status") or {}
+        if status.get("phase") != "Pending" or not spec.get("requester"):
+            return False
+        approval = self._approval(str(spec.get("policy")))
+        if approval is None or approvals_needed({"approval": approval.model_dump(by_alias=True)}) == 0:
+            return False
+        annotations = (obj.get("metadata") or {}).get("annotations") or {}
+        decided = {person_key(e.approver) for e in parse_recorded(annotations.get(APPROVALS_ANNOTATION))}
+        if person_key(self.username) in decided:
+            return False
+        try:
+            requester = RequesterStamp.model_validate(spec["requester"])
+        except ValidationError:
+            return False
+        why_not = eligibility(
+            policy=approval, requester=requester, approver=self.username, groups=self.groups
+        )
+        return why_not is None
 
 
 def _annotate(
-    args: argparse.Namespace, custom: CustomObjectsApi, annotations: dict[str, str], verb: str
+    args: argparse.Namespace, client: ApiClient, annotations: dict[str, str], verb: str
 ) -> dict[str, Any]:
+    custom = CustomObjectsApi(client)
     try:
         result: dict[str, Any] = custom.patch_namespaced_custom_object(
             API_GROUP,
@@ -270,9 +414,9 @@ def _annotate(
     return result
 
 
-def _decide(args: argparse.Namespace, custom: CustomObjectsApi, annotation: str, verb: str) -> int:
+def _decide(args: argparse.Namespace, client: ApiClient, annotation: str, verb: str) -> int:
     """Approve or deny: the webhook records the decision under the caller's identity, with a receipt."""
-    result = _annotate(args, custom, {annotation: args.reason or ""}, verb)
+    result = _annotate(args, client, {annotation: args.reason or ""}, verb)
     annotations = (result.get("metadata") or {}).get("annotations") or {}
     recorded = parse_recorded(annotations.get(APPROVALS_ANNOTATION))
     if annotation in annotations or not recorded:
@@ -290,8 +434,8 @@ def _decide(args: argparse.Namespace, custom: CustomObjectsApi, annotation: str,
 
 
 @with_cluster
-def cmd_approve(args: argparse.Namespace, custom: CustomObjectsApi) -> int:
-    return _decide(args, custom, APPROVE_ANNOTATION, "approval")
+def cmd_approve(args: argparse.Namespace, client: ApiClient) -> int:
+    return _decide(args, client, APPROVE_ANNOTATION, "approval")
 
 
 def cmd_deny(args: argparse.Namespace) -> int:
@@ -302,8 +446,8 @@ def cmd_deny(args: argparse.Namespace) -> int:
 
 
 @with_cluster
-def _deny(args: argparse.Namespace, custom: CustomObjectsApi) -> int:
-    return _decide(args, custom, DENY_ANNOTATION, "denial")
+def _deny(args: argparse.Namespace, client: ApiClient) -> int:
+    return _decide(args, client, DENY_ANNOTATION, "denial")
 
 
 def cmd_revoke(args: argparse.Namespace) -> int:
@@ -319,20 +463,13 @@ def cmd_revoke(args: argparse.Namespace) -> int:
 
 
 @with_cluster
-def _revoke_one(args: argparse.Namespace, custom: CustomObjectsApi) -> int:
-    try:
-        current = custom.get_namespaced_custom_object(
-            API_GROUP, API_VERSION, args.namespace, "accessrequests", args.name
-        )
-    except ApiException as exc:
-        if exc.status == 404:
-            raise _not_found(args) from exc
-        raise
+def _revoke_one(args: argparse.Namespace, client: ApiClient) -> int:
+    current = _get(CustomObjectsApi(client), args)
     phase = (current.get("status") or {}).get("phase")
     if phase not in LIVE_PHASES:
         print(f"AccessRequest {args.namespace}/{args.name} has already ended ({phase}); nothing to revoke")
         return EXIT_OK
-    _annotate(args, custom, {REVOKE_ANNOTATION: args.reason}, "revocation")
+    _annotate(args, client, {REVOKE_ANNOTATION: args.reason}, "revocation")
     print(
         f"AccessRequest {args.namespace}/{args.name}: revocation requested; the operator removes the grant "
         f"now (`jitgrant get {args.name} -n {args.namespace}` shows when it is Revoked)"
@@ -341,8 +478,9 @@ def _revoke_one(args: argparse.Namespace, custom: CustomObjectsApi) -> int:
 
 
 @with_cluster
-def _revoke_all(args: argparse.Namespace, custom: CustomObjectsApi) -> int:
+def _revoke_all(args: argparse.Namespace, client: ApiClient) -> int:
     """Used by the chart's pre-delete hook: end every live grant while the operator still runs."""
+    custom = CustomObjectsApi(client)
     try:
         items = custom.list_cluster_custom_object(API_GROUP, API_VERSION, "accessrequests").get("items", [])
     except ApiException as exc:
@@ -370,7 +508,7 @@ def _revoke_all(args: argparse.Namespace, custom: CustomObjectsApi) -> int:
     if failures:
         return EXIT_REFUSED
     if args.wait and revoking:
-        return _wait_until_ended(custom, revoking, timeout=parse_duration(args.timeout).total_seconds())
+        return _wait_until_ended(custom, revoking, timeout=_duration(args.timeout, "--timeout"))
     return EXIT_OK
 
 
@@ -405,38 +543,56 @@ def _wait_until_ended(custom: CustomObjectsApi, names: list[tuple[str, str]], *,
     return EXIT_OK
 
 
-def add_request_subcommands(sub: Any) -> None:
-    def common(parser: argparse.ArgumentParser, *, name: bool = True) -> None:
-        if name:
-            parser.add_argument("name", nargs="?" if parser.prog.endswith("revoke") else None)
-        parser.add_argument(
-            "-n", "--namespace", default=None, help="default: the kubeconfig context's namespace, or default"
-        )
-        parser.add_argument("--kubeconfig", default=None)
+def add_read_flags(parser: argparse.ArgumentParser) -> None:
+    add_output_flag(parser)
+    parser.add_argument("-w", "--watch", action="store_true", help="after printing, follow changes")
+    parser.add_argument(
+        "--request-timeout",
+        default=None,
+        metavar="DURATION",
+        help="with --watch: stop after this long (e.g. 30s)",
+    )
 
-    p = sub.add_parser("list", help="list AccessRequests as a table")
-    common(p, name=False)
+
+def add_request_subcommands(sub: Any, *, epilog: str = "") -> None:
+    def parser(name: str, help_text: str, **kwargs: Any) -> argparse.ArgumentParser:
+        return sub.add_parser(  # type: ignore[no-any-return]
+            name,
+            help=help_text,
+            epilog=epilog,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+            **kwargs,
+        )
+
+    p = parser("list", "list AccessRequests as a table")
+    add_cluster_flags(p)
     p.add_argument("-A", "--all-namespaces", action="store_true")
-    p.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    p.add_argument("-l", "--selector", default=None, help="label selector, e.g. team=payments,tier!=prod")
+    p.add_argument("--pending", action="store_true", help="only Pending requests you may approve or deny")
+    add_read_flags(p)
     p.set_defaults(func=cmd_list)
 
-    p = sub.add_parser("get", help="show one AccessRequest, its phase and why")
-    common(p)
-    p.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    p = parser("get", "show one AccessRequest: who asks, why, for what, approvals missing")
+    p.add_argument("name")
+    add_cluster_flags(p)
+    add_read_flags(p)
     p.set_defaults(func=cmd_get)
 
-    p = sub.add_parser("approve", help="approve a pending request (as yourself)")
-    common(p)
+    p = parser("approve", "approve a pending request (as yourself)")
+    p.add_argument("name")
+    add_cluster_flags(p)
     p.add_argument("--reason", default="")
     p.set_defaults(func=cmd_approve)
 
-    p = sub.add_parser("deny", help="deny a pending request")
-    common(p)
+    p = parser("deny", "deny a pending request")
+    p.add_argument("name")
+    add_cluster_flags(p)
     p.add_argument("--reason", required=False)
     p.set_defaults(func=cmd_deny)
 
-    p = sub.add_parser("revoke", help="end a grant now")
-    common(p)
+    p = parser("revoke", "end a grant now")
+    p.add_argument("name", nargs="?")
+    add_cluster_flags(p)
     p.add_argument("--reason", required=False)
     p.add_argument("--all", action="store_true", help="revoke every live request (uninstall hook)")
     p.add_argument("--wait", action="store_true", help="with --all: wait until every grant has ended")

@@ -1,0 +1,236 @@
+"""Where the CLI talks to and as whom, loaded the way kubectl loads it.
+
+- `--kubeconfig PATH`, else every file in `KUBECONFIG` (joined by ':'), merged with the first file
+  winning for each name and for `current-context`, else `~/.kube/config`, else the in-cluster
+  ServiceAccount.
+- `--context` picks a context; `--as`/`--as-group` (or the kubeconfig user's `as`/`as-groups`)
+  impersonate, sent as `Impersonate-User`/`Impersonate-Group` headers like kubectl does. The Python
+  client ignores those kubeconfig keys, so without this a command meant to run as alice ran as the
+  kubeconfig's own user.
+- The namespace: `-n`, else the context's, else (in a pod) `POD_NAMESPACE` or the ServiceAccount
+  mount's, else `default`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import kubernetes.client
+import kubernetes.config
+import yaml
+from kubernetes.client import ApiClient
+from kubernetes.config.config_exception import ConfigException
+from urllib3 import HTTPHeaderDict
+
+from jitgrant.cli.exitcodes import ExitCode
+
+SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+PATH_SEPARATOR = os.pathsep
+
+
+class CliError(Exception):
+    """A failure the user can act on: printed as `error: <message>`, exits with `code`."""
+
+    def __init__(self, message: str, code: int = ExitCode.REFUSED) -> None:
+        super().__init__(message)
+        self.code = int(code)
+
+
+def add_cluster_flags(parser: argparse.ArgumentParser, *, namespace: bool = True) -> None:
+    """The flags every command that talks to the cluster takes, spelled as kubectl spells them."""
+    if namespace:
+        parser.add_argument(
+            "-n",
+            "--namespace",
+            default=None,
+            help="where the AccessRequest is (default: the context's namespace, in a pod its own, else "
+            "default)",
+        )
+    parser.add_argument("--kubeconfig", default=None, help="default: $KUBECONFIG (several paths merged)")
+    parser.add_argument("--context", default=None, help="the kubeconfig context to use")
+    parser.add_argument("--as", dest="as_user", default=None, metavar="USER", help="impersonate this user")
+    parser.add_argument(
+        "--as-group",
+        dest="as_groups",
+        action="append",
+        default=None,
+        metavar="GROUP",
+        help="impersonate this group (repeatable, needs --as)",
+    )
+
+
+@dataclass(frozen=True)
+class Impersonation:
+    user: str
+    groups: tuple[str, ...] = ()
+    uid: str | None = None
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """The merged kubeconfig (None: in-cluster) and the context chosen from it."""
+
+    paths: tuple[str, ...]
+    merged: Mapping[str, Any] | None
+    context_name: str | None
+
+    @property
+    def context(self) -> Mapping[str, Any]:
+        for entry in (self.merged or {}).get("contexts") or []:
+            if entry.get("name") == self.context_name:
+                return entry.get("context") or {}
+        return {}
+
+    @property
+    def user(self) -> Mapping[str, Any]:
+        name = self.context.get("user")
+        for entry in (self.merged or {}).get("users") or []:
+            if entry.get("name") == name:
+                return entry.get("user") or {}
+        return {}
+
+    @property
+    def where(self) -> str:
+        return (
+            f"kubeconfig {PATH_SEPARATOR.join(self.paths)}" if self.paths else "the in-cluster configuration"
+        )
+
+
+def kubeconfig_paths(explicit: str | None) -> tuple[str, ...]:
+    """--kubeconfig, else the existing files among KUBECONFIG's, else ~/.kube/config if it exists."""
+    if explicit:
+        if not Path(explicit).expanduser().exists():
+            raise CliError(f"kubeconfig {explicit} does not exist; pass the path of one", ExitCode.USAGE)
+        return (str(Path(explicit).expanduser()),)
+    listed = os.environ.get("KUBECONFIG", "")
+    candidates = [p for p in listed.split(PATH_SEPARATOR) if p] or [str(Path.home() / ".kube" / "config")]
+    return tuple(str(Path(p).expanduser()) for p in candidates if Path(p).expanduser().exists())
+
+
+def merge_kubeconfigs(paths: Sequence[str]) -> dict[str, Any]:
+    """kubectl's merge: the first file to name a cluster, user, context or current-context wins."""
+    merged: dict[str, Any] = {"clusters": [], "users": [], "contexts": [], "current-context": None}
+    for path in paths:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise CliError(f"cannot read kubeconfig {path}: {exc}", ExitCode.USAGE) from exc
+        if not isinstance(loaded, Mapping):
+            raise CliError(f"kubeconfig {path} is not a kubeconfig (a YAML mapping)", ExitCode.USAGE)
+        for key in ("clusters", "users", "contexts"):
+            known = {entry.get("name") for entry in merged[key]}
+            merged[key].extend(e for e in loaded.get(key) or [] if e.get("name") not in known)
+        if not merged["current-context"] and loaded.get("current-context"):
+            merged["current-context"] = loaded["current-context"]
+    return merged
+
+
+def cluster_config(args: argparse.Namespace) -> ClusterConfig:
+    paths = kubeconfig_paths(getattr(args, "kubeconfig", None))
+    context = getattr(args, "context", None)
+    if not paths:
+        if not os.environ.get("KUBERNETES_SERVICE_HOST"):
+            raise CliError(
+                "no kubeconfig found and not running in a cluster: pass --kubeconfig PATH or set KUBECONFIG",
+                ExitCode.USAGE,
+            )
+        if context:
+            raise CliError(f"--context {context}: there is no kubeconfig to pick it from", ExitCode.USAGE)
+        return ClusterConfig(paths=(), merged=None, context_name=None)
+    merged = merge_kubeconfigs(paths)
+    name = context or merged.get("current-context")
+    known = [entry.get("name") for entry in merged["contexts"]]
+    if name not in known:
+        what = f"--context {context}" if context else f"current-context {name!r}"
+        raise CliError(
+            f"{what} is not in {PATH_SEPARATOR.join(paths)} "
+            f"(contexts: {', '.join(map(str, known)) or 'none'})",
+            ExitCode.USAGE,
+        )
+    return ClusterConfig(paths=paths, merged=merged, context_name=name)
+
+
+def impersonation(args: argparse.Namespace, config: ClusterConfig) -> Impersonation | None:
+    """--as/--as-group override the kubeconfig user's as/as-groups, as in kubectl."""
+    user = getattr(args, "as_user", None) or config.user.get("as")
+    groups = getattr(args, "as_groups", None) or config.user.get("as-groups") or []
+    if groups and not user:
+        raise CliError("--as-group needs --as USER: Kubernetes impersonates groups of a user", ExitCode.USAGE)
+    if not user:
+        return None
+    return Impersonation(user=str(user), groups=tuple(map(str, groups)), uid=config.user.get("as-uid"))
+
+
+class _ImpersonatingPool:
+    """The client's urllib3 pool with the impersonation headers added to every call.
+
+    The Python client keeps default headers in a dict, which cannot repeat Impersonate-Group; the
+    API server reads one group per header line, so the headers are added here instead.
+    """
+
+    def __init__(self, pool: Any, who: Impersonation) -> None:
+        self._pool = pool
+        self._who = who
+
+    def request(self, method: str, url: str, **kwargs: Any) -> Any:
+        headers = HTTPHeaderDict(kwargs.pop("headers", None) or {})
+        headers["Impersonate-User"] = self._who.user
+        for group in self._who.groups:
+            headers.add("Impersonate-Group", group)
+        if self._who.uid:
+            headers["Impersonate-Uid"] = self._who.uid
+        return self._pool.request(method, url, headers=headers, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._pool, name)
+
+
+def client_from_args(args: argparse.Namespace) -> ApiClient:
+    """A client for the cluster and identity the flags (or kubeconfig, or pod) name."""
+    config = cluster_config(args)
+    configuration = kubernetes.client.Configuration()
+    try:
+        if config.merged is None:
+            kubernetes.config.load_incluster_config(client_configuration=configuration)
+        else:
+            kubernetes.config.load_kube_config(
+                config_file=PATH_SEPARATOR.join(config.paths),
+                context=config.context_name,
+                client_configuration=configuration,
+                persist_config=False,
+            )
+    except ConfigException as exc:
+        raise CliError(
+            f"cannot use {config.where}: {exc}; pass another with --kubeconfig", ExitCode.USAGE
+        ) from exc
+    who = impersonation(args, config)
+    client = ApiClient(configuration)
+    if who is not None:
+        client.rest_client.pool_manager = _ImpersonatingPool(client.rest_client.pool_manager, who)
+    return client
+
+
+def in_cluster_namespace(service_account_dir: Path | None = None) -> str | None:
+    """POD_NAMESPACE, else the namespace file of the ServiceAccount mount, as client-go reads it."""
+    if os.environ.get("POD_NAMESPACE"):
+        return os.environ["POD_NAMESPACE"]
+    try:
+        text = ((service_account_dir or SERVICE_ACCOUNT_DIR) / "namespace").read_text().strip()
+    except OSError:
+        return None
+    return text or None
+
+
+def namespace_from_args(args: argparse.Namespace) -> str:
+    """-n, else the chosen context's namespace, else (in a pod) its own, else `default`."""
+    if getattr(args, "namespace", None):
+        return str(args.namespace)
+    config = cluster_config(args)
+    if config.merged is not None:
+        return str(config.context.get("namespace") or "default")
+    return in_cluster_namespace() or "default"
