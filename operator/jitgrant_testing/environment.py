@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import os
 import secrets
+import shutil
 import socket
 import tempfile
 import time
@@ -99,6 +100,10 @@ def deployment_manifest(name: str) -> dict[str, Any]:
     }
 
 
+# Sentinel for "no state_dir given": a fresh temporary one is made (and removed by stop()).
+FRESH_STATE_DIR = Path("<a fresh temporary directory>")
+
+
 @dataclass
 class Environment:
     """Start with `with Environment() as env:`; everything stops on exit."""
@@ -106,7 +111,10 @@ class Environment:
     grantable_cluster_roles: tuple[str, ...] = ("jit-restart-checkout",)
     inline_rules: bool = False
     sweep_interval: timedelta = timedelta(seconds=30)
-    state_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="jitgrant-env-")))
+    # Where the audit file, webhook key and kubeconfigs (with bearer tokens) go. Unset: a fresh
+    # temporary directory, removed by stop() unless keep_state_dir; a directory passed in is kept.
+    state_dir: Path = FRESH_STATE_DIR
+    keep_state_dir: bool = False
     namespaces: tuple[str, ...] = ("agents", "payments", "orders")
     audit_stdout: bool = False
     # An audit config file (the chart's format) instead of the default JSON-lines file + spool.
@@ -119,11 +127,25 @@ class Environment:
     _webhook: WebhookSettings = field(init=False)
     _clients: list[ApiClient] = field(init=False, default_factory=list)
     _admin: ApiClient | None = field(init=False, default=None)
+    _owns_state_dir: bool = field(init=False, default=False)
 
     # -- set-up ---------------------------------------------------------------------------------
+    def __post_init__(self) -> None:
+        self._owns_state_dir = self.state_dir == FRESH_STATE_DIR
+        if self._owns_state_dir:
+            self.state_dir = Path(tempfile.mkdtemp(prefix="jitgrant-env-"))
+
     def __enter__(self) -> Environment:
-        self.start()
+        try:
+            self.start()
+        except BaseException:
+            self._remove_state_dir()
+            raise
         return self
+
+    def _remove_state_dir(self) -> None:
+        if self._owns_state_dir and not self.keep_state_dir:
+            shutil.rmtree(self.state_dir, ignore_errors=True)
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
@@ -166,7 +188,10 @@ class Environment:
                 client.close()
             self._clients.clear()
             self._admin = None
-            self.cluster.stop()
+            try:
+                self.cluster.stop()
+            finally:
+                self._remove_state_dir()
 
     def _client(self, *, token: str | None = None) -> ApiClient:
         client = self.cluster.api_client(token=token)

@@ -118,10 +118,11 @@ def prod_approval(report: Reporter) -> None:
         )
 
         report.step(
-            f"the agent files examples/prod-approval/request.yaml (window shortened to {WINDOW} for the demo)"
+            "the agent files examples/requests/restart-checkout-prod.yaml "
+            f"(window shortened to {WINDOW} for the demo)"
         )
         created = env.create_request(
-            _request_from_example("prod-approval/request.yaml", duration=WINDOW), client=agent
+            _request_from_example("requests/restart-checkout-prod.yaml", duration=WINDOW), client=agent
         )
         stamped = created["spec"]["requester"]["username"]
         report.check(

@@ -175,9 +175,9 @@ def oncall_restart(report: Reporter) -> None:
         report.check(refused, f"restart refused: {message}")
 
         report.step(
-            "the agent files examples/oncall-restart/request.yaml (window shortened to 6s for the demo)"
+            "the agent files examples/requests/restart-checkout.yaml (window shortened to 6s for the demo)"
         )
-        manifest = _request_from_example("oncall-restart/request.yaml", duration="6s")
+        manifest = _request_from_example("requests/restart-checkout.yaml", duration="6s")
         manifest["spec"]["requester"] = {
             "username": "system:serviceaccount:kube-system:admin"
         }  # a forgery attempt
