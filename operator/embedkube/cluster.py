@@ -150,6 +150,7 @@ class EmbeddedCluster:
 
         async def shutdown() -> None:
             self.store.close_watchers()
+            await self.webhooks.close()
             if self._runner is not None:
                 server = self._runner.server
                 # A graceful TLS close waits up to 30 s for the peer's close_notify, which an idle
@@ -266,5 +267,5 @@ class EmbeddedCluster:
         return self.run(self.api.create(Call(user=user), rt, ns, dict(body)))
 
     def _service_account_uid(self, namespace: str, name: str) -> str | None:
-        sa = self.store.get(("", "serviceaccounts"), namespace, name)
+        sa = self.store.peek(("", "serviceaccounts"), namespace, name)
         return None if sa is None else str(sa["metadata"]["uid"])

@@ -105,7 +105,8 @@ class Api:
         return self.present(rt, obj)
 
     def objects(self, rt: ResourceType, namespace: str, labels: Selector, fields: FieldSelector) -> list[Obj]:
-        items = self.store.objects(rt.key, namespace or None if rt.namespaced else None)
+        # present() copies what it serves, so the stored objects need no copy of their own first.
+        items = self.store.view(rt.key, namespace or None if rt.namespaced else None)
         return [
             self.present(rt, o)
             for o in items

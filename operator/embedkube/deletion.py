@@ -69,21 +69,27 @@ class Reaper:
 
     def _collect_garbage(self, owner_uid: str, *, orphan: bool) -> None:
         """Synchronous garbage collection of the dependents of a removed owner (ownerReferences)."""
-        for rt in self.stored_types():
-            for dep in self.store.objects(rt.key):
-                refs = dep["metadata"].get("ownerReferences") or []
-                if not any(r.get("uid") == owner_uid for r in refs):
-                    continue
-                remaining = [r for r in refs if r.get("uid") != owner_uid]
-                namespace = dep["metadata"].get("namespace", "")
-                if orphan or any(self._owner_exists(r, namespace) is not False for r in remaining):
-                    updated = copy.deepcopy(dep)
-                    updated["metadata"]["ownerReferences"] = remaining
-                    if not remaining:
-                        updated["metadata"].pop("ownerReferences")
-                    self.store.write(rt.key, updated, old=dep)
-                else:
-                    self.delete(rt, dep)
+        order = {rt.key: (index, rt) for index, rt in enumerate(self.stored_types())}
+        # In the order a scan of every stored type would meet them, without the scan.
+        found = sorted(
+            (order[key][0], namespace, name, order[key][1])
+            for key, namespace, name in self.store.dependents(owner_uid)
+            if key in order
+        )
+        for _, dep_namespace, dep_name, rt in found:
+            dep = self.store.get(rt.key, dep_namespace, dep_name)
+            if dep is None:
+                continue  # removed meanwhile by an earlier step of this collection
+            refs = dep["metadata"].get("ownerReferences") or []
+            remaining = [r for r in refs if r.get("uid") != owner_uid]
+            if orphan or any(self._owner_exists(r, dep_namespace) is not False for r in remaining):
+                updated = copy.deepcopy(dep)
+                updated["metadata"]["ownerReferences"] = remaining
+                if not remaining:
+                    updated["metadata"].pop("ownerReferences")
+                self.store.write(rt.key, updated, old=dep)
+            else:
+                self.delete(rt, dep)
 
     def _owner_exists(self, ref: Mapping[str, Any], namespace: str) -> bool | None:
         """As the garbage collector resolves an owner: by kind and name in the dependent's namespace
@@ -91,7 +97,7 @@ class Reaper:
         rt = self.registry.find_kind(str(ref.get("apiVersion", "")), str(ref.get("kind", "")))
         if rt is None:
             return None
-        owner = self.store.get(rt.key, namespace if rt.namespaced else "", str(ref.get("name", "")))
+        owner = self.store.peek(rt.key, namespace if rt.namespaced else "", str(ref.get("name", "")))
         return owner is not None and owner["metadata"].get("uid") == ref.get("uid")
 
     def collect_if_orphaned(self, rt: ResourceType, obj: Obj) -> None:

@@ -231,10 +231,12 @@ class RbacAuthorizer:
         return self._role_rules(role_ref, namespace)
 
     def _bindings(self, namespace: str) -> Iterator[tuple[Mapping[str, Any], str]]:
-        for binding in self._store.objects(CLUSTER_ROLE_BINDINGS):
+        # Uncopied views: authorization only reads, and copying every binding on every request
+        # made each call cost O(bindings in the namespace).
+        for binding in self._store.view(CLUSTER_ROLE_BINDINGS):
             yield binding, ""
         if namespace:
-            for binding in self._store.objects(ROLE_BINDINGS, namespace):
+            for binding in self._store.view(ROLE_BINDINGS, namespace):
                 yield binding, namespace
 
     def visit(self, user: User, namespace: str) -> Iterator[tuple[Rule, str]]:

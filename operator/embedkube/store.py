@@ -52,7 +52,12 @@ class TooOld(Exception):
 class Store:
     def __init__(self, *, history: int = 10_000) -> None:
         self._rv = 0
-        self._objects: dict[StorageKey, dict[ObjKey, Obj]] = {}
+        # key -> namespace -> name -> object. Stored objects are never changed in place (a write
+        # stores a fresh copy), so peek() and view() can hand them out uncopied to readers.
+        self._objects: dict[StorageKey, dict[str, dict[str, Obj]]] = {}
+        # owner uid -> the objects naming it in ownerReferences, so garbage collection after a
+        # delete looks up its dependents instead of scanning (and copying) every stored object.
+        self._dependents: dict[str, set[tuple[StorageKey, str, str]]] = {}
         self._history: deque[Event] = deque(maxlen=history)
         self._compacted = 0  # events with rv <= this are gone
         self._watchers: set[Watcher] = set()
@@ -68,16 +73,30 @@ class Store:
     # ---- reads ----------------------------------------------------------------------------------
 
     def get(self, key: StorageKey, namespace: str, name: str) -> Obj | None:
-        obj = self._objects.get(key, {}).get((namespace, name))
+        obj = self.peek(key, namespace, name)
         return copy.deepcopy(obj) if obj is not None else None
 
+    def peek(self, key: StorageKey, namespace: str, name: str) -> Obj | None:
+        """The stored object itself, uncopied: read it, never change it."""
+        return self._objects.get(key, {}).get(namespace, {}).get(name)
+
     def objects(self, key: StorageKey, namespace: str | None = None) -> list[Obj]:
-        items = self._objects.get(key, {})
-        keys = sorted(k for k in items if namespace is None or k[0] == namespace)
-        return [copy.deepcopy(items[k]) for k in keys]
+        return [copy.deepcopy(obj) for obj in self.view(key, namespace)]
+
+    def view(self, key: StorageKey, namespace: str | None = None) -> list[Obj]:
+        """The stored objects, uncopied, sorted by (namespace, name): read them, never change them."""
+        spaces = self._objects.get(key, {})
+        if namespace is not None:
+            items = spaces.get(namespace, {})
+            return [items[name] for name in sorted(items)]
+        return [spaces[ns][name] for ns in sorted(spaces) for name in sorted(spaces[ns])]
+
+    def dependents(self, owner_uid: str) -> list[tuple[StorageKey, str, str]]:
+        """(key, namespace, name) of every stored object with an ownerReference to ``owner_uid``."""
+        return sorted(self._dependents.get(owner_uid, ()))
 
     def namespaces_in_use(self, namespace: str) -> list[StorageKey]:
-        return [key for key, items in self._objects.items() if any(k[0] == namespace for k in items)]
+        return [key for key, spaces in self._objects.items() if spaces.get(namespace)]
 
     # ---- writes ---------------------------------------------------------------------------------
 
@@ -87,7 +106,10 @@ class Store:
         rv = self.next_rv()
         meta["resourceVersion"] = str(rv)
         namespace = meta.get("namespace", "")
-        self._objects.setdefault(key, {})[(namespace, meta["name"])] = copy.deepcopy(obj)
+        stored = copy.deepcopy(obj)
+        self._unindex(key, self.peek(key, namespace, meta["name"]))
+        self._objects.setdefault(key, {}).setdefault(namespace, {})[meta["name"]] = stored
+        self._index(key, stored)
         self._emit(
             Event(rv, "MODIFIED" if old is not None else "ADDED", key, namespace, copy.deepcopy(obj), old)
         )
@@ -97,7 +119,10 @@ class Store:
         """Remove ``obj``; the DELETED event carries the revision of the deletion, as etcd's does."""
         meta = obj["metadata"]
         namespace = meta.get("namespace", "")
-        self._objects.get(key, {}).pop((namespace, meta["name"]), None)
+        spaces = self._objects.get(key, {})
+        self._unindex(key, spaces.get(namespace, {}).pop(meta["name"], None))
+        if namespace in spaces and not spaces[namespace]:
+            del spaces[namespace]
         rv = self.next_rv()
         gone = copy.deepcopy(obj)
         gone["metadata"]["resourceVersion"] = str(rv)
@@ -105,7 +130,27 @@ class Store:
         return gone
 
     def drop_key(self, key: StorageKey) -> None:
-        self._objects.pop(key, None)
+        for items in self._objects.pop(key, {}).values():
+            for obj in items.values():
+                self._unindex(key, obj)
+
+    def _index(self, key: StorageKey, obj: Obj) -> None:
+        meta = obj["metadata"]
+        for ref in meta.get("ownerReferences") or ():
+            entry = (key, meta.get("namespace", ""), meta["name"])
+            self._dependents.setdefault(str(ref.get("uid", "")), set()).add(entry)
+
+    def _unindex(self, key: StorageKey, obj: Obj | None) -> None:
+        if obj is None:
+            return
+        meta = obj["metadata"]
+        for ref in meta.get("ownerReferences") or ():
+            uid = str(ref.get("uid", ""))
+            entries = self._dependents.get(uid)
+            if entries is not None:
+                entries.discard((key, meta.get("namespace", ""), meta["name"]))
+                if not entries:
+                    del self._dependents[uid]
 
     def _emit(self, event: Event) -> None:
         self._history.append(event)
