@@ -125,19 +125,20 @@ _BUILTIN_COLUMNS: dict[str, list[tuple[str, str]]] = {
 def table(
     rt: ResourceType, items: Sequence[Mapping[str, Any]], resource_version: str, now: datetime
 ) -> dict[str, Any]:
-    columns: list[tuple[str, str, str]] = [("Name", "string", "")]
+    columns: list[tuple[str, str, str, int]] = [("Name", "string", "", 0)]
     extra: list[tuple[str, str]] = []
     if rt.custom:
         for col in rt.printer_columns:
             extra.append((col["name"], col["jsonPath"]))
-            columns.append((col["name"], col.get("type", "string"), col.get("jsonPath", "")))
+            priority = col.get("priority", 0)  # 1: only with `kubectl get -o wide`
+            columns.append((col["name"], col.get("type", "string"), col.get("jsonPath", ""), priority))
     else:
         for name, path in _BUILTIN_COLUMNS.get(rt.plural, []):
             extra.append((name, path))
-            columns.append((name, "string", path))
+            columns.append((name, "string", path, 0))
     has_age = not any(name == "Age" for name, _ in extra)
     if has_age:
-        columns.append(("Age", "string", ""))
+        columns.append(("Age", "string", "", 0))
     rows = []
     for obj in items:
         meta = obj.get("metadata") or {}
@@ -160,8 +161,8 @@ def table(
         "apiVersion": "meta.k8s.io/v1",
         "metadata": {"resourceVersion": resource_version},
         "columnDefinitions": [
-            {"name": n, "type": t, "format": "name" if n == "Name" else "", "description": d, "priority": 0}
-            for n, t, d in columns
+            {"name": n, "type": t, "format": "name" if n == "Name" else "", "description": d, "priority": p}
+            for n, t, d, p in columns
         ],
         "rows": rows,
     }
