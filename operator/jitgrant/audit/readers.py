@@ -9,10 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import urlparse
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from jitgrant.audit.chain import StoredLine
 from jitgrant.audit.sinks._aws import logs_client, s3_client
+from jitgrant.extras import MissingExtra
 
 
 class ReadError(Exception):
@@ -45,7 +44,12 @@ def read_s3(uri: str, *, endpoint_url: str | None = None, region: str | None = N
     (Object Lock) bucket: the original stays, next to the replacement.
     """
     bucket, prefix = parse_s3_uri(uri)
-    client = s3_client(region=region, endpoint_url=endpoint_url)
+    try:
+        client = s3_client(region=region, endpoint_url=endpoint_url)
+    except MissingExtra as exc:
+        raise ReadError(str(exc)) from exc
+    from botocore.exceptions import BotoCoreError, ClientError
+
     try:
         versions: list[tuple[str, str, str]] = []
         for page in client.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=prefix):
@@ -78,7 +82,12 @@ def read_cloudwatch(
     spec: str, *, endpoint_url: str | None = None, region: str | None = None
 ) -> list[StoredLine]:
     group, stream = parse_cloudwatch(spec)
-    client = logs_client(region=region, endpoint_url=endpoint_url)
+    try:
+        client = logs_client(region=region, endpoint_url=endpoint_url)
+    except MissingExtra as exc:
+        raise ReadError(str(exc)) from exc
+    from botocore.exceptions import BotoCoreError, ClientError
+
     lines: list[StoredLine] = []
     token: str | None = None
     try:

@@ -25,19 +25,17 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
-import boto3
-from botocore.auth import SigV4QueryAuth
-from botocore.awsrequest import AWSRequest
-from botocore.config import Config
-from botocore.credentials import Credentials
 from cryptography import x509
 
 from jitgrant.clusters.connection import BearerToken
 from jitgrant.clusters.errors import ClusterAccessError, classify_aws_error
+from jitgrant.extras import require
 from jitgrant.models import EKSTarget
 from jitgrant.models.vocabulary import Reason
 
 if TYPE_CHECKING:
+    import boto3
+    from botocore.credentials import Credentials
     from mypy_boto3_eks.client import EKSClient
     from mypy_boto3_sts.client import STSClient
 
@@ -107,6 +105,8 @@ class AssumedSession:
     expires_at: datetime
 
     def botocore_credentials(self) -> Credentials:
+        from botocore.credentials import Credentials
+
         return Credentials(self.access_key_id, self.secret_access_key, self.session_token)
 
 
@@ -159,6 +159,11 @@ class EKSAccess:
         """`endpoint_overrides` (dev and tests only) maps a cluster name to the (server URL, CA PEM
         or None) to use instead of what DescribeCluster says; DescribeCluster is still called, so a
         missing cluster or a denied call fails as it would in production."""
+        # boto3 comes with the `aws` extra: imported here, so a plain install never loads it.
+        require("aws", feature="EKS targets (jitgrant run --eks)")
+        import boto3
+        from botocore.config import Config
+
         self._base_session = base_session or boto3.Session()
         self._region_endpoints = dict(region_endpoints or {})
         self._default_endpoints = default_endpoints
@@ -350,6 +355,9 @@ def presign_eks_token(
     credentials_expire_at: datetime | None = None,
 ) -> EKSToken:
     """`k8s-aws-v1.` + base64url(presigned GET sts:GetCallerIdentity), signing `x-k8s-aws-id`."""
+    from botocore.auth import SigV4QueryAuth
+    from botocore.awsrequest import AWSRequest
+
     request = AWSRequest(
         method="GET",
         url=f"{sts_url.rstrip('/')}/?Action=GetCallerIdentity&Version=2011-06-15",

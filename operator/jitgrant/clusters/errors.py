@@ -10,23 +10,16 @@ credential, a token or a presigned URL into a message.
 from __future__ import annotations
 
 import random
+from typing import TYPE_CHECKING
 
 import urllib3
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    CredentialRetrievalError,
-    HTTPClientError,
-    NoCredentialsError,
-    PartialCredentialsError,
-)
-from botocore.exceptions import (
-    ConnectionError as BotoConnectionError,
-)
 from kubernetes.client.exceptions import ApiException
 
 from jitgrant.models import EKSTarget
 from jitgrant.models.vocabulary import Reason
+
+if TYPE_CHECKING:
+    from botocore.exceptions import ClientError
 
 # Error codes AWS uses for "slow down"; the STS, EKS and generic spellings differ.
 THROTTLING_CODES = frozenset(
@@ -134,6 +127,17 @@ def classify_aws_error(error: Exception, *, target: EKSTarget, attempt: int = 0)
     `attempt` is how many times in a row this target has failed before (0 for the first failure);
     it only sets `retry_after` for retryable errors.
     """
+    # botocore comes with the `aws` extra; an AWS error can only reach here when it is installed.
+    from botocore.exceptions import (
+        BotoCoreError,
+        ClientError,
+        CredentialRetrievalError,
+        HTTPClientError,
+        NoCredentialsError,
+        PartialCredentialsError,
+    )
+    from botocore.exceptions import ConnectionError as BotoConnectionError
+
     if isinstance(error, ClusterAccessError):
         return error
     delay = backoff_delay(attempt)

@@ -14,11 +14,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from jitgrant.audit.config import CloudWatchSinkConfig
 from jitgrant.audit.sinks._aws import logs_client
 from jitgrant.audit.sinks.base import Entry, SinkError
+from jitgrant.extras import require
 
 if TYPE_CHECKING:
     from mypy_boto3_logs import CloudWatchLogsClient
@@ -27,6 +26,7 @@ if TYPE_CHECKING:
 
 class CloudWatchSink:
     def __init__(self, config: CloudWatchSinkConfig, *, name: str, instance: str) -> None:
+        require("aws", feature="the CloudWatch audit sink")  # at start-up, not at the first record
         self.name = name
         self._config = config
         self._group = config.log_group
@@ -39,6 +39,8 @@ class CloudWatchSink:
         return None  # the stream is created on the first write, so a down endpoint delays nothing
 
     async def write(self, entries: Sequence[Entry]) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
         try:
             await asyncio.to_thread(self._put, entries)
         except (BotoCoreError, ClientError) as exc:

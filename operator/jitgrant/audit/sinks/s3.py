@@ -13,12 +13,11 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from jitgrant.audit.config import S3SinkConfig
 from jitgrant.audit.records import record_key_hash
 from jitgrant.audit.sinks._aws import s3_client
 from jitgrant.audit.sinks.base import Entry, SinkError
+from jitgrant.extras import require
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -36,6 +35,7 @@ def object_key(base: str, entry: Entry) -> str:
 
 class S3Sink:
     def __init__(self, config: S3SinkConfig, *, name: str, instance: str) -> None:
+        require("aws", feature="the S3 audit sink")  # at start-up, not at the first record
         self.name = name
         self._config = config
         self._base = object_prefix(config.prefix, instance)
@@ -48,6 +48,8 @@ class S3Sink:
         return None
 
     async def write(self, entries: Sequence[Entry]) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
         try:
             await asyncio.to_thread(self._put_all, entries)
         except (BotoCoreError, ClientError) as exc:
@@ -89,6 +91,8 @@ class S3Sink:
         self._check_existing = False
 
     def _stored(self, client: S3Client, key: str, digest: str) -> bool:
+        from botocore.exceptions import ClientError
+
         try:
             head = client.head_object(Bucket=self._config.bucket, Key=key)
         except ClientError as exc:
