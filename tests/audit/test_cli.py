@@ -35,7 +35,8 @@ def test_verify_passes_an_untouched_file(
     assert run(["audit", "verify", "--file", str(trail_file), "--public-key", str(keypair.public_pem)]) == 0
     out = capsys.readouterr().out
     assert "12 records (seq 1..12), 2 checkpoints (2 with a valid signature)" in out
-    assert "OK: the chain verifies" in out
+    assert "OK: no tampering found" in out
+    assert "proven: records 1..12 are intact and in order" in out
 
 
 def test_verify_fails_an_edited_file_and_names_the_first_bad_seq(

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import json
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +14,7 @@ import pytest
 
 from jitgrant.audit import AuditConfig, AuditTrail, AuditUnavailable, EventType
 from jitgrant.audit.chain import verify_chain
+from jitgrant.audit.checkpoint import checkpoint_hash
 from jitgrant.audit.readers import read_file
 
 from .conftest import KeyPair, Receiver, eventually, make_event
@@ -154,7 +158,9 @@ async def test_chain_and_checkpoints_continue_across_restarts(tmp_path: Path, ke
     keys = {keypair.signer.key_id: keypair.signer.public_key()}
     report = verify_chain(read_file(tmp_path / "audit.jsonl"), public_keys=keys)
     assert report.ok, report.findings
-    assert (report.records, report.verified_checkpoints, report.last_checkpoint_seq) == (9, 3, 9)
+    # Each run signs where it picked the chain up and where it stopped, naming the one before.
+    assert (report.records, report.verified_checkpoints, report.last_checkpoint_seq) == (9, 6, 9)
+    assert report.coverage.closed and report.coverage.proven_through_seq == 9
 
 
 async def test_retried_batches_leave_skippable_repeats(tmp_path: Path, receiver: Receiver) -> None:
@@ -169,7 +175,9 @@ async def test_retried_batches_leave_skippable_repeats(tmp_path: Path, receiver:
     assert report.ok and report.records == 4 and report.duplicates > 0
 
 
-async def test_periodic_checkpoints(tmp_path: Path, keypair: KeyPair) -> None:
+async def test_heartbeat_checkpoints_continue_while_idle_each_naming_the_last(
+    tmp_path: Path, keypair: KeyPair
+) -> None:
     config = AuditConfig.model_validate(
         {
             "sinks": [{"type": "file", "path": str(tmp_path / "audit.jsonl")}],
@@ -185,7 +193,16 @@ async def test_periodic_checkpoints(tmp_path: Path, keypair: KeyPair) -> None:
     def checkpoints() -> int:
         return sum(b'"kind":"checkpoint"' in line.data for line in read_file(tmp_path / "audit.jsonl"))
 
-    await eventually(lambda: (tmp_path / "audit.jsonl").exists() and checkpoints() >= 1)
-    await asyncio.sleep(0.15)
-    assert checkpoints() == 1  # nothing new, nothing to sign again
+    await eventually(lambda: (tmp_path / "audit.jsonl").exists() and checkpoints() >= 4)
     await trail.close()
+    written = [json.loads(line.data) for line in read_file(tmp_path / "audit.jsonl")]
+    signed = [item for item in written if item["kind"] == "checkpoint"]
+    # Nothing happened after the one record, yet the heartbeat went on: its absence shows a cut.
+    assert {item["seq"] for item in signed[1:]} == {1}
+    assert signed[0]["reason"] == "start" and signed[-1]["reason"] == "shutdown"
+    assert all(item["intervalSeconds"] == 0.05 for item in signed)
+    for previous, current in itertools.pairwise(signed):
+        assert current["prevCheckpointHash"] == checkpoint_hash(previous)
+    keys = {keypair.signer.key_id: keypair.signer.public_key()}
+    report = verify_chain(read_file(tmp_path / "audit.jsonl"), public_keys=keys, until=datetime.now(UTC))
+    assert report.ok, report.findings

@@ -124,7 +124,8 @@ async def test_cloudwatch_sink_writes_one_stream_per_instance(
         "eu-west-1",
     ]
     assert run_cli(["audit", "verify", *source, "--public-key", str(keypair.public_pem)]) == 0
-    assert "7 records (seq 1..7), 1 checkpoints (1 with a valid signature)" in capsys.readouterr().out
+    # Two checkpoints: where the run started and where it shut down.
+    assert "7 records (seq 1..7), 2 checkpoints (2 with a valid signature)" in capsys.readouterr().out
 
 
 async def test_webhook_sink_posts_signed_json(tmp_path: Path, receiver: Receiver) -> None:

@@ -8,14 +8,16 @@ so a field added, removed or reformatted by someone else changes the hash.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from jitgrant.audit.checkpoint import checkpoint_signature_error
+from jitgrant.audit.checkpoint import checkpoint_hash, checkpoint_signature_error
 from jitgrant.audit.records import (
     GENESIS_HASH,
     SCHEMA_VERSION,
@@ -27,6 +29,7 @@ from jitgrant.audit.records import (
 
 __all__ = [
     "ChainHead",
+    "Coverage",
     "Finding",
     "StoredLine",
     "VerifyReport",
@@ -58,6 +61,10 @@ def link(event: AuditEvent, *, head: ChainHead, instance: str) -> AuditRecord:
 
 # --- Checking a chain read back from a sink -------------------------------------------------------
 
+#: Slack on the heartbeat: a checkpoint may be this late (sink delivery, a busy event loop) before
+#: its absence counts as a cut.
+DEFAULT_GRACE = timedelta(seconds=60)
+
 #: How far a renumbered record is searched for its original position (an insertion or deletion
 #: followed by renumbering shifts every later record by the number of records added or removed).
 _RENUMBER_WINDOW = 16
@@ -73,10 +80,33 @@ class StoredLine:
 
 @dataclass(frozen=True)
 class Finding:
-    kind: Literal["modified", "deleted", "reordered", "inserted", "truncated", "malformed", "bad-checkpoint"]
+    kind: Literal[
+        "modified",
+        "deleted",
+        "reordered",
+        "inserted",
+        "truncated",
+        "malformed",
+        "bad-checkpoint",
+        "stale",
+        "uncovered",
+    ]
     seq: int | None
     detail: str
     location: str | None = None
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """What the signed checkpoints prove, in words for the report (empty without a public key)."""
+
+    proven: tuple[str, ...] = ()
+    unproven: tuple[str, ...] = ()
+    proven_through_seq: int | None = None
+    proven_from: datetime | None = None
+    proven_until: datetime | None = None  # the newest checkpoint's time
+    closed: bool = False  # the newest checkpoint is a shutdown checkpoint
+    interval_seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -90,6 +120,7 @@ class VerifyReport:
     last_checkpoint_seq: int | None
     findings: tuple[Finding, ...]
     notes: tuple[str, ...]
+    coverage: Coverage = Coverage()
 
     @property
     def ok(self) -> bool:
@@ -235,12 +266,20 @@ def verify_chain(
     *,
     public_keys: Mapping[str, Ed25519PublicKey] | None = None,
     start_seq: int = 1,
+    until: datetime | None = None,
+    grace: timedelta = DEFAULT_GRACE,
+    interval: timedelta | None = None,
 ) -> VerifyReport:
     """Checks a trail as stored: every record's hash, every link, order, gaps, and checkpoints.
 
     `lines` come in storage order (file order, S3 key order, CloudWatch event order). Exact repeats
     are skipped. Checkpoints are checked against `public_keys` (key id -> key); without keys they are
     still compared with the chain, but a forger could have written them too.
+
+    With keys, only records covered by a valid signed checkpoint count as proven, and the heartbeat
+    is checked: the newest checkpoint must be younger than its cadence (`interval`, by default the
+    one it states) plus `grace` at `until`, unless it is a shutdown checkpoint, and no record may
+    follow it by more than that. Without `until` the newest checkpoint's age is not judged.
     """
     stored_records, stored_checkpoints, malformed = parse_lines(lines)
     records, duplicates = unique_records(stored_records)
@@ -283,28 +322,21 @@ def verify_chain(
     if public_keys is None and checkpoints:
         notes.append("checkpoint signatures not checked (no public key given): a forger could write them")
 
+    good_through = _compare_checkpoints(walk, trusted, start_seq=start_seq)
     last_seq = max(by_seq) if by_seq else None
-    good_through = start_seq - 1
-    for stored in sorted(trusted, key=lambda item: item.raw["seq"]):
-        seq, head_hash = stored.raw["seq"], stored.raw.get("headHash")
-        if seq < start_seq:
-            continue
-        if not walk.hash_at or seq > max(walk.hash_at):
-            last_original = max(walk.hash_at, default=start_seq - 1)
-            detail = f"checkpoint at seq {seq} but the trail ends at {last_original or 'nothing'}"
-            first_missing = last_original + 1
-            walk.add(Finding("truncated", first_missing, detail, stored.location))
-        elif seq in walk.hash_at and walk.hash_at[seq] != head_hash:
-            detail = (
-                f"checkpoint at seq {seq} signed head {head_hash}, the trail has {walk.hash_at[seq]}: "
-                f"records between {good_through + 1} and {seq} were rewritten"
-            )
-            walk.add(Finding("modified", good_through + 1, detail, stored.location))
-        else:
-            good_through = max(good_through, seq)
-
     last_checkpoint = max((stored.raw["seq"] for stored in trusted), default=None)
-    if not trusted:
+    coverage = Coverage()
+    if public_keys is not None:
+        coverage = _coverage(
+            walk,
+            trusted,
+            records=[versions[0] for _, versions in sorted(by_seq.items())],
+            good_through=good_through,
+            until=until,
+            grace=grace,
+            interval=interval,
+        )
+    elif not trusted:
         notes.append("no trusted checkpoint: a rewrite of the whole chain or a truncation is not detectable")
     elif last_seq is not None and last_checkpoint is not None and last_seq > last_checkpoint:
         notes.append(
@@ -328,4 +360,204 @@ def verify_chain(
         last_checkpoint_seq=last_checkpoint,
         findings=tuple(findings),
         notes=tuple(notes),
+        coverage=coverage,
     )
+
+
+def _compare_checkpoints(walk: _Walk, trusted: list[ParsedLine], *, start_seq: int) -> int:
+    """Checks each trusted checkpoint's head against the chain; returns the last seq they vouch for."""
+    good_through = start_seq - 1
+    for stored in sorted(trusted, key=lambda item: item.raw["seq"]):
+        seq, head_hash = stored.raw["seq"], stored.raw.get("headHash")
+        if seq < start_seq:
+            continue
+        if not walk.hash_at or seq > max(walk.hash_at):
+            last_original = max(walk.hash_at, default=start_seq - 1)
+            detail = f"checkpoint at seq {seq} but the trail ends at {last_original or 'nothing'}"
+            walk.add(Finding("truncated", last_original + 1, detail, stored.location))
+        elif seq in walk.hash_at and walk.hash_at[seq] != head_hash:
+            detail = (
+                f"checkpoint at seq {seq} signed head {head_hash}, the trail has {walk.hash_at[seq]}: "
+                f"records between {good_through + 1} and {seq} were rewritten"
+            )
+            walk.add(Finding("modified", good_through + 1, detail, stored.location))
+        else:
+            good_through = max(good_through, seq)
+    return good_through
+
+
+def _time(value: object) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+
+
+def _span(value: timedelta) -> str:
+    return str(timedelta(seconds=int(value.total_seconds())))
+
+
+def _iso(value: datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")
+
+
+def _checkpoint_chain(walk: _Walk, ordered: list[ParsedLine]) -> list[str]:
+    """Each checkpoint must name one that is present (the first may name one before this trail).
+
+    Returns notes on gaps in the heartbeat that the links show to be downtime, not deletion.
+    """
+    notes: list[str] = []
+    present = {checkpoint_hash(stored.raw) for stored in ordered}
+    for previous, stored in itertools.pairwise(ordered):
+        named = stored.raw.get("prevCheckpointHash")
+        if named is None:
+            # Older operators wrote no links; a linking one after another linking one must link.
+            if previous.raw.get("intervalSeconds") is not None:
+                detail = f"checkpoint of {stored.raw.get('time')} names no predecessor (chain restarted)"
+                walk.add(Finding("deleted", stored.raw["seq"], detail, stored.location))
+            continue
+        if named not in present:
+            detail = (
+                f"checkpoint of {stored.raw.get('prevCheckpointTime')}, named by the one of "
+                f"{stored.raw.get('time')}, is missing"
+            )
+            walk.add(Finding("deleted", stored.raw["seq"], detail, stored.location))
+            continue
+        gap_from, gap_to = _time(previous.raw.get("time")), _time(stored.raw.get("time"))
+        interval = stored.raw.get("intervalSeconds")
+        if (
+            previous.raw.get("reason") != "shutdown"
+            and isinstance(interval, int | float)
+            and gap_from is not None
+            and gap_to is not None
+            and gap_to - gap_from > timedelta(seconds=2 * interval)
+        ):
+            notes.append(
+                f"no heartbeat between {_iso(gap_from)} and {_iso(gap_to)} (the operator was down or "
+                "stalled; the checkpoints link, so nothing was removed there)"
+            )
+    return notes
+
+
+def _coverage(
+    walk: _Walk,
+    trusted: list[ParsedLine],
+    *,
+    records: list[ParsedLine],
+    good_through: int,
+    until: datetime | None,
+    grace: timedelta,
+    interval: timedelta | None,
+) -> Coverage:
+    """What the valid signed checkpoints prove, and findings for what a heartbeat shows missing."""
+    first_seq = records[0].raw["seq"] if records else None
+    last_seq = records[-1].raw["seq"] if records else None
+    if not trusted:
+        what = f"records {first_seq}..{last_seq}" if records else "the trail"
+        walk.add(
+            Finding(
+                "uncovered",
+                first_seq,
+                f"no checkpoint with a valid signature: nothing in {what} is proven "
+                "(a rewritten, forged or truncated trail looks exactly like this)",
+            )
+        )
+        return Coverage(unproven=(f"{what}: no valid signed checkpoint covers it",))
+    ordered = sorted(trusted, key=lambda item: (str(item.raw.get("time")), item.raw["seq"]))
+    notes = _checkpoint_chain(walk, ordered)
+    newest = ordered[-1]
+    newest_time = _time(newest.raw.get("time"))
+    stated = newest.raw.get("intervalSeconds")
+    cadence = interval or (timedelta(seconds=stated) if isinstance(stated, int | float) else None)
+    closed = newest.raw.get("reason") == "shutdown"
+    proven: list[str] = []
+    unproven: list[str] = list(notes)
+    first_time = _time(ordered[0].raw.get("time"))
+    if good_through >= 1 and first_seq is not None and good_through >= first_seq:
+        proven.append(
+            f"records {first_seq}..{good_through} are intact and in order: signed checkpoints vouch for them"
+        )
+    if newest_time is not None and first_time is not None:
+        state = " (the operator then shut down)" if closed else ""
+        proven.append(
+            f"nothing was removed between the checkpoints of {_iso(first_time)} "
+            f"and {_iso(newest_time)}{state}"
+        )
+    if last_seq is not None and last_seq > good_through:
+        unproven.append(
+            f"records {good_through + 1}..{last_seq} come after the newest checkpoint: not proven, "
+            "their removal would not be detectable"
+        )
+    if cadence is None:
+        unproven.append(
+            "the checkpoints do not state a heartbeat interval (written by an older operator): "
+            "a trail cut after the newest checkpoint cannot be told from a quiet one"
+        )
+    elif newest_time is not None:
+        _check_tail(
+            walk,
+            newest,
+            records=[stored for stored in records if stored.raw["seq"] > good_through],
+            cadence=cadence,
+            grace=grace,
+            until=until,
+            unproven=unproven,
+        )
+    return Coverage(
+        proven=tuple(proven),
+        unproven=tuple(unproven),
+        proven_through_seq=good_through if good_through >= 1 else None,
+        proven_from=first_time,
+        proven_until=newest_time,
+        closed=closed,
+        interval_seconds=cadence.total_seconds() if cadence else None,
+    )
+
+
+def _check_tail(
+    walk: _Walk,
+    newest: ParsedLine,
+    *,
+    records: list[ParsedLine],
+    cadence: timedelta,
+    grace: timedelta,
+    until: datetime | None,
+    unproven: list[str],
+) -> None:
+    """The CloudTrail digest rule: a heartbeat too old, or records long after it, mean a cut tail.
+
+    `records` are those no checkpoint covers.
+    """
+    newest_time = _time(newest.raw.get("time"))
+    assert newest_time is not None  # checked by the caller
+    closed = newest.raw.get("reason") == "shutdown"
+    allowed = cadence + grace
+    for stored in records:
+        written = _time(stored.raw.get("event", {}).get("time"))
+        if closed or (written is not None and written - newest_time > allowed):
+            when = "after the operator's shutdown checkpoint" if closed else "more than one interval after"
+            detail = (
+                f"record {stored.raw['seq']} was written {when} the newest checkpoint "
+                f"({_iso(newest_time)}): the checkpoints that covered it were removed"
+            )
+            walk.add(Finding("uncovered", stored.raw["seq"], detail, stored.location))
+            break
+    if until is None:
+        unproven.append("the newest checkpoint's age was not judged (no time to judge it against)")
+    elif closed:
+        unproven.append(
+            f"nothing after the shutdown checkpoint of {_iso(newest_time)}: consistent with the operator "
+            f"being stopped up to {_iso(until)}"
+        )
+    elif until - newest_time > allowed:
+        detail = (
+            f"the newest checkpoint is of {_iso(newest_time)}, {_span(until - newest_time)} before "
+            f"{_iso(until)}, but one is written every {_span(cadence)} (allowing {_span(grace)} late): "
+            "the end of the trail is missing"
+        )
+        walk.add(Finding("stale", newest.raw["seq"] + 1, detail, newest.location))
+    else:
+        unproven.append(
+            f"the last {_span(until - newest_time)} before {_iso(until)} is covered by no checkpoint yet: "
+            "a cut there is not detectable until the next heartbeat"
+        )

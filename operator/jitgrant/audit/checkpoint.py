@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -16,13 +17,30 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from jitgrant.audit.records import SCHEMA_VERSION, ChainHead, Checkpoint, canonical_json
+from jitgrant.audit.records import SCHEMA_VERSION, ChainHead, Checkpoint, CheckpointReason, canonical_json
 
 
 def key_id(public_key: Ed25519PublicKey) -> str:
     """A short, stable name for a key: the first 16 hex digits of SHA-256 over its raw bytes."""
     raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def checkpoint_hash(raw: Mapping[str, Any]) -> str:
+    """SHA-256 (hex) over a whole checkpoint, signature included: how the next one names it."""
+    return hashlib.sha256(canonical_json(dict(raw))).hexdigest()
+
+
+@dataclass(frozen=True)
+class CheckpointRef:
+    """The previous checkpoint, as the next one names it."""
+
+    hash: str
+    time: datetime
+
+    @classmethod
+    def of(cls, checkpoint: Checkpoint) -> CheckpointRef:
+        return cls(hash=checkpoint_hash(checkpoint.to_wire()), time=checkpoint.time)
 
 
 def load_public_key(pem: bytes) -> Ed25519PublicKey:
@@ -52,7 +70,16 @@ class CheckpointSigner:
     def public_key(self) -> Ed25519PublicKey:
         return self._key.public_key()
 
-    def sign(self, *, instance: str, head: ChainHead, time: datetime) -> Checkpoint:
+    def sign(
+        self,
+        *,
+        instance: str,
+        head: ChainHead,
+        time: datetime,
+        interval_seconds: float | None = None,
+        previous: CheckpointRef | None = None,
+        reason: CheckpointReason | None = None,
+    ) -> Checkpoint:
         draft = Checkpoint(
             schema_version=SCHEMA_VERSION,
             instance=instance,
@@ -60,6 +87,10 @@ class CheckpointSigner:
             head_hash=head.hash,
             time=time,
             key_id=self.key_id,
+            interval_seconds=interval_seconds,
+            prev_checkpoint_hash=previous.hash if previous else None,
+            prev_checkpoint_time=previous.time if previous else None,
+            reason=reason,
             signature="",
         )
         signature = self._key.sign(signed_payload(draft.to_wire()))

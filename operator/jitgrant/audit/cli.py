@@ -10,13 +10,20 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
-from jitgrant.audit.chain import StoredLine, VerifyReport, parse_lines, unique_records, verify_chain
+from jitgrant.audit.chain import (
+    DEFAULT_GRACE,
+    StoredLine,
+    VerifyReport,
+    parse_lines,
+    unique_records,
+    verify_chain,
+)
 from jitgrant.audit.checkpoint import key_id, load_public_key
 from jitgrant.audit.query import OUTCOMES, GrantFilter, format_table, grant_rows, select
 from jitgrant.audit.readers import ReadError, read_cloudwatch, read_file, read_s3
@@ -40,6 +47,25 @@ def add_audit_subcommands(subparsers: argparse._SubParsersAction[Any]) -> None:
         help="Ed25519 public key that signs checkpoints (repeat for rotated keys)",
     )
     verify.add_argument("--start-seq", type=int, default=1, help="first sequence number expected")
+    verify.add_argument(
+        "--until",
+        type=_parse_time,
+        help="the time the trail should reach (ISO 8601; default: now): with a public key, verify "
+        "fails when the newest checkpoint is older than its heartbeat interval allows at this time",
+    )
+    verify.add_argument(
+        "--grace",
+        type=_seconds,
+        default=DEFAULT_GRACE,
+        metavar="SECONDS",
+        help=f"how late a heartbeat checkpoint may be (default {DEFAULT_GRACE.total_seconds():g})",
+    )
+    verify.add_argument(
+        "--checkpoint-interval",
+        type=_seconds,
+        metavar="SECONDS",
+        help="the heartbeat interval to expect (default: the one the newest checkpoint states)",
+    )
     verify.add_argument("--output", choices=("text", "json"), default="text")
     verify.set_defaults(func=verify_command)
 
@@ -73,6 +99,16 @@ def _parse_time(text: str) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def _seconds(text: str) -> timedelta:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return timedelta(seconds=value)
+
+
 def _read(args: argparse.Namespace) -> list[StoredLine]:
     if args.file is not None:
         return read_file(args.file)
@@ -91,7 +127,14 @@ def verify_command(args: argparse.Namespace) -> int:
     except (OSError, ValueError, ReadError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    report = verify_chain(lines, public_keys=keys or None, start_seq=args.start_seq)
+    report = verify_chain(
+        lines,
+        public_keys=keys or None,
+        start_seq=args.start_seq,
+        until=args.until or datetime.now(UTC),
+        grace=args.grace,
+        interval=args.checkpoint_interval,
+    )
     if args.output == "json":
         print(json.dumps(_report_json(report), indent=2))
     else:
@@ -105,14 +148,19 @@ def _report_text(report: VerifyReport) -> str:
         f"{report.records} records{span}, {report.checkpoints} checkpoints "
         f"({report.verified_checkpoints} with a valid signature), {report.duplicates} repeats skipped"
     ]
-    if report.ok:
-        lines.append("OK: the chain verifies")
+    coverage = report.coverage
+    if report.ok and (coverage.proven or coverage.unproven):
+        lines.append("OK: no tampering found; what that proves and what it does not:")
+    elif report.ok:
+        lines.append("OK: the chain's links and hashes hold (without a public key, a forger could redo them)")
     else:
         lines.append(f"FAILED: first bad sequence number {report.first_bad_seq}")
         for finding in report.findings:
             where = f"  [{finding.location}]" if finding.location else ""
             seq = "-" if finding.seq is None else str(finding.seq)
             lines.append(f"  {finding.kind:<15} seq {seq:>6}  {finding.detail}{where}")
+    lines.extend(f"proven: {statement}" for statement in coverage.proven)
+    lines.extend(f"NOT proven: {statement}" for statement in coverage.unproven)
     lines.extend(f"note: {note}" for note in report.notes)
     return "\n".join(lines)
 
@@ -133,7 +181,18 @@ def _report_json(report: VerifyReport) -> dict[str, Any]:
             for f in report.findings
         ],
         "notes": list(report.notes),
+        "proven": list(report.coverage.proven),
+        "notProven": list(report.coverage.unproven),
+        "provenThroughSeq": report.coverage.proven_through_seq,
+        "provenFrom": _iso_or_none(report.coverage.proven_from),
+        "provenUntil": _iso_or_none(report.coverage.proven_until),
+        "closedByShutdown": report.coverage.closed,
+        "checkpointIntervalSeconds": report.coverage.interval_seconds,
     }
+
+
+def _iso_or_none(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat().replace("+00:00", "Z")
 
 
 def query_command(args: argparse.Namespace) -> int:

@@ -139,6 +139,9 @@ class AuditRecord(_Wire):
     event: AuditEvent
 
 
+CheckpointReason = Literal["start", "heartbeat", "shutdown", "manual"]
+
+
 class Checkpoint(_Wire):
     """A signed statement "at `time`, the chain's head was record `seq` with hash `headHash`".
 
@@ -154,4 +157,14 @@ class Checkpoint(_Wire):
     time: UtcDatetime
     algorithm: Literal["ed25519"] = "ed25519"
     key_id: str
+    #: The heartbeat chain (absent from checkpoints written before it existed). Checkpoints are
+    #: written every `intervalSeconds` even when nothing happened, each naming the previous one
+    #: (`prevCheckpointHash`, `prevCheckpointTime`), so a verifier who knows the time can tell a
+    #: trail cut short from a quiet one, as CloudTrail does with its hourly digest files.
+    interval_seconds: float | None = None
+    prev_checkpoint_hash: str | None = None
+    prev_checkpoint_time: UtcDatetime | None = None
+    #: Why it was written: "start" (the operator resumed the chain), "heartbeat", "shutdown" (the
+    #: operator stopped on purpose: nothing is expected after it until the next "start").
+    reason: CheckpointReason | None = None
     signature: str  # base64 of the signature over the canonical JSON of every other field

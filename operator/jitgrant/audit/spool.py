@@ -3,6 +3,8 @@
 Layout under the spool directory::
 
     head.json              {"seq": N, "hash": "..."}: the chain's head, saved at shutdown
+    checkpoint.json        {"hash": "...", "time": "..."}: the last signed checkpoint, which the
+                           next one names (saved with each checkpoint, so it survives a restart)
     entries/<key>.json     one file per entry some configured sink has not accepted yet
     cursors/<sink>.json    {"key": "..."}: the last entry that sink accepted (sinks take entries in order)
     tmp/                   files being written; anything left here after a crash is discarded
@@ -24,8 +26,10 @@ import os
 import re
 import threading
 from collections import deque
+from datetime import datetime
 from pathlib import Path
 
+from jitgrant.audit.checkpoint import CheckpointRef
 from jitgrant.audit.records import ChainHead
 from jitgrant.audit.sinks.base import Entry
 
@@ -125,6 +129,18 @@ class Spool:
                 self._keys.appendleft(kept)
             for oldest in gone:
                 (self._entries / f"{oldest}.json").unlink(missing_ok=True)
+
+    def last_checkpoint(self) -> CheckpointRef | None:
+        path = self.directory / "checkpoint.json"
+        if not path.exists():
+            return None
+        raw = json.loads(path.read_text())
+        return CheckpointRef(hash=str(raw["hash"]), time=datetime.fromisoformat(str(raw["time"])))
+
+    def write_checkpoint(self, ref: CheckpointRef) -> None:
+        content: dict[str, object] = {"hash": ref.hash, "time": ref.time.isoformat()}
+        with self._lock:
+            self._write_atomically(self.directory / "checkpoint.json", content, durable=True)
 
     def write_head(self, head: ChainHead) -> None:
         with self._lock:

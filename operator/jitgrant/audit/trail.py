@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from jitgrant.audit.chain import ChainHead, link
-from jitgrant.audit.checkpoint import CheckpointSigner
+from jitgrant.audit.checkpoint import CheckpointRef, CheckpointSigner
 from jitgrant.audit.config import AuditConfig
-from jitgrant.audit.records import AuditEvent, AuditRecord, Checkpoint
+from jitgrant.audit.records import AuditEvent, AuditRecord, Checkpoint, CheckpointReason
 from jitgrant.audit.sinks import Entry, Sink, build_sink
 from jitgrant.audit.spool import Spool
 
@@ -111,7 +111,7 @@ class AuditTrail:
         self._clock = clock
         self._lock = asyncio.Lock()  # one writer at a time: sequence numbers are handed out in order
         self._head = ChainHead()
-        self._checkpointed_seq = -1
+        self._last_checkpoint: CheckpointRef | None = None
         self._checkpoint_task: asyncio.Task[None] | None = None
         self._started = False
         #: Called with the sink's name on every failed delivery attempt (the operator counts them).
@@ -166,6 +166,7 @@ class AuditTrail:
         try:
             await asyncio.to_thread(self._spool.open, names)
             self._head = await asyncio.to_thread(self._spool.head)
+            self._last_checkpoint = await asyncio.to_thread(self._spool.last_checkpoint)
             for queue in self._queues:
                 for entry in await asyncio.to_thread(self._spool.queued, queue.sink.name):
                     queue.pending[entry.key] = entry
@@ -181,9 +182,12 @@ class AuditTrail:
                 queue.last_error = _describe(exc)
                 logger.warning("audit sink %s did not start: %s", queue.sink.name, queue.last_error)
             queue.task = asyncio.create_task(self._deliver(queue), name=f"audit-sink-{queue.sink.name}")
-        if self._signer is not None:
-            self._checkpoint_task = asyncio.create_task(self._checkpoints(), name="audit-checkpoints")
         self._started = True
+        if self._signer is not None:
+            # Marks where this run picks the chain up; the gap since the last "shutdown" (or the
+            # last heartbeat, after a crash) is then visible to the verifier as downtime.
+            await self.checkpoint(reason="start")
+            self._checkpoint_task = asyncio.create_task(self._checkpoints(), name="audit-checkpoints")
         logger.info(
             "audit trail started: instance %s, head seq %d, %d entries to deliver",
             self.instance,
@@ -222,15 +226,30 @@ class AuditTrail:
         record, _ = await self._append(event)
         return record
 
-    async def checkpoint(self) -> Checkpoint | None:
-        """Writes a signed checkpoint of the current head now (None when no key is configured)."""
+    async def checkpoint(self, *, reason: CheckpointReason = "manual") -> Checkpoint | None:
+        """Writes a signed checkpoint of the current head now (None when no key is configured).
+
+        Each names the previous one and the cadence, so a verifier can tell how recent the newest
+        checkpoint should be and notice a trail cut short (see `chain.verify_chain`).
+        """
         if self._signer is None:
             return None
         self._require_started()
         async with self._lock:
-            checkpoint = self._signer.sign(instance=self.instance, head=self._head, time=self._clock())
+            checkpoint = self._signer.sign(
+                instance=self.instance,
+                head=self._head,
+                time=self._clock(),
+                interval_seconds=self._checkpoint_interval,
+                previous=self._last_checkpoint,
+                reason=reason,
+            )
             await self._enqueue(Entry.of(checkpoint))
-            self._checkpointed_seq = checkpoint.seq
+            self._last_checkpoint = CheckpointRef.of(checkpoint)
+            try:
+                await asyncio.to_thread(self._spool.write_checkpoint, self._last_checkpoint)
+            except OSError as exc:  # the next run's first checkpoint then names no predecessor
+                logger.error("audit spool: last checkpoint not saved: %s", exc)
         return checkpoint
 
     async def close(self) -> None:
@@ -241,8 +260,7 @@ class AuditTrail:
             self._checkpoint_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._checkpoint_task
-        if self._head.seq > 0:
-            await self.checkpoint()
+        await self.checkpoint(reason="shutdown")
         await self._all_within([queue.wait_empty() for queue in self._queues], seconds=self._close_timeout)
         for queue in self._queues:
             if queue.task is not None:
@@ -346,7 +364,7 @@ class AuditTrail:
                 queue.changed.notify_all()
 
     async def _checkpoints(self) -> None:
+        # A heartbeat even when nothing happened: its absence is what shows a missing tail.
         while True:
             await asyncio.sleep(self._checkpoint_interval)
-            if self._head.seq > self._checkpointed_seq:
-                await self.checkpoint()
+            await self.checkpoint(reason="heartbeat")
