@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+from pydantic import ValidationError
+
 from jitgrant.models import PolicyRule
 from jitgrant.policy import describe_scope
 
@@ -168,13 +171,15 @@ def test_a_long_justification_is_quoted_shortened() -> None:
     assert "x" * 81 not in decision.reasons[0]
 
 
-def test_invalid_pattern_is_a_refusal_not_an_exception() -> None:
+def test_invalid_pattern_is_refused_when_the_policy_is_parsed_naming_the_field() -> None:
+    # It used to parse, and every request under it was refused for a reason only the platform team
+    # could fix; now the policy itself is invalid (the webhook refuses it at apply time).
     broken = {"required": True, "pattern": "^(INC"}
-    decision = check(policy(justification=broken), request(justification="INC-1"))
-    assert not decision.allowed
-    prefix = "policy oncall-restart has an invalid justification pattern '^(INC' ("
-    assert decision.reasons[0].startswith(prefix)
-    assert decision.reasons[0].endswith("so no justification can pass; the platform team must fix the policy")
+    with pytest.raises(ValidationError) as raised:
+        policy(justification=broken)
+    [error] = raised.value.errors()
+    assert error["loc"] == ("justification", "pattern")
+    assert "pattern '^(INC' is not a valid regular expression" in error["msg"]
 
 
 def test_optional_justification_may_be_empty() -> None:

@@ -7,15 +7,23 @@ cryptography; this module decides whether the signed claims are acceptable to *u
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from jitgrant.models import OIDCRequester, ProofKind, RequesterStamp
+from jitgrant.models.policy import SYSTEM_CLAIMS_OPT_IN, SYSTEM_PREFIX
 
 DEFAULT_LEEWAY = timedelta(seconds=30)
+
+# Real ID tokens are 1-2 KB; a bigger one costs parsing and memory before anything is proven, and
+# the API server's own limit on an annotation (256 KiB) is no bound worth trusting.
+MAX_TOKEN_BYTES = 16 * 1024
 
 # Signature algorithms with a public verification key. HMAC ("HS*") is never accepted for an issuer
 # that publishes a JWKS: the "key" would be public, so anyone could sign. "none" is not a signature.
@@ -86,6 +94,66 @@ def _groups(claims: Mapping[str, Any], claim: str) -> tuple[str, ...]:
     raise ClaimError(f"claim '{claim}' must be a string or a list of strings")
 
 
+def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            # json.loads keeps the last value; a verifier elsewhere may keep the first, so a second
+            # "sub" could mean one identity here and another there.
+            raise ClaimError(f"token repeats the key {key!r}; JSON with duplicate keys is refused")
+        seen[key] = value
+    return seen
+
+
+def _segment(text: str, what: str) -> dict[str, Any]:
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        value = json.loads(raw, object_pairs_hook=_refuse_duplicates)
+    except (binascii.Error, ValueError, RecursionError) as error:
+        if isinstance(error, ClaimError):
+            raise
+        raise ClaimError(f"token is not a well-formed JWT (its {what} is not base64url JSON)") from error
+    if not isinstance(value, dict):
+        raise ClaimError(f"token is not a well-formed JWT (its {what} is not a JSON object)")
+    return value
+
+
+def check_token_shape(token: str) -> None:
+    """Refuse, before any JWT library sees it, a token that is too big or whose JSON is ambiguous."""
+    size = len(token.encode("utf-8", "replace"))
+    if size > MAX_TOKEN_BYTES:
+        raise ClaimError(f"token is {size} bytes; tokens over {MAX_TOKEN_BYTES} bytes are refused unread")
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise ClaimError("token is not a well-formed JWT (a compact JWS has three dot-separated parts)")
+    _segment(parts[0], "header")
+    _segment(parts[1], "payload")
+
+
+def _check_authorized_party(claims: Mapping[str, Any], *, audience: str, audiences: list[str]) -> None:
+    """OpenID Connect Core 3.1.3.7 (6, 7): a token for several audiences is ours only if `azp` says so,
+    and a token whose `azp` names another client was issued to that client, not to us."""
+    azp = claims.get("azp")
+    if azp is not None and azp != audience:
+        raise ClaimError(f"token was issued to client {azp!r} ('azp'), not to {audience!r}")
+    if len(set(audiences)) > 1 and azp is None:
+        raise ClaimError(
+            f"token has several audiences {audiences!r} and no 'azp'; a multi-audience token is accepted "
+            f"only when 'azp' is {audience!r}"
+        )
+
+
+def _check_system_names(subject: str, groups: tuple[str, ...], *, issuer: OIDCRequester) -> None:
+    if issuer.dangerously_allow_system_claims:
+        return
+    named = [item for item in (subject, *groups) if item.startswith(SYSTEM_PREFIX)]
+    if named:
+        raise ClaimError(
+            f"claims {', '.join(repr(item) for item in named)} use Kubernetes' reserved 'system:' prefix "
+            f"and are refused (the policy's issuer entry would need {SYSTEM_CLAIMS_OPT_IN}: true)"
+        )
+
+
 def replay_key_for(*, claims: Mapping[str, Any], token: str) -> str:
     """The key a replayed token is recognised by: its `jti`, or a hash of the token if it has none.
 
@@ -117,6 +185,7 @@ def check_claims(
         raise ClaimError("claim 'aud' must be a string or a list of strings")
     if issuer.audience not in audiences:
         raise ClaimError(f"audience {aud!r} does not include {issuer.audience!r}")
+    _check_authorized_party(claims, audience=issuer.audience, audiences=audiences)
     expires_at = _numeric_date(claims, "exp")
     if expires_at is None:
         raise ClaimError("token has no 'exp' claim; tokens without an expiry are refused")
@@ -131,10 +200,12 @@ def check_claims(
     subject = claims.get("sub")
     if not isinstance(subject, str) or not subject:
         raise ClaimError("token has no 'sub' claim")
+    groups = _groups(claims, issuer.groups_claim)
+    _check_system_names(subject, groups, issuer=issuer)
     return VerifiedIdentity(
         issuer=issuer.issuer,
         subject=subject,
-        groups=_groups(claims, issuer.groups_claim),
+        groups=groups,
         expires_at=expires_at,
         replay_key=replay_key,
     )

@@ -23,6 +23,7 @@ from jitgrant.identity.claims import (
     VerifiedIdentity,
     allowed_algorithms,
     check_claims,
+    check_token_shape,
     replay_key_for,
 )
 from jitgrant.models import OIDCRequester
@@ -57,6 +58,7 @@ def _utcnow() -> datetime:
 
 def unverified_issuer(token: str) -> str:
     """The `iss` a token claims, to choose which configured issuer to verify it against. Not proof."""
+    _check_shape(token)
     try:
         claims = jwt.decode(token, options={"verify_signature": False})
     except PyJWTError as error:
@@ -65,6 +67,13 @@ def unverified_issuer(token: str) -> str:
     if not isinstance(iss, str) or not iss:
         raise TokenRefused("token has no 'iss' claim")
     return iss
+
+
+def _check_shape(token: str) -> None:
+    try:
+        check_token_shape(token)
+    except ClaimError as error:
+        raise TokenRefused(str(error)) from error
 
 
 def _check_key(jwk: Mapping[str, Any], *, alg: str, issuer: str) -> None:
@@ -100,6 +109,7 @@ class OIDCVerifier:
 
         With `consume=False` (dry runs) a token already used is refused but this use is not remembered.
         """
+        _check_shape(token)  # size first: nothing bigger than MAX_TOKEN_BYTES is parsed at all
         try:
             header = jwt.get_unverified_header(token)
         except PyJWTError as error:

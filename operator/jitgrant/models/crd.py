@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from jitgrant.models.base import API_GROUP, API_VERSION
-from jitgrant.models.policy import GrantPolicySpec
+from jitgrant.models.policy import GrantPolicySpec, GrantPolicyStatus
 from jitgrant.models.request import AccessRequestSpec, AccessRequestStatus
 
 # Keywords pydantic emits that a structural schema either forbids or that we do not want the API
@@ -137,8 +137,10 @@ def grant_policy_crd() -> dict[str, Any]:
         short_names=["gp"],
         scope="Cluster",
         spec=_grant_policy_spec_schema(),
-        status=None,
+        status=openapi_schema(GrantPolicyStatus),
         columns=[
+            # Written by the operator: each ClusterRole exists and is bindable, nothing widened.
+            {"name": "Ready", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
             {"name": "Target", "type": "string", "jsonPath": ".spec.target.type"},
             {"name": "Max", "type": "string", "jsonPath": ".spec.maxDuration"},
             {"name": "Approval", "type": "boolean", "jsonPath": ".spec.approval.required"},

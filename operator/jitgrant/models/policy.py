@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import re
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from jitgrant.models.base import Duration, WireModel, parse_duration
 from jitgrant.models.rbac import PolicyRule
+
+# Groups the API server puts every caller of a kind into: naming one as a requester admits everyone
+# (every user, every ServiceAccount in any namespace, or anyone at all), so it takes an opt-in.
+EVERYONE_GROUPS: frozenset[str] = frozenset(
+    {"system:authenticated", "system:unauthenticated", "system:serviceaccounts"}
+)
+ANONYMOUS_USER = "system:anonymous"
+SYSTEM_PREFIX = "system:"
+SYSTEM_GROUPS_OPT_IN = "dangerouslyAllowSystemGroups"
+SYSTEM_CLAIMS_OPT_IN = "dangerouslyAllowSystemClaims"
+
+# RFC 1123 label: what the API server accepts as a namespace name.
+NAMESPACE_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 
 
 class ServiceAccountRef(WireModel):
@@ -31,6 +45,20 @@ class OIDCRequester(WireModel):
     groups: tuple[str, ...] = ()
     groups_claim: str = "groups"
     algorithms: tuple[str, ...] = ("RS256", "ES256")
+    dangerously_allow_system_claims: bool = Field(
+        default=False,
+        description="Accept subjects and groups starting with 'system:' (Kubernetes' reserved prefix).",
+    )
+
+    @model_validator(mode="after")
+    def _no_system_names(self) -> OIDCRequester:
+        named = [item for item in (*self.subjects, *self.groups) if item.startswith(SYSTEM_PREFIX)]
+        if named and not self.dangerously_allow_system_claims:
+            raise ValueError(
+                f"subjects/groups {', '.join(named)} use Kubernetes' reserved 'system:' prefix, and tokens "
+                f"carrying such claims are refused; set {SYSTEM_CLAIMS_OPT_IN}: true to mean it"
+            )
+        return self
 
 
 class Requesters(WireModel):
@@ -38,11 +66,26 @@ class Requesters(WireModel):
     users: tuple[str, ...] = ()
     groups: tuple[str, ...] = ()
     oidc: tuple[OIDCRequester, ...] = ()
+    dangerously_allow_system_groups: bool = Field(
+        default=False,
+        description=(
+            "Let groups name system:authenticated, system:unauthenticated or system:serviceaccounts "
+            "(and users name system:anonymous): each admits every caller of its kind."
+        ),
+    )
 
     @model_validator(mode="after")
     def _someone(self) -> Requesters:
         if not (self.service_accounts or self.users or self.groups or self.oidc):
             raise ValueError("requesters names nobody: list serviceAccounts, users, groups or oidc issuers")
+        everyone = [group for group in self.groups if group in EVERYONE_GROUPS]
+        everyone += [user for user in self.users if user == ANONYMOUS_USER]
+        if everyone and not self.dangerously_allow_system_groups:
+            raise ValueError(
+                f"requesters name {', '.join(everyone)}, which matches every caller of its kind, not one "
+                f"agent; name ServiceAccounts, users or narrower groups (or set {SYSTEM_GROUPS_OPT_IN}: "
+                "true if everyone is meant)"
+            )
         return self
 
 
@@ -81,11 +124,24 @@ class GrantOption(WireModel):
 
     cluster_role: str | None = Field(default=None, min_length=1)
     rules: tuple[PolicyRule, ...] | None = Field(default=None, min_length=1)
+    accept_dangerous: tuple[str, ...] = Field(
+        default=(),
+        description=(
+            "With clusterRole: the dangerous entries (e.g. secrets, pods/exec, escalate, *) its live rules "
+            "may hold. Any other dangerous permission found in the ClusterRole at grant time refuses the "
+            "grant (ClusterRoleWidened). Inline rules opt in by naming the entry literally instead."
+        ),
+    )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> GrantOption:
         if (self.cluster_role is None) == (self.rules is None):
             raise ValueError("each grants entry needs exactly one of clusterRole or rules")
+        if self.accept_dangerous and self.rules is not None:
+            raise ValueError(
+                "acceptDangerous is only for a clusterRole entry; inline rules opt in to a dangerous "
+                "permission by naming it literally in the rule"
+            )
         return self
 
 
@@ -104,6 +160,12 @@ class ApprovalPolicy(WireModel):
     def _approvers_named(self) -> ApprovalPolicy:
         if self.required and not (self.approvers.users or self.approvers.groups):
             raise ValueError("approval.required needs approval.approvers (users or groups)")
+        users = set(self.approvers.users)
+        if self.required and not self.approvers.groups and self.min_approvals > len(users):
+            raise ValueError(
+                f"approval.minApprovals {self.min_approvals} can never be reached: approvers names only "
+                f"{len(users)} user(s) and no groups (name more approvers or lower minApprovals)"
+            )
         return self
 
     @property
@@ -114,6 +176,16 @@ class ApprovalPolicy(WireModel):
 class JustificationPolicy(WireModel):
     required: bool = False
     pattern: str | None = Field(default=None, description="Regular expression the justification must match.")
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as error:
+                raise ValueError(f"pattern {value!r} is not a valid regular expression ({error})") from error
+        return value
 
 
 class GrantPolicySpec(WireModel):
@@ -128,6 +200,17 @@ class GrantPolicySpec(WireModel):
     default_duration: Duration | None = None
     approval: ApprovalPolicy = ApprovalPolicy()
     justification: JustificationPolicy = JustificationPolicy()
+
+    @field_validator("namespaces")
+    @classmethod
+    def _namespace_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [entry for entry in value if entry != "*" and not NAMESPACE_NAME.fullmatch(entry)]
+        if bad:
+            raise ValueError(
+                f"namespaces {', '.join(repr(entry) for entry in bad)} are not namespace names "
+                '(names do not glob; write a name, or "*" for any non-system namespace)'
+            )
+        return value
 
     @model_validator(mode="after")
     def _default_within_max(self) -> GrantPolicySpec:
@@ -153,8 +236,25 @@ class ObjectMeta(WireModel):
     name: str
     namespace: str | None = None
     uid: str | None = None
+    generation: int | None = None
     labels: dict[str, str] = {}
     annotations: dict[str, str] = {}
+
+
+class PolicyCondition(WireModel):
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str
+    message: str = ""
+    last_transition_time: datetime
+
+
+class GrantPolicyStatus(WireModel):
+    """Written by the operator only: whether requests under this policy can be granted as written."""
+
+    model_config = WireModel.model_config | {"extra": "ignore"}
+    observed_generation: int | None = None
+    conditions: tuple[PolicyCondition, ...] = ()
 
 
 class GrantPolicy(WireModel):
@@ -163,6 +263,7 @@ class GrantPolicy(WireModel):
     kind: Literal["GrantPolicy"] = "GrantPolicy"
     metadata: ObjectMeta
     spec: GrantPolicySpec
+    status: GrantPolicyStatus = GrantPolicyStatus()
 
     @classmethod
     def from_object(cls, body: Any) -> GrantPolicy:

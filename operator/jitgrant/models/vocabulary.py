@@ -22,6 +22,8 @@ OIDC_TOKEN_ANNOTATION: Final = f"{API_GROUP}/oidc-token"
 # --- Annotations only the operator's webhooks write. ---
 APPROVALS_ANNOTATION: Final = f"{API_GROUP}/approvals"
 REQUESTER_SEAL_ANNOTATION: Final = f"{API_GROUP}/requester-seal"
+# Who set jitgrant.dev/revoke, stamped by the mutating webhook from userInfo and sealed like a receipt.
+REVOKED_BY_ANNOTATION: Final = f"{API_GROUP}/revoked-by"
 
 # --- Labels and annotations on the objects of a grant. Labels select; they never prove ownership. ---
 MANAGED_BY_LABEL: Final = "app.kubernetes.io/managed-by"
@@ -51,6 +53,8 @@ class Reason(StrEnum):
     REQUESTER_NOT_VERIFIED = "RequesterNotVerified"
     INVALID_REQUEST = "InvalidRequest"
     PENDING_TIMEOUT = "PendingTimeout"
+    POLICY_INVALID = "PolicyInvalid"
+    CLUSTER_ROLE_WIDENED = "ClusterRoleWidened"
     # The grant.
     GRANTED = "Granted"
     EXPIRED = "Expired"
@@ -82,6 +86,10 @@ class Reason(StrEnum):
     OPERATOR_CREDENTIALS_MISSING = "OperatorCredentialsMissing"
     ROLE_ASSUMPTION_DENIED = "RoleAssumptionDenied"
     STS_REGION_DISABLED = "STSRegionDisabled"
+    # A GrantPolicy's Ready condition (status written by the operator).
+    POLICY_READY = "PolicyReady"
+    CLUSTER_ROLE_NOT_FOUND = "ClusterRoleNotFound"
+    CLUSTER_ROLE_NOT_BINDABLE = "ClusterRoleNotBindable"
 
 
 def format_time(value: datetime) -> str:

@@ -104,7 +104,12 @@ class _Gaps:
 
 
 def _dangerous_predicate(policy_name: str, parts: Sequence[DangerousPart]) -> str:
-    named = " and ".join(f"{part.position} '{part.entry}' ({part.why})" for part in parts)
+    named = " and ".join(
+        f"{part.position} '{part.entry}'"
+        + (f" with verb '{part.verb}'" if part.verb else "")
+        + f" ({part.why})"
+        for part in parts
+    )
     return (
         f"dangerous and policy {policy_name} covers it only through a wildcard; "
         f"it is granted only where a policy rule names {named} literally"
