@@ -24,6 +24,7 @@ from aiohttp import web
 
 from . import bootstrap
 from .admission import WebhookCaller
+from .audit import AuditLogWriter
 from .authn import MASTERS, TokenAuthenticator, User
 from .clock import Clock
 from .crud import Api, Call
@@ -48,8 +49,10 @@ class EmbeddedCluster:
         host: str = "127.0.0.1",
         port: int = 0,
         authorize: bool = True,
+        audit_log: Path | None = None,
     ) -> None:
         self.name = name
+        self.audit_log = audit_log  # where audit.k8s.io Events go, as kube-apiserver's --audit-log-path
         self.host = host
         self._port = port
         self._crd_manifests = [dict(m) for m in crd_manifests]
@@ -116,6 +119,8 @@ class EmbeddedCluster:
     async def _serve(self) -> None:
         self._bootstrap()
         server = Server(api=self.api, authn=self.authn, authorize=self._authorize, address=f"{self.host}:0")
+        if self.audit_log is not None:
+            server.app.middlewares.append(AuditLogWriter(self.audit_log, self.clock).middleware)
         self._runner = web.AppRunner(
             server.app, access_log=None, handler_cancellation=True, shutdown_timeout=1.0
         )

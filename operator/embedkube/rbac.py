@@ -106,9 +106,9 @@ def _subject_applies(subject: Mapping[str, Any], user: User, binding_namespace: 
     return False
 
 
-def _describe_subject(subject: Mapping[str, Any]) -> str:
-    if subject.get("kind") == "ServiceAccount":
-        return f'ServiceAccount "{subject.get("name")}/{subject.get("namespace", "")}"'
+def _describe_subject(subject: Mapping[str, Any], binding_namespace: str) -> str:
+    if subject.get("kind") == "ServiceAccount":  # upstream describeSubject: name/namespace
+        return f'ServiceAccount "{subject.get("name")}/{subject.get("namespace") or binding_namespace}"'
     return f'{subject.get("kind")} "{subject.get("name")}"'
 
 
@@ -253,7 +253,7 @@ class RbacAuthorizer:
             kind = "RoleBinding" if ns else "ClusterRoleBinding"
             bname = f"{binding['metadata']['name']}/{ns}" if ns else binding["metadata"]["name"]
             role = f'{ref.get("kind")} "{ref.get("name")}"'
-            source = f'{kind} "{bname}" of {role} to {_describe_subject(subjects[0])}'
+            source = f'{kind} "{bname}" of {role} to {_describe_subject(subjects[0], ns)}'
             for rule in rules:
                 yield rule, source
 

@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from . import discovery, errors, protobuf
+from . import audit, discovery, errors, protobuf
 from .authn import TokenAuthenticator, User
 from .crud import Api, Call, patch_types
 from .errors import ApiError
@@ -131,9 +131,10 @@ class Server:
             if request.path in HEALTH:
                 return web.Response(text="ok")
             user = await self._authenticate(request)
-            user = self._impersonate(request, user)
-            info = parse_request(request.method, request.path, request.query)
-            self._authorize(user, info)
+            request[audit.AUTHENTICATED_USER] = user  # what the audit log (embedkube/audit.py) reads
+            user = request[audit.EFFECTIVE_USER] = self._impersonate(request, user)
+            info = request[audit.REQUEST_INFO] = parse_request(request.method, request.path, request.query)
+            request[audit.AUTHORIZATION_REASON] = self._authorize(user, info)
             if not info.resource_request:
                 return self._non_resource(request, info)
             return await self._resource(request, user, info)
@@ -197,9 +198,10 @@ class Server:
             all_groups.append("system:authenticated")
         return User(name, uid, tuple(all_groups), extra)
 
-    def _authorize(self, user: User, info: RequestInfo) -> None:
+    def _authorize(self, user: User, info: RequestInfo) -> str | None:
+        """The authorizer's reason when it allows (None when authorization is off); Forbidden if not."""
         if not self.authorize:
-            return
+            return None
         attrs = Attributes(
             user,
             info.verb,
@@ -211,8 +213,10 @@ class Server:
             info.resource_request,
             info.path,
         )
-        if not self.api.authorizer.allowed(attrs):
+        allowed, reason = self.api.authorizer.authorize(attrs)
+        if not allowed:
             raise errors.forbidden(info.resource, info.group, attrs.name, forbidden_message(attrs))
+        return reason
 
     # ---- non-resource paths ------------------------------------------------------------------------
 

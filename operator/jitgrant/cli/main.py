@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
+from jitgrant.cli.activity import add_activity_subcommand
 from jitgrant.cli.agent import add_request_subcommand
 from jitgrant.cli.completion import add_completion_subcommand, completion_script
 from jitgrant.cli.exitcodes import EXIT_CODES_HELP, ExitCode
@@ -44,6 +45,7 @@ def build_parser(prog: str = "jitgrant") -> argparse.ArgumentParser:
     demo.set_defaults(func=_demo)
     add_request_subcommands(sub, epilog=EXIT_CODES_HELP)
     add_request_subcommand(sub)
+    add_activity_subcommand(sub)
     try:
         from jitgrant.audit.cli import add_audit_subcommands
     except ImportError:  # pragma: no cover - the audit CLI ships with the package

@@ -1,0 +1,229 @@
+"""`jitgrant activity NAME`: what the agent did with its grant, from the API server's audit log.
+
+Every call the grant's RoleBinding allowed, and every call by the grant's identity during its window
+that was refused or allowed by something else, in time order, each saying how it was tied to the
+grant (see `jitgrant.activity.attribution`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+import yaml
+from kubernetes.client import ApiClient, CustomObjectsApi
+from kubernetes.client.exceptions import ApiException
+from pydantic import ValidationError
+
+from jitgrant.activity.attribution import AttributedCall, GrantIdentity, Outcome, activity
+from jitgrant.activity.grant import NoGrant, identity_of
+from jitgrant.activity.sources import AuditLogFiles, AuditSource, CloudWatchAuditLogs, SourceError, Window
+from jitgrant.cli.exitcodes import ExitCode
+from jitgrant.cli.kubeconfig import CliError, add_cluster_flags
+from jitgrant.cli.requests import PLURAL, with_cluster
+from jitgrant.models import API_GROUP, API_VERSION
+from jitgrant.models.request import AccessRequest, Phase
+
+COLUMNS = ("TIME", "VERB", "RESOURCE", "OBJECT", "CODE", "OUTCOME", "ATTRIBUTION", "USER-AGENT")
+
+
+def add_activity_subcommand(sub: Any) -> None:
+    p = sub.add_parser(
+        "activity",
+        help="what the agent did with a grant: allowed and refused API calls, from the audit log",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("name", help="the AccessRequest")
+    add_cluster_flags(p)
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--audit-log",
+        type=Path,
+        metavar="PATH",
+        help="kube-apiserver's --audit-log-path file (its rotated copies are read too) or their directory",
+    )
+    source.add_argument("--eks-cluster", metavar="NAME", help="read /aws/eks/NAME/cluster in CloudWatch Logs")
+    p.add_argument("--log-group", help="with --eks-cluster: another log group name")
+    p.add_argument("--region", help="with --eks-cluster: the AWS region")
+    p.add_argument("--endpoint-url", help="with --eks-cluster: an AWS endpoint (a VPC endpoint, or moto)")
+    p.add_argument("-o", "--output", choices=("table", "json", "yaml"), default="table")
+    p.add_argument(
+        "-f", "--follow", action="store_true", help="keep printing new calls while the grant is active"
+    )
+    p.add_argument("--interval", type=float, default=2.0, help="with --follow: seconds between reads")
+    p.set_defaults(func=with_cluster(cmd_activity))
+
+
+def source_from_args(args: argparse.Namespace) -> AuditSource:
+    if args.audit_log is not None:
+        return AuditLogFiles(args.audit_log)
+    return CloudWatchAuditLogs(
+        cluster=args.eks_cluster, region=args.region, endpoint_url=args.endpoint_url, log_group=args.log_group
+    )
+
+
+def load_request(client: ApiClient, args: argparse.Namespace) -> AccessRequest:
+    try:
+        raw = CustomObjectsApi(client).get_namespaced_custom_object(
+            API_GROUP, API_VERSION, args.namespace, PLURAL, args.name
+        )
+    except ApiException as exc:
+        if exc.status == 404:
+            missing = f"AccessRequest {args.namespace}/{args.name} not found"
+            raise CliError(missing, ExitCode.NOT_FOUND) from exc
+        raise
+    try:
+        return AccessRequest.from_object(raw)
+    except ValidationError as exc:
+        raise CliError(f"AccessRequest {args.namespace}/{args.name} cannot be read: {exc}") from exc
+
+
+def read_activity(source: AuditSource, grant: GrantIdentity) -> list[AttributedCall]:
+    terms = frozenset({*grant.usernames, grant.binding_name})
+    return activity(source.calls(Window(start=grant.start, end=grant.end, terms=terms)), grant)
+
+
+def cmd_activity(args: argparse.Namespace, client: ApiClient) -> int:
+    source = source_from_args(args)
+    try:
+        request = load_request(client, args)
+        grant = identity_of(request)
+        calls = read_activity(source, grant)
+    except (NoGrant, SourceError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return int(ExitCode.NOT_FOUND if isinstance(exc, NoGrant) else ExitCode.REFUSED)
+    if not args.follow:
+        print(render(request, grant, source, calls, args.output), end="")
+        return int(ExitCode.OK)
+    return follow(args, client, source, request, grant, calls)
+
+
+def follow(
+    args: argparse.Namespace,
+    client: ApiClient,
+    source: AuditSource,
+    request: AccessRequest,
+    grant: GrantIdentity,
+    calls: list[AttributedCall],
+) -> int:
+    """Prints calls as they reach the log until the grant ends (plus one last read for stragglers)."""
+    shown: set[str] = set()
+    out = sys.stdout
+    if args.output == "table":
+        print(header(request, grant, source), file=out)
+        print_rows([], out, header=True)
+    live = True
+    while True:
+        fresh = [item for item in calls if _key(item) not in shown]
+        shown.update(_key(item) for item in fresh)
+        _print_fresh(fresh, args.output, out)
+        if not live:
+            return int(ExitCode.OK)
+        time.sleep(args.interval)
+        request = load_request(client, args)
+        live = request.status.phase in (Phase.ACTIVE, Phase.APPROVED, None)
+        try:
+            grant = identity_of(request)
+            calls = read_activity(source, grant)
+        except (NoGrant, SourceError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return int(ExitCode.REFUSED)
+
+
+def _key(item: AttributedCall) -> str:
+    return item.call.audit_id or f"{item.call.time.isoformat()}-{item.call.verb}-{item.call.request_uri}"
+
+
+def _print_fresh(fresh: Sequence[AttributedCall], fmt: str, out: TextIO) -> None:
+    if fmt == "table":
+        print_rows(fresh, out, header=False)
+    else:  # one document per call, so a pipe sees each as it comes
+        for item in fresh:
+            text = json.dumps(item.to_json()) if fmt == "json" else "---\n" + yaml.safe_dump(item.to_json())
+            print(text, file=out)
+    out.flush()
+
+
+def header(request: AccessRequest, grant: GrantIdentity, source: AuditSource) -> str:
+    end = grant.end.isoformat() if grant.end else "now (still live)"
+    return (
+        f"AccessRequest {request.metadata.namespace}/{request.metadata.name}: RoleBinding "
+        f"{grant.binding_namespace}/{grant.binding_name}, identity "
+        f"{', '.join(sorted(grant.usernames)) or '-'}, window {grant.start.isoformat()} .. {end}; "
+        f"from {source.name}"
+    )
+
+
+def summary_counts(calls: Sequence[AttributedCall]) -> dict[str, int]:
+    counts = {outcome.value: 0 for outcome in Outcome}
+    for item in calls:
+        counts[item.outcome.value] += 1
+    return counts
+
+
+def as_document(
+    request: AccessRequest, grant: GrantIdentity, source: AuditSource, calls: Sequence[AttributedCall]
+) -> dict[str, Any]:
+    return {
+        "request": f"{request.metadata.namespace}/{request.metadata.name}",
+        "roleBinding": f"{grant.binding_namespace}/{grant.binding_name}",
+        "identities": sorted(grant.usernames),
+        "window": {
+            "start": grant.start.isoformat(),
+            "end": grant.end.isoformat() if grant.end else None,
+        },
+        "source": source.name,
+        "counts": summary_counts(calls),
+        "calls": [item.to_json() for item in calls],
+    }
+
+
+def render(
+    request: AccessRequest,
+    grant: GrantIdentity,
+    source: AuditSource,
+    calls: Sequence[AttributedCall],
+    fmt: str,
+) -> str:
+    if fmt == "json":
+        return json.dumps(as_document(request, grant, source, calls), indent=2) + "\n"
+    if fmt == "yaml":
+        return str(yaml.safe_dump(as_document(request, grant, source, calls), sort_keys=False))
+    from io import StringIO
+
+    buffer = StringIO()
+    print(header(request, grant, source), file=buffer)
+    print_rows(calls, buffer, header=True)
+    counts = ", ".join(f"{count} {outcome}" for outcome, count in summary_counts(calls).items() if count)
+    print(f"{len(calls)} calls" + (f": {counts}" if counts else ""), file=buffer)
+    return buffer.getvalue()
+
+
+def _cells(item: AttributedCall) -> tuple[str, ...]:
+    call = item.call
+    basis = "exact" if item.basis.value == "authorization-reason" else "identity+window"
+    return (
+        call.time.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        call.verb,
+        call.target,
+        call.object or "-",
+        "-" if call.code is None else str(call.code),
+        item.outcome.value,
+        basis,
+        call.user_agent.split(" ")[0] or "-",
+    )
+
+
+def print_rows(calls: Sequence[AttributedCall], out: TextIO, *, header: bool) -> None:
+    rows = [_cells(item) for item in calls]
+    widths = [max([len(column), *(len(row[index]) for row in rows)]) for index, column in enumerate(COLUMNS)]
+    lines = [COLUMNS, *rows] if header else rows
+    for line in lines:
+        cells = (cell.ljust(width) for cell, width in zip(line, widths, strict=True))
+        print("  ".join(cells).rstrip(), file=out)
