@@ -12,12 +12,25 @@ which is exactly when one wants to look.
 
 from __future__ import annotations
 
+import os
+import platform
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from typing import Final
 from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+    start_http_server,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 #: Every outcome a request can be counted under; anything else is a programming error.
 OUTCOMES: Final = frozenset(
@@ -27,6 +40,14 @@ OUTCOMES: Final = frozenset(
 # Grants last minutes; approvals minutes to hours.
 _TIME_TO_ACTIVE_BUCKETS: Final = (0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 _APPROVAL_WAIT_BUCKETS: Final = (5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0)
+# Phases a live request is counted in by jitgrant_requests_in_phase; terminal phases are not a
+# "current" state worth a gauge (they are counted once, by outcome, in jitgrant_requests_total).
+LIVE_PHASES: Final = ("Pending", "Approved", "Active")
+#: Webhook answers: allowed, refused (an AdmissionError the caller sees), error (an exception).
+WEBHOOK_OUTCOMES: Final = frozenset({"allowed", "refused", "error"})
+# Admission calls must finish well inside the API server's timeout (10 s in the chart).
+_WEBHOOK_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
 # Revocation lag should sit near zero: fine resolution up to a minute, then coarse to catch outages.
 _REVOCATION_LAG_BUCKETS: Final = (
     0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 120.0, 300.0, 900.0,
@@ -36,8 +57,43 @@ _REVOCATION_LAG_BUCKETS: Final = (
 class Metrics:
     """The operator's series; handlers call the methods, never prometheus_client directly."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None, *, revision: str | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        # process_* (CPU, memory, open files) and python_info, as on the default registry.
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        self._build_info = Gauge(
+            "jitgrant_build_info",
+            "Always 1; the labels say which build runs.",
+            ["version", "revision", "python"],
+            registry=self.registry,
+        )
+        self._build_info.labels(
+            version=_version(),
+            revision=revision or os.environ.get("JITGRANT_REVISION", "") or "unknown",
+            python=platform.python_version(),
+        ).set(1)
+        self._webhook_requests = Counter(
+            "jitgrant_webhook_requests",
+            "Admission requests answered, by webhook, operation, outcome and reason (a Kubernetes "
+            "status reason for refusals and errors, empty when allowed).",
+            ["webhook", "operation", "outcome", "reason"],
+            registry=self.registry,
+        )
+        self._webhook_duration = Histogram(
+            "jitgrant_webhook_request_duration_seconds",
+            "Time to answer an admission request, by webhook and outcome.",
+            ["webhook", "outcome"],
+            buckets=_WEBHOOK_BUCKETS,
+            registry=self.registry,
+        )
+        self._in_phase = Gauge(
+            "jitgrant_requests_in_phase",
+            "Live AccessRequests by policy and phase (Pending, Approved, Active), from the watch.",
+            ["policy", "phase"],
+            registry=self.registry,
+        )
+        self._phases: dict[str, tuple[str, str]] = {}
         self._requests = Counter(
             "jitgrant_requests",
             "AccessRequests by policy and outcome (each transition counted once).",
@@ -90,6 +146,8 @@ class Metrics:
         )
         self._active: dict[str, int] = {}
         self._lock = threading.Lock()
+        self._sinks = _SinkHealth()
+        self.registry.register(self._sinks)
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -105,6 +163,34 @@ class Metrics:
 
     def observe_approval_wait(self, *, policy: str, seconds: float) -> None:
         self._approval_wait.labels(policy=policy).observe(max(seconds, 0.0))
+
+    def track_request(self, key: str, *, policy: str, phase: str | None) -> None:
+        """Count the request `key` (a uid; never a label) under its current phase, moving it out of
+        the one it was counted in before. A terminal or unknown phase just stops counting it."""
+        with self._lock:
+            before = self._phases.pop(key, None)
+            if before is not None:
+                self._in_phase.labels(policy=before[0], phase=before[1]).dec()
+            if phase in LIVE_PHASES:
+                self._phases[key] = (policy, phase)
+                self._in_phase.labels(policy=policy, phase=phase).inc()
+
+    def forget_request(self, key: str) -> None:
+        self.track_request(key, policy="", phase=None)
+
+    # Webhooks
+
+    def observe_webhook(
+        self, *, webhook: str, operation: str, outcome: str, reason: str, seconds: float
+    ) -> None:
+        if outcome not in WEBHOOK_OUTCOMES:
+            raise ValueError(
+                f"unknown webhook outcome {outcome!r} (known: {', '.join(sorted(WEBHOOK_OUTCOMES))})"
+            )
+        self._webhook_requests.labels(
+            webhook=webhook, operation=operation or "", outcome=outcome, reason=reason
+        ).inc()
+        self._webhook_duration.labels(webhook=webhook, outcome=outcome).observe(max(seconds, 0.0))
 
     # Grants
 
@@ -135,6 +221,16 @@ class Metrics:
 
     def audit_delivery_failed(self, *, sink: str) -> None:
         self._audit_failures.labels(sink=sink).inc()
+
+    def watch_audit_sinks(
+        self,
+        *,
+        last_errors: Callable[[], Mapping[str, str | None]],
+        undelivered: Callable[[], Mapping[str, int]],
+    ) -> None:
+        """Read each sink's health at scrape time: jitgrant_audit_sink_up (0 while its last delivery
+        failed) and jitgrant_audit_sink_undelivered (entries it has not accepted yet)."""
+        self._sinks.last_errors, self._sinks.undelivered = last_errors, undelivered
 
     def set_audit_spool_depth(self, n: int) -> None:
         if n < 0:
@@ -169,3 +265,42 @@ class Metrics:
             server.server_close()
         if thread is not None:
             thread.join(timeout=5)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("jitgrant")
+    except PackageNotFoundError:  # run from a source tree without an install
+        return "unknown"
+
+
+class _SinkHealth(Collector):
+    """Per-sink health, asked of the audit trail when Prometheus scrapes (no series before that)."""
+
+    def __init__(self) -> None:
+        self.last_errors: Callable[[], Mapping[str, str | None]] = dict
+        self.undelivered: Callable[[], Mapping[str, int]] = dict
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        up = GaugeMetricFamily(
+            "jitgrant_audit_sink_up",
+            "1 when the sink's last delivery succeeded (or none failed yet), 0 while it is failing.",
+            labels=["sink"],
+        )
+        pending = GaugeMetricFamily(
+            "jitgrant_audit_sink_undelivered",
+            "Entries (records and checkpoints) the sink has not accepted yet.",
+            labels=["sink"],
+        )
+        # Read from the scrape thread: copies, so a delivery changing the dicts cannot break them.
+        for sink, error in dict(self.last_errors()).items():
+            up.add_metric([sink], 0.0 if error else 1.0)
+        for sink, count in dict(self.undelivered()).items():
+            pending.add_metric([sink], float(count))
+        yield up
+        yield pending
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        return iter(())

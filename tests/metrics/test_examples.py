@@ -33,6 +33,11 @@ def exported() -> dict[str, set[str]]:
     metrics.audit_delivery_failed(sink="s")
     metrics.set_audit_spool_depth(1)
     metrics.reconcile_error(handler="h")
+    metrics.track_request("uid", policy="p", phase="Pending")
+    metrics.observe_webhook(
+        webhook="w", operation="CREATE", outcome="refused", reason="Forbidden", seconds=0.1
+    )
+    metrics.watch_audit_sinks(last_errors=lambda: {"s": None}, undelivered=lambda: {"s": 0})
     names: dict[str, set[str]] = {}
     for family in text_string_to_metric_families(metrics.render().decode()):
         for sample in family.samples:
@@ -125,5 +130,31 @@ def test_dashboard_is_importable_and_covers_every_series() -> None:
         if panel["type"] != "row":
             assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
     queried = {name for expr in dashboard_exprs() for name in METRIC_NAME.findall(expr)}
-    families = {re.sub(r"_(bucket|count|sum)$", "", name) for name in exported()}
+    # process_* and python_info come with prometheus_client; the dashboard shows jitgrant's own.
+    families = {
+        re.sub(r"_(bucket|count|sum)$", "", name) for name in exported() if name.startswith("jitgrant_")
+    }
     assert {re.sub(r"_(bucket|count|sum)$", "", name) for name in queried} == families
+
+
+def github_anchors(markdown: str) -> set[str]:
+    """Heading anchors as GitHub makes them: lower case, punctuation dropped, spaces to dashes."""
+    headings = re.findall(r"^#+\s+(.+?)\s*$", markdown, flags=re.MULTILINE)
+    return {re.sub(r"[^a-z0-9 _-]", "", heading.lower()).replace(" ", "-") for heading in headings}
+
+
+def test_every_alert_links_its_runbook_section_in_docs_metrics() -> None:
+    anchors = github_anchors((ROOT / "docs" / "metrics.md").read_text())
+    for rule in alert_rules():
+        url = rule["annotations"].get("runbook_url", "")
+        page, _, anchor = url.partition("#")
+        assert page.endswith("/docs/metrics.md"), (rule["alert"], url)
+        assert anchor == rule["alert"].lower() and anchor in anchors, (rule["alert"], url)
+
+
+def test_the_chart_ships_the_same_alerts_and_dashboard() -> None:
+    files = ROOT / "charts" / "jitgrant" / "files"
+    for name in ("alerts.yaml", "dashboard.json"):
+        assert (files / name).read_bytes() == (MONITORING / name).read_bytes(), (
+            f"charts/jitgrant/files/{name} differs from examples/monitoring/{name}: copy it over"
+        )

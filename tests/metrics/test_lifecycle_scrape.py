@@ -3,6 +3,7 @@ operator's metrics endpoint shows each transition once, with the right labels an
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -112,9 +113,54 @@ def test_a_lifecycle_shows_in_the_scrape(env: Environment) -> None:
         assert not [
             s for s in samples if s.labels.get("policy") == "prod-restart" and "approval_wait" in s.name
         ]
-        assert value(samples, "jitgrant_audit_spool_depth") == 0
+        # Set by the 1 s sweep; a heartbeat checkpoint may be on its way to the sink at that moment.
+        deadline = time.monotonic() + 10
+        while value(scrape(port), "jitgrant_audit_spool_depth") and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert value(scrape(port), "jitgrant_audit_spool_depth") == 0
         assert not [s for s in samples if s.name == "jitgrant_reconcile_errors_total"]
+
+        # Live requests by phase: only the one waiting for approvals is still counted (the gauge
+        # follows the watch, so the last event may arrive a moment after the status was read).
+        def in_phase() -> dict[tuple[str, str], float]:
+            return {
+                (s.labels["policy"], s.labels["phase"]): s.value
+                for s in scrape(port)
+                if s.name == "jitgrant_requests_in_phase" and s.value
+            }
+
+        deadline = time.monotonic() + 10
+        while in_phase() != {("prod-restart", "Pending"): 1} and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert in_phase() == {("prod-restart", "Pending"): 1}
+        # Every AccessRequest went through both webhooks; the revocation was an allowed UPDATE.
+        webhooks = {
+            (s.labels["webhook"], s.labels["operation"], s.labels["outcome"]): s.value
+            for s in samples
+            if s.name == "jitgrant_webhook_requests_total"
+        }
+        assert webhooks[("stamp-requester", "CREATE", "allowed")] == 4
+        assert webhooks[("validate-request", "CREATE", "allowed")] == 4
+        assert webhooks[("validate-request", "UPDATE", "allowed")] >= 1
+        assert value(
+            samples,
+            "jitgrant_webhook_request_duration_seconds_count",
+            webhook="stamp-requester",
+            outcome="allowed",
+        ) == sum(
+            n
+            for (hook, _, outcome), n in webhooks.items()
+            if (hook, outcome) == ("stamp-requester", "allowed")
+        )
+        assert next(s.labels for s in samples if s.name == "jitgrant_build_info")["version"]
+        assert value(samples, "process_resident_memory_bytes") > 0
+        assert {s.labels["sink"]: s.value for s in samples if s.name == "jitgrant_audit_sink_up"} == {
+            "file": 1.0
+        }
         labels = {label for s in samples if s.name.startswith("jitgrant_") for label in s.labels}
-        assert labels <= {"policy", "outcome", "cluster", "sink", "handler", "le"}
+        assert labels <= {
+            "policy", "outcome", "cluster", "sink", "handler", "le", "phase", "webhook", "operation",
+            "reason", "version", "revision", "python", "kind",
+        }  # fmt: skip
     finally:
         metrics.stop_server()

@@ -7,10 +7,20 @@ import urllib.error
 import urllib.request
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
 from jitgrant.metrics import OUTCOMES, Metrics
 
 from .conftest import scrape, value
+
+
+def scrape_registry(metrics: Metrics) -> list[Sample]:
+    return [
+        sample
+        for family in text_string_to_metric_families(metrics.render().decode())
+        for sample in family.samples
+    ]
 
 
 def test_request_outcomes_are_counted_per_policy_and_outcome(metrics: Metrics) -> None:
@@ -130,9 +140,18 @@ def test_no_series_carries_a_requester_or_request_label(metrics: Metrics) -> Non
     metrics.observe_revocation_lag(cluster="c", seconds=1)
     metrics.audit_delivery_failed(sink="s")
     metrics.reconcile_error(handler="h")
+    metrics.track_request("0b5e-uid", policy="p", phase="Active")
+    metrics.observe_webhook(webhook="w", operation="CREATE", outcome="allowed", reason="", seconds=0.01)
+    metrics.watch_audit_sinks(last_errors=lambda: {"s": None}, undelivered=lambda: {"s": 0})
 
-    labels = {label for s in scrape(port) if s.name.startswith("jitgrant_") for label in s.labels}
-    assert labels == {"policy", "outcome", "cluster", "sink", "handler", "le"}
+    samples = scrape(port)
+    labels = {label for s in samples if s.name.startswith("jitgrant_") for label in s.labels}
+    assert labels == {
+        "policy", "outcome", "cluster", "sink", "handler", "le", "phase", "webhook", "operation", "reason",
+        "version", "revision", "python",
+    }  # fmt: skip
+    # The request's uid is only the key of the phase count, never a label value.
+    assert not [s for s in samples if "0b5e-uid" in s.labels.values()]
 
 
 def test_registries_are_private_to_each_instance() -> None:
@@ -152,3 +171,82 @@ def test_server_binds_an_ephemeral_port_and_stops(metrics: Metrics) -> None:
     metrics.stop_server()
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2)
+
+
+def test_build_info_names_version_revision_and_python() -> None:
+    import platform
+    from importlib.metadata import version
+
+    samples = [s for s in scrape_registry(Metrics(revision="abc1234")) if s.name == "jitgrant_build_info"]
+    assert [(s.labels, s.value) for s in samples] == [
+        ({"version": version("jitgrant"), "revision": "abc1234", "python": platform.python_version()}, 1.0)
+    ]
+
+
+def test_the_process_collector_is_on_the_operators_own_registry(metrics: Metrics) -> None:
+    port = metrics.start_server(host="127.0.0.1", port=0)
+    samples = scrape(port)
+    assert value(samples, "process_resident_memory_bytes") > 0
+    assert value(samples, "process_open_fds") > 0
+    assert [s for s in samples if s.name == "python_info"]
+
+
+def test_requests_are_counted_in_their_current_phase_only(metrics: Metrics) -> None:
+    port = metrics.start_server(host="127.0.0.1", port=0)
+    metrics.track_request("a", policy="prod", phase="Pending")
+    metrics.track_request("b", policy="prod", phase="Pending")
+    metrics.track_request("c", policy="oncall", phase="Active")
+    metrics.track_request("a", policy="prod", phase="Approved")
+    metrics.track_request("a", policy="prod", phase="Active")
+    metrics.track_request("b", policy="prod", phase="Denied")  # terminal: no longer counted
+    metrics.track_request("c", policy="oncall", phase="Active")  # the same phase again counts once
+
+    samples = scrape(port)
+    assert value(samples, "jitgrant_requests_in_phase", policy="prod", phase="Active") == 1
+    assert value(samples, "jitgrant_requests_in_phase", policy="prod", phase="Pending") == 0
+    assert value(samples, "jitgrant_requests_in_phase", policy="prod", phase="Approved") == 0
+    assert value(samples, "jitgrant_requests_in_phase", policy="oncall", phase="Active") == 1
+    metrics.forget_request("c")
+    metrics.forget_request("never-seen")
+    assert value(scrape(port), "jitgrant_requests_in_phase", policy="oncall", phase="Active") == 0
+
+
+def test_webhook_answers_are_timed_and_counted_by_outcome_and_reason(metrics: Metrics) -> None:
+    port = metrics.start_server(host="127.0.0.1", port=0)
+    metrics.observe_webhook(
+        webhook="validate-request", operation="CREATE", outcome="refused", reason="Forbidden", seconds=0.02
+    )
+    metrics.observe_webhook(
+        webhook="validate-request", operation="CREATE", outcome="allowed", reason="", seconds=0.004
+    )
+    with pytest.raises(ValueError, match="unknown webhook outcome 'denied'"):
+        metrics.observe_webhook(webhook="w", operation="CREATE", outcome="denied", reason="", seconds=0)
+
+    samples = scrape(port)
+    refused = {
+        "webhook": "validate-request",
+        "operation": "CREATE",
+        "outcome": "refused",
+        "reason": "Forbidden",
+    }
+    assert value(samples, "jitgrant_webhook_requests_total", **refused) == 1
+    bucket = {"webhook": "validate-request", "outcome": "allowed", "le": "0.005"}
+    assert value(samples, "jitgrant_webhook_request_duration_seconds_bucket", **bucket) == 1
+    bucket = {"webhook": "validate-request", "outcome": "refused", "le": "0.01"}
+    assert value(samples, "jitgrant_webhook_request_duration_seconds_bucket", **bucket) == 0
+
+
+def test_audit_sink_health_is_read_at_scrape_time(metrics: Metrics) -> None:
+    port = metrics.start_server(host="127.0.0.1", port=0)
+    errors: dict[str, str | None] = {"s3": None, "siem": "HTTP 503"}
+    backlog = {"s3": 0, "siem": 12}
+    metrics.watch_audit_sinks(last_errors=lambda: errors, undelivered=lambda: backlog)
+
+    samples = scrape(port)
+    assert value(samples, "jitgrant_audit_sink_up", sink="s3") == 1
+    assert value(samples, "jitgrant_audit_sink_up", sink="siem") == 0
+    assert value(samples, "jitgrant_audit_sink_undelivered", sink="siem") == 12
+    errors["siem"], backlog["siem"] = None, 0
+    samples = scrape(port)
+    assert value(samples, "jitgrant_audit_sink_up", sink="siem") == 1
+    assert value(samples, "jitgrant_audit_sink_undelivered", sink="siem") == 0

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import sys
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from jitgrant.logs import FORMATS, LEVELS
+from jitgrant.logs import configure as configure_logging
 from jitgrant.settings import OperatorSettings, WebhookSettings
 
 
@@ -42,7 +43,14 @@ def add_run_subcommand(sub: Any) -> None:
         help="grant in EKS clusters through an assumed IAM role (AWS credentials from the pod, e.g. IRSA)",
     )
     p.add_argument("--sweep-interval", type=int, default=30, help="seconds between expiry sweeps")
-    p.add_argument("--verbose", "-v", action="store_true")
+    p.add_argument("--verbose", "-v", action="store_true", help="same as --log-level debug")
+    p.add_argument("--log-level", choices=LEVELS, default="info")
+    p.add_argument(
+        "--log-format",
+        choices=FORMATS,
+        default="text",
+        help="json: one object per line, with the request's namespace/name/uid on lines about it",
+    )
     p.set_defaults(func=cmd_run)
 
 
@@ -81,10 +89,7 @@ def settings_from_args(args: argparse.Namespace) -> OperatorSettings:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(level="debug" if args.verbose else args.log_level, fmt=args.log_format)
     if args.embedded:
         return _run_embedded(args)
     from jitgrant.runner import build_runtime, run

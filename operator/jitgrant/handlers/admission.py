@@ -39,6 +39,7 @@ from jitgrant.approvals.review import (
     review_update,
     scrub_last_applied,
 )
+from jitgrant.handlers.telemetry import measured
 from jitgrant.identity.claims import requester_refusal
 from jitgrant.identity.jwks import JWKSCache
 from jitgrant.identity.oidc import OIDCVerifier, TokenRefused, unverified_issuer
@@ -243,7 +244,7 @@ def _mutate_update(
 
 
 def _mutating(registry: kopf.OperatorRegistry | None = None) -> WebhookDecorator:
-    return kopf.on.mutate(
+    decorator = kopf.on.mutate(
         API_GROUP,
         API_VERSION,
         PLURAL,
@@ -253,10 +254,11 @@ def _mutating(registry: kopf.OperatorRegistry | None = None) -> WebhookDecorator
         ignore_failures=False,  # failurePolicy: Fail
         registry=registry,
     )
+    return measured(MUTATE_ID, decorator)
 
 
 def _validating(registry: kopf.OperatorRegistry | None = None) -> WebhookDecorator:
-    return kopf.on.validate(
+    decorator = kopf.on.validate(
         API_GROUP,
         API_VERSION,
         PLURAL,
@@ -265,10 +267,11 @@ def _validating(registry: kopf.OperatorRegistry | None = None) -> WebhookDecorat
         ignore_failures=False,
         registry=registry,
     )
+    return measured(VALIDATE_ID, decorator)
 
 
 def _guarding_status(registry: kopf.OperatorRegistry | None = None) -> WebhookDecorator:
-    return kopf.on.validate(
+    decorator = kopf.on.validate(
         API_GROUP,
         API_VERSION,
         PLURAL,
@@ -278,6 +281,7 @@ def _guarding_status(registry: kopf.OperatorRegistry | None = None) -> WebhookDe
         ignore_failures=False,
         registry=registry,
     )
+    return measured(STATUS_ID, decorator)
 
 
 @_mutating()
