@@ -54,8 +54,15 @@ cleanup() {
     rm -rf "$staging"
 }
 trap cleanup EXIT
-# A line a minute, so CI logs show the build is alive.
-( while sleep 60; do say "still building... $(( $(date +%s) - start ))s"; done ) &
+# A line a minute, so CI logs show the build is alive. It must not hold the lock (fd 9), and it
+# sleeps in short steps so it ends within seconds of the build.
+(
+    exec 9>&-
+    while true; do
+        for _ in 1 2 3 4 5 6 7 8 9 10 11 12; do sleep 5; done
+        say "still building... $(( $(date +%s) - start ))s"
+    done
+) &
 heartbeat_pid=$!
 
 pkgver="k8s.io/component-base/version"
@@ -76,6 +83,7 @@ CGO_ENABLED=0 go build -p 2 -trimpath -ldflags="$ldflags" -o "${staging}/" \
     k8s.io/kubernetes/cmd/kube-controller-manager \
     k8s.io/kubernetes/cmd/kubectl
 echo "$stamp" >"${staging}/.stamp"
+chmod 755 "$staging"
 
 rm -rf "$dest"
 mv "$staging" "$dest"
