@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import shutil
 import socket
 import tempfile
 import threading
@@ -471,6 +472,8 @@ class AWSStandIns:
             if self.issuer is not None:
                 self.loop.run(self.issuer.stop())
         finally:
+            if self.issuer is not None:  # its TLS key and JWKS, in a temporary directory of its own
+                shutil.rmtree(self.issuer.directory, ignore_errors=True)
             self.moto.stop()
             self.loop.stop()
 

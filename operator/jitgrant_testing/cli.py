@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import os
 import threading
+from pathlib import Path
 
 
 def demo(args: argparse.Namespace) -> int:
@@ -17,13 +18,19 @@ def demo(args: argparse.Namespace) -> int:
 
 
 def embedded(args: argparse.Namespace) -> int:
-    from jitgrant_testing.environment import Environment
+    """The playground until Ctrl-C (or `stop`, set by tests), then everything is cleaned up."""
+    from jitgrant_testing.playground import Playground
 
-    with Environment(audit_stdout=True) as env:
-        path = env.state_dir / "kubeconfig.yaml"
-        env.cluster.write_kubeconfig(path, token=env.cluster.admin_token)
-        print(f"embedded cluster at {env.cluster.url}; admin kubeconfig: {path}")
-        print(f"audit trail: {env.audit_file}; press Ctrl-C to stop")
+    state_dir = getattr(args, "state_dir", None)
+    with Playground(
+        state_dir=Path(state_dir) if state_dir else None,
+        keep=bool(getattr(args, "keep", False)),
+        metrics_port=getattr(args, "metrics_port", None),
+        health_port=getattr(args, "health_port", None),
+        audit_stdout=True,
+    ) as playground:
+        print(playground.banner(), flush=True)
+        stop: threading.Event = getattr(args, "stop", None) or threading.Event()
         with contextlib.suppress(KeyboardInterrupt):
-            threading.Event().wait()
+            stop.wait()
     return 0

@@ -115,6 +115,9 @@ class Environment:
     # temporary directory, removed by stop() unless keep_state_dir; a directory passed in is kept.
     state_dir: Path = FRESH_STATE_DIR
     keep_state_dir: bool = False
+    # The playground's --metrics-port/--health-port, passed to the operator as `jitgrant run` does.
+    metrics_port: int | None = None
+    health_port: int | None = None
     namespaces: tuple[str, ...] = ("agents", "payments", "orders")
     audit_stdout: bool = False
     # An audit config file (the chart's format) instead of the default JSON-lines file + spool.
@@ -248,7 +251,12 @@ class Environment:
         ca_bundle = base64.b64encode(tls.ca_pem).decode()
 
         def webhook(
-            name: str, *, resource: str, operations: list[str], side_effects: str = "None"
+            name: str,
+            *,
+            resource: str,
+            operations: list[str],
+            side_effects: str = "None",
+            scope: str = "Namespaced",
         ) -> dict[str, Any]:
             # The same entries as charts/jitgrant/templates/webhook.yaml, pointed at 127.0.0.1;
             # both are checked against what kopf itself would register for jitgrant's handlers.
@@ -261,7 +269,7 @@ class Environment:
                         "apiVersions": [API_VERSION],
                         "operations": operations,
                         "resources": [resource],
-                        "scope": "Namespaced",
+                        "scope": scope,
                     }
                 ],
                 "failurePolicy": "Fail",
@@ -296,6 +304,13 @@ class Environment:
                     webhook("validate-request", resource="accessrequests", operations=["CREATE", "UPDATE"]),
                     # Only the operator writes status (RBAC should already keep everyone else out).
                     webhook("guard-status", resource="accessrequests/status", operations=["UPDATE"]),
+                    # A GrantPolicy the operator could not use is refused at apply time.
+                    webhook(
+                        "validate-policy",
+                        resource="grantpolicies",
+                        operations=["CREATE", "UPDATE"],
+                        scope="Cluster",
+                    ),
                 ],
             }
         )
@@ -316,6 +331,8 @@ class Environment:
             audit_config=self.audit_config,
             webhook=self._webhook,
             operator_username=OPERATOR_USERNAME,
+            metrics_port=self.metrics_port,
+            health_port=self.health_port,
         )
         runtime = build_runtime(settings, kubeconfig=self._operator_kubeconfig(), state_dir=self.state_dir)
         if self.runtime_hook is not None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, TextIO
 
 from jitgrant.approvals.receipts import parse_recorded
@@ -96,7 +95,6 @@ def describe_request(
     cluster_role_rules: Sequence[Mapping[str, Any]] | None,
     cluster_role_error: str | None,
     policy_spec: Mapping[str, Any] | None,
-    now: datetime,
     paint: Paint,
 ) -> str:
     meta, spec, status = obj.get("metadata") or {}, obj.get("spec") or {}, obj.get("status") or {}

@@ -315,7 +315,6 @@ def describe(client: ApiClient, obj: Mapping[str, Any], *, paint: Paint) -> str:
         cluster_role_rules=rules,
         cluster_role_error=role_error,
         policy_spec=(policy or {}).get("spec") if policy else None,
-        now=datetime.now(UTC),
         paint=paint,
     )
 

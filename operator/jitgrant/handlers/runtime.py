@@ -72,6 +72,8 @@ class Runtime:
     stopping: bool = False
     # The OIDC verifier the admission webhook uses (JWKS cache and jti replay memory live in it).
     oidc: Any = None
+    # Posts notices of transitions (jitgrant.notify.Notifier); None: no notifications configured.
+    notifier: Any = None
 
     @property
     def operator_usernames(self) -> frozenset[str]:

@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from jitgrant.models.base import API_GROUP, API_VERSION
-from jitgrant.models.policy import GrantPolicySpec, GrantPolicyStatus
+from jitgrant.models.policy import GrantPolicySpec, GrantPolicyStatus, TargetType
 from jitgrant.models.request import AccessRequestSpec, AccessRequestStatus
 
 # Keywords pydantic emits that a structural schema either forbids or that we do not want the API
@@ -67,6 +67,13 @@ def openapi_schema(model: type[BaseModel]) -> dict[str, Any]:
 
 def _grant_policy_spec_schema() -> dict[str, Any]:
     spec = openapi_schema(GrantPolicySpec)
+    # The API server fills these two in (the same values the models default to), so `kubectl get gp`
+    # shows Target and Approval for a policy that leaves them out instead of empty cells.
+    props = spec["properties"]
+    props["target"]["default"] = {}
+    props["target"]["properties"]["type"]["default"] = str(TargetType.IN_CLUSTER)
+    props["approval"]["default"] = {}
+    props["approval"]["properties"]["required"]["default"] = False
     grants = spec["properties"]["grants"]["items"]
     grants["x-kubernetes-validations"] = [
         {
@@ -130,6 +137,11 @@ def _crd(
     }
 
 
+def _wide(name: str, kind: str, path: str) -> dict[str, Any]:
+    """A column kubectl shows only with `-o wide` (priority 1)."""
+    return {"name": name, "type": kind, "jsonPath": path, "priority": 1}
+
+
 def grant_policy_crd() -> dict[str, Any]:
     return _crd(
         kind="GrantPolicy",
@@ -142,9 +154,14 @@ def grant_policy_crd() -> dict[str, Any]:
             # Written by the operator: each ClusterRole exists and is bindable, nothing widened.
             {"name": "Ready", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
             {"name": "Target", "type": "string", "jsonPath": ".spec.target.type"},
-            {"name": "Max", "type": "string", "jsonPath": ".spec.maxDuration"},
             {"name": "Approval", "type": "boolean", "jsonPath": ".spec.approval.required"},
+            {"name": "Max", "type": "string", "jsonPath": ".spec.maxDuration"},
             {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+            # -o wide: by whom, how many, and where.
+            _wide("Approver Groups", "string", ".spec.approval.approvers.groups"),
+            _wide("Approver Users", "string", ".spec.approval.approvers.users"),
+            _wide("Min Approvals", "integer", ".spec.approval.minApprovals"),
+            _wide("Namespaces", "string", ".spec.namespaces"),
         ],
     )
 
@@ -159,10 +176,18 @@ def access_request_crd() -> dict[str, Any]:
         status=openapi_schema(AccessRequestStatus),
         columns=[
             {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+            {"name": "Requester", "type": "string", "jsonPath": ".spec.requester.username"},
             {"name": "Policy", "type": "string", "jsonPath": ".spec.policy"},
             {"name": "Target Namespace", "type": "string", "jsonPath": ".spec.namespace"},
-            {"name": "Expires", "type": "date", "jsonPath": ".status.expiresAt"},
+            # A string, not `type: date`: kubectl renders a date column as time elapsed, and a time
+            # in the future (every live grant's expiry) as `<invalid>`. The timestamp is exact.
+            {"name": "Expires", "type": "string", "jsonPath": ".status.expiresAt"},
+            {"name": "Reason", "type": "string", "jsonPath": ".status.reason"},
             {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+            _wide("Cluster Role", "string", ".spec.clusterRole"),
+            _wide("Duration", "string", ".spec.duration"),
+            _wide("Justification", "string", ".spec.justification"),
+            _wide("Message", "string", ".status.message"),
         ],
     )
 

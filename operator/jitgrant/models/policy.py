@@ -27,8 +27,10 @@ NAMESPACE_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 
 
 class ServiceAccountRef(WireModel):
-    namespace: str = Field(min_length=1)
-    name: str = Field(min_length=1)
+    """A ServiceAccount by namespace and name (authenticated as system:serviceaccount:NS:NAME)."""
+
+    namespace: str = Field(min_length=1, description="Namespace of the ServiceAccount.")
+    name: str = Field(min_length=1, description="Name of the ServiceAccount.")
 
     @property
     def username(self) -> str:
@@ -41,10 +43,14 @@ class OIDCRequester(WireModel):
 
     issuer: str = Field(min_length=1, description="Exact `iss` claim and base of the discovery document.")
     audience: str = Field(min_length=1, description="The `aud` the token must carry.")
-    subjects: tuple[str, ...] = ()
-    groups: tuple[str, ...] = ()
-    groups_claim: str = "groups"
-    algorithms: tuple[str, ...] = ("RS256", "ES256")
+    subjects: tuple[str, ...] = Field(default=(), description="Token `sub` claims allowed to request.")
+    groups: tuple[str, ...] = Field(
+        default=(), description="Groups (from groupsClaim) allowed to request; any one suffices."
+    )
+    groups_claim: str = Field(default="groups", description="The token claim holding the caller's groups.")
+    algorithms: tuple[str, ...] = Field(
+        default=("RS256", "ES256"), description="Signature algorithms accepted (never none or HS*)."
+    )
     dangerously_allow_system_claims: bool = Field(
         default=False,
         description="Accept subjects and groups starting with 'system:' (Kubernetes' reserved prefix).",
@@ -62,10 +68,16 @@ class OIDCRequester(WireModel):
 
 
 class Requesters(WireModel):
-    service_accounts: tuple[ServiceAccountRef, ...] = ()
-    users: tuple[str, ...] = ()
-    groups: tuple[str, ...] = ()
-    oidc: tuple[OIDCRequester, ...] = ()
+    """Who may file requests under this policy; the identity comes from authentication, never the spec."""
+
+    service_accounts: tuple[ServiceAccountRef, ...] = Field(
+        default=(), description="ServiceAccounts (agents in the cluster) allowed to request."
+    )
+    users: tuple[str, ...] = Field(default=(), description="Usernames allowed to request.")
+    groups: tuple[str, ...] = Field(default=(), description="Groups whose members may request.")
+    oidc: tuple[OIDCRequester, ...] = Field(
+        default=(), description="External agents proving themselves with an OIDC ID token."
+    )
     dangerously_allow_system_groups: bool = Field(
         default=False,
         description=(
@@ -95,15 +107,26 @@ class TargetType(StrEnum):
 
 
 class EKSTarget(WireModel):
-    cluster_name: str = Field(min_length=1)
-    region: str = Field(min_length=1)
-    role_arn: str = Field(pattern=r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/.+$")
-    external_id: str | None = None
+    """An EKS cluster reached through an assumed IAM role."""
+
+    cluster_name: str = Field(min_length=1, description="Name of the EKS cluster.")
+    region: str = Field(min_length=1, description="AWS region of the cluster, e.g. eu-west-1.")
+    role_arn: str = Field(
+        pattern=r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/.+$",
+        description="IAM role the operator assumes to grant in this cluster.",
+    )
+    external_id: str | None = Field(
+        default=None, description="sts:ExternalId the role's trust policy demands."
+    )
 
 
 class Target(WireModel):
-    type: TargetType = TargetType.IN_CLUSTER
-    eks: EKSTarget | None = None
+    """Where grants are made: the operator's own cluster, or an EKS cluster."""
+
+    type: TargetType = Field(
+        default=TargetType.IN_CLUSTER, description="InCluster (the default) or EKS (then set eks)."
+    )
+    eks: EKSTarget | None = Field(default=None, description="The EKS cluster, with type EKS.")
 
     @model_validator(mode="after")
     def _eks_needs_details(self) -> Target:
@@ -122,8 +145,14 @@ class Target(WireModel):
 class GrantOption(WireModel):
     """One thing a request may ask for: a ClusterRole by name, or a set of inline rules."""
 
-    cluster_role: str | None = Field(default=None, min_length=1)
-    rules: tuple[PolicyRule, ...] | None = Field(default=None, min_length=1)
+    cluster_role: str | None = Field(
+        default=None,
+        min_length=1,
+        description="A ClusterRole requests may name; bound by a RoleBinding in the grant's namespace.",
+    )
+    rules: tuple[PolicyRule, ...] | None = Field(
+        default=None, min_length=1, description="Inline rules; a request may ask for any subset."
+    )
     accept_dangerous: tuple[str, ...] = Field(
         default=(),
         description=(
@@ -146,15 +175,21 @@ class GrantOption(WireModel):
 
 
 class Approvers(WireModel):
-    users: tuple[str, ...] = ()
-    groups: tuple[str, ...] = ()
+    """Who may approve or deny; never the requester."""
+
+    users: tuple[str, ...] = Field(default=(), description="Usernames that may decide.")
+    groups: tuple[str, ...] = Field(default=(), description="Groups whose members may decide.")
 
 
 class ApprovalPolicy(WireModel):
-    required: bool = False
-    approvers: Approvers = Approvers()
-    min_approvals: int = Field(default=1, ge=1, le=10)
-    pending_timeout: Duration = "30m"
+    """Whether people must approve, who, and how many."""
+
+    required: bool = Field(default=False, description="false: auto-approve; true: wait for approvers.")
+    approvers: Approvers = Field(default=Approvers(), description="Who may approve or deny.")
+    min_approvals: int = Field(default=1, ge=1, le=10, description="Distinct approvers needed (1-10).")
+    pending_timeout: Duration = Field(
+        default="30m", description="How long a request waits for approval before it is TimedOut."
+    )
 
     @model_validator(mode="after")
     def _approvers_named(self) -> ApprovalPolicy:
@@ -174,7 +209,9 @@ class ApprovalPolicy(WireModel):
 
 
 class JustificationPolicy(WireModel):
-    required: bool = False
+    """What a request's justification must say."""
+
+    required: bool = Field(default=False, description="Refuse requests with an empty justification.")
     pattern: str | None = Field(default=None, description="Regular expression the justification must match.")
 
     @field_validator("pattern")
@@ -189,17 +226,23 @@ class JustificationPolicy(WireModel):
 
 
 class GrantPolicySpec(WireModel):
-    requesters: Requesters
-    target: Target = Target()
+    requesters: Requesters = Field(description="Who may request under this policy.")
+    target: Target = Field(default=Target(), description="Where grants are made (default: this cluster).")
     namespaces: tuple[str, ...] = Field(
         min_length=1,
         description='Namespaces grants may land in; "*" is any namespace except system ones.',
     )
-    grants: tuple[GrantOption, ...] = Field(min_length=1)
-    max_duration: Duration = "15m"
-    default_duration: Duration | None = None
-    approval: ApprovalPolicy = ApprovalPolicy()
-    justification: JustificationPolicy = JustificationPolicy()
+    grants: tuple[GrantOption, ...] = Field(min_length=1, description="What requests may ask for.")
+    max_duration: Duration = Field(default="15m", description="Longest grant a request may ask for.")
+    default_duration: Duration | None = Field(
+        default=None, description="Duration of a request that names none (default: maxDuration)."
+    )
+    approval: ApprovalPolicy = Field(
+        default=ApprovalPolicy(), description="Approval rules (default: none required)."
+    )
+    justification: JustificationPolicy = Field(
+        default=JustificationPolicy(), description="Rules for the request's justification."
+    )
 
     @field_validator("namespaces")
     @classmethod

@@ -15,8 +15,8 @@ class PolicyRule(WireModel):
 
     api_groups: tuple[str, ...] = Field(min_length=1, description='API groups; "" is the core group.')
     resources: tuple[str, ...] = Field(min_length=1, description='Resources, e.g. "deployments/scale".')
-    verbs: tuple[str, ...] = Field(min_length=1)
-    resource_names: tuple[str, ...] = ()
+    verbs: tuple[str, ...] = Field(min_length=1, description='Verbs, e.g. "get", "patch".')
+    resource_names: tuple[str, ...] = Field(default=(), description="Object names; empty means every name.")
 
     def to_k8s(self) -> dict[str, list[str]]:
         """The rule as it is written into a Role."""

@@ -21,22 +21,33 @@ class ProofKind(StrEnum):
 class RequesterStamp(WireModel):
     """Who asked, as established by the admission webhook; never taken from what the requester typed."""
 
-    username: str
-    uid: str = ""
-    groups: tuple[str, ...] = ()
-    extra: dict[str, tuple[str, ...]] = {}
-    proven_by: ProofKind = ProofKind.KUBERNETES
-    issuer: str | None = None
-    subject: str | None = None
+    username: str = Field(description="The requester's username as the API server authenticated it.")
+    uid: str = Field(default="", description="The requester's uid, if the authenticator gives one.")
+    groups: tuple[str, ...] = Field(default=(), description="The requester's groups at creation.")
+    extra: dict[str, tuple[str, ...]] = Field(
+        default={}, description="Authenticator extras (e.g. who created a request for an OIDC agent)."
+    )
+    proven_by: ProofKind = Field(
+        default=ProofKind.KUBERNETES,
+        description="kubernetes (the API server authenticated the creator) or oidc (a verified ID token).",
+    )
+    issuer: str | None = Field(default=None, description="With oidc: the token's issuer.")
+    subject: str | None = Field(default=None, description="With oidc: the token's subject.")
 
 
 class AccessRequestSpec(WireModel):
     policy: str = Field(min_length=1, description="Name of the GrantPolicy to request under.")
     namespace: str = Field(min_length=1, description="Namespace the grant lands in.")
-    cluster_role: str | None = Field(default=None, min_length=1)
-    rules: tuple[PolicyRule, ...] | None = Field(default=None, min_length=1)
+    cluster_role: str | None = Field(
+        default=None, min_length=1, description="A ClusterRole the policy offers (set this or rules)."
+    )
+    rules: tuple[PolicyRule, ...] | None = Field(
+        default=None, min_length=1, description="Inline rules within the policy's (set this or clusterRole)."
+    )
     duration: Duration | None = Field(default=None, description="Defaults to the policy's defaultDuration.")
-    justification: str = ""
+    justification: str = Field(
+        default="", description="Why (e.g. INC-4711 ...); approvers and the audit trail read it."
+    )
     requester: RequesterStamp | None = Field(
         default=None, description="Set by the admission webhook on creation; anything typed here is replaced."
     )

@@ -1,0 +1,160 @@
+"""`jitgrant run --embedded`: a cluster to try jitgrant in, with everything a newcomer needs.
+
+The embedded cluster with the operator, the example policies and ClusterRole, sample Deployments,
+and three kubeconfigs: an agent (ServiceAccount agents/oncall-agent), an approver (alice, group
+sre-oncall) and an admin. The agent and the approver get their rights only from the chart's own
+`jitgrant-requester` and `jitgrant-approver` ClusterRoles, bound as the chart's comments say, so
+what works here works on a default install, with no hand-written RBAC.
+
+The state directory holds bearer tokens: by default a fresh temporary directory removed on exit
+(`--keep` keeps it); a `--state-dir` the user names is kept.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from embedkube import User
+from jitgrant_testing.environment import EXAMPLES, Environment, load_manifests
+
+CHART_DIR = Path(__file__).resolve().parents[2] / "charts" / "jitgrant"
+USER_CLUSTER_ROLES = CHART_DIR / "templates" / "user-clusterroles.yaml"
+AGENT_NAMESPACE = "agents"
+AGENT = "oncall-agent"
+APPROVER = "alice"
+APPROVER_GROUP = "sre-oncall"
+SAMPLE_DEPLOYMENTS = (("payments", "checkout"), ("payments", "ledger"))
+TOKEN_SECONDS = 24 * 3600
+
+
+def chart_user_cluster_roles(path: Path = USER_CLUSTER_ROLES) -> list[dict[str, Any]]:
+    """The chart's requester/approver ClusterRoles: the template without its comment and `{{ }}` lines."""
+    text = re.sub(r"\{\{-? */\*.*?\*/ *-?\}\}", "", path.read_text(), flags=re.DOTALL)
+    text = "\n".join(line for line in text.splitlines() if "{{" not in line and "}}" not in line)
+    roles = [doc for doc in yaml.safe_load_all(text) if doc]
+    for role in roles:
+        role["metadata"].pop("labels", None)
+    return roles
+
+
+@dataclass
+class Playground:
+    state_dir: Path | None = None
+    keep: bool = False
+    metrics_port: int | None = None
+    health_port: int | None = None
+    audit_stdout: bool = False
+
+    env: Environment = field(init=False)
+    kubeconfigs: dict[str, Path] = field(init=False, default_factory=dict)
+    _owned: bool = field(init=False, default=False)
+
+    def __enter__(self) -> Playground:
+        self._owned = self.state_dir is None
+        directory = self.state_dir or Path(tempfile.mkdtemp(prefix="jitgrant-playground-"))
+        directory.mkdir(parents=True, exist_ok=True)
+        self.state_dir = directory
+        try:
+            self.env = Environment(
+                state_dir=directory,
+                audit_stdout=self.audit_stdout,
+                metrics_port=self.metrics_port,
+                health_port=self.health_port,
+            )
+            self.env.__enter__()
+            try:
+                self._set_up()
+            except BaseException:
+                self.env.stop()
+                raise
+        except BaseException:
+            self._clean()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.env.stop()
+        finally:
+            self._clean()
+
+    def _clean(self) -> None:
+        if self._owned and not self.keep and self.state_dir is not None:
+            shutil.rmtree(self.state_dir, ignore_errors=True)
+
+    @property
+    def url(self) -> str:
+        return self.env.cluster.https_url
+
+    def _set_up(self) -> None:
+        env = self.env
+        env.apply(load_manifests(EXAMPLES / "oncall-restart" / "clusterrole.yaml"))
+        env.apply(load_manifests(EXAMPLES / "oncall-restart" / "policy.yaml"))
+        env.apply(load_manifests(EXAMPLES / "prod-approval" / "policy.yaml"))
+        for namespace, name in SAMPLE_DEPLOYMENTS:
+            env.create_deployment(namespace, name)
+        env.apply(chart_user_cluster_roles())
+        agent = _sa(AGENT_NAMESPACE, AGENT)
+        env.apply([_binding("RoleBinding", "jitgrant-requester", AGENT_NAMESPACE, agent)])
+        env.apply([_binding("ClusterRoleBinding", "jitgrant-approver", None, _group(APPROVER_GROUP))])
+        assert self.state_dir is not None
+        tokens = {
+            "agent": env.service_account_token(AGENT_NAMESPACE, AGENT, seconds=TOKEN_SECONDS),
+            "approver": env.cluster.add_user(
+                User(name=APPROVER, uid=f"uid-{APPROVER}", groups=(APPROVER_GROUP,))
+            ),
+            "admin": env.cluster.admin_token,
+        }
+        for who, token in tokens.items():
+            path = self.state_dir / f"{who}.kubeconfig"
+            env.cluster.write_kubeconfig(path, token=token, namespace=AGENT_NAMESPACE)
+            path.chmod(0o600)
+            self.kubeconfigs[who] = path
+
+    def banner(self) -> str:
+        k = self.kubeconfigs
+        removed = " (removed on exit; --keep keeps them)" if self._owned and not self.keep else ""
+        return f"""\
+embedded cluster at {self.url} (HTTPS; the kubeconfigs carry its CA)
+kubeconfigs in {self.state_dir}{removed}:
+  agent     {k["agent"]}  (ServiceAccount {AGENT_NAMESPACE}/{AGENT}, ClusterRole jitgrant-requester)
+  approver  {k["approver"]}  ({APPROVER}, group {APPROVER_GROUP}, ClusterRole jitgrant-approver)
+  admin     {k["admin"]}
+policies oncall-restart (auto-approved) and prod-restart (needs an approver); Deployments
+{", ".join(f"{ns}/{name}" for ns, name in SAMPLE_DEPLOYMENTS)}; audit trail: {self.env.audit_file}
+
+try it:
+  KUBECONFIG={k["agent"]} jitgrant request --policy prod-restart --target-namespace payments \\
+      --cluster-role jit-restart-checkout --for 10m --reason "INC-1 checkout stuck" --wait
+  KUBECONFIG={k["approver"]} jitgrant list --pending
+  KUBECONFIG={k["approver"]} jitgrant get NAME      # then: jitgrant approve NAME --reason ...
+press Ctrl-C to stop
+"""
+
+
+def _sa(namespace: str, name: str) -> dict[str, str]:
+    return {"kind": "ServiceAccount", "namespace": namespace, "name": name}
+
+
+def _group(name: str) -> dict[str, str]:
+    return {"kind": "Group", "apiGroup": "rbac.authorization.k8s.io", "name": name}
+
+
+def _binding(kind: str, role: str, namespace: str | None, subject: dict[str, str]) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"name": f"{role}-playground"}
+    if namespace:
+        metadata["namespace"] = namespace
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": kind,
+        "metadata": metadata,
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+        "subjects": [subject],
+    }
