@@ -40,3 +40,21 @@ bench: venv
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+
+# A real control plane (etcd, kube-apiserver, kube-controller-manager, kubectl) built from upstream
+# source for tests/realapi, cached under ~/.cache/jitgrant/kube/<version>/ (docs/real-cluster.md).
+# Without Go it only warns, and pytest skips tests/realapi saying why.
+.PHONY: kube kube-up
+kube:
+	@if command -v go >/dev/null 2>&1; then \
+		bash tests/kube/build.sh >/dev/null; \
+	else \
+		echo "WARNING: no Go toolchain on PATH: kube-apiserver cannot be built, tests/realapi will be skipped"; \
+	fi
+
+# Start it for a person: prints the admin kubeconfig path, runs until Ctrl-C.
+kube-up: venv kube
+	$(BIN)/python -m jitgrant_testing.controlplane
+
+# make test builds (or reuses) the control plane before pytest runs.
+test: kube
