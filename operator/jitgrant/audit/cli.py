@@ -79,6 +79,11 @@ def add_audit_subcommands(subparsers: argparse._SubParsersAction[Any]) -> None:
     query.add_argument("--until", type=_parse_time, help="ISO 8601 time; UTC when no offset is given")
     query.add_argument("--outcome", action="append", choices=OUTCOMES, default=[], help="repeatable")
     query.add_argument("--output", choices=("table", "json"), default="table")
+    query.add_argument(
+        "--with-activity",
+        action="store_true",
+        help="show what each grant's identity did (its activity-summary record: calls, refusals)",
+    )
     query.set_defaults(func=query_command)
 
 
@@ -221,7 +226,7 @@ def query_command(args: argparse.Namespace) -> int:
     )
     rows = select(grant_rows(records), grant_filter)
     if args.output == "json":
-        print(json.dumps([row.to_json() for row in rows], indent=2))
+        print(json.dumps([row.to_json(with_activity=args.with_activity) for row in rows], indent=2))
     else:
-        print(format_table(rows))
+        print(format_table(rows, with_activity=args.with_activity))
     return EXIT_OK

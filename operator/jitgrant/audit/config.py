@@ -74,6 +74,38 @@ SinkConfig = Annotated[
 ]
 
 
+class AuditLogActivityConfig(_Config):
+    """A kube-apiserver audit log the operator can read (`--audit-log-path`, mounted into its pod)."""
+
+    type: Literal["file"] = "file"
+    path: Path
+
+
+class CloudWatchActivityConfig(_Config):
+    """EKS control-plane audit logs: `/aws/eks/<eksCluster>/cluster` in CloudWatch Logs."""
+
+    type: Literal["cloudwatch"] = "cloudwatch"
+    eks_cluster: str
+    log_group: str | None = None
+    region: str | None = None
+    endpoint_url: str | None = None
+
+
+ActivitySourceConfig = Annotated[
+    AuditLogActivityConfig | CloudWatchActivityConfig, Field(discriminator="type")
+]
+
+
+class ActivityConfig(_Config):
+    """Where each target cluster's API server audit log is, for the `activity-summary` record."""
+
+    #: Keyed by the cluster name the trail uses (a policy's target cluster, "self" for in-cluster).
+    sources: dict[str, ActivitySourceConfig] = Field(min_length=1)
+    #: How long after a grant ends the log is read: EKS delivers audit events to CloudWatch Logs
+    #: with a delay of about a minute, so a summary read at once could miss the last calls.
+    delay_seconds: float = Field(default=90.0, ge=0)
+
+
 class AuditConfig(_Config):
     sinks: tuple[SinkConfig, ...] = Field(min_length=1)
     #: Must survive a restart (a PersistentVolume in production): it holds undelivered records and
@@ -92,6 +124,8 @@ class AuditConfig(_Config):
     batch_size: int = Field(default=100, ge=1)
     #: How long `close()` keeps trying to deliver before leaving the rest in the spool.
     close_timeout_seconds: float = Field(default=5.0, ge=0)
+    #: With it, an `activity-summary` record follows each grant's end (see docs/audit.md).
+    activity: ActivityConfig | None = None
 
     @model_validator(mode="after")
     def _unique_sink_names(self) -> AuditConfig:

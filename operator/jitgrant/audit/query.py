@@ -11,7 +11,7 @@ from datetime import datetime
 from fnmatch import fnmatchcase
 from typing import Any
 
-from jitgrant.audit.records import AuditRecord, EventType
+from jitgrant.audit.records import ActivityRecord, AuditRecord, EventType
 
 #: Events after which a request is settled; "how it ended" is the last of these seen.
 _ENDINGS = {
@@ -54,8 +54,9 @@ class GrantRow:
     reason: str | None
     first_seq: int
     last_seq: int
+    activity: ActivityRecord | None = None  # the newest activity-summary of the grant, if any
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, *, with_activity: bool = False) -> dict[str, Any]:
         def time(value: datetime | None) -> str | None:
             return None if value is None else value.isoformat().replace("+00:00", "Z")
 
@@ -78,7 +79,27 @@ class GrantRow:
             "reason": self.reason,
             "firstSeq": self.first_seq,
             "lastSeq": self.last_seq,
-        }
+        } | ({"activity": self.activity.to_wire() if self.activity else None} if with_activity else {})
+
+    def activity_line(self) -> str:
+        """What the agent did, in one line under the grant's row."""
+        activity = self.activity
+        if activity is None:
+            return "activity: no summary in the trail"
+        if activity.error is not None:
+            return f"activity: not known ({activity.error})"
+        refused = ", ".join(f"{what} x{count}" for what, count in activity.refused_by_resource.items())
+        span = ""
+        if activity.first_call and activity.last_call:
+            span = f", {activity.first_call:%H:%M:%S}..{activity.last_call:%H:%M:%S}"
+        verbs = ", ".join(f"{verb} {count}" for verb, count in activity.by_verb.items())
+        return (
+            f"activity: {activity.calls} calls ({verbs or 'none'}{span}): "
+            f"{activity.allowed_by_grant} by this grant, {activity.allowed_otherwise} by something else, "
+            f"{activity.refused} refused"
+            + (f" ({refused})" if refused else "")
+            + f"; from {activity.source}"
+        )
 
 
 @dataclass(frozen=True)
@@ -138,10 +159,14 @@ def _fold(uid: str, records: list[AuditRecord]) -> GrantRow:
     scope_from = next((r for r in reversed(records) if r.event.scope is not None), first)
     activated = expires = ended = None
     outcome, reason = "pending", None
+    activity = None
     approvers: dict[str, None] = {}
     receipts: dict[str, None] = {}
     for record in records:
         event = record.event
+        if event.type is EventType.ACTIVITY_SUMMARY:
+            activity = event.activity or activity
+            continue  # read after the grant ended: it changes neither its window nor its outcome
         window = event.window
         if window is not None:
             activated = window.activated_at or activated
@@ -179,6 +204,7 @@ def _fold(uid: str, records: list[AuditRecord]) -> GrantRow:
         reason=reason,
         first_seq=first.seq,
         last_seq=last.seq,
+        activity=activity,
     )
 
 
@@ -186,8 +212,8 @@ def select(rows: Iterable[GrantRow], grant_filter: GrantFilter) -> list[GrantRow
     return [row for row in rows if grant_filter.matches(row)]
 
 
-def format_table(rows: list[GrantRow]) -> str:
-    """A plain text table, one grant per row, for a terminal or a ticket."""
+def format_table(rows: list[GrantRow], *, with_activity: bool = False) -> str:
+    """A plain text table, one grant per row (and its activity under it), for a terminal or a ticket."""
 
     def time(value: datetime | None) -> str:
         return "-" if value is None else value.strftime("%Y-%m-%d %H:%M:%SZ")
@@ -207,7 +233,10 @@ def format_table(rows: list[GrantRow]) -> str:
         for row in rows
     ]
     widths = [max(len(line[column]) for line in table) for column in range(len(header))]
-    return "\n".join(
+    lines = [
         "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
         for line in table
-    )
+    ]
+    if with_activity:
+        lines[1:] = [f"{line}\n    {row.activity_line()}" for line, row in zip(lines[1:], rows, strict=True)]
+    return "\n".join(lines)

@@ -53,6 +53,7 @@ class EventType(StrEnum):
     TIMED_OUT = "timed-out"
     FAILED = "failed"
     CLEANED_UP = "cleaned-up"  # an orphaned binding removed by the sweep
+    ACTIVITY_SUMMARY = "activity-summary"  # what the grant's identity did, from the API server's audit log
 
 
 def _to_utc(value: datetime) -> datetime:
@@ -104,6 +105,24 @@ class ApproverRecord(_Wire):
     receipt: str | None = None
 
 
+class ActivityRecord(_Wire):
+    """What the agent did with an ended grant, counted from the API server's audit log."""
+
+    source: str  # where the calls were read ("audit log /var/log/...", "CloudWatch Logs /aws/eks/...")
+    read_at: UtcDatetime
+    calls: int = 0
+    allowed_by_grant: int = 0
+    allowed_otherwise: int = 0
+    refused: int = 0
+    exact: int = 0  # of `calls`, tied by the authorization reason (the rest by identity and window)
+    by_verb: dict[str, int] = {}
+    by_resource: dict[str, int] = {}
+    refused_by_resource: dict[str, int] = {}  # "verb group/resource" -> refused calls
+    first_call: UtcDatetime | None = None
+    last_call: UtcDatetime | None = None
+    error: str | None = None  # the log could not be read: the counts are then not known
+
+
 class AuditEvent(_Wire):
     """One thing that happened to one AccessRequest, as the operator saw it."""
 
@@ -121,6 +140,7 @@ class AuditEvent(_Wire):
     decision: str | None = None  # allowed, denied, ...
     reason: str | None = None
     binding: str | None = None
+    activity: ActivityRecord | None = None  # only on activity-summary events
 
 
 class AuditRecord(_Wire):

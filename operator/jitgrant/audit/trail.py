@@ -24,6 +24,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from jitgrant.activity.attribution import GrantIdentity
+from jitgrant.audit.activity import ActivityReader
 from jitgrant.audit.chain import ChainHead, link
 from jitgrant.audit.checkpoint import CheckpointRef, CheckpointSigner
 from jitgrant.audit.config import AuditConfig
@@ -94,6 +96,7 @@ class AuditTrail:
         batch_size: int = 100,
         close_timeout: float = 5.0,
         clock: Clock = _utcnow,
+        activity: ActivityReader | None = None,
     ) -> None:
         if not sinks:
             raise ValueError("an audit trail needs at least one sink")
@@ -116,6 +119,10 @@ class AuditTrail:
         self._started = False
         #: Called with the sink's name on every failed delivery attempt (the operator counts them).
         self.on_delivery_failure: Callable[[str], None] | None = None
+        self._activity = activity
+        self._activity_tasks: set[asyncio.Task[None]] = set()
+        #: Called with each activity-summary event once it is recorded (the operator counts refusals).
+        self.on_activity_summary: Callable[[AuditEvent], None] | None = None
 
     @classmethod
     def from_config(cls, config: AuditConfig, *, instance: str, clock: Clock = _utcnow) -> AuditTrail:
@@ -139,6 +146,7 @@ class AuditTrail:
             batch_size=config.batch_size,
             close_timeout=config.close_timeout_seconds,
             clock=clock,
+            activity=ActivityReader(config.activity) if config.activity is not None else None,
         )
 
     @property
@@ -222,9 +230,31 @@ class AuditTrail:
         )
 
     async def record(self, event: AuditEvent) -> AuditRecord:
-        """Records an event without waiting on any sink (used for revocations and the like)."""
+        """Records an event without waiting on any sink (used for revocations and the like).
+
+        The end of a grant also schedules its `activity-summary` record, when activity is configured.
+        """
         record, _ = await self._append(event)
+        grant = self._activity.wants(event) if self._activity is not None else None
+        if grant is not None:
+            task = asyncio.create_task(self._summarize_activity(event, grant), name="audit-activity")
+            self._activity_tasks.add(task)
+            task.add_done_callback(self._activity_tasks.discard)
         return record
+
+    async def _summarize_activity(self, ended: AuditEvent, grant: GrantIdentity) -> None:
+        assert self._activity is not None
+        reader = self._activity
+        await asyncio.sleep(reader.delay_seconds)
+        try:
+            summary = await asyncio.to_thread(reader.summary, ended, grant, now=self._clock())
+        except Exception:  # a bug in reading must not take the trail down; the log says which grant
+            name = f"{ended.request_namespace}/{ended.request_name}"
+            logger.exception("activity of %s could not be summarised", name)
+            return
+        await self.record(summary)
+        if self.on_activity_summary is not None:
+            self.on_activity_summary(summary)
 
     async def checkpoint(self, *, reason: CheckpointReason = "manual") -> Checkpoint | None:
         """Writes a signed checkpoint of the current head now (None when no key is configured).
@@ -260,6 +290,13 @@ class AuditTrail:
             self._checkpoint_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._checkpoint_task
+        if self._activity_tasks:
+            # Not waited for: reading a remote log could hold the shutdown up for minutes.
+            unwritten = len(self._activity_tasks)
+            logger.warning("audit trail closed with %d activity summaries not written", unwritten)
+            for task in list(self._activity_tasks):
+                task.cancel()
+            await asyncio.gather(*self._activity_tasks, return_exceptions=True)
         await self.checkpoint(reason="shutdown")
         await self._all_within([queue.wait_empty() for queue in self._queues], seconds=self._close_timeout)
         for queue in self._queues:
