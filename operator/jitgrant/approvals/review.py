@@ -35,6 +35,7 @@ from jitgrant.models.vocabulary import (
     FINALIZER,
     LAST_APPLIED_ANNOTATION,
     OIDC_TOKEN_ANNOTATION,
+    RELEASE_ANNOTATION,
     REQUESTER_SEAL_ANNOTATION,
     REVOKE_ANNOTATION,
 )
@@ -45,7 +46,7 @@ MAX_REASON_LENGTH = 1024
 # Annotations under these domains belong to the operator (kopf's progress and diff-base storage live
 # there too): nobody else may add, change or remove them, except the few meant for people.
 OPERATOR_DOMAINS = ("jitgrant.dev", "kopf.zalando.org")
-USER_ANNOTATIONS = frozenset({APPROVE_ANNOTATION, DENY_ANNOTATION, REVOKE_ANNOTATION})
+USER_ANNOTATIONS = frozenset({APPROVE_ANNOTATION, DENY_ANNOTATION, REVOKE_ANNOTATION, RELEASE_ANNOTATION})
 _DECIDING_PHASES = frozenset({None, Phase.PENDING.value})
 
 

@@ -8,36 +8,42 @@ without parsing text; see EXIT_CODES_HELP.
 from __future__ import annotations
 
 import argparse
-import base64
 import contextlib
+import json
 import os
-import re
 import sys
 import tempfile
-import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import urllib3.exceptions
-from kubernetes.client import ApiClient, CoreV1Api, CustomObjectsApi
-from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from jitgrant.cli.requests import (
+    EXIT_NOT_FOUND,
     EXIT_REFUSED,
     EXIT_USAGE,
     CliError,
     client_from_args,
-    describe_api_error,
     namespace_from_args,
     scope_of,
 )
-from jitgrant.grants.delivery import KUBECONFIG_KEY
-from jitgrant.models import API_GROUP, API_VERSION, parse_duration
+from jitgrant.client import (
+    AccessDenied,
+    AccessEnded,
+    AccessFailed,
+    AccessTimedOut,
+    ApiRefused,
+    ApiUnreachable,
+    Client,
+    JitgrantError,
+    Progress,
+    RequestNotFound,
+)
+from jitgrant.client._async import ending_words
+from jitgrant.models import parse_duration
 from jitgrant.models.rbac import PolicyRule
-from jitgrant.models.vocabulary import OIDC_TOKEN_ANNOTATION
+from jitgrant.models.vocabulary import Reason
 
 EXIT_ACTIVE = 0
 EXIT_CLUSTER = EXIT_REFUSED  # 4, as for the other commands
@@ -69,18 +75,6 @@ _RULE_KEYS = {
     "resourcenames": "resourceNames",
 }
 _REQUIRED_RULE_KEYS = ("apiGroups", "resources", "verbs")
-_OUTCOMES = {
-    "Denied": (EXIT_DENIED, "denied"),
-    "TimedOut": (EXIT_TIMED_OUT, "timed out"),
-    "Failed": (EXIT_FAILED, "failed"),
-    "Expired": (EXIT_ENDED, "expired before it could be used"),
-    "Revoked": (EXIT_ENDED, "revoked before it could be used"),
-}
-# Until RBAC caches catch up (real clusters), a Secret just made readable may still answer 403.
-SECRET_READ_GRACE_SECONDS = 10.0
-# The operator's Pending messages, for agents that may not read the GrantPolicy itself.
-_WAITING_FOR = re.compile(r"waiting for (?P<needed>\d+) approval")
-_COUNTED_OF = re.compile(r"\d+ of (?P<needed>\d+) approval")
 
 
 class RuleError(ValueError):
@@ -139,73 +133,6 @@ def read_oidc_token(path: str) -> str:
     return token
 
 
-def build_request(args: argparse.Namespace, *, namespace: str, oidc_token: str | None) -> dict[str, Any]:
-    spec: dict[str, Any] = {
-        "policy": args.policy,
-        "namespace": args.grant_namespace,
-        "justification": args.reason,
-    }
-    if args.cluster_role:
-        spec["clusterRole"] = args.cluster_role
-    else:
-        spec["rules"] = [parse_rule(text) for text in args.rule]
-    if args.duration:
-        parse_duration(args.duration)  # ValueError says what is wrong with it
-        spec["duration"] = args.duration
-    metadata: dict[str, Any] = {"namespace": namespace}
-    if args.name:
-        metadata["name"] = args.name
-    else:
-        metadata["generateName"] = f"{args.policy[:50].rstrip('-.')}-"
-    if oidc_token is not None:
-        # The webhook verifies it, stamps the requester from it and strips it before storing.
-        metadata["annotations"] = {OIDC_TOKEN_ANNOTATION: oidc_token}
-    return {
-        "apiVersion": f"{API_GROUP}/{API_VERSION}",
-        "kind": "AccessRequest",
-        "metadata": metadata,
-        "spec": spec,
-    }
-
-
-@dataclass
-class Progress:
-    """Prints a line on stderr whenever what the agent is waiting for changes."""
-
-    out: Any
-    last: tuple[object, ...] = ()
-
-    def show(self, key: tuple[object, ...], line: str) -> None:
-        if key != self.last:
-            self.last = key
-            print(line, file=self.out, flush=True)
-
-
-def _approvals_needed(custom: CustomObjectsApi, policy: str, status: Mapping[str, Any]) -> int | None:
-    """minApprovals of the policy if the agent may read it, else what the operator's message said."""
-    try:
-        body = custom.get_cluster_custom_object(API_GROUP, API_VERSION, "grantpolicies", policy)
-        return int(((body.get("spec") or {}).get("approval") or {}).get("minApprovals", 1))
-    except ApiException:
-        message = str(status.get("message") or "")
-        found = _WAITING_FOR.search(message) or _COUNTED_OF.search(message)
-        return int(found.group("needed")) if found else None
-
-
-def _pending_line(obj: Mapping[str, Any], needed: int | None) -> tuple[tuple[object, ...], str]:
-    """Approvals as the operator counted them (status.approvals: valid receipts, eligible people)."""
-    status = obj.get("status") or {}
-    approvers = sorted({str(entry.get("approver")) for entry in status.get("approvals") or []})
-    have = len(approvers)
-    if needed is None:
-        text = f"pending approval: {have} counted so far"
-    else:
-        text = f"pending approval: {max(needed - have, 0)} more approval(s) needed ({have} of {needed})"
-    if approvers:
-        text += f"; approved by {', '.join(approvers)}"
-    return ("Pending", have), text
-
-
 def write_private_file(path: Path, text: str) -> None:
     """Write `text` to `path` with mode 0600, atomically: it holds a bearer token."""
     path = path.expanduser()
@@ -223,105 +150,80 @@ def write_private_file(path: Path, text: str) -> None:
     os.chmod(path, 0o600)
 
 
-def _read_kubeconfig(core: CoreV1Api, namespace: str, secret: str) -> str:
-    deadline = time.monotonic() + SECRET_READ_GRACE_SECONDS
-    while True:
-        try:
-            body = core.read_namespaced_secret(secret, namespace)
-            break
-        except ApiException as exc:
-            if exc.status not in (403, 404) or time.monotonic() > deadline:
-                raise CliError(
-                    f"the grant is active but its kubeconfig Secret {namespace}/{secret} could not be read: "
-                    f"{describe_api_error(exc)}"
-                ) from exc
-            time.sleep(0.5)
-    encoded = (body.data or {}).get(KUBECONFIG_KEY)
-    if not encoded:
-        raise CliError(f"Secret {namespace}/{secret} has no {KUBECONFIG_KEY!r} key")
-    return base64.b64decode(encoded).decode()
+def agent_client(args: argparse.Namespace, *, namespace: str) -> Client:
+    """The jitgrant client for the identity the kubeconfig flags name (one path with the MCP server)."""
+    api = client_from_args(args)
+    try:
+        return Client.from_configuration(api.configuration, namespace=namespace)
+    finally:
+        api.close()
+
+
+def _show(err: Any) -> Callable[[Progress], None]:
+    def show(progress: Progress) -> None:
+        print(progress.describe(), file=err, flush=True)
+
+    return show
+
+
+def _ended(exc: JitgrantError) -> tuple[int, str]:
+    """Exit code and line for a request that ended without a usable grant."""
+    request = exc.request
+    if isinstance(exc, AccessTimedOut) and exc.reason == Reason.WAIT_TIMEOUT:
+        return EXIT_TIMED_OUT, f"timed out: {exc.message}"
+    if isinstance(exc, AccessEnded) and (request is None or exc.reason == Reason.DELETED):
+        return EXIT_ENDED, exc.message
+    words = ending_words(request) if request is not None else "ended"
+    code = {AccessDenied: EXIT_DENIED, AccessTimedOut: EXIT_TIMED_OUT, AccessFailed: EXIT_FAILED}.get(
+        type(exc), EXIT_ENDED
+    )
+    return code, f"{words}: {exc.reason}: {exc.message}"
 
 
 def wait_for_grant(
-    client: ApiClient,
-    *,
-    namespace: str,
-    name: str,
-    policy: str,
-    timeout: float,
-    kubeconfig_out: Path | None,
-    poll_interval: float = 0.5,
-    err: Any = None,
+    client: Client, *, namespace: str, name: str, timeout: float, kubeconfig_out: Path | None, err: Any
 ) -> int:
-    """Follow the request until it is active or ends; the exit code says which."""
-    err = err or sys.stderr
-    custom, core = CustomObjectsApi(client), CoreV1Api(client)
-    progress = Progress(out=err)
-    deadline = time.monotonic() + timeout
-    needed: int | None = None
-    while True:
-        try:
-            obj = custom.get_namespaced_custom_object(
-                API_GROUP, API_VERSION, namespace, "accessrequests", name
-            )
-        except ApiException as exc:
-            if exc.status == 404:
-                print(f"AccessRequest {namespace}/{name} was deleted before it could be used", file=err)
-                return EXIT_ENDED
-            raise
-        status = obj.get("status") or {}
-        phase, reason, message = status.get("phase"), status.get("reason"), status.get("message") or ""
-        if phase is None:
-            progress.show((None,), "waiting for the operator to decide...")
-        elif phase == "Pending":
-            if needed is None:
-                needed = _approvals_needed(custom, policy, status)
-            key, line = _pending_line(obj, needed)
-            progress.show(key, line)
-        elif phase == "Approved":
-            if reason in ("Approved", "AutoApproved"):
-                progress.show((phase, reason), f"approved ({message}); the operator is issuing the grant")
-            else:  # the target cluster is not reachable yet; the operator retries
-                progress.show((phase, reason), f"approved, not active yet: {reason}: {message}")
-        elif phase == "Active":
-            expires = status.get("expiresAt")
-            progress.show((phase,), f"active until {expires}: {message}")
-            return _deliver(core, obj, namespace=namespace, kubeconfig_out=kubeconfig_out, err=err)
-        elif phase in _OUTCOMES:
-            code, what = _OUTCOMES[phase]
-            print(f"{what}: {reason}: {message}", file=err)
-            return code
-        if time.monotonic() > deadline:
-            print(
-                f"timed out: gave up waiting after {timeout:.0f}s; AccessRequest {namespace}/{name} is still "
-                f"{phase or 'undecided'} and stays filed (`jitgrant get {name} -n {namespace}` shows it)",
-                file=err,
-            )
-            return EXIT_TIMED_OUT
-        time.sleep(poll_interval)
-
-
-def _deliver(
-    core: CoreV1Api, obj: Mapping[str, Any], *, namespace: str, kubeconfig_out: Path | None, err: Any
-) -> int:
+    """Follow the request (a watch, resumed on drops) until it is active or ends; the exit code says which."""
+    try:
+        grant = client.wait(
+            name,
+            namespace=namespace,
+            timeout=timeout,
+            on_progress=_show(err),
+            deliver=kubeconfig_out is not None,
+        )
+    except (AccessDenied, AccessTimedOut, AccessFailed, AccessEnded) as exc:
+        code, line = _ended(exc)
+        print(line, file=err)
+        return code
     if kubeconfig_out is None:
         return EXIT_ACTIVE
-    grant = (obj.get("status") or {}).get("grant") or {}
-    secret = grant.get("kubeconfigSecret")
-    if not secret:
-        who = ((obj.get("spec") or {}).get("requester") or {}).get("username", "your identity")
+    if grant.kubeconfig is None:
+        stamp = grant.request.spec.requester
+        who = stamp.username if stamp is not None else "your identity"
         print(
             f"no kubeconfig was issued: the grant binds {who} itself, so use the credentials you "
             f"already have; {kubeconfig_out} was not written",
             file=err,
         )
         return EXIT_ACTIVE
-    write_private_file(kubeconfig_out, _read_kubeconfig(core, namespace, secret))
+    write_private_file(kubeconfig_out, grant.kubeconfig)
+    target = grant.request.status.grant
     print(
-        f"kubeconfig written to {kubeconfig_out} (mode 0600, context namespace {grant.get('namespace')})",
+        f"kubeconfig written to {kubeconfig_out} (mode 0600, context namespace "
+        f"{target.namespace if target else grant.request.spec.namespace})",
         file=err,
     )
     return EXIT_ACTIVE
+
+
+def _check(client: Client, kwargs: dict[str, Any], err: Any) -> int:
+    """`--dry-run`: the operator's decision, nothing filed. Exit 0 if it would be filed and allowed or
+    wait for approval, 10 if it would be denied."""
+    result = client.check(**kwargs)
+    print(result.outcome, flush=True)
+    print(f"{result.outcome}: {result.reason}: {result.message}", file=err)
+    return EXIT_DENIED if result.outcome == "denied" else EXIT_ACTIVE
 
 
 def cmd_request(args: argparse.Namespace) -> int:
@@ -332,38 +234,52 @@ def cmd_request(args: argparse.Namespace) -> int:
                 "--kubeconfig-out needs --wait (the kubeconfig exists only once the grant is active)",
                 EXIT_USAGE,
             )
+        if args.dry_run and (args.wait or args.kubeconfig_out):
+            raise CliError(
+                "--dry-run files nothing, so it takes neither --wait nor --kubeconfig-out", EXIT_USAGE
+            )
         try:
             timeout = parse_duration(args.timeout).total_seconds()
         except ValueError as exc:
             raise CliError(f"--timeout: {exc}", EXIT_USAGE) from exc
         token = read_oidc_token(args.oidc_token_file) if args.oidc_token_file else None
         try:
-            manifest = build_request(args, namespace="", oidc_token=token)
+            rules = [parse_rule(text) for text in args.rule or ()]
+            if args.duration:
+                parse_duration(args.duration)
         except RuleError as exc:
             raise CliError(str(exc), EXIT_USAGE) from exc
         except ValueError as exc:
             raise CliError(f"--for: {exc}", EXIT_USAGE) from exc
         args.namespace = args.request_namespace
         namespace = namespace_from_args(args)
-        manifest["metadata"]["namespace"] = namespace
-        client = client_from_args(args)
+        client = agent_client(args, namespace=namespace)
     except CliError as exc:
         print(f"error: {exc}", file=err)
         return exc.code
+    kwargs: dict[str, Any] = {
+        "policy": args.policy,
+        "namespace": args.grant_namespace,
+        "reason": args.reason,
+        "cluster_role": args.cluster_role,
+        "rules": rules or None,
+        "duration": args.duration,
+        "oidc_token": token,
+    }
     try:
+        if args.dry_run:
+            return _check(client, kwargs, err)
         try:
-            created = CustomObjectsApi(client).create_namespaced_custom_object(
-                API_GROUP, API_VERSION, namespace, "accessrequests", manifest
-            )
-        except ApiException as exc:
-            print(f"error: the AccessRequest was not filed: {describe_api_error(exc)}", file=err)
+            created = client.request(name=args.name, **kwargs)
+        except ApiRefused as exc:
+            print(f"error: the AccessRequest was not filed: {exc.message}", file=err)
             return EXIT_CLUSTER
-        name = created["metadata"]["name"]
-        requester = (created["spec"].get("requester") or {}).get("username", "?")
+        name = created.metadata.name
+        requester = created.spec.requester.username if created.spec.requester else "?"
         print(name, flush=True)
+        spec = created.spec.model_dump(mode="json", by_alias=True, exclude_none=True)
         print(
-            f"filed AccessRequest {namespace}/{name} as {requester}: {scope_of(created['spec'])}, "
-            f"policy {args.policy}",
+            f"filed AccessRequest {namespace}/{name} as {requester}: {scope_of(spec)}, policy {args.policy}",
             file=err,
             flush=True,
         )
@@ -373,25 +289,102 @@ def cmd_request(args: argparse.Namespace) -> int:
             client,
             namespace=namespace,
             name=name,
-            policy=args.policy,
             timeout=timeout,
             kubeconfig_out=Path(args.kubeconfig_out) if args.kubeconfig_out else None,
             err=err,
         )
-    except CliError as exc:
-        print(f"error: {exc}", file=err)
-        return exc.code
-    except ApiException as exc:
-        print(f"error: {describe_api_error(exc)}", file=err)
-        return EXIT_CLUSTER
-    except urllib3.exceptions.HTTPError as exc:
-        print(f"error: cannot reach the API server at {client.configuration.host} ({exc})", file=err)
+    except (ApiRefused, ApiUnreachable, JitgrantError) as exc:
+        print(f"error: {exc.message}", file=err)
         return EXIT_CLUSTER
     except KeyboardInterrupt:
         print("interrupted; the request stays filed", file=err)
         return EXIT_INTERRUPTED
     finally:
         client.close()
+
+
+def cmd_release(args: argparse.Namespace) -> int:
+    """`jitgrant release NAME`: the requester ends its own grant now (reason Released)."""
+    err = sys.stderr
+    try:
+        args.namespace = args.request_namespace
+        namespace = namespace_from_args(args)
+        client = agent_client(args, namespace=namespace)
+    except CliError as exc:
+        print(f"error: {exc}", file=err)
+        return exc.code
+    try:
+        ended = client.release(args.name, namespace=namespace, reason=args.reason or "")
+    except RequestNotFound as exc:
+        print(f"error: {exc.message}", file=err)
+        return EXIT_NOT_FOUND
+    except JitgrantError as exc:
+        print(f"error: {exc.message}", file=err)
+        return EXIT_CLUSTER
+    finally:
+        client.close()
+    status = ended.status
+    phase = status.phase.value if status.phase else "releasing"
+    print(f"{namespace}/{args.name}: {phase}: {status.message or ''}")
+    return EXIT_ACTIVE
+
+
+def cmd_policies(args: argparse.Namespace) -> int:
+    """`jitgrant policies`: what this identity may request, matched by the operator's requester code."""
+    err = sys.stderr
+    try:
+        client = agent_client(args, namespace="default")
+    except CliError as exc:
+        print(f"error: {exc}", file=err)
+        return exc.code
+    try:
+        found = client.grantable()
+    except JitgrantError as exc:
+        print(f"error: {exc.message}", file=err)
+        return EXIT_CLUSTER
+    finally:
+        client.close()
+    if args.output == "json":
+        print(json.dumps([g.model_dump(mode="json", by_alias=True) for g in found], indent=2))
+        return EXIT_ACTIVE
+    if not found:
+        print("no GrantPolicy names you as a requester", file=err)
+        return EXIT_ACTIVE
+    for g in found:
+        grants = ", ".join(g.cluster_roles) + (" + inline rules" if g.rule_shapes else "")
+        approval = (
+            f"{g.approval.min_approvals} approval(s) from "
+            + " or ".join(
+                part
+                for part in (
+                    f"groups {', '.join(g.approval.approver_groups)}" if g.approval.approver_groups else "",
+                    f"users {', '.join(g.approval.approver_users)}" if g.approval.approver_users else "",
+                )
+                if part
+            )
+            if g.approval.required
+            else "no approval"
+        )
+        justification = (
+            f"justification matching '{g.justification_pattern}'"
+            if g.justification_pattern
+            else ("justification required" if g.justification_required else "no justification needed")
+        )
+        print(
+            f"{g.policy}: {grants} in {', '.join(g.namespaces)} on {g.cluster}; up to {g.max_duration} "
+            f"(default {g.default_duration}); {approval}; {justification}"
+        )
+    return EXIT_ACTIVE
+
+
+def cmd_mcp(args: argparse.Namespace) -> int:
+    """`jitgrant mcp`: the MCP server (needs the `mcp` extra)."""
+    try:
+        from jitgrant.mcp import serve
+    except ImportError as exc:
+        print(f"error: jitgrant mcp needs the MCP SDK: pip install 'jitgrant[mcp]' ({exc})", file=sys.stderr)
+        return EXIT_USAGE
+    return serve(args)
 
 
 def add_request_subcommand(sub: Any) -> None:
@@ -436,5 +429,45 @@ def add_request_subcommand(sub: Any) -> None:
     p.add_argument(
         "--kubeconfig-out", metavar="FILE", help="with --wait: write a delivered kubeconfig here (0600)"
     )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="ask the operator whether this would be allowed, wait for approval, or be denied, and why; "
+        "nothing is filed or audited (exit 0, or 10 if it would be denied)",
+    )
     p.add_argument("--kubeconfig", default=None, help="your kubeconfig for the operator's cluster")
+    p.add_argument("--context", default=None, help="the kubeconfig context to use")
     p.set_defaults(func=cmd_request)
+
+    r = sub.add_parser(
+        "release",
+        help="end your own grant now (as its requester); recorded as Released, not as a revoke",
+        allow_abbrev=False,
+    )
+    r.add_argument("name", help="the AccessRequest's name")
+    r.add_argument("--reason", default="", help="why (recorded in status, the Event and the audit trail)")
+    r.add_argument("-n", "--request-namespace", default=None, metavar="NS", help="where the request is")
+    r.add_argument("--kubeconfig", default=None, help="your kubeconfig for the operator's cluster")
+    r.add_argument("--context", default=None, help="the kubeconfig context to use")
+    r.set_defaults(func=cmd_release)
+
+    q = sub.add_parser("policies", help="the GrantPolicies you may request under, and what each offers")
+    q.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    q.add_argument("--kubeconfig", default=None, help="your kubeconfig for the operator's cluster")
+    q.add_argument("--context", default=None, help="the kubeconfig context to use")
+    q.set_defaults(func=cmd_policies)
+
+    m = sub.add_parser(
+        "mcp",
+        help="serve the agent tools over the Model Context Protocol (stdio, or streamable HTTP)",
+        description="An MCP server with list_grantable, check_access, request_access, access_status, "
+        "release_access and list_my_requests. stdio acts as your kubeconfig's identity; http acts, "
+        "call by call, as whoever's bearer token the MCP client sends (never as the server).",
+    )
+    m.add_argument("--transport", choices=("stdio", "http"), default="stdio")
+    m.add_argument("--host", default="127.0.0.1", help="http: address to listen on")
+    m.add_argument("--port", type=int, default=8765, help="http: port to listen on")
+    m.add_argument("-n", "--request-namespace", default=None, metavar="NS", help="where requests are filed")
+    m.add_argument("--kubeconfig", default=None, help="stdio: your kubeconfig; http: where the API server is")
+    m.add_argument("--context", default=None, help="the kubeconfig context to use")
+    m.set_defaults(func=cmd_mcp)

@@ -28,6 +28,7 @@ from typing import Any
 import kopf
 from kopf.on import WebhookDecorator
 
+from jitgrant.approvals.release import review_release
 from jitgrant.approvals.review import (
     Caller,
     DecisionRefused,
@@ -40,6 +41,7 @@ from jitgrant.approvals.review import (
     scrub_last_applied,
 )
 from jitgrant.handlers.telemetry import measured
+from jitgrant.handlers.dry_run import answer_dry_run
 from jitgrant.identity.claims import requester_refusal
 from jitgrant.identity.jwks import JWKSCache
 from jitgrant.identity.oidc import OIDCVerifier, TokenRefused, unverified_issuer
@@ -54,6 +56,7 @@ from jitgrant.models.vocabulary import (
     OIDC_TOKEN_ANNOTATION,
     REQUESTER_SEAL_ANNOTATION,
 )
+from jitgrant.policy import DEFAULT_OPERATOR_NAMESPACE
 
 PLURAL = "accessrequests"
 MUTATE_ID = "stamp-requester"
@@ -316,7 +319,12 @@ async def validate_request(
     refusal: str | None = None
     if operation == "CREATE":
         refusal = review_create(body, key=key)
+        if refusal is None and kwargs.get("dryrun"):
+            await _answer_dry_run(runtime, body, kwargs.get("warnings"))
     elif operation == "UPDATE" and old is not None:
+        refusal = review_release(old=old, new=body, caller=Caller.from_userinfo(userinfo), key=key)
+        if refusal is not None:
+            raise _refuse(refusal)
         policy: GrantPolicySpec | None = None
         if annotations_of(old).get(APPROVALS_ANNOTATION) != annotations_of(body).get(APPROVALS_ANNOTATION):
             policy = await _policy(runtime, str((old.get("spec") or {}).get("policy") or ""))
@@ -330,6 +338,18 @@ async def validate_request(
         )
     if refusal is not None:
         raise _refuse(refusal)
+
+
+async def _answer_dry_run(runtime: Any, body: Mapping[str, Any], warnings: Any) -> None:
+    """A dryRun create is answered with the operator's decision (handlers/dry_run.py)."""
+    settings = runtime.settings
+    await answer_dry_run(
+        body=body,
+        policy=await _policy(runtime, str((body.get("spec") or {}).get("policy") or "")),
+        inline_rules_enabled=bool(getattr(settings, "inline_rules_enabled", False)),
+        operator_namespace=str(getattr(settings, "operator_namespace", DEFAULT_OPERATOR_NAMESPACE)),
+        warnings=warnings if isinstance(warnings, list) else [],
+    )
 
 
 @_guarding_status()

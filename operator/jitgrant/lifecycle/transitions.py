@@ -13,8 +13,9 @@ from enum import StrEnum
 from typing import Literal
 
 from jitgrant.approvals.counting import ApprovalTally
+from jitgrant.approvals.release import release_message
 from jitgrant.models import AccessRequest, Condition, GrantPolicySpec, Phase
-from jitgrant.models.vocabulary import REVOKE_ANNOTATION, Reason
+from jitgrant.models.vocabulary import RELEASE_ANNOTATION, REVOKE_ANNOTATION, Reason
 from jitgrant.policy import PolicyDecision, decide
 
 
@@ -132,6 +133,10 @@ def next_step(
 
     if revoke_reason is not None:
         return Step(Action.REVOKE, reason=Reason.REVOKED, message=revoke_reason)
+    released = request.metadata.annotations.get(RELEASE_ANNOTATION)
+    if released is not None and request.spec.requester is not None:  # only the requester may set it
+        message = release_message(request.spec.requester, released)
+        return Step(Action.REVOKE, reason=Reason.RELEASED, message=message)
 
     if phase is Phase.PENDING:
         if policy is None:

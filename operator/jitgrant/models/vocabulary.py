@@ -17,6 +17,8 @@ from jitgrant.models.base import API_GROUP
 APPROVE_ANNOTATION: Final = f"{API_GROUP}/approve"
 DENY_ANNOTATION: Final = f"{API_GROUP}/deny"
 REVOKE_ANNOTATION: Final = f"{API_GROUP}/revoke"
+# The requester ending its own grant early (the webhook lets only the requester set it).
+RELEASE_ANNOTATION: Final = f"{API_GROUP}/release"
 OIDC_TOKEN_ANNOTATION: Final = f"{API_GROUP}/oidc-token"
 
 # --- Annotations only the operator's webhooks write. ---
@@ -37,6 +39,8 @@ EXPIRES_AT_ANNOTATION: Final = f"{API_GROUP}/expires-at"
 FINALIZER: Final = f"{API_GROUP}/revoke-grant"
 CREATED_BY_EXTRA: Final = f"{API_GROUP}/created-by"
 LAST_APPLIED_ANNOTATION: Final = "kubectl.kubernetes.io/last-applied-configuration"
+# Prefix of the admission warnings (allowed, pending) and the refusal (denied) of a dryRun create.
+DRY_RUN_WARNING: Final = f"{API_GROUP}/dry-run"
 
 
 class Reason(StrEnum):
@@ -59,6 +63,7 @@ class Reason(StrEnum):
     GRANTED = "Granted"
     EXPIRED = "Expired"
     REVOKED = "Revoked"
+    RELEASED = "Released"  # ended early by its own requester, not by an approver
     DELETED = "Deleted"
     NAME_COLLISION = "NameCollision"
     GRANT_REFUSED_BY_CLUSTER = "GrantRefusedByCluster"
@@ -86,6 +91,12 @@ class Reason(StrEnum):
     OPERATOR_CREDENTIALS_MISSING = "OperatorCredentialsMissing"
     ROLE_ASSUMPTION_DENIED = "RoleAssumptionDenied"
     STS_REGION_DISABLED = "STSRegionDisabled"
+    # What the Python client and the MCP server report (never written by the operator).
+    WAIT_TIMEOUT = "WaitTimeout"
+    REQUEST_NOT_FOUND = "RequestNotFound"
+    NOT_REQUESTER = "NotRequester"
+    API_REFUSED = "APIRefused"
+    API_UNREACHABLE = "APIUnreachable"
     # A GrantPolicy's Ready condition (status written by the operator).
     POLICY_READY = "PolicyReady"
     CLUSTER_ROLE_NOT_FOUND = "ClusterRoleNotFound"

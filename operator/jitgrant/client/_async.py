@@ -1,0 +1,596 @@
+"""AsyncClient: the agent's side of jitgrant as library calls (the CLI and the MCP server use it too).
+
+`wait` follows one request with a watch from the resourceVersion it last saw, and resumes from there
+when the connection drops or the server ends it, so the agent sees an approval as soon as the
+operator records it, with a handful of API calls per wait instead of a GET every half second.
+
+Every method that names a request checks that the caller is its requester (or, for a request proven
+by OIDC, the identity that filed it): the client never shows, waits on or releases another agent's
+request, even where RBAC would let it read one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import kubernetes.client
+from pydantic import ValidationError
+
+from jitgrant.client._api import (
+    Connection,
+    policy_path,
+    request_path,
+    secret_path,
+)
+from jitgrant.client.errors import (
+    AccessDenied,
+    AccessEnded,
+    AccessFailed,
+    AccessTimedOut,
+    ApiRefused,
+    ApiUnreachable,
+    JitgrantError,
+    NotYourRequest,
+    RequestNotFound,
+)
+from jitgrant.client.results import CheckResult, Grant, Grantable, Identity, Outcome, Progress
+from jitgrant.grants.delivery import KUBECONFIG_KEY
+from jitgrant.models import (
+    API_GROUP,
+    API_VERSION,
+    AccessRequest,
+    GrantPolicySpec,
+    Phase,
+    PolicyRule,
+    RequesterStamp,
+    parse_duration,
+)
+from jitgrant.models.vocabulary import (
+    CREATED_BY_EXTRA,
+    DRY_RUN_WARNING,
+    OIDC_TOKEN_ANNOTATION,
+    RELEASE_ANNOTATION,
+    Reason,
+)
+from jitgrant.policy.requesters import requester_matches
+
+ProgressCallback = Callable[[Progress], Awaitable[None] | None]
+
+# Until RBAC caches catch up (real clusters), a Secret just made readable may still answer 403.
+SECRET_READ_GRACE_SECONDS = 10.0
+RELEASE_CONFIRM_SECONDS = 30.0
+_RECONNECT_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0)
+# The operator's Pending messages, for agents that may not read the GrantPolicy itself.
+_WAITING_FOR = re.compile(r"waiting for (?P<needed>\d+) approval")
+_COUNTED_OF = re.compile(r"\d+ of (?P<needed>\d+) approval")
+_ENDINGS: dict[Phase, tuple[type[JitgrantError], str]] = {
+    Phase.DENIED: (AccessDenied, "denied"),
+    Phase.TIMED_OUT: (AccessTimedOut, "timed out"),
+    Phase.FAILED: (AccessFailed, "failed"),
+    Phase.EXPIRED: (AccessEnded, "expired before it could be used"),
+    Phase.REVOKED: (AccessEnded, "revoked before it could be used"),
+}
+DurationLike = str | timedelta | float
+
+
+def _seconds(value: DurationLike) -> float:
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, int | float):
+        return float(value)
+    return parse_duration(value).total_seconds()
+
+
+def _duration_text(value: str | timedelta | None) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    seconds = int(value.total_seconds())
+    return f"{seconds // 3600}h{seconds % 3600 // 60}m{seconds % 60}s"
+
+
+def ending_error(request: AccessRequest) -> JitgrantError | None:
+    """The error a terminal phase means to someone waiting for access; None while it may still come."""
+    phase = request.status.phase
+    if phase is None or phase not in _ENDINGS:
+        return None
+    kind, what = _ENDINGS[phase]
+    return kind(request.status.message or what, reason=request.status.reason or phase.value, request=request)
+
+
+def ending_words(request: AccessRequest) -> str:
+    """How a terminal phase reads to someone who was waiting: "denied", "released by its requester"."""
+    phase = request.status.phase
+    if request.status.reason == Reason.RELEASED:
+        return "released by its requester"
+    return _ENDINGS[phase][1] if phase in _ENDINGS else str(phase)
+
+
+class AsyncClient:
+    """Async client for one identity; create with `from_kubeconfig`, `in_cluster` or `with_token`."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._api = connection
+        self._me: Identity | None = None
+        self._filed: set[tuple[str, str]] = set()
+
+    # -- construction -------------------------------------------------------------------------
+    @classmethod
+    def from_kubeconfig(
+        cls, path: str | Path | None = None, *, context: str | None = None, namespace: str | None = None
+    ) -> AsyncClient:
+        return cls(Connection.from_kubeconfig(path, context=context, namespace=namespace))
+
+    @classmethod
+    def in_cluster(cls, *, namespace: str | None = None) -> AsyncClient:
+        return cls(Connection.in_cluster(namespace=namespace))
+
+    @classmethod
+    def from_configuration(
+        cls, configuration: kubernetes.client.Configuration, *, namespace: str = "default"
+    ) -> AsyncClient:
+        return cls(Connection.from_configuration(configuration, namespace=namespace))
+
+    def with_token(self, token: str, *, namespace: str | None = None) -> AsyncClient:
+        """A client for the same API server acting only as the holder of `token`."""
+        return AsyncClient(self._api.with_token(token, namespace=namespace))
+
+    @property
+    def namespace(self) -> str:
+        """Where requests are filed unless a call names another namespace."""
+        return self._api.namespace
+
+    @property
+    def api_calls(self) -> int:
+        """How many API requests (calls and watch connections) this client has made."""
+        return self._api.calls
+
+    async def close(self) -> None:
+        await self._api.close()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- identity -----------------------------------------------------------------------------
+    async def whoami(self) -> Identity:
+        """The caller as the API server authenticates it (a SelfSubjectReview), asked once."""
+        if self._me is None:
+            answer = await self._api.call(
+                "POST",
+                "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+                body={"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"},
+            )
+            info = (answer.body.get("status") or {}).get("userInfo") or {}
+            self._me = Identity(
+                username=str(info.get("username") or ""),
+                uid=str(info.get("uid") or ""),
+                groups=tuple(info.get("groups") or ()),
+            )
+        return self._me
+
+    async def _mine(self, request: AccessRequest) -> bool:
+        namespace = request.metadata.namespace or ""
+        if (namespace, request.metadata.name) in self._filed:
+            return True
+        stamp = request.spec.requester
+        if stamp is None:
+            return False
+        me = (await self.whoami()).username
+        filed_by = stamp.extra.get(CREATED_BY_EXTRA, ())
+        return bool(me) and (stamp.username == me or me in filed_by)
+
+    # -- requests -----------------------------------------------------------------------------
+    def manifest(
+        self,
+        *,
+        policy: str,
+        namespace: str,
+        reason: str,
+        cluster_role: str | None = None,
+        rules: Sequence[PolicyRule | Mapping[str, Any]] | None = None,
+        duration: str | timedelta | None = None,
+        name: str | None = None,
+        request_namespace: str | None = None,
+        oidc_token: str | None = None,
+    ) -> dict[str, Any]:
+        """The AccessRequest these arguments describe; ValueError names a bad argument."""
+        if (cluster_role is None) == (not rules):
+            raise ValueError("give exactly one of cluster_role or rules")
+        spec: dict[str, Any] = {"policy": policy, "namespace": namespace, "justification": reason}
+        if cluster_role is not None:
+            spec["clusterRole"] = cluster_role
+        else:
+            spec["rules"] = [
+                PolicyRule.model_validate(rule).to_k8s()
+                if not isinstance(rule, PolicyRule)
+                else rule.to_k8s()
+                for rule in rules or ()
+            ]
+        text = _duration_text(duration)
+        if text is not None:
+            parse_duration(text)  # ValueError says what is wrong with it
+            spec["duration"] = text
+        metadata: dict[str, Any] = {"namespace": request_namespace or self.namespace}
+        if name:
+            metadata["name"] = name
+        else:
+            metadata["generateName"] = f"{policy[:50].rstrip('-.')}-"
+        if oidc_token is not None:
+            # The webhook verifies it, stamps the requester from it and strips it before storing.
+            metadata["annotations"] = {OIDC_TOKEN_ANNOTATION: oidc_token}
+        return {
+            "apiVersion": f"{API_GROUP}/{API_VERSION}",
+            "kind": "AccessRequest",
+            "metadata": metadata,
+            "spec": spec,
+        }
+
+    async def file(self, manifest: Mapping[str, Any]) -> AccessRequest:
+        """Create an AccessRequest from a manifest (see `manifest`)."""
+        namespace = str(manifest["metadata"]["namespace"])
+        answer = await self._api.call("POST", request_path(namespace), body=manifest)
+        request = AccessRequest.from_object(answer.body)
+        self._filed.add((namespace, request.metadata.name))
+        return request
+
+    async def request(self, **kwargs: Any) -> AccessRequest:
+        """File an AccessRequest; the arguments are those of `manifest`. Returns it as stored."""
+        return await self.file(self.manifest(**kwargs))
+
+    async def check(self, **kwargs: Any) -> CheckResult:
+        """Would this request be allowed, wait for approval, or be denied, and exactly why? Asked of
+        the operator's own decision code through a dryRun create: nothing is stored or audited."""
+        kwargs.pop("name", None)
+        manifest = self.manifest(**kwargs)
+        namespace = str(manifest["metadata"]["namespace"])
+        try:
+            answer = await self._api.call(
+                "POST", request_path(namespace), body=manifest, params={"dryRun": "All"}
+            )
+        except ApiRefused as exc:
+            found = parse_dry_run(exc.message)
+            if found is None:
+                raise
+            reason, message = found
+            return CheckResult(outcome="denied", reason=reason, message=message)
+        for warning in answer.warnings:
+            found = parse_dry_run(warning)
+            if found is not None:
+                reason, message = found
+                details = _details(answer.warnings)
+                outcome: Outcome = "pending-approval" if reason == Reason.AWAITING_APPROVAL else "allowed"
+                return CheckResult(
+                    outcome=outcome,
+                    reason=reason,
+                    message=message,
+                    duration=details.get("duration"),
+                    approvals_needed=int(details.get("approvals") or 0),
+                    approvers=details.get("approvers") or None,
+                )
+        raise JitgrantError(
+            "the operator did not answer the dry run (its webhook predates dry-run support: upgrade it)",
+            reason=Reason.API_REFUSED,
+        )
+
+    async def _get(self, namespace: str, name: str) -> tuple[AccessRequest, str]:
+        try:
+            answer = await self._api.call("GET", request_path(namespace, name))
+        except ApiRefused as exc:
+            if exc.status == 404:
+                raise RequestNotFound(
+                    f"AccessRequest {namespace}/{name} does not exist (list yours with my_requests)",
+                    reason=Reason.REQUEST_NOT_FOUND,
+                ) from exc
+            raise
+        return AccessRequest.from_object(answer.body), str(answer.body["metadata"].get("resourceVersion", ""))
+
+    async def _get_own(self, namespace: str, name: str) -> tuple[AccessRequest, str]:
+        request, version = await self._get(namespace, name)
+        if not await self._mine(request):
+            # Said the same way as a missing one would be, apart from the reason: nothing of the
+            # other request (requester, scope, phase) is shown.
+            raise NotYourRequest(
+                f"AccessRequest {namespace}/{name} was filed by another identity; you can only see, wait "
+                "on and release your own requests",
+                reason=Reason.NOT_REQUESTER,
+            )
+        return request, version
+
+    async def status(self, name: str, *, namespace: str | None = None) -> AccessRequest:
+        """One of your requests as the operator last wrote it."""
+        request, _ = await self._get_own(namespace or self.namespace, name)
+        return request
+
+    async def my_requests(self, *, namespace: str | None = None) -> list[AccessRequest]:
+        """Your requests in a namespace (default: the client's), newest first."""
+        namespace = namespace or self.namespace
+        answer = await self._api.call("GET", request_path(namespace))
+        mine: list[AccessRequest] = []
+        for item in answer.body.get("items") or ():
+            try:
+                request = AccessRequest.from_object(item)
+            except ValidationError:
+                continue
+            if await self._mine(request):
+                mine.append(request)
+        never = datetime.min.replace(tzinfo=UTC)
+        mine.sort(key=lambda r: r.status.requested_at or never, reverse=True)
+        return mine
+
+    async def grantable(self) -> list[Grantable]:
+        """The GrantPolicies you are a requester of, with what each lets you ask for. Matched by the
+        operator's own requester code against your Kubernetes identity."""
+        me = await self.whoami()
+        stamp = RequesterStamp(username=me.username, uid=me.uid, groups=me.groups)
+        try:
+            answer = await self._api.call("GET", policy_path())
+        except ApiRefused as exc:
+            if exc.status == 403:
+                raise ApiRefused(
+                    f"{exc.message}; listing what you may request needs read access to GrantPolicies "
+                    "(the chart's jitgrant-requester ClusterRole gives it)",
+                    status=403,
+                ) from exc
+            raise
+        found: list[Grantable] = []
+        for item in answer.body.get("items") or ():
+            try:
+                spec = GrantPolicySpec.model_validate(item.get("spec") or {})
+            except ValidationError:
+                continue
+            if requester_matches(spec.requesters, stamp):
+                found.append(Grantable.of(str(item["metadata"]["name"]), spec))
+        return sorted(found, key=lambda g: g.policy)
+
+    # -- waiting ------------------------------------------------------------------------------
+    async def wait(
+        self,
+        name: str,
+        *,
+        namespace: str | None = None,
+        timeout: DurationLike = "30m",  # noqa: ASYNC109 - the wait bound is part of the API
+        on_progress: ProgressCallback | None = None,
+        deliver: bool = True,
+    ) -> Grant:
+        """Follow your request until its grant is active and return it (with the kubeconfig when one
+        was delivered); raise AccessDenied, AccessTimedOut, AccessFailed or AccessEnded otherwise.
+        On timeout the request stays filed (reason WaitTimeout)."""
+        namespace = namespace or self.namespace
+        seconds = _seconds(timeout)
+        follower = _Follower(self, namespace=namespace, name=name, on_progress=on_progress)
+        try:
+            async with asyncio.timeout(seconds):
+                request = await follower.until_active()
+        except TimeoutError:
+            phase = follower.last.status.phase if follower.last else None
+            raise AccessTimedOut(
+                f"gave up waiting after {seconds:.0f}s; AccessRequest {namespace}/{name} is still "
+                f"{phase.value if phase else 'undecided'} and stays filed: wait again, or release it",
+                reason=Reason.WAIT_TIMEOUT,
+                request=follower.last,
+            ) from None
+        kubeconfig = await self.kubeconfig(request) if deliver else None
+        return Grant(request=request, kubeconfig=kubeconfig)
+
+    async def _watch(
+        self, namespace: str, name: str, version: str
+    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        """(type, object) events for one request from `version` on, resuming after drops; a 410 Gone
+        (history compacted) re-reads the object and resumes from its current version."""
+        failures = 0
+        while True:
+            try:
+                async for event in self._api.watch(
+                    request_path(namespace),
+                    {"fieldSelector": f"metadata.name={name}", "resourceVersion": version},
+                ):
+                    failures = 0
+                    kind, obj = str(event.get("type")), event.get("object") or {}
+                    if kind == "ERROR":
+                        if int(obj.get("code") or 0) == 410:
+                            body = (await self._api.call("GET", request_path(namespace, name))).body
+                            version = str(body["metadata"]["resourceVersion"])
+                            yield "MODIFIED", body
+                            break
+                        raise ApiRefused(str(obj.get("message") or obj), status=int(obj.get("code") or 500))
+                    version = str((obj.get("metadata") or {}).get("resourceVersion") or version)
+                    if kind != "BOOKMARK":
+                        yield kind, obj
+            except ApiUnreachable:
+                delay = _RECONNECT_DELAYS[min(failures, len(_RECONNECT_DELAYS) - 1)]
+                failures += 1
+                await asyncio.sleep(delay)
+            except ApiRefused as exc:
+                if exc.status != 410:
+                    raise
+                body = (await self._api.call("GET", request_path(namespace, name))).body
+                version = str(body["metadata"]["resourceVersion"])
+                yield "MODIFIED", body
+
+    async def _approvals_needed(self, request: AccessRequest) -> int | None:
+        """minApprovals of the policy if the caller may read it, else what the operator's message said."""
+        try:
+            body = (await self._api.call("GET", policy_path(request.spec.policy))).body
+            return int(((body.get("spec") or {}).get("approval") or {}).get("minApprovals", 1))
+        except ApiRefused:
+            message = request.status.message or ""
+            found = _WAITING_FOR.search(message) or _COUNTED_OF.search(message)
+            return int(found.group("needed")) if found else None
+
+    async def kubeconfig(self, request: AccessRequest) -> str | None:
+        """The kubeconfig of a delivered grant (None when the grant binds your own identity)."""
+        grant = request.status.grant
+        if grant is None or not grant.kubeconfig_secret:
+            return None
+        namespace = request.metadata.namespace or self.namespace
+        deadline = asyncio.get_running_loop().time() + SECRET_READ_GRACE_SECONDS
+        while True:
+            try:
+                body = (await self._api.call("GET", secret_path(namespace, grant.kubeconfig_secret))).body
+                break
+            except ApiRefused as exc:
+                if exc.status not in (403, 404) or asyncio.get_running_loop().time() > deadline:
+                    raise ApiRefused(
+                        f"the grant is active but its kubeconfig Secret {namespace}/"
+                        f"{grant.kubeconfig_secret} could not be read: {exc.message}",
+                        status=exc.status,
+                    ) from exc
+                await asyncio.sleep(0.5)
+        encoded = (body.get("data") or {}).get(KUBECONFIG_KEY)
+        if not encoded:
+            raise JitgrantError(
+                f"Secret {namespace}/{grant.kubeconfig_secret} has no {KUBECONFIG_KEY!r} key",
+                reason=Reason.API_REFUSED,
+            )
+        return base64.b64decode(encoded).decode()
+
+    # -- ending -------------------------------------------------------------------------------
+    async def release(
+        self, name: str, *, namespace: str | None = None, reason: str = "", confirm: bool = True
+    ) -> AccessRequest:
+        """End your own grant now (or withdraw a pending request). Recorded as reason Released, by
+        you. With `confirm`, returns once the operator has removed the access. Releasing a request
+        that has already ended changes nothing and returns it."""
+        namespace = namespace or self.namespace
+        request, version = await self._get_own(namespace, name)
+        if request.status.phase is not None and request.status.phase.terminal:
+            return request
+        if RELEASE_ANNOTATION not in request.metadata.annotations:
+            patched = await self._api.call(
+                "PATCH",
+                request_path(namespace, name),
+                body={"metadata": {"annotations": {RELEASE_ANNOTATION: reason or "task done"}}},
+                content_type="application/merge-patch+json",
+            )
+            request = AccessRequest.from_object(patched.body)
+            version = str(patched.body["metadata"]["resourceVersion"])
+        if not confirm:
+            return request
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(RELEASE_CONFIRM_SECONDS):
+                async for kind, obj in self._watch(namespace, name, version):
+                    if kind == "DELETED":
+                        return request
+                    request = AccessRequest.from_object(obj)
+                    if request.status.phase is not None and request.status.phase.terminal:
+                        return request
+        return request
+
+    @contextlib.asynccontextmanager
+    async def grant(
+        self,
+        *,
+        timeout: DurationLike = "30m",  # noqa: ASYNC109 - the wait bound is part of the API
+        on_progress: ProgressCallback | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[Grant]:
+        """File, wait until active, yield the grant, release it on the way out (also on errors)."""
+        request = await self.request(**kwargs)
+        name, namespace = request.metadata.name, request.metadata.namespace or self.namespace
+        try:
+            yield await self.wait(name, namespace=namespace, timeout=timeout, on_progress=on_progress)
+        finally:
+            await asyncio.shield(self.release(name, namespace=namespace, reason="released on exit"))
+
+
+class _Follower:
+    """One wait: reads the request once, then follows it with a watch, reporting changes."""
+
+    def __init__(
+        self, client: AsyncClient, *, namespace: str, name: str, on_progress: ProgressCallback | None
+    ) -> None:
+        self.client, self.namespace, self.name = client, namespace, name
+        self.on_progress = on_progress
+        self.last: AccessRequest | None = None
+        self._shown: Progress | None = None
+        self._needed: int | None = None
+        self._asked_policy = False
+
+    async def until_active(self) -> AccessRequest:
+        request, version = await self.client._get_own(self.namespace, self.name)
+        result = await self._see(request)
+        if result is not None:
+            return result
+        async for kind, obj in self.client._watch(self.namespace, self.name, version):
+            if kind == "DELETED":
+                raise AccessEnded(
+                    f"AccessRequest {self.namespace}/{self.name} was deleted before it could be used",
+                    reason=Reason.DELETED,
+                    request=self.last,
+                )
+            result = await self._see(AccessRequest.from_object(obj))
+            if result is not None:
+                return result
+        raise AssertionError("unreachable: the watch resumes until cancelled")  # pragma: no cover
+
+    async def _see(self, request: AccessRequest) -> AccessRequest | None:
+        self.last = request
+        status = request.status
+        if status.phase is Phase.PENDING and not self._asked_policy:
+            self._asked_policy = True
+            self._needed = await self.client._approvals_needed(request)
+        approvers = tuple(sorted({entry.approver for entry in status.approvals}))
+        progress = Progress(
+            phase=status.phase.value if status.phase else None,
+            reason=status.reason,
+            message=status.message or "",
+            approvals=len(approvers),
+            approvals_needed=self._needed,
+            approved_by=approvers,
+            expires_at=status.expires_at,
+        )
+        if self._changed(progress) and self.on_progress is not None:
+            outcome = self.on_progress(progress)
+            if outcome is not None:
+                await outcome
+        if status.phase is Phase.ACTIVE:
+            return request
+        error = ending_error(request)
+        if error is not None:
+            raise error
+        return None
+
+    def _changed(self, progress: Progress) -> bool:
+        """A change worth telling: the phase, the approvals, the reason (not every message edit)."""
+        before = self._shown
+        key = (progress.phase, progress.approvals, progress.reason if progress.phase != "Pending" else None)
+        if before is not None and key == (
+            before.phase,
+            before.approvals,
+            before.reason if before.phase != "Pending" else None,
+        ):
+            return False
+        self._shown = progress
+        return True
+
+
+def parse_dry_run(text: str) -> tuple[str, str] | None:
+    """`jitgrant.dev/dry-run: <Reason>: <message>` anywhere in a warning or refusal message."""
+    marker = f"{DRY_RUN_WARNING}: "
+    start = text.find(marker)
+    if start < 0:
+        return None
+    reason, _, message = text[start + len(marker) :].partition(": ")
+    return reason.strip(), message.strip()
+
+
+def _details(warnings: Sequence[str]) -> dict[str, str]:
+    """`jitgrant.dev/dry-run-detail: duration=10m; approvals=2; approvers=groups sre (...)`."""
+    marker = f"{DRY_RUN_WARNING}-detail: "
+    for warning in warnings:
+        if warning.startswith(marker):
+            found: dict[str, str] = {}
+            for part in warning[len(marker) :].split("; ", 2):
+                key, _, value = part.partition("=")
+                found[key.strip()] = value.strip()
+            return found
+    return {}

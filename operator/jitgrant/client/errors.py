@@ -1,0 +1,60 @@
+"""One error family for everything the client reports, keyed by what the caller does about it.
+
+Every error carries a `Reason` (the same enum the operator writes into status), so an agent branches on
+`error.reason`, never on the message. The message says what was refused and what to do next.
+"""
+
+from __future__ import annotations
+
+from jitgrant.models import AccessRequest
+from jitgrant.models.vocabulary import Reason
+
+
+class JitgrantError(Exception):
+    """Base of every error the client raises."""
+
+    def __init__(self, message: str, *, reason: Reason | str, request: AccessRequest | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.reason = Reason(reason) if reason in Reason._value2member_map_ else reason
+        self.request = request
+
+    def __str__(self) -> str:
+        return f"{self.reason}: {self.message}"
+
+
+class AccessDenied(JitgrantError):
+    """The policy or an approver refused the request (phase Denied, or a dry run that would be)."""
+
+
+class AccessTimedOut(JitgrantError):
+    """Nobody decided within the policy's pendingTimeout, or the caller's own wait bound passed first
+    (reason WaitTimeout: the request stays filed and can be waited on again)."""
+
+
+class AccessFailed(JitgrantError):
+    """The operator could not issue the grant (audit unavailable, cluster refused, ...)."""
+
+
+class AccessEnded(JitgrantError):
+    """The request was revoked, released, expired or deleted before it could be used."""
+
+
+class NotYourRequest(JitgrantError):
+    """The request belongs to another identity: this client never shows, waits on or releases it."""
+
+
+class RequestNotFound(JitgrantError):
+    """No such AccessRequest (or it was deleted)."""
+
+
+class ApiRefused(JitgrantError):
+    """The API server (RBAC, a webhook, validation) refused the call; the message is the server's."""
+
+    def __init__(self, message: str, *, status: int, reason: Reason | str = Reason.API_REFUSED) -> None:
+        super().__init__(message, reason=reason)
+        self.status = status
+
+
+class ApiUnreachable(JitgrantError):
+    """The API server could not be reached (network, TLS)."""
