@@ -55,7 +55,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    if _unbuildable() or not any(_ours(item) for item in session.items):
+    if session.config.option.collectonly or _unbuildable() or not any(_ours(i) for i in session.items):
         return
     capture = session.config.pluginmanager.getplugin("capturemanager")
     started = time.monotonic()

@@ -10,6 +10,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -255,3 +256,20 @@ def test_kubectl_uses_the_admin_kubeconfig(control_plane: ControlPlane, namespac
         check=False,
     )
     assert version.stdout.strip() == "no"
+
+
+def test_stop_leaves_no_process_directory_or_token_behind(control_plane: ControlPlane) -> None:
+    plane = ControlPlane(control_plane.bin_dir, controller_manager=False)
+    with plane:
+        workdir = plane.dir
+        pids = [proc.popen.pid for proc in plane._processes if proc.popen is not None]
+        assert len(pids) == 2  # etcd, kube-apiserver
+        with api(plane, "admin") as admin:
+            assert client.VersionApi(admin).get_code().git_version == "v1.36.3"
+    assert not workdir.exists()
+    for pid in pids:
+        assert not Path(f"/proc/{pid}").exists(), f"process {pid} outlived stop()"
+    with pytest.raises(KeyError):
+        plane.token("admin")
+    with pytest.raises(RuntimeError):
+        plane.server  # noqa: B018 - raises once stopped
