@@ -24,6 +24,7 @@ from jitgrant.clusters.eks import EKSAccess
 from jitgrant.clusters.own import ClusterApi, api_client_from
 from jitgrant.clusters.registry import TargetClusters
 from jitgrant.handlers import operator as operator_handlers
+from jitgrant.handlers.leader import FencedCluster, LeaderElection
 from jitgrant.handlers.runtime import Runtime
 from jitgrant.health import Health, directory_accepts_writes
 from jitgrant.identity.jwks import JWKSCache
@@ -62,6 +63,9 @@ def build_runtime(
     audit = AuditTrail.from_config(audit_config, instance=settings.instance)
     metrics = metrics or Metrics()
     audit.on_delivery_failure = lambda sink: metrics.audit_delivery_failed(sink=sink)
+    audit.on_activity_summary = lambda event: metrics.agent_calls_refused(
+        policy=event.policy or "", count=event.activity.refused if event.activity else 0
+    )
     runtime = Runtime(
         settings=settings,
         own=ClusterApi(name="in-cluster", client=client),
@@ -104,7 +108,27 @@ def connection_info(client: ApiClient) -> kopf.ConnectionInfo:
 @kopf.on.login(id="login")
 def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
     runtime = operator_handlers.runtime_of(memo)
-    return connection_info(runtime.own.client)
+    own = runtime.own.inner if isinstance(runtime.own, FencedCluster) else runtime.own
+    assert isinstance(own, ClusterApi)  # build_runtime makes it; kopf logs in with its client
+    return connection_info(own.client)
+
+
+def leader_election(
+    settings: OperatorSettings,
+    *,
+    kubeconfig: Mapping[str, Any] | str | None,
+    lease_seconds: float = 8.0,
+    renew_every: float = 1.0,
+) -> LeaderElection:
+    """The election among the replicas of one installation: a Lease in the operator's namespace,
+    the pod name (`settings.instance`) as the identity."""
+    return LeaderElection(
+        api_client_from(kubeconfig),
+        namespace=settings.operator_namespace,
+        identity=settings.instance,
+        lease_seconds=lease_seconds,
+        renew_every=renew_every,
+    )
 
 
 async def run(
@@ -114,8 +138,13 @@ async def run(
     ready_flag: asyncio.Event | threading.Event | None = None,
     registry: kopf.OperatorRegistry | None = None,
     exit_timeout: float | None = None,
+    election: LeaderElection | None = None,
 ) -> None:
-    """Run kopf with jitgrant's handlers until stop_flag is set (or forever)."""
+    """Run kopf with jitgrant's handlers until stop_flag is set (or forever).
+
+    With `election`, this is one of several replicas: it serves the webhooks at once, and reconciles,
+    expires and sweeps only while it holds the Lease; its writes to the own cluster are fenced.
+    """
     settings = kopf.OperatorSettings()
     operator_handlers.configure(settings, instance=runtime.settings.instance)
     if exit_timeout is not None:
@@ -133,13 +162,17 @@ async def run(
         )
     if runtime.settings.metrics_port is not None:
         runtime.metrics.start_server(host="0.0.0.0", port=runtime.settings.metrics_port)  # noqa: S104
+    memo = kopf.Memo(runtime=runtime)
+    if election is not None:
+        memo.election = election
+        runtime.own = FencedCluster(runtime.own, election)
     try:
         await kopf.operator(
             registry=registry,
             settings=settings,
             standalone=True,
             clusterwide=True,
-            memo=kopf.Memo(runtime=runtime),
+            memo=memo,
             stop_flag=stop_flag,
             ready_flag=ready_flag,
         )
@@ -148,19 +181,26 @@ async def run(
             runtime.metrics.stop_server()
         # The official client keeps a urllib3 pool (and a thread pool) per ApiClient.
         runtime.close()
+        if election is not None:
+            election.close()
 
 
 class OperatorThread:
     """The operator on its own event loop in a daemon thread: start(), stop(), start() again."""
 
-    def __init__(self, runtime_factory: Any, *, exit_timeout: float = 1.0) -> None:
+    def __init__(
+        self, runtime_factory: Any, *, exit_timeout: float = 1.0, election_factory: Any = None
+    ) -> None:
         # Once stop() is called no transition starts (runtime.stopping), so there is nothing for
         # kopf's per-object workers to finish: a short exit keeps restarts and tests quick.
         self._exit_timeout = exit_timeout
         self._factory = runtime_factory
+        # Called with the Runtime at each start: a LeaderElection makes this one replica of several.
+        self._election_factory = election_factory
         self._thread: threading.Thread | None = None
         self._stop: threading.Event | None = None
         self.runtime: Runtime | None = None
+        self.election: LeaderElection | None = None
         self.error: BaseException | None = None
 
     def start(self, *, timeout: float = 30.0) -> Runtime:
@@ -168,11 +208,19 @@ class OperatorThread:
         ready = threading.Event()
         runtime: Runtime = self._factory()
         self.runtime = runtime
+        election = self._election_factory(runtime) if self._election_factory is not None else None
+        self.election = election
 
         def main() -> None:
             try:
                 asyncio.run(
-                    run(runtime, stop_flag=self._stop, ready_flag=ready, exit_timeout=self._exit_timeout)
+                    run(
+                        runtime,
+                        stop_flag=self._stop,
+                        ready_flag=ready,
+                        exit_timeout=self._exit_timeout,
+                        election=election,
+                    )
                 )
             except BaseException as exc:
                 self.error = exc

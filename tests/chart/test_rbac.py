@@ -205,5 +205,8 @@ def test_permissions_are_unique_and_explained() -> None:
     for permission in (p for group in groups for p in group):
         assert permission.note
         assert permission.verbs and "*" not in permission.verbs
-    # Leases are not needed: one replica, kopf runs standalone (no peering).
-    assert not [p for p in OPERATOR_PERMISSIONS if p.resource == "leases"]
+    # Leases: leader election among replicas and the shared OIDC replay set; nothing wider.
+    leases = [p for p in OPERATOR_PERMISSIONS if p.resource == "leases"]
+    assert [(p.api_group, set(p.verbs)) for p in leases] == [
+        ("coordination.k8s.io", {"get", "list", "create", "update", "delete"})
+    ]

@@ -43,6 +43,12 @@ def add_run_subcommand(sub: Any) -> None:
         help="grant in EKS clusters through an assumed IAM role (AWS credentials from the pod, e.g. IRSA)",
     )
     p.add_argument("--sweep-interval", type=int, default=30, help="seconds between expiry sweeps")
+    p.add_argument(
+        "--leader-elect",
+        action="store_true",
+        default=os.environ.get("JITGRANT_LEADER_ELECT", "") == "true",
+        help="one of several replicas: serve the webhooks, act only while holding the Lease",
+    )
     p.add_argument("--verbose", "-v", action="store_true", help="same as --log-level debug")
     p.add_argument("--log-level", choices=LEVELS, default="info")
     p.add_argument(
@@ -92,12 +98,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     configure_logging(level="debug" if args.verbose else args.log_level, fmt=args.log_format)
     if args.embedded:
         return _run_embedded(args)
-    from jitgrant.runner import build_runtime, run
+    from jitgrant.runner import build_runtime, leader_election, run
 
     settings = settings_from_args(args)
     runtime = build_runtime(settings, kubeconfig=args.kubeconfig)
+    election = leader_election(settings, kubeconfig=args.kubeconfig) if args.leader_elect else None
     try:
-        asyncio.run(run(runtime))
+        asyncio.run(run(runtime, election=election))
     except KeyboardInterrupt:
         return 0
     return 0

@@ -1,0 +1,656 @@
+"""Grants at scale against the embedded cluster, each figure next to a floor measured in the same run.
+
+The operator runs as its own process (`jitgrant run`, as in a pod), so its RSS is its own and the
+chaos suite can SIGKILL it. The floor is a minimal client making the same API calls with no
+operator acting: it files the request through the webhooks (served by a standby replica that never
+gets the Lease), creates the RoleBinding and patches status to Active.
+
+Figures: throughput at N1 and N2 requests filed at once; create -> Active p50/p95/p99 (first time a
+watch sees Active); expiry lag (expiresAt -> RoleBinding DELETED) with expiries spread over 40 s and
+with all in the same second; revoke lag (annotation -> RoleBinding DELETED); operator RSS at 0 / N1 /
+N2 active and after the churn; the start-up sweep of N2 expired bindings. Prints a table (and JSON
+with --json); asserts nothing (tests/scale guards the order of magnitude).
+
+Run: `make bench` or `python bench/grants.py [--quick] [--json FILE]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+from kubernetes import watch
+from kubernetes.client import ApiClient, CoordinationV1Api, CustomObjectsApi, RbacAuthorizationV1Api
+
+from jitgrant.clusters.grant_objects import sealed
+from jitgrant.clusters.leader import LEASE_NAME
+from jitgrant.models.vocabulary import (
+    EXPIRES_AT_ANNOTATION,
+    REQUEST_ANNOTATION,
+    REVOKE_ANNOTATION,
+    format_time,
+)
+from jitgrant_testing.environment import (
+    OPERATOR_NAMESPACE,
+    OPERATOR_SERVICE_ACCOUNT,
+    Environment,
+    free_port,
+)
+
+GROUP, VERSION = "jitgrant.dev", "v1alpha1"
+THREADS = 8  # concurrent clients filing requests, for the floor and for jitgrant alike
+POLICY = {
+    "apiVersion": "jitgrant.dev/v1alpha1",
+    "kind": "GrantPolicy",
+    "metadata": {"name": "bench-auto"},
+    "spec": {
+        "requesters": {"serviceAccounts": [{"namespace": "agents", "name": "bench-agent"}]},
+        "target": {"type": "InCluster"},
+        "namespaces": ["payments"],
+        "grants": [{"clusterRole": "jit-restart-checkout"}],
+        "maxDuration": "1h",
+        "defaultDuration": "30m",
+        "approval": {"required": False},
+    },
+}
+CLUSTER_ROLE = {
+    "apiVersion": "rbac.authorization.k8s.io/v1",
+    "kind": "ClusterRole",
+    "metadata": {"name": "jit-restart-checkout"},
+    "rules": [{"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "patch"]}],
+}
+
+
+def _now() -> float:
+    return time.time()
+
+
+def _quantile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))] if ordered else float("nan")
+
+
+def _dist(values: Sequence[float]) -> dict[str, float]:
+    return {
+        "p50": _quantile(values, 0.5),
+        "p95": _quantile(values, 0.95),
+        "p99": _quantile(values, 0.99),
+        "max": max(values) if values else float("nan"),
+    }
+
+
+def _request(name: str, duration: str) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "AccessRequest",
+        "metadata": {"name": name, "namespace": "agents"},
+        "spec": {
+            "policy": "bench-auto",
+            "namespace": "payments",
+            "clusterRole": "jit-restart-checkout",
+            "duration": duration,
+            "justification": f"INC-1 {name}",
+        },
+    }
+
+
+@dataclass
+class Watcher:
+    """When each request was first seen Active, each binding ADDED and DELETED (wall clock)."""
+
+    env: Environment
+    active: dict[str, float] = field(default_factory=dict)
+    expires: dict[str, float] = field(default_factory=dict)
+    added: dict[str, float] = field(default_factory=dict)
+    deleted: dict[str, float] = field(default_factory=dict)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    def start(self) -> Watcher:
+        for target in (self._requests, self._bindings):
+            thread = threading.Thread(target=target, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def _loop(self, stream: Callable[[watch.Watch], Iterator[dict[str, Any]]]) -> None:
+        while not self._stop.is_set():
+            w = watch.Watch()
+            try:
+                for event in stream(w):
+                    if self._stop.is_set():
+                        w.stop()
+                        return
+                    self._on(event)
+            except Exception:
+                time.sleep(0.2)
+
+    def _requests(self) -> None:
+        api = CustomObjectsApi(self.env.admin)
+        self._loop(
+            lambda w: w.stream(
+                api.list_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                "agents",
+                "accessrequests",
+                timeout_seconds=5,
+            )
+        )
+
+    def _bindings(self) -> None:
+        api = RbacAuthorizationV1Api(self.env.admin)
+        self._loop(
+            lambda w: w.stream(
+                api.list_namespaced_role_binding, "payments", timeout_seconds=5, _preload_content=True
+            )
+        )
+
+    def _on(self, event: dict[str, Any]) -> None:
+        at = _now()
+        obj = event["object"]
+        if isinstance(obj, dict):  # an AccessRequest
+            name = obj["metadata"]["name"]
+            status = obj.get("status") or {}
+            if status.get("phase") == "Active":
+                self.active.setdefault(name, at)
+                if status.get("expiresAt"):
+                    self.expires[name] = datetime.fromisoformat(
+                        status["expiresAt"].replace("Z", "+00:00")
+                    ).timestamp()
+            return
+        name = (obj.metadata.annotations or {}).get(REQUEST_ANNOTATION, obj.metadata.name).rpartition("/")[2]
+        if event["type"] == "ADDED":
+            self.added.setdefault(name, at)
+        elif event["type"] == "DELETED":
+            self.deleted.setdefault(name, at)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(7)
+
+
+class OperatorProcess:
+    """`jitgrant run` against the embedded cluster, as a pod would run it."""
+
+    def __init__(
+        self, env: Environment, workdir: Path, *, identity: str, leader_elect: bool, webhooks: bool
+    ) -> None:
+        self.env, self.workdir, self.identity = env, workdir, identity
+        kubeconfig = workdir / f"{identity}.kubeconfig"
+        kubeconfig.write_text(yaml.safe_dump(env._operator_kubeconfig()))
+        kubeconfig.chmod(0o600)
+        key = workdir / "receipt.key"
+        key.write_bytes(env.receipt_key)
+        key.chmod(0o600)
+        webhook = env._webhook
+        port = webhook.port if webhooks else free_port()
+        self.args = [
+            str(Path(sys.executable).parent / "jitgrant"),
+            "run",
+            "--kubeconfig",
+            str(kubeconfig),
+            "--namespace-of-operator",
+            OPERATOR_NAMESPACE,
+            "--instance",
+            identity,
+            "--webhook-port",
+            str(port),
+            "--webhook-cert",
+            str(webhook.certfile),
+            "--webhook-key",
+            str(webhook.keyfile),
+            "--receipt-key-file",
+            str(key),
+            "--log-level",
+            "warning",
+        ] + (["--leader-elect"] if leader_elect else [])
+        self.port = port
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> OperatorProcess:
+        env = dict(os.environ, OPERATOR_SERVICE_ACCOUNT=OPERATOR_SERVICE_ACCOUNT, TMPDIR=str(self.workdir))
+        log = open(self.workdir / f"{self.identity}.log", "ab")  # noqa: SIM115 - the child holds it
+        self.proc = subprocess.Popen(self.args, stdout=log, stderr=log, env=env)  # noqa: S603
+        log.close()
+        import socket
+
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return self
+            except OSError:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(
+                        f"operator exited: see {self.workdir / (self.identity + '.log')}"
+                    ) from None
+                time.sleep(0.1)
+        raise RuntimeError("the operator's webhook server did not listen")
+
+    def rss_mb(self) -> float:
+        assert self.proc is not None
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def hold_lease_elsewhere(env: Environment) -> None:
+    """A Lease held by nobody running, for an hour: a replica started now only serves webhooks."""
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    CoordinationV1Api(env.admin).create_namespaced_lease(
+        OPERATOR_NAMESPACE,
+        {
+            "metadata": {"name": LEASE_NAME},
+            "spec": {
+                "holderIdentity": "bench-floor",
+                "leaseDurationSeconds": 3600,
+                "renewTime": now,
+                "acquireTime": now,
+            },
+        },
+    )
+
+
+def release_lease(env: Environment) -> None:
+    CoordinationV1Api(env.admin).delete_namespaced_lease(LEASE_NAME, OPERATOR_NAMESPACE)
+
+
+class Bench:
+    def __init__(self, env: Environment, workdir: Path) -> None:
+        self.env, self.workdir = env, workdir
+        self.agents = [env.client_for_service_account("agents", "bench-agent") for _ in range(THREADS)]
+        self.operator_client: ApiClient = env._client(
+            token=env.service_account_token(OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT)
+        )
+        self.batch = 0
+
+    def names(self, count: int) -> list[str]:
+        self.batch += 1
+        return [f"b{self.batch}-{index}" for index in range(count)]
+
+    def file(
+        self,
+        names: list[str],
+        duration: str | Callable[[int], str],
+        *,
+        then: Callable[[str], None] | None = None,
+    ) -> dict[str, float]:
+        """File every request from THREADS clients at once; returns when each create returned."""
+        created: dict[str, float] = {}
+
+        def one(index: int) -> None:
+            name = names[index]
+            text = duration(index) if callable(duration) else duration
+            started = _now()
+            self.env.create_request(_request(name, text), client=self.agents[index % THREADS])
+            created[name] = started
+            if then is not None:
+                then(name)
+
+        with ThreadPoolExecutor(THREADS) as pool:
+            list(pool.map(one, range(len(names))))
+        return created
+
+    # ---- the floor ---------------------------------------------------------------------------
+
+    def floor_grant(self, name: str) -> None:
+        """What the operator must do at least: the RoleBinding, then status Active."""
+        rbac = RbacAuthorizationV1Api(self.operator_client)
+        rbac.create_namespaced_role_binding(
+            "payments",
+            {
+                "metadata": {"name": f"floor-{name}", "annotations": {REQUEST_ANNOTATION: f"agents/{name}"}},
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "ClusterRole",
+                    "name": "jit-restart-checkout",
+                },
+                "subjects": [{"kind": "ServiceAccount", "name": "bench-agent", "namespace": "agents"}],
+            },
+        )
+        now = datetime.now(UTC)
+        CustomObjectsApi(self.operator_client).patch_namespaced_custom_object_status(
+            GROUP,
+            VERSION,
+            "agents",
+            "accessrequests",
+            name,
+            {
+                "status": {
+                    "phase": "Active",
+                    "activatedAt": format_time(now),
+                    "expiresAt": format_time(now + timedelta(minutes=30)),
+                }
+            },
+        )
+
+    def floor_throughput(self, count: int, watcher: Watcher) -> dict[str, Any]:
+        names = self.names(count)
+        started = _now()
+        created = self.file(names, "30m", then=self.floor_grant)
+        done = _now()
+        _wait(lambda: all(n in watcher.active for n in names), timeout=60)
+        lat = [watcher.active[n] - created[n] for n in names if n in watcher.active]
+        return {"per_s": count / (done - started), "to_active": _dist(lat)}
+
+    def floor_sweep(self, count: int) -> float:
+        self.plant_expired(count, prefix="floor-sweep")
+        rbac = RbacAuthorizationV1Api(self.operator_client)
+        started = _now()
+        items = rbac.list_role_binding_for_all_namespaces(
+            label_selector="app.kubernetes.io/managed-by=jitgrant"
+        ).items
+
+        def delete(item: Any) -> None:
+            rbac.delete_namespaced_role_binding(item.metadata.name, item.metadata.namespace)
+
+        with ThreadPoolExecutor(THREADS) as pool:
+            list(pool.map(delete, items))
+        return _now() - started
+
+    # ---- jitgrant ----------------------------------------------------------------------------
+
+    def throughput(
+        self, count: int, watcher: Watcher, duration: str = "30m"
+    ) -> tuple[dict[str, Any], list[str]]:
+        names = self.names(count)
+        started = _now()
+        created = self.file(names, duration)
+        _wait(lambda: all(n in watcher.active for n in names), timeout=max(120, count))
+        last = max((watcher.active.get(n, _now()) for n in names), default=started)
+        lat = [watcher.active[n] - created[n] for n in names if n in watcher.active]
+        return {"per_s": count / (last - started), "to_active": _dist(lat), "active": len(lat)}, names
+
+    def set_expiry(self, names: list[str], at: Callable[[int], datetime]) -> dict[str, float]:
+        """Move each grant's expiresAt (as the operator would have written it) to `at(i)`."""
+        api = CustomObjectsApi(self.operator_client)
+        due: dict[str, float] = {}
+
+        def one(index: int) -> None:
+            when = at(index).replace(microsecond=0)
+            api.patch_namespaced_custom_object_status(
+                GROUP,
+                VERSION,
+                "agents",
+                "accessrequests",
+                names[index],
+                {"status": {"expiresAt": format_time(when)}},
+            )
+            due[names[index]] = when.timestamp()
+
+        with ThreadPoolExecutor(THREADS) as pool:
+            list(pool.map(one, range(len(names))))
+        return due
+
+    def expiry_lag(self, names: list[str], due: dict[str, float], watcher: Watcher) -> dict[str, Any]:
+        _wait(lambda: all(n in watcher.deleted for n in names), timeout=max(due.values()) - _now() + 120)
+        lags = [watcher.deleted[n] - due[n] for n in names if n in watcher.deleted]
+        return {**_dist(lags), "ended": len(lags)}
+
+    def revoke_lag(self, names: list[str], watcher: Watcher) -> dict[str, Any]:
+        asked: dict[str, float] = {}
+        admin = self.env.admin
+
+        def one(name: str) -> None:
+            asked[name] = _now()
+            self.env.annotate_request("agents", name, {REVOKE_ANNOTATION: "INC-1 bench"}, client=admin)
+
+        with ThreadPoolExecutor(THREADS) as pool:
+            list(pool.map(one, names))
+        _wait(lambda: all(n in watcher.deleted for n in names), timeout=120)
+        return _dist([watcher.deleted[n] - asked[n] for n in names if n in watcher.deleted])
+
+    def plant_expired(self, count: int, *, prefix: str) -> None:
+        """Grant objects whose window closed while no operator ran (sealed as the operator's)."""
+        rbac = RbacAuthorizationV1Api(self.env.admin)
+        past = format_time(datetime.now(UTC) - timedelta(minutes=1))
+
+        def one(index: int) -> None:
+            body = {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "RoleBinding",
+                "metadata": {
+                    "name": f"{prefix}-{index}",
+                    "namespace": "payments",
+                    "annotations": {
+                        EXPIRES_AT_ANNOTATION: past,
+                        REQUEST_ANNOTATION: f"agents/{prefix}-{index}",
+                    },
+                },
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "ClusterRole",
+                    "name": "jit-restart-checkout",
+                },
+                "subjects": [{"kind": "ServiceAccount", "name": "bench-agent", "namespace": "agents"}],
+            }
+            body = sealed(
+                body, key=self.env.receipt_key, cluster="in-cluster", request_uid=f"uid-{prefix}-{index}"
+            )
+            rbac.create_namespaced_role_binding("payments", body)
+
+        with ThreadPoolExecutor(THREADS) as pool:
+            list(pool.map(one, range(count)))
+
+    def managed_bindings(self) -> int:
+        rbac = RbacAuthorizationV1Api(self.env.admin)
+        return len(
+            rbac.list_namespaced_role_binding(
+                "payments", label_selector="app.kubernetes.io/managed-by=jitgrant"
+            ).items
+        )
+
+
+def _wait(condition: Callable[[], bool], *, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@contextmanager
+def environment() -> Iterator[tuple[Environment, Path]]:
+    workdir = Path(tempfile.mkdtemp(prefix="jitgrant-bench-"))
+    try:
+        with Environment(sweep_interval=timedelta(seconds=30)) as env:
+            env.operator.stop()  # the operator runs as a process of its own below
+            env.apply([CLUSTER_ROLE, POLICY])
+            env.allow_to_request("agents", service_account="bench-agent")
+            yield env, workdir
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def measure(n1: int, n2: int) -> dict[str, Any]:
+    out: dict[str, Any] = {"n1": n1, "n2": n2, "threads": THREADS}
+    with environment() as (env, workdir):
+        bench = Bench(env, workdir)
+        watcher = Watcher(env).start()
+        try:
+            # The floor: webhooks served by a replica that never leads; the client does the rest.
+            hold_lease_elsewhere(env)
+            standby = OperatorProcess(
+                env, workdir, identity="bench-standby", leader_elect=True, webhooks=True
+            ).start()
+            try:
+                out["floor"] = {f"throughput_{n}": bench.floor_throughput(n, watcher) for n in (n1, n2)}
+            finally:
+                standby.stop()
+            release_lease(env)
+            out["floor"]["sweep_s"] = bench.floor_sweep(n2)
+
+            operator = OperatorProcess(
+                env, workdir, identity="bench", leader_elect=False, webhooks=True
+            ).start()
+            try:
+                time.sleep(2)
+                rss = {"0": operator.rss_mb()}
+                run1, names1 = bench.throughput(n1, watcher)
+                rss[str(n1)] = operator.rss_mb()
+                run2, names2 = bench.throughput(n2, watcher)
+                rss[str(n1 + n2)] = operator.rss_mb()
+                out["jitgrant"] = {f"throughput_{n1}": run1, f"throughput_{n2}": run2}
+                # A new request while n1+n2 grants are live: unaffected by their number?
+                single, _ = bench.throughput(1, watcher)
+                out["jitgrant"]["single_to_active_with_live_s"] = single["to_active"]["p50"]
+                out["jitgrant"]["revoke_lag_s"] = bench.revoke_lag(names1, watcher)
+                # n2 grants due in the same second, 10 s from now.
+                same = datetime.now(UTC) + timedelta(seconds=10)
+                due = bench.set_expiry(names2, lambda _: same)
+                out["jitgrant"]["expiry_lag_same_second_s"] = bench.expiry_lag(names2, due, watcher)
+                # n2 more, due spread over 40 s.
+                _, names3 = bench.throughput(n2, watcher)
+                start = datetime.now(UTC) + timedelta(seconds=5)
+                due = bench.set_expiry(names3, lambda i: start + timedelta(seconds=40 * i / max(1, n2)))
+                out["jitgrant"]["expiry_lag_spread_40s_s"] = bench.expiry_lag(names3, due, watcher)
+                time.sleep(3)
+                rss["after_churn"] = operator.rss_mb()
+                out["jitgrant"]["rss_mb"] = rss
+            finally:
+                operator.stop()
+            # The start-up sweep: n2 bindings whose window closed while the operator was down.
+            bench.plant_expired(n2, prefix="sweep")
+            started = _now()
+            operator = OperatorProcess(
+                env, workdir, identity="bench-sweep", leader_elect=False, webhooks=True
+            ).start()
+            try:
+                _wait(lambda: bench.managed_bindings() == 0, timeout=600)
+                out["jitgrant"]["sweep_s"] = _now() - started
+                out["jitgrant"]["sweep_left"] = bench.managed_bindings()
+            finally:
+                operator.stop()
+        finally:
+            watcher.stop()
+    return out
+
+
+def table(r: dict[str, Any]) -> str:
+    n1, n2 = r["n1"], r["n2"]
+    f, j = r["floor"], r["jitgrant"]
+    rows: list[tuple[str, str, str, str]] = []
+
+    def ratio(a: float, b: float) -> str:
+        return f"{a / b:.2f}x" if b else "-"
+
+    for n in (n1, n2):
+        fl, jg = f[f"throughput_{n}"], j[f"throughput_{n}"]
+        rows.append(
+            (
+                f"grants/s, {n} filed at once",
+                f"{fl['per_s']:.1f}",
+                f"{jg['per_s']:.1f}",
+                ratio(fl["per_s"], jg["per_s"]),
+            )
+        )
+        for q in ("p50", "p95", "p99"):
+            rows.append(
+                (
+                    f"create->Active {q}, {n} at once (s)",
+                    f"{fl['to_active'][q]:.2f}",
+                    f"{jg['to_active'][q]:.2f}",
+                    ratio(jg["to_active"][q], fl["to_active"][q]),
+                )
+            )
+    rows.append(
+        (f"create->Active, 1 with {n1 + n2} live (s)", "-", f"{j['single_to_active_with_live_s']:.2f}", "-")
+    )
+    for key, label in (
+        ("expiry_lag_spread_40s_s", f"expiry lag, {n2} spread over 40 s"),
+        ("expiry_lag_same_second_s", f"expiry lag, {n2} in the same second"),
+    ):
+        e = j[key]
+        rows.append(
+            (
+                f"{label} p50/p99/max (s)",
+                "-",
+                f"{e['p50']:.2f} / {e['p99']:.2f} / {e['max']:.2f}",
+                f"{e['ended']}/{n2} ended",
+            )
+        )
+    rv = j["revoke_lag_s"]
+    rows.append(
+        (
+            f"revoke lag, {n1} p50/p99/max (s)",
+            "-",
+            f"{rv['p50']:.2f} / {rv['p99']:.2f} / {rv['max']:.2f}",
+            "-",
+        )
+    )
+    rss = j["rss_mb"]
+    rows.append(
+        (
+            f"operator RSS 0 / {n1} / {n1 + n2} active / after churn (MB)",
+            "-",
+            " / ".join(f"{v:.0f}" for v in rss.values()),
+            "-",
+        )
+    )
+    rows.append(
+        (
+            f"start-up sweep of {n2} expired bindings (s)",
+            f"{f['sweep_s']:.1f}",
+            f"{j['sweep_s']:.1f}",
+            ratio(j["sweep_s"], f["sweep_s"]),
+        )
+    )
+    width = max(len(row[0]) for row in rows)
+    lines = [f"{'what':<{width}}  {'floor':>10}  {'jitgrant':>22}  ratio", "-" * (width + 46)]
+    lines += [f"{a:<{width}}  {b:>10}  {c:>22}  {d}" for a, b, c, d in rows]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="N1=20, N2=100 instead of 100 and 1,000")
+    parser.add_argument("--n1", type=int, default=None)
+    parser.add_argument("--n2", type=int, default=None)
+    parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON to FILE")
+    args = parser.parse_args()
+    n1 = args.n1 or (20 if args.quick else 100)
+    n2 = args.n2 or (100 if args.quick else 1000)
+    started = time.monotonic()
+    result = measure(n1, n2)
+    result["wall_s"] = time.monotonic() - started
+    print(table(result))
+    print(f"(embedded cluster, {os.cpu_count()} CPUs, {result['wall_s']:.0f} s)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

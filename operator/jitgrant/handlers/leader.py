@@ -1,0 +1,89 @@
+"""Fencing: the leader's writes to the own cluster, refused once it no longer holds the Lease.
+
+`FencedCluster` refuses every write while `LeaderElection.holds()` is False (local, no API call), and
+reads the Lease itself before a write that grants (object creation, token minting): a replica that
+lost the Lease stops acting at once, even in the middle of a reconcile.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from jitgrant.clusters.leader import LeaderElection
+from jitgrant.clusters.port import ClusterObject, ClusterPort, StoredPolicy, StoredRequest
+
+__all__ = ["FencedCluster", "LeaderElection", "NotLeader"]
+
+
+class NotLeader(Exception):
+    """A write was attempted by a replica that does not hold the Lease; nothing was written."""
+
+
+class FencedCluster:
+    """The operator's own cluster, writable only while this replica holds the Lease."""
+
+    def __init__(self, inner: ClusterPort, election: LeaderElection) -> None:
+        self.inner = inner
+        self.election = election
+
+    def _check(self, what: str) -> None:
+        if not self.election.holds():
+            raise NotLeader(f"{self.election.identity} does not hold the Lease; refused to {what}")
+
+    async def _confirm(self, what: str) -> None:
+        if not await self.election.confirm():
+            raise NotLeader(f"{self.election.identity} does not hold the Lease; refused to {what}")
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    @property
+    def server(self) -> str:
+        return self.inner.server
+
+    @property
+    def ca_pem(self) -> bytes | None:
+        return self.inner.ca_pem
+
+    async def get_request(self, namespace: str, name: str) -> StoredRequest | None:
+        return await self.inner.get_request(namespace, name)
+
+    async def patch_request_status(
+        self, namespace: str, name: str, status: Mapping[str, Any], *, resource_version: str | None
+    ) -> StoredRequest:
+        self._check(f"write the status of {namespace}/{name}")
+        return await self.inner.patch_request_status(
+            namespace, name, status, resource_version=resource_version
+        )
+
+    async def get_policy(self, name: str) -> StoredPolicy | None:
+        return await self.inner.get_policy(name)
+
+    async def list_policies(self) -> list[StoredPolicy]:
+        return await self.inner.list_policies()
+
+    async def create_object(self, body: Mapping[str, Any]) -> ClusterObject:
+        meta = body.get("metadata") or {}
+        await self._confirm(f"create {body.get('kind')} {meta.get('namespace')}/{meta.get('name')}")
+        return await self.inner.create_object(body)
+
+    async def read_object(self, kind: str, namespace: str, name: str) -> ClusterObject | None:
+        return await self.inner.read_object(kind, namespace, name)
+
+    async def delete_object(self, kind: str, namespace: str, name: str, *, uid: str) -> bool:
+        self._check(f"delete {kind} {namespace}/{name}")
+        return await self.inner.delete_object(kind, namespace, name, uid=uid)
+
+    async def list_labelled(self, kinds: Sequence[str], *, selector: str) -> list[ClusterObject]:
+        return await self.inner.list_labelled(kinds, selector=selector)
+
+    async def mint_token(self, *, namespace: str, service_account: str, seconds: int) -> str:
+        await self._confirm(f"mint a token for {namespace}/{service_account}")
+        return await self.inner.mint_token(
+            namespace=namespace, service_account=service_account, seconds=seconds
+        )
+
+    def close(self) -> None:
+        self.inner.close()

@@ -1,0 +1,131 @@
+"""Replicas of the operator against one embedded cluster, each with its own identity and Lease view."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from pathlib import Path
+
+from jitgrant.clusters.leader import LeaderElection
+from jitgrant.handlers.runtime import Runtime
+from jitgrant.runner import OperatorThread, build_runtime, leader_election
+from jitgrant_testing.environment import Environment
+
+AUTO_POLICY = {
+    "apiVersion": "jitgrant.dev/v1alpha1",
+    "kind": "GrantPolicy",
+    "metadata": {"name": "scale-auto"},
+    "spec": {
+        "requesters": {"serviceAccounts": [{"namespace": "agents", "name": "oncall-agent"}]},
+        "target": {"type": "InCluster"},
+        "namespaces": ["payments"],
+        "grants": [{"clusterRole": "jit-restart-checkout"}],
+        "maxDuration": "1h",
+        "defaultDuration": "10m",
+        "approval": {"required": False},
+    },
+}
+
+
+def request(name: str, duration: str) -> dict[str, object]:
+    return {
+        "apiVersion": "jitgrant.dev/v1alpha1",
+        "kind": "AccessRequest",
+        "metadata": {"name": name, "namespace": "agents"},
+        "spec": {
+            "policy": "scale-auto",
+            "namespace": "payments",
+            "clusterRole": "jit-restart-checkout",
+            "duration": duration,
+            "justification": f"INC-1 {name}",
+        },
+    }
+
+
+def replica(
+    env: Environment, identity: str, *, webhook_port: int, lease_seconds: float = 4.0
+) -> OperatorThread:
+    """One more replica: its own instance name, audit file and webhook port (behind a ServiceProxy)."""
+    base = env._runtime_factory
+
+    def runtime() -> Runtime:
+        template = base()  # the harness's settings; its runtime itself is not used
+        template.close()
+        webhook = template.settings.webhook
+        if webhook is not None:
+            webhook = webhook.model_copy(update={"port": webhook_port})
+        state = Path(env.state_dir) / identity
+        state.mkdir(exist_ok=True)
+        settings = template.settings.model_copy(
+            update={"instance": identity, "webhook": webhook, "audit_file": state / "audit.jsonl"}
+        )
+        return build_runtime(settings, kubeconfig=env._operator_kubeconfig(), state_dir=state)
+
+    def election(built: Runtime) -> LeaderElection:
+        return leader_election(
+            built.settings,
+            kubeconfig=env._operator_kubeconfig(),
+            lease_seconds=lease_seconds,
+            renew_every=0.5,
+        )
+
+    return OperatorThread(runtime, election_factory=election)
+
+
+class ServiceProxy:
+    """What a Service does for the webhooks: connections to one port go to a replica that answers
+    (TLS passes through untouched). The webhook configurations keep pointing at `port`."""
+
+    def __init__(self, port: int, backends: list[int]) -> None:
+        self.port = port
+        self.backends = backends
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._server: asyncio.base_events.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
+        for backend in self.backends:
+            try:
+                up_reader, up_writer = await asyncio.open_connection("127.0.0.1", backend)
+            except OSError:
+                continue
+            self._writers.add(up_writer)
+            await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+            return
+        writer.close()
+
+    async def _start(self) -> None:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
+
+    async def _stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for writer in self._writers:
+            writer.transport.abort()
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 2)
+
+    def __enter__(self) -> ServiceProxy:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self._stop(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
