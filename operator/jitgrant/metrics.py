@@ -133,6 +133,12 @@ class Metrics:
             ["sink"],
             registry=self.registry,
         )
+        self._agent_refused = Counter(
+            "jitgrant_agent_refused_calls",
+            "API calls refused by RBAC during grants, by the grant's policy (from activity-summary records).",
+            ["policy"],
+            registry=self.registry,
+        )
         self._spool_depth = Gauge(
             "jitgrant_audit_spool_depth",
             "Audit records accepted into the local spool and not yet delivered to every sink.",
@@ -221,6 +227,10 @@ class Metrics:
 
     def audit_delivery_failed(self, *, sink: str) -> None:
         self._audit_failures.labels(sink=sink).inc()
+
+    def agent_calls_refused(self, *, policy: str, count: int) -> None:
+        """Refused calls of one ended grant: an agent hammering at the edge of its grant shows here."""
+        self._agent_refused.labels(policy=policy).inc(count)
 
     def watch_audit_sinks(
         self,

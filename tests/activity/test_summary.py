@@ -138,3 +138,28 @@ async def test_an_unreadable_log_is_recorded_as_not_known(tmp_path: Path) -> Non
     [summary] = seen
     assert summary.activity is not None and summary.activity.calls == 0
     assert summary.activity.error is not None and "does not exist" in summary.activity.error
+
+
+async def test_refused_calls_are_counted_per_policy_for_the_alert(tmp_path: Path) -> None:
+    from jitgrant.metrics import Metrics
+
+    log = tmp_path / "audit.log"
+    log.write_bytes(agent_log())
+    metrics = Metrics()
+    trail = AuditTrail.from_config(config(tmp_path, log), instance="op-1")
+    seen: list[AuditEvent] = []
+
+    def count(event: AuditEvent) -> None:  # as jitgrant.runner wires it
+        seen.append(event)
+        refused = event.activity.refused if event.activity else 0
+        metrics.agent_calls_refused(policy=event.policy or "", count=refused)
+
+    trail.on_activity_summary = count
+    await trail.start()
+    await trail.record(ended_event())
+    await wait_for_summary(seen)
+    await trail.close()
+    value = metrics.registry.get_sample_value(
+        "jitgrant_agent_refused_calls_total", {"policy": "oncall-restart"}
+    )
+    assert value == 2

@@ -31,6 +31,7 @@ def exported() -> dict[str, set[str]]:
     metrics.observe_approval_wait(policy="p", seconds=1)
     metrics.observe_revocation_lag(cluster="c", seconds=1)
     metrics.audit_delivery_failed(sink="s")
+    metrics.agent_calls_refused(policy="p", count=1)
     metrics.set_audit_spool_depth(1)
     metrics.reconcile_error(handler="h")
     metrics.track_request("uid", policy="p", phase="Pending")
