@@ -150,6 +150,13 @@ class Metrics:
             ["handler"],
             registry=self.registry,
         )
+        self._unproven = Gauge(
+            "jitgrant_unproven_objects",
+            "Objects carrying jitgrant's labels without its owner seal, seen by the last sweep: "
+            "never touched, but someone made them look like jitgrant's.",
+            ["cluster", "kind"],
+            registry=self.registry,
+        )
         self._active: dict[str, int] = {}
         self._lock = threading.Lock()
         self._sinks = _SinkHealth()
@@ -248,6 +255,9 @@ class Metrics:
         self._spool_depth.set(n)
 
     # Handlers
+
+    def set_unproven_objects(self, *, cluster: str, kind: str, count: int) -> None:
+        self._unproven.labels(cluster=cluster, kind=kind).set(count)
 
     def reconcile_error(self, *, handler: str) -> None:
         self._reconcile_errors.labels(handler=handler).inc()

@@ -44,6 +44,7 @@ from kubernetes.client import ApiClient, AppsV1Api, CoreV1Api, RbacAuthorization
 from embedkube import EmbeddedCluster, User
 from jitgrant.clusters.connection import ClusterConnection, KubeconfigToken
 from jitgrant.clusters.eks import EKSAccess, RegionEndpoints
+from jitgrant.clusters.own import ClusterApi
 from jitgrant.clusters.registry import TargetClusters
 from jitgrant.handlers.runtime import Runtime
 from jitgrant.identity.jwks import JWKSCache
@@ -489,6 +490,7 @@ class AWSStandIns:
         }
 
     def runtime_hook(self, runtime: Runtime) -> None:
+        assert isinstance(runtime.own, ClusterApi)
         configuration = runtime.own.client.configuration
         own = ClusterConnection(
             name=runtime.own.name,

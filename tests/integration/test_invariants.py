@@ -3,6 +3,8 @@ itself polices, and an audit record accepted before any access exists."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import socket
 import time
 from collections.abc import Iterator
@@ -12,9 +14,10 @@ from typing import Any
 
 import pytest
 import yaml
-from kubernetes.client import RbacAuthorizationV1Api
+from kubernetes.client import CoreV1Api, RbacAuthorizationV1Api
 from kubernetes.client.exceptions import ApiException
 
+from jitgrant.models.vocabulary import MANAGED_BY_LABEL, MANAGED_BY_VALUE, REQUEST_UID_LABEL, REVOKE_ANNOTATION
 from jitgrant_testing.environment import EXAMPLES, Environment, load_manifests
 
 from .conftest import jit_bindings, request_manifest, wait_for_phase, wait_until
@@ -174,3 +177,131 @@ def test_revocation_is_on_time_while_the_audit_sink_is_down(tmp_path: Path) -> N
         assert expired["status"]["endedAt"] >= active["status"]["expiresAt"]
         wait_until(lambda: not jit_bindings(env, "payments"), what="the binding to go")
         assert env.operator.runtime is not None and env.operator.runtime.audit.depth() > 0
+
+
+# --- The write-ahead grant plan and proven ownership, tried as an attacker would -------------------
+
+
+@pytest.fixture
+def slow_sweep_env() -> Iterator[Environment]:
+    """A sweep that never runs during the test: whatever is removed, the reconciler removed."""
+    with Environment(sweep_interval=timedelta(minutes=10)) as env:
+        _prepare(env)
+        env.create_deployment("payments", "checkout")
+        yield env
+
+
+def _around_calls(env: Environment, name: str, *, before: Any = None, after: Any = None) -> list[str]:
+    """Run `before`/`after` (blocking, given the call's arguments) around the operator's first call of
+    the client method `name` in its own cluster; returns a list that records that it fired."""
+    runtime = env.operator.runtime
+    assert runtime is not None
+    real = runtime.own.call
+    fired: list[str] = []
+
+    async def call(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        first = getattr(fn, "__name__", "") == name and not fired
+        if first:
+            fired.append(name)
+            if before is not None:
+                await asyncio.to_thread(before, *args)
+        result = await real(fn, *args, **kwargs)
+        if first and after is not None:
+            await asyncio.to_thread(after, *args)
+        return result
+
+    runtime.own.call = call  # type: ignore[method-assign]
+    return fired
+
+
+def test_revoking_while_the_grant_is_issued_leaves_no_binding(slow_sweep_env: Environment) -> None:
+    """The revoke lands between the binding's creation and the status write, which then fails with a
+    409: the grant plan recorded before anything was created is what the revocation removes."""
+    env = slow_sweep_env
+    fired = _around_calls(
+        env,
+        "create_namespaced_role_binding",
+        after=lambda *_: env.annotate_request(
+            "agents", "restart-checkout", {REVOKE_ANNOTATION: "revoked mid-issue"}, client=env.admin
+        ),
+    )
+    agent = env.client_for_service_account("agents", "oncall-agent")
+    env.create_request(request_manifest(duration="10m"), client=agent)
+    revoked = wait_for_phase(env, "agents", "restart-checkout", "Revoked")
+    assert fired, "the race was not provoked"
+    ended = time.monotonic()
+    wait_until(lambda: not jit_bindings(env, "payments"), timeout=2, what="the binding to go within 2 s")
+    assert time.monotonic() - ended < 2
+    grant = revoked["status"].get("grant")
+    assert grant is not None, "status says there was no grant although a binding was created"
+    assert any(obj["kind"] == "RoleBinding" for obj in grant["objects"])
+    with pytest.raises(ApiException) as refused:
+        env.restart_deployment("payments", "checkout", client=agent)
+    assert refused.value.status == 403
+
+
+def _planted_binding(name: str, uid: str) -> dict[str, Any]:
+    """A RoleBinding with everything jitgrant writes on its own, except the operator's seal."""
+    return {
+        "metadata": {
+            "name": name,
+            "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE, REQUEST_UID_LABEL: uid},
+            "annotations": {"jitgrant.dev/request": "agents/restart-checkout"},
+        },
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
+        "subjects": [{"kind": "User", "name": "mallory", "apiGroup": "rbac.authorization.k8s.io"}],
+    }
+
+
+def test_a_planted_role_binding_under_the_grant_name_fails_the_request_and_is_left_alone(
+    slow_sweep_env: Environment,
+) -> None:
+    env = slow_sweep_env
+    rbac = RbacAuthorizationV1Api(env.admin)
+
+    def plant(namespace: str, body: Any) -> None:
+        meta = body["metadata"] if isinstance(body, dict) else body.metadata
+        name = meta["name"] if isinstance(meta, dict) else meta.name
+        uid = (meta["labels"] if isinstance(meta, dict) else meta.labels)[REQUEST_UID_LABEL]
+        rbac.create_namespaced_role_binding(namespace, _planted_binding(name, uid))
+
+    fired = _around_calls(env, "create_namespaced_role_binding", before=plant)
+    agent = env.client_for_service_account("agents", "oncall-agent")
+    env.create_request(request_manifest(duration="10m"), client=agent)
+    failed = wait_for_phase(env, "agents", "restart-checkout", "Failed")
+    assert fired
+    assert failed["status"]["reason"] == "NameCollision", failed["status"]
+    [planted] = jit_bindings(env, "payments")
+    assert planted["subjects"][0]["name"] == "mallory"  # never adopted, never deleted
+    assert not any(
+        r["event"]["type"] == "granted" and r["event"]["binding"] == planted["metadata"]["name"]
+        for r in _audit_records(env)
+    ), "the planted binding was reported as the grant"
+
+
+def _audit_records(env: Environment) -> list[dict[str, Any]]:
+    lines = env.audit_file.read_text().splitlines()
+    return [r for r in (json.loads(line) for line in lines if line.strip()) if r.get("kind") == "record"]
+
+
+def test_the_sweep_never_deletes_a_labelled_object_it_cannot_prove_it_made(env: Environment) -> None:
+    """Someone who may only patch ServiceAccounts labels kube-system/important-controller as ours."""
+    core = CoreV1Api(env.admin)
+    core.create_namespaced_service_account(
+        "kube-system",
+        {
+            "metadata": {
+                "name": "important-controller",
+                "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE, REQUEST_UID_LABEL: "made-up"},
+                "annotations": {"jitgrant.dev/expires-at": "2020-01-01T00:00:00Z"},
+            }
+        },
+    )
+    runtime = env.operator.runtime
+    assert runtime is not None
+
+    time.sleep(2.5)  # more than two sweeps
+    survivor = core.read_namespaced_service_account("important-controller", "kube-system")
+    assert survivor.metadata.deletion_timestamp is None
+    counted = b'jitgrant_unproven_objects{cluster="in-cluster",kind="ServiceAccount"} 1.0'
+    assert counted in runtime.metrics.render()

@@ -10,6 +10,7 @@ import pytest
 from kubernetes.client import CoreV1Api, CustomObjectsApi, RbacAuthorizationV1Api
 from kubernetes.client.exceptions import ApiException
 
+from jitgrant.grants.ownership import owner_seal
 from jitgrant_testing.environment import Environment
 
 from .conftest import jit_bindings, phase_of, request_manifest, wait_for_phase, wait_until
@@ -60,9 +61,9 @@ def test_auto_approved_request_becomes_active_then_expires_and_the_binding_goes(
     assert after.value.status == 403
     # The file sink is fed from the spool by a background worker: wait for delivery.
     types = wait_until(
-        lambda: (t := _audit_types(env, active["metadata"]["uid"]))[3:] and t, what="audit records"
+        lambda: (t := _audit_types(env, active["metadata"]["uid"]))[4:] and t, what="audit records"
     )
-    assert types[:4] == ["requested", "approved", "granted", "expired"]
+    assert types[:5] == ["requested", "approved", "issuing", "granted", "expired"]
 
 
 def test_denied_request_creates_nothing_and_says_why(env: Environment) -> None:
@@ -150,8 +151,17 @@ def test_grant_expires_on_start_up_when_the_operator_was_down_at_expiry(env: Env
     wait_for_phase(env, "agents", "restart-checkout", "Expired")
 
 
-def test_orphaned_labelled_binding_is_swept(env: Environment) -> None:
+def test_orphaned_binding_the_operator_made_is_swept(env: Environment) -> None:
+    """An object sealed by the operator (as if its request vanished while the operator was down)."""
     future = (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    seal = owner_seal(
+        key=env.receipt_key,
+        cluster="in-cluster",
+        kind="RoleBinding",
+        namespace="payments",
+        name="jit-orphan",
+        request_uid="gone-uid",
+    )
     RbacAuthorizationV1Api(env.admin).create_namespaced_role_binding(
         "payments",
         {
@@ -164,6 +174,7 @@ def test_orphaned_labelled_binding_is_swept(env: Environment) -> None:
                 "annotations": {
                     "jitgrant.dev/request": "agents/no-such-request",
                     "jitgrant.dev/expires-at": future,
+                    "jitgrant.dev/owner-seal": seal,
                 },
             },
             "roleRef": {

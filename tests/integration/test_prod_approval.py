@@ -184,9 +184,10 @@ def test_only_a_named_approver_can_approve_and_the_grant_is_exact_and_ends(env: 
     assert after.value.status == 403
 
     events = wait_until(
-        lambda: (e := audit_events(env, uid))[4:] and e, what="five audit records for the request"
+        lambda: (e := audit_events(env, uid))[5:] and e, what="six audit records for the request"
     )
-    assert [e["type"] for e in events][:5] == ["requested", "pending", "approved", "granted", "expired"]
+    types = [e["type"] for e in events][:6]
+    assert types == ["requested", "pending", "approved", "issuing", "granted", "expired"]
     approved_event = events[2]
     assert [(a["approver"], a["receipt"]) for a in approved_event["approvers"]] == [
         ("alice", entry["receipt"])

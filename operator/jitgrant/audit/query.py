@@ -27,6 +27,7 @@ _PROGRESS = {
     EventType.PENDING: "pending",
     EventType.APPROVAL_RECORDED: "pending",
     EventType.APPROVED: "approved",
+    EventType.ISSUING: "approved",
     EventType.GRANTED: "active",
 }
 OUTCOMES = ("active", "approved", "pending", *_ENDINGS.values())

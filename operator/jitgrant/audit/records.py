@@ -47,7 +47,8 @@ class EventType(StrEnum):
     PENDING = "pending"
     APPROVAL_RECORDED = "approval-recorded"
     APPROVED = "approved"
-    GRANTED = "granted"
+    ISSUING = "issuing"  # the grant's objects are about to be created (accepted before they exist)
+    GRANTED = "granted"  # they exist and the request is Active
     EXPIRED = "expired"
     REVOKED = "revoked"
     TIMED_OUT = "timed-out"

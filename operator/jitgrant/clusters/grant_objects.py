@@ -1,185 +1,145 @@
-"""Creating and removing the objects of a grant in a cluster.
+"""Creating and removing the objects of a grant, through the cluster port, on proof of ownership.
 
-Create-or-confirm-ownership, never a blind overwrite; delete only what carries our labels for this
-request (never-adopt), with a uid precondition so a foreign object recreated under the same name
-in the meantime is left alone.
+An object is the operator's only if it carries the operator's seal for exactly that object and
+request (`grants/ownership.py`), and, where the operator recorded it at creation, the same uid.
+Labels only select. Create-or-confirm-ownership, never a blind overwrite or adoption; delete only
+what is proven ours, with a uid precondition so an object recreated under the same name in the
+meantime is left alone.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+import copy
+import logging
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any
 
-from kubernetes.client import CoreV1Api, V1DeleteOptions, V1Preconditions
-from kubernetes.client.exceptions import ApiException
+from jitgrant.clusters.errors import Conflict
+from jitgrant.clusters.port import ClusterObject, ClusterPort
+from jitgrant.grants.ownership import owner_seal, verify_owner_seal
+from jitgrant.models import GrantObjectRef
+from jitgrant.models.vocabulary import (
+    EXPIRES_AT_ANNOTATION,
+    MANAGED_BY_LABEL,
+    MANAGED_BY_VALUE,
+    MANAGED_SELECTOR,
+    OWNER_SEAL_ANNOTATION,
+    REQUEST_UID_LABEL,
+    parse_time,
+)
 
-from jitgrant.clusters.own import ClusterApi
-from jitgrant.grants.objects import owned_by
-from jitgrant.models.vocabulary import EXPIRES_AT_ANNOTATION, MANAGED_SELECTOR, REQUEST_UID_LABEL
+log = logging.getLogger("jitgrant.grants")
+
+# What the sweep looks at: the objects that give access or identity. Secrets and reader Roles in
+# the operator's cluster carry an ownerReference to their request, so the API server removes them.
+SWEPT_KINDS = ("RoleBinding", "ServiceAccount")
 
 
 class ForeignObjectError(Exception):
-    """An object with the grant's name exists and jitgrant did not create it for this request."""
+    """An object with a name of the grant exists and the operator cannot prove it made it."""
 
 
-@dataclass(frozen=True)
-class ManagedObject:
-    kind: str  # "RoleBinding" | "Role" | "ServiceAccount"
-    namespace: str
-    name: str
-    uid: str
-    labels: Mapping[str, str]
-    annotations: Mapping[str, str]
+def proven_ours(obj: ClusterObject, *, key: bytes, cluster: str, request_uid: str | None = None) -> bool:
+    """True only for an object sealed by the operator, in this cluster, for its request (and, when
+    `request_uid` is given, for that request)."""
+    uid = obj.labels.get(REQUEST_UID_LABEL, "")
+    if request_uid is not None and uid != request_uid:
+        return False
+    return verify_owner_seal(
+        key=key,
+        cluster=cluster,
+        kind=obj.kind,
+        namespace=obj.namespace,
+        name=obj.name,
+        request_uid=uid,
+        seal=obj.annotations.get(OWNER_SEAL_ANNOTATION),
+    )
 
 
-class _Methods(NamedTuple):
-    create: Any
-    read: Any
-    delete: Any
-    list_all: Any
+def sealed(body: Mapping[str, Any], *, key: bytes, cluster: str, request_uid: str) -> dict[str, Any]:
+    """`body` with the labels that select it and the seal that proves it is the operator's."""
+    out = copy.deepcopy(dict(body))
+    meta = out["metadata"]
+    meta.setdefault("labels", {}).update({MANAGED_BY_LABEL: MANAGED_BY_VALUE, REQUEST_UID_LABEL: request_uid})
+    meta.setdefault("annotations", {})[OWNER_SEAL_ANNOTATION] = owner_seal(
+        key=key,
+        cluster=cluster,
+        kind=out["kind"],
+        namespace=meta["namespace"],
+        name=meta["name"],
+        request_uid=request_uid,
+    )
+    return out
 
 
-def _methods(api: ClusterApi, kind: str) -> _Methods:
-    """The official client's calls for one kind of namespaced object a grant is made of."""
-    rbac, core = api.rbac, CoreV1Api(api.client)
-    table = {
-        "RoleBinding": _Methods(
-            rbac.create_namespaced_role_binding,
-            rbac.read_namespaced_role_binding,
-            rbac.delete_namespaced_role_binding,
-            rbac.list_role_binding_for_all_namespaces,
-        ),
-        "Role": _Methods(
-            rbac.create_namespaced_role,
-            rbac.read_namespaced_role,
-            rbac.delete_namespaced_role,
-            rbac.list_role_for_all_namespaces,
-        ),
-        "ServiceAccount": _Methods(
-            core.create_namespaced_service_account,
-            core.read_namespaced_service_account,
-            core.delete_namespaced_service_account,
-            core.list_service_account_for_all_namespaces,
-        ),
-        "Secret": _Methods(
-            core.create_namespaced_secret, core.read_namespaced_secret, core.delete_namespaced_secret, None
-        ),
-    }
-    return table[kind]
+async def create_owned(
+    port: ClusterPort, body: Mapping[str, Any], *, key: bytes, request_uid: str
+) -> ClusterObject:
+    """Create `body` sealed, or confirm that the object of that name is ours from an earlier attempt.
 
-
-async def create_owned(api: ClusterApi, body: dict[str, Any], *, owner_uid: str) -> None:
-    """Create `body`, or confirm that an object of that name is ours from an earlier attempt."""
-    methods = _methods(api, body["kind"])
-    namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+    Raises ForeignObjectError, without reading anything more of it, when the name is taken by an
+    object the operator cannot prove it made."""
     try:
-        await api.call(methods.create, namespace, body)
-        return
-    except ApiException as exc:
-        if exc.status != 409:
-            raise
-    existing = api.client.sanitize_for_serialization(await api.call(methods.read, name, namespace))
-    if not owned_by(existing, owner_uid):
-        raise ForeignObjectError(
-            f"{body['kind']} {namespace}/{name} already exists and was not created by jitgrant for this "
-            "request; it was left untouched and nothing was granted"
+        return await port.create_object(sealed(body, key=key, cluster=port.name, request_uid=request_uid))
+    except Conflict:
+        pass
+    meta = body["metadata"]
+    existing = await port.read_object(str(body["kind"]), meta["namespace"], meta["name"])
+    if existing is not None and proven_ours(existing, key=key, cluster=port.name, request_uid=request_uid):
+        return existing
+    raise ForeignObjectError(
+        f"{body['kind']} {meta['namespace']}/{meta['name']} already exists and was not created by "
+        "jitgrant for this request (it carries no valid jitgrant owner seal); it was left untouched "
+        "and nothing was granted"
+    )
+
+
+async def delete_owned(
+    port: ClusterPort, ref: GrantObjectRef, *, key: bytes, request_uid: str, trust_labels: bool = False
+) -> bool:
+    """Delete the object `ref` names if it is proven ours; True only when this call deleted it.
+
+    `trust_labels` is only for grants recorded by an operator version that sealed nothing: their
+    names come from status (which only the operator writes), and the request-uid label must match.
+    """
+    existing = await port.read_object(ref.kind, ref.namespace, ref.name)
+    if existing is None:
+        return False
+    if ref.uid is not None and existing.uid != ref.uid:
+        return False  # another object took the name after ours was gone
+    legacy = (
+        trust_labels
+        and OWNER_SEAL_ANNOTATION not in existing.annotations
+        and (
+            existing.labels.get(MANAGED_BY_LABEL) == MANAGED_BY_VALUE
+            and existing.labels.get(REQUEST_UID_LABEL) == request_uid
         )
-
-
-async def delete_owned(api: ClusterApi, kind: str, *, namespace: str, name: str, owner_uid: str) -> bool:
-    """Delete if it is ours; True only when this call deleted it (absent or foreign: False)."""
-    methods = _methods(api, kind)
-    try:
-        existing = api.client.sanitize_for_serialization(await api.call(methods.read, name, namespace))
-    except ApiException as exc:
-        if exc.status == 404:
-            return False
-        raise
-    if not owned_by(existing, owner_uid):
-        return False
-    options = V1DeleteOptions(preconditions=V1Preconditions(uid=existing["metadata"]["uid"]))
-    try:
-        await api.call(methods.delete, name, namespace, body=options)
-    except ApiException as exc:
-        if exc.status not in (404, 409):
-            raise
-        return False
-    return True
-
-
-async def create_all(api: ClusterApi, bodies: Sequence[dict[str, Any] | None], *, owner_uid: str) -> None:
-    """Create in order (a Role before the binding that names it), tolerating our own earlier attempt."""
-    for body in bodies:
-        if body is not None:
-            await create_owned(api, body, owner_uid=owner_uid)
-
-
-async def delete_all(
-    api: ClusterApi, objects: Sequence[tuple[str, str | None]], *, namespace: str, owner_uid: str
-) -> None:
-    """Delete (kind, name) pairs in order: callers put the RoleBinding first, since access ends with it."""
-    for kind, name in objects:
-        if name is not None:
-            await delete_owned(api, kind, namespace=namespace, name=name, owner_uid=owner_uid)
-
-
-async def mint_token(api: ClusterApi, *, namespace: str, service_account: str, seconds: int) -> str:
-    """A TokenRequest for the grant's ServiceAccount; deleting the account invalidates it early."""
-    core = CoreV1Api(api.client)
-    result = await api.call(
-        core.create_namespaced_service_account_token,
-        service_account,
-        namespace,
-        {
-            "apiVersion": "authentication.k8s.io/v1",
-            "kind": "TokenRequest",
-            "spec": {"expirationSeconds": seconds},
-        },
     )
-    token: str = result.status.token
-    return token
+    if not legacy and not proven_ours(existing, key=key, cluster=port.name, request_uid=request_uid):
+        log.warning(
+            "left %s %s/%s in %s alone: jitgrant cannot prove it made it",
+            ref.kind,
+            ref.namespace,
+            ref.name,
+            port.name,
+        )
+        return False
+    return await port.delete_object(ref.kind, ref.namespace, ref.name, uid=existing.uid)
 
 
-async def list_managed(api: ClusterApi, *, include_roles: bool) -> list[ManagedObject]:
-    """Every RoleBinding and per-grant ServiceAccount (and Role, in inline-rules mode) jitgrant
-    labelled, in all namespaces."""
-    kinds = ["RoleBinding", "ServiceAccount", *(["Role"] if include_roles else [])]
-    found: list[ManagedObject] = []
-    for kind in kinds:
-        result = await api.call(_methods(api, kind).list_all, label_selector=MANAGED_SELECTOR)
-        for item in api.client.sanitize_for_serialization(result).get("items", []):
-            meta = item.get("metadata", {})
-            labels = meta.get("labels") or {}
-            # Never trust the server-side selector alone: act only on what carries our label.
-            if labels.get("app.kubernetes.io/managed-by") != "jitgrant":
-                continue
-            found.append(
-                ManagedObject(
-                    kind=kind,
-                    namespace=meta["namespace"],
-                    name=meta["name"],
-                    uid=meta.get("uid", ""),
-                    labels=labels,
-                    annotations=meta.get("annotations") or {},
-                )
-            )
-    return found
+async def list_labelled(port: ClusterPort) -> list[ClusterObject]:
+    """Every object of the swept kinds labelled as jitgrant's, proven or not (the caller judges)."""
+    found = await port.list_labelled(SWEPT_KINDS, selector=MANAGED_SELECTOR)
+    # Never trust the server-side selector alone.
+    return [obj for obj in found if obj.labels.get(MANAGED_BY_LABEL) == MANAGED_BY_VALUE]
 
 
-async def delete_managed(api: ClusterApi, obj: ManagedObject) -> bool:
-    """Delete one labelled object if it is still ours; True when this call removed it."""
-    return await delete_owned(
-        api, obj.kind, namespace=obj.namespace, name=obj.name, owner_uid=obj.labels.get(REQUEST_UID_LABEL, "")
-    )
-
-
-def parse_expiry(obj: ManagedObject) -> datetime | None:
+def parse_expiry(obj: ClusterObject) -> datetime | None:
     raw = obj.annotations.get(EXPIRES_AT_ANNOTATION)
     if not raw:
         return None
     try:
-        return datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        return parse_time(raw)
     except ValueError:
         return None

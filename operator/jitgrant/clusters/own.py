@@ -1,20 +1,32 @@
-"""The operator's own cluster: where AccessRequests and GrantPolicies live, reached with the
-operator's own credentials (in-cluster ServiceAccount, a kubeconfig file, or a kubeconfig dict)."""
+"""`ClusterApi`: the cluster port implemented with the official Kubernetes client.
+
+Used for the operator's own cluster (AccessRequests, GrantPolicies, kubeconfig Secrets) and, built
+from a `ClusterConnection`, for each target cluster. Every blocking call runs in a thread so kopf's
+event loop never stalls, and every failure leaves here as a member of the `clusters.errors` family.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NamedTuple
 
 import kubernetes
-from kubernetes.client import ApiClient, CustomObjectsApi, RbacAuthorizationV1Api
+import urllib3.exceptions
+from kubernetes.client import (
+    ApiClient,
+    CoreV1Api,
+    CustomObjectsApi,
+    RbacAuthorizationV1Api,
+    V1DeleteOptions,
+    V1Preconditions,
+)
 from kubernetes.client.exceptions import ApiException
 
+from jitgrant.clusters.errors import ClusterAccessError, Conflict, NotFound, classify_kubernetes_error
+from jitgrant.clusters.port import ClusterObject, StoredPolicy, StoredRequest
 from jitgrant.models import API_GROUP, API_VERSION
-
-T = TypeVar("T")
 
 
 def api_client_from(kubeconfig: Mapping[str, Any] | str | None) -> ApiClient:
@@ -29,9 +41,11 @@ def api_client_from(kubeconfig: Mapping[str, Any] | str | None) -> ApiClient:
     return ApiClient(configuration)
 
 
-def is_status(exc: BaseException, code: int) -> bool:
-    """Classify API errors by the server's status code, never by parsing messages."""
-    return isinstance(exc, ApiException) and exc.status == code
+class _Methods(NamedTuple):
+    create: Any
+    read: Any
+    delete: Any
+    list_all: Any
 
 
 @dataclass
@@ -63,17 +77,16 @@ class ClusterApi:
         with open(path, "rb") as handle:
             return handle.read()
 
-    async def list_policies(self) -> list[dict[str, Any]]:
-        result = await self.call(
-            self.custom.list_cluster_custom_object, API_GROUP, API_VERSION, "grantpolicies"
-        )
-        items: list[dict[str, Any]] = result.get("items", [])
-        return items
-
     async def call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """The one funnel to the client: the library's errors leave as the `clusters.errors` family."""
         if self.request_timeout is not None:
             kwargs.setdefault("_request_timeout", self.request_timeout)
-        return await asyncio.to_thread(fn, *args, **kwargs)
+        try:
+            return await asyncio.to_thread(fn, *args, **kwargs)
+        except ClusterAccessError:
+            raise  # already classified (an EKS token refresh inside the call)
+        except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
+            raise classify_kubernetes_error(exc, cluster=self.name) from exc
 
     @property
     def rbac(self) -> RbacAuthorizationV1Api:
@@ -83,9 +96,14 @@ class ClusterApi:
     def custom(self) -> CustomObjectsApi:
         return CustomObjectsApi(self.client)
 
-    async def get_request(self, namespace: str, name: str) -> dict[str, Any] | None:
+    def close(self) -> None:
+        self.client.close()
+
+    # --- AccessRequests and GrantPolicies ---------------------------------------------------------
+
+    async def get_request(self, namespace: str, name: str) -> StoredRequest | None:
         try:
-            result: dict[str, Any] = await self.call(
+            body = await self.call(
                 self.custom.get_namespaced_custom_object,
                 API_GROUP,
                 API_VERSION,
@@ -93,31 +111,18 @@ class ClusterApi:
                 "accessrequests",
                 name,
             )
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return result
-
-    async def get_policy(self, name: str) -> dict[str, Any] | None:
-        try:
-            result: dict[str, Any] = await self.call(
-                self.custom.get_cluster_custom_object, API_GROUP, API_VERSION, "grantpolicies", name
-            )
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return result
+        except NotFound:
+            return None
+        return StoredRequest(body)
 
     async def patch_request_status(
         self, namespace: str, name: str, status: Mapping[str, Any], *, resource_version: str | None
-    ) -> dict[str, Any]:
+    ) -> StoredRequest:
         """Merge-patch the status; the resourceVersion precondition makes a stale writer lose."""
         body: dict[str, Any] = {"status": dict(status)}
         if resource_version is not None:
             body["metadata"] = {"resourceVersion": resource_version}
-        result: dict[str, Any] = await self.call(
+        result = await self.call(
             self.custom.patch_namespaced_custom_object_status,
             API_GROUP,
             API_VERSION,
@@ -126,4 +131,109 @@ class ClusterApi:
             name,
             body,
         )
-        return result
+        return StoredRequest(result)
+
+    async def get_policy(self, name: str) -> StoredPolicy | None:
+        try:
+            body = await self.call(
+                self.custom.get_cluster_custom_object, API_GROUP, API_VERSION, "grantpolicies", name
+            )
+        except NotFound:
+            return None
+        return StoredPolicy(name=name, spec=body.get("spec") or {})
+
+    async def list_policies(self) -> list[StoredPolicy]:
+        result = await self.call(
+            self.custom.list_cluster_custom_object, API_GROUP, API_VERSION, "grantpolicies"
+        )
+        return [
+            StoredPolicy(name=(item.get("metadata") or {}).get("name", ""), spec=item.get("spec") or {})
+            for item in result.get("items", [])
+        ]
+
+    # --- The objects of a grant -------------------------------------------------------------------
+
+    def _methods(self, kind: str) -> _Methods:
+        """The official client's calls for one kind of namespaced object a grant is made of."""
+        rbac, core = self.rbac, CoreV1Api(self.client)
+        table = {
+            "RoleBinding": _Methods(
+                rbac.create_namespaced_role_binding,
+                rbac.read_namespaced_role_binding,
+                rbac.delete_namespaced_role_binding,
+                rbac.list_role_binding_for_all_namespaces,
+            ),
+            "Role": _Methods(
+                rbac.create_namespaced_role,
+                rbac.read_namespaced_role,
+                rbac.delete_namespaced_role,
+                rbac.list_role_for_all_namespaces,
+            ),
+            "ServiceAccount": _Methods(
+                core.create_namespaced_service_account,
+                core.read_namespaced_service_account,
+                core.delete_namespaced_service_account,
+                core.list_service_account_for_all_namespaces,
+            ),
+            "Secret": _Methods(
+                core.create_namespaced_secret,
+                core.read_namespaced_secret,
+                core.delete_namespaced_secret,
+                core.list_secret_for_all_namespaces,
+            ),
+        }
+        return table[kind]
+
+    def _object(self, kind: str, raw: Any) -> ClusterObject:
+        meta = self.client.sanitize_for_serialization(raw).get("metadata") or {}
+        return ClusterObject(
+            kind=kind,
+            namespace=meta.get("namespace", ""),
+            name=meta.get("name", ""),
+            uid=meta.get("uid", ""),
+            labels=meta.get("labels") or {},
+            annotations=meta.get("annotations") or {},
+        )
+
+    async def create_object(self, body: Mapping[str, Any]) -> ClusterObject:
+        kind = str(body["kind"])
+        result = await self.call(self._methods(kind).create, body["metadata"]["namespace"], dict(body))
+        return self._object(kind, result)
+
+    async def read_object(self, kind: str, namespace: str, name: str) -> ClusterObject | None:
+        try:
+            result = await self.call(self._methods(kind).read, name, namespace)
+        except NotFound:
+            return None
+        return self._object(kind, result)
+
+    async def delete_object(self, kind: str, namespace: str, name: str, *, uid: str) -> bool:
+        options = V1DeleteOptions(preconditions=V1Preconditions(uid=uid))
+        try:
+            await self.call(self._methods(kind).delete, name, namespace, body=options)
+        except (NotFound, Conflict):
+            return False  # gone already, or another object holds the name now: not ours to delete
+        return True
+
+    async def list_labelled(self, kinds: Sequence[str], *, selector: str) -> list[ClusterObject]:
+        found: list[ClusterObject] = []
+        for kind in kinds:
+            result = await self.call(self._methods(kind).list_all, label_selector=selector)
+            for item in self.client.sanitize_for_serialization(result).get("items", []):
+                found.append(self._object(kind, item))
+        return found
+
+    async def mint_token(self, *, namespace: str, service_account: str, seconds: int) -> str:
+        """A TokenRequest for a ServiceAccount; deleting the account invalidates it early."""
+        result = await self.call(
+            CoreV1Api(self.client).create_namespaced_service_account_token,
+            service_account,
+            namespace,
+            {
+                "apiVersion": "authentication.k8s.io/v1",
+                "kind": "TokenRequest",
+                "spec": {"expirationSeconds": seconds},
+            },
+        )
+        token: str = result.status.token
+        return token

@@ -65,11 +65,15 @@ def kubeconfig_secret(*, owner: GrantOwner, expires_at: datetime, kubeconfig_tex
     }
 
 
+def kubeconfig_reader_name(owner: GrantOwner) -> str:
+    return f"{grant_object_name(owner)}-reader"
+
+
 def kubeconfig_reader(
     *, owner: GrantOwner, expires_at: datetime, reader: str
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """A Role that can read exactly the kubeconfig Secret, and its binding to `reader` alone."""
-    name = f"{grant_object_name(owner)}-reader"
+    name = kubeconfig_reader_name(owner)
     role_meta = grant_metadata(owner=owner, name=name, namespace=owner.namespace, expires_at=expires_at)
     role_meta["ownerReferences"] = [_owner_reference(owner)]
     role = {

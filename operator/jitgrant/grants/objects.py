@@ -106,11 +106,3 @@ def inline_role(
         ),
         "rules": [rule.to_k8s() for rule in rules],
     }
-
-
-def owned_by(obj: Mapping[str, Any], owner_uid: str) -> bool:
-    """True only for objects jitgrant labelled for this request (never-adopt)."""
-    labels = (obj.get("metadata") or {}).get("labels") or {}
-    return bool(
-        labels.get(MANAGED_BY_LABEL) == MANAGED_BY_VALUE and labels.get(REQUEST_UID_LABEL) == owner_uid
-    )

@@ -1,4 +1,9 @@
-"""Everything one grant consists of, decided before anything is created (pure)."""
+"""Everything one grant consists of, decided before anything is created (pure).
+
+The plan names every object of the grant, the kubeconfig Secret and its reader Role/RoleBinding
+included, and `record()` turns it into the `status.grant` written before the first object exists:
+removal always works from that record and never re-derives a name.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from jitgrant.grants.delivery import grant_service_account, kubeconfig_secret_name
+from jitgrant.grants.delivery import grant_service_account, kubeconfig_reader_name, kubeconfig_secret_name
 from jitgrant.grants.objects import GrantOwner, inline_role, role_binding, subject_for
-from jitgrant.models import AccessRequest, ProofKind
+from jitgrant.models import AccessRequest, GrantObjectRef, GrantRef, ProofKind, Target
 from jitgrant.policy import PolicyDecision
 
 
@@ -39,6 +44,54 @@ class GrantPlan:
     @property
     def secret_name(self) -> str | None:
         return None if self.service_account is None else kubeconfig_secret_name(self.owner)
+
+    @property
+    def reader_name(self) -> str | None:
+        """The Role and RoleBinding that let the requester read the kubeconfig Secret."""
+        return None if self.service_account is None else kubeconfig_reader_name(self.owner)
+
+    @property
+    def namespace(self) -> str:
+        return str(self.binding["metadata"]["namespace"])
+
+    def object_refs(self, *, target_cluster: str, own_cluster: str) -> tuple[GrantObjectRef, ...]:
+        """Every object in creation order: in the target, the identity and the Role before the
+        binding that gives access; then, in the operator's cluster, the Secret and its reader."""
+
+        def ref(cluster: str, kind: str, namespace: str, name: str | None) -> list[GrantObjectRef]:
+            if name is None:
+                return []
+            return [
+                GrantObjectRef.model_validate(
+                    {"cluster": cluster, "kind": kind, "namespace": namespace, "name": name}
+                )
+            ]
+
+        own_ns = self.owner.namespace
+        return (
+            *ref(target_cluster, "ServiceAccount", self.namespace, self.service_account_name),
+            *ref(target_cluster, "Role", self.namespace, self.role_name),
+            *ref(target_cluster, "RoleBinding", self.namespace, self.binding_name),
+            *ref(own_cluster, "Secret", own_ns, self.secret_name),
+            *ref(own_cluster, "Role", own_ns, self.reader_name),
+            *ref(own_cluster, "RoleBinding", own_ns, self.reader_name),
+        )
+
+    def record(self, *, target: Target, own_cluster: str, cluster_role: str | None) -> GrantRef:
+        """The write-ahead record for `status.grant`: nothing created yet, so no uid is known."""
+        return GrantRef(
+            cluster=target.cluster,
+            target=target,
+            namespace=self.namespace,
+            role_binding=self.binding_name,
+            role=self.role_name,
+            cluster_role=cluster_role if self.role is None else None,
+            service_account=self.service_account_name,
+            kubeconfig_secret=self.secret_name,
+            objects=self.object_refs(target_cluster=target.cluster, own_cluster=own_cluster),
+            planned_at=self.now,
+            expires_at=self.expires_at,
+        )
 
 
 def plan_grant(

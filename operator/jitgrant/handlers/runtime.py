@@ -5,15 +5,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from jitgrant.audit.trail import AuditTrail
+from jitgrant.audit.records import AuditEvent
 from jitgrant.clusters.connection import ClusterConnection
-from jitgrant.clusters.errors import ClusterAccessError
+from jitgrant.clusters.errors import Refused
 from jitgrant.clusters.own import ClusterApi
+from jitgrant.clusters.port import ClusterPort
 from jitgrant.clusters.registry import TargetClusters
 from jitgrant.health import Health
 from jitgrant.metrics import Metrics
@@ -32,29 +33,29 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class TargetUnavailable(Exception):
-    """The policy's target cluster cannot be reached; `retryable` says whether to try again."""
+class AuditPort(Protocol):
+    """What the handlers ask of the audit trail (`audit.trail.AuditTrail` in the operator)."""
 
-    def __init__(
-        self, message: str, *, retryable: bool, reason: str = "TargetUnavailable", retry_after: float = 5.0
-    ) -> None:
-        super().__init__(message)
-        self.retryable = retryable
-        self.reason = reason
-        self.retry_after = retry_after
+    async def start(self) -> None: ...
 
-    @classmethod
-    def from_access_error(cls, error: ClusterAccessError) -> TargetUnavailable:
-        return cls(
-            error.message, retryable=error.retryable, reason=error.reason, retry_after=error.retry_after
-        )
+    async def close(self) -> None: ...
+
+    def depth(self) -> int: ...
+
+    async def record_before_grant(self, event: AuditEvent) -> object:
+        """Accepted as the audit config demands, or AuditUnavailable: no access without it."""
+        ...
+
+    async def record(self, event: AuditEvent) -> object:
+        """Accepted into the spool; delivery never holds up the caller."""
+        ...
 
 
 @dataclass
 class Runtime:
     settings: OperatorSettings
-    own: ClusterApi
-    audit: AuditTrail
+    own: ClusterPort
+    audit: AuditPort
     metrics: Metrics
     health: Health = field(default_factory=Health)
     # Reaches EKS targets through an assumed role; None: this operator grants in its own cluster only.
@@ -62,9 +63,11 @@ class Runtime:
     # (connect, read) seconds for each call to a target cluster's API server.
     target_request_timeout: tuple[float, float] = (5.0, 20.0)
     clock: Clock = utcnow
+    # How long an approved request waits for its target namespace to appear before it fails.
+    namespace_wait: timedelta = timedelta(seconds=60)
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     # Clients for the operator's own housekeeping session, one per target cluster.
-    _housekeeping: dict[str, ClusterApi] = field(default_factory=dict)
+    _housekeeping: dict[str, ClusterPort] = field(default_factory=dict)
     sweep_task: asyncio.Task[None] | None = None
     started: asyncio.Event = field(default_factory=asyncio.Event)
     # Set at shutdown: kopf lets timers run a few seconds longer, and a transition started then
@@ -86,35 +89,36 @@ class Runtime:
 
     async def get_policy(self, name: str) -> GrantPolicySpec | None:
         """The named policy's spec, or None when it does not exist or does not parse."""
-        body = await self.own.get_policy(name)
-        if body is None:
+        stored = await self.own.get_policy(name)
+        if stored is None:
             return None
         try:
-            return GrantPolicySpec.model_validate(body.get("spec") or {})
+            return stored.parse()
         except ValidationError:
             return None
 
     async def connection_for(
         self, target: Target, *, session_name: str, source_identity: str
     ) -> ClusterConnection:
-        """Where and as whom to reach `target`; raises TargetUnavailable with a reason for the status."""
+        """Where and as whom to reach `target`; raises ClusterAccessError with a reason for the status."""
         if target.type is TargetType.IN_CLUSTER:
-            raise TargetUnavailable("the operator's own cluster needs no connection", retryable=False)
+            raise Refused(
+                reason=Reason.TARGET_UNAVAILABLE,
+                message="the operator's own cluster needs no connection",
+                retryable=False,
+            )
         if self.targets is None:
-            raise TargetUnavailable(
-                f"policy targets EKS cluster {target.cluster}, but this operator has no EKS access "
+            raise Refused(
+                reason=Reason.EKS_NOT_CONFIGURED,
+                message=f"policy targets EKS cluster {target.cluster}, but this operator has no EKS access "
                 "configured (run it with AWS credentials, e.g. IRSA, and --eks)",
                 retryable=False,
-                reason=Reason.EKS_NOT_CONFIGURED,
             )
-        try:
-            return await self.targets.connection(
-                target, session_name=session_name, source_identity=source_identity
-            )
-        except ClusterAccessError as error:
-            raise TargetUnavailable.from_access_error(error) from error
+        return await self.targets.connection(
+            target, session_name=session_name, source_identity=source_identity
+        )
 
-    async def cluster_for(self, target: Target, *, session_name: str, source_identity: str) -> ClusterApi:
+    async def cluster_for(self, target: Target, *, session_name: str, source_identity: str) -> ClusterPort:
         """A client for `target` acting for one request (close it when done), or the own cluster."""
         if target.type is TargetType.IN_CLUSTER:
             return self.own
@@ -128,7 +132,7 @@ class Runtime:
             request_timeout=self.target_request_timeout,
         )
 
-    async def housekeeping_cluster(self, target: Target) -> ClusterApi:
+    async def housekeeping_cluster(self, target: Target) -> ClusterPort:
         """The operator's own client for `target` (revocation, sweep), cached per cluster."""
         if target.type is TargetType.IN_CLUSTER:
             return self.own
@@ -142,9 +146,9 @@ class Runtime:
     async def sweep_targets(self) -> list[Target]:
         """Each EKS target some GrantPolicy names, once: the clusters the sweep covers besides ours."""
         targets: dict[str, Target] = {}
-        for body in await self.own.list_policies():
+        for stored in await self.own.list_policies():
             try:
-                target = GrantPolicySpec.model_validate(body.get("spec") or {}).target
+                target = stored.parse().target
             except ValidationError:
                 continue
             if target.type is not TargetType.IN_CLUSTER:
@@ -153,6 +157,6 @@ class Runtime:
 
     def close(self) -> None:
         for api in self._housekeeping.values():
-            api.client.close()
+            api.close()
         self._housekeeping.clear()
-        self.own.client.close()
+        self.own.close()

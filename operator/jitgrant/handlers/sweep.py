@@ -1,63 +1,58 @@
 """The sweep: expiry that does not depend on a timer having fired.
 
-At start-up and then every `sweep_interval`, every RoleBinding and Role jitgrant labelled is checked
-against its own `expires-at` annotation and its AccessRequest: past its window, owned by a request that
-is gone, recreated (another uid) or already ended, it is removed. This is what revokes a grant whose
-window closed while the operator was down.
+At start-up and then every `sweep_interval`, every RoleBinding and ServiceAccount labelled as
+jitgrant's is looked at. One the operator cannot prove it made (no valid owner seal: someone wrote the
+labels) is never touched; it is counted in `jitgrant_unproven_objects` and logged, so whoever runs
+the operator notices objects being planted. One it made is checked against its own `expires-at`
+annotation and its AccessRequest: past its window, owned by a request that is gone, recreated (another
+uid) or already ended, it is removed. This is what revokes a grant whose window closed while the
+operator was down.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from datetime import datetime
 
 from jitgrant.audit.records import AuditEvent, EventType
 from jitgrant.clusters import grant_objects
-from jitgrant.clusters.grant_objects import ManagedObject
-from jitgrant.clusters.own import ClusterApi
+from jitgrant.clusters.errors import ClusterAccessError
+from jitgrant.clusters.port import ClusterObject, ClusterPort, StoredRequest
 from jitgrant.handlers.reconcile import Reconciler
-from jitgrant.handlers.runtime import Runtime, TargetUnavailable
+from jitgrant.handlers.runtime import Runtime
 from jitgrant.models import Target
-from jitgrant.models.request import TERMINAL_PHASES
-from jitgrant.models.vocabulary import REQUEST_ANNOTATION, REQUEST_UID_LABEL
+from jitgrant.models.vocabulary import EXPIRES_AT_ANNOTATION, REQUEST_ANNOTATION, REQUEST_UID_LABEL
 
 log = logging.getLogger("jitgrant.sweep")
 
 
-def _why_remove(obj: ManagedObject, request: dict[str, object] | None, now: datetime) -> str | None:
-    """Why this object must go, or None to keep it."""
+def _why_remove(obj: ClusterObject, request: StoredRequest | None, now: datetime) -> str | None:
+    """Why this (proven) object must go, or None to keep it."""
     expiry = grant_objects.parse_expiry(obj)
     if expiry is None:
         return "it carries no readable expires-at annotation"
     if expiry <= now:
-        return f"its window closed at {obj.annotations.get('jitgrant.dev/expires-at')}"
+        return f"its window closed at {obj.annotations.get(EXPIRES_AT_ANNOTATION)}"
     if request is None:
         return f"its AccessRequest {obj.annotations.get(REQUEST_ANNOTATION)} no longer exists"
-    metadata = request.get("metadata") or {}
-    assert isinstance(metadata, dict)
-    if metadata.get("uid") != obj.labels.get(REQUEST_UID_LABEL):
+    if request.uid != obj.labels.get(REQUEST_UID_LABEL):
         return "its AccessRequest was deleted and recreated under the same name"
-    status = request.get("status") or {}
-    assert isinstance(status, dict)
-    if status.get("phase") in {phase.value for phase in TERMINAL_PHASES}:
-        return f"its AccessRequest already ended ({status.get('phase')})"
+    if request.phase is not None and request.phase.terminal:
+        return f"its AccessRequest already ended ({request.phase.value})"
     return None
 
 
-def _is_live_owner(obj: ManagedObject, request: dict[str, object] | None) -> bool:
-    if request is None:
-        return False
-    metadata = request.get("metadata") or {}
-    status = request.get("status") or {}
-    assert isinstance(metadata, dict) and isinstance(status, dict)
+def _is_live_owner(obj: ClusterObject, request: StoredRequest | None) -> bool:
     return bool(
-        metadata.get("uid") == obj.labels.get(REQUEST_UID_LABEL)
-        and status.get("phase") not in {phase.value for phase in TERMINAL_PHASES}
+        request is not None
+        and request.uid == obj.labels.get(REQUEST_UID_LABEL)
+        and not (request.phase is not None and request.phase.terminal)
     )
 
 
-async def sweep_cluster(runtime: Runtime, cluster: ClusterApi) -> int:
+async def sweep_cluster(runtime: Runtime, cluster: ClusterPort) -> int:
     """Remove every stale grant object in one cluster; returns how many the sweep itself removed.
 
     A stale object whose request is still live is ended through the request's own lifecycle first
@@ -66,11 +61,22 @@ async def sweep_cluster(runtime: Runtime, cluster: ClusterApi) -> int:
     now = runtime.clock()
     removed = 0
     active_bindings = 0
+    unproven: Counter[str] = Counter()
     reconciler = Reconciler(runtime)
-    managed = await grant_objects.list_managed(cluster, include_roles=runtime.settings.inline_rules_enabled)
-    for obj in managed:
+    key = runtime.settings.receipt_key
+    for obj in await grant_objects.list_labelled(cluster):
         if runtime.stopping:
             break
+        if not grant_objects.proven_ours(obj, key=key, cluster=cluster.name):
+            unproven[obj.kind] += 1
+            log.warning(
+                "%s %s/%s in %s carries jitgrant's labels but not its seal: left alone (planted?)",
+                obj.kind,
+                obj.namespace,
+                obj.name,
+                cluster.name,
+            )
+            continue
         namespace, _, name = obj.annotations.get(REQUEST_ANNOTATION, "").partition("/")
         request = await runtime.own.get_request(namespace, name) if namespace and name else None
         reason = _why_remove(obj, request, now)
@@ -84,7 +90,7 @@ async def sweep_cluster(runtime: Runtime, cluster: ClusterApi) -> int:
                 log.exception(
                     "ending %s/%s through its lifecycle failed; deleting its objects", namespace, name
                 )
-        if not await grant_objects.delete_managed(cluster, obj):
+        if not await cluster.delete_object(obj.kind, obj.namespace, obj.name, uid=obj.uid):
             continue
         removed += 1
         log.warning(
@@ -108,13 +114,15 @@ async def sweep_cluster(runtime: Runtime, cluster: ClusterApi) -> int:
             )
         )
     runtime.metrics.set_active_grants(cluster=cluster.name, count=active_bindings)
+    for kind in grant_objects.SWEPT_KINDS:
+        runtime.metrics.set_unproven_objects(cluster=cluster.name, kind=kind, count=unproven[kind])
     return removed
 
 
 async def _sweep_target(runtime: Runtime, target: Target) -> int:
     try:
         cluster = await runtime.housekeeping_cluster(target)
-    except TargetUnavailable as exc:
+    except ClusterAccessError as exc:
         raise RuntimeError(f"cannot reach {target.cluster}: {exc}") from exc
     return await sweep_cluster(runtime, cluster)
 

@@ -34,6 +34,29 @@ class Action(StrEnum):
 
 
 @dataclass(frozen=True)
+class Consequence:
+    """What carrying out an action means besides the objects it creates or removes: the phase the
+    request lands in, the audit record's type, the metrics outcome, and whether the Event warns."""
+
+    phase: Phase
+    audit_event: str  # a value of audit.records.EventType (that layer sits above this one)
+    outcome: str  # the `outcome` label of jitgrant_requests_total
+    warning: bool = False
+
+
+CONSEQUENCES: dict[Action, Consequence] = {
+    Action.FAIL: Consequence(Phase.FAILED, "failed", "failed", warning=True),
+    Action.DENY: Consequence(Phase.DENIED, "denied", "denied", warning=True),
+    Action.PEND: Consequence(Phase.PENDING, "pending", "pending"),
+    Action.APPROVE: Consequence(Phase.APPROVED, "approved", "approved"),
+    Action.ACTIVATE: Consequence(Phase.ACTIVE, "granted", "active"),
+    Action.TIME_OUT: Consequence(Phase.TIMED_OUT, "timed-out", "timed_out", warning=True),
+    Action.EXPIRE: Consequence(Phase.EXPIRED, "expired", "expired"),
+    Action.REVOKE: Consequence(Phase.REVOKED, "revoked", "revoked"),
+}
+
+
+@dataclass(frozen=True)
 class Step:
     action: Action
     reason: str = ""
@@ -42,6 +65,11 @@ class Step:
     duration: timedelta | None = None
     decision: PolicyDecision | None = None
     tally: ApprovalTally | None = field(default=None, repr=False)
+
+    @property
+    def consequence(self) -> Consequence:
+        """Raises KeyError for the actions that change no phase (none, wait, record-approvals)."""
+        return CONSEQUENCES[self.action]
 
 
 def _revocation_reason(request: AccessRequest) -> str | None:

@@ -89,8 +89,22 @@ class ApprovalEntry(WireModel):
     receipt: str = ""
 
 
+GrantObjectKind = Literal["RoleBinding", "Role", "ServiceAccount", "Secret"]
+
+
+class GrantObjectRef(WireModel):
+    """One object of a grant: recorded before it is created, with its uid once the operator made it."""
+
+    cluster: str = Field(description="The cluster the object lives in (the target, or the operator's own).")
+    kind: GrantObjectKind
+    namespace: str
+    name: str
+    uid: str | None = Field(default=None, description="Set once the operator has created the object.")
+
+
 class GrantRef(WireModel):
-    """What the operator created for this request, so it can be found and removed."""
+    """The grant plan: every object the operator creates for this request, written to status before
+    the first of them exists, so a removal never depends on a status write that came after it."""
 
     cluster: str
     # Where the grant lives, kept with the grant so it can be removed even after its policy is
@@ -102,6 +116,11 @@ class GrantRef(WireModel):
     cluster_role: str | None = None
     service_account: str | None = None
     kubeconfig_secret: str | None = None
+    objects: tuple[GrantObjectRef, ...] = Field(
+        default=(), description="Every object of the grant in creation order; removal works from this."
+    )
+    planned_at: datetime | None = Field(default=None, description="When the plan was recorded.")
+    expires_at: datetime | None = Field(default=None, description="The end of the planned window.")
 
 
 class Condition(WireModel):

@@ -34,6 +34,9 @@ MANAGED_SELECTOR: Final = f"{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"
 REQUEST_UID_LABEL: Final = f"{API_GROUP}/request-uid"
 REQUEST_ANNOTATION: Final = f"{API_GROUP}/request"
 EXPIRES_AT_ANNOTATION: Final = f"{API_GROUP}/expires-at"
+# The operator's HMAC over (cluster, kind, namespace, name, request uid): the proof that the operator
+# made the object. Labels anyone may write; this only the holder of the operator's key can.
+OWNER_SEAL_ANNOTATION: Final = f"{API_GROUP}/owner-seal"
 
 # --- Other fixed names. ---
 FINALIZER: Final = f"{API_GROUP}/revoke-grant"
@@ -65,7 +68,10 @@ class Reason(StrEnum):
     REVOKED = "Revoked"
     RELEASED = "Released"  # ended early by its own requester, not by an approver
     DELETED = "Deleted"
-    NAME_COLLISION = "NameCollision"
+    NAME_COLLISION = "NameCollision"  # an object the operator did not make holds a name of the grant
+    ISSUING = "Issuing"  # the grant plan is recorded; its objects are being created
+    NAMESPACE_NOT_FOUND = "NamespaceNotFound"  # the target namespace did not appear in time
+    WAITING_FOR_NAMESPACE = "WaitingForNamespace"  # the target namespace is missing; retrying a while
     GRANT_REFUSED_BY_CLUSTER = "GrantRefusedByCluster"
     AUDIT_UNAVAILABLE = "AuditUnavailable"
     # Target clusters.
@@ -75,6 +81,8 @@ class Reason(StrEnum):
     CLUSTER_UNAUTHORIZED = "ClusterUnauthorized"
     CLUSTER_UNAVAILABLE = "ClusterUnavailable"
     CLUSTER_UNREACHABLE = "ClusterUnreachable"
+    CLUSTER_OBJECT_NOT_FOUND = "ClusterObjectNotFound"
+    CLUSTER_CONFLICT = "ClusterConflict"
     TARGET_UNAVAILABLE = "TargetUnavailable"
     # AWS and EKS.
     AWS_CLIENT_ERROR = "AWSClientError"

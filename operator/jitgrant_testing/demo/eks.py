@@ -315,12 +315,12 @@ def eks(report: Reporter) -> None:
             other.close()
 
             report.step("the audit trail (hash-chained JSON lines)")
-            records = _print_audit(env, report, obj["metadata"]["uid"], expected=4)
+            records = _print_audit(env, report, obj["metadata"]["uid"], expected=5)
             types = [r["event"]["type"] for r in records]
             report.check(
-                types[:4] == ["requested", "approved", "granted", "expired"]
+                types[:5] == ["requested", "approved", "issuing", "granted", "expired"]
                 and all(r["event"]["cluster"] == CLUSTER for r in records),
-                f"requested, approved, granted, expired recorded for cluster {CLUSTER} ({', '.join(types)})",
+                f"requested, approved, issuing, granted, expired recorded for cluster {CLUSTER} ({', '.join(types)})",
             )
             report.note(f"audit file: {Path(env.audit_file)}")
 

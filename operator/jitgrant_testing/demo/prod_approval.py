@@ -216,11 +216,11 @@ def prod_approval(report: Reporter) -> None:
         report.check(refused, f"the agent is refused again: {message}")
 
         report.step("the audit trail (hash-chained JSON lines)")
-        records = _print_audit(env, report, obj["metadata"]["uid"], expected=5)
+        records = _print_audit(env, report, obj["metadata"]["uid"], expected=6)
         types = [r["event"]["type"] for r in records]
         report.check(
-            types[:5] == ["requested", "pending", "approved", "granted", "expired"],
-            f"requested, pending, approved, granted, expired recorded in order ({', '.join(types)})",
+            types[:6] == ["requested", "pending", "approved", "issuing", "granted", "expired"],
+            f"requested, pending, approved, issuing, granted, expired recorded in order ({', '.join(types)})",
         )
         approved = next(r["event"] for r in records if r["event"]["type"] == "approved")
         for approver in approved["approvers"]:

@@ -217,11 +217,11 @@ def oncall_restart(report: Reporter) -> None:
         report.check(refused, f"the agent is refused again: {message}")
 
         report.step("the audit trail (hash-chained JSON lines)")
-        records = _print_audit(env, report, obj["metadata"]["uid"], expected=4)
+        records = _print_audit(env, report, obj["metadata"]["uid"], expected=5)
         types = [r["event"]["type"] for r in records]
         report.check(
-            types[:4] == ["requested", "approved", "granted", "expired"],
-            f"requested, approved, granted, expired recorded in order ({', '.join(types)})",
+            types[:5] == ["requested", "approved", "issuing", "granted", "expired"],
+            f"requested, approved, issuing, granted, expired recorded in order ({', '.join(types)})",
         )
 
 

@@ -1,0 +1,194 @@
+"""The reconciler on the in-memory port: the grant plan is written ahead, removal works from it, only
+objects the operator can prove it made are ever used or removed, and each transition is audited once."""
+
+from __future__ import annotations
+
+import pytest
+
+from jitgrant.audit.records import EventType
+from jitgrant.clusters import grant_objects
+from jitgrant.clusters.errors import Conflict, Unavailable
+from jitgrant.handlers.reconcile import Reconciler
+from jitgrant.models.vocabulary import (
+    MANAGED_BY_LABEL,
+    MANAGED_BY_VALUE,
+    OWNER_SEAL_ANNOTATION,
+    REQUEST_UID_LABEL,
+    Reason,
+)
+from jitgrant_testing.fakeport import Crash
+
+from .conftest import KEY, NS, World
+
+E = EventType
+
+
+async def test_an_auto_approved_request_records_its_plan_then_creates_a_sealed_binding(world: World) -> None:
+    uid = world.file("fix")
+    await world.reconcile("fix")
+    status = world.status("fix")
+    assert status["phase"] == "Active"
+    [(kind, namespace, name)] = world.objects()
+    assert (kind, namespace) == ("RoleBinding", "payments")
+    [recorded] = status["grant"]["objects"]
+    stored = world.cluster.objects[(kind, namespace, name)]
+    assert recorded == {
+        "cluster": "in-cluster",
+        "kind": "RoleBinding",
+        "namespace": "payments",
+        "name": name,
+        "uid": stored["metadata"]["uid"],
+    }
+    view = grant_objects.ClusterObject(
+        kind=kind,
+        namespace=namespace,
+        name=name,
+        uid=stored["metadata"]["uid"],
+        labels=stored["metadata"]["labels"],
+        annotations=stored["metadata"]["annotations"],
+    )
+    assert grant_objects.proven_ours(view, key=KEY, cluster="in-cluster", request_uid=uid)
+    assert not grant_objects.proven_ours(view, key=b"another-key-0123456789abcdef01234", cluster="in-cluster")
+    assert world.audit_types(uid) == [E.REQUESTED, E.APPROVED, E.ISSUING, E.GRANTED]
+    # The plan went into status before the binding existed.
+    calls = world.port.calls
+    plan_write = [i for i, c in enumerate(calls) if c == "patch_request_status"][1]
+    assert plan_write < calls.index("create_object")
+
+
+async def test_expiry_removes_the_binding_before_status_says_expired(world: World) -> None:
+    uid = world.file("fix", duration="5m")
+    await world.reconcile("fix")
+    world.clock.advance(301)
+    await world.reconcile("fix")
+    assert world.status("fix")["phase"] == "Expired"
+    assert world.objects() == []
+    assert world.audit_types(uid)[-1] is E.EXPIRED
+
+
+async def test_a_revoke_that_lands_mid_issue_removes_the_binding_on_the_next_pass(world: World) -> None:
+    """The race of the field report: the status write after the binding fails with a 409."""
+    world.file("fix")
+    world.port.after("create_object:RoleBinding", lambda: world.revoke("fix", "revoked mid-issue"))
+    with pytest.raises(Conflict):
+        await world.reconcile("fix")
+    assert world.objects("RoleBinding"), "the binding exists"
+    assert world.status("fix")["grant"]["roleBinding"] == world.objects("RoleBinding")[0][2]
+    await world.reconcile("fix")
+    assert world.status("fix")["phase"] == "Revoked"
+    assert world.status("fix")["grant"]["objects"][0]["kind"] == "RoleBinding"
+    assert world.objects() == []
+
+
+async def test_a_crash_after_the_binding_is_made_is_finished_by_the_next_operator(world: World) -> None:
+    uid = world.file("fix")
+
+    def crash() -> None:
+        raise Crash("killed")
+
+    world.port.after("create_object:RoleBinding", crash)
+    with pytest.raises(Crash):
+        await world.reconcile("fix")
+    world.restart()
+    await world.reconcile("fix")
+    assert world.status("fix")["phase"] == "Active"
+    [binding] = world.objects()
+    assert world.status("fix")["grant"]["objects"][0]["uid"] == world.cluster.objects[binding]["metadata"]["uid"]
+    assert world.audit_types(uid).count(E.GRANTED) == 1
+
+
+async def test_a_planted_binding_under_the_grant_name_fails_the_request_and_survives(world: World) -> None:
+    uid = world.file("fix")
+
+    def plant() -> None:
+        # Someone with `create rolebindings` in payments gets there first, labels and all.
+        plan = world.status("fix")["grant"]
+        world.cluster.objects[("RoleBinding", "payments", plan["roleBinding"])] = {
+            "kind": "RoleBinding",
+            "metadata": {
+                "namespace": "payments",
+                "name": plan["roleBinding"],
+                "uid": "planted",
+                "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE, REQUEST_UID_LABEL: uid},
+                "annotations": {OWNER_SEAL_ANNOTATION: "v1:" + "0" * 64},
+            },
+        }
+
+    world.port.after("patch_request_status", lambda: None)  # the approval
+    world.port.after("patch_request_status", plant)  # the plan
+    await world.reconcile("fix")
+    status = world.status("fix")
+    assert (status["phase"], status["reason"]) == ("Failed", Reason.NAME_COLLISION)
+    assert world.cluster.objects[("RoleBinding", "payments", status["grant"]["roleBinding"])]["metadata"][
+        "uid"
+    ] == "planted"
+    assert E.GRANTED not in world.audit_types(uid)
+
+
+async def test_a_missing_namespace_is_waited_for_then_fails_and_is_audited_once(world: World) -> None:
+    uid = world.file("fix", namespace="missing")
+    for _ in range(20):
+        await world.reconcile("fix")
+        world.clock.advance(2)
+    status = world.status("fix")
+    assert (status["phase"], status["reason"]) == ("Approved", Reason.WAITING_FOR_NAMESPACE)
+    writes = world.port.calls.count("patch_request_status")
+    for _ in range(20):
+        await world.reconcile("fix")
+        world.clock.advance(2)
+    status = world.status("fix")
+    assert (status["phase"], status["reason"]) == ("Failed", Reason.NAMESPACE_NOT_FOUND), status
+    assert world.port.calls.count("patch_request_status") == writes + 1, "one write per change, not per retry"
+    world.cluster.namespaces.add("missing")
+    world.clock.advance(60)
+    await world.reconcile("fix")
+    assert world.status("fix")["phase"] == "Failed" and world.objects() == []
+    types = world.audit_types(uid)
+    assert types == [E.REQUESTED, E.APPROVED, E.ISSUING, E.FAILED]
+    assert len(types) == len(set(types)), "a transition was audited twice"
+
+
+async def test_no_transition_is_audited_twice_through_a_whole_life_with_retries(world: World) -> None:
+    uid = world.file("fix", policy="prod")
+    await world.reconcile("fix")
+    await world.reconcile("fix")
+    world.approve("fix")
+    world.port.fail("create_object", Unavailable(reason="ClusterUnavailable", message="busy", retryable=True))
+    await world.reconcile("fix")
+    await world.reconcile("fix")
+    await world.reconcile("fix")
+    world.clock.advance(601)
+    await world.reconcile("fix")
+    await world.reconcile("fix")
+    types = world.audit_types(uid)
+    assert types == [E.REQUESTED, E.PENDING, E.APPROVED, E.ISSUING, E.GRANTED, E.EXPIRED]
+
+
+async def test_no_grant_when_the_audit_record_cannot_be_accepted(world: World) -> None:
+    world.audit.unavailable = True
+    world.file("fix")
+    await world.reconcile("fix")
+    status = world.status("fix")
+    assert (status["phase"], status["reason"]) == ("Failed", Reason.AUDIT_UNAVAILABLE)
+    assert "create_object" not in world.port.calls and world.objects() == []
+
+
+async def test_deleting_a_request_removes_its_recorded_objects_first(world: World) -> None:
+    world.file("fix")
+    await world.reconcile("fix")
+    assert world.objects()
+    body = world.cluster.mark_deleted(NS, "fix")
+    await Reconciler(world.runtime).revoke_for_deletion(body)
+    assert world.objects() == []
+
+
+async def test_a_retryable_failure_while_removing_keeps_the_request_live_until_it_succeeds(world: World) -> None:
+    world.file("fix")
+    await world.reconcile("fix")
+    world.revoke("fix")
+    world.port.fail("delete_object", Unavailable(reason="ClusterUnavailable", message="busy", retryable=True))
+    with pytest.raises(Unavailable):
+        await world.reconcile("fix")
+    assert world.status("fix")["phase"] == "Active" and world.objects()
+    await world.reconcile("fix")
+    assert world.status("fix")["phase"] == "Revoked" and world.objects() == []
