@@ -1,0 +1,69 @@
+"""The chart's requester/approver ClusterRoles (the same file the playground binds) and its
+notifications: a ConfigMap the operator parses, URLs only from Secrets, nothing without notifiers."""
+
+from __future__ import annotations
+
+import helm_python as helm
+import yaml
+
+from jitgrant.notify import NotifyConfig
+from jitgrant_testing.playground import chart_user_cluster_roles
+
+from .conftest import only, render
+
+NOTIFIERS = {
+    "notifications": {
+        "notifiers": [
+            {
+                "name": "sre-slack",
+                "type": "slack",
+                "urlSecret": {"name": "slack-hook"},
+                "events": ["pending"],
+            },
+            {"name": "audit-hook", "type": "webhook", "urlSecret": {"name": "hooks", "key": "audit"}},
+        ]
+    }
+}
+
+
+def test_the_requester_and_approver_roles_ship_and_the_playground_binds_the_same_rules(
+    chart: helm.Chart,
+) -> None:
+    manifests = render(chart)
+    for role in chart_user_cluster_roles():
+        rendered = only(manifests, "ClusterRole", role["metadata"]["name"])
+        assert rendered["rules"] == role["rules"]
+    requester = only(manifests, "ClusterRole", "jitgrant-requester")
+    assert requester["rules"] == [
+        {
+            "apiGroups": ["jitgrant.dev"],
+            "resources": ["accessrequests"],
+            "verbs": ["create", "get", "list", "watch", "patch"],
+        }
+    ]
+    names = [m["metadata"]["name"] for m in render(chart, {"userClusterRoles": {"enabled": False}})]
+    assert "jitgrant-requester" not in names and "jitgrant-approver" not in names
+
+
+def test_notifiers_render_a_config_the_operator_reads_with_urls_from_secrets(chart: helm.Chart) -> None:
+    assert not [m for m in render(chart) if m["metadata"]["name"].endswith("-notify")]
+    manifests = render(chart, NOTIFIERS)
+    config_map = only(manifests, "ConfigMap", "jitgrant-notify")
+    config = NotifyConfig.model_validate(yaml.safe_load(config_map["data"]["config.yaml"]))
+    assert [(n.name, n.type, str(n.url_file)) for n in config.notifiers] == [
+        ("sre-slack", "slack", "/etc/jitgrant/notify/secrets/sre-slack/url"),
+        ("audit-hook", "webhook", "/etc/jitgrant/notify/secrets/audit-hook/url"),
+    ]
+    assert [e.value for e in config.notifiers[0].events] == ["pending"]
+    pod = only(manifests, "Deployment")["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    args = container["args"]
+    assert args[args.index("--notify-config") + 1] == "/etc/jitgrant/notify/config.yaml"
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert mounts["notify-url-sre-slack"] == "/etc/jitgrant/notify/secrets/sre-slack"
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["notify-url-audit-hook"]["secret"] == {
+        "secretName": "hooks",
+        "defaultMode": 0o440,
+        "items": [{"key": "audit", "path": "url"}],
+    }
