@@ -42,6 +42,18 @@ OPERATOR_PERMISSIONS: tuple[Permission, ...] = (
     ),
     Permission("jitgrant.dev", "accessrequests/status", ("get", "patch"), "phase, grant and timestamps"),
     Permission("jitgrant.dev", "grantpolicies", ("get", "list", "watch"), "policies decide every request"),
+    Permission(
+        "jitgrant.dev",
+        "grantpolicies/status",
+        ("get", "patch"),
+        "each policy's Ready condition: valid, ClusterRoles exist, bindable and not widened",
+    ),
+    Permission(
+        "authorization.k8s.io",
+        "selfsubjectaccessreviews",
+        ("create",),
+        "asks whether the operator may bind each ClusterRole a policy names (its own rights only)",
+    ),
     Permission("", "events", ("create", "patch"), "kopf posts Events about the objects it handles"),
     Permission(
         "rbac.authorization.k8s.io",
@@ -73,13 +85,6 @@ OPERATOR_PERMISSIONS: tuple[Permission, ...] = (
         "customresourcedefinitions",
         ("get", "list", "watch"),
         "kopf's resource observer discovers the CRDs it serves",
-    ),
-    Permission(
-        "coordination.k8s.io",
-        "leases",
-        ("get", "list", "create", "update", "delete"),
-        "leader election among replicas (one Lease), and the OIDC replay set shared by every replica "
-        "(a Lease per used token, deleted once the token has expired)",
     ),
 )
 

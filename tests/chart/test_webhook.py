@@ -16,7 +16,7 @@ from kopf._cogs.structs import references
 from kopf._core.engines.admission import build_webhooks
 from kopf._core.intents.causes import WebhookType
 
-from jitgrant.handlers import admission
+from jitgrant.handlers import admission, policy_admission
 
 from .conftest import COMBINATIONS, NAMESPACE, Manifest, only, render
 
@@ -44,7 +44,11 @@ def kopf_webhooks() -> dict[str, tuple[str, dict[str, Any]]]:
     """What kopf itself would register for jitgrant's admission handlers: name -> (kind, entry)."""
     registry = kopf.OperatorRegistry()
     admission.register(registry)
-    resource = references.Resource("jitgrant.dev", "v1alpha1", "accessrequests")
+    policy_admission.register(registry)
+    resources = [
+        references.Resource("jitgrant.dev", "v1alpha1", "accessrequests"),
+        references.Resource("jitgrant.dev", "v1alpha1", "grantpolicies"),
+    ]
     found: dict[str, tuple[str, dict[str, Any]]] = {}
     for reason, kind in (
         (WebhookType.MUTATING, "MutatingWebhookConfiguration"),
@@ -52,7 +56,7 @@ def kopf_webhooks() -> dict[str, tuple[str, dict[str, Any]]]:
     ):
         handlers = [h for h in registry._webhooks.get_all_handlers() if h.reason == reason]
         for entry in build_webhooks(
-            handlers, resources=[resource], name_suffix="jitgrant.dev", client_config={"url": "https://x"}
+            handlers, resources=resources, name_suffix="jitgrant.dev", client_config={"url": "https://x"}
         ):
             found[entry["name"]] = (kind, dict(entry))
     return found
@@ -112,6 +116,8 @@ def test_each_webhook_covers_exactly_what_its_handler_needs(chart: helm.Chart) -
         ),
         # Only the operator writes status.
         "guard-status.jitgrant.dev": ("/guard-status", ["UPDATE"], ["accessrequests/status"], "None"),
+        # A GrantPolicy the operator could not use is refused at apply time.
+        "validate-policy.jitgrant.dev": ("/validate-policy", ["CREATE", "UPDATE"], ["grantpolicies"], "None"),
     }
     assert set(webhooks(render(chart), "MutatingWebhookConfiguration")) == {"stamp-requester.jitgrant.dev"}
 
@@ -142,7 +148,7 @@ def test_generated_certificate_is_trusted_through_the_ca_bundle(chart: helm.Char
 
     # Every webhook of both configurations carries the CA that signed the serving certificate.
     entries = all_webhooks(manifests)
-    assert len(entries) == 3
+    assert len(entries) == 4
     for entry in entries.values():
         assert decode(entry["clientConfig"]["caBundle"]) == decode(secret["data"]["ca.crt"])
     ca_key = ca.public_key()

@@ -1,0 +1,124 @@
+"""What the GrantPolicy checks read and write in a cluster: the policy object itself (with its
+status and generation), a ClusterRole's live rules, whether the operator may bind it, and the
+policy's status subresource.
+
+Works on any cluster client that carries the official client as `.client` (ClusterApi); each call
+runs in a thread, as every other call of the operator does. A client without one (a test double)
+reads the policy through its `get_policy` and answers "unknown" for the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import urllib3.exceptions
+from kubernetes.client import AuthorizationV1Api, CustomObjectsApi, RbacAuthorizationV1Api
+from kubernetes.client.exceptions import ApiException
+
+from jitgrant.clusters.errors import classify_kubernetes_error
+from jitgrant.models import API_GROUP, API_VERSION
+
+PLURAL = "grantpolicies"
+_TIMEOUT = (5.0, 20.0)
+
+
+def _client(api: Any) -> Any:
+    return getattr(api, "client", None)
+
+
+async def _call(fn: Any, *args: Any) -> Any:
+    try:
+        return await asyncio.to_thread(fn, *args, _request_timeout=_TIMEOUT)
+    except (urllib3.exceptions.HTTPError, OSError) as exc:  # no answer: retryable, for the reconciler
+        raise classify_kubernetes_error(exc, cluster="target") from exc
+
+
+async def read_policy(api: Any, name: str) -> Mapping[str, Any] | None:
+    """The whole GrantPolicy object (metadata, spec, status), or None when it does not exist."""
+    client = _client(api)
+    if client is None:
+        stored = await api.get_policy(name)
+        if stored is None or isinstance(stored, Mapping):
+            return stored
+        return {"metadata": {"name": name}, "spec": dict(stored.spec)}
+    try:
+        body: Mapping[str, Any] = await _call(
+            CustomObjectsApi(client).get_cluster_custom_object, API_GROUP, API_VERSION, PLURAL, name
+        )
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return body
+
+
+async def list_policies(api: Any) -> list[Mapping[str, Any]]:
+    client = _client(api)
+    if client is None:
+        return []
+    result = await _call(CustomObjectsApi(client).list_cluster_custom_object, API_GROUP, API_VERSION, PLURAL)
+    items: list[Mapping[str, Any]] = result.get("items", [])
+    return items
+
+
+async def patch_policy_status(api: Any, name: str, status: Mapping[str, Any]) -> None:
+    client = _client(api)
+    if client is None:
+        return
+    await _call(
+        CustomObjectsApi(client).patch_cluster_custom_object_status,
+        API_GROUP,
+        API_VERSION,
+        PLURAL,
+        name,
+        {"status": dict(status)},
+    )
+
+
+@dataclass(frozen=True)
+class ClusterRoleRead:
+    """`found` None: the operator may not read it (or the client cannot tell)."""
+
+    found: bool | None
+    body: Mapping[str, Any]
+
+
+async def read_cluster_role(api: Any, name: str) -> ClusterRoleRead:
+    client = _client(api)
+    if client is None:
+        return ClusterRoleRead(found=None, body={})
+    try:
+        role = await _call(RbacAuthorizationV1Api(client).read_cluster_role, name)
+    except ApiException as exc:
+        if exc.status == 404:
+            return ClusterRoleRead(found=False, body={})
+        if exc.status == 403:
+            return ClusterRoleRead(found=None, body={})
+        # The reconciler handles the clusters.errors family only (e.g. a 401 fails the request).
+        raise classify_kubernetes_error(exc, cluster=str(getattr(api, "name", "target"))) from exc
+    body: Mapping[str, Any] = client.sanitize_for_serialization(role)
+    return ClusterRoleRead(found=True, body=body)
+
+
+async def may_bind(api: Any, cluster_role: str) -> bool | None:
+    """Whether the operator's own identity may bind this ClusterRole (a SelfSubjectAccessReview)."""
+    client = _client(api)
+    if client is None:
+        return None
+    review = {
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SelfSubjectAccessReview",
+        "spec": {
+            "resourceAttributes": {
+                "group": "rbac.authorization.k8s.io",
+                "resource": "clusterroles",
+                "verb": "bind",
+                "name": cluster_role,
+            }
+        },
+    }
+    result = await _call(AuthorizationV1Api(client).create_self_subject_access_review, review)
+    return bool(result.status.allowed)

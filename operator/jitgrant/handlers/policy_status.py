@@ -1,0 +1,210 @@
+"""GrantPolicy status, and the policy as the reconciler sees it.
+
+- `load_policy`: the policy a request names, or why it cannot be used. A policy that does not parse
+  or fails `check_policy` is *invalid*, not missing: its requests are denied as `PolicyInvalid` with
+  the field and the fix (they were denied as `PolicyNotFound`, and nothing was logged).
+- `cluster_role_refusal`: at grant time, the live rules of the ClusterRole to bind, held against the
+  dangerous list; anything the policy did not accept refuses the grant (`ClusterRoleWidened`).
+- The `Ready` condition in `status` (what `kubectl get gp` shows): valid, each ClusterRole exists,
+  the operator may bind it, and it holds nothing dangerous the policy did not accept. Written when a
+  policy changes and re-checked every `RECHECK_SECONDS`, since a ClusterRole can change under it.
+  The status is a view: requests are decided on the live checks above, never on a cached condition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from jitgrant.clusters.policy_checks import (
+    list_policies,
+    may_bind,
+    patch_policy_status,
+    read_cluster_role,
+    read_policy,
+)
+from jitgrant.lifecycle import Action, Step
+from jitgrant.models import API_GROUP, API_VERSION, GrantPolicySpec
+from jitgrant.models.vocabulary import Reason, format_time
+from jitgrant.policy import ClusterRoleState, check_policy, readiness, rules_of, widened_reason
+from jitgrant.policy.scope import policy_cluster_roles
+
+log = logging.getLogger("jitgrant.policy_status")
+
+READY = "Ready"
+RECHECK_SECONDS = 30.0
+STATUS_ID = "policy-status"
+_RESOURCE = (API_GROUP, API_VERSION, "grantpolicies")
+_TASK_KEY = "policy_recheck_task"
+
+# Steps that would decide or issue a grant: under an invalid policy they become a PolicyInvalid denial.
+_GRANTWARD = frozenset({Action.APPROVE, Action.PEND, Action.ACTIVATE, Action.RECORD_APPROVALS})
+_REPLACED_DENIALS = frozenset({Reason.POLICY_NOT_FOUND, Reason.POLICY_REFUSED})
+
+
+# --- The policy a request names --------------------------------------------------------------------
+
+
+async def load_policy(runtime: Any, name: str) -> tuple[GrantPolicySpec | None, str | None]:
+    """(spec, None) for a usable policy, (None, None) when it does not exist, (None, why) when invalid."""
+    body = await read_policy(runtime.own, name)
+    if body is None:
+        return None, None
+    check = check_policy(body.get("spec"))
+    if check.valid:
+        return check.spec, None
+    message = f"GrantPolicy {name!r} is invalid: {check.message}; the platform team must fix it"
+    log.warning("%s", message)
+    return None, message
+
+
+def invalid_policy_step(step: Step, *, problem: str) -> Step:
+    """The step to take instead when the policy is invalid: nothing moves toward a grant under it."""
+    denial = step.action is Action.DENY and step.reason in _REPLACED_DENIALS
+    if step.action in _GRANTWARD or denial:
+        return Step(Action.DENY, reason=Reason.POLICY_INVALID, message=problem)
+    return step
+
+
+# --- At grant time -----------------------------------------------------------------------------------
+
+
+async def cluster_role_refusal(
+    target: Any, *, policy_name: str, policy: GrantPolicySpec, cluster_role: str | None
+) -> str | None:
+    """Why the ClusterRole about to be bound may not be, judged on its rules as they are now.
+
+    A ClusterRole that is missing or that the operator may not read is left to the API server, which
+    refuses the binding itself (`GrantRefusedByCluster`). Any other error propagates: no grant is
+    made on rules that could not be read.
+    """
+    if cluster_role is None:
+        return None
+    read = await read_cluster_role(target, cluster_role)
+    if not read.found:
+        return None
+    return widened_reason(
+        policy_name=policy_name, policy=policy, cluster_role=cluster_role, rules=rules_of(read.body)
+    )
+
+
+# --- The Ready condition -----------------------------------------------------------------------------
+
+
+async def _role_states(api: Any, spec: GrantPolicySpec) -> list[ClusterRoleState] | str:
+    states: list[ClusterRoleState] = []
+    for name in policy_cluster_roles(spec):
+        read = await read_cluster_role(api, name)
+        bindable = await may_bind(api, name)
+        if read.found is False:
+            states.append(ClusterRoleState(name=name, found=False, bindable=bool(bindable)))
+        elif bindable is False:
+            states.append(ClusterRoleState(name=name, found=True, bindable=False))
+        elif read.found is None or bindable is None:
+            return f"the operator cannot read ClusterRole '{name}' to check it"
+        else:
+            states.append(ClusterRoleState(name=name, found=True, bindable=True, rules=rules_of(read.body)))
+    return states
+
+
+async def ready_condition(runtime: Any, body: Mapping[str, Any]) -> tuple[str, str, str]:
+    """(status "True"/"False"/"Unknown", reason, message) for the policy as it is now."""
+    name = str((body.get("metadata") or {}).get("name") or "")
+    check = check_policy(body.get("spec"))
+    if not check.valid or check.spec is None:
+        result = readiness(policy_name=name, check=check, roles=())
+        return "False", result.reason, result.message
+    try:
+        api = await runtime.housekeeping_cluster(check.spec.target)
+        states = await _role_states(api, check.spec)
+    except Exception as exc:  # an unreachable target: say so, and decide nothing from it
+        return "Unknown", Reason.TARGET_UNAVAILABLE, f"cannot check the target cluster: {exc}"
+    if isinstance(states, str):
+        return "Unknown", Reason.CLUSTER_ROLE_NOT_BINDABLE, states
+    result = readiness(policy_name=name, check=check, roles=states)
+    return ("True" if result.ready else "False"), result.reason, result.message
+
+
+def _status_patch(
+    body: Mapping[str, Any], condition: tuple[str, str, str], now: str
+) -> dict[str, Any] | None:
+    """The status to write, or None when it already says this (so our own write does not loop)."""
+    status_text, reason, message = condition
+    generation = (body.get("metadata") or {}).get("generation")
+    current = body.get("status") or {}
+    previous = next((c for c in current.get("conditions") or () if c.get("type") == READY), None)
+    same = previous is not None and (
+        previous.get("status"),
+        previous.get("reason"),
+        previous.get("message"),
+    ) == (
+        status_text,
+        reason,
+        message[:1000],
+    )
+    if same and current.get("observedGeneration") == generation:
+        return None
+    changed = previous is None or previous.get("status") != status_text
+    since = now if changed or previous is None else previous.get("lastTransitionTime", now)
+    entry = {
+        "type": READY,
+        "status": status_text,
+        "reason": str(reason),
+        "message": message[:1000],
+        "lastTransitionTime": since,
+    }
+    return {"observedGeneration": generation, "conditions": [entry]}
+
+
+async def refresh_status(runtime: Any, body: Mapping[str, Any]) -> None:
+    name = str((body.get("metadata") or {}).get("name") or "")
+    condition = await ready_condition(runtime, body)
+    patch = _status_patch(body, condition, format_time(runtime.clock()))
+    if patch is not None:
+        await patch_policy_status(runtime.own, name, patch)
+        log.info("GrantPolicy %s: Ready=%s (%s) %s", name, *condition)
+
+
+async def recheck_forever(runtime: Any, *, interval: float | None = None) -> None:
+    """ClusterRoles change without their policies changing: look again every `interval` seconds."""
+    await runtime.started.wait()
+    while not runtime.stopping:
+        try:
+            for body in await list_policies(runtime.own):
+                await refresh_status(runtime, body)
+        except Exception:
+            log.exception("re-checking GrantPolicies failed; will retry")
+        await asyncio.sleep(interval or RECHECK_SECONDS)
+
+
+# --- kopf registrations -------------------------------------------------------------------------------
+
+
+@kopf.on.event(*_RESOURCE, id=STATUS_ID)
+async def policy_changed(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:
+    runtime = getattr(memo, "runtime", None)
+    if runtime is None or type == "DELETED":
+        return
+    try:
+        await refresh_status(runtime, body)
+    except Exception:
+        log.exception("writing the status of GrantPolicy %s failed", body.metadata.name)
+
+
+@kopf.on.startup(id="start-policy-recheck")
+async def start_policy_recheck(memo: kopf.Memo, **_: Any) -> None:
+    runtime = getattr(memo, "runtime", None)
+    if runtime is not None:
+        memo[_TASK_KEY] = asyncio.create_task(recheck_forever(runtime), name="jitgrant-policy-recheck")
+
+
+@kopf.on.cleanup(id="stop-policy-recheck")
+async def stop_policy_recheck(memo: kopf.Memo, **_: Any) -> None:
+    task = memo.get(_TASK_KEY)
+    if isinstance(task, asyncio.Task):
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
