@@ -86,6 +86,13 @@ OPERATOR_PERMISSIONS: tuple[Permission, ...] = (
         ("get", "list", "watch"),
         "kopf's resource observer discovers the CRDs it serves",
     ),
+    Permission(
+        "coordination.k8s.io",
+        "leases",
+        ("get", "list", "create", "update", "delete"),
+        "leader election among replicas (one Lease), and the OIDC replay set shared by every replica "
+        "(a Lease per used token, deleted once the token has expired)",
+    ),
 )
 
 GRANTABLE_CLUSTER_ROLE_PERMISSIONS: tuple[Permission, ...] = (

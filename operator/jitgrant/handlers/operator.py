@@ -11,16 +11,16 @@ import kopf
 from jitgrant.handlers import admission as _admission  # noqa: F401 - registers the webhooks
 from jitgrant.handlers import policy_admission as _policy_admission  # noqa: F401 - GrantPolicy webhook
 from jitgrant.handlers import policy_status as _policy_status  # noqa: F401 - GrantPolicy Ready condition
+from jitgrant.handlers.leader import LeaderElection
 from jitgrant.handlers.reconcile import Reconciler
 from jitgrant.handlers.runtime import Runtime
+from jitgrant.handlers.scheduler import Scheduler
 from jitgrant.handlers.sweep import sweep_all, sweep_forever
 from jitgrant.models import API_GROUP, API_VERSION
-from jitgrant.models.request import TERMINAL_PHASES
-from jitgrant.models.vocabulary import FINALIZER, REVOKE_ANNOTATION
+from jitgrant.models.vocabulary import FINALIZER
 
 PROGRESS_PREFIX = "jitgrant.dev"
 
-_TERMINAL = frozenset(phase.value for phase in TERMINAL_PHASES)
 _RESOURCE = (API_GROUP, API_VERSION, "accessrequests")
 
 log = logging.getLogger("jitgrant.operator")
@@ -51,11 +51,47 @@ def configure(settings: kopf.OperatorSettings, *, instance: str = "jitgrant") ->
     settings.networking.request_timeout = 30
     settings.batching.error_delays = (1, 2, 5, 10, 30)
     settings.queueing.exit_timeout = 5.0
-    # One replica, Recreate strategy: no peering (peering is not leader election anyway).
+    # No kopf peering (it pauses operators, it does not elect one): replicas elect a leader over a
+    # Lease themselves (handlers/leader.py).
     settings.peering.standalone = True
     settings.execution.max_workers = 8
     # Per-object workers exit after 5 s of quiet instead of holding memory for every request.
     settings.batching.idle_timeout = 5.0
+
+
+def scheduler_of(memo: Any) -> Scheduler:
+    scheduler = getattr(memo, "scheduler", None)
+    if not isinstance(scheduler, Scheduler):
+        raise kopf.PermanentError("jitgrant scheduler missing from kopf's memo; it starts with the runtime")
+    return scheduler
+
+
+def election_of(memo: Any) -> LeaderElection | None:
+    election = getattr(memo, "election", None)
+    return election if isinstance(election, LeaderElection) else None
+
+
+def acting(memo: Any) -> bool:
+    """Whether this replica may reconcile, expire and sweep: it holds the Lease (or runs alone)."""
+    election = election_of(memo)
+    return election is None or election.holds()
+
+
+async def _start_leading(runtime: Runtime, scheduler: Scheduler) -> None:
+    # Windows that closed while no leader was acting end now, then whatever the queue says is due.
+    removed = await sweep_all(runtime)
+    if removed:
+        log.warning("sweep on taking over removed %d stale grant object(s)", removed)
+    if runtime.sweep_task is None or runtime.sweep_task.done():
+        runtime.sweep_task = asyncio.create_task(sweep_forever(runtime), name="jitgrant-sweep")
+    scheduler.wake()
+
+
+async def _stop_leading(runtime: Runtime) -> None:
+    if runtime.sweep_task is not None:
+        runtime.sweep_task.cancel()
+        await asyncio.gather(runtime.sweep_task, return_exceptions=True)
+        runtime.sweep_task = None
 
 
 @kopf.on.startup(id="start-runtime")
@@ -70,11 +106,24 @@ async def start_runtime(memo: kopf.Memo, settings: kopf.OperatorSettings, **_: A
         await runtime.health.start_server(host="0.0.0.0", port=runtime.settings.health_port)  # noqa: S104
     runtime.health.expect_watch("accessrequests")
     await runtime.audit.start()
-    # Windows that closed while the operator was down end now, before anything else is handled.
-    removed = await sweep_all(runtime)
-    if removed:
-        log.warning("start-up sweep removed %d stale grant object(s)", removed)
-    runtime.sweep_task = asyncio.create_task(sweep_forever(runtime), name="jitgrant-sweep")
+    scheduler = Scheduler(runtime, acting=lambda: acting(memo))
+    memo.scheduler = scheduler
+    election = election_of(memo)
+    if election is None:
+        # Alone: windows that closed while the operator was down end before anything else is handled.
+        await _start_leading(runtime, scheduler)
+    else:
+
+        async def started() -> None:
+            await _start_leading(runtime, scheduler)
+
+        async def stopped() -> None:
+            await _stop_leading(runtime)
+
+        memo.election_task = asyncio.create_task(
+            election.run(on_started=started, on_stopped=stopped), name="jitgrant-election"
+        )
+    memo.scheduler_task = asyncio.create_task(scheduler.run(), name="jitgrant-scheduler")
     runtime.started.set()
     runtime.health.mark_started()
 
@@ -83,65 +132,44 @@ async def start_runtime(memo: kopf.Memo, settings: kopf.OperatorSettings, **_: A
 async def stop_runtime(memo: kopf.Memo, **_: Any) -> None:
     runtime = runtime_of(memo)
     runtime.stopping = True
-    if runtime.sweep_task is not None:
-        runtime.sweep_task.cancel()
-        await asyncio.gather(runtime.sweep_task, return_exceptions=True)
+    for name in ("scheduler_task", "election_task"):
+        task = getattr(memo, name, None)
+        if isinstance(task, asyncio.Task):
+            task.cancel()  # the election releases the Lease on its way out
+            await asyncio.gather(task, return_exceptions=True)
+    await _stop_leading(runtime)
     await runtime.audit.close()
     await runtime.health.stop_server()
 
 
 @kopf.on.event(*_RESOURCE, id="reconcile-on-change")
 async def reconcile_on_change(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:
-    runtime = runtime_of(memo)
-    runtime.health.mark_watch_alive("accessrequests")
-    if type == "DELETED" or body.get("status", {}).get("phase") in _TERMINAL:
-        return
-    try:
-        await Reconciler(runtime).reconcile(body.metadata.namespace or "", body.metadata.name or "")
-    except Exception:
-        # Events are not retried by kopf; the clock below picks the request up again.
-        runtime.metrics.reconcile_error(handler="reconcile-on-change")
-        log.exception("reconciling %s/%s failed; will retry", body.metadata.namespace, body.metadata.name)
+    """Every event queues the request at its due time; what is due now is reconciled at once.
 
-
-def _not_ended(status: kopf.Status, **_: Any) -> bool:
-    return status.get("phase") not in _TERMINAL
-
-
-@kopf.timer(*_RESOURCE, id="reconcile-clock", interval=1.0, when=_not_ended)
-async def reconcile_clock(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """Time-driven transitions (expiry, pending time-out) and retries of failed attempts.
-
-    Cheap when nothing is due: it reads the absolute times kept in status and calls the API only
-    when one has passed, so `expiresAt` survives any restart of the operator.
+    Every replica keeps the queue, so a new leader knows at once what is due; only the leader acts.
     """
     runtime = runtime_of(memo)
-    status = body.get("status", {})
-    phase = status.get("phase")
-    now = runtime.clock()
-    if phase == "Active":
-        expires = status.get("expiresAt")
-        if expires and _parse(expires) > now and REVOKE_ANNOTATION not in body.metadata.annotations:
-            return
-    try:
-        await Reconciler(runtime).reconcile(body.metadata.namespace or "", body.metadata.name or "")
-    except Exception:
-        runtime.metrics.reconcile_error(handler="reconcile-clock")
-        log.exception("reconciling %s/%s failed; will retry", body.metadata.namespace, body.metadata.name)
+    runtime.health.mark_watch_alive("accessrequests")
+    scheduler = scheduler_of(memo)
+    namespace, name = body.metadata.namespace or "", body.metadata.name or ""
+    if type == "DELETED":
+        scheduler.forget(namespace, name)
+        return
+    when = scheduler.observe(namespace, name, body.get("status") or {}, body.metadata.annotations)
+    if when is None or when > runtime.clock() or runtime.stopping or not acting(memo):
+        return
+    await scheduler.reconcile(namespace, name)
 
 
 @kopf.on.delete(*_RESOURCE, id="revoke-on-delete")
 async def revoke_on_delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Deleting a request revokes its access first; kopf keeps the finalizer until this succeeds."""
     runtime = runtime_of(memo)
+    if not acting(memo):
+        # The finalizer stays until the leader has revoked: a standby must not let it go.
+        raise kopf.TemporaryError("not the leader; the leader revokes", delay=2)
     try:
         await Reconciler(runtime).revoke_for_deletion(body)
     except Exception as exc:
         runtime.metrics.reconcile_error(handler="revoke-on-delete")
         raise kopf.TemporaryError(f"revoking before deletion failed: {exc}", delay=2) from exc
-
-
-def _parse(text: str) -> Any:
-    from datetime import datetime
-
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))

@@ -1,17 +1,21 @@
 """Carrying out the lifecycle's decisions against the cluster: the only place that turns a Step into
-status patches, RBAC objects, audit records, Kubernetes Events and metrics."""
+status patches, RBAC objects, audit records, Kubernetes Events and metrics.
+
+The grant is written ahead: its plan (every object's cluster, kind, namespace and name) goes into
+`status.grant` before the first object exists, and every removal works from that record. So a status
+write that fails after an object was created (a revoke landing mid-issue makes it a 409) can never
+orphan the object, and status never says "no grant" while a binding exists (see "Grant record" in
+docs/architecture.md).
+"""
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, NoReturn, cast
+from typing import Any, cast
 
 import kopf
-import urllib3.exceptions
-from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from jitgrant.approvals.counting import ApprovalTally, tally
@@ -19,65 +23,46 @@ from jitgrant.approvals.receipts import parse_recorded
 from jitgrant.audit.records import EventType
 from jitgrant.audit.trail import AuditUnavailable
 from jitgrant.clusters import grant_objects
-from jitgrant.clusters.errors import ClusterAccessError, classify_kubernetes_error
+from jitgrant.clusters.errors import ClusterAccessError, Forbidden, NotFound, Refused
 from jitgrant.clusters.grant_objects import ForeignObjectError
-from jitgrant.clusters.own import ClusterApi
+from jitgrant.clusters.port import ClusterPort, StoredRequest
 from jitgrant.grants.delivery import kubeconfig_reader, kubeconfig_secret, token_seconds
 from jitgrant.grants.kubeconfig import kubeconfig_yaml, scoped_kubeconfig
+from jitgrant.grants.objects import GrantOwner
 from jitgrant.grants.plan import GrantPlan, plan_grant
 from jitgrant.handlers.audit_events import audit_event
 from jitgrant.handlers.policy_status import cluster_role_refusal, invalid_policy_step, load_policy
-from jitgrant.handlers.runtime import Runtime, TargetUnavailable
+from jitgrant.handlers.runtime import Runtime
 from jitgrant.identity.stamp import verify_requester_seal
 from jitgrant.lifecycle import Action, Step, granted_condition, next_step
-from jitgrant.models import AccessRequest, ApprovalEntry, GrantPolicySpec, GrantRef, Phase, Target, TargetType
-from jitgrant.models.request import TERMINAL_PHASES
+from jitgrant.models import (
+    AccessRequest,
+    AccessRequestStatus,
+    ApprovalEntry,
+    GrantObjectRef,
+    GrantPolicySpec,
+    GrantRef,
+    Phase,
+    TargetType,
+)
 from jitgrant.models.vocabulary import (
     APPROVALS_ANNOTATION,
     CREATED_BY_EXTRA,
     FINALIZER,
     REQUESTER_SEAL_ANNOTATION,
     Reason,
+    format_time,
 )
 
 log = logging.getLogger("jitgrant.reconcile")
 
-# Persistence names are part of the API: changing them later re-handles every object.
-
 # An approval reaches Active in the same pass: Pending -> Approved -> Active needs three steps.
 _MAX_STEPS_PER_PASS = 4
 
-_PHASE_OF = {
-    Action.FAIL: Phase.FAILED,
-    Action.DENY: Phase.DENIED,
-    Action.PEND: Phase.PENDING,
-    Action.APPROVE: Phase.APPROVED,
-    Action.TIME_OUT: Phase.TIMED_OUT,
-    Action.EXPIRE: Phase.EXPIRED,
-    Action.REVOKE: Phase.REVOKED,
-}
-_EVENT_OF = {
-    Action.FAIL: EventType.FAILED,
-    Action.DENY: EventType.DENIED,
-    Action.PEND: EventType.PENDING,
-    Action.APPROVE: EventType.APPROVED,
-    Action.TIME_OUT: EventType.TIMED_OUT,
-    Action.EXPIRE: EventType.EXPIRED,
-    Action.REVOKE: EventType.REVOKED,
-}
-_OUTCOME_OF = {
-    Action.FAIL: "failed",
-    Action.DENY: "denied",
-    Action.PEND: "pending",
-    Action.APPROVE: "approved",
-    Action.TIME_OUT: "timed_out",
-    Action.EXPIRE: "expired",
-    Action.REVOKE: "revoked",
-}
 
-
-def _time(value: datetime) -> str:
-    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+def _status(**fields: Any) -> dict[str, Any]:
+    """A status patch built from the model, so only fields the model knows are ever written."""
+    return AccessRequestStatus(**fields).model_dump(mode="json", by_alias=True, exclude_unset=True)
 
 
 def _post_event(body: Mapping[str, Any], *, warning: bool, reason: str, message: str) -> None:
@@ -93,11 +78,21 @@ def _post_event(body: Mapping[str, Any], *, warning: bool, reason: str, message:
         log.debug("could not queue an event", exc_info=True)
 
 
+def _removal_order(objects: Sequence[GrantObjectRef]) -> list[GrantObjectRef]:
+    """Bindings first (access ends with them), then the rest in reverse order of creation."""
+    reverse = list(reversed(objects))
+    return [o for o in reverse if o.kind == "RoleBinding"] + [o for o in reverse if o.kind != "RoleBinding"]
+
+
 class Reconciler:
     """Moves one AccessRequest through its lifecycle, one verified step at a time."""
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
+
+    def _now(self) -> datetime:
+        # Second precision, as Kubernetes writes times: status times compare as strings too.
+        return self.runtime.clock().replace(microsecond=0)
 
     async def reconcile(self, namespace: str, name: str) -> datetime | None:
         """Run every step that is due now; return when the request next needs attention."""
@@ -105,30 +100,28 @@ class Reconciler:
             for _ in range(_MAX_STEPS_PER_PASS):
                 if self.runtime.stopping:
                     return None
-                body = await self.runtime.own.get_request(namespace, name)
-                if body is None or body.get("metadata", {}).get("deletionTimestamp"):
+                stored = await self.runtime.own.get_request(namespace, name)
+                if stored is None or stored.deleting:
                     return None  # deletion is the delete handler's business
-                step, request, policy = await self._next(body)
+                step, request, policy = await self._next(stored)
                 if step.action is Action.WAIT:
                     return step.wake_at
                 if step.action is Action.NONE or request is None:
                     return None
-                if step.action is Action.ACTIVATE and FINALIZER not in (
-                    body["metadata"].get("finalizers") or []
-                ):
+                if step.action is Action.ACTIVATE and FINALIZER not in stored.finalizers:
                     # Without the finalizer a deletion could remove the request before its grant:
                     # access is issued only once deleting the request is guaranteed to revoke it.
                     log.debug("%s/%s: waiting for the finalizer before granting", namespace, name)
                     return None
-                await self._carry_out(step, body=body, request=request, policy=policy)
+                await self._carry_out(step, stored=stored, request=request, policy=policy)
                 if step.action is Action.ACTIVATE:
                     # Done, or waiting on the target cluster: the timer retries after the backoff.
                     return None
         return None
 
     async def _patch_status(
-        self, request: AccessRequest, body: Mapping[str, Any], status: dict[str, Any]
-    ) -> None:
+        self, stored: StoredRequest, request: AccessRequest, status: dict[str, Any]
+    ) -> StoredRequest:
         """Merge-patch status with the resourceVersion we read (a stale writer loses), keeping the
         `Granted` condition in step with the phase."""
         if "phase" in status:
@@ -140,41 +133,33 @@ class Reconciler:
                 now=self.runtime.clock(),
             )
             status = {**status, "conditions": [condition.model_dump(mode="json", by_alias=True)]}
-        await self.runtime.own.patch_request_status(
-            request.metadata.namespace or "",
-            request.metadata.name,
-            status,
-            resource_version=(body.get("metadata") or {}).get("resourceVersion"),
+        return await self.runtime.own.patch_request_status(
+            stored.namespace, stored.name, status, resource_version=stored.resource_version
         )
 
-    async def _next(
-        self, body: Mapping[str, Any]
-    ) -> tuple[Step, AccessRequest | None, GrantPolicySpec | None]:
+    async def _next(self, stored: StoredRequest) -> tuple[Step, AccessRequest | None, GrantPolicySpec | None]:
         try:
-            request = AccessRequest.from_object(body)
+            request = stored.parse()
         except ValidationError as exc:
-            phase = (body.get("status") or {}).get("phase")
-            if phase in {p.value for p in TERMINAL_PHASES}:
+            if stored.phase is not None and stored.phase.terminal:
                 return Step(Action.NONE), None, None
-            await self._fail_unparseable(body, exc)
+            await self._fail_unparseable(stored, exc)
             return Step(Action.NONE), None, None
         settings = self.runtime.settings
         policy, policy_problem = await load_policy(self.runtime, request.spec.policy)
-        meta = body.get("metadata") or {}
         seal_valid = verify_requester_seal(
             key=settings.receipt_key,
-            namespace=request.metadata.namespace or "",
-            name=request.metadata.name,
-            spec=body.get("spec") or {},
-            seal=(meta.get("annotations") or {}).get(REQUESTER_SEAL_ANNOTATION),
+            namespace=stored.namespace,
+            name=stored.name,
+            spec=stored.spec,
+            seal=stored.annotations.get(REQUESTER_SEAL_ANNOTATION),
         )
-        approvals = self._tally(body, request, policy)
         step = next_step(
             request=request,
             policy=policy,
             now=self.runtime.clock(),
             seal_valid=seal_valid,
-            tally=approvals,
+            tally=self._tally(stored, request, policy),
             inline_rules_enabled=settings.inline_rules_enabled,
             operator_namespace=settings.operator_namespace,
         )
@@ -183,72 +168,115 @@ class Reconciler:
         return step, request, policy
 
     def _tally(
-        self, body: Mapping[str, Any], request: AccessRequest, policy: GrantPolicySpec | None
+        self, stored: StoredRequest, request: AccessRequest, policy: GrantPolicySpec | None
     ) -> ApprovalTally | None:
         if policy is None or request.spec.requester is None:
             return None
-        annotations = (body.get("metadata") or {}).get("annotations") or {}
         return tally(
             policy=policy.approval,
             requester=request.spec.requester,
-            recorded=parse_recorded(annotations.get(APPROVALS_ANNOTATION)),
+            recorded=parse_recorded(stored.annotations.get(APPROVALS_ANNOTATION)),
             key=self.runtime.settings.receipt_key,
-            request_uid=request.metadata.uid or "",
-            spec=body.get("spec") or {},
+            request_uid=stored.uid,
+            spec=stored.spec,
         )
 
-    async def _fail_unparseable(self, body: Mapping[str, Any], exc: ValidationError) -> None:
-        meta = body.get("metadata") or {}
+    async def _fail_unparseable(self, stored: StoredRequest, exc: ValidationError) -> None:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
-        now = self.runtime.clock()
+        status = {
+            "phase": Phase.FAILED.value,
+            "reason": Reason.INVALID_REQUEST,
+            "message": problems,
+            "endedAt": format_time(self._now()),
+        }
         await self.runtime.own.patch_request_status(
-            meta.get("namespace", ""),
-            meta.get("name", ""),
-            {
-                "phase": Phase.FAILED.value,
-                "reason": Reason.INVALID_REQUEST,
-                "message": problems,
-                "endedAt": _time(now),
-            },
-            resource_version=meta.get("resourceVersion"),
+            stored.namespace, stored.name, status, resource_version=stored.resource_version
         )
 
     async def _carry_out(
-        self, step: Step, *, body: Mapping[str, Any], request: AccessRequest, policy: GrantPolicySpec | None
+        self, step: Step, *, stored: StoredRequest, request: AccessRequest, policy: GrantPolicySpec | None
     ) -> None:
         if step.action is Action.ACTIVATE:
             assert policy is not None and step.duration is not None  # next_step guarantees both
-            await self._activate(step, body=body, request=request, policy=policy)
+            await self._activate(step, stored=stored, request=request, policy=policy)
         elif step.action in (Action.EXPIRE, Action.REVOKE):
-            await self._end_grant(step, body=body, request=request)
+            await self._end_grant(step, stored=stored, request=request)
         elif step.action is Action.RECORD_APPROVALS:
-            await self._record_approvals(step, body=body, request=request, policy=policy)
+            await self._record_approvals(step, stored=stored, request=request, policy=policy)
         else:
-            await self._transition(step, body=body, request=request, policy=policy)
+            await self._transition(step, stored=stored, request=request, policy=policy)
+
+    # --- One recorder for every transition ----------------------------------------------------------
+
+    async def _record(
+        self,
+        step: Step,
+        *,
+        stored: StoredRequest,
+        request: AccessRequest,
+        cluster: str,
+        now: datetime,
+        approvals: tuple[ApprovalEntry, ...] = (),
+        **audit: Any,
+    ) -> None:
+        """Audit record, metrics, Event and log line for one transition, all from its consequence."""
+        runtime = self.runtime
+        consequence = step.consequence
+        phase = consequence.phase
+        await runtime.audit.record(
+            audit_event(
+                request=request,
+                event_type=EventType(consequence.audit_event),
+                at=now,
+                cluster=cluster,
+                decision="granted" if phase is Phase.ACTIVE else phase.value,
+                reason=step.message or step.reason,
+                approvals=approvals,
+                ended_at=now if phase.terminal else None,
+                **audit,
+            )
+        )
+        runtime.metrics.request_outcome(policy=request.spec.policy, outcome=consequence.outcome)
+        _post_event(stored.body, warning=consequence.warning, reason=step.reason, message=step.message)
+        log.info("%s/%s -> %s: %s", stored.namespace, stored.name, phase.value, step.message)
+        if runtime.notifier is not None:  # queued, never awaited: a receiver cannot slow a grant
+            expires_at = audit.get("expires_at")
+            runtime.notifier.transition(
+                request, phase=phase, reason=step.reason, message=step.message, expires_at=expires_at
+            )
+
+    # --- Decisions --------------------------------------------------------------------------------
 
     async def _transition(
         self,
         step: Step,
         *,
-        body: Mapping[str, Any],
+        stored: StoredRequest,
         request: AccessRequest,
         policy: GrantPolicySpec | None,
         cluster: str | None = None,
+        grant: GrantRef | None = None,
     ) -> None:
-        """A phase change that creates or removes nothing: decisions, approvals, time-outs."""
+        """A phase change that creates nothing: decisions, approvals, time-outs and failures. A
+        terminal one first removes whatever a recorded grant plan may have created."""
         runtime = self.runtime
-        now = runtime.clock()
-        phase = _PHASE_OF[step.action]
-        status: dict[str, Any] = {"phase": phase.value, "reason": step.reason, "message": step.message}
+        now = self._now()
+        phase = step.consequence.phase
+        grant = grant or request.status.grant
+        if phase.terminal and grant is not None:
+            await self._remove_recorded(grant, request=request, policy=policy)
+        fields: dict[str, Any] = {"phase": phase, "reason": step.reason, "message": step.message}
         if request.status.requested_at is None:
-            status["requestedAt"] = _time(now)
+            fields["requested_at"] = now
         if step.action is not Action.PEND:
-            status["decidedAt"] = _time(now)
+            fields["decided_at"] = now
         if phase.terminal:
-            status["endedAt"] = _time(now)
+            fields["ended_at"] = now
+        if grant is not None:
+            fields["grant"] = grant
         approvals = self._approval_entries(step.tally)
         if approvals:
-            status["approvals"] = [entry.model_dump(mode="json", by_alias=True) for entry in approvals]
+            fields["approvals"] = approvals
         if cluster is None:
             cluster = policy.target.cluster if policy is not None else "unknown"
         if request.status.phase is None:
@@ -262,46 +290,30 @@ class Reconciler:
                 )
             )
             runtime.metrics.request_outcome(policy=request.spec.policy, outcome="requested")
-        await self._patch_status(request, body, status)
-        await runtime.audit.record(
-            audit_event(
-                request=request,
-                event_type=_EVENT_OF[step.action],
-                at=now,
-                cluster=cluster,
-                decision=phase.value,
-                reason=step.message or step.reason,
-                approvals=approvals,
-                ended_at=now if phase.terminal else None,
-            )
+        await self._patch_status(stored, request, _status(**fields))
+        await self._record(
+            step, stored=stored, request=request, cluster=cluster, now=now, approvals=approvals
         )
-        runtime.metrics.request_outcome(policy=request.spec.policy, outcome=_OUTCOME_OF[step.action])
         if step.action is Action.APPROVE and request.status.requested_at is not None:
             runtime.metrics.observe_approval_wait(
                 policy=request.spec.policy, seconds=(now - request.status.requested_at).total_seconds()
             )
-        warning = step.action in (Action.FAIL, Action.DENY, Action.TIME_OUT)
-        _post_event(body, warning=warning, reason=step.reason, message=step.message)
-        log.info(
-            "%s/%s -> %s: %s", request.metadata.namespace, request.metadata.name, phase.value, step.message
-        )
 
     async def _record_approvals(
-        self, step: Step, *, body: Mapping[str, Any], request: AccessRequest, policy: GrantPolicySpec | None
+        self,
+        step: Step,
+        *,
+        stored: StoredRequest,
+        request: AccessRequest,
+        policy: GrantPolicySpec | None,
     ) -> None:
         """Each counted approval goes into status and the trail as it arrives, not only at quorum."""
         runtime = self.runtime
-        now = runtime.clock()
+        now = self._now()
         entries = self._approval_entries(step.tally)
         known = {(entry.approver, entry.receipt) for entry in request.status.approvals}
         await self._patch_status(
-            request,
-            body,
-            {
-                "reason": step.reason,
-                "message": step.message,
-                "approvals": [entry.model_dump(mode="json", by_alias=True) for entry in entries],
-            },
+            stored, request, _status(reason=step.reason, message=step.message, approvals=entries)
         )
         cluster = policy.target.cluster if policy is not None else "unknown"
         for entry in entries:
@@ -318,7 +330,7 @@ class Reconciler:
                     approvals=(entry,),
                 )
             )
-        _post_event(body, warning=False, reason=Reason.APPROVAL_RECORDED, message=step.message)
+        _post_event(stored.body, warning=False, reason=Reason.APPROVAL_RECORDED, message=step.message)
 
     @staticmethod
     def _approval_entries(result: ApprovalTally | None) -> tuple[ApprovalEntry, ...]:
@@ -335,189 +347,143 @@ class Reconciler:
             for entry in result.counted
         )
 
+    async def _fail(
+        self,
+        stored: StoredRequest,
+        request: AccessRequest,
+        *,
+        reason: str,
+        message: str,
+        cluster: str,
+        grant: GrantRef | None,
+    ) -> None:
+        step = Step(Action.FAIL, reason=reason, message=message)
+        await self._transition(
+            step, stored=stored, request=request, policy=None, cluster=cluster, grant=grant
+        )
+
+    # --- Issuing a grant: plan recorded, intent audited, objects created, then Active ---------------
+
     async def _activate(
-        self, step: Step, *, body: Mapping[str, Any], request: AccessRequest, policy: GrantPolicySpec
+        self, step: Step, *, stored: StoredRequest, request: AccessRequest, policy: GrantPolicySpec
     ) -> None:
         runtime = self.runtime
         assert step.duration is not None and step.decision is not None and request.spec.requester is not None
-        plan = plan_grant(
-            request=request, decision=step.decision, duration=step.duration, now=runtime.clock()
-        )
         cluster = policy.target.cluster
-        namespace = request.metadata.namespace or ""
-
+        record = request.status.grant
+        # A retry keeps the recorded window, so objects made by an earlier attempt stay in step.
+        started = record.planned_at if record is not None and record.planned_at is not None else self._now()
+        plan = plan_grant(request=request, decision=step.decision, duration=step.duration, now=started)
+        # Reaching the target creates nothing, so it comes before the plan: a target that cannot
+        # be reached leaves no plan to clean up after.
         try:
             target = await runtime.cluster_for(
                 policy.target,
-                session_name=f"jitgrant-{namespace}-{request.metadata.name}",
+                session_name=f"jitgrant-{stored.namespace}-{stored.name}",
                 source_identity=request.spec.requester.username,
             )
-        except TargetUnavailable as exc:
-            await self._target_trouble(request, body, exc, cluster=cluster)
+        except ClusterAccessError as exc:
+            await self._trouble(stored, request, exc, cluster=cluster, record=record)
             return
         try:
+            if record is None:
+                record = plan.record(
+                    target=policy.target,
+                    own_cluster=runtime.own.name,
+                    cluster_role=step.decision.cluster_role,
+                )
+                written = await self._write_ahead(
+                    step, stored=stored, request=request, plan=plan, record=record
+                )
+                if written is None:
+                    return
+                stored = written
             role = step.decision.cluster_role
             widened = await cluster_role_refusal(
                 target, policy_name=request.spec.policy, policy=policy, cluster_role=role
             )
             if widened is not None:  # the ClusterRole gained dangerous rules since the policy was written
                 why = Reason.CLUSTER_ROLE_WIDENED
-                await self._fail(request, body, reason=why, message=widened, cluster=cluster)
+                await self._fail(stored, request, reason=why, message=widened, cluster=cluster, grant=record)
                 return
-            await self._issue(
-                step,
-                plan=plan,
-                body=body,
-                request=request,
-                target=target,
-                cluster=cluster,
-                policy_target=policy.target,
+            made = await self._create(plan, record=record, request=request, target=target)
+        except ForeignObjectError as exc:
+            await self._fail(
+                stored, request, reason=Reason.NAME_COLLISION, message=str(exc), cluster=cluster, grant=record
             )
-        except TargetUnavailable as exc:
-            await self._target_trouble(request, body, exc, cluster=cluster)
+            return
+        except ClusterAccessError as exc:
+            await self._trouble(stored, request, exc, cluster=cluster, record=record, step=step)
+            return
         finally:
             if target is not runtime.own:
-                target.client.close()
+                target.close()
+        await self._mark_active(step, stored=stored, request=request, plan=plan, record=made, cluster=cluster)
 
-    async def _target_trouble(
-        self, request: AccessRequest, body: Mapping[str, Any], exc: TargetUnavailable, *, cluster: str
-    ) -> None:
-        """A permanent problem fails the request; a passing one is shown while the timer retries."""
-        if not exc.retryable:
-            await self._fail(request, body, reason=exc.reason, message=str(exc), cluster=cluster)
-            return
-        self.runtime.metrics.reconcile_error(handler="activate")
-        if request.status.reason == exc.reason:
-            return  # already shown; writing again would only wake every watcher for nothing
-        await self._patch_status(
-            request,
-            body,
-            {
-                "reason": exc.reason,
-                "message": f"{exc}; retrying with backoff (first retry in {exc.retry_after:.0f}s)",
-            },
-        )
-
-    async def _issue(
-        self,
-        step: Step,
-        *,
-        plan: GrantPlan,
-        body: Mapping[str, Any],
-        request: AccessRequest,
-        target: ClusterApi,
-        cluster: str,
-        policy_target: Target,
-    ) -> None:
+    async def _write_ahead(
+        self, step: Step, *, stored: StoredRequest, request: AccessRequest, plan: GrantPlan, record: GrantRef
+    ) -> StoredRequest | None:
+        """The intent goes into the trail (accepted before any access exists), then the plan into
+        status, before anything is created. Once the plan is recorded neither is written again."""
         runtime = self.runtime
-        assert step.decision is not None
-        owner, now, expires_at = plan.owner, plan.now, plan.expires_at
-
-        # Invariant 6: the record that access is about to exist is accepted before it exists.
         try:
             await runtime.audit.record_before_grant(
                 audit_event(
                     request=request,
-                    event_type=EventType.GRANTED,
-                    at=now,
-                    cluster=cluster,
-                    decision="granted",
+                    event_type=EventType.ISSUING,
+                    at=plan.now,
+                    cluster=record.cluster,
+                    decision="issuing",
                     reason=step.message,
-                    activated_at=now,
-                    expires_at=expires_at,
+                    activated_at=plan.now,
+                    expires_at=plan.expires_at,
                     binding=plan.binding_name,
                 )
             )
         except AuditUnavailable as exc:
             await self._fail(
+                stored,
                 request,
-                body,
                 reason=Reason.AUDIT_UNAVAILABLE,
                 message=f"the grant was not issued because its audit record could not be stored: {exc}",
-                cluster=cluster,
+                cluster=record.cluster,
+                grant=None,
             )
-            return
-
-        try:
-            # The identity and the Role first: the binding, which gives access, comes last.
-            await grant_objects.create_all(
-                target, [plan.service_account, plan.role, plan.binding], owner_uid=owner.uid
-            )
-            if plan.service_account is not None:
-                await self._deliver_kubeconfig(plan, request=request, target=target)
-        except ForeignObjectError as exc:
-            await self._fail(request, body, reason=Reason.NAME_COLLISION, message=str(exc), cluster=cluster)
-            return
-        except ClusterAccessError as exc:  # a token refresh inside a call to an EKS cluster
-            raise TargetUnavailable.from_access_error(exc) from exc
-        except ApiException as exc:
-            if exc.status in (403, 422):
-                # The API server itself refused: e.g. the ClusterRole is not in the operator's
-                # `bind` allowlist. Nothing stays behind; say exactly what the server said.
-                await self._remove_plan(plan, target=target)
-                await self._fail(
-                    request,
-                    body,
-                    reason=Reason.GRANT_REFUSED_BY_CLUSTER,
-                    message=_refusal_message(cluster, step.decision.cluster_role, exc),
-                    cluster=cluster,
-                )
-                return
-            if exc.status == 401 or exc.status == 429 or exc.status == 0 or exc.status >= 500:
-                # The target does not know the operator (on EKS: no access entry for the role), is
-                # overloaded, or failed TLS: say so in status instead of retrying silently.
-                await self._cluster_trouble(exc, plan=plan, target=target, cluster=cluster)
-            raise
-        except urllib3.exceptions.HTTPError as exc:  # no answer from the target's API server
-            await self._cluster_trouble(exc, plan=plan, target=target, cluster=cluster)
-
-        grant = GrantRef(
-            cluster=cluster,
-            target=policy_target,
-            namespace=request.spec.namespace,
-            role_binding=plan.binding_name,
-            role=plan.role_name,
-            cluster_role=step.decision.cluster_role if plan.role is None else None,
-            service_account=plan.service_account_name,
-            kubeconfig_secret=plan.secret_name,
+            return None
+        message = f"issuing {describe_grant(request)} in cluster {record.cluster}"
+        return await self._patch_status(
+            stored, request, _status(reason=Reason.ISSUING, message=message, grant=record)
         )
-        status: dict[str, Any] = {
-            "phase": Phase.ACTIVE.value,
-            "reason": step.reason,
-            "message": f"{describe_grant(request)} until {_time(expires_at)}"
-            + (f"; kubeconfig in Secret {plan.secret_name}" if plan.secret_name else ""),
-            "activatedAt": _time(now),
-            "expiresAt": _time(expires_at),
-            "grant": grant.model_dump(mode="json", by_alias=True, exclude_none=True),
-        }
-        if request.status.requested_at is None:
-            status["requestedAt"] = _time(now)
-        await self._patch_status(request, body, status)
-        runtime.metrics.request_outcome(policy=request.spec.policy, outcome="active")
-        runtime.metrics.grant_activated(cluster)
-        started = request.status.requested_at or now
-        runtime.metrics.observe_time_to_active(
-            policy=request.spec.policy, seconds=(now - started).total_seconds()
+
+    async def _create(
+        self, plan: GrantPlan, *, record: GrantRef, request: AccessRequest, target: ClusterPort
+    ) -> GrantRef:
+        """Create every planned object, sealed; returns the record with each object's uid."""
+        runtime = self.runtime
+        key, uid = runtime.settings.receipt_key, plan.owner.uid
+        made: dict[tuple[str, str, str], str] = {}
+        # The identity and the Role first: the binding, which gives access, comes last.
+        for body in (plan.service_account, plan.role, plan.binding):
+            if body is not None:
+                obj = await grant_objects.create_owned(target, body, key=key, request_uid=uid)
+                made[(obj.kind, obj.namespace, obj.name)] = obj.uid
+        if plan.service_account is not None:
+            for body in await self._kubeconfig_objects(plan, request=request, target=target):
+                obj = await grant_objects.create_owned(runtime.own, body, key=key, request_uid=uid)
+                made[(obj.kind, obj.namespace, obj.name)] = obj.uid
+        objects = tuple(
+            ref.model_copy(update={"uid": made.get((ref.kind, ref.namespace, ref.name), ref.uid)})
+            for ref in record.objects
         )
-        _post_event(body, warning=False, reason=Reason.GRANTED, message=status["message"])
-        log.info("%s/%s -> Active until %s", owner.namespace, request.metadata.name, _time(expires_at))
+        return record.model_copy(update={"objects": objects})
 
-    async def _cluster_trouble(
-        self, exc: Exception, *, plan: GrantPlan, target: ClusterApi, cluster: str
-    ) -> NoReturn:
-        error = classify_kubernetes_error(exc, cluster=cluster)
-        if not error.retryable:
-            await self._remove_plan(plan, target=target)
-        raise TargetUnavailable.from_access_error(error) from exc
-
-    async def _deliver_kubeconfig(
-        self, plan: GrantPlan, *, request: AccessRequest, target: ClusterApi
-    ) -> None:
+    async def _kubeconfig_objects(
+        self, plan: GrantPlan, *, request: AccessRequest, target: ClusterPort
+    ) -> list[dict[str, Any]]:
         """Token for the grant's ServiceAccount, wrapped in a kubeconfig only the requester can read."""
         assert plan.service_account_name is not None and request.spec.requester is not None
-        token = await grant_objects.mint_token(
-            target,
-            namespace=request.spec.namespace,
+        token = await target.mint_token(
+            namespace=plan.namespace,
             service_account=plan.service_account_name,
             seconds=token_seconds(plan.expires_at - plan.now),
         )
@@ -527,7 +493,7 @@ class Reconciler:
                 server=target.server,
                 ca_pem=target.ca_pem,
                 token=token,
-                namespace=request.spec.namespace,
+                namespace=plan.namespace,
                 user=plan.service_account_name,
             )
         )
@@ -536,122 +502,200 @@ class Reconciler:
         )
         role, binding = kubeconfig_reader(owner=plan.owner, expires_at=plan.expires_at, reader=reader)
         secret = kubeconfig_secret(owner=plan.owner, expires_at=plan.expires_at, kubeconfig_text=text)
-        await grant_objects.create_all(self.runtime.own, [secret, role, binding], owner_uid=plan.owner.uid)
+        return [secret, role, binding]
 
-    async def _remove_plan(self, plan: GrantPlan, *, target: ClusterApi) -> None:
-        try:
-            await grant_objects.delete_all(
-                target,
-                [
-                    ("RoleBinding", plan.binding_name),
-                    ("Role", plan.role_name),
-                    ("ServiceAccount", plan.service_account_name),
-                ],
-                namespace=plan.binding["metadata"]["namespace"],
-                owner_uid=plan.owner.uid,
+    async def _mark_active(
+        self,
+        step: Step,
+        *,
+        stored: StoredRequest,
+        request: AccessRequest,
+        plan: GrantPlan,
+        record: GrantRef,
+        cluster: str,
+    ) -> None:
+        runtime = self.runtime
+        message = f"{describe_grant(request)} until {format_time(plan.expires_at)}" + (
+            f"; kubeconfig in Secret {plan.secret_name}" if plan.secret_name else ""
+        )
+        fields: dict[str, Any] = {
+            "phase": Phase.ACTIVE,
+            "reason": step.reason,
+            "message": message,
+            "activated_at": plan.now,
+            "expires_at": plan.expires_at,
+            "grant": record,
+        }
+        if request.status.requested_at is None:
+            fields["requested_at"] = plan.now
+        # A conflict here (a revoke landed meanwhile) loses nothing: the plan is already in status,
+        # and the next pass removes from it.
+        await self._patch_status(stored, request, _status(**fields))
+        shown = Step(Action.ACTIVATE, reason=step.reason, message=message)
+        await self._record(
+            shown,
+            stored=stored,
+            request=request,
+            cluster=cluster,
+            now=plan.now,
+            activated_at=plan.now,
+            expires_at=plan.expires_at,
+            binding=plan.binding_name,
+        )
+        runtime.metrics.grant_activated(cluster)
+        started = request.status.requested_at or plan.now
+        runtime.metrics.observe_time_to_active(
+            policy=request.spec.policy, seconds=(self._now() - started).total_seconds()
+        )
+
+    async def _trouble(
+        self,
+        stored: StoredRequest,
+        request: AccessRequest,
+        exc: ClusterAccessError,
+        *,
+        cluster: str,
+        record: GrantRef | None,
+        step: Step | None = None,
+    ) -> None:
+        """A refusal fails the request (removing what was made); a missing namespace is waited for
+        a bounded time; a passing problem is shown while the timer retries."""
+        if isinstance(exc, NotFound) and exc.details_kind == "namespaces":
+            await self._namespace_missing(stored, request, cluster=cluster, record=record)
+            return
+        if isinstance(exc, Forbidden) or (isinstance(exc, Refused) and exc.status == 422):
+            # The API server itself refused: e.g. the ClusterRole is not in the operator's `bind`
+            # allowlist. Nothing stays behind; say exactly what the server said.
+            role = step.decision.cluster_role if step is not None and step.decision is not None else None
+            await self._fail(
+                stored,
+                request,
+                reason=Reason.GRANT_REFUSED_BY_CLUSTER,
+                message=_refusal_message(cluster, role, exc),
+                cluster=cluster,
+                grant=record,
             )
-        except ApiException:
-            log.warning("could not clean up after a refused grant for %s", plan.owner.ref, exc_info=True)
+            return
+        if not exc.retryable:
+            await self._fail(
+                stored, request, reason=exc.reason, message=exc.message, cluster=cluster, grant=record
+            )
+            return
+        self.runtime.metrics.reconcile_error(handler="activate")
+        if request.status.reason == exc.reason:
+            return  # already shown; writing again would only wake every watcher for nothing
+        message = f"{exc.message}; retrying with backoff (first retry in {exc.retry_after:.0f}s)"
+        await self._patch_status(stored, request, _status(reason=exc.reason, message=message))
+
+    async def _namespace_missing(
+        self, stored: StoredRequest, request: AccessRequest, *, cluster: str, record: GrantRef | None
+    ) -> None:
+        """A namespace may be created moments after the request; after `namespace_wait` the request
+        fails for good, so it can never become Active later, however late the namespace appears."""
+        runtime = self.runtime
+        planned = record.planned_at if record is not None else None
+        waited = self._now() - (planned or self._now())
+        namespace = request.spec.namespace
+        if waited >= runtime.namespace_wait:
+            await self._fail(
+                stored,
+                request,
+                reason=Reason.NAMESPACE_NOT_FOUND,
+                message=f"namespace {namespace} does not exist in cluster {cluster} (waited "
+                f"{int(waited.total_seconds())}s); nothing was granted",
+                cluster=cluster,
+                grant=record,
+            )
+            return
+        if request.status.reason == Reason.WAITING_FOR_NAMESPACE:
+            return
+        message = (
+            f"namespace {namespace} does not exist in cluster {cluster}; waiting up to "
+            f"{int(runtime.namespace_wait.total_seconds())}s for it before failing"
+        )
+        await self._patch_status(
+            stored, request, _status(reason=Reason.WAITING_FOR_NAMESPACE, message=message)
+        )
+
+    # --- Ending a grant -------------------------------------------------------------------------------
 
     async def _end_grant(
-        self, step: Step, *, body: Mapping[str, Any], request: AccessRequest, write_status: bool = True
+        self, step: Step, *, stored: StoredRequest, request: AccessRequest, write_status: bool = True
     ) -> None:
         """Expiry or revocation: the access goes first, the record follows and never holds it up."""
         runtime = self.runtime
         grant = request.status.grant
         policy = await runtime.get_policy(request.spec.policy)
         if grant is not None:
-            await self._remove_grant(grant, policy, request=request)
-        now = runtime.clock()
-        phase = _PHASE_OF[step.action]
-        status: dict[str, Any] = {
-            "phase": phase.value,
-            "reason": step.reason,
-            "message": step.message,
-            "endedAt": _time(now),
-        }
+            await self._remove_recorded(grant, request=request, policy=policy)
+        now = self._now()
         if write_status:
-            await self._patch_status(request, body, status)
-        cluster = grant.cluster if grant is not None else (policy.target.cluster if policy else "unknown")
-        await runtime.audit.record(
-            audit_event(
-                request=request,
-                event_type=_EVENT_OF[step.action],
-                at=now,
-                cluster=cluster,
-                decision=phase.value,
-                reason=step.message,
-                ended_at=now,
+            status = _status(
+                phase=step.consequence.phase, reason=step.reason, message=step.message, ended_at=now
             )
-        )
-        runtime.metrics.request_outcome(policy=request.spec.policy, outcome=_OUTCOME_OF[step.action])
+            await self._patch_status(stored, request, status)
+        cluster = grant.cluster if grant is not None else (policy.target.cluster if policy else "unknown")
+        await self._record(step, stored=stored, request=request, cluster=cluster, now=now)
         if grant is not None and request.status.phase is Phase.ACTIVE:
             runtime.metrics.grant_ended(cluster)
             if step.action is Action.EXPIRE and request.status.expires_at is not None:
                 lag = (now - request.status.expires_at).total_seconds()
                 runtime.metrics.observe_revocation_lag(cluster=cluster, seconds=max(lag, 0.0))
-        _post_event(body, warning=False, reason=step.reason, message=step.message)
-        log.info(
-            "%s/%s -> %s: %s", request.metadata.namespace, request.metadata.name, phase.value, step.message
-        )
 
-    async def _remove_grant(
-        self, grant: GrantRef, policy: GrantPolicySpec | None, *, request: AccessRequest
+    async def _remove_recorded(
+        self, grant: GrantRef, *, request: AccessRequest, policy: GrantPolicySpec | None
     ) -> None:
-        """The binding first (access ends with it), then the Role, the ServiceAccount (which voids
-        its tokens) and the kubeconfig Secret."""
-        owner_uid = request.metadata.uid or ""
-        target = await self._target_for_removal(grant, policy)
-        try:
-            await grant_objects.delete_all(
-                target,
-                [
-                    ("RoleBinding", grant.role_binding),
-                    ("Role", grant.role),
-                    ("ServiceAccount", grant.service_account),
-                ],
-                namespace=grant.namespace,
-                owner_uid=owner_uid,
-            )
-        except ClusterAccessError as exc:
-            raise TargetUnavailable.from_access_error(exc) from exc
-        if grant.kubeconfig_secret is not None:
-            reader = grant.kubeconfig_secret.removesuffix("-kubeconfig") + "-reader"
-            await grant_objects.delete_all(
-                self.runtime.own,
-                [("RoleBinding", reader), ("Role", reader), ("Secret", grant.kubeconfig_secret)],
-                namespace=request.metadata.namespace or "",
-                owner_uid=owner_uid,
-            )
+        """Remove every object of the recorded plan that is proven ours: the bindings first (access
+        ends with them), then the Roles, the ServiceAccount (which voids its tokens) and the Secret.
 
-    async def _target_for_removal(self, grant: GrantRef, policy: GrantPolicySpec | None) -> ClusterApi:
+        Raises when an object may stay behind and trying again can help, so the request does not
+        end before its objects. One exception: a remote target that cannot be reached while no
+        object of the plan is known to exist there (none has a recorded uid) does not hold the
+        request up; the sweep removes whatever an interrupted attempt may have left once it can.
+        """
+        key, uid = self.runtime.settings.receipt_key, request.metadata.uid or ""
+        objects = grant.objects or _legacy_objects(grant, request=request, own=self.runtime.own.name)
+        remote = grant.target is not None and grant.target.type is not TargetType.IN_CLUSTER
+        confirmed = any(ref.uid for ref in objects if ref.cluster == grant.cluster)
+        target: ClusterPort | None = None
+        for ref in _removal_order(objects):
+            in_target = ref.cluster == grant.cluster
+            try:
+                if in_target:
+                    target = target or await self._target_for_removal(grant, policy)
+                port = target if in_target and target is not None else self.runtime.own
+                await grant_objects.delete_owned(
+                    port, ref, key=key, request_uid=uid, trust_labels=not grant.objects
+                )
+            except ClusterAccessError as exc:
+                if exc.retryable and not (in_target and remote and not confirmed):
+                    raise  # the timer tries again
+                # Asking again will not help (the operator lost its rights there), or nothing is
+                # known to exist in a cluster that does not answer: say so; the sweep finishes it.
+                log.error(
+                    "could not remove %s %s/%s in %s (%s); left to the sweep",
+                    ref.kind,
+                    ref.namespace,
+                    ref.name,
+                    ref.cluster,
+                    exc,
+                )
+
+    async def _target_for_removal(self, grant: GrantRef, policy: GrantPolicySpec | None) -> ClusterPort:
         target = grant.target or (policy.target if policy is not None else None)
         if target is None or target.type is TargetType.IN_CLUSTER:
             return self.runtime.own
         return await self.runtime.housekeeping_cluster(target)
 
-    async def _fail(
-        self,
-        request: AccessRequest,
-        body: Mapping[str, Any],
-        *,
-        reason: str,
-        message: str,
-        cluster: str,
-    ) -> None:
-        step = Step(Action.FAIL, reason=reason, message=message)
-        await self._transition(step, body=body, request=request, policy=None, cluster=cluster)
-
     async def revoke_for_deletion(self, body: Mapping[str, Any]) -> None:
         """The finalizer's work: a deleted request loses its access before it disappears."""
         runtime = self.runtime
-        meta = body.get("metadata") or {}
-        key = f"{meta.get('namespace')}/{meta.get('name')}"
-        async with runtime.lock_for(key):
-            fresh = await runtime.own.get_request(meta.get("namespace", ""), meta.get("name", ""))
-            current = fresh if fresh is not None and fresh["metadata"].get("uid") == meta.get("uid") else body
+        given = StoredRequest(body)
+        async with runtime.lock_for(f"{given.namespace}/{given.name}"):
+            fresh = await runtime.own.get_request(given.namespace, given.name)
+            current = fresh if fresh is not None and fresh.uid == given.uid else given
             try:
-                request = AccessRequest.from_object(current)
+                request = current.parse()
             except ValidationError:
                 return
             if request.status.phase is None or request.status.phase.terminal:
@@ -659,7 +703,28 @@ class Reconciler:
             step = Step(Action.REVOKE, reason=Reason.DELETED, message="the AccessRequest was deleted")
             # No status write: the object is going away, and a write now would make kopf's own
             # finalizer removal conflict and wait for an event that may never come.
-            await self._end_grant(step, body=current, request=request, write_status=False)
+            await self._end_grant(step, stored=current, request=request, write_status=False)
+
+
+def _legacy_objects(grant: GrantRef, *, request: AccessRequest, own: str) -> tuple[GrantObjectRef, ...]:
+    """The objects of a grant recorded before plans listed them (an operator upgraded mid-grant)."""
+    owner = GrantOwner(
+        uid=request.metadata.uid or "", namespace=request.metadata.namespace or "", name=request.metadata.name
+    )
+    names: list[tuple[str, str, str, str | None]] = [
+        (grant.cluster, "ServiceAccount", grant.namespace, grant.service_account),
+        (grant.cluster, "Role", grant.namespace, grant.role),
+        (grant.cluster, "RoleBinding", grant.namespace, grant.role_binding),
+        (own, "Secret", owner.namespace, grant.kubeconfig_secret),
+    ]
+    if grant.kubeconfig_secret is not None:
+        reader = grant.kubeconfig_secret.removesuffix("-kubeconfig") + "-reader"
+        names += [(own, "Role", owner.namespace, reader), (own, "RoleBinding", owner.namespace, reader)]
+    return tuple(
+        GrantObjectRef.model_validate({"cluster": c, "kind": k, "namespace": ns, "name": n})
+        for c, k, ns, n in names
+        if n is not None
+    )
 
 
 def describe_grant(request: AccessRequest) -> str:
@@ -674,7 +739,7 @@ def describe_grant(request: AccessRequest) -> str:
     return f"{rules} in {spec.namespace}"
 
 
-def _refusal_message(cluster: str, cluster_role: str | None, exc: ApiException) -> str:
+def _refusal_message(cluster: str, cluster_role: str | None, exc: ClusterAccessError) -> str:
     what = f"bind ClusterRole {cluster_role}" if cluster_role else "create the grant's Role and RoleBinding"
     hint = (
         f"; the operator may bind only the ClusterRoles its installation allows (Helm value "
@@ -682,12 +747,5 @@ def _refusal_message(cluster: str, cluster_role: str | None, exc: ApiException) 
         if cluster_role and exc.status == 403
         else ""
     )
-    return f"cluster {cluster} refused to {what}{hint}. The API server said: {_server_message(exc)}"
-
-
-def _server_message(exc: ApiException) -> str:
-    try:
-        payload = json.loads(exc.body or "{}")
-        return str(payload.get("message") or exc.reason)
-    except ValueError:
-        return str(exc.reason)
+    said = exc.server_message or exc.message
+    return f"cluster {cluster} refused to {what}{hint}. The API server said: {said}"
