@@ -22,16 +22,14 @@ def identity_of(request: AccessRequest) -> GrantIdentity:
     """
     status, name = request.status, f"{request.metadata.namespace}/{request.metadata.name}"
     grant = status.grant
-    start = status.activated_at or (grant.planned_at if grant else None)
+    start = status.activated_at
     if grant is None or start is None:
         phase = status.phase.value if status.phase else "new"
         raise NoGrant(f"AccessRequest {name} has no grant (phase {phase}): it made no calls with one")
     end = status.ended_at or (status.expires_at if status.phase and status.phase.terminal else None)
     if grant.service_account:
-        accounts = [ref for ref in grant.objects if ref.kind == "ServiceAccount"]
-        account = next((ref for ref in accounts if ref.name == grant.service_account), None)
-        namespace = account.namespace if account else grant.namespace
-        usernames = frozenset({service_account_username(namespace, grant.service_account)})
+        # The per-grant ServiceAccount is made in the grant's namespace, next to its RoleBinding.
+        usernames = frozenset({service_account_username(grant.namespace, grant.service_account)})
         dedicated = True
     else:
         requester = request.spec.requester
