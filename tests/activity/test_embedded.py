@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import re
+import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -97,6 +99,40 @@ def agent_work(cluster: EmbeddedCluster) -> None:
         assert refused.value.status == 403
 
 
+def file_active_request(cluster: EmbeddedCluster) -> None:
+    """The AccessRequest as the operator leaves it once the grant is active."""
+    activated = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=2)
+    cluster.create(
+        {
+            "apiVersion": "jitgrant.dev/v1alpha1",
+            "kind": "AccessRequest",
+            "metadata": {"name": "restart-checkout", "namespace": "agents"},
+            "spec": {
+                "policy": "oncall-restart",
+                "namespace": "payments",
+                "clusterRole": "jit-restart",
+                "duration": "15m",
+                "justification": "checkout is stuck: restart it",
+                "requester": {"username": AGENT, "provenBy": "kubernetes"},
+            },
+        }
+    )
+    status = {
+        "phase": "Active",
+        "activatedAt": activated.isoformat().replace("+00:00", "Z"),
+        "expiresAt": (activated + timedelta(minutes=15)).isoformat().replace("+00:00", "Z"),
+        "grant": {"cluster": "self", "namespace": "payments", "roleBinding": "jit-restart-checkout"},
+    }
+    set_status(cluster, status)
+
+
+def set_status(cluster: EmbeddedCluster, status: dict[str, Any]) -> None:
+    with cluster.api_client() as admin:
+        kubernetes.client.CustomObjectsApi(admin).patch_namespaced_custom_object_status(
+            "jitgrant.dev", "v1alpha1", "agents", "accessrequests", "restart-checkout", {"status": status}
+        )
+
+
 def test_the_log_has_kube_apiservers_fields_and_the_rbac_reason_verbatim(
     cluster: EmbeddedCluster, audit_log: Path
 ) -> None:
@@ -164,37 +200,7 @@ def test_activity_from_the_embedded_servers_log(cluster: EmbeddedCluster, audit_
 def test_jitgrant_activity_lists_the_grants_calls(
     cluster: EmbeddedCluster, audit_log: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    activated = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=2)
-    request = cluster.create(
-        {
-            "apiVersion": "jitgrant.dev/v1alpha1",
-            "kind": "AccessRequest",
-            "metadata": {"name": "restart-checkout", "namespace": "agents"},
-            "spec": {
-                "policy": "oncall-restart",
-                "namespace": "payments",
-                "clusterRole": "jit-restart",
-                "duration": "15m",
-                "justification": "checkout is stuck: restart it",
-                "requester": {"username": AGENT, "provenBy": "kubernetes"},
-            },
-        }
-    )
-    status = {
-        "phase": "Active",
-        "activatedAt": activated.isoformat().replace("+00:00", "Z"),
-        "expiresAt": (activated + timedelta(minutes=15)).isoformat().replace("+00:00", "Z"),
-        "grant": {"cluster": "self", "namespace": "payments", "roleBinding": "jit-restart-checkout"},
-    }
-    with cluster.api_client() as admin:
-        kubernetes.client.CustomObjectsApi(admin).patch_namespaced_custom_object_status(
-            "jitgrant.dev",
-            "v1alpha1",
-            "agents",
-            "accessrequests",
-            request["metadata"]["name"],
-            {"status": status},
-        )
+    file_active_request(cluster)
     agent_work(cluster)
     kubeconfig = tmp_path / "kubeconfig"
     cluster.write_kubeconfig(kubeconfig, token=cluster.admin_token)
@@ -238,3 +244,28 @@ def test_jitgrant_activity_lists_the_grants_calls(
         ["delete", "apps/deployments", "payments/ledger", "403", "refused", "identity+window"],
     ]
     assert lines[5] == "3 calls: 2 allowed by this grant, 1 refused"
+
+
+def test_follow_prints_each_call_as_it_comes_and_stops_when_the_grant_ends(
+    cluster: EmbeddedCluster, audit_log: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    file_active_request(cluster)
+    kubeconfig = tmp_path / "kubeconfig"
+    cluster.write_kubeconfig(kubeconfig, token=cluster.admin_token)
+    argv = ["activity", "restart-checkout", "-n", "agents", "--kubeconfig", str(kubeconfig)]
+    argv += ["--audit-log", str(audit_log), "--follow", "--interval", "0.05", "-o", "json"]
+    exit_codes: list[int] = []
+    follower = threading.Thread(target=lambda: exit_codes.append(run(argv)))
+    follower.start()
+    time.sleep(0.3)  # the follower has read once and waits for more
+    agent_work(cluster)
+    time.sleep(0.3)
+    set_status(cluster, {"phase": "Expired", "endedAt": datetime.now(UTC).isoformat().replace("+00:00", "Z")})
+    follower.join(timeout=20)
+    assert not follower.is_alive() and exit_codes == [0]
+    calls = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(call["verb"], call["outcome"]) for call in calls] == [
+        ("get", "allowed by this grant"),
+        ("patch", "allowed by this grant"),
+        ("delete", "refused"),
+    ]
