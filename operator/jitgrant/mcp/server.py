@@ -1,0 +1,424 @@
+"""The MCP server: six tools, each acting as the calling agent and nobody else.
+
+stdio: the server runs as the agent's own process with the agent's kubeconfig (or in-cluster
+ServiceAccount); every call acts as that identity. Streamable HTTP: the server runs next to the
+operator, holds no identity it uses for tools, and acts per call as the holder of the bearer token in
+that call's Authorization header (a ServiceAccount or OIDC token the API server authenticates). A
+call without one is refused; the server's own credentials only tell it where the API server is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from pydantic import BaseModel, Field
+
+from jitgrant.client import (
+    AccessDenied,
+    AccessEnded,
+    AccessFailed,
+    AccessTimedOut,
+    ApiRefused,
+    ApiUnreachable,
+    AsyncClient,
+    JitgrantError,
+    NotYourRequest,
+    Progress,
+    RequestNotFound,
+)
+from jitgrant.client.results import Grantable
+from jitgrant.models import AccessRequest
+from jitgrant.models.vocabulary import Reason
+
+INSTRUCTIONS = """\
+jitgrant gives you short-lived Kubernetes access for one task. Typical flow: list_grantable (what you
+may ask for) -> check_access (would it be allowed? nothing is filed) -> request_access (files it and
+waits; a human may have to approve) -> do the task with the granted access -> release_access as soon
+as you are done. Access always ends by itself at its expiry. You only ever see your own requests."""
+
+SERVICE_ACCOUNT_PREFIX = "system:serviceaccount:"
+MAX_WAIT_SECONDS = 3600
+
+
+class RuleInput(BaseModel):
+    """One RBAC rule, for policies that allow inline rules instead of a ClusterRole."""
+
+    apiGroups: list[str] = Field(description='API groups, "" for the core group, e.g. ["apps"]')
+    resources: list[str] = Field(description='e.g. ["deployments"]')
+    verbs: list[str] = Field(description='e.g. ["get", "patch"]')
+    resourceNames: list[str] = Field(default_factory=list, description="optional: only these objects")
+
+
+class RequestSummary(BaseModel):
+    """One of your AccessRequests, as the operator last wrote it."""
+
+    name: str
+    namespace: str
+    policy: str
+    phase: str | None = Field(description="None (undecided), Pending, Approved, Active, or a terminal phase")
+    reason: str | None = None
+    message: str = ""
+    scope: str = Field(description="what the grant allows, e.g. 'ClusterRole jit-restart in payments'")
+    expires_at: str | None = Field(default=None, description="RFC 3339, when the access ends by itself")
+    approvals: list[str] = Field(default_factory=list, description="who approved so far")
+
+    @classmethod
+    def of(cls, request: AccessRequest) -> RequestSummary:
+        spec, status = request.spec, request.status
+        if spec.cluster_role is not None:
+            scope = f"ClusterRole {spec.cluster_role} in {spec.namespace}"
+        else:
+            rules = "; ".join(
+                f"{','.join(r.verbs)} {','.join(r.resources)}"
+                + (f"/{','.join(r.resource_names)}" if r.resource_names else "")
+                for r in spec.rules or ()
+            )
+            scope = f"{rules} in {spec.namespace}"
+        return cls(
+            name=request.metadata.name,
+            namespace=request.metadata.namespace or "",
+            policy=spec.policy,
+            phase=status.phase.value if status.phase else None,
+            reason=status.reason,
+            message=status.message or "",
+            scope=scope,
+            expires_at=status.expires_at.strftime("%Y-%m-%dT%H:%M:%SZ") if status.expires_at else None,
+            approvals=sorted({entry.approver for entry in status.approvals}),
+        )
+
+
+class AccessResult(RequestSummary):
+    """The outcome of request_access / access_status: the request, and how to use an active grant."""
+
+    kubeconfig: str | None = Field(
+        default=None, description="a delivered kubeconfig (only for grants that issue one)"
+    )
+    kubeconfig_path: str | None = Field(default=None, description="where the kubeconfig was written (0600)")
+    next_step: str = ""
+
+
+class GrantableList(BaseModel):
+    policies: list[dict[str, Any]] = Field(
+        description="each: policy, cluster, namespaces, clusterRoles, ruleShapes, maxDuration, "
+        "defaultDuration, approval {required, minApprovals, approverGroups, approverUsers}, "
+        "justificationRequired, justificationPattern"
+    )
+
+
+class CheckAnswer(BaseModel):
+    outcome: Literal["allowed", "pending-approval", "denied"]
+    reason: str = Field(description="the operator's reason code, e.g. AutoApproved, AwaitingApproval")
+    message: str = Field(description="exactly why; for a denial, what to change")
+    duration: str | None = None
+    approvals_needed: int = 0
+    approvers: str | None = None
+
+
+class MyRequests(BaseModel):
+    requests: list[RequestSummary]
+
+
+class Agents:
+    """Which client a tool call acts through: the one identity (stdio), or the caller's token (http)."""
+
+    def __init__(self, base: AsyncClient, *, pass_through: bool, namespace: str | None) -> None:
+        self.base = base
+        self.pass_through = pass_through
+        self.namespace = namespace
+
+    @asynccontextmanager
+    async def client(self, ctx: Context[Any, Any]) -> AsyncIterator[AsyncClient]:
+        if not self.pass_through:
+            try:
+                yield self.base
+            except JitgrantError as exc:
+                raise tool_error(exc) from exc
+            return
+        header = (ctx.headers or {}).get("authorization") or ""
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise ToolError(
+                "NotAuthenticated: this jitgrant MCP server acts as the calling agent and got no identity. "
+                "Next: configure your MCP client to send 'Authorization: Bearer <your Kubernetes "
+                "ServiceAccount or OIDC token>' with every request"
+            )
+        client = self.base.with_token(token.strip(), namespace=self.namespace)
+        try:
+            if self.namespace is None:
+                me = await client.whoami()
+                if me.username.startswith(SERVICE_ACCOUNT_PREFIX):
+                    client = client.with_token(token.strip(), namespace=me.username.split(":")[2])
+            yield client
+        except JitgrantError as exc:
+            raise tool_error(exc) from exc
+        finally:
+            await client.close()
+
+
+def tool_error(exc: JitgrantError) -> ToolError:
+    """A refusal a model can act on: what was refused, and what to do next."""
+    if isinstance(exc, AccessDenied):
+        hint = (
+            "change what the message names (check_access answers without filing), or pick another "
+            "policy from list_grantable"
+        )
+    elif isinstance(exc, AccessTimedOut):
+        hint = "nobody approved in time; ask an approver named by list_grantable, then request again"
+    elif isinstance(exc, AccessEnded):
+        hint = "the request is over; request_access again if the task still needs access"
+    elif isinstance(exc, AccessFailed):
+        hint = "the operator could not issue the grant; retry later or tell a human operator"
+    elif isinstance(exc, NotYourRequest | RequestNotFound):
+        hint = "list_my_requests shows the requests you can use"
+    elif isinstance(exc, ApiRefused) and exc.status in (401, 403):
+        hint = (
+            "your identity lacks the RBAC for this (the chart's jitgrant-requester ClusterRole), or your "
+            "token expired; ask the platform team"
+        )
+    elif isinstance(exc, ApiRefused):
+        hint = "fix the argument the message names and call again"
+    elif isinstance(exc, ApiUnreachable):
+        hint = "the Kubernetes API server is unreachable; retry in a moment"
+    else:
+        hint = "read the message; list_my_requests and access_status show where things stand"
+    return ToolError(f"{exc.reason}: {exc.message}. Next: {hint}")
+
+
+def _result(request: AccessRequest, **extra: Any) -> AccessResult:
+    return AccessResult(**RequestSummary.of(request).model_dump(), **extra)
+
+
+def build_server(base: AsyncClient, *, pass_through: bool, namespace: str | None = None) -> MCPServer[None]:
+    """The MCP server with its six tools; `pass_through` for HTTP (each call acts as its own token)."""
+
+    @asynccontextmanager
+    async def lifespan(_: MCPServer[None]) -> AsyncIterator[None]:
+        try:
+            yield None
+        finally:
+            await base.close()
+
+    server: MCPServer[None] = MCPServer(
+        name="jitgrant", instructions=INSTRUCTIONS, version="0.1.0", lifespan=lifespan
+    )
+    agents = Agents(base, pass_through=pass_through, namespace=namespace)
+
+    @server.tool(
+        description="List the GrantPolicies you may request access under: for each, the namespaces, "
+        "ClusterRoles (or inline rule shapes), maximum and default duration, whether a human must "
+        "approve and who, and the justification pattern. Call this first."
+    )
+    async def list_grantable(ctx: Context[Any, Any]) -> GrantableList:
+        async with agents.client(ctx) as client:
+            found: list[Grantable] = await client.grantable()
+        return GrantableList(policies=[g.model_dump(mode="json", by_alias=True) for g in found])
+
+    @server.tool(
+        description="Dry run: would this access request be allowed right away, wait for human approval "
+        "(and by whom), or be denied, and exactly why. Answered by the operator's own decision; "
+        "nothing is filed, stored or audited. Give clusterRole or rules, not both."
+    )
+    async def check_access(
+        ctx: Context[Any, Any],
+        policy: Annotated[str, Field(description="GrantPolicy name, from list_grantable")],
+        namespace: Annotated[str, Field(description="namespace the access is for")],
+        justification: Annotated[str, Field(description="why, e.g. 'INC-4711 checkout pods stuck'")],
+        cluster_role: Annotated[str | None, Field(description="a ClusterRole the policy offers")] = None,
+        rules: Annotated[list[RuleInput] | None, Field(description="inline rules instead")] = None,
+        duration: Annotated[str | None, Field(description="e.g. '10m'; default: the policy's")] = None,
+    ) -> CheckAnswer:
+        async with agents.client(ctx) as client:
+            result = await client.check(
+                **_args(policy, namespace, justification, cluster_role, rules, duration)
+            )
+        return CheckAnswer(**result.model_dump())
+
+    @server.tool(
+        description="File an access request and wait (up to wait_seconds) until the access is active. "
+        "Sends progress notifications: pending, k of N approvals, approved, active until T. Returns "
+        "the phase, expiry and granted scope; for grants that deliver one, the kubeconfig to use. If "
+        "it is still pending when wait_seconds pass, the request stays filed: call access_status "
+        "with wait_seconds to keep waiting. Release it with release_access when the task is done."
+    )
+    async def request_access(
+        ctx: Context[Any, Any],
+        policy: Annotated[str, Field(description="GrantPolicy name, from list_grantable")],
+        namespace: Annotated[str, Field(description="namespace the access is for")],
+        justification: Annotated[str, Field(description="why, e.g. 'INC-4711 checkout pods stuck'")],
+        cluster_role: Annotated[str | None, Field(description="a ClusterRole the policy offers")] = None,
+        rules: Annotated[list[RuleInput] | None, Field(description="inline rules instead")] = None,
+        duration: Annotated[str | None, Field(description="e.g. '10m'; default: the policy's")] = None,
+        wait_seconds: Annotated[int, Field(ge=0, le=MAX_WAIT_SECONDS, description="how long to wait")] = 300,
+        kubeconfig_path: Annotated[
+            str | None, Field(description="stdio only: write a delivered kubeconfig here (0600)")
+        ] = None,
+    ) -> AccessResult:
+        async with agents.client(ctx) as client:
+            filed = await client.request(
+                **_args(policy, namespace, justification, cluster_role, rules, duration)
+            )
+            return await _follow(
+                client,
+                ctx,
+                filed,
+                wait_seconds=wait_seconds,
+                kubeconfig_path=None if pass_through else kubeconfig_path,
+            )
+
+    @server.tool(
+        description="The current state of one of your access requests; with wait_seconds > 0, wait "
+        "that long for it to become active (with progress notifications)."
+    )
+    async def access_status(
+        ctx: Context[Any, Any],
+        name: Annotated[
+            str, Field(description="the request's name (from request_access or list_my_requests)")
+        ],
+        namespace: Annotated[str | None, Field(description="where the request is filed")] = None,
+        wait_seconds: Annotated[int, Field(ge=0, le=MAX_WAIT_SECONDS)] = 0,
+    ) -> AccessResult:
+        async with agents.client(ctx) as client:
+            request = await client.status(name, namespace=namespace)
+            if wait_seconds > 0:
+                return await _follow(client, ctx, request, wait_seconds=wait_seconds, kubeconfig_path=None)
+            kubeconfig = (
+                await client.kubeconfig(request)
+                if request.status.phase and request.status.phase.value == "Active"
+                else None
+            )
+            return _result(request, kubeconfig=kubeconfig)
+
+    @server.tool(
+        description="End your own access now, as soon as the task is done (or withdraw a pending "
+        "request). Recorded as Released by you. Returns once the access is gone."
+    )
+    async def release_access(
+        ctx: Context[Any, Any],
+        name: Annotated[str, Field(description="the request's name")],
+        namespace: Annotated[str | None, Field(description="where the request is filed")] = None,
+        reason: Annotated[str, Field(description="optional: why, e.g. 'task done'")] = "task done",
+    ) -> AccessResult:
+        async with agents.client(ctx) as client:
+            ended = await client.release(name, namespace=namespace, reason=reason)
+        return _result(ended, next_step="nothing: the access is gone")
+
+    @server.tool(description="Your access requests in a namespace (default: your own), newest first.")
+    async def list_my_requests(
+        ctx: Context[Any, Any],
+        namespace: Annotated[str | None, Field(description="where requests are filed")] = None,
+    ) -> MyRequests:
+        async with agents.client(ctx) as client:
+            mine = await client.my_requests(namespace=namespace)
+        return MyRequests(requests=[RequestSummary.of(r) for r in mine])
+
+    return server
+
+
+def _args(
+    policy: str,
+    namespace: str,
+    justification: str,
+    cluster_role: str | None,
+    rules: list[RuleInput] | None,
+    duration: str | None,
+) -> dict[str, Any]:
+    if (cluster_role is None) == (not rules):
+        raise ToolError(
+            "InvalidRequest: give exactly one of cluster_role or rules. Next: list_grantable shows which "
+            "ClusterRoles or rule shapes each policy offers"
+        )
+    return {
+        "policy": policy,
+        "namespace": namespace,
+        "reason": justification,
+        "cluster_role": cluster_role,
+        "rules": [rule.model_dump() for rule in rules] if rules else None,
+        "duration": duration,
+    }
+
+
+async def _follow(
+    client: AsyncClient,
+    ctx: Context[Any, Any],
+    request: AccessRequest,
+    *,
+    wait_seconds: int,
+    kubeconfig_path: str | None,
+) -> AccessResult:
+    name, namespace = request.metadata.name, request.metadata.namespace or client.namespace
+
+    async def notify(progress: Progress) -> None:
+        needed = progress.approvals_needed
+        await ctx.report_progress(
+            progress=float(progress.approvals),
+            total=float(needed) if needed else None,
+            message=progress.describe(),
+        )
+
+    try:
+        grant = await client.wait(name, namespace=namespace, timeout=wait_seconds, on_progress=notify)
+    except AccessTimedOut as exc:
+        if exc.reason != Reason.WAIT_TIMEOUT:
+            raise
+        return _result(
+            exc.request or request,
+            next_step=f"still waiting after {wait_seconds}s and it stays filed: call access_status with "
+            f"name={name} and wait_seconds to keep waiting, or release_access to withdraw it",
+        )
+    written: str | None = None
+    text = grant.kubeconfig
+    if text is not None and kubeconfig_path:
+        written = str(_write_private(Path(kubeconfig_path), text))
+        text = None
+    step = (
+        "use the kubeconfig for the task"
+        if (text or written)
+        else "use your own credentials: the grant binds you"
+    ) + "; call release_access when done"
+    return _result(grant.request, kubeconfig=text, kubeconfig_path=written, next_step=step)
+
+
+def _write_private(path: Path, text: str) -> Path:
+    path = path.expanduser()
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        os.fchmod(descriptor, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Run the server on stdio or streamable HTTP until interrupted."""
+    namespace = getattr(args, "request_namespace", None)
+    try:
+        if (
+            args.kubeconfig
+            or os.environ.get("KUBECONFIG")
+            or not Path("/var/run/secrets/kubernetes.io").exists()
+        ):
+            base = AsyncClient.from_kubeconfig(args.kubeconfig, context=args.context, namespace=namespace)
+        else:
+            base = AsyncClient.in_cluster(namespace=namespace)
+    except JitgrantError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+    if args.transport == "stdio":
+        build_server(base, pass_through=False).run("stdio")
+        return 0
+    server = build_server(base, pass_through=True, namespace=namespace)
+    server.run("streamable-http", host=args.host, port=args.port)
+    return 0
