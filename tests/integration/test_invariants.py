@@ -1,5 +1,6 @@
-"""Security invariants 5 and 6 end to end: inline rules only as an opt-in that the API server
-itself polices, and an audit record accepted before any access exists."""
+"""Security invariants end to end (named in docs/architecture.md): bind-by-allowlist (inline rules
+only as an opt-in that the API server itself polices), recorded-before-granted, and, tried as an
+attacker would, no-orphaned-access and never-adopt."""
 
 from __future__ import annotations
 

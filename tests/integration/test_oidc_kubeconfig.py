@@ -6,6 +6,7 @@ official Kubernetes client and used; when the grant ends nothing of it remains i
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from collections.abc import Iterator
@@ -27,6 +28,7 @@ from kubernetes.client import (
 from kubernetes.client.exceptions import ApiException
 
 from embedkube import User
+from jitgrant.models.vocabulary import OWNER_SEAL_ANNOTATION
 from jitgrant_testing.aws import AWSStandIns, EKSStandIn
 from jitgrant_testing.environment import EXAMPLES, Environment, load_manifests
 
@@ -250,3 +252,44 @@ def test_a_window_that_closed_while_the_operator_was_down_leaves_nothing_either(
     assert world.target.managed("payments") == []
     assert restart(agent, "payments", "checkout") == 401
     agent.close()
+
+
+def test_a_planted_kubeconfig_secret_is_never_handed_out_and_never_touched(world: World) -> None:
+    """Someone with only `create secrets` in the agent's namespace plants a Secret under the predictable
+    kubeconfig name, labelled as jitgrant's, pointing at a server of their own. The request fails
+    (NameCollision), the agent is handed nothing, and the planted Secret is left as it was."""
+    runtime = world.env.operator.runtime
+    assert runtime is not None
+    real = runtime.own.call  # type: ignore[attr-defined]
+    core = CoreV1Api(world.env.admin)
+    planted: list[str] = []
+    evil = yaml.safe_dump({"clusters": [{"name": "x", "cluster": {"server": "https://attacker.invalid"}}]})
+
+    async def call(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        if getattr(fn, "__name__", "") == "create_namespaced_secret" and not planted:
+            namespace, body = args[0], args[1]
+            metadata = body["metadata"]
+            planted.append(metadata["name"])
+            secret = {
+                "metadata": {
+                    "name": metadata["name"],
+                    "labels": dict(metadata["labels"]),
+                    "annotations": {
+                        k: v for k, v in metadata["annotations"].items() if k != OWNER_SEAL_ANNOTATION
+                    },
+                },
+                "stringData": {"kubeconfig": evil},
+            }
+            await asyncio.to_thread(core.create_namespaced_secret, namespace, secret)
+        return await real(fn, *args, **kwargs)
+
+    runtime.own.call = call  # type: ignore[attr-defined]
+    world.file("planted", duration="10m")
+    failed = wait_for_phase(world.env, NS, "planted", "Failed")
+    assert planted, "the operator never tried to create the kubeconfig Secret"
+    assert failed["status"]["reason"] == "NameCollision", failed["status"]
+    assert planted[0] in failed["status"]["message"]
+    left = core.read_namespaced_secret(planted[0], NS)
+    assert base64.b64decode(left.data["kubeconfig"]).decode() == evil  # untouched, not deleted
+    # Nothing of the grant is left in the target either.
+    wait_until(lambda: world.target.managed("payments") == [], timeout=5, what="the target to be clean")
