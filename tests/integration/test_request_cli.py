@@ -71,7 +71,7 @@ def restart(policy: str = "oncall-restart", *extra: str, namespace: str = "payme
     return [
         "--policy",
         policy,
-        "--namespace",
+        "--target-namespace",
         namespace,
         "--cluster-role",
         "jit-restart-checkout",
@@ -103,7 +103,7 @@ def test_without_wait_it_files_and_exits_0_with_rules_as_typed(env: Environment,
     code, out, err = agent.run(
         "--policy",
         "oncall-restart",
-        "--namespace",
+        "--target-namespace",
         "payments",
         "--rule",
         "apiGroups=apps,resources=deployments,verbs=get;patch,resourceNames=checkout",
@@ -285,7 +285,7 @@ def test_revoked_before_it_was_used_exits_13(env: Environment, agent: Agent) -> 
 def test_bad_input_exits_2_saying_what_and_the_expected_form(
     args: list[str], expected: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = main(["request", "--policy", "p", "--namespace", "payments", "--reason", REASON, *args])
+    code = main(["request", "--policy", "p", "--target-namespace", "payments", "--reason", REASON, *args])
     assert code == 2
     assert expected in capsys.readouterr().err
 
@@ -297,7 +297,7 @@ def test_cluster_role_and_rule_together_is_a_usage_error(capsys: pytest.CaptureF
                 "request",
                 "--policy",
                 "p",
-                "--namespace",
+                "--target-namespace",
                 "n",
                 "--reason",
                 "r",

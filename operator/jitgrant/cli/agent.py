@@ -399,7 +399,11 @@ def add_request_subcommand(sub: Any) -> None:
     )
     p.add_argument("--policy", required=True, help="the GrantPolicy to request under")
     p.add_argument(
-        "--namespace", dest="grant_namespace", required=True, metavar="N", help="where the grant lands"
+        "--target-namespace",
+        dest="grant_namespace",
+        required=True,
+        metavar="NS",
+        help="where the grant lands (one of the policy's namespaces)"
     )
     scope = p.add_mutually_exclusive_group(required=True)
     scope.add_argument("--cluster-role", metavar="R", help="a grantable ClusterRole the policy offers")
@@ -415,7 +419,9 @@ def add_request_subcommand(sub: Any) -> None:
     )
     p.add_argument(
         "-n",
+        "--namespace",
         "--request-namespace",
+        dest="request_namespace",
         default=None,
         metavar="NS",
         help="where the AccessRequest is filed (default: the kubeconfig context's namespace)",
@@ -446,7 +452,9 @@ def add_request_subcommand(sub: Any) -> None:
     )
     r.add_argument("name", help="the AccessRequest's name")
     r.add_argument("--reason", default="", help="why (recorded in status, the Event and the audit trail)")
-    r.add_argument("-n", "--request-namespace", default=None, metavar="NS", help="where the request is")
+    r.add_argument(
+        "-n", "--namespace", "--request-namespace", dest="request_namespace", metavar="NS", help="where it is"
+    )
     r.add_argument("--kubeconfig", default=None, help="your kubeconfig for the operator's cluster")
     r.add_argument("--context", default=None, help="the kubeconfig context to use")
     r.set_defaults(func=cmd_release)
@@ -467,7 +475,9 @@ def add_request_subcommand(sub: Any) -> None:
     m.add_argument("--transport", choices=("stdio", "http"), default="stdio")
     m.add_argument("--host", default="127.0.0.1", help="http: address to listen on")
     m.add_argument("--port", type=int, default=8765, help="http: port to listen on")
-    m.add_argument("-n", "--request-namespace", default=None, metavar="NS", help="where requests are filed")
+    m.add_argument(
+        "-n", "--namespace", "--request-namespace", dest="request_namespace", metavar="NS", help="where filed"
+    )
     m.add_argument("--kubeconfig", default=None, help="stdio: your kubeconfig; http: where the API server is")
     m.add_argument("--context", default=None, help="the kubeconfig context to use")
     m.set_defaults(func=cmd_mcp)

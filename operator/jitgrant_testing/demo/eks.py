@@ -158,7 +158,7 @@ def eks(report: Reporter) -> None:
                     "request",
                     "--policy",
                     POLICY,
-                    "--namespace",
+                    "--target-namespace",
                     "payments",
                     "--cluster-role",
                     "jit-restart-checkout",
