@@ -13,7 +13,7 @@ from enum import IntEnum
 class ExitCode(IntEnum):
     OK = 0
     USAGE = 2  # a malformed option or argument; the message names it and the expected form
-    NOT_FOUND = 3  # the named AccessRequest (or kubeconfig, context) does not exist
+    NOT_FOUND = 3  # the named AccessRequest does not exist
     REFUSED = 4  # the API server refused, could not be reached, or the webhook did not record it
     DENIED = 10  # denied by the policy or by an approver
     TIMED_OUT = 11  # nobody decided in time, or --timeout passed first
@@ -25,8 +25,8 @@ class ExitCode(IntEnum):
 EXIT_CODES_HELP = """\
 exit codes (the same for every command):
   0   done (request: the grant is active, or filed without --wait; watch: the stream ended)
-  2   usage: a malformed option (the message says which and the expected form)
-  3   not found: the named AccessRequest, kubeconfig or context does not exist
+  2   usage: a malformed option, a missing kubeconfig or unknown context (the message says which)
+  3   not found: the named AccessRequest does not exist
   4   the API server refused or could not be reached (RBAC, webhook, credentials, network)
   10  denied: by the policy or by an approver (the reason is printed)
   11  timed out: nobody decided within pendingTimeout, or --timeout passed first
