@@ -1,6 +1,7 @@
 """The API server's audit log: one ``audit.k8s.io/v1`` Event per request, as JSON lines.
 
-What kube-apiserver writes with ``--audit-log-path`` and a policy at level ``Metadata``: the same
+What kube-apiserver writes with ``--audit-log-path`` and the policy the real control plane of the
+tests uses (``RequestResponse`` for RBAC and ``jitgrant.dev`` objects, ``Metadata`` for the rest): the same
 fields and the same ``authorization.k8s.io/decision`` and ``authorization.k8s.io/reason``
 annotations (``allow``/``forbid``; the RBAC authorizer's ``RBAC: allowed by RoleBinding
 "<name>/<namespace>" of ClusterRole "<role>" to ServiceAccount "<sa>/<namespace>"``, empty when
@@ -43,10 +44,21 @@ REASON_ANNOTATION = "authorization.k8s.io/reason"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+#: API groups logged at level RequestResponse (request and response bodies), as in
+#: jitgrant_testing/controlplane.py's audit policy; everything else at Metadata.
+REQUEST_RESPONSE_GROUPS = frozenset({"rbac.authorization.k8s.io", "jitgrant.dev"})
+
 
 def _micro(clock_time: Any) -> str:
     """``metav1.MicroTime``: microseconds, UTC, ``Z``."""
     return str(clock_time.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+
+
+def _json_or_none(data: bytes) -> Any:
+    try:
+        return json.loads(data) if data else None
+    except ValueError:
+        return None  # YAML or protobuf bodies are not logged as objects
 
 
 def _user(user: User) -> dict[str, Any]:
@@ -63,9 +75,12 @@ def _user(user: User) -> dict[str, Any]:
 class AuditLogWriter:
     """Appends Events to a file, one line each, flushed per line (a reader may tail it)."""
 
-    def __init__(self, path: Path, clock: Clock) -> None:
+    def __init__(
+        self, path: Path, clock: Clock, *, request_response_groups: frozenset[str] = REQUEST_RESPONSE_GROUPS
+    ) -> None:
         self.path = Path(path)
         self._clock = clock
+        self._bodies_for = request_response_groups
         self._lock = threading.Lock()
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
@@ -80,8 +95,38 @@ class AuditLogWriter:
         response = await handler(request)
         user: User | None = request.get(AUTHENTICATED_USER)
         if user is not None:  # unauthenticated requests and health checks are not audited here
-            self.write(self.event(request, response, user=user, received=received))
+            event = self.event(request, response, user=user, received=received)
+            info = request.get(REQUEST_INFO)
+            ref = event.get("objectRef")
+            if ref is not None and "name" not in ref and info is not None and info.verb == "create":
+                # Upstream completes objectRef with the created object's name (LogRequestObject).
+                created = _json_or_none(await request.read())
+                name = (created.get("metadata") or {}).get("name") if isinstance(created, dict) else None
+                if name:
+                    ref["name"] = name
+            if info is not None and info.resource_request and info.group in self._bodies_for:
+                await self._add_bodies(event, request, response)
+            self.write(event)
         return response
+
+    @staticmethod
+    async def _add_bodies(event: dict[str, Any], request: web.Request, response: web.StreamResponse) -> None:
+        """Level RequestResponse: the request's and the response's objects, where they are JSON."""
+        event["level"] = "RequestResponse"
+        bodies: dict[str, Any] = {}
+        if request.can_read_body or request.body_exists:
+            bodies["requestObject"] = _json_or_none(await request.read())  # cached by the handler's read
+        body = getattr(response, "body", None)
+        if isinstance(body, bytes):
+            bodies["responseObject"] = _json_or_none(body)
+        # Upstream's field order: the objects come right after responseStatus.
+        tail: dict[str, Any] = {
+            key: event.pop(key)
+            for key in ("requestReceivedTimestamp", "stageTimestamp", "annotations")
+            if key in event
+        }
+        event.update({key: value for key, value in bodies.items() if value is not None})
+        event.update(tail)
 
     def event(
         self, request: web.Request, response: web.StreamResponse, *, user: User, received: Any

@@ -269,3 +269,30 @@ def test_follow_prints_each_call_as_it_comes_and_stops_when_the_grant_ends(
         ("patch", "allowed by this grant"),
         ("delete", "refused"),
     ]
+
+
+def test_rbac_writes_are_logged_with_request_and_response_objects(
+    cluster: EmbeddedCluster, audit_log: Path
+) -> None:
+    with cluster.api_client() as admin:
+        kubernetes.client.RbacAuthorizationV1Api(admin).create_namespaced_role(
+            "payments", {"metadata": {"name": "audited"}, "rules": []}
+        )
+        kubernetes.client.AppsV1Api(admin).read_namespaced_deployment("checkout", "payments")
+    events = [json.loads(line) for line in audit_log.read_text().splitlines()]
+    event = next(e for e in events if e["verb"] == "create" and e["objectRef"].get("name") == "audited")
+    assert (
+        event["level"] == "RequestResponse" and event["objectRef"]["apiGroup"] == "rbac.authorization.k8s.io"
+    )
+    assert event["requestObject"]["metadata"]["name"] == "audited"
+    assert event["responseObject"]["metadata"]["uid"]
+    assert list(event)[-5:] == [
+        "requestObject",
+        "responseObject",
+        "requestReceivedTimestamp",
+        "stageTimestamp",
+        "annotations",
+    ]
+    # Everything else stays at Metadata: no bodies.
+    other = next(e for e in events if e["objectRef"].get("resource") == "deployments")
+    assert other["level"] == "Metadata" and "requestObject" not in other
