@@ -411,10 +411,13 @@ def _checkpoint_chain(walk: _Walk, ordered: list[ParsedLine]) -> list[str]:
     for previous, stored in itertools.pairwise(ordered):
         named = stored.raw.get("prevCheckpointHash")
         if named is None:
-            # Older operators wrote no links; a linking one after another linking one must link.
+            # Older operators wrote no links. A new one without a link lost its spool's state (only a
+            # signer can write one, so this is not a forgery); the links after it still hold.
             if previous.raw.get("intervalSeconds") is not None:
-                detail = f"checkpoint of {stored.raw.get('time')} names no predecessor (chain restarted)"
-                walk.add(Finding("deleted", stored.raw["seq"], detail, stored.location))
+                notes.append(
+                    f"the checkpoint of {stored.raw.get('time')} names no predecessor: the operator "
+                    "restarted without its spool's checkpoint state"
+                )
             continue
         if named not in present:
             detail = (
