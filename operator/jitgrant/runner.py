@@ -23,6 +23,7 @@ from jitgrant.clusters.connection import kubeconfig_connection, own_cluster_conn
 from jitgrant.clusters.eks import EKSAccess
 from jitgrant.clusters.own import ClusterApi, api_client_from
 from jitgrant.clusters.registry import TargetClusters
+from jitgrant.clusters.replay import SharedReplayCache
 from jitgrant.handlers import operator as operator_handlers
 from jitgrant.handlers.leader import FencedCluster, LeaderElection
 from jitgrant.handlers.runtime import Runtime
@@ -74,7 +75,11 @@ def build_runtime(
         # Ready means a grant could be recorded now: the spool accepts writes.
         health=Health(audit_ready=directory_accepts_writes(audit_config.spool_dir)),
     )
-    runtime.oidc = OIDCVerifier(keys=JWKSCache())
+    # The replay set lives in the API server, so a token used through one replica's webhook is
+    # refused by every other, and after restarts.
+    runtime.oidc = OIDCVerifier(
+        keys=JWKSCache(), replay=SharedReplayCache(client, namespace=settings.operator_namespace)
+    )
     if settings.eks_enabled:
         runtime.targets = TargetClusters(
             own=kubeconfig_connection(config_dict=dict(kubeconfig))

@@ -8,6 +8,7 @@ from typing import Any
 
 import kopf
 
+from jitgrant.clusters.replay import SharedReplayCache
 from jitgrant.handlers import admission as _admission  # noqa: F401 - registers the webhooks
 from jitgrant.handlers import policy_admission as _policy_admission  # noqa: F401 - GrantPolicy webhook
 from jitgrant.handlers import policy_status as _policy_status  # noqa: F401 - GrantPolicy Ready condition
@@ -77,17 +78,39 @@ def acting(memo: Any) -> bool:
     return election is None or election.holds()
 
 
-async def _start_leading(runtime: Runtime, scheduler: Scheduler) -> None:
+async def _collect_replay_set(runtime: Runtime) -> None:
+    """The leader forgets used OIDC tokens once they have expired (clusters/replay.py)."""
+    replay = getattr(runtime.oidc, "replay", None)
+    if not isinstance(replay, SharedReplayCache):
+        return
+    while True:
+        try:
+            removed = await asyncio.to_thread(replay.collect)
+            if removed:
+                log.info("forgot %d expired token(s) of the replay set", removed)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.warning("collecting the replay set failed; retrying next sweep", exc_info=True)
+        await asyncio.sleep(runtime.settings.sweep_interval.total_seconds())
+
+
+async def _start_leading(runtime: Runtime, scheduler: Scheduler, tasks: set[asyncio.Task[None]]) -> None:
     # Windows that closed while no leader was acting end now, then whatever the queue says is due.
     removed = await sweep_all(runtime)
     if removed:
         log.warning("sweep on taking over removed %d stale grant object(s)", removed)
     if runtime.sweep_task is None or runtime.sweep_task.done():
         runtime.sweep_task = asyncio.create_task(sweep_forever(runtime), name="jitgrant-sweep")
+    tasks.add(asyncio.create_task(_collect_replay_set(runtime), name="jitgrant-replay-gc"))
     scheduler.wake()
 
 
-async def _stop_leading(runtime: Runtime) -> None:
+async def _stop_leading(runtime: Runtime, tasks: set[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    tasks.clear()
     if runtime.sweep_task is not None:
         runtime.sweep_task.cancel()
         await asyncio.gather(runtime.sweep_task, return_exceptions=True)
@@ -108,17 +131,20 @@ async def start_runtime(memo: kopf.Memo, settings: kopf.OperatorSettings, **_: A
     await runtime.audit.start()
     scheduler = Scheduler(runtime, acting=lambda: acting(memo))
     memo.scheduler = scheduler
+    # Tasks that run only while this replica leads, besides the sweep (kept on the Runtime).
+    leading: set[asyncio.Task[None]] = set()
+    memo.leading_tasks = leading
     election = election_of(memo)
     if election is None:
         # Alone: windows that closed while the operator was down end before anything else is handled.
-        await _start_leading(runtime, scheduler)
+        await _start_leading(runtime, scheduler, leading)
     else:
 
         async def started() -> None:
-            await _start_leading(runtime, scheduler)
+            await _start_leading(runtime, scheduler, leading)
 
         async def stopped() -> None:
-            await _stop_leading(runtime)
+            await _stop_leading(runtime, leading)
 
         memo.election_task = asyncio.create_task(
             election.run(on_started=started, on_stopped=stopped), name="jitgrant-election"
@@ -137,7 +163,7 @@ async def stop_runtime(memo: kopf.Memo, **_: Any) -> None:
         if isinstance(task, asyncio.Task):
             task.cancel()  # the election releases the Lease on its way out
             await asyncio.gather(task, return_exceptions=True)
-    await _stop_leading(runtime)
+    await _stop_leading(runtime, getattr(memo, "leading_tasks", set()))
     await runtime.audit.close()
     await runtime.health.stop_server()
 

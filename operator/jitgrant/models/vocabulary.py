@@ -39,6 +39,8 @@ EXPIRES_AT_ANNOTATION: Final = f"{API_GROUP}/expires-at"
 OWNER_SEAL_ANNOTATION: Final = f"{API_GROUP}/owner-seal"
 
 # --- Other fixed names. ---
+# On the Leases that record used OIDC tokens (the replay set every replica shares).
+REPLAY_LABEL: Final = f"{API_GROUP}/replay"
 FINALIZER: Final = f"{API_GROUP}/revoke-grant"
 CREATED_BY_EXTRA: Final = f"{API_GROUP}/created-by"
 LAST_APPLIED_ANNOTATION: Final = "kubectl.kubernetes.io/last-applied-configuration"
