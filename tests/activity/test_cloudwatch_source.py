@@ -11,7 +11,6 @@ from typing import Any
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-from moto.server import ThreadedMotoServer
 
 from jitgrant.activity.sources import CloudWatchAuditLogs, SourceError, Window
 
@@ -20,26 +19,6 @@ from .conftest import audit_event
 # CloudWatch refuses events older than 14 days, so this trail is recent.
 T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
 WINDOW = Window(start=T0, end=T0 + timedelta(minutes=15), terms=frozenset({"oncall"}))
-
-
-@pytest.fixture(scope="module")
-def endpoint() -> Iterator[str]:
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in {
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "eu-west-1",
-        }.items():
-            patch.setenv(name, value)
-        patch.delenv("AWS_PROFILE", raising=False)
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        server.start()
-        host, port = server.get_host_and_port()
-        try:
-            yield f"http://{host}:{port}"
-        finally:
-            server.stop()
-            server._server.server_close()
 
 
 @pytest.fixture
