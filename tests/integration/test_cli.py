@@ -149,7 +149,8 @@ def test_revoke_one_and_revoke_all_end_live_grants(env: Environment, cli: Cli) -
     assert cli("alice", "revoke", STAGING).code == 2
     revoked = cli("alice", "revoke", STAGING, "--reason", "incident closed")
     assert revoked.code == 0, revoked.err
-    assert wait_for_phase(env, NS, STAGING, "Revoked")["status"]["message"] == "incident closed"
+    ended = wait_for_phase(env, NS, STAGING, "Revoked")
+    assert ended["status"]["message"] == "revoked by alice: incident closed"
     assert jit_bindings(env, "payments") == []
     again = cli("alice", "revoke", STAGING, "--reason", "twice")
     assert again.code == 0 and "has already ended (Revoked); nothing to revoke" in again.out
