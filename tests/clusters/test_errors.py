@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import socket
+
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError, ReadTimeoutError
 from kubernetes.client.exceptions import ApiException
@@ -10,6 +13,11 @@ from urllib3.exceptions import MaxRetryError, NewConnectionError
 from jitgrant.clusters.errors import (
     BACKOFF_CAP_SECONDS,
     ClusterAccessError,
+    Conflict,
+    Forbidden,
+    NotFound,
+    Refused,
+    Unavailable,
     backoff_delay,
     classify_aws_error,
     classify_kubernetes_error,
@@ -166,3 +174,50 @@ def test_unreachable_api_server_is_retryable() -> None:
     cause = NewConnectionError(None, "refused")  # type: ignore[arg-type]
     error = classify_kubernetes_error(MaxRetryError(None, "/api", cause), cluster="prod-eu")  # type: ignore[arg-type]
     assert error.reason == "ClusterUnreachable" and error.retryable and error.retry_after > 0
+
+
+@pytest.mark.parametrize(
+    ("status", "family"),
+    [(404, NotFound), (409, Conflict), (403, Forbidden), (401, Refused), (422, Refused), (503, Unavailable)],
+)
+def test_each_status_maps_to_one_member_of_the_family(status: int, family: type[ClusterAccessError]) -> None:
+    body = json.dumps(
+        {"kind": "Status", "message": "what the server said", "details": {"kind": "namespaces"}}
+    )
+    error = classify_kubernetes_error(ApiException(status=status, reason="x"), cluster="c")
+    assert type(error) is family
+    exc = ApiException(status=status, reason="x")
+    exc.body = body
+    said = classify_kubernetes_error(exc, cluster="c")
+    assert (said.status, said.server_message, said.details_kind) == (
+        status,
+        "what the server said",
+        "namespaces",
+    )
+    assert type(said.with_retry_after(1.0)) is family  # a new delay keeps the class
+
+
+async def test_the_port_raises_the_family_with_the_client_error_as_its_cause() -> None:
+    """Nothing above clusters/ sees the Kubernetes client's or urllib3's exceptions."""
+    from kubernetes.client import ApiClient, Configuration
+
+    from jitgrant.clusters.own import ClusterApi
+
+    configuration = Configuration()
+    configuration.host = f"http://127.0.0.1:{_closed_port()}"
+    configuration.retries = False
+    api = ClusterApi(name="nowhere", client=ApiClient(configuration), request_timeout=(0.5, 0.5))
+    try:
+        with pytest.raises(Unavailable) as caught:
+            await api.get_request("agents", "x")
+    finally:
+        api.close()
+    assert caught.value.reason == "ClusterUnreachable" and caught.value.retryable
+    assert type(caught.value.__cause__).__module__.startswith("urllib3")
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port

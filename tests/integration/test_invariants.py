@@ -18,7 +18,13 @@ import yaml
 from kubernetes.client import CoreV1Api, RbacAuthorizationV1Api
 from kubernetes.client.exceptions import ApiException
 
-from jitgrant.models.vocabulary import MANAGED_BY_LABEL, MANAGED_BY_VALUE, REQUEST_UID_LABEL, REVOKE_ANNOTATION
+from jitgrant.clusters.own import ClusterApi
+from jitgrant.models.vocabulary import (
+    MANAGED_BY_LABEL,
+    MANAGED_BY_VALUE,
+    REQUEST_UID_LABEL,
+    REVOKE_ANNOTATION,
+)
 from jitgrant_testing.environment import EXAMPLES, Environment, load_manifests
 
 from .conftest import jit_bindings, request_manifest, wait_for_phase, wait_until
@@ -196,8 +202,9 @@ def _around_calls(env: Environment, name: str, *, before: Any = None, after: Any
     """Run `before`/`after` (blocking, given the call's arguments) around the operator's first call of
     the client method `name` in its own cluster; returns a list that records that it fired."""
     runtime = env.operator.runtime
-    assert runtime is not None
-    real = runtime.own.call
+    assert runtime is not None and isinstance(runtime.own, ClusterApi)
+    own = runtime.own
+    real = own.call
     fired: list[str] = []
 
     async def call(fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -211,7 +218,7 @@ def _around_calls(env: Environment, name: str, *, before: Any = None, after: Any
             await asyncio.to_thread(after, *args)
         return result
 
-    runtime.own.call = call  # type: ignore[method-assign]
+    own.call = call  # type: ignore[method-assign]
     return fired
 
 

@@ -76,7 +76,9 @@ class World:
             clock=self.clock,
         )
 
-    def file(self, name: str, *, policy: str = "auto", duration: str = "10m", namespace: str = "payments") -> str:
+    def file(
+        self, name: str, *, policy: str = "auto", duration: str = "10m", namespace: str = "payments"
+    ) -> str:
         spec: dict[str, Any] = {
             "policy": policy,
             "namespace": namespace,

@@ -11,6 +11,9 @@ mid-issue and an operator restart, checked after each step against the grant-rec
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Coroutine
+from typing import Any
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -46,11 +49,10 @@ class GrantLifecycle(RuleBasedStateMachine):
     def teardown(self) -> None:
         self.loop.close()
 
-    def _run(self, coroutine: object) -> None:
-        try:
-            self.loop.run_until_complete(coroutine)  # type: ignore[arg-type]
-        except (ClusterAccessError, Crash):
-            pass  # kopf logs it; the timer or the next event tries again
+    def _run(self, coroutine: Coroutine[Any, Any, object]) -> None:
+        # kopf logs a failed pass; the scheduler or the next event tries again.
+        with contextlib.suppress(ClusterAccessError, Crash):
+            self.loop.run_until_complete(coroutine)
 
     def _exists(self, name: str) -> bool:
         return (NS, name) in self.world.cluster.requests
@@ -131,7 +133,9 @@ class GrantLifecycle(RuleBasedStateMachine):
             assert status.get("phase") not in TERMINAL, (
                 f"{kind} {namespace}/{name} exists although its request is {status.get('phase')}"
             )
-            recorded = {(o["kind"], o["namespace"], o["name"]) for o in (status.get("grant") or {}).get("objects", ())}
+            recorded = {
+                (o["kind"], o["namespace"], o["name"]) for o in (status.get("grant") or {}).get("objects", ())
+            }
             assert (kind, namespace, name) in recorded, f"status does not name {kind} {namespace}/{name}"
 
 

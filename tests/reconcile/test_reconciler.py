@@ -8,6 +8,7 @@ import pytest
 from jitgrant.audit.records import EventType
 from jitgrant.clusters import grant_objects
 from jitgrant.clusters.errors import Conflict, Unavailable
+from jitgrant.clusters.port import ClusterObject
 from jitgrant.handlers.reconcile import Reconciler
 from jitgrant.models.vocabulary import (
     MANAGED_BY_LABEL,
@@ -39,7 +40,7 @@ async def test_an_auto_approved_request_records_its_plan_then_creates_a_sealed_b
         "name": name,
         "uid": stored["metadata"]["uid"],
     }
-    view = grant_objects.ClusterObject(
+    view = ClusterObject(
         kind=kind,
         namespace=namespace,
         name=name,
@@ -93,7 +94,9 @@ async def test_a_crash_after_the_binding_is_made_is_finished_by_the_next_operato
     await world.reconcile("fix")
     assert world.status("fix")["phase"] == "Active"
     [binding] = world.objects()
-    assert world.status("fix")["grant"]["objects"][0]["uid"] == world.cluster.objects[binding]["metadata"]["uid"]
+    assert (
+        world.status("fix")["grant"]["objects"][0]["uid"] == world.cluster.objects[binding]["metadata"]["uid"]
+    )
     assert world.audit_types(uid).count(E.GRANTED) == 1
 
 
@@ -119,9 +122,10 @@ async def test_a_planted_binding_under_the_grant_name_fails_the_request_and_surv
     await world.reconcile("fix")
     status = world.status("fix")
     assert (status["phase"], status["reason"]) == ("Failed", Reason.NAME_COLLISION)
-    assert world.cluster.objects[("RoleBinding", "payments", status["grant"]["roleBinding"])]["metadata"][
-        "uid"
-    ] == "planted"
+    assert (
+        world.cluster.objects[("RoleBinding", "payments", status["grant"]["roleBinding"])]["metadata"]["uid"]
+        == "planted"
+    )
     assert E.GRANTED not in world.audit_types(uid)
 
 
@@ -182,7 +186,9 @@ async def test_deleting_a_request_removes_its_recorded_objects_first(world: Worl
     assert world.objects() == []
 
 
-async def test_a_retryable_failure_while_removing_keeps_the_request_live_until_it_succeeds(world: World) -> None:
+async def test_a_retryable_failure_while_removing_keeps_the_request_live_until_it_succeeds(
+    world: World,
+) -> None:
     world.file("fix")
     await world.reconcile("fix")
     world.revoke("fix")
@@ -192,3 +198,27 @@ async def test_a_retryable_failure_while_removing_keeps_the_request_live_until_i
     assert world.status("fix")["phase"] == "Active" and world.objects()
     await world.reconcile("fix")
     assert world.status("fix")["phase"] == "Revoked" and world.objects() == []
+
+
+async def test_a_grant_recorded_before_plans_listed_objects_is_still_removed(world: World) -> None:
+    """An operator upgraded mid-grant: the old record names the binding, the binding has no seal."""
+    uid = world.file("old")
+    name = "jit-old-binding"
+    world.cluster.objects[("RoleBinding", "payments", name)] = {
+        "kind": "RoleBinding",
+        "metadata": {
+            "namespace": "payments",
+            "name": name,
+            "uid": "old-binding-uid",
+            "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE, REQUEST_UID_LABEL: uid},
+        },
+    }
+    world.cluster.requests[(NS, "old")]["status"] = {
+        "phase": "Active",
+        "expiresAt": "2026-01-01T13:00:00Z",
+        "grant": {"cluster": "in-cluster", "namespace": "payments", "roleBinding": name},
+    }
+    world.revoke("old")
+    await world.reconcile("old")
+    assert world.status("old")["phase"] == "Revoked"
+    assert world.objects() == []

@@ -31,7 +31,9 @@ def _planted_service_account() -> dict[str, object]:
 
 
 async def test_a_labelled_object_without_the_seal_is_counted_and_never_deleted(world: World) -> None:
-    world.cluster.objects[("ServiceAccount", "kube-system", "important-controller")] = _planted_service_account()
+    world.cluster.objects[("ServiceAccount", "kube-system", "important-controller")] = (
+        _planted_service_account()
+    )
     assert await sweep_all(world.runtime) == 0
     assert ("ServiceAccount", "kube-system", "important-controller") in world.cluster.objects
     assert "delete_object" not in world.port.calls
