@@ -77,6 +77,8 @@ REQUEST = {
         "requester": {"username": "system:serviceaccount:agents:bot"},
         "rules": [
             {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]},
+            {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["rolebindings"], "verbs": ["create"]},
+            {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["rolebindings"], "verbs": ["get"]},
             {
                 "apiGroups": ["apps"],
                 "resources": ["deployments"],
@@ -100,7 +102,10 @@ def test_the_approver_sees_dangerous_entries_in_red_only_on_a_terminal() -> None
     assert "  - get on secrets (core)" in plain
     assert "  - * on deployments (apps) named checkout" in plain
     assert "  ! resource 'secrets': exposes credentials" in plain
-    assert "  ! verb '*': a wildcard" in plain
+    assert "  ! verb '*': is a wildcard" in plain
+    # The policy engine's list, atom by atom: creating RoleBindings is dangerous, reading them is not.
+    assert "  ! resource 'rolebindings': create writes RBAC that outlives the grant" in plain
+    assert "  - get on rolebindings (rbac.authorization.k8s.io)" in plain
     assert "Approvals:      1 of 2, 1 missing (approvers: groups sre-oncall)" in plain
     assert "Duration:       the policy's default" not in plain  # the policy is readable: its value
     coloured = describe_request(

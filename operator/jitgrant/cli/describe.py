@@ -15,8 +15,8 @@ from typing import Any, TextIO
 
 from jitgrant.approvals.receipts import parse_recorded
 from jitgrant.models.vocabulary import APPROVALS_ANNOTATION
-from jitgrant.policy.dangerous import DANGEROUS_RESOURCES, DANGEROUS_VERBS
-from jitgrant.policy.rbac import WILDCARD
+from jitgrant.policy.dangerous import Position, dangerous_parts
+from jitgrant.policy.rbac import Permission
 
 RED, BOLD, RESET = "\x1b[31m", "\x1b[1m", "\x1b[0m"
 
@@ -35,42 +35,37 @@ class Paint:
         return f"{RED}{BOLD}{text}{RESET}" if self.enabled else text
 
 
-def danger_of(
-    *, verb: str | None = None, resource: str | None = None, api_group: str | None = None
-) -> str | None:
-    """Why one entry of a rule is dangerous, or None."""
-    if verb is not None:
-        return "a wildcard" if verb == WILDCARD else DANGEROUS_VERBS.get(verb)
-    if api_group is not None:
-        return "a wildcard" if api_group == WILDCARD else None
-    if resource is not None:
-        if resource == WILDCARD or resource.startswith(f"{WILDCARD}/"):
-            return "a wildcard"
-        if resource.partition("/")[0] == "secrets":
-            return DANGEROUS_RESOURCES["secrets"]
-        return DANGEROUS_RESOURCES.get(resource)
-    return None
+def rule_dangers(rule: Mapping[str, Any]) -> dict[tuple[Position, str], str]:
+    """Dangerous entries of a rule and why, judged atom by atom by the policy engine's own list."""
+    found: dict[tuple[Position, str], str] = {}
+    for group in rule.get("apiGroups") or [""]:
+        for resource in rule.get("resources") or []:
+            for verb in rule.get("verbs") or []:
+                for part in dangerous_parts(Permission(api_group=group, resource=resource, verb=verb)):
+                    found.setdefault((part.position, part.entry), part.why)
+    return found
 
 
 def describe_rule(rule: Mapping[str, Any], paint: Paint) -> tuple[str, list[str]]:
-    """`verbs on group/resources[/names]` with dangerous entries painted, and why each is dangerous."""
+    """`verbs on resources (groups)[ named ...]` with dangerous entries painted, and why each is."""
+    dangers = rule_dangers(rule)
     warnings: list[str] = []
 
-    def mark(entries: Sequence[str], kind: str) -> str:
+    def mark(entries: Sequence[str], position: Position, empty: str = "") -> str:
         shown = []
         for entry in entries:
-            why = danger_of(**{kind: entry})
+            label = entry or empty
+            why = dangers.get((position, entry))
             if why:
-                label = entry or '""'
-                warnings.append(f"{kind.replace('_', ' ')} {label!r}: {why}")
+                warnings.append(f"{position.value} {label!r}: {why}")
                 shown.append(paint.red(label))
             else:
-                shown.append(entry or "core")
+                shown.append(label)
         return ",".join(shown)
 
-    groups = mark(rule.get("apiGroups") or [], "api_group")
-    resources = mark(rule.get("resources") or [], "resource")
-    verbs = mark(rule.get("verbs") or [], "verb")
+    groups = mark(rule.get("apiGroups") or [], Position.API_GROUP, empty="core")
+    resources = mark(rule.get("resources") or [], Position.RESOURCE)
+    verbs = mark(rule.get("verbs") or [], Position.VERB)
     names = f" named {','.join(rule['resourceNames'])}" if rule.get("resourceNames") else ""
     return f"{verbs} on {resources} ({groups}){names}", warnings
 
