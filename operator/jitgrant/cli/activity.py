@@ -12,6 +12,7 @@ import json
 import sys
 import time
 from collections.abc import Sequence
+from io import StringIO
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -195,8 +196,6 @@ def render(
         return json.dumps(as_document(request, grant, source, calls), indent=2) + "\n"
     if fmt == "yaml":
         return str(yaml.safe_dump(as_document(request, grant, source, calls), sort_keys=False))
-    from io import StringIO
-
     buffer = StringIO()
     print(header(request, grant, source), file=buffer)
     print_rows(calls, buffer, header=True)
