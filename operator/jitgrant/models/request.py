@@ -82,11 +82,13 @@ TERMINAL_PHASES = frozenset({Phase.EXPIRED, Phase.REVOKED, Phase.DENIED, Phase.T
 
 
 class ApprovalEntry(WireModel):
-    approver: str
-    groups: tuple[str, ...] = ()
-    at: datetime
-    reason: str = ""
-    receipt: str = ""
+    """One approval the operator counted (a valid receipt from an eligible, distinct approver)."""
+
+    approver: str = Field(description="Who approved, as the API server authenticated them.")
+    groups: tuple[str, ...] = Field(default=(), description="The approver's groups when they approved.")
+    at: datetime = Field(description="When the approval was recorded.")
+    reason: str = Field(default="", description="What the approver wrote.")
+    receipt: str = Field(default="", description="HMAC receipt binding approver, decision and spec.")
 
 
 GrantObjectKind = Literal["RoleBinding", "Role", "ServiceAccount", "Secret"]
@@ -106,16 +108,18 @@ class GrantRef(WireModel):
     """The grant plan: every object the operator creates for this request, written to status before
     the first of them exists, so a removal never depends on a status write that came after it."""
 
-    cluster: str
+    cluster: str = Field(description="The target cluster's name (in-cluster, or the EKS cluster).")
     # Where the grant lives, kept with the grant so it can be removed even after its policy is
     # deleted or retargeted.
     target: Target | None = None
-    namespace: str
-    role_binding: str
-    role: str | None = None
-    cluster_role: str | None = None
-    service_account: str | None = None
-    kubeconfig_secret: str | None = None
+    namespace: str = Field(description="The namespace the grant is in.")
+    role_binding: str = Field(description="The RoleBinding that grants the access.")
+    role: str | None = Field(default=None, description="The Role made from inline rules, if any.")
+    cluster_role: str | None = Field(default=None, description="The ClusterRole bound, if any.")
+    service_account: str | None = Field(default=None, description="The ServiceAccount bound, if any.")
+    kubeconfig_secret: str | None = Field(
+        default=None, description="The Secret holding the delivered kubeconfig, if one was issued."
+    )
     objects: tuple[GrantObjectRef, ...] = Field(
         default=(), description="Every object of the grant in creation order; removal works from this."
     )
@@ -124,26 +128,31 @@ class GrantRef(WireModel):
 
 
 class Condition(WireModel):
-    type: str
-    status: Literal["True", "False", "Unknown"]
-    reason: str
-    message: str = ""
-    last_transition_time: datetime
+    """A Kubernetes-style condition (Granted: True only while the grant is active)."""
+
+    type: str = Field(description="The condition's name, e.g. Granted.")
+    status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
+    reason: str = Field(description="Machine-readable reason for the last transition.")
+    message: str = Field(default="", description="Human-readable detail.")
+    last_transition_time: datetime = Field(description="When status last changed.")
 
 
 class AccessRequestStatus(WireModel):
     model_config = WireModel.model_config | {"extra": "ignore"}
-    phase: Phase | None = None
+    phase: Phase | None = Field(
+        default=None,
+        description="Pending, Approved, Active, or a terminal Expired, Revoked, Denied, TimedOut, Failed.",
+    )
     reason: str | None = Field(default=None, description="Machine-readable reason for the current phase.")
     message: str | None = Field(default=None, description="What happened and what would be allowed.")
-    requested_at: datetime | None = None
-    decided_at: datetime | None = None
-    activated_at: datetime | None = None
-    expires_at: datetime | None = None
-    ended_at: datetime | None = None
-    approvals: tuple[ApprovalEntry, ...] = ()
-    grant: GrantRef | None = None
-    conditions: tuple[Condition, ...] = ()
+    requested_at: datetime | None = Field(default=None, description="When the operator first saw it.")
+    decided_at: datetime | None = Field(default=None, description="When it was approved or denied.")
+    activated_at: datetime | None = Field(default=None, description="When the grant became active.")
+    expires_at: datetime | None = Field(default=None, description="When the grant ends on its own.")
+    ended_at: datetime | None = Field(default=None, description="When it reached a terminal phase.")
+    approvals: tuple[ApprovalEntry, ...] = Field(default=(), description="The approvals counted so far.")
+    grant: GrantRef | None = Field(default=None, description="What the operator created, to remove it.")
+    conditions: tuple[Condition, ...] = Field(default=(), description="Kubernetes-style conditions.")
 
 
 class AccessRequest(WireModel):
