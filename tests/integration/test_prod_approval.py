@@ -24,7 +24,7 @@ from kubernetes.client import (
 from kubernetes.client.exceptions import ApiException
 
 from jitgrant.grants.objects import GrantOwner, grant_object_name
-from jitgrant.handlers import admission
+from jitgrant.handlers import admission, policy_admission
 from jitgrant_testing.environment import EXAMPLES, Environment, load_manifests
 
 from .conftest import jit_bindings, request_manifest, wait_for_phase, wait_until
@@ -199,11 +199,15 @@ def test_the_webhook_configurations_are_the_ones_kopf_registers(env: Environment
     """The Environment the story runs in must carry all three webhooks, as the chart does."""
     registry = kopf.OperatorRegistry()
     admission.register(registry)
+    policy_admission.register(registry)  # the GrantPolicy webhook (validate-policy)
     expected = {
         hook["name"]: hook
         for hook in build_webhooks(
             registry._webhooks.get_all_handlers(),
-            resources=[references.Resource("jitgrant.dev", "v1alpha1", "accessrequests")],
+            resources=[
+                references.Resource("jitgrant.dev", "v1alpha1", "accessrequests"),
+                references.Resource("jitgrant.dev", "v1alpha1", "grantpolicies"),
+            ],
             name_suffix="jitgrant.dev",
             client_config={"url": "x"},
         )

@@ -38,6 +38,7 @@ from jitgrant.models.vocabulary import (
     RELEASE_ANNOTATION,
     REQUESTER_SEAL_ANNOTATION,
     REVOKE_ANNOTATION,
+    REVOKED_BY_ANNOTATION,
 )
 
 # `kubectl apply` copies the whole manifest, annotations included, into this annotation.
@@ -273,6 +274,8 @@ def _review_operator_metadata(*, old: Mapping[str, Any], new: Mapping[str, Any])
             continue
         if name in (APPROVALS_ANNOTATION, REQUESTER_SEAL_ANNOTATION, OIDC_TOKEN_ANNOTATION):
             continue  # checked on their own
+        if name == REVOKED_BY_ANNOTATION:
+            continue  # checked on its own: jitgrant.identity.stamp.revoker_refusal
         if old_annotations.get(name) != new_annotations.get(name):
             return f"annotation {name} belongs to the jitgrant operator and cannot be changed by you"
     old_finalizers = _meta(old).get("finalizers") or []

@@ -45,7 +45,14 @@ from jitgrant.handlers.dry_run import answer_dry_run
 from jitgrant.identity.claims import requester_refusal
 from jitgrant.identity.jwks import JWKSCache
 from jitgrant.identity.oidc import OIDCVerifier, TokenRefused, unverified_issuer
-from jitgrant.identity.stamp import requester_from_userinfo, seal_requester, stamp_to_wire
+from jitgrant.identity.stamp import (
+    Revoker,
+    requester_from_userinfo,
+    revoker_refusal,
+    seal_requester,
+    stamp_revoker,
+    stamp_to_wire,
+)
 from jitgrant.models import API_GROUP, API_VERSION, GrantPolicySpec, RequesterStamp
 from jitgrant.models.vocabulary import (
     APPROVALS_ANNOTATION,
@@ -55,6 +62,8 @@ from jitgrant.models.vocabulary import (
     LAST_APPLIED_ANNOTATION,
     OIDC_TOKEN_ANNOTATION,
     REQUESTER_SEAL_ANNOTATION,
+    REVOKE_ANNOTATION,
+    REVOKED_BY_ANNOTATION,
 )
 from jitgrant.policy import DEFAULT_OPERATOR_NAMESPACE
 
@@ -243,6 +252,46 @@ def _mutate_update(
     patch.fns.append(apply)
 
 
+def _stamp_revoker(
+    *,
+    runtime: Any,
+    old: Mapping[str, Any],
+    new: Mapping[str, Any],
+    userinfo: Mapping[str, Any],
+    patch: kopf.Patch,
+) -> None:
+    """Whoever sets jitgrant.dev/revoke is stamped next to it from userInfo and sealed, as an approver
+    is, so the `revoked` audit record can name them (the validating webhook refuses a forged stamp)."""
+    reason = annotations_of(new).get(REVOKE_ANNOTATION)
+    if reason is None or annotations_of(old).get(REVOKE_ANNOTATION) == reason:
+        return
+    caller = Caller.from_userinfo(userinfo)
+    uid = str((old.get("metadata") or {}).get("uid") or "")
+    if not caller.username or not uid:
+        raise _refuse("a revocation needs the request's uid and an authenticated caller", code=400)
+    revoker = Revoker(username=caller.username, groups=caller.groups, reason=reason)
+    stamp = stamp_revoker(key=_key(runtime), uid=uid, revoker=revoker)
+
+    def apply(raw: Any) -> None:
+        raw.setdefault("metadata", {}).setdefault("annotations", {})[REVOKED_BY_ANNOTATION] = stamp
+
+    patch.fns.append(apply)
+
+
+def _revoker_refusal(
+    *, runtime: Any, old: Mapping[str, Any], new: Mapping[str, Any], caller: Caller
+) -> str | None:
+    return revoker_refusal(
+        key=_key(runtime),
+        uid=str((old.get("metadata") or {}).get("uid") or ""),
+        old=annotations_of(old),
+        new=annotations_of(new),
+        annotation=REVOKED_BY_ANNOTATION,
+        revoke_annotation=REVOKE_ANNOTATION,
+        caller=caller.username,
+    )
+
+
 # --- kopf registrations -------------------------------------------------------------------------------
 
 
@@ -303,6 +352,7 @@ async def stamp_requester(
         await _mutate_create(runtime=runtime, body=body, userinfo=userinfo, patch=patch, dryrun=dryrun)
     elif operation == "UPDATE" and old is not None:
         _mutate_update(runtime=runtime, old=old, new=body, userinfo=userinfo, patch=patch)
+        _stamp_revoker(runtime=runtime, old=old, new=body, userinfo=userinfo, patch=patch)
 
 
 @_validating()
@@ -323,6 +373,8 @@ async def validate_request(
             await _answer_dry_run(runtime, body, kwargs.get("warnings"))
     elif operation == "UPDATE" and old is not None:
         refusal = review_release(old=old, new=body, caller=Caller.from_userinfo(userinfo), key=key)
+        caller = Caller.from_userinfo(userinfo)
+        refusal = refusal or _revoker_refusal(runtime=runtime, old=old, new=body, caller=caller)
         if refusal is not None:
             raise _refuse(refusal)
         policy: GrantPolicySpec | None = None

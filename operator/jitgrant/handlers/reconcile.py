@@ -32,6 +32,7 @@ from jitgrant.grants.objects import GrantOwner
 from jitgrant.grants.plan import GrantPlan, plan_grant
 from jitgrant.handlers.audit_events import audit_event
 from jitgrant.handlers.policy_status import cluster_role_refusal, invalid_policy_step, load_policy
+from jitgrant.handlers.revoker import named_revoker
 from jitgrant.handlers.runtime import Runtime
 from jitgrant.identity.stamp import verify_requester_seal
 from jitgrant.lifecycle import Action, Step, granted_condition, next_step
@@ -165,6 +166,7 @@ class Reconciler:
         )
         if policy_problem is not None:  # an invalid policy is not a missing one: say what is wrong
             step = invalid_policy_step(step, problem=policy_problem)
+        step = named_revoker(step, key=settings.receipt_key, uid=stored.uid, annotations=stored.annotations)
         return step, request, policy
 
     def _tally(

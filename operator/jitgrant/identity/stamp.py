@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from jitgrant.models import ProofKind, RequesterStamp
@@ -86,3 +87,103 @@ def verify_requester_seal(
         return False
     expected = seal_requester(key=key, namespace=namespace, name=name, spec=spec)
     return hmac.compare_digest(expected.encode("ascii"), seal.encode("utf-8", "replace"))
+
+
+# --- Who revoked ---------------------------------------------------------------------------------------
+
+_REVOKER_DOMAIN = "jitgrant.dev/revoked-by/v1"
+
+
+@dataclass(frozen=True)
+class Revoker:
+    """Who set `jitgrant.dev/revoke`, as the API server authenticated them, and the reason they gave."""
+
+    username: str
+    groups: tuple[str, ...]
+    reason: str
+
+
+def _revoker_seal(*, key: bytes, uid: str, revoker: Revoker) -> str:
+    message = canonical_json(
+        {
+            "domain": _REVOKER_DOMAIN,
+            "uid": uid,
+            "username": revoker.username,
+            "groups": list(revoker.groups),
+            "reason": revoker.reason,
+        }
+    )
+    return f"{SEAL_VERSION}:{hmac.new(key, message, hashlib.sha256).hexdigest()}"
+
+
+def stamp_revoker(*, key: bytes, uid: str, revoker: Revoker) -> str:
+    """The value of `jitgrant.dev/revoked-by`: who, their groups, the reason, sealed for this request."""
+    if not key or not uid or not revoker.username:
+        raise ValueError("a revoker stamp needs the operator's key, the request's uid and a username")
+    return json.dumps(
+        {
+            "username": revoker.username,
+            "groups": list(revoker.groups),
+            "reason": revoker.reason,
+            "seal": _revoker_seal(key=key, uid=uid, revoker=revoker),
+        },
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+
+
+def verified_revoker(*, key: bytes, uid: str, value: str | None) -> Revoker | None:
+    """The revoker the annotation names, only if the webhook sealed it for this request."""
+    if not value or not key or not uid:
+        return None
+    try:
+        data = json.loads(value)
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    username, groups, reason, seal = (data.get(k) for k in ("username", "groups", "reason", "seal"))
+    if not (isinstance(username, str) and isinstance(reason, str) and isinstance(seal, str)):
+        return None
+    if not isinstance(groups, list) or not all(isinstance(group, str) for group in groups):
+        return None
+    revoker = Revoker(username=username, groups=tuple(groups), reason=reason)
+    expected = _revoker_seal(key=key, uid=uid, revoker=revoker)
+    return revoker if hmac.compare_digest(expected.encode(), seal.encode("utf-8", "replace")) else None
+
+
+def revocation_message(*, key: bytes, uid: str, stamp: str | None, reason: str) -> str:
+    """The status message and audit reason of a revocation: who revoked, as proven, and why."""
+    revoker = verified_revoker(key=key, uid=uid, value=stamp)
+    if revoker is None:
+        return f"revoked by an unverified caller (no valid jitgrant.dev/revoked-by stamp): {reason}"
+    return f"revoked by {revoker.username}: {revoker.reason.strip() or reason}"
+
+
+def revoker_refusal(
+    *,
+    key: bytes,
+    uid: str,
+    old: Mapping[str, str],
+    new: Mapping[str, str],
+    annotation: str,
+    revoke_annotation: str,
+    caller: str,
+) -> str | None:
+    """Why an UPDATE's change to `annotation` (revoked-by) must be refused, or None.
+
+    Only the mutating webhook writes it, in the same UPDATE that sets the revoke annotation, for the
+    caller the API server authenticated: anything else is someone writing a name of their choosing.
+    """
+    if old.get(annotation) == new.get(annotation):
+        return None
+    revoker = verified_revoker(key=key, uid=uid, value=new.get(annotation))
+    newly_revoked = new.get(revoke_annotation) is not None and old.get(revoke_annotation) != new.get(
+        revoke_annotation
+    )
+    if revoker is None or not newly_revoked or revoker.username != caller:
+        return (
+            f"annotation {annotation} is written by the jitgrant webhook, naming whoever sets "
+            f"{revoke_annotation}; it cannot be set or changed by hand"
+        )
+    return None
