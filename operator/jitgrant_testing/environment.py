@@ -154,7 +154,11 @@ class Environment:
         self.stop()
 
     def start(self) -> None:
-        self.cluster = EmbeddedCluster(name="embedded", crd_manifests=list(all_crds().values()))
+        self.cluster = EmbeddedCluster(
+            name="embedded",
+            crd_manifests=list(all_crds().values()),
+            audit_log=self.state_dir / "kube-apiserver-audit.log",  # read by `jitgrant activity`
+        )
         self.cluster.start()
         core = CoreV1Api(self.admin)
         for namespace in (OPERATOR_NAMESPACE, *self.namespaces):

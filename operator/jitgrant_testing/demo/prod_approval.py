@@ -233,5 +233,20 @@ def prod_approval(report: Reporter) -> None:
         )
         report.note(f"audit file: {Path(env.audit_file)}")
 
+        report.step("what the agent did with the grant, from the API server's own audit log")
+        admin = _kubeconfig(env, "admin", env.cluster.admin_token)
+        log = str(env.state_dir / "kube-apiserver-audit.log")
+        args = ["activity", NAME, "-n", NAMESPACE, "--kubeconfig", admin, "--audit-log", log]
+        code, out = run_cli(report, args)
+        rows = [line.split() for line in out.splitlines()[2:-1]]
+        mine = [(row[1], row[3]) for row in rows if "grant" in row and "this" in row]
+        report.check(
+            code == 0 and mine == [("patch", "payments/checkout")], "its one restart, allowed by this grant"
+        )
+        report.check(
+            any(row[1:5] == ["patch", "apps/deployments", "payments/ledger", "403"] for row in rows),
+            "and the refused attempt on deployment/ledger, by identity and window",
+        )
+
 
 register("prod-approval", prod_approval)
