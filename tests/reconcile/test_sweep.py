@@ -3,6 +3,10 @@ touches an object it cannot prove it made, however it is labelled."""
 
 from __future__ import annotations
 
+import logging
+
+import pytest
+
 from jitgrant.audit.records import EventType
 from jitgrant.clusters.grant_objects import sealed
 from jitgrant.handlers.sweep import sweep_all
@@ -85,3 +89,15 @@ async def test_a_seal_copied_onto_another_name_proves_nothing(world: World) -> N
     await world.reconcile("fix")
     await sweep_all(world.runtime)
     assert world.objects() == [(kind, namespace, "someone-elses")]
+
+
+async def test_a_planted_object_is_logged_once_not_every_sweep(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    world.cluster.objects[("ServiceAccount", "kube-system", "important-controller")] = (
+        _planted_service_account()
+    )
+    with caplog.at_level(logging.WARNING, logger="jitgrant.sweep"):
+        for _ in range(3):
+            await sweep_all(world.runtime)
+    assert [r.levelno for r in caplog.records if "not its seal" in r.getMessage()] == [logging.WARNING]

@@ -66,6 +66,8 @@ class Runtime:
     # How long an approved request waits for its target namespace to appear before it fails.
     namespace_wait: timedelta = timedelta(seconds=60)
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    # (cluster, uid) of labelled objects without the owner seal the sweep has already reported.
+    unproven_seen: set[tuple[str, str]] = field(default_factory=set)
     # Clients for the operator's own housekeeping session, one per target cluster.
     _housekeeping: dict[str, ClusterPort] = field(default_factory=dict)
     sweep_task: asyncio.Task[None] | None = None

@@ -69,7 +69,12 @@ async def sweep_cluster(runtime: Runtime, cluster: ClusterPort) -> int:
             break
         if not grant_objects.proven_ours(obj, key=key, cluster=cluster.name):
             unproven[obj.kind] += 1
-            log.warning(
+            # Once per object and operator run: the gauge keeps showing it, the log need not.
+            seen = (cluster.name, obj.uid)
+            level = logging.DEBUG if seen in runtime.unproven_seen else logging.WARNING
+            runtime.unproven_seen.add(seen)
+            log.log(
+                level,
                 "%s %s/%s in %s carries jitgrant's labels but not its seal: left alone (planted?)",
                 obj.kind,
                 obj.namespace,
