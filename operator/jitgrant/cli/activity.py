@@ -2,7 +2,8 @@
 
 Every call the grant's RoleBinding allowed, and every call by the grant's identity during its window
 that was refused or allowed by something else, in time order, each saying how it was tied to the
-grant (see `jitgrant.activity.attribution`).
+grant: exactly (the API server's authorization reason names the grant's RoleBinding) or by identity
+and window. Sources, attribution and limits: docs/audit.md.
 """
 
 from __future__ import annotations
@@ -57,8 +58,20 @@ def add_activity_subcommand(sub: Any) -> None:
     p.add_argument(
         "-f", "--follow", action="store_true", help="keep printing new calls while the grant is active"
     )
-    p.add_argument("--interval", type=float, default=2.0, help="with --follow: seconds between reads")
+    p.add_argument(
+        "--interval", type=_seconds, default=2.0, help="with --follow: seconds between reads (default 2)"
+    )
     p.set_defaults(func=with_cluster(cmd_activity))
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"--interval takes a positive number of seconds, got {text!r}")
+    return value
 
 
 def source_from_args(args: argparse.Namespace) -> AuditSource:
