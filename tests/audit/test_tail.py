@@ -167,3 +167,16 @@ def test_verify_cli_fails_a_cut_trail_against_now_and_says_what_is_proven(
     report = json.loads(capsys.readouterr().out)
     assert report["provenThroughSeq"] == 30 and report["closedByShutdown"] is False
     assert any("records 31..31 come after the newest checkpoint" in s for s in report["notProven"])
+
+
+def test_a_restart_that_lost_its_checkpoint_state_is_a_note_not_a_failure(keypair: KeyPair) -> None:
+    items = heartbeat_trail(keypair.signer, minutes=10)
+    last = [item for item in items if item["kind"] == "record"][-1]
+    restarted = T0 + timedelta(minutes=20)
+    head = ChainHead(last["seq"], last["hash"])
+    items.append(
+        keypair.signer.sign(instance="op-1", head=head, time=restarted, interval_seconds=INTERVAL).to_wire()
+    )
+    report = verify(items, keypair, until=restarted + timedelta(minutes=1))
+    assert report.ok, report.findings
+    assert any("names no predecessor" in statement for statement in report.coverage.unproven)
