@@ -3,13 +3,15 @@ notifications: a ConfigMap the operator parses, URLs only from Secrets, nothing 
 
 from __future__ import annotations
 
+import re
+
 import helm_python as helm
 import yaml
 
 from jitgrant.notify import NotifyConfig
 from jitgrant_testing.playground import chart_user_cluster_roles
 
-from .conftest import only, render
+from .conftest import ROOT, only, render
 
 NOTIFIERS = {
     "notifications": {
@@ -67,3 +69,22 @@ def test_notifiers_render_a_config_the_operator_reads_with_urls_from_secrets(cha
         "defaultMode": 0o440,
         "items": [{"key": "audit", "path": "url"}],
     }
+
+
+def test_the_readme_s_cluster_role_is_grantable_on_a_default_install(chart: helm.Chart) -> None:
+    readme = (ROOT / "README.md").read_text()
+    named = set(re.findall(r"clusterRole: (jit-[a-z-]+)", readme))
+    assert named == {"jit-restart-checkout"}
+    assert named <= set(chart.values["grantableClusterRoles"])
+
+
+def test_applying_an_example_directory_files_no_request() -> None:
+    """`kubectl apply -f examples/oncall-restart/` installs a policy, never a request as the admin."""
+    for directory in sorted(p for p in (ROOT / "examples").iterdir() if p.is_dir() and p.name != "requests"):
+        for path in directory.glob("*.yaml"):
+            kinds = {doc.get("kind") for doc in yaml.safe_load_all(path.read_text()) if doc}
+            assert "AccessRequest" not in kinds, path
+    assert sorted(p.name for p in (ROOT / "examples" / "requests").glob("*.yaml")) == [
+        "restart-checkout-prod.yaml",
+        "restart-checkout.yaml",
+    ]
