@@ -12,11 +12,14 @@ import os
 import shutil
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from jitgrant_testing.controlplane import ControlPlane, ControlPlaneError, ensure_binaries
+from jitgrant_testing.environment import EXAMPLES, load_manifests
+from jitgrant_testing.realenv import RealEnvironment
 
 HERE = Path(__file__).resolve().parent
 NO_GO = shutil.which("go") is None
@@ -89,3 +92,19 @@ def control_plane() -> Iterator[ControlPlane]:
         yield plane
     finally:
         plane.stop()
+
+
+@pytest.fixture(scope="session")
+def real_env(control_plane: ControlPlane) -> Iterator[RealEnvironment]:
+    """The chart installed on the real API server and the operator running with its ServiceAccount.
+
+    One per session (the control plane is shared); tests give their requests names of their own.
+    """
+    env = RealEnvironment(plane=control_plane, sweep_interval=timedelta(seconds=1))
+    with env:
+        env.apply(load_manifests(EXAMPLES / "oncall-restart" / "clusterrole.yaml"))
+        env.apply(load_manifests(EXAMPLES / "oncall-restart" / "policy.yaml"))
+        env.create_deployment("payments", "checkout")
+        env.create_deployment("payments", "ledger")
+        env.allow_to_request("agents", service_account="oncall-agent")
+        yield env
