@@ -37,10 +37,17 @@ def operator(manifests: list[Manifest]) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("combination", sorted(COMBINATIONS))
-def test_one_replica_recreated_never_overlapping(chart: helm.Chart, combination: str) -> None:
+def test_replicas_elect_a_leader_and_roll_one_at_a_time(chart: helm.Chart, combination: str) -> None:
     deployment = only(render(chart, COMBINATIONS[combination]), "Deployment")
-    assert deployment["spec"]["replicas"] == 1
-    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+    }
+    assert "--leader-elect" in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    anti = deployment["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]
+    term = anti["preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"]
+    assert term["topologyKey"] == "kubernetes.io/hostname"
 
 
 @pytest.mark.parametrize("combination", sorted(COMBINATIONS))

@@ -82,7 +82,7 @@ REFUSED: list[tuple[str, dict[str, Any], str]] = [
         "at '/webhook/certManager/enabled': value must be one of true, false, 'auto'",
     ),
     ("webhook port", {"webhook": {"port": 70000}}, "at '/webhook/port'"),
-    ("unknown top-level key", {"replicaCount": 2}, "additional properties 'replicaCount' not allowed"),
+    ("unknown top-level key", {"replicaCnt": 2}, "additional properties 'replicaCnt' not allowed"),
     (
         "unknown nested key",
         {"serviceMonitor": {"enabeld": True}},
