@@ -113,3 +113,16 @@ def test_the_approver_sees_dangerous_entries_in_red_only_on_a_terminal() -> None
     )
     assert "\x1b[31m\x1b[1msecrets\x1b[0m" in coloured
     assert "deployments" in coloured and "\x1b[31m\x1b[1mdeployments" not in coloured
+
+
+def test_colour_only_when_the_stream_is_a_terminal() -> None:
+    import io
+    import os
+
+    assert not Paint.for_stream(io.StringIO()).enabled
+    primary, secondary = os.openpty()
+    try:
+        with os.fdopen(secondary, "w") as terminal:
+            assert Paint.for_stream(terminal).enabled
+    finally:
+        os.close(primary)
