@@ -205,6 +205,9 @@ def test_printer_columns_through_a_table_request(playground: Playground) -> None
     [row] = [r for r in policies["rows"] if r["cells"][0] == "defaults-only"]
     cells = dict(zip(names, row["cells"], strict=True))
     assert cells["Target"] == "InCluster" and cells["Approval"] is False
+    [prod] = [r for r in policies["rows"] if r["cells"][0] == "prod-restart"]
+    cells = dict(zip(names, prod["cells"], strict=True))
+    assert cells["Approval"] is True and cells["Approvers"] == ["sre-oncall"]  # by whom
 
 
 def playground_policies() -> list[dict[str, Any]]:

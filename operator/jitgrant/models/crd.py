@@ -155,10 +155,11 @@ def grant_policy_crd() -> dict[str, Any]:
             {"name": "Ready", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
             {"name": "Target", "type": "string", "jsonPath": ".spec.target.type"},
             {"name": "Approval", "type": "boolean", "jsonPath": ".spec.approval.required"},
+            # By whom (groups; named users with -o wide).
+            {"name": "Approvers", "type": "string", "jsonPath": ".spec.approval.approvers.groups"},
             {"name": "Max", "type": "string", "jsonPath": ".spec.maxDuration"},
             {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
-            # -o wide: by whom, how many, and where.
-            _wide("Approver Groups", "string", ".spec.approval.approvers.groups"),
+            # -o wide: named approvers, how many, and where.
             _wide("Approver Users", "string", ".spec.approval.approvers.users"),
             _wide("Min Approvals", "integer", ".spec.approval.minApprovals"),
             _wide("Namespaces", "string", ".spec.namespaces"),
