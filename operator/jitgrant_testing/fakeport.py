@@ -148,7 +148,9 @@ class FakePort:
     async def get_request(self, namespace: str, name: str) -> StoredRequest | None:
         self._enter("get_request")
         body = self.cluster.requests.get((namespace, name))
-        return None if body is None else StoredRequest(copy.deepcopy(body))
+        stored = None if body is None else StoredRequest(copy.deepcopy(body))
+        self._leave("get_request")  # a writer that lands right after our read
+        return stored
 
     async def patch_request_status(
         self, namespace: str, name: str, status: Mapping[str, Any], *, resource_version: str | None

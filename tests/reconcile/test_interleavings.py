@@ -105,6 +105,15 @@ class GrantLifecycle(RuleBasedStateMachine):
     def next_status_write_conflicts(self) -> None:
         self.world.port.fail("patch_request_status", _conflict())
 
+    @rule(name=NAMES)
+    def someone_writes_right_after_the_next_read(self, name: str) -> None:
+        """kopf's bookkeeping (or an approver) updates the request between a read and our write."""
+        def touch() -> None:
+            if self._exists(name):
+                self.world.cluster.annotate(NS, name, {"touched": "1"})
+
+        self.world.port.after("get_request", touch)
+
     @rule(kind=st.sampled_from(["create_object:RoleBinding", "patch_request_status", "delete_object"]))
     def crash_right_after(self, kind: str) -> None:
         self.world.port.after(kind, _crash)

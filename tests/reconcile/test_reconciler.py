@@ -222,3 +222,17 @@ async def test_a_grant_recorded_before_plans_listed_objects_is_still_removed(wor
     await world.reconcile("old")
     assert world.status("old")["phase"] == "Revoked"
     assert world.objects() == []
+
+
+async def test_a_conflict_on_writing_the_plan_records_it_on_the_fresh_copy_and_audits_once(
+    world: World,
+) -> None:
+    uid = world.file("fix")
+    # kopf's own bookkeeping lands between our read (the pass's second) and the plan's write.
+    world.port.after("get_request", lambda: None)
+    world.port.after("get_request", lambda: world.cluster.annotate(NS, "fix", {"kopf": "x"}))
+    await world.reconcile("fix")
+    writes = world.port.calls.count("patch_request_status")
+    assert writes == 4, "approval, plan (refused), plan again, Active"
+    assert world.status("fix")["phase"] == "Active"
+    assert world.audit_types(uid) == [E.REQUESTED, E.APPROVED, E.ISSUING, E.GRANTED]

@@ -23,7 +23,7 @@ from jitgrant.approvals.receipts import parse_recorded
 from jitgrant.audit.records import EventType
 from jitgrant.audit.trail import AuditUnavailable
 from jitgrant.clusters import grant_objects
-from jitgrant.clusters.errors import ClusterAccessError, Forbidden, NotFound, Refused
+from jitgrant.clusters.errors import ClusterAccessError, Conflict, Forbidden, NotFound, Refused
 from jitgrant.clusters.grant_objects import ForeignObjectError
 from jitgrant.clusters.port import ClusterPort, StoredRequest
 from jitgrant.grants.delivery import kubeconfig_reader, kubeconfig_secret, token_seconds
@@ -453,9 +453,20 @@ class Reconciler:
             )
             return None
         message = f"issuing {describe_grant(request)} in cluster {record.cluster}"
-        return await self._patch_status(
-            stored, request, _status(reason=Reason.ISSUING, message=message, grant=record)
-        )
+        patch = _status(reason=Reason.ISSUING, message=message, grant=record)
+        try:
+            return await self._patch_status(stored, request, patch)
+        except Conflict:
+            # Something else wrote the request since we read it (often kopf's own bookkeeping). If
+            # it is still to be activated, record the same plan on the fresh copy rather than
+            # leave it to a retry that would audit the intent a second time.
+            fresh = await self.runtime.own.get_request(stored.namespace, stored.name)
+            if fresh is None or fresh.deleting or fresh.uid != stored.uid:
+                raise
+            again, current, _ = await self._next(fresh)
+            if again.action is not Action.ACTIVATE or current is None or current.status.grant is not None:
+                raise
+            return await self._patch_status(fresh, current, patch)
 
     async def _create(
         self, plan: GrantPlan, *, record: GrantRef, request: AccessRequest, target: ClusterPort
