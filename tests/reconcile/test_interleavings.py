@@ -108,6 +108,7 @@ class GrantLifecycle(RuleBasedStateMachine):
     @rule(name=NAMES)
     def someone_writes_right_after_the_next_read(self, name: str) -> None:
         """kopf's bookkeeping (or an approver) updates the request between a read and our write."""
+
         def touch() -> None:
             if self._exists(name):
                 self.world.cluster.annotate(NS, name, {"touched": "1"})
