@@ -1,6 +1,7 @@
-"""The embedded cluster set up for agents (client and MCP tests, the MCP demo): two agents with the
-RBAC the chart's jitgrant-requester role gives (file, read and release their requests, read
-GrantPolicies), approvers in group sre-oncall, and a kubeconfig file per agent."""
+"""The embedded cluster set up for agents (client and MCP tests, the MCP demo): two agents bound to
+the chart's own jitgrant-requester (file, follow, release their requests) and jitgrant-policy-reader
+(read GrantPolicies) ClusterRoles, approvers in group sre-oncall bound to jitgrant-approver, and a
+kubeconfig file per agent."""
 
 from __future__ import annotations
 
@@ -8,17 +9,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
-from kubernetes.client import RbacAuthorizationV1Api
-
-from jitgrant.models import API_GROUP
 from jitgrant_testing.environment import EXAMPLES, Environment, load_manifests
+from jitgrant_testing.playground import chart_user_cluster_roles
 
 NS = "agents"
 AGENT = "oncall-agent"
 OTHER = "other-agent"  # a second agent in the same namespace, named by the same policies
 REASON = "INC-4711 checkout pods stuck"
-APPROVER = "alice"
+APPROVER_GROUP = "sre-oncall"
 
 
 @dataclass
@@ -27,6 +27,7 @@ class Agents:
     directory: Path
 
     def kubeconfig(self, name: str = AGENT) -> Path:
+        """A kubeconfig (0600) for ServiceAccount agents/<name>, its context namespace agents."""
         path = self.directory / f"{name}.kubeconfig"
         if not path.exists():
             self.env.cluster.write_kubeconfig(path, token=self.token(name), namespace=NS)
@@ -36,48 +37,48 @@ class Agents:
         return self.env.service_account_token(NS, name)
 
 
-def policies_for(name: str) -> dict[str, object]:
-    """Both example policies, widened to name the second agent as well."""
-    return {"namespace": NS, "name": name}
-
-
 def start_environment(directory: Path) -> Iterator[Agents]:
     with Environment(sweep_interval=timedelta(seconds=1)) as env:
         env.apply(load_manifests(EXAMPLES / "oncall-restart" / "clusterrole.yaml"))
         for path in (EXAMPLES / "oncall-restart" / "policy.yaml", EXAMPLES / "prod-approval" / "policy.yaml"):
             for policy in load_manifests(path):
-                policy["spec"]["requesters"]["serviceAccounts"].append(policies_for(OTHER))
+                policy["spec"]["requesters"]["serviceAccounts"].append({"namespace": NS, "name": OTHER})
                 env.apply([policy])
         env.create_deployment("payments", "checkout")
+        env.apply(chart_user_cluster_roles())
         for agent in (AGENT, OTHER):
-            env.allow_to_request(NS, service_account=agent)
-            allow_agent_tools(env, agent)
-        env.allow_to_approve(NS, group="sre-oncall")
+            bind_agent(env, agent)
+        env.apply(
+            [_binding("ClusterRoleBinding", "jitgrant-approver", {"kind": "Group", "name": APPROVER_GROUP})]
+        )
         yield Agents(env=env, directory=directory)
 
 
-def allow_agent_tools(env: Environment, service_account: str) -> None:
-    """What release and list_grantable need beyond filing: patch requests, read GrantPolicies."""
-    env.allow(
-        NS,
-        role="jitgrant-release",
-        rules=[{"apiGroups": [API_GROUP], "resources": ["accessrequests"], "verbs": ["patch"]}],
-        service_account=service_account,
+def bind_agent(env: Environment, service_account: str) -> None:
+    """As the chart's comments say: jitgrant-requester in the agent's namespace, jitgrant-policy-reader
+    cluster-wide."""
+    env.service_account_token(NS, service_account)  # creates the ServiceAccount
+    subject = {"kind": "ServiceAccount", "name": service_account, "namespace": NS}
+    env.apply(
+        [
+            _binding("RoleBinding", "jitgrant-requester", subject, namespace=NS),
+            _binding("ClusterRoleBinding", "jitgrant-policy-reader", subject),
+        ]
     )
-    rbac = RbacAuthorizationV1Api(env.admin)
-    name = f"jitgrant-policy-reader-{service_account}"
-    rbac.create_cluster_role(
-        {
-            "metadata": {"name": name},
-            "rules": [
-                {"apiGroups": [API_GROUP], "resources": ["grantpolicies"], "verbs": ["get", "list", "watch"]}
-            ],
-        }
-    )
-    rbac.create_cluster_role_binding(
-        {
-            "metadata": {"name": name},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
-            "subjects": [{"kind": "ServiceAccount", "name": service_account, "namespace": NS}],
-        }
-    )
+
+
+def _binding(
+    kind: str, role: str, subject: dict[str, str], *, namespace: str | None = None
+) -> dict[str, Any]:
+    if subject["kind"] != "ServiceAccount":
+        subject = {**subject, "apiGroup": "rbac.authorization.k8s.io"}
+    metadata: dict[str, Any] = {"name": f"{role}-{subject['name']}"}
+    if namespace:
+        metadata["namespace"] = namespace
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": kind,
+        "metadata": metadata,
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+        "subjects": [subject],
+    }

@@ -103,6 +103,7 @@ class Playground:
         env.apply(chart_user_cluster_roles())
         agent = _sa(AGENT_NAMESPACE, AGENT)
         env.apply([_binding("RoleBinding", "jitgrant-requester", AGENT_NAMESPACE, agent)])
+        env.apply([_binding("ClusterRoleBinding", "jitgrant-policy-reader", None, agent)])
         env.apply([_binding("ClusterRoleBinding", "jitgrant-approver", None, _group(APPROVER_GROUP))])
         assert self.state_dir is not None
         tokens = {

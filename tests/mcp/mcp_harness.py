@@ -13,13 +13,13 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
 from jitgrant_testing.agents import NS, Agents
 from jitgrant_testing.environment import free_port
-from mcp import Client
 
 
 def _command(*args: str) -> list[str]:

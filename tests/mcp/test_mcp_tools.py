@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 from kubernetes.client.exceptions import ApiException
+from mcp import Client
 from mcp_harness import HttpServer, stdio_agent
 
 from jitgrant_testing.agents import AGENT, NS, OTHER, REASON, Agents
-from mcp import Client
 
 RESTART: dict[str, Any] = {
     "policy": "prod-restart",

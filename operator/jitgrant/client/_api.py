@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import ssl
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -102,22 +103,23 @@ class Connection:
         cls, path: str | Path | None = None, *, context: str | None = None, namespace: str | None = None
     ) -> Connection:
         configuration = kubernetes.client.Configuration()
+        # $KUBECONFIG is read now, not when the Kubernetes client was imported (it may list several
+        # files, merged as kubectl merges them).
+        path = path or os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
         try:
             kubernetes.config.load_kube_config(
-                config_file=str(path) if path else None,
+                config_file=str(path),
                 context=context,
                 client_configuration=configuration,
                 persist_config=False,
             )
-            _, active = kubernetes.config.list_kube_config_contexts(config_file=str(path) if path else None)
+            _, active = kubernetes.config.list_kube_config_contexts(config_file=str(path))
             if context:
-                contexts, _ = kubernetes.config.list_kube_config_contexts(
-                    config_file=str(path) if path else None
-                )
+                contexts, _ = kubernetes.config.list_kube_config_contexts(config_file=str(path))
                 active = next((c for c in contexts if c.get("name") == context), active)
         except (ConfigException, OSError) as exc:
             raise JitgrantError(
-                f"cannot load kubeconfig {path or '(default: $KUBECONFIG or ~/.kube/config)'}: {exc}",
+                f"cannot load kubeconfig {path}: {exc}",
                 reason=Reason.API_UNREACHABLE,
             ) from exc
         default = str(((active or {}).get("context") or {}).get("namespace") or "default")

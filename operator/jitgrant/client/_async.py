@@ -146,6 +146,10 @@ class AsyncClient:
         """Where requests are filed unless a call names another namespace."""
         return self._api.namespace
 
+    @namespace.setter
+    def namespace(self, value: str) -> None:
+        self._api.namespace = value
+
     @property
     def api_calls(self) -> int:
         """How many API requests (calls and watch connections) this client has made."""

@@ -154,9 +154,10 @@ class Agents:
         client = self.base.with_token(token.strip(), namespace=self.namespace)
         try:
             if self.namespace is None:
+                # A ServiceAccount files its requests in its own namespace unless a tool names another.
                 me = await client.whoami()
                 if me.username.startswith(SERVICE_ACCOUNT_PREFIX):
-                    client = client.with_token(token.strip(), namespace=me.username.split(":")[2])
+                    client.namespace = me.username.split(":")[2]
             yield client
         except JitgrantError as exc:
             raise tool_error(exc) from exc

@@ -237,7 +237,11 @@ def register(name: str, scenario: Callable[[Reporter], None]) -> None:
 def _load_optional_scenarios() -> None:
     import importlib
 
-    for module in ("jitgrant_testing.demo.prod_approval", "jitgrant_testing.demo.eks"):
+    for module in (
+        "jitgrant_testing.demo.prod_approval",
+        "jitgrant_testing.demo.eks",
+        "jitgrant_testing.demo.mcp_agent",
+    ):
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as exc:
