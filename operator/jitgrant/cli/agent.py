@@ -19,9 +19,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from jitgrant.cli.exitcodes import EXIT_CODES_HELP, ExitCode
 from jitgrant.cli.requests import (
     EXIT_NOT_FOUND,
-    EXIT_REFUSED,
     EXIT_USAGE,
     CliError,
     client_from_args,
@@ -45,27 +45,14 @@ from jitgrant.models import parse_duration
 from jitgrant.models.rbac import PolicyRule
 from jitgrant.models.vocabulary import Reason
 
-EXIT_ACTIVE = 0
-EXIT_CLUSTER = EXIT_REFUSED  # 4, as for the other commands
-EXIT_DENIED = 10
-EXIT_TIMED_OUT = 11
-EXIT_FAILED = 12
-EXIT_ENDED = 13
-EXIT_INTERRUPTED = 130
-
-EXIT_CODES_HELP = """\
-exit codes:
-  0   the grant is active (kubeconfig written with --kubeconfig-out); without --wait: filed
-  2   usage: a malformed option (the message says which and the expected form)
-  4   the API server refused the request or could not be reached (e.g. the webhook refused the
-      OIDC token), or the kubeconfig Secret could not be read
-  10  denied: by the policy or by an approver (the reason is printed)
-  11  timed out: nobody decided within the policy's pendingTimeout, or --timeout passed first
-      (the request stays filed)
-  12  failed: the operator could not issue the grant (audit unavailable, cluster refused, ...)
-  13  revoked, expired or deleted before it could be used
-  130 interrupted (the request stays filed)
-"""
+# The shared table (cli/exitcodes.py): the same code means the same thing for every command.
+EXIT_ACTIVE = int(ExitCode.OK)
+EXIT_CLUSTER = int(ExitCode.REFUSED)
+EXIT_DENIED = int(ExitCode.DENIED)
+EXIT_TIMED_OUT = int(ExitCode.TIMED_OUT)
+EXIT_FAILED = int(ExitCode.FAILED)
+EXIT_ENDED = int(ExitCode.ENDED)
+EXIT_INTERRUPTED = int(ExitCode.INTERRUPTED)
 
 RULE_FORM = "apiGroups=apps,resources=deployments,verbs=get;patch[,resourceNames=checkout]"
 _RULE_KEYS = {
