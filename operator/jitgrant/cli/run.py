@@ -12,12 +12,26 @@ from typing import Any
 
 from jitgrant.logs import FORMATS, LEVELS
 from jitgrant.logs import configure as configure_logging
+from jitgrant.notify.config import NotifyConfig
 from jitgrant.settings import OperatorSettings, WebhookSettings
 
 
 def add_run_subcommand(sub: Any) -> None:
     p = sub.add_parser("run", help="run the operator until interrupted")
-    p.add_argument("--embedded", action="store_true", help="start an embedded cluster and run against it")
+    p.add_argument(
+        "--embedded",
+        action="store_true",
+        help="a playground: an embedded cluster with the operator, example policies and kubeconfigs for "
+        "an agent, an approver and an admin",
+    )
+    p.add_argument(
+        "--state-dir",
+        type=Path,
+        default=None,
+        help="with --embedded: where the kubeconfigs and audit trail go (default: a temporary directory "
+        "removed on exit)",
+    )
+    p.add_argument("--keep", action="store_true", help="with --embedded: keep the temporary state directory")
     p.add_argument(
         "--kubeconfig", default=os.environ.get("KUBECONFIG"), help="default: $KUBECONFIG or in-cluster"
     )
@@ -29,6 +43,12 @@ def add_run_subcommand(sub: Any) -> None:
     p.add_argument("--metrics-port", type=int, default=None, help="serve /metrics on this port")
     p.add_argument("--health-port", type=int, default=None, help="serve /healthz and /readyz on this port")
     p.add_argument("--audit-config", type=Path, default=None)
+    p.add_argument(
+        "--notify-config",
+        type=Path,
+        default=None,
+        help="YAML naming Slack/Teams/webhook notifiers for pending, decided, expired and revoked requests",
+    )
     p.add_argument(
         "--receipt-key-file",
         type=Path,
@@ -101,13 +121,31 @@ def cmd_run(args: argparse.Namespace) -> int:
     from jitgrant.runner import build_runtime, leader_election, run
 
     settings = settings_from_args(args)
+    notify_config = _notify_config(args.notify_config)
     runtime = build_runtime(settings, kubeconfig=args.kubeconfig)
+    if notify_config is not None and notify_config.notifiers:
+        from jitgrant.notify import Notifier
+
+        runtime.notifier = Notifier.from_config(notify_config, registry=runtime.metrics.registry)
     election = leader_election(settings, kubeconfig=args.kubeconfig) if args.leader_elect else None
     try:
         asyncio.run(run(runtime, election=election))
     except KeyboardInterrupt:
         return 0
+    finally:
+        if runtime.notifier is not None:
+            runtime.notifier.close()
     return 0
+
+
+def _notify_config(path: Path | None) -> NotifyConfig | None:
+    """Read at start-up, so a bad file stops the operator with the field named, not the first notice."""
+    if path is None:
+        return None
+    try:
+        return NotifyConfig.from_file(path)
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"error: --notify-config {path}: {exc}") from exc
 
 
 def _run_embedded(args: argparse.Namespace) -> int:
