@@ -47,6 +47,30 @@ COMBINATIONS: dict[str, dict[str, Any]] = {
         "exampleClusterRoles": {"enabled": False},
         "uninstallRevoke": {"enabled": False},
     },
+    "escape-hatches": {
+        "global": {"imageRegistry": "registry.corp.example:5000/mirror"},
+        "commonLabels": {"team": "platform", "cost-center": "sec-42"},
+        "logLevel": "debug",
+        "logFormat": "json",
+        "hostNetwork": True,
+        "webhook": {"certManager": {"enabled": False}},
+        "extraArgs": ["--sweep-interval", "60"],
+        "extraEnv": [{"name": "HTTPS_PROXY", "value": "http://proxy.corp.example:3128"}],
+        "extraVolumes": [{"name": "corp-ca", "configMap": {"name": "corp-ca"}}],
+        "extraVolumeMounts": [{"name": "corp-ca", "mountPath": "/etc/corp-ca", "readOnly": True}],
+        "podDisruptionBudget": {"enabled": True, "maxUnavailable": 1},
+        "topologySpreadConstraints": [
+            {
+                "maxSkew": 1,
+                "topologyKey": "topology.kubernetes.io/zone",
+                "whenUnsatisfiable": "ScheduleAnyway",
+                "labelSelector": {"matchLabels": {"app.kubernetes.io/name": "jitgrant"}},
+            }
+        ],
+        "serviceAccount": {"create": False, "name": "jitgrant-operator"},
+        "prometheusRule": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
+        "grafanaDashboard": {"enabled": True, "annotations": {"grafana_folder": "Security"}},
+    },
     "everything": {
         "image": {"digest": "sha256:" + "a" * 64},
         "eks": {"roleArn": ROLE_ARN, "region": "us-east-1"},

@@ -116,7 +116,47 @@ _SERVICE_MONITOR_SPEC: dict[str, Any] = {
     "additionalProperties": False,
 }
 
+# PrometheusRule (monitoring.coreos.com/v1) as its CRD declares rules.
+_PROMETHEUS_RULE_SPEC: dict[str, Any] = {
+    "type": "object",
+    "required": ["groups"],
+    "properties": {
+        "groups": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["name", "rules"],
+                "properties": {
+                    "name": {"type": "string", "minLength": 1},
+                    "interval": _DURATION,
+                    "rules": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["expr"],
+                            "properties": {
+                                "alert": {"type": "string"},
+                                "record": {"type": "string"},
+                                "expr": {"type": "string", "minLength": 1},
+                                "for": _DURATION,
+                                "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                                "annotations": {"type": "object", "additionalProperties": {"type": "string"}},
+                            },
+                            "additionalProperties": False,
+                        },
+                    },
+                },
+                "additionalProperties": False,
+            },
+        }
+    },
+    "additionalProperties": False,
+}
+
 SCHEMAS: dict[tuple[str, str], dict[str, Any]] = {
+    ("monitoring.coreos.com/v1", "PrometheusRule"): _kind(
+        "monitoring.coreos.com/v1", "PrometheusRule", _PROMETHEUS_RULE_SPEC
+    ),
     ("cert-manager.io/v1", "Issuer"): _kind("cert-manager.io/v1", "Issuer", _ISSUER_SPEC),
     ("cert-manager.io/v1", "Certificate"): _kind("cert-manager.io/v1", "Certificate", _CERTIFICATE_SPEC),
     ("monitoring.coreos.com/v1", "ServiceMonitor"): _kind(

@@ -23,6 +23,9 @@ EXPECTED_ARGS = [
     "--health-port", "8081",
     "--audit-config", "/etc/jitgrant/audit/config.yaml",
     "--receipt-key-file", "/etc/jitgrant/receipt/key",
+    "--leader-elect",
+    "--log-level", "info",
+    "--log-format", "text",
 ]  # fmt: skip
 
 

@@ -57,6 +57,8 @@ def test_default_install_objects(chart: helm.Chart) -> None:
         ("ClusterRole", "jit-read-logs"),
         ("ClusterRole", "jit-restart-deployments"),
         ("ClusterRole", "jitgrant"),
+        ("ClusterRole", "jitgrant-approver"),
+        ("ClusterRole", "jitgrant-requester"),
         ("ClusterRole", "jitgrant-uninstall"),
         ("ClusterRoleBinding", "jitgrant"),
         ("ClusterRoleBinding", "jitgrant-uninstall"),
