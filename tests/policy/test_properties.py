@@ -47,6 +47,7 @@ REQUEST_RESOURCE_ENTRIES = (*RESOURCE_ENTRIES, "pods/*", "*/*")
 # The issue's list, written out again here on purpose rather than imported.
 DANGEROUS_VERBS = {"*", "escalate", "bind", "impersonate"}
 DANGEROUS_RESOURCES = {"*", "secrets", "pods/exec", "nodes/proxy"}
+RBAC_WRITES = {"roles"}
 SYSTEM_NAMESPACES = {"kube-system", "kube-public", "kube-node-lease", "jitgrant-system"}
 
 REQUESTER = RequesterStamp(username="alice")
@@ -236,6 +237,9 @@ def dangerous_entries(single: PolicyRule) -> list[tuple[str, str]]:
         found.append(("resources", resource))
     if single.verbs[0] in DANGEROUS_VERBS:
         found.append(("verbs", single.verbs[0]))
+    # Writing RBAC outlives the grant (issue 11 §5): the policy must name the resource and the verb.
+    if resource in RBAC_WRITES and single.verbs[0] in {"create", "update", "patch"}:
+        found += [("resources", resource), ("verbs", single.verbs[0])]
     return found
 
 
