@@ -3,16 +3,21 @@ chart installs them. Each attack of the issue is tried and refused with the reas
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from collections.abc import Iterator
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from kubernetes.client import AdmissionregistrationV1Api, CustomObjectsApi, RbacAuthorizationV1Api
 from kubernetes.client.exceptions import ApiException
 
+from jitgrant.clusters.own import ClusterApi
 from jitgrant.handlers import policy_status
+from jitgrant.handlers.leader import FencedCluster
+from jitgrant.handlers.policy_status import cluster_role_refusal
+from jitgrant.models import GrantPolicySpec
 from jitgrant_testing.environment import EXAMPLES, Environment, load_manifests, wait_until
 
 GROUP, VERSION = "jitgrant.dev", "v1alpha1"
@@ -220,3 +225,19 @@ def test_a_policy_that_accepts_the_entry_grants_the_widened_role(env: Environmen
     env.create_request(request("accepted", "oncall-restart"), client=agent)
     assert env.wait_for_phase("agents", "accepted", "Active")["status"]["phase"] == "Active"
     assert ready_condition(env, "oncall-restart", status="True")["reason"] == "PolicyReady"
+
+
+def test_the_grant_time_check_sees_through_the_leader_fence(env: Environment) -> None:
+    """With --leader-elect the own cluster is a FencedCluster around the client: the check must still
+    read the ClusterRole (it used to see no client and skip it)."""
+    widen(env)
+    fenced = FencedCluster(ClusterApi(name="in-cluster", client=env.admin), cast(Any, None))
+    spec = GrantPolicySpec.model_validate(
+        load_manifests(EXAMPLES / "oncall-restart" / "policy.yaml")[0]["spec"]
+    )
+    reason = asyncio.run(
+        cluster_role_refusal(
+            fenced, policy_name="oncall-restart", policy=spec, cluster_role="jit-restart-checkout"
+        )
+    )
+    assert reason is not None and "resource 'secrets' (verbs get: exposes credentials)" in reason

@@ -2,9 +2,10 @@
 status and generation), a ClusterRole's live rules, whether the operator may bind it, and the
 policy's status subresource.
 
-Works on any cluster client that carries the official client as `.client` (ClusterApi); each call
-runs in a thread, as every other call of the operator does. A client without one (a test double)
-reads the policy through its `get_policy` and answers "unknown" for the rest.
+Works on any cluster client that carries the official client as `.client` (ClusterApi), also behind
+wrappers that keep it as `.inner` (FencedCluster); each call runs in a thread, as every other call of
+the operator does. A client without one (a test double) reads the policy through its `get_policy`
+and answers "unknown" for the rest.
 """
 
 from __future__ import annotations
@@ -26,7 +27,15 @@ _TIMEOUT = (5.0, 20.0)
 
 
 def _client(api: Any) -> Any:
-    return getattr(api, "client", None)
+    """The official client under `api`, through wrappers that keep the real port as `.inner`
+    (FencedCluster): missing it would silently skip the ClusterRole check for in-cluster grants."""
+    seen = 0
+    while api is not None and seen < 8:
+        client = getattr(api, "client", None)
+        if client is not None:
+            return client
+        api, seen = getattr(api, "inner", None), seen + 1
+    return None
 
 
 async def _call(fn: Any, *args: Any) -> Any:

@@ -160,7 +160,16 @@ def _status_patch(
     return {"observedGeneration": generation, "conditions": [entry]}
 
 
+def _standby(runtime: Any) -> bool:
+    """A replica that does not hold the Lease leaves the status to the leader."""
+    election = getattr(runtime.own, "election", None)
+    holds = getattr(election, "holds", None)
+    return callable(holds) and not holds()
+
+
 async def refresh_status(runtime: Any, body: Mapping[str, Any]) -> None:
+    if _standby(runtime):
+        return
     name = str((body.get("metadata") or {}).get("name") or "")
     condition = await ready_condition(runtime, body)
     patch = _status_patch(body, condition, format_time(runtime.clock()))
