@@ -3,11 +3,16 @@ would resume from is gone (410 Gone after a compaction), no change is missed and
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import threading
 import time
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
+import yaml
 
 import jitgrant.client._api as api
 from jitgrant.client import Client
@@ -60,3 +65,107 @@ def test_wait_resumes_after_the_server_ends_the_watch_and_after_410_gone(
     assert calls <= elapsed + 5, (calls, elapsed)
     # The request itself was read twice: before the first watch, and again after the 410.
     assert reads.count(f"GET {api.request_path(NS, name)}") == 2, reads
+
+
+class CuttableProxy:
+    """A TCP proxy in front of the API server whose open connections the test can cut, as a load
+    balancer or a network blip would."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.sockets: list[socket.socket] = []
+        self.threads: list[threading.Thread] = []
+        self.lock = threading.Lock()
+        self.closed = False
+        self._start(self._accept)
+
+    def _start(self, target: Any, *args: Any) -> None:
+        thread = threading.Thread(target=target, args=args, daemon=True)
+        self.threads.append(thread)
+        thread.start()
+
+    def _accept(self) -> None:
+        while not self.closed:
+            try:
+                downstream, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target)
+            with self.lock:
+                self.sockets += [downstream, upstream]
+            self._start(self._pump, downstream, upstream)
+            self._start(self._pump, upstream, downstream)
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+
+    def cut(self) -> int:
+        with self.lock:
+            cut, self.sockets = self.sockets, []
+        for sock in cut:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+        return len(cut) // 2
+
+    def close(self) -> None:
+        self.closed = True
+        self.listener.close()
+        self.cut()
+        for thread in self.threads:
+            thread.join(timeout=5)
+
+
+def test_wait_reconnects_when_the_connection_drops(agents: Agents, tmp_path: Path) -> None:
+    env = agents.env
+    host, port = urlsplit(env.cluster.url).hostname or "", urlsplit(env.cluster.url).port or 0
+    proxy = CuttableProxy(host, port)
+    try:
+        config = env.cluster.kubeconfig(token=agents.token(), namespace=NS)
+        config["clusters"][0]["cluster"]["server"] = f"http://127.0.0.1:{proxy.port}"
+        kubeconfig = tmp_path / "through-proxy.kubeconfig"
+        kubeconfig.write_text(yaml.safe_dump(config))
+        kubeconfig.chmod(0o600)
+        alice = env.client_for_user("alice", groups=("sre-oncall",))
+        watches: list[float] = []
+        real_watch = api.Connection.watch
+
+        def counting(self: api.Connection, path: str, params: Any) -> Any:
+            watches.append(time.monotonic())
+            return real_watch(self, path, params)
+
+        with pytest.MonkeyPatch.context() as patch, Client.from_kubeconfig(kubeconfig) as client:
+            patch.setattr(api.Connection, "watch", counting)
+            filed = client.request(
+                policy="prod-restart",
+                namespace="payments",
+                cluster_role="jit-restart-checkout",
+                reason=REASON,
+            )
+            name = filed.metadata.name
+            cuts: list[int] = []
+
+            def meanwhile() -> None:
+                env.wait_for_phase(NS, name, "Pending")
+                time.sleep(1.0)
+                cuts.append(proxy.cut())  # the watch connection drops mid-stream
+                time.sleep(1.0)
+                env.annotate_request(NS, name, {"jitgrant.dev/approve": "ok"}, client=alice)
+
+            thread = threading.Thread(target=meanwhile)
+            thread.start()
+            grant = client.wait(name, timeout="30s")
+            thread.join()
+            client.release(name)
+        assert cuts and cuts[0] >= 1, cuts
+        assert grant.request.status.phase is not None and grant.request.status.phase.value == "Active"
+        assert len(watches) >= 2, watches  # it watched again after the drop, from where it was
+    finally:
+        proxy.close()

@@ -84,6 +84,9 @@ async def scripted_agent(client: Client, agents: Agents) -> dict[str, float]:
         env.restart_deployment("payments", "checkout", client=agent_api)
     mine = await call(client, "list_my_requests", {})
     assert [r["name"] for r in mine["requests"]] == [active["name"]]
+    # Filed as the agent itself (over HTTP: its token, not the server's admin kubeconfig).
+    stored = env.get_request(NS, active["name"])
+    assert stored["spec"]["requester"]["username"] == f"system:serviceaccount:{NS}:{AGENT}"
     return {"latency": latency}
 
 
