@@ -29,16 +29,12 @@ import tempfile
 import threading
 import time
 import urllib.request
-import uuid
 from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import boto3
-import jwt
-from aiohttp import web
-from cryptography.hazmat.primitives.asymmetric import rsa
 from kubernetes.client import ApiClient, AppsV1Api, CoreV1Api, RbacAuthorizationV1Api
 
 from embedkube import EmbeddedCluster, User
@@ -47,8 +43,6 @@ from jitgrant.clusters.eks import EKSAccess, RegionEndpoints
 from jitgrant.clusters.own import ClusterApi
 from jitgrant.clusters.registry import TargetClusters
 from jitgrant.handlers.runtime import Runtime
-from jitgrant.identity.jwks import JWKSCache
-from jitgrant.identity.oidc import OIDCVerifier
 from jitgrant.permissions import (
     GRANTABLE_CLUSTER_ROLE_PERMISSIONS,
     OPERATOR_PERMISSIONS,
@@ -57,8 +51,8 @@ from jitgrant.permissions import (
 )
 from jitgrant_testing.eks_authenticator import verify_eks_token
 from jitgrant_testing.environment import deployment_manifest
+from jitgrant_testing.oidc import OIDCIssuer
 from jitgrant_testing.presigned_sts import PresignedSTS
-from jitgrant_testing.tls import client_ssl_context, generate_webhook_tls
 
 T = TypeVar("T")
 
@@ -70,7 +64,6 @@ USERNAME_TEMPLATE = "jitgrant:{{SessionName}}"
 # The operator's own credentials (what IRSA would give it); moto accepts any key.
 OPERATOR_KEY_ID = "AKIAIOSFODNN7EXAMPLE"
 OPERATOR_SECRET = "operator-secret-wJalrXUtnFEMI"  # moto does not check secrets
-OIDC_AUDIENCE = "jitgrant"
 
 # What the operator does in a target cluster: bind (rolebindings) and, for agents without an
 # identity there, a ServiceAccount and its token. The kubeconfig Secret, its reader Role and
@@ -170,68 +163,6 @@ class MotoServer:
             roleArn=f"arn:aws:iam::{account}:role/eks-cluster",
             resourcesVpcConfig={"subnetIds": []},
         )
-
-
-@dataclass
-class OIDCIssuer:
-    """An OIDC issuer at https://127.0.0.1:<port>: discovery, JWKS, one RSA key, tokens minted here."""
-
-    directory: Path
-    url: str = ""
-    kid: str = "demo-rsa-1"
-    _key: rsa.RSAPrivateKey = field(init=False, repr=False)
-    _runner: web.AppRunner | None = field(init=False, default=None, repr=False)
-
-    async def start(self) -> None:
-        self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        self.tls = generate_webhook_tls(self.directory, hosts=["127.0.0.1"])
-        public = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(self._key.public_key()))
-        jwks = {"keys": [{**public, "kid": self.kid, "use": "sig", "alg": "RS256"}]}
-
-        async def discovery(_: web.Request) -> web.Response:
-            return web.json_response({"issuer": self.url, "jwks_uri": f"{self.url}/keys"})
-
-        async def keys(_: web.Request) -> web.Response:
-            return web.json_response(jwks)
-
-        app = web.Application()
-        app.router.add_get("/.well-known/openid-configuration", discovery)
-        app.router.add_get("/keys", keys)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        import ssl
-
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(str(self.tls.certfile), str(self.tls.pkeyfile))
-        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=context)
-        await site.start()
-        self.url = f"https://127.0.0.1:{int(self._runner.addresses[0][1])}"
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    def verifier(self) -> OIDCVerifier:
-        """What the operator verifies tokens with: JWKS over TLS, trusting this issuer's CA."""
-        return OIDCVerifier(keys=JWKSCache(ssl_context=client_ssl_context(self.tls)))
-
-    def mint(self, subject: str, *, audience: str = OIDC_AUDIENCE, lifetime: int = 300) -> str:
-        now = int(time.time())
-        claims = {
-            "iss": self.url,
-            "aud": audience,
-            "sub": subject,
-            "iat": now,
-            "nbf": now,
-            "exp": now + lifetime,
-            "jti": uuid.uuid4().hex,
-        }
-        return jwt.encode(claims, self._key, algorithm="RS256", headers={"kid": self.kid})
-
-    def requester(self, *subjects: str) -> dict[str, Any]:
-        """The `requesters.oidc` entry of a GrantPolicy admitting these subjects of this issuer."""
-        return {"issuer": self.url, "audience": OIDC_AUDIENCE, "subjects": list(subjects)}
 
 
 @dataclass
