@@ -58,3 +58,11 @@ kube-up: venv kube
 
 # make test builds (or reuses) the control plane before pytest runs.
 test: kube
+
+# The operator image, built and checked (tests/image/build.sh): docker where an engine answers,
+# else buildah (apt-get installs it), from a local debootstrap base when no registry is reachable
+# (cached under ~/.cache/jitgrant/image). Writes build/image/sbom.cdx.json and runs pip-audit over
+# the image's Python packages, failing on a vulnerability that has a fix.
+.PHONY: image
+image:
+	bash tests/image/build.sh
