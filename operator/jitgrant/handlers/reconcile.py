@@ -57,8 +57,9 @@ from jitgrant.models.vocabulary import (
 
 log = logging.getLogger("jitgrant.reconcile")
 
-# An approval reaches Active in the same pass: Pending -> Approved -> Active needs three steps.
-_MAX_STEPS_PER_PASS = 4
+# An approval reaches Active in the same pass: Pending -> Approved -> Active needs three steps; the
+# rest leaves room to decide again after a status write that lost to a concurrent change.
+_MAX_STEPS_PER_PASS = 6
 
 
 def _status(**fields: Any) -> dict[str, Any]:
@@ -114,7 +115,14 @@ class Reconciler:
                     # access is issued only once deleting the request is guaranteed to revoke it.
                     log.debug("%s/%s: waiting for the finalizer before granting", namespace, name)
                     return None
-                await self._carry_out(step, stored=stored, request=request, policy=policy)
+                try:
+                    await self._carry_out(step, stored=stored, request=request, policy=policy)
+                except Conflict:
+                    # Someone changed the request since we read it (a revoke landing mid-issue, an
+                    # approval): what was made is in the grant record, so decide again on a fresh
+                    # read now instead of waiting for the next event.
+                    log.debug("%s/%s changed while being reconciled; reading it again", namespace, name)
+                    continue
                 if step.action is Action.ACTIVATE:
                     # Done, or waiting on the target cluster: the timer retries after the backoff.
                     return None
@@ -185,12 +193,9 @@ class Reconciler:
 
     async def _fail_unparseable(self, stored: StoredRequest, exc: ValidationError) -> None:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
-        status = {
-            "phase": Phase.FAILED.value,
-            "reason": Reason.INVALID_REQUEST,
-            "message": problems,
-            "endedAt": format_time(self._now()),
-        }
+        status = _status(
+            phase=Phase.FAILED, reason=Reason.INVALID_REQUEST, message=problems, ended_at=self._now()
+        )
         await self.runtime.own.patch_request_status(
             stored.namespace, stored.name, status, resource_version=stored.resource_version
         )
