@@ -40,8 +40,8 @@ from jitgrant.approvals.review import (
     review_update,
     scrub_last_applied,
 )
-from jitgrant.handlers.telemetry import measured
 from jitgrant.handlers.dry_run import answer_dry_run
+from jitgrant.handlers.telemetry import measured
 from jitgrant.identity.claims import requester_refusal
 from jitgrant.identity.jwks import JWKSCache
 from jitgrant.identity.oidc import OIDCVerifier, TokenRefused, unverified_issuer
