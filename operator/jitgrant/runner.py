@@ -113,7 +113,9 @@ def connection_info(client: ApiClient) -> kopf.ConnectionInfo:
 @kopf.on.login(id="login")
 def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
     runtime = operator_handlers.runtime_of(memo)
-    own = runtime.own.inner if isinstance(runtime.own, FencedCluster) else runtime.own
+    own: Any = runtime.own
+    while not isinstance(own, ClusterApi) and hasattr(own, "inner"):
+        own = own.inner  # FencedCluster (and test wrappers) keep the client underneath as `inner`
     assert isinstance(own, ClusterApi)  # build_runtime makes it; kopf logs in with its client
     return connection_info(own.client)
 

@@ -46,6 +46,9 @@ class Scheduler:
         self._heap: list[tuple[datetime, int, Key]] = []
         self._due: dict[Key, datetime] = {}  # the live entry per key; heap entries not matching are stale
         self._attempts: dict[Key, int] = {}
+        self._events: dict[
+            Key, int
+        ] = {}  # events observed per key: a newer one outranks a reconcile's answer
         self._running: set[Key] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._order = itertools.count()
@@ -68,6 +71,7 @@ class Scheduler:
         """A watch event: queue the request at its due time (None: it ended, forget it)."""
         key = (namespace, name)
         self._attempts.pop(key, None)
+        self._events[key] = self._events.get(key, 0) + 1
         when = due(status, annotations, self.runtime.clock())
         if when is None:
             self.forget(namespace, name)
@@ -79,6 +83,7 @@ class Scheduler:
         key = (namespace, name)
         self._due.pop(key, None)
         self._attempts.pop(key, None)
+        self._events.pop(key, None)
 
     def schedule(self, key: Key, when: datetime) -> None:
         if self._due.get(key) == when:
@@ -97,6 +102,7 @@ class Scheduler:
     async def reconcile(self, namespace: str, name: str) -> None:
         """Reconcile one request now and queue its next look."""
         key = (namespace, name)
+        seen = self._events.get(key)
         self._running.add(key)
         self.reconciles += 1
         try:
@@ -112,6 +118,8 @@ class Scheduler:
             self._running.discard(key)
         if key not in self._due:
             return  # an event said meanwhile that it ended
+        if self._events.get(key) != seen:
+            return  # an event during the reconcile (e.g. its own status write) queued it already
         if wake is None:
             attempt = self._attempts.get(key, 0)
             self._attempts[key] = attempt + 1
