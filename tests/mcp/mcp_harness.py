@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
+import httpx2
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
@@ -20,6 +22,7 @@ from mcp.shared._httpx_utils import create_mcp_http_client
 
 from jitgrant_testing.agents import NS, Agents
 from jitgrant_testing.environment import free_port
+from jitgrant_testing.tls import generate_webhook_tls
 
 
 def _command(*args: str) -> list[str]:
@@ -45,20 +48,25 @@ class HttpServer:
     process: subprocess.Popen[bytes]
     log: Path
     agents: Agents
-    _tokens: dict[str, str] = field(default_factory=dict)
+    ca_file: Path | None = None
 
     @asynccontextmanager
     async def agent(self, token: str | None) -> AsyncIterator[Client]:
         """An MCP client that sends `token` (None: no Authorization header) with every request."""
         headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
-        async with (
-            create_mcp_http_client(headers=headers) as http,
-            Client(streamable_http_client(self.url, http_client=http), cache=None) as client,
-        ):
+        if self.ca_file is None:
+            http = create_mcp_http_client(headers=headers)
+        else:
+            http = httpx2.AsyncClient(
+                headers=headers,
+                verify=ssl.create_default_context(cafile=str(self.ca_file)),
+                timeout=httpx2.Timeout(30.0, read=300.0),
+            )
+        async with http, Client(streamable_http_client(self.url, http_client=http), cache=None) as client:
             yield client
 
 
-def run_http_server(agents: Agents, tmp_path: Path) -> Iterator[HttpServer]:
+def run_http_server(agents: Agents, tmp_path: Path, *, tls: bool = False) -> Iterator[HttpServer]:
     """`jitgrant mcp --transport http`, whose own kubeconfig is the cluster admin's: a tool call that
     acted as the server instead of the caller would see and do everything, so the tests would notice."""
     env = agents.env
@@ -66,9 +74,15 @@ def run_http_server(agents: Agents, tmp_path: Path) -> Iterator[HttpServer]:
     env.cluster.write_kubeconfig(server_kubeconfig, token=env.cluster.admin_token, namespace=NS)
     port = free_port()
     log = tmp_path / "mcp-http.log"
+    args = ["--transport", "http", "--port", str(port), "--kubeconfig", str(server_kubeconfig)]
+    ca_file: Path | None = None
+    if tls:
+        material = generate_webhook_tls(tmp_path / "mcp-tls", hosts=["127.0.0.1"])
+        args += ["--tls-cert", str(material.certfile), "--tls-key", str(material.pkeyfile)]
+        ca_file = material.cafile
     with log.open("wb") as handle:
         process = subprocess.Popen(
-            _command("--transport", "http", "--port", str(port), "--kubeconfig", str(server_kubeconfig)),
+            _command(*args),
             stdout=handle,
             stderr=subprocess.STDOUT,
             env=_env(),
@@ -83,7 +97,10 @@ def run_http_server(agents: Agents, tmp_path: Path) -> Iterator[HttpServer]:
                 if process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"jitgrant mcp did not start: {log.read_text()}") from None
                 time.sleep(0.1)
-        yield HttpServer(url=f"http://127.0.0.1:{port}/mcp", process=process, log=log, agents=agents)
+        scheme = "https" if tls else "http"
+        yield HttpServer(
+            url=f"{scheme}://127.0.0.1:{port}/mcp", process=process, log=log, agents=agents, ca_file=ca_file
+        )
     finally:
         process.terminate()
         try:

@@ -461,6 +461,13 @@ def add_request_subcommand(sub: Any) -> None:
     )
     m.add_argument("--transport", choices=("stdio", "http"), default="stdio")
     m.add_argument("--host", default="127.0.0.1", help="http: address to listen on")
+    m.add_argument("--tls-cert", metavar="FILE", help="http: serve HTTPS with this certificate (PEM)")
+    m.add_argument("--tls-key", metavar="FILE", help="http: the certificate's private key (PEM)")
+    m.add_argument(
+        "--plain-http",
+        action="store_true",
+        help="http: listen beyond loopback without TLS (only behind a proxy or mesh that terminates it)",
+    )
     m.add_argument("--port", type=int, default=8765, help="http: port to listen on")
     m.add_argument(
         "-n", "--namespace", "--request-namespace", dest="request_namespace", metavar="NS", help="where filed"

@@ -420,6 +420,29 @@ def serve(args: argparse.Namespace) -> int:
     if args.transport == "stdio":
         build_server(base, pass_through=False).run("stdio")
         return 0
+    tls_cert, tls_key = getattr(args, "tls_cert", None), getattr(args, "tls_key", None)
+    if bool(tls_cert) != bool(tls_key):
+        print("error: --tls-cert and --tls-key go together (the certificate and its key)", file=sys.stderr)
+        return 2
+    loopback = args.host in ("127.0.0.1", "localhost", "::1")
+    if not tls_cert and not loopback and not getattr(args, "plain_http", False):
+        # Agents send their bearer tokens with every call: never in clear text beyond this host.
+        print(
+            f"error: --host {args.host} without TLS would carry the agents' bearer tokens in clear text; "
+            "pass --tls-cert/--tls-key, or --plain-http if a mesh or proxy in front terminates TLS",
+            file=sys.stderr,
+        )
+        return 2
+    import uvicorn
+
     server = build_server(base, pass_through=True, namespace=namespace)
-    server.run("streamable-http", host=args.host, port=args.port)
+    config = uvicorn.Config(
+        server.streamable_http_app(host=args.host),
+        host=args.host,
+        port=args.port,
+        ssl_certfile=tls_cert,
+        ssl_keyfile=tls_key,
+        log_level="warning",
+    )
+    uvicorn.Server(config).run()
     return 0
