@@ -157,7 +157,7 @@ else
         docker build -q "${secret[@]}" --build-arg "PYTHON_IMAGE=${base}" --label "dev.jitgrant.context=${context_hash}" \
             -t "$image" . >&2
     else
-        bah build --isolation chroot --layers --pull-never -q "${secret[@]}" --build-arg "PYTHON_IMAGE=${base}" \
+        bah build --isolation chroot --layers --force-rm --pull-never -q "${secret[@]}" --build-arg "PYTHON_IMAGE=${base}" \
             --label "dev.jitgrant.context=${context_hash}" -t "$image" . >&2
         # Dangling layers of earlier builds would otherwise pile up in vfs storage (full copies).
         bah rmi --prune >/dev/null 2>&1 || true
