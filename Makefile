@@ -16,6 +16,14 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# The demo needs only the demo extra (the embedded API server and the AWS stand-ins), not the dev tools.
+DEMO_STAMP := $(VENV)/.demo-$(shell cksum pyproject.toml | cut -d' ' -f1)
+$(DEMO_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[demo]'
+	rm -f $(VENV)/.demo-* && touch $@
+
 lint: venv
 	$(BIN)/ruff check operator tests bench
 	$(BIN)/mypy
@@ -25,7 +33,7 @@ test: lint
 	$(BIN)/python -m jitgrant.crdgen crds --check
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-demo: venv
+demo: $(DEMO_STAMP)
 	$(BIN)/jitgrant demo --scenario $(SCENARIO)
 
 run: venv
