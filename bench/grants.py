@@ -129,36 +129,46 @@ class Watcher:
             self._threads.append(thread)
         return self
 
-    def _loop(self, stream: Callable[[watch.Watch], Iterator[dict[str, Any]]]) -> None:
+    def _loop(self, stream: Callable[[watch.Watch, str | None], Iterator[dict[str, Any]]]) -> None:
+        # Each short watch resumes at the last resourceVersion seen: no event between two is lost.
+        version: str | None = None
         while not self._stop.is_set():
             w = watch.Watch()
             try:
-                for event in stream(w):
+                for event in stream(w, version):
                     if self._stop.is_set():
                         w.stop()
                         return
                     self._on(event)
+                    obj = event["object"]
+                    version = (
+                        obj["metadata"]["resourceVersion"]
+                        if isinstance(obj, dict)
+                        else obj.metadata.resource_version
+                    )
             except Exception:
+                version = None  # e.g. 410 Gone: list again (events in between are then missed)
                 time.sleep(0.2)
 
     def _requests(self) -> None:
         api = CustomObjectsApi(self.env.admin)
         self._loop(
-            lambda w: w.stream(
+            lambda w, version: w.stream(
                 api.list_namespaced_custom_object,
                 GROUP,
                 VERSION,
                 "agents",
                 "accessrequests",
                 timeout_seconds=5,
+                resource_version=version,
             )
         )
 
     def _bindings(self) -> None:
         api = RbacAuthorizationV1Api(self.env.admin)
         self._loop(
-            lambda w: w.stream(
-                api.list_namespaced_role_binding, "payments", timeout_seconds=5, _preload_content=True
+            lambda w, version: w.stream(
+                api.list_namespaced_role_binding, "payments", timeout_seconds=5, resource_version=version
             )
         )
 

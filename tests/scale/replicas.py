@@ -44,7 +44,7 @@ def request(name: str, duration: str) -> dict[str, object]:
 
 
 def replica(
-    env: Environment, identity: str, *, webhook_port: int, lease_seconds: float = 4.0
+    env: Environment, identity: str, *, webhook_port: int, lease_seconds: float = 8.0
 ) -> OperatorThread:
     """One more replica: its own instance name, audit file and webhook port (behind a ServiceProxy)."""
     base = env._runtime_factory
@@ -67,7 +67,7 @@ def replica(
             built.settings,
             kubeconfig=env._operator_kubeconfig(),
             lease_seconds=lease_seconds,
-            renew_every=0.5,
+            renew_every=1.0,  # the production timing (runner.leader_election)
         )
 
     return OperatorThread(runtime, election_factory=election)

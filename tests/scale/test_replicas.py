@@ -37,7 +37,7 @@ def env() -> Iterator[Environment]:
             yield environment
 
 
-def _replica(env: Environment, identity: str, lease_seconds: float = 4.0) -> OperatorThread:
+def _replica(env: Environment, identity: str, lease_seconds: float = 8.0) -> OperatorThread:
     return replica(env, identity, webhook_port=PORTS[identity], lease_seconds=lease_seconds)
 
 
@@ -75,7 +75,7 @@ def test_the_standby_takes_over_a_killed_leader_and_ends_what_expired_meanwhile(
         time.sleep(1.0)
         assert b.election is not None and not b.election.holds(), "the standby must not hold the Lease"
         for index in range(5):
-            env.create_request(request(f"failover-{index}", "5s"), client=agent)
+            env.create_request(request(f"failover-{index}", "6s"), client=agent)
         for index in range(5):
             env.wait_for_phase("agents", f"failover-{index}", "Active", timeout=20)
         # Killed, as a crash would: the Lease is not released, it lapses.
@@ -86,10 +86,13 @@ def test_the_standby_takes_over_a_killed_leader_and_ends_what_expired_meanwhile(
         assert _leader(b) is b
         took_over = time.monotonic() - killed
         assert took_over < FAILOVER_GOAL, f"failover took {took_over:.1f}s"
+        lags = []
         for index in range(5):
             ended = env.wait_for_phase("agents", f"failover-{index}", "Expired", timeout=FAILOVER_GOAL + 10)
             lag = (_t(ended["status"]["endedAt"]) - _t(ended["status"]["expiresAt"])).total_seconds()
             assert lag < FAILOVER_GOAL, f"failover-{index} ended {lag:.0f}s after its expiry"
+            lags.append(lag)
+        print(f"failover: standby acting {took_over:.1f}s after the kill; expiry lags {lags}")
         assert env.jit_bindings("payments") == []
     finally:
         b.stop()
