@@ -49,6 +49,13 @@ bench: venv
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
 
+# The scale benchmarks with smaller N (a few minutes on two cores); `make bench` runs every script
+# at its default size, `python bench/grants.py --full` at issue 16's (100 and 1,000 grants).
+.PHONY: bench-quick
+bench-quick: venv
+	$(BIN)/python bench/embedded_server.py --quick
+	$(BIN)/python bench/grants.py --quick
+
 # A real control plane (etcd, kube-apiserver, kube-controller-manager, kubectl) built from upstream
 # source for tests/realapi, cached under ~/.cache/jitgrant/kube/<version>/ (docs/real-cluster.md).
 # Without Go it only warns, and pytest skips tests/realapi saying why.
