@@ -7,7 +7,12 @@ what is there, not what a lock file hoped for.
 
 `--check-audit FILE` reads `pip-audit --format json` output and exits 1 if any vulnerability has a
 fixed version to upgrade to (printing each), 0 otherwise: one without a fix is printed as a
-warning, since failing on it would block every build with nothing anyone could do.
+warning, since failing on it would block every build with nothing anyone could do. pip-audit asks
+PyPI's per-release JSON (/pypi/NAME/VERSION/json); where that is not served (some registry
+mirrors only serve /pypi/NAME/json) it skips the package "not found on PyPI". Each skipped package
+is then asked at /pypi/NAME/json, whose `vulnerabilities` are those of the latest release: they
+count when the installed version is the latest; a package that stays unaudited is named in a
+warning, never passed over silently.
 """
 
 from __future__ import annotations
@@ -95,6 +100,43 @@ def fixable(audit: dict[str, Any]) -> tuple[list[str], list[str]]:
     return with_fix, without
 
 
+def latest_release_vulns(name: str, version: str) -> list[dict[str, Any]] | None:
+    """PyPI's known vulnerabilities of name==version, if it is the latest release; None: unknown."""
+    import urllib.request
+
+    url = f"https://pypi.org/pypi/{normalise(name)}/json"
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            project = json.load(response)
+    except OSError:
+        return None
+    if project.get("info", {}).get("version") != version:
+        return None
+    return [
+        {"id": v.get("id", "?"), "fix_versions": v.get("fixed_in") or []}
+        for v in project.get("vulnerabilities") or []
+    ]
+
+
+def fill_skipped(audit: dict[str, Any]) -> list[str]:
+    """Audit what pip-audit skipped, in place; returns the packages that stay unaudited."""
+    unaudited = []
+    for dependency in audit.get("dependencies", []):
+        reason = dependency.get("skip_reason") or ""
+        if "not found on PyPI" not in reason:
+            continue
+        # "Dependency not found on PyPI and could not be audited: aiohttp (3.14.5)"
+        found = re.search(r"\(([^()]+)\)\s*$", reason)
+        dependency["version"] = dependency.get("version") or (found.group(1) if found else "")
+        vulns = latest_release_vulns(dependency["name"], dependency["version"])
+        if vulns is None:
+            unaudited.append(f"{dependency['name']} {dependency['version']}")
+        else:
+            dependency["vulns"] = vulns
+            dependency.pop("skip_reason")
+    return unaudited
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rootfs", type=Path)
@@ -104,7 +146,18 @@ def main() -> int:
     parser.add_argument("--check-audit", type=Path, metavar="PIP_AUDIT_JSON")
     args = parser.parse_args()
     if args.check_audit:
-        with_fix, without = fixable(json.loads(args.check_audit.read_text()))
+        audit = json.loads(args.check_audit.read_text())
+        unaudited = fill_skipped(audit)
+        args.check_audit.write_text(json.dumps(audit, indent=1))
+        audited = len(audit.get("dependencies", [])) - len(unaudited)
+        print(f"pip-audit: {audited} packages audited against PyPI's vulnerability data", file=sys.stderr)
+        if unaudited:
+            print(
+                f"pip-audit: WARNING: {len(unaudited)} packages could not be audited (not the latest "
+                f"release, and PyPI's per-release JSON is not served here): {', '.join(unaudited)}",
+                file=sys.stderr,
+            )
+        with_fix, without = fixable(audit)
         for line in without:
             print(f"pip-audit: warning: {line}", file=sys.stderr)
         for line in with_fix:
