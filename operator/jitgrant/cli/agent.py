@@ -390,7 +390,7 @@ def add_request_subcommand(sub: Any) -> None:
         dest="grant_namespace",
         required=True,
         metavar="NS",
-        help="where the grant lands (one of the policy's namespaces)"
+        help="where the grant lands (one of the policy's namespaces)",
     )
     scope = p.add_mutually_exclusive_group(required=True)
     scope.add_argument("--cluster-role", metavar="R", help="a grantable ClusterRole the policy offers")
