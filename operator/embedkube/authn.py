@@ -74,6 +74,8 @@ class TokenAuthenticator:
     def __init__(self, clock: Clock, sa_lookup: ServiceAccountLookup) -> None:
         self._clock = clock
         self._sa_lookup = sa_lookup
+        # (kind, namespace, name) -> uid of a token's bound Pod/Secret/Node; the cluster sets it.
+        self.bound_lookup: Callable[[str, str, str], str | None] | None = None
         self._static: dict[str, User] = {}
         self._plugins: list[Authenticator] = []
         self._key = ec.generate_private_key(ec.SECP256R1())
@@ -179,6 +181,12 @@ class TokenAuthenticator:
         namespace, sa = k8s.get("namespace", ""), k8s.get("serviceaccount") or {}
         if self._sa_lookup(namespace, sa.get("name", "")) != sa.get("uid"):
             return None, f"service account {namespace}/{sa.get('name')} has been deleted"
+        for kind in ("pod", "secret", "node"):
+            ref = k8s.get(kind)
+            if isinstance(ref, dict) and self.bound_lookup is not None:
+                where = "" if kind == "node" else namespace
+                if self.bound_lookup(kind, where, str(ref.get("name"))) != ref.get("uid"):
+                    return None, f"the token's bound {kind} {ref.get('name')} has been deleted"
         user = User(
             f"system:serviceaccount:{namespace}:{sa.get('name')}",
             sa.get("uid", ""),

@@ -36,6 +36,13 @@ def _cluster_role(name: str, rules: list[dict[str, Any]], *, aggregate_to: str =
     }
 
 
+def _aggregated(name: str, rules: list[dict[str, Any]], *, aggregate_to: str = "") -> dict[str, Any]:
+    role = _cluster_role(name, rules, aggregate_to=aggregate_to)
+    selector = {"matchLabels": {f"rbac.authorization.k8s.io/aggregate-to-{name}": "true"}}
+    role["aggregationRule"] = {"clusterRoleSelectors": [selector]}
+    return role
+
+
 def _binding(name: str, role: str, subjects: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "apiVersion": f"{RBAC}/v1",
@@ -92,6 +99,8 @@ _EDIT = [
     _rule([""], ["configmaps", "pods", "secrets", "serviceaccounts", "services", "events"], WRITE),
     _rule([""], ["secrets"], READ),
     _rule([""], ["serviceaccounts/token"], ["create"]),
+    # Upstream's edit (and so admin) may act as any ServiceAccount of the namespace.
+    _rule([""], ["serviceaccounts"], ["impersonate"]),
     _rule([""], ["pods/exec", "pods/attach", "pods/portforward"], ["create", "get"]),
     _rule(["apps"], ["deployments", "deployments/scale"], WRITE),
     _rule(["coordination.k8s.io"], ["leases"], WRITE),
@@ -148,9 +157,15 @@ def cluster_roles() -> list[dict[str, Any]]:
                 }
             ],
         ),
-        _cluster_role("view", _VIEW, aggregate_to="edit"),
-        _cluster_role("edit", _VIEW + _EDIT, aggregate_to="admin"),
-        _cluster_role("admin", _VIEW + _EDIT + _ADMIN),
+        # As upstream: view/edit/admin are aggregated ClusterRoles filled from the
+        # system:aggregate-to-* parts (and from any ClusterRole a user labels aggregate-to-*);
+        # view's rules flow into edit, edit's into admin.
+        _aggregated("view", _VIEW, aggregate_to="edit"),
+        _aggregated("edit", _VIEW + _EDIT, aggregate_to="admin"),
+        _aggregated("admin", _VIEW + _EDIT + _ADMIN),
+        _cluster_role("system:aggregate-to-view", _VIEW, aggregate_to="view"),
+        _cluster_role("system:aggregate-to-edit", _EDIT, aggregate_to="edit"),
+        _cluster_role("system:aggregate-to-admin", _ADMIN, aggregate_to="admin"),
         _cluster_role(
             "system:auth-delegator",
             [

@@ -60,6 +60,7 @@ class EmbeddedCluster:
         self.store = Store()
         self.registry = ResourceRegistry()
         self.authn = TokenAuthenticator(self.clock, self._service_account_uid)
+        self.authn.bound_lookup = self._bound_object_uid
         self.authorizer = RbacAuthorizer(self.store)
         self.webhooks = WebhookCaller(self.store)
         self.api = Api(
@@ -270,6 +271,11 @@ class EmbeddedCluster:
             namespace or (body.get("metadata") or {}).get("namespace") or ("default" if rt.namespaced else "")
         )
         return self.run(self.api.create(Call(user=user), rt, ns, dict(body)))
+
+    def _bound_object_uid(self, kind: str, namespace: str, name: str) -> str | None:
+        plural = {"pod": "pods", "secret": "secrets", "node": "nodes"}[kind]
+        obj = self.store.peek(("", plural), namespace, name)
+        return None if obj is None else str(obj["metadata"]["uid"])
 
     def _service_account_uid(self, namespace: str, name: str) -> str | None:
         sa = self.store.peek(("", "serviceaccounts"), namespace, name)

@@ -28,12 +28,14 @@ from .patching import JSON_PATCH, STRATEGIC, apply_patch
 from .rbac import RbacAuthorizer
 from .resources import APIEXT, ResourceRegistry, ResourceType
 from .schema import CrdSchema
-from .selectors import FieldSelector, Selector, fields_match, labels_match
+from .selectors import FieldSelector, Selector, fields_match, from_label_selector, labels_match
 from .store import Obj, Store
 from .validation import metadata_causes, name_causes, type_causes
+from .webhookconfig import default_webhook_configuration, webhook_configuration_causes
 
 NAMESPACES = ("", "namespaces")
 CRDS = (APIEXT, "customresourcedefinitions")
+CLUSTER_ROLES = ("rbac.authorization.k8s.io", "clusterroles")
 SYSTEM = User("system:apiserver", "", (MASTERS,))
 _GENERATE_CHARS = "bcdfghjklmnpqrstvwxz2456789"  # as k8s.io/apimachinery/pkg/util/rand
 
@@ -178,6 +180,11 @@ class Api:
         if old is None:
             causes += name_causes(rt, meta["name"])
         causes += metadata_causes(meta)
+        if rt.group == "admissionregistration.k8s.io" and rt.plural.endswith("webhookconfigurations"):
+            # Defaulting happens before validation, as in the real server's decode step.
+            mutating = rt.plural.startswith("mutating")
+            default_webhook_configuration(obj, mutating=mutating)
+            causes += webhook_configuration_causes(obj, mutating=mutating)
         causes += type_causes(rt, obj, old)
         schema = self.schema(rt)
         if schema is not None:
@@ -240,6 +247,8 @@ class Api:
                 ],
             )
         self._check_namespace(rt, namespace, creating=True)
+        if meta.get("resourceVersion"):
+            raise errors.internal("resourceVersion should not be set on objects to be created")
         for key in (
             "uid",
             "resourceVersion",
@@ -305,6 +314,9 @@ class Api:
 
     def _initial_status(self, rt: ResourceType, obj: Obj) -> None:
         if rt.key == NAMESPACES:
+            # The NamespaceDefaultLabelName default every real API server applies.
+            labels = obj["metadata"].setdefault("labels", {})
+            labels["kubernetes.io/metadata.name"] = obj["metadata"]["name"]
             obj.setdefault("spec", {})["finalizers"] = ["kubernetes"]
             obj["status"] = {"phase": "Active"}
         elif rt.key == ("", "pods"):
@@ -528,6 +540,39 @@ class Api:
                 self._schemas.pop((served.group, served.version, served.plural), None)
         if obj["metadata"].get("ownerReferences"):
             self.reaper.collect_if_orphaned(rt, obj)
+        if rt.key == CLUSTER_ROLES:
+            self._aggregate_cluster_roles()
+
+    def _aggregate_cluster_roles(self) -> None:
+        """The clusterrole-aggregation controller, run at once: each ClusterRole with an
+        aggregationRule holds the rules of every ClusterRole its selectors match (to a fixed point,
+        since view flows into edit and edit into admin)."""
+        for _ in range(4):
+            changed = False
+            roles = self.store.objects(CLUSTER_ROLES)
+            for role in roles:
+                selectors = (role.get("aggregationRule") or {}).get("clusterRoleSelectors")
+                if not selectors:
+                    continue
+                rules: list[Any] = []
+                for other in roles:
+                    if other is role or other["metadata"]["name"] == role["metadata"]["name"]:
+                        continue
+                    labels = other["metadata"].get("labels") or {}
+                    if any(_selects(sel, labels) for sel in selectors):
+                        rules += [r for r in other.get("rules") or [] if r not in rules]
+                if rules != (role.get("rules") or []):
+                    updated = copy.deepcopy(role)
+                    updated["rules"] = rules
+                    self.store.write(CLUSTER_ROLES, updated, old=role)
+                    changed = True
+            if not changed:
+                return
+
+
+def _selects(selector: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
+    parsed = from_label_selector(selector)
+    return parsed is not None and bool(parsed) and labels_match(parsed, labels)
 
 
 def _decode_secret(obj: Obj) -> None:

@@ -90,7 +90,13 @@ def api_resource_list(registry: ResourceRegistry, group: str, version: str) -> d
 def _age(created: str | None, now: datetime) -> str:
     if not created:
         return "<unknown>"
-    seconds = int((now - parse_rfc3339(created)).total_seconds())
+    try:
+        delta = (now - parse_rfc3339(created)).total_seconds()
+    except ValueError:
+        return "<unknown>"
+    if delta < -1:  # apimachinery's HumanDuration of a negative duration
+        return "<invalid>"
+    seconds = int(delta)
     if seconds < 120:
         return f"{max(seconds, 0)}s"
     if seconds < 7200:
@@ -126,26 +132,33 @@ def table(
     rt: ResourceType, items: Sequence[Mapping[str, Any]], resource_version: str, now: datetime
 ) -> dict[str, Any]:
     columns: list[tuple[str, str, str, int]] = [("Name", "string", "", 0)]
-    extra: list[tuple[str, str]] = []
+    extra: list[tuple[str, str, str]] = []
     if rt.custom:
-        for col in rt.printer_columns:
-            extra.append((col["name"], col["jsonPath"]))
+        # As apiextensions' table convertor: a CRD's own columns replace the default Age; without
+        # any, the columns are Name and Age (a date column of creationTimestamp).
+        printer = rt.printer_columns or (
+            {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        )
+        for col in printer:
+            extra.append((col["name"], col["jsonPath"], col.get("type", "string")))
             priority = col.get("priority", 0)  # 1: only with `kubectl get -o wide`
             columns.append((col["name"], col.get("type", "string"), col.get("jsonPath", ""), priority))
     else:
         for name, path in _BUILTIN_COLUMNS.get(rt.plural, []):
-            extra.append((name, path))
+            extra.append((name, path, "string"))
             columns.append((name, "string", path, 0))
-    has_age = not any(name == "Age" for name, _ in extra)
+    has_age = not rt.custom and not any(name == "Age" for name, _, _ in extra)
     if has_age:
         columns.append(("Age", "string", "", 0))
     rows = []
     for obj in items:
         meta = obj.get("metadata") or {}
         cells: list[Any] = [meta.get("name")]
-        for name, path in extra:
+        for name, path, kind in extra:
             value = _json_path(obj, path)
-            if name == "Age" and isinstance(value, str):
+            if (kind == "date" or name == "Age") and isinstance(value, str):
+                # The server renders dates as a duration since then (HumanDuration): a time in the
+                # future comes out as <invalid>, which is why jitgrant's Expires is a string column.
                 value = _age(value, now)
             cells.append("<none>" if value is None else value)
         if has_age:

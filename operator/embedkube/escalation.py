@@ -32,7 +32,10 @@ def check_escalation(
     namespace = meta.get("namespace", "") if rt.namespaced else ""
     name = meta["name"]
     if rt.plural in ("roles", "clusterroles"):
-        if authorizer.allowed(AuthzAttrs(user, "escalate", namespace, RBAC, rt.plural, name=name)):
+        # The request's own name, as upstream: a create's URL has none, so an `escalate` limited by
+        # resourceNames never lets a Role be created, only updated.
+        asked = "" if old is None else name
+        if authorizer.allowed(AuthzAttrs(user, "escalate", namespace, RBAC, rt.plural, name=asked)):
             return
         missing = authorizer.missing_rights(user, namespace, obj.get("rules") or [])
         if missing:
@@ -44,8 +47,9 @@ def check_escalation(
         return
     try:
         rules = authorizer.role_reference_rules(ref, namespace)
-    except RoleNotFound as exc:
-        raise errors.forbidden(rt.plural, rt.group, name, str(exc)) from exc
+    except RoleNotFound as exc:  # upstream answers 404 for the missing role itself
+        # with the singular resource, as the RBAC registry's role getter words it
+        raise errors.not_found(ref_resource.removesuffix("s"), RBAC, ref.get("name", "")) from exc
     missing = authorizer.missing_rights(user, namespace, rules)
     if missing:
         raise errors.forbidden(rt.plural, rt.group, name, missing)

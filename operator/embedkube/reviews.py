@@ -115,8 +115,10 @@ async def review(
     if rt.plural == "tokenreviews":
         audiences = tuple(spec.get("audiences") or (API_AUDIENCE,))
         user, error = await authn.review(spec.get("token", ""), audiences)
-        status: dict[str, Any] = {"authenticated": user is not None, "user": {}}
+        # `authenticated` is omitempty upstream: a refused token's status simply lacks it.
+        status: dict[str, Any] = {"user": {}}
         if user is not None:
+            status["authenticated"] = True
             status["user"] = user.user_info()
             status["audiences"] = list(audiences)
         elif error:
@@ -185,6 +187,9 @@ async def token_request(
         )
     audiences = list(spec.get("audiences") or [API_AUDIENCE])
     bound = spec.get("boundObjectRef")
+    if bound:
+        bound = _resolve_bound_object(api, namespace, name, bound)
+        spec["boundObjectRef"] = bound
     from .admission import Attributes as AdmissionAttrs
 
     attrs = AdmissionAttrs(
@@ -220,3 +225,31 @@ async def token_request(
     request["metadata"]["creationTimestamp"] = rfc3339(api.clock.now())
     request["status"] = {"token": token, "expirationTimestamp": rfc3339(expires)}
     return request
+
+
+_BOUND_KINDS = {"Pod": "pods", "Secret": "secrets", "Node": "nodes"}
+
+
+def _resolve_bound_object(api: Any, namespace: str, sa_name: str, bound: Mapping[str, Any]) -> dict[str, Any]:
+    """As upstream's TokenREST: only a Pod, Secret or Node (v1) that exists, with the given uid if any."""
+    kind, obj_name = bound.get("kind"), str(bound.get("name") or "")
+    plural = _BOUND_KINDS.get(str(kind))
+    if plural is None or bound.get("apiVersion", "v1") != "v1":
+        raise errors.bad_request(
+            f'cannot bind token for serviceaccount "{sa_name}" to object of type '
+            f"{bound.get('apiVersion')}, Kind={kind}"
+        )
+    where = "" if kind == "Node" else namespace
+    obj = api.store.peek(("", plural), where, obj_name)
+    if obj is None:
+        raise errors.not_found(plural, "", obj_name)
+    uid = str(obj["metadata"]["uid"])
+    if bound.get("uid") and bound["uid"] != uid:
+        raise errors.conflict(
+            plural,
+            "",
+            obj_name,
+            f"the UID in the bound object reference ({bound['uid']}) does not match the UID in record. "
+            "The object might have been deleted and then recreated",
+        )
+    return {**bound, "apiVersion": "v1", "uid": uid}

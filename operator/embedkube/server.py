@@ -16,7 +16,7 @@ from aiohttp import web
 from . import audit, discovery, errors, protobuf
 from .authn import TokenAuthenticator, User
 from .crud import Api, Call, patch_types
-from .errors import ApiError
+from .errors import ApiError, Cause
 from .patching import APPLY, JSON_PATCH, MERGE, STRATEGIC
 from .rbac import Attributes, forbidden_message
 from .resources import ResourceType
@@ -167,7 +167,9 @@ class Server:
                 extra[key[len("impersonate-extra-") :].lower()] = tuple(request.headers.getall(key))
         if not name:
             if groups or uid or extra:
-                raise errors.internal("requested impersonation without a user")
+                raise errors.bad_request(
+                    "requested impersonation of groups, uid or extra without impersonating a user"
+                )
             return user
         checks: list[Attributes] = []
         if name.startswith("system:serviceaccount:") and name.count(":") == 3:
@@ -293,7 +295,10 @@ class Server:
     def _call(self, request: web.Request, user: User) -> Call:
         dry_run = request.query.getall("dryRun", [])
         if any(d != "All" for d in dry_run):
-            raise errors.bad_request(f'Invalid dry run value: {dry_run!r}: supported values: "All"')
+            wrong = next(d for d in dry_run if d != "All")
+            message = f'Unsupported value: "{wrong}": supported values: "All"'
+            cause = Cause("dryRun", "FieldValueNotSupported", message)
+            raise errors.invalid("CreateOptions", "meta.k8s.io", "", [cause])
         validation = request.query.get("fieldValidation", "")
         if validation not in ("", "Strict", "Warn", "Ignore"):
             raise errors.bad_request(f"Invalid fieldValidation: {validation}")

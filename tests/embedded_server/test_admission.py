@@ -273,19 +273,23 @@ def test_webhook_configurations_are_not_sent_to_webhooks(raw: Raw, hooks: Webhoo
     assert raw.post(CM, {"metadata": {"name": "a"}}).status == 201
 
 
-def test_dry_run_needs_webhooks_without_side_effects(raw: Raw, hooks: WebhookServer) -> None:
-    register(
-        raw,
-        "Validating",
-        hooks.route("/side", allow()),
-        hooks.ca_bundle,
-        sideEffects="Some",
-        name="side.example.com",
-    )
-    reply = raw.post(CM + "?dryRun=All", {"metadata": {"name": "a"}})
-    assert reply.status == 400
-    assert reply.message == 'admission webhook "side.example.com" does not support dry run'
-    assert raw.post(CM, {"metadata": {"name": "a"}}).status == 201
+def test_a_webhook_with_side_effects_cannot_be_registered(raw: Raw, hooks: WebhookServer) -> None:
+    """admissionregistration/v1 allows only None and NoneOnDryRun (Some/Unknown were v1beta1), so a
+    dry run can never reach a webhook with side effects: the configuration itself is refused."""
+    hook = {
+        "name": "side.example.com",
+        "clientConfig": {"url": hooks.route("/side", allow()), "caBundle": hooks.ca_bundle},
+        "rules": [
+            {"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["*"], "resources": ["configmaps"]}
+        ],
+        "sideEffects": "Some",
+        "admissionReviewVersions": ["v1"],
+    }
+    body = {"metadata": {"name": "side"}, "webhooks": [hook]}
+    reply = raw.post(f"{ADMISSION}/validatingwebhookconfigurations", body)
+    assert reply.status == 422
+    assert 'webhooks[0].sideEffects: Unsupported value: "Some"' in reply.message
+    assert raw.post(CM + "?dryRun=All", {"metadata": {"name": "a"}}).status == 201
 
 
 def test_a_write_during_a_slow_webhook_is_not_lost(raw: Raw, hooks: WebhookServer) -> None:

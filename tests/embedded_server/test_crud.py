@@ -21,13 +21,17 @@ def test_metadata_is_assigned_by_the_server(raw: Raw) -> None:
         {
             "apiVersion": "v1",
             "kind": "ConfigMap",
-            "metadata": {"name": "a", "uid": "mine", "resourceVersion": "99", "generation": 7},
+            "metadata": {"name": "a", "uid": "mine", "generation": 7},
         },
     )
     assert reply.status == 201
     meta = reply.body["metadata"]
     assert uuid.UUID(meta["uid"]) and meta["uid"] != "mine"
-    assert meta["resourceVersion"] != "99" and meta["resourceVersion"].isdigit()
+    assert meta["resourceVersion"].isdigit()
+    # A resourceVersion on a create is refused, as kube-apiserver does (tests/probes: rv/create-with-rv).
+    with_rv = raw.post(CM, {"metadata": {"name": "c", "resourceVersion": "99"}})
+    assert with_rv.status == 500
+    assert "resourceVersion should not be set on objects to be created" in with_rv.message
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", meta["creationTimestamp"])
     second = raw.post(CM, {"metadata": {"name": "b"}}).body["metadata"]
     assert int(second["resourceVersion"]) > int(meta["resourceVersion"])  # one global counter

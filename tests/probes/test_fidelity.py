@@ -1,0 +1,94 @@
+"""Differential fidelity: the same probes against the embedded API server and a real kube-apiserver.
+
+Prints "N probes, M agree". Fails when a probe outside known_differences.txt disagrees (embedkube
+drifted from upstream), when a listed probe agrees (the list must stay true), or when the real server
+does not answer a probe's expected status (the table itself is wrong).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from embedkube import EmbeddedCluster, User
+from jitgrant_testing.controlplane import ControlPlane, ensure_binaries
+
+from .runner import USERS, Observation, Target, compare, off_expectation, run
+from .table import all_probes
+
+HERE = Path(__file__).resolve().parent
+KNOWN = HERE / "known_differences.txt"
+SKIP = (
+    "tests/probes SKIPPED: no Go toolchain on PATH and no JITGRANT_KUBE_BIN, so there is no real "
+    "kube-apiserver to compare the embedded one with"
+)
+
+
+def known_differences() -> dict[str, str]:
+    """probe id -> why embedkube differs (lines `id  reason`; # comments)."""
+    known: dict[str, str] = {}
+    for line in KNOWN.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            probe_id, _, reason = line.partition(" ")
+            known[probe_id] = reason.strip()
+    return known
+
+
+@pytest.fixture(scope="module")
+def real() -> Iterator[Target]:
+    if shutil.which("go") is None and "JITGRANT_KUBE_BIN" not in os.environ:
+        pytest.skip(SKIP)
+    with ControlPlane(ensure_binaries(stream=False)) as plane:
+        tokens = {user: plane.token(user) for user in USERS}
+        yield Target("real", plane.server, tokens, ca_file=str(plane.ca_path), settle=1.0)
+
+
+@pytest.fixture(scope="module")
+def embedded() -> Iterator[Target]:
+    cluster = EmbeddedCluster(name="probes")
+    cluster.start()
+    try:
+        tokens = {"admin": cluster.admin_token}
+        for user, groups in USERS.items():
+            if user != "admin":
+                tokens[user] = cluster.add_user(User(name=user, uid=f"uid-{user}", groups=groups))
+        yield Target("embedded", cluster.url, tokens)
+    finally:
+        cluster.stop()
+
+
+def test_the_embedded_server_answers_the_probes_as_kube_apiserver_does(
+    real: Target, embedded: Target
+) -> None:
+    probes = all_probes()
+    ids = [p.id for p in probes]
+    assert len(ids) == len(set(ids)), "probe ids must be unique"
+    started = time.monotonic()
+    on_real = run(real, probes)
+    on_embedded = run(embedded, probes)
+    agree, disagree = compare(probes, on_real, on_embedded)
+    total = len(agree) + len(disagree)
+    print(f"\n{total} probes, {len(agree)} agree ({time.monotonic() - started:.1f}s)")
+    known = known_differences()
+    lines = [
+        f"  {i}\n    real:     {on_real[i].show()}\n    embedded: {on_embedded[i].show()}" for i in disagree
+    ]
+    if lines:
+        print("disagreements:\n" + "\n".join(lines))
+    wrong_table = off_expectation([p for p in probes], on_real)
+    assert not wrong_table, "probes whose expectation upstream does not meet:\n" + "\n".join(wrong_table)
+    new = [i for i in disagree if i not in known]
+    assert not new, "probes that agreed now disagree (fix embedkube or list them):\n" + "\n".join(
+        line for line in lines if line.split("\n")[0].strip() in new
+    )
+    stale = sorted(set(known) - set(disagree))
+    assert not stale, f"listed in {KNOWN.name} but now agreeing (or gone): {stale}"
+
+
+_ = Observation
