@@ -160,3 +160,25 @@ async def test_errors_say_what_was_refused_and_what_to_do(agents: Agents) -> Non
         quick = await call(client, "request_access", {**RESTART, "wait_seconds": 1})
         assert quick["phase"] == "Pending" and "access_status" in quick["next_step"]
         await call(client, "release_access", {"name": quick["name"]})
+
+
+async def test_an_agent_without_policy_read_access_is_told_which_role_it_lacks(agents: Agents) -> None:
+    env = agents.env
+    env.apply(
+        [
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "RoleBinding",
+                "metadata": {"name": "jitgrant-requester-lonely", "namespace": NS},
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "ClusterRole",
+                    "name": "jitgrant-requester",
+                },
+                "subjects": [{"kind": "ServiceAccount", "name": "lonely-agent", "namespace": NS}],
+            }
+        ]
+    )
+    async with stdio_agent(agents.kubeconfig("lonely-agent")) as client:
+        text = await refusal(client, "list_grantable", {})
+    assert "APIRefused" in text and "jitgrant-policy-reader" in text and "forbidden" in text.lower()

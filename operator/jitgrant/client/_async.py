@@ -341,7 +341,7 @@ class AsyncClient:
             if exc.status == 403:
                 raise ApiRefused(
                     f"{exc.message}; listing what you may request needs read access to GrantPolicies "
-                    "(the chart's jitgrant-requester ClusterRole gives it)",
+                    "(the chart's jitgrant-policy-reader ClusterRole, bound with a ClusterRoleBinding)",
                     status=403,
                 ) from exc
             raise

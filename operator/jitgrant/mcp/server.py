@@ -182,8 +182,9 @@ def tool_error(exc: JitgrantError) -> ToolError:
         hint = "list_my_requests shows the requests you can use"
     elif isinstance(exc, ApiRefused) and exc.status in (401, 403):
         hint = (
-            "your identity lacks the RBAC for this (the chart's jitgrant-requester ClusterRole), or your "
-            "token expired; ask the platform team"
+            "your identity lacks the RBAC for this (the chart's jitgrant-requester ClusterRole in your "
+            "namespace; jitgrant-policy-reader for list_grantable), or your token expired; ask the "
+            "platform team"
         )
     elif isinstance(exc, ApiRefused):
         hint = "fix the argument the message names and call again"
