@@ -56,6 +56,11 @@ bench-quick: venv
 	$(BIN)/python bench/embedded_server.py --quick
 	$(BIN)/python bench/grants.py --quick
 
+# The fault suite: SIGKILL the operator at steps of the lifecycle, restart it, count orphans and lag.
+.PHONY: chaos
+chaos: venv
+	$(BIN)/python tests/chaos/run_chaos.py
+
 # A real control plane (etcd, kube-apiserver, kube-controller-manager, kubectl) built from upstream
 # source for tests/realapi, cached under ~/.cache/jitgrant/kube/<version>/ (docs/real-cluster.md).
 # Without Go it only warns, and pytest skips tests/realapi saying why.

@@ -10,7 +10,7 @@ Not covered yet (issue 16, part 4): 409/429/5xx injection, dropped watches, a de
 hanging target, clock skew, and the audit check (`audit verify`, each transition exactly once):
 "lost records" prints "-".
 
-Run: `make chaos` or `python bench/chaos.py [--runs N]`.
+Run: `make chaos` or `python tests/chaos/run_chaos.py [--runs N]`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,10 @@ import argparse
 import sys
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))  # bench/grants.py's harness
 
 from grants import Bench, OperatorProcess, Watcher, _wait, environment  # type: ignore[import-not-found]
 from kubernetes.client import CustomObjectsApi, RbacAuthorizationV1Api

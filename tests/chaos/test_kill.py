@@ -1,0 +1,33 @@
+"""A bounded subset of `make chaos`: the operator SIGKILLed mid-expiry leaves nothing behind once it
+is back, and the grants end within the failover goal."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import run_chaos  # type: ignore[import-not-found]
+
+
+@pytest.fixture
+def harness() -> Iterator[tuple[Any, Any, Any, Any]]:
+    with run_chaos.environment() as (env, workdir):
+        bench = run_chaos.Bench(env, workdir)
+        watcher = run_chaos.Watcher(env).start()
+        try:
+            yield env, workdir, bench, watcher
+        finally:
+            watcher.stop()
+
+
+def test_killed_at_expiry_nothing_is_left_and_grants_end_in_time(harness: tuple[Any, Any, Any, Any]) -> None:
+    env, workdir, bench, watcher = harness
+    orphans, worst = run_chaos.run_fault(env, workdir, bench, watcher, "kill at expiry", 0)
+    assert orphans == 0
+    assert worst < 15.0, f"a grant ended {worst:.1f}s after its expiry"
