@@ -340,7 +340,12 @@ class Server:
         if sub == "finalize":
             return await self._finalize(request, call, rt, name)
         if method in ("GET", "HEAD"):
-            return _json(api.get(rt, namespace, name))
+            obj = api.get(rt, namespace, name)
+            if not sub and "as=Table" in request.headers.get("Accept", ""):
+                # As upstream, one object asked for as a Table is a one-row Table (kubectl get NAME).
+                rv = str(obj["metadata"].get("resourceVersion", ""))
+                return _json(discovery.table(rt, [obj], rv, self.api.clock.now()))
+            return _json(obj)
         if method == "PUT":
             obj = await api.update(call, rt, namespace, name, await self._body(request), sub)
             return _json(obj, 200, call.warnings)

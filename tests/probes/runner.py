@@ -14,7 +14,7 @@ import json
 import re
 import ssl
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -189,9 +189,6 @@ def compare(
     return agree, disagree
 
 
-Check = Callable[[P, Observation], str | None]
-
-
 def off_expectation(probes: list[P], real: Mapping[str, Observation]) -> list[str]:
     """Probes whose expected status upstream does not give: the table, not the server, is wrong."""
     return [
@@ -199,3 +196,17 @@ def off_expectation(probes: list[P], real: Mapping[str, Observation]) -> list[st
         for p in probes
         if real[p.id].status != p.want
     ]
+
+
+def verdict(
+    probes: list[P], real: Mapping[str, Observation], disagree: list[str], known: Mapping[str, str]
+) -> list[str]:
+    """Everything wrong with a run: the table (upstream did not answer as expected), a new
+    disagreement (embedkube drifted), or a listed difference that no longer is one (stale list)."""
+    problems = [f"table wrong: {line}" for line in off_expectation(probes, real)]
+    problems += [f"disagrees and is not in known_differences.txt: {i}" for i in disagree if i not in known]
+    problems += [
+        f"listed in known_differences.txt but agrees now (or is gone): {i}"
+        for i in sorted(set(known) - set(disagree))
+    ]
+    return problems

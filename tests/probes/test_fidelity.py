@@ -18,7 +18,7 @@ import pytest
 from embedkube import EmbeddedCluster, User
 from jitgrant_testing.controlplane import ControlPlane, ensure_binaries
 
-from .runner import USERS, Observation, Target, compare, off_expectation, run
+from .runner import USERS, Target, compare, run, verdict
 from .table import all_probes
 
 HERE = Path(__file__).resolve().parent
@@ -75,20 +75,10 @@ def test_the_embedded_server_answers_the_probes_as_kube_apiserver_does(
     agree, disagree = compare(probes, on_real, on_embedded)
     total = len(agree) + len(disagree)
     print(f"\n{total} probes, {len(agree)} agree ({time.monotonic() - started:.1f}s)")
-    known = known_differences()
     lines = [
         f"  {i}\n    real:     {on_real[i].show()}\n    embedded: {on_embedded[i].show()}" for i in disagree
     ]
     if lines:
         print("disagreements:\n" + "\n".join(lines))
-    wrong_table = off_expectation([p for p in probes], on_real)
-    assert not wrong_table, "probes whose expectation upstream does not meet:\n" + "\n".join(wrong_table)
-    new = [i for i in disagree if i not in known]
-    assert not new, "probes that agreed now disagree (fix embedkube or list them):\n" + "\n".join(
-        line for line in lines if line.split("\n")[0].strip() in new
-    )
-    stale = sorted(set(known) - set(disagree))
-    assert not stale, f"listed in {KNOWN.name} but now agreeing (or gone): {stale}"
-
-
-_ = Observation
+    problems = verdict(probes, on_real, disagree, known_differences())
+    assert not problems, "\n".join(problems) + ("\n" + "\n".join(lines) if lines else "")
