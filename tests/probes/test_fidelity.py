@@ -7,8 +7,6 @@ does not answer a probe's expected status (the table itself is wrong).
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,17 +14,14 @@ from pathlib import Path
 import pytest
 
 from embedkube import EmbeddedCluster, User
-from jitgrant_testing.controlplane import ControlPlane, ensure_binaries
+from jitgrant_testing.controlplane import ControlPlane
 
+from .conftest import BUILD, SKIP_REASON, unbuildable
 from .runner import USERS, Target, compare, run, verdict
 from .table import all_probes
 
 HERE = Path(__file__).resolve().parent
 KNOWN = HERE / "known_differences.txt"
-SKIP = (
-    "tests/probes SKIPPED: no Go toolchain on PATH and no JITGRANT_KUBE_BIN, so there is no real "
-    "kube-apiserver to compare the embedded one with"
-)
 
 
 def known_differences() -> dict[str, str]:
@@ -42,9 +37,12 @@ def known_differences() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def real() -> Iterator[Target]:
-    if shutil.which("go") is None and "JITGRANT_KUBE_BIN" not in os.environ:
-        pytest.skip(SKIP)
-    with ControlPlane(ensure_binaries(stream=False)) as plane:
+    if unbuildable():
+        pytest.skip(SKIP_REASON)
+    if "error" in BUILD:
+        pytest.fail(f"could not build the control plane: {BUILD['error']}")
+    bin_dir = BUILD.get("bin_dir")
+    with ControlPlane(Path(str(bin_dir)) if bin_dir else None) as plane:
         tokens = {user: plane.token(user) for user in USERS}
         yield Target("real", plane.server, tokens, ca_file=str(plane.ca_path), settle=1.0)
 
