@@ -38,11 +38,35 @@ def _client(api: Any) -> Any:
     return None
 
 
-async def _call(fn: Any, *args: Any) -> Any:
+def _timeout(api: Any) -> tuple[float, float]:
+    """The port's own (connect, read) timeouts: a target's are short, so a silent API server holds
+    the grant-time ClusterRole check for seconds, as it holds the grant itself."""
+    seen = 0
+    while api is not None and seen < 8:
+        configured = getattr(api, "request_timeout", None)
+        if configured is not None:
+            return tuple(configured)
+        api, seen = getattr(api, "inner", None), seen + 1
+    return _TIMEOUT
+
+
+def _cluster_name(api: Any) -> str:
+    seen = 0
+    while api is not None and seen < 8:
+        name = getattr(api, "name", None)
+        if isinstance(name, str):
+            return name
+        api, seen = getattr(api, "inner", None), seen + 1
+    return "target"
+
+
+async def _call(
+    fn: Any, *args: Any, limits: tuple[float, float] = _TIMEOUT, cluster: str = "target"
+) -> Any:
     try:
-        return await asyncio.to_thread(fn, *args, _request_timeout=_TIMEOUT)
+        return await asyncio.to_thread(fn, *args, _request_timeout=limits)
     except (urllib3.exceptions.HTTPError, OSError) as exc:  # no answer: retryable, for the reconciler
-        raise classify_kubernetes_error(exc, cluster="target") from exc
+        raise classify_kubernetes_error(exc, cluster=cluster) from exc
 
 
 async def read_policy(api: Any, name: str) -> Mapping[str, Any] | None:
@@ -100,14 +124,15 @@ async def read_cluster_role(api: Any, name: str) -> ClusterRoleRead:
     if client is None:
         return ClusterRoleRead(found=None, body={})
     try:
-        role = await _call(RbacAuthorizationV1Api(client).read_cluster_role, name)
+        read = RbacAuthorizationV1Api(client).read_cluster_role
+        role = await _call(read, name, limits=_timeout(api), cluster=_cluster_name(api))
     except ApiException as exc:
         if exc.status == 404:
             return ClusterRoleRead(found=False, body={})
         if exc.status == 403:
             return ClusterRoleRead(found=None, body={})
         # The reconciler handles the clusters.errors family only (e.g. a 401 fails the request).
-        raise classify_kubernetes_error(exc, cluster=str(getattr(api, "name", "target"))) from exc
+        raise classify_kubernetes_error(exc, cluster=_cluster_name(api)) from exc
     body: Mapping[str, Any] = client.sanitize_for_serialization(role)
     return ClusterRoleRead(found=True, body=body)
 

@@ -320,7 +320,7 @@ def eks(report: Reporter) -> None:
             report.check(
                 types[:5] == ["requested", "approved", "issuing", "granted", "expired"]
                 and all(r["event"]["cluster"] == CLUSTER for r in records),
-                f"requested, approved, issuing, granted, expired recorded for cluster {CLUSTER} ({', '.join(types)})",
+                f"requested, approved, issuing, granted, expired recorded for {CLUSTER} ({', '.join(types)})",
             )
             report.note(f"audit file: {Path(env.audit_file)}")
 
