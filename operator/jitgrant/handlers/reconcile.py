@@ -441,7 +441,8 @@ class Reconciler:
                     at=plan.now,
                     cluster=record.cluster,
                     decision="issuing",
-                    reason=step.message,
+                    # What is about to exist, not the step's "the grant is active": nothing is yet.
+                    reason=f"issuing {describe_grant(request)} in cluster {record.cluster}",
                     activated_at=plan.now,
                     expires_at=plan.expires_at,
                     binding=plan.binding_name,
