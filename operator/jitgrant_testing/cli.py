@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import sys
 import threading
 from pathlib import Path
 
@@ -13,7 +14,16 @@ def demo(args: argparse.Namespace) -> int:
     if getattr(args, "examples", None):
         os.environ["JITGRANT_EXAMPLES"] = str(args.examples)
     from jitgrant_testing.demo.scenarios import run_scenarios
+    from jitgrant_testing.environment import EXAMPLES
 
+    if not args.list and not (EXAMPLES / "oncall-restart").is_dir():
+        # An installed wheel has no checkout: say which directory is missing and how to name it.
+        print(
+            f"jitgrant demo: no examples directory at {EXAMPLES}; pass --examples PATH, the examples/ "
+            "directory of a jitgrant checkout (it holds the policies and ClusterRoles the scenarios apply)",
+            file=sys.stderr,
+        )
+        return 2
     return run_scenarios(args.scenario, list_only=args.list)
 
 
