@@ -83,7 +83,10 @@ def test_disruption_budget_and_topology_spread(hatches: list[Manifest], chart: h
         render(chart, {"podDisruptionBudget": {"enabled": True, "minAvailable": 0}}), "PodDisruptionBudget"
     )
     assert kept["spec"] == {**kept["spec"], "minAvailable": 0} and "maxUnavailable" not in kept["spec"]
-    assert not [m for m in render(chart) if m["kind"] == "PodDisruptionBudget"]
+    # On by default (two replicas), and gone when turned off.
+    assert only(render(chart), "PodDisruptionBudget")["spec"]["maxUnavailable"] == 1
+    off = render(chart, {"podDisruptionBudget": {"enabled": False}})
+    assert not [m for m in off if m["kind"] == "PodDisruptionBudget"]
 
 
 def test_an_existing_service_account_is_used_not_created(hatches: list[Manifest], chart: helm.Chart) -> None:
