@@ -11,59 +11,14 @@ Prints a table (and JSON with --json); asserts nothing. Run: `python bench/embed
 from __future__ import annotations
 
 import argparse
-import asyncio
-import base64
 import json
-import threading
 import time
 from typing import Any
 
 import kubernetes.client
-from aiohttp import web
 
 from embedkube import EmbeddedCluster
-from embedkube.tls import make_certificates
-
-
-class _AllowAll:
-    """An HTTPS admission webhook that allows everything, on its own loop."""
-
-    def __init__(self) -> None:
-        self.certificates = make_certificates(("127.0.0.1",), common_name="bench-webhook")
-        self.ca_bundle = base64.b64encode(self.certificates.ca_pem).decode()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._runner: web.AppRunner | None = None
-        self.port = 0
-
-    async def _handle(self, request: web.Request) -> web.Response:
-        review = await request.json()
-        response = {"uid": review["request"]["uid"], "allowed": True}
-        return web.json_response(
-            {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response}
-        )
-
-    async def _start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(
-            self._runner, "127.0.0.1", 0, ssl_context=self.certificates.server_context()
-        ).start()
-        self.port = int(self._runner.addresses[0][1])
-
-    def __enter__(self) -> _AllowAll:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop.close()
+from jitgrant_testing.webhooks import WebhookServer, allow
 
 
 def _hook_config(kind: str, ca_bundle: str, url: str) -> dict[str, Any]:
@@ -117,8 +72,8 @@ def _sa_client(cluster: EmbeddedCluster) -> kubernetes.client.ApiClient:
 
 def measure(*, creates: int, gets: int, bindings: int) -> dict[str, float]:
     results: dict[str, float] = {}
-    with EmbeddedCluster() as cluster, _AllowAll() as hook:
-        url = f"https://127.0.0.1:{hook.port}/review"
+    with EmbeddedCluster() as cluster, WebhookServer() as hook:
+        url = hook.route("/review", allow())
         cluster.create(_hook_config("MutatingWebhookConfiguration", hook.ca_bundle, url))
         cluster.create(_hook_config("ValidatingWebhookConfiguration", hook.ca_bundle, url))
         client = _sa_client(cluster)

@@ -13,9 +13,9 @@ import pytest
 
 from embedkube import EmbeddedCluster, User
 from embedkube.tls import make_certificates
+from jitgrant_testing.webhooks import Handler, WebhookServer, allow, deny, json_patch
 
 from .conftest import GROUP, VERSION, Raw, widget
-from .webhooks import Handler, WebhookServer, allow, deny, json_patch
 
 ADMISSION = "/apis/admissionregistration.k8s.io/v1"
 CM = "/api/v1/namespaces/default/configmaps"

@@ -1,4 +1,4 @@
-"""A small HTTPS admission webhook server for the tests, on its own thread and event loop."""
+"""A small HTTPS admission webhook server for tests and benchmarks, on its own thread and event loop."""
 
 from __future__ import annotations
 
