@@ -47,7 +47,12 @@ class OperatorSettings(BaseModel):
 
     @classmethod
     def with_receipt_key_file(cls, path: Path, **kwargs: object) -> OperatorSettings:
+        # Trimmed because keys are usually written with `echo` or a text editor; a binary key
+        # with whitespace at its ends would lose those bytes, so the length is checked after.
         key = path.read_bytes().strip()
         if len(key) < 32:
-            raise ValueError(f"receipt key in {path} is shorter than 32 bytes")
+            raise ValueError(
+                f"--receipt-key-file {path}: {len(key)} bytes after trimming whitespace; "
+                "at least 32 are needed (the chart's Secret holds 64 random characters)"
+            )
         return cls(receipt_key=key, **kwargs)

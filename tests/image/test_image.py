@@ -281,7 +281,8 @@ def test_the_operator_starts_with_the_charts_arguments_and_becomes_ready(
     place(root, "/etc/jitgrant/webhook/tls.crt", tls.certfile.read_bytes())
     place(root, "/etc/jitgrant/webhook/tls.key", tls.pkeyfile.read_bytes())
     place(root, "/etc/jitgrant/audit/config.yaml", audit["config.yaml"])
-    place(root, "/etc/jitgrant/receipt/key", secrets.token_bytes(32))
+    # What the chart's Secret holds (randAlphaNum 64): text, since the operator trims whitespace.
+    place(root, "/etc/jitgrant/receipt/key", secrets.token_urlsafe(48).encode())
     account = "/var/run/secrets/kubernetes.io/serviceaccount"
     place(root, f"{account}/token", token)
     place(root, f"{account}/ca.crt", cluster.ca_pem)
