@@ -70,6 +70,8 @@ class Reason(StrEnum):
     REVOKED = "Revoked"
     RELEASED = "Released"  # ended early by its own requester, not by an approver
     DELETED = "Deleted"
+    # A finished request deleted by the operator once `finishedRetention` had passed since it ended.
+    RETENTION_ELAPSED = "RetentionElapsed"
     NAME_COLLISION = "NameCollision"  # an object the operator did not make holds a name of the grant
     ISSUING = "Issuing"  # the grant plan is recorded; its objects are being created
     NAMESPACE_NOT_FOUND = "NamespaceNotFound"  # the target namespace did not appear in time
