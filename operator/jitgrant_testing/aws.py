@@ -175,6 +175,8 @@ class EKSStandIn:
     grantable_cluster_roles: Sequence[Mapping[str, Any]]
     namespaces: Sequence[str]
     deployments: Sequence[tuple[str, str]]
+    # Where the cluster writes its audit.k8s.io Events (kube-apiserver's --audit-log-path); None: none.
+    audit_log: Path | None = None
     cluster: EmbeddedCluster = field(init=False)
     sts: PresignedSTS = field(init=False)
     # Every identity the cluster authenticated from an EKS token: (username, groups).
@@ -182,7 +184,7 @@ class EKSStandIn:
     _admin: ApiClient | None = field(init=False, default=None, repr=False)
 
     def start(self, *, loop: ServiceLoop, moto_url: str) -> None:
-        self.cluster = EmbeddedCluster(name=self.name)
+        self.cluster = EmbeddedCluster(name=self.name, audit_log=self.audit_log)
         self.cluster.start()
         self.sts = PresignedSTS(moto_url=moto_url)
         loop.run(self.sts.start())
@@ -338,6 +340,8 @@ class AWSStandIns:
     access: EKSAccess = field(init=False)
     issuer: OIDCIssuer | None = field(init=False, default=None)
     standins: dict[str, EKSStandIn] = field(init=False, default_factory=dict)
+    # Each stand-in's audit log is <audit_dir>/<cluster>.log (EKS control-plane audit logging on).
+    audit_dir: Path = field(init=False)
     assume_calls: list[AssumeRoleCall] = field(init=False, default_factory=list)
 
     def __enter__(self) -> AWSStandIns:
@@ -361,6 +365,7 @@ class AWSStandIns:
             raise
 
     def _start(self) -> None:
+        self.audit_dir = Path(tempfile.mkdtemp(prefix="jitgrant-eks-audit-"))
         if self.with_oidc_issuer:
             self.issuer = OIDCIssuer(directory=Path(tempfile.mkdtemp(prefix="jitgrant-oidc-")))
             self.loop.run(self.issuer.start())
@@ -378,6 +383,7 @@ class AWSStandIns:
                 grantable_cluster_roles=self.grantable_cluster_roles,
                 namespaces=self.namespaces,
                 deployments=self.deployments,
+                audit_log=self.audit_dir / f"{spec.name}.log",
             )
             self.standins[spec.name] = standin
             standin.start(loop=self.loop, moto_url=self.moto.url)
@@ -406,6 +412,8 @@ class AWSStandIns:
         finally:
             if self.issuer is not None:  # its TLS key and JWKS, in a temporary directory of its own
                 shutil.rmtree(self.issuer.directory, ignore_errors=True)
+            if hasattr(self, "audit_dir"):
+                shutil.rmtree(self.audit_dir, ignore_errors=True)
             self.moto.stop()
             self.loop.stop()
 

@@ -15,6 +15,7 @@ import base64
 import binascii
 import json
 import os
+import re
 import stat
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from kubernetes.client.exceptions import ApiException
 from embedkube import User
 from jitgrant.clusters.eks import sts_name
 from jitgrant.handlers.runtime import OPERATOR_SESSION
-from jitgrant_testing.aws import OPERATORS_GROUP, TARGET_PERMISSIONS, AWSStandIns
+from jitgrant_testing.aws import OPERATORS_GROUP, TARGET_PERMISSIONS, AWSStandIns, EKSStandIn
 from jitgrant_testing.demo.prod_approval import run_cli
 from jitgrant_testing.demo.scenarios import (
     Reporter,
@@ -323,6 +324,42 @@ def eks(report: Reporter) -> None:
                 f"requested, approved, issuing, granted, expired recorded for {CLUSTER} ({', '.join(types)})",
             )
             report.note(f"audit file: {Path(env.audit_file)}")
+
+            report.step("what the agent did with the grant, from prod-eu's own audit log")
+            _check_activity(report, env, target, name)
+
+
+def _activity_rows(output: str) -> list[list[str]]:
+    """The table's rows (cells are separated by two or more spaces; OUTCOME holds single ones)."""
+    lines = output.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith("TIME ")), len(lines))
+    return [re.split(r"\s{2,}", line.strip()) for line in lines[start + 1 :] if line[:1].isdigit()]
+
+
+def _check_activity(report: Reporter, env: Environment, target: EKSStandIn, name: str) -> None:
+    """`jitgrant activity` on prod-eu's audit log: the one restart, and the two refused attempts."""
+    assert target.audit_log is not None
+    admin = _kubeconfig_for(env, "admin", env.cluster.admin_token)
+    args = ["activity", name, "-n", "agents", "--kubeconfig", admin, "--audit-log", str(target.audit_log)]
+    code, output = run_cli(report, args)
+    rows = _activity_rows(output)
+    calls = [(row[1], row[3], row[4], row[5]) for row in rows if len(row) >= 7]
+    mine = [(verb, obj) for verb, obj, _, outcome in calls if outcome == "allowed by this grant"]
+    report.check(
+        code == 0 and mine == [("patch", "payments/checkout")],
+        "its one restart (patch payments/checkout), allowed by this grant: the authorization reason names "
+        "the grant's RoleBinding",
+    )
+    refused = sorted(obj for verb, obj, code_, outcome in calls if outcome == "refused" and code_ == "403")
+    report.check(
+        refused == ["orders/checkout", "payments/ledger"],
+        "and the two refused attempts (payments/ledger, orders/checkout), by the grant's ServiceAccount "
+        "during its window",
+    )
+    report.check(
+        len(calls) == len(mine) + len(refused),
+        f"nothing else: {len(calls)} calls by the grant's identity",
+    )
 
 
 register("eks", eks)
