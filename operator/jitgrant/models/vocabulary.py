@@ -109,6 +109,8 @@ class Reason(StrEnum):
     NOT_REQUESTER = "NotRequester"
     API_REFUSED = "APIRefused"
     API_UNREACHABLE = "APIUnreachable"
+    NO_GRANT = "NoGrant"  # activity asked of a request that never had a grant
+    ACTIVITY_UNAVAILABLE = "ActivityUnavailable"  # no audit log source, or it could not be read
     # A GrantPolicy's Ready condition (status written by the operator).
     POLICY_READY = "PolicyReady"
     CLUSTER_ROLE_NOT_FOUND = "ClusterRoleNotFound"
