@@ -41,7 +41,7 @@ run: venv
 
 crds: venv
 	$(BIN)/python -m jitgrant.crdgen crds
-	cp crds/*.yaml charts/jitgrant/crds/
+	cp crds/*.yaml charts/jitgrant/files/crds/
 
 bench: venv
 	for script in bench/*.py; do $(BIN)/python $$script || exit 1; done

@@ -2,7 +2,7 @@
 
 `RealEnvironment` is `Environment` with the embedded cluster swapped for a running `ControlPlane`:
 
-- the CRDs are the chart's own files (charts/jitgrant/crds/);
+- the CRDs are the chart's own, as its templates render them (labels, helm.sh/resource-policy);
 - the ServiceAccount, ClusterRoles, ClusterRoleBindings and webhook configurations are the chart's
   templates rendered by the Helm SDK (helm-python-sdk, as tests/chart renders them), with each
   webhook's `clientConfig.service` replaced by a URL on 127.0.0.1 and the generated CA as caBundle;
@@ -70,7 +70,7 @@ def render_chart(values: dict[str, Any] | None = None) -> list[dict[str, Any]]:
 
 
 def chart_crds() -> list[dict[str, Any]]:
-    return [yaml.safe_load(path.read_text()) for path in sorted((CHART_DIR / "crds").glob("*.yaml"))]
+    return [m for m in render_chart() if m["kind"] == "CustomResourceDefinition"]
 
 
 def _is_hook(manifest: dict[str, Any]) -> bool:

@@ -1,9 +1,9 @@
-"""The CRD upgrade path: Helm never upgrades what a chart keeps in crds/, so docs/install.md says to
-apply the chart's CRDs before `helm upgrade`. Here the previous chart version's CRDs
-(tests/chart/previous-crds/, as the first released chart shipped them) hold a policy and a request
-in the embedded API server; the current CRDs are applied over them the way `kubectl apply` does
-(an update of each CRD object), and the stored objects stay readable, listable and updatable under
-the new schema."""
+"""The CRD upgrade path, at the API level: the previous chart version's CRDs
+(tests/chart/previous-crds/, as the first released chart shipped them, `git show 7bb3d8f:crds/...`)
+hold a policy and a request in the embedded API server; the CRDs the current chart renders (its
+`crds.yaml` template, with labels and helm.sh/resource-policy) replace them as `helm upgrade` does (an
+update of each CRD object), and the stored objects stay readable, listable and updatable under the new
+schema. test_helm_upgrade.py does the same with Helm itself on a real kube-apiserver."""
 
 from __future__ import annotations
 
@@ -11,13 +11,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import helm_python as helm
 import pytest
 import yaml
 from kubernetes.client import ApiClient, ApiextensionsV1Api, CoreV1Api, CustomObjectsApi
 
 from embedkube import EmbeddedCluster
 
-from .conftest import CHART_DIR
+from .conftest import render
 
 PREVIOUS = Path(__file__).parent / "previous-crds"
 GROUP, VERSION = "jitgrant.dev", "v1alpha1"
@@ -64,7 +65,10 @@ REQUEST = {
 }
 
 
-def test_requests_stored_under_the_previous_crds_stay_readable_after_the_upgrade(admin: ApiClient) -> None:
+@pytest.mark.parametrize("keep", [True, False])
+def test_requests_stored_under_the_previous_crds_stay_readable_after_the_upgrade(
+    admin: ApiClient, chart: helm.Chart, keep: bool
+) -> None:
     custom = CustomObjectsApi(admin)
     CoreV1Api(admin).create_namespace({"metadata": {"name": "agents"}})
     custom.create_cluster_custom_object(GROUP, VERSION, "grantpolicies", POLICY)
@@ -73,9 +77,10 @@ def test_requests_stored_under_the_previous_crds_stay_readable_after_the_upgrade
         GROUP, VERSION, "agents", "accessrequests", "restart-checkout"
     )
 
-    # `kubectl apply -f charts/jitgrant/crds/`: each CRD object updated in place.
+    # `helm upgrade`: each CRD object, as the chart renders it, updated in place.
     extensions = ApiextensionsV1Api(admin)
-    current = crds(CHART_DIR / "crds")
+    rendered = render(chart, {"crds": {"enabled": True, "keep": keep}})
+    current = [m for m in rendered if m["kind"] == "CustomResourceDefinition"]
     assert {c["metadata"]["name"] for c in current} == {c["metadata"]["name"] for c in crds(PREVIOUS)}
     for crd in current:
         live = extensions.read_custom_resource_definition(crd["metadata"]["name"])
@@ -83,6 +88,9 @@ def test_requests_stored_under_the_previous_crds_stay_readable_after_the_upgrade
         extensions.replace_custom_resource_definition(crd["metadata"]["name"], crd)
         served = extensions.read_custom_resource_definition(crd["metadata"]["name"])
         assert served.spec.versions[0].schema.open_apiv3_schema.to_dict() != {}
+        assert served.metadata.labels["app.kubernetes.io/managed-by"] == "Helm"
+        policy = (served.metadata.annotations or {}).get("helm.sh/resource-policy")
+        assert policy == ("keep" if keep else None)
 
     after = custom.get_namespaced_custom_object(
         GROUP, VERSION, "agents", "accessrequests", "restart-checkout"

@@ -64,6 +64,8 @@ def test_default_install_objects(chart: helm.Chart) -> None:
         ("ClusterRoleBinding", "jitgrant"),
         ("ClusterRoleBinding", "jitgrant-uninstall"),
         ("ConfigMap", "jitgrant-audit"),
+        ("CustomResourceDefinition", "accessrequests.jitgrant.dev"),
+        ("CustomResourceDefinition", "grantpolicies.jitgrant.dev"),
         ("Deployment", "jitgrant"),
         ("Job", "jitgrant-uninstall"),
         ("MutatingWebhookConfiguration", "jitgrant"),
