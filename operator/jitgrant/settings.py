@@ -33,6 +33,9 @@ class OperatorSettings(BaseModel):
     # HMAC key for requester seals and approval receipts; only the operator holds it.
     receipt_key: bytes = Field(default_factory=lambda: secrets.token_bytes(32), repr=False)
     sweep_interval: timedelta = timedelta(seconds=30)
+    # How long a finished request (Expired, Revoked, Denied, TimedOut, Failed) stays before the
+    # operator audits its removal and deletes it; zero keeps finished requests forever.
+    finished_retention: timedelta = Field(default=timedelta(days=7), ge=timedelta(0))
     audit_config: Path | None = None
     audit_file: Path | None = None
     audit_stdout: bool = True

@@ -26,6 +26,7 @@ EXPECTED_ARGS = [
     "--leader-elect",
     "--log-level", "info",
     "--log-format", "text",
+    "--finished-retention", "168h",
 ]  # fmt: skip
 
 

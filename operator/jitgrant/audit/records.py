@@ -54,6 +54,7 @@ class EventType(StrEnum):
     TIMED_OUT = "timed-out"
     FAILED = "failed"
     CLEANED_UP = "cleaned-up"  # an orphaned binding removed by the sweep
+    REMOVED = "removed"  # a finished request deleted after its retention (written before deletion)
     ACTIVITY_SUMMARY = "activity-summary"  # what the grant's identity did, from the API server's audit log
 
 

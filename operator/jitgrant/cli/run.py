@@ -10,6 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from jitgrant.lifecycle.retention import DEFAULT_RETENTION, RETENTION_SYNTAX, parse_retention
 from jitgrant.logs import FORMATS, LEVELS
 from jitgrant.logs import configure as configure_logging
 from jitgrant.notify.config import NotifyConfig
@@ -64,6 +65,14 @@ def add_run_subcommand(sub: Any) -> None:
     )
     p.add_argument("--sweep-interval", type=int, default=30, help="seconds between expiry sweeps")
     p.add_argument(
+        "--finished-retention",
+        type=_retention,
+        default=DEFAULT_RETENTION,
+        metavar="DURATION",
+        help="how long a finished request (Expired, Revoked, Denied, TimedOut, Failed) stays before the "
+        "operator audits its removal and deletes it, e.g. 168h (the default) or 30m; 0 keeps them forever",
+    )
+    p.add_argument(
         "--leader-elect",
         action="store_true",
         default=os.environ.get("JITGRANT_LEADER_ELECT", "") == "true",
@@ -78,6 +87,14 @@ def add_run_subcommand(sub: Any) -> None:
         help="json: one object per line, with the request's namespace/name/uid on lines about it",
     )
     p.set_defaults(func=cmd_run)
+
+
+def _retention(text: str) -> timedelta:
+    """argparse turns this error into `argument --finished-retention: <message>` and exit code 2."""
+    try:
+        return parse_retention(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not accepted: expected {RETENTION_SYNTAX}") from None
 
 
 def settings_from_args(args: argparse.Namespace) -> OperatorSettings:
@@ -98,6 +115,7 @@ def settings_from_args(args: argparse.Namespace) -> OperatorSettings:
         "instance": args.instance,
         "inline_rules_enabled": args.inline_rules,
         "sweep_interval": timedelta(seconds=args.sweep_interval),
+        "finished_retention": args.finished_retention,
         "audit_config": args.audit_config,
         "metrics_port": args.metrics_port,
         "health_port": args.health_port,
