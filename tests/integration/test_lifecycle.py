@@ -137,9 +137,13 @@ def test_deleting_an_active_request_revokes_it_first(env: Environment) -> None:
 
 def test_grant_expires_on_start_up_when_the_operator_was_down_at_expiry(env: Environment) -> None:
     agent = env.client_for_service_account("agents", "oncall-agent")
-    env.create_request(request_manifest(duration="3s"), client=agent)
+    # A window long enough that the stop surely ends inside it on a loaded machine (with 3 s the
+    # operator sometimes ended the grant itself before stop() returned).
+    env.create_request(request_manifest(duration="8s"), client=agent)
     active = wait_for_phase(env, "agents", "restart-checkout", "Active")
     env.operator.stop()
+    stopped_at = datetime.now(UTC)
+    assert stopped_at < _parse(active["status"]["expiresAt"]), "the stop took longer than the window"
     wait_until(
         lambda: datetime.now(UTC) > _parse(active["status"]["expiresAt"]) + timedelta(seconds=1),
         what="expiry to pass while the operator is down",
