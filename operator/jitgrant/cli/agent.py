@@ -19,12 +19,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from jitgrant.cli.exitcodes import EXIT_CODES_HELP, ExitCode
+from jitgrant.cli.exitcodes import ExitCode
+from jitgrant.cli.kubeconfig import configuration_from_args
+from jitgrant.cli.parsers import RULE_FORM
 from jitgrant.cli.requests import (
     EXIT_NOT_FOUND,
     EXIT_USAGE,
     CliError,
-    client_from_args,
     namespace_from_args,
     scope_of,
 )
@@ -54,7 +55,6 @@ EXIT_FAILED = int(ExitCode.FAILED)
 EXIT_ENDED = int(ExitCode.ENDED)
 EXIT_INTERRUPTED = int(ExitCode.INTERRUPTED)
 
-RULE_FORM = "apiGroups=apps,resources=deployments,verbs=get;patch[,resourceNames=checkout]"
 _RULE_KEYS = {
     "apigroups": "apiGroups",
     "resources": "resources",
@@ -139,11 +139,8 @@ def write_private_file(path: Path, text: str) -> None:
 
 def agent_client(args: argparse.Namespace, *, namespace: str) -> Client:
     """The jitgrant client for the identity the kubeconfig flags name (one path with the MCP server)."""
-    api = client_from_args(args)
-    try:
-        return Client.from_configuration(api.configuration, namespace=namespace)
-    finally:
-        api.close()
+    configuration, _ = configuration_from_args(args)
+    return Client.from_configuration(configuration, namespace=namespace)
 
 
 def _show(err: Any) -> Callable[[Progress], None]:
@@ -372,106 +369,3 @@ def cmd_mcp(args: argparse.Namespace) -> int:
         print(f"error: jitgrant mcp needs the MCP SDK: pip install 'jitgrant[mcp]' ({exc})", file=sys.stderr)
         return EXIT_USAGE
     return serve(args)
-
-
-def add_request_subcommand(sub: Any) -> None:
-    p = sub.add_parser(
-        "request",
-        help="file an AccessRequest (as an agent) and optionally wait for the grant",
-        description="File an AccessRequest and, with --wait, follow it until the grant is active; "
-        "then write the kubeconfig of a delivered grant with --kubeconfig-out.",
-        epilog=EXIT_CODES_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        allow_abbrev=False,
-    )
-    p.add_argument("--policy", required=True, help="the GrantPolicy to request under")
-    p.add_argument(
-        "--target-namespace",
-        dest="grant_namespace",
-        required=True,
-        metavar="NS",
-        help="where the grant lands (one of the policy's namespaces)",
-    )
-    scope = p.add_mutually_exclusive_group(required=True)
-    scope.add_argument("--cluster-role", metavar="R", help="a grantable ClusterRole the policy offers")
-    scope.add_argument(
-        "--rule",
-        action="append",
-        metavar="RULE",
-        help=f"an inline rule, repeatable: '{RULE_FORM}'",
-    )
-    p.add_argument("--for", dest="duration", metavar="DURATION", help="e.g. 10m (default: the policy's)")
-    p.add_argument(
-        "--reason", required=True, help="the justification (INC-123 ...); approvers and the audit read it"
-    )
-    p.add_argument(
-        "-n",
-        "--namespace",
-        "--request-namespace",
-        dest="request_namespace",
-        default=None,
-        metavar="NS",
-        help="where the AccessRequest is filed (default: the kubeconfig context's namespace)",
-    )
-    p.add_argument("--name", help="the request's name (default: generated from the policy's)")
-    p.add_argument(
-        "--oidc-token-file", metavar="F", help="prove yourself with this OIDC ID token ('-' reads stdin)"
-    )
-    p.add_argument("--wait", action="store_true", help="wait until the grant is active or the request ends")
-    p.add_argument("--timeout", default="30m", help="with --wait: give up after this long (default 30m)")
-    p.add_argument(
-        "--kubeconfig-out", metavar="FILE", help="with --wait: write a delivered kubeconfig here (0600)"
-    )
-    p.add_argument(
-        "--dry-run",
-        action="store_true",
-        help="ask the operator whether this would be allowed, wait for approval, or be denied, and why; "
-        "nothing is filed or audited (exit 0, or 10 if it would be denied)",
-    )
-    p.add_argument("--kubeconfig", default=None, help="your kubeconfig for the operator's cluster")
-    p.add_argument("--context", default=None, help="the kubeconfig context to use")
-    p.set_defaults(func=cmd_request)
-
-    r = sub.add_parser(
-        "release",
-        help="end your own grant now (as its requester); recorded as Released, not as a revoke",
-        allow_abbrev=False,
-    )
-    r.add_argument("name", help="the AccessRequest's name")
-    r.add_argument("--reason", default="", help="why (recorded in status, the Event and the audit trail)")
-    r.add_argument(
-        "-n", "--namespace", "--request-namespace", dest="request_namespace", metavar="NS", help="where it is"
-    )
-    r.add_argument("--kubeconfig", default=None, help="your kubeconfig for the operator's cluster")
-    r.add_argument("--context", default=None, help="the kubeconfig context to use")
-    r.set_defaults(func=cmd_release)
-
-    q = sub.add_parser("policies", help="the GrantPolicies you may request under, and what each offers")
-    q.add_argument("-o", "--output", choices=("text", "json"), default="text")
-    q.add_argument("--kubeconfig", default=None, help="your kubeconfig for the operator's cluster")
-    q.add_argument("--context", default=None, help="the kubeconfig context to use")
-    q.set_defaults(func=cmd_policies)
-
-    m = sub.add_parser(
-        "mcp",
-        help="serve the agent tools over the Model Context Protocol (stdio, or streamable HTTP)",
-        description="An MCP server with list_grantable, check_access, request_access, access_status, "
-        "release_access and list_my_requests. stdio acts as your kubeconfig's identity; http acts, "
-        "call by call, as whoever's bearer token the MCP client sends (never as the server).",
-    )
-    m.add_argument("--transport", choices=("stdio", "http"), default="stdio")
-    m.add_argument("--host", default="127.0.0.1", help="http: address to listen on")
-    m.add_argument("--tls-cert", metavar="FILE", help="http: serve HTTPS with this certificate (PEM)")
-    m.add_argument("--tls-key", metavar="FILE", help="http: the certificate's private key (PEM)")
-    m.add_argument(
-        "--plain-http",
-        action="store_true",
-        help="http: listen beyond loopback without TLS (only behind a proxy or mesh that terminates it)",
-    )
-    m.add_argument("--port", type=int, default=8765, help="http: port to listen on")
-    m.add_argument(
-        "-n", "--namespace", "--request-namespace", dest="request_namespace", metavar="NS", help="where filed"
-    )
-    m.add_argument("--kubeconfig", default=None, help="stdio: your kubeconfig; http: where the API server is")
-    m.add_argument("--context", default=None, help="the kubeconfig context to use")
-    m.set_defaults(func=cmd_mcp)

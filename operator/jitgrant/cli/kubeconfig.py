@@ -18,16 +18,14 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import kubernetes.client
-import kubernetes.config
 import yaml
-from kubernetes.client import ApiClient
-from kubernetes.config.config_exception import ConfigException
-from urllib3 import HTTPHeaderDict
 
 from jitgrant.cli.exitcodes import ExitCode
+
+if TYPE_CHECKING:  # imported where a client is made: `jitgrant --help` must not pay for them
+    from kubernetes.client import ApiClient, Configuration
 
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 PATH_SEPARATOR = os.pathsep
@@ -69,6 +67,14 @@ class Impersonation:
     user: str
     groups: tuple[str, ...] = ()
     uid: str | None = None
+
+    def headers(self) -> list[tuple[str, str]]:
+        """kubectl's headers: one Impersonate-Group line per group (the API server reads them so)."""
+        pairs = [("Impersonate-User", self.user)]
+        pairs.extend(("Impersonate-Group", group) for group in self.groups)
+        if self.uid:
+            pairs.append(("Impersonate-Uid", self.uid))
+        return pairs
 
 
 @dataclass(frozen=True)
@@ -178,20 +184,24 @@ class _ImpersonatingPool:
         self._who = who
 
     def request(self, method: str, url: str, **kwargs: Any) -> Any:
+        from urllib3 import HTTPHeaderDict
+
         headers = HTTPHeaderDict(kwargs.pop("headers", None) or {})
-        headers["Impersonate-User"] = self._who.user
-        for group in self._who.groups:
-            headers.add("Impersonate-Group", group)
-        if self._who.uid:
-            headers["Impersonate-Uid"] = self._who.uid
+        for name, value in self._who.headers():
+            headers.add(name, value)
         return self._pool.request(method, url, headers=headers, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._pool, name)
 
 
-def client_from_args(args: argparse.Namespace) -> ApiClient:
-    """A client for the cluster and identity the flags (or kubeconfig, or pod) name."""
+def configuration_from_args(args: argparse.Namespace) -> tuple[Configuration, Impersonation | None]:
+    """Where the flags (or kubeconfig, or pod) point and with which credentials, and whom to
+    impersonate: the Kubernetes client's loaders do not read --as or the kubeconfig's `as`."""
+    import kubernetes.client
+    import kubernetes.config
+    from kubernetes.config.config_exception import ConfigException
+
     config = cluster_config(args)
     configuration = kubernetes.client.Configuration()
     try:
@@ -208,7 +218,14 @@ def client_from_args(args: argparse.Namespace) -> ApiClient:
         raise CliError(
             f"cannot use {config.where}: {exc}; pass another with --kubeconfig", ExitCode.USAGE
         ) from exc
-    who = impersonation(args, config)
+    return configuration, impersonation(args, config)
+
+
+def client_from_args(args: argparse.Namespace) -> ApiClient:
+    """A client for the cluster and identity the flags (or kubeconfig, or pod) name."""
+    from kubernetes.client import ApiClient
+
+    configuration, who = configuration_from_args(args)
     client = ApiClient(configuration)
     if who is not None:
         client.rest_client.pool_manager = _ImpersonatingPool(client.rest_client.pool_manager, who)

@@ -11,11 +11,9 @@ import sys
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
-from jitgrant.cli.activity import add_activity_subcommand
-from jitgrant.cli.agent import add_request_subcommand
 from jitgrant.cli.completion import add_completion_subcommand, completion_script
 from jitgrant.cli.exitcodes import EXIT_CODES_HELP, ExitCode
-from jitgrant.cli.requests import add_request_subcommands
+from jitgrant.cli.parsers import add_activity_subcommand, add_agent_subcommands, add_request_subcommands
 from jitgrant.cli.run import add_run_subcommand
 
 
@@ -44,7 +42,7 @@ def build_parser(prog: str = "jitgrant") -> argparse.ArgumentParser:
     )
     demo.set_defaults(func=_demo)
     add_request_subcommands(sub, epilog=EXIT_CODES_HELP)
-    add_request_subcommand(sub)
+    add_agent_subcommands(sub)
     add_activity_subcommand(sub)
     try:
         from jitgrant.audit.cli import add_audit_subcommands

@@ -31,8 +31,8 @@ from jitgrant.approvals.counting import eligibility, person_key
 from jitgrant.approvals.receipts import parse_recorded
 from jitgrant.cli.describe import Paint, approvals_needed, describe_request, scope_of
 from jitgrant.cli.exitcodes import ExitCode
-from jitgrant.cli.kubeconfig import CliError, add_cluster_flags, client_from_args, namespace_from_args
-from jitgrant.cli.output import add_output_flag, as_list, render_structured
+from jitgrant.cli.kubeconfig import CliError, client_from_args, namespace_from_args
+from jitgrant.cli.output import as_list, render_structured
 from jitgrant.models import API_GROUP, API_VERSION, ApprovalPolicy, RequesterStamp, parse_duration
 from jitgrant.models.vocabulary import (
     APPROVALS_ANNOTATION,
@@ -58,7 +58,6 @@ __all__ = [
     "EXIT_TIMEOUT",
     "EXIT_USAGE",
     "CliError",
-    "add_request_subcommands",
     "client_from_args",
     "describe_api_error",
     "namespace_from_args",
@@ -540,60 +539,3 @@ def _wait_until_ended(custom: CustomObjectsApi, names: list[tuple[str, str]], *,
         print(f"waiting for {len(remaining)} request(s) to end...", file=sys.stderr)
         time.sleep(1)
     return EXIT_OK
-
-
-def add_read_flags(parser: argparse.ArgumentParser) -> None:
-    add_output_flag(parser)
-    parser.add_argument("-w", "--watch", action="store_true", help="after printing, follow changes")
-    parser.add_argument(
-        "--request-timeout",
-        default=None,
-        metavar="DURATION",
-        help="with --watch: stop after this long (e.g. 30s)",
-    )
-
-
-def add_request_subcommands(sub: Any, *, epilog: str = "") -> None:
-    def parser(name: str, help_text: str, **kwargs: Any) -> argparse.ArgumentParser:
-        return sub.add_parser(  # type: ignore[no-any-return]
-            name,
-            help=help_text,
-            epilog=epilog,
-            formatter_class=argparse.RawDescriptionHelpFormatter,
-            **kwargs,
-        )
-
-    p = parser("list", "list AccessRequests as a table")
-    add_cluster_flags(p)
-    p.add_argument("-A", "--all-namespaces", action="store_true")
-    p.add_argument("-l", "--selector", default=None, help="label selector, e.g. team=payments,tier!=prod")
-    p.add_argument("--pending", action="store_true", help="only Pending requests you may approve or deny")
-    add_read_flags(p)
-    p.set_defaults(func=cmd_list)
-
-    p = parser("get", "show one AccessRequest: who asks, why, for what, approvals missing")
-    p.add_argument("name")
-    add_cluster_flags(p)
-    add_read_flags(p)
-    p.set_defaults(func=cmd_get)
-
-    p = parser("approve", "approve a pending request (as yourself)")
-    p.add_argument("name")
-    add_cluster_flags(p)
-    p.add_argument("--reason", default="")
-    p.set_defaults(func=cmd_approve)
-
-    p = parser("deny", "deny a pending request")
-    p.add_argument("name")
-    add_cluster_flags(p)
-    p.add_argument("--reason", required=False)
-    p.set_defaults(func=cmd_deny)
-
-    p = parser("revoke", "end a grant now")
-    p.add_argument("name", nargs="?")
-    add_cluster_flags(p)
-    p.add_argument("--reason", required=False)
-    p.add_argument("--all", action="store_true", help="revoke every live request (uninstall hook)")
-    p.add_argument("--wait", action="store_true", help="with --all: wait until every grant has ended")
-    p.add_argument("--timeout", default="5m", help="with --wait: give up after this long (e.g. 300s)")
-    p.set_defaults(func=cmd_revoke)

@@ -1,0 +1,254 @@
+"""Every cluster command's flags, built without importing the code that runs it.
+
+`jitgrant --help`, `jitgrant COMMAND --help`, completion and usage errors need only the parser; the
+Kubernetes client, the jitgrant client (aiohttp) and boto3 cost about a second to import. So each
+command is named here as a `Command` (module and function) and imported when it runs; the modules
+that run them (requests.py, agent.py, activity.py) import what they need at their top, as usual.
+tests/cli/test_light_imports.py fails if the parser starts importing them again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jitgrant.cli.exitcodes import EXIT_CODES_HELP
+from jitgrant.cli.kubeconfig import add_cluster_flags
+from jitgrant.cli.output import add_output_flag
+
+RULE_FORM = "apiGroups=apps,resources=deployments,verbs=get;patch[,resourceNames=checkout]"
+
+ACTIVITY_DESCRIPTION = """\
+What the agent did with its grant, from the API server's audit log.
+
+Every call the grant's RoleBinding allowed, and every call by the grant's identity during its window
+that was refused or allowed by something else, in time order, each saying how it was tied to the
+grant: exactly (the API server's authorization reason names the grant's RoleBinding) or by identity
+and window. Sources, attribution and limits: docs/audit.md.
+"""
+
+
+@dataclass(frozen=True)
+class Command:
+    """`jitgrant.cli.<module>.<function>`, imported on the first call."""
+
+    module: str
+    function: str
+
+    def load(self) -> Callable[[argparse.Namespace], int]:
+        found: Callable[[argparse.Namespace], int] = getattr(
+            importlib.import_module(f"jitgrant.cli.{self.module}"), self.function
+        )
+        return found
+
+    def __call__(self, args: argparse.Namespace) -> int:
+        return self.load()(args)
+
+
+def add_read_flags(parser: argparse.ArgumentParser) -> None:
+    add_output_flag(parser)
+    parser.add_argument("-w", "--watch", action="store_true", help="after printing, follow changes")
+    parser.add_argument(
+        "--request-timeout",
+        default=None,
+        metavar="DURATION",
+        help="with --watch: stop after this long (e.g. 30s)",
+    )
+
+
+def add_request_subcommands(sub: Any, *, epilog: str = "") -> None:
+    """The people's commands: list, get, approve, deny, revoke (requests.py runs them)."""
+
+    def parser(name: str, help_text: str, **kwargs: Any) -> argparse.ArgumentParser:
+        return sub.add_parser(  # type: ignore[no-any-return]
+            name,
+            help=help_text,
+            epilog=epilog,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+            **kwargs,
+        )
+
+    p = parser("list", "list AccessRequests as a table")
+    add_cluster_flags(p)
+    p.add_argument("-A", "--all-namespaces", action="store_true")
+    p.add_argument("-l", "--selector", default=None, help="label selector, e.g. team=payments,tier!=prod")
+    p.add_argument("--pending", action="store_true", help="only Pending requests you may approve or deny")
+    add_read_flags(p)
+    p.set_defaults(func=Command("requests", "cmd_list"))
+
+    p = parser("get", "show one AccessRequest: who asks, why, for what, approvals missing")
+    p.add_argument("name")
+    add_cluster_flags(p)
+    add_read_flags(p)
+    p.set_defaults(func=Command("requests", "cmd_get"))
+
+    p = parser("approve", "approve a pending request (as yourself)")
+    p.add_argument("name")
+    add_cluster_flags(p)
+    p.add_argument("--reason", default="")
+    p.set_defaults(func=Command("requests", "cmd_approve"))
+
+    p = parser("deny", "deny a pending request")
+    p.add_argument("name")
+    add_cluster_flags(p)
+    p.add_argument("--reason", required=False)
+    p.set_defaults(func=Command("requests", "cmd_deny"))
+
+    p = parser("revoke", "end a grant now")
+    p.add_argument("name", nargs="?")
+    add_cluster_flags(p)
+    p.add_argument("--reason", required=False)
+    p.add_argument("--all", action="store_true", help="revoke every live request (uninstall hook)")
+    p.add_argument("--wait", action="store_true", help="with --all: wait until every grant has ended")
+    p.add_argument("--timeout", default="5m", help="with --wait: give up after this long (e.g. 300s)")
+    p.set_defaults(func=Command("requests", "cmd_revoke"))
+
+
+def _request_namespace_flag(parser: argparse.ArgumentParser, help_text: str) -> None:
+    parser.add_argument(
+        "-n",
+        "--namespace",
+        "--request-namespace",
+        dest="request_namespace",
+        default=None,
+        metavar="NS",
+        help=help_text,
+    )
+
+
+def add_agent_subcommands(sub: Any) -> None:
+    """The agent's commands: request, release, policies, mcp (agent.py runs them)."""
+    p = sub.add_parser(
+        "request",
+        help="file an AccessRequest (as an agent) and optionally wait for the grant",
+        description="File an AccessRequest and, with --wait, follow it until the grant is active; "
+        "then write the kubeconfig of a delivered grant with --kubeconfig-out.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )
+    p.add_argument("--policy", required=True, help="the GrantPolicy to request under")
+    p.add_argument(
+        "--target-namespace",
+        dest="grant_namespace",
+        required=True,
+        metavar="NS",
+        help="where the grant lands (one of the policy's namespaces)",
+    )
+    scope = p.add_mutually_exclusive_group(required=True)
+    scope.add_argument("--cluster-role", metavar="R", help="a grantable ClusterRole the policy offers")
+    scope.add_argument(
+        "--rule",
+        action="append",
+        metavar="RULE",
+        help=f"an inline rule, repeatable: '{RULE_FORM}'",
+    )
+    p.add_argument("--for", dest="duration", metavar="DURATION", help="e.g. 10m (default: the policy's)")
+    p.add_argument(
+        "--reason", required=True, help="the justification (INC-123 ...); approvers and the audit read it"
+    )
+    _request_namespace_flag(
+        p, "where the AccessRequest is filed (default: the kubeconfig context's namespace)"
+    )
+    p.add_argument("--name", help="the request's name (default: generated from the policy's)")
+    p.add_argument(
+        "--oidc-token-file", metavar="F", help="prove yourself with this OIDC ID token ('-' reads stdin)"
+    )
+    p.add_argument("--wait", action="store_true", help="wait until the grant is active or the request ends")
+    p.add_argument("--timeout", default="30m", help="with --wait: give up after this long (default 30m)")
+    p.add_argument(
+        "--kubeconfig-out", metavar="FILE", help="with --wait: write a delivered kubeconfig here (0600)"
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="ask the operator whether this would be allowed, wait for approval, or be denied, and why; "
+        "nothing is filed or audited (exit 0, or 10 if it would be denied)",
+    )
+    p.add_argument("--kubeconfig", default=None, help="your kubeconfig for the operator's cluster")
+    p.add_argument("--context", default=None, help="the kubeconfig context to use")
+    p.set_defaults(func=Command("agent", "cmd_request"))
+
+    r = sub.add_parser(
+        "release",
+        help="end your own grant now (as its requester); recorded as Released, not as a revoke",
+        allow_abbrev=False,
+    )
+    r.add_argument("name", help="the AccessRequest's name")
+    r.add_argument("--reason", default="", help="why (recorded in status, the Event and the audit trail)")
+    _request_namespace_flag(r, "where it is (default: the kubeconfig context's namespace)")
+    r.add_argument("--kubeconfig", default=None, help="your kubeconfig for the operator's cluster")
+    r.add_argument("--context", default=None, help="the kubeconfig context to use")
+    r.set_defaults(func=Command("agent", "cmd_release"))
+
+    q = sub.add_parser("policies", help="the GrantPolicies you may request under, and what each offers")
+    q.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    q.add_argument("--kubeconfig", default=None, help="your kubeconfig for the operator's cluster")
+    q.add_argument("--context", default=None, help="the kubeconfig context to use")
+    q.set_defaults(func=Command("agent", "cmd_policies"))
+
+    m = sub.add_parser(
+        "mcp",
+        help="serve the agent tools over the Model Context Protocol (stdio, or streamable HTTP)",
+        description="An MCP server with list_grantable, check_access, request_access, access_status, "
+        "release_access and list_my_requests. stdio acts as your kubeconfig's identity; http acts, "
+        "call by call, as whoever's bearer token the MCP client sends (never as the server).",
+    )
+    m.add_argument("--transport", choices=("stdio", "http"), default="stdio")
+    m.add_argument("--host", default="127.0.0.1", help="http: address to listen on")
+    m.add_argument("--tls-cert", metavar="FILE", help="http: serve HTTPS with this certificate (PEM)")
+    m.add_argument("--tls-key", metavar="FILE", help="http: the certificate's private key (PEM)")
+    m.add_argument(
+        "--plain-http",
+        action="store_true",
+        help="http: listen beyond loopback without TLS (only behind a proxy or mesh that terminates it)",
+    )
+    m.add_argument("--port", type=int, default=8765, help="http: port to listen on")
+    _request_namespace_flag(m, "where filed")
+    m.add_argument("--kubeconfig", default=None, help="stdio: your kubeconfig; http: where the API server is")
+    m.add_argument("--context", default=None, help="the kubeconfig context to use")
+    m.set_defaults(func=Command("agent", "cmd_mcp"))
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"--interval takes a positive number of seconds, got {text!r}")
+    return value
+
+
+def add_activity_subcommand(sub: Any) -> None:
+    p = sub.add_parser(
+        "activity",
+        help="what the agent did with a grant: allowed and refused API calls, from the audit log",
+        description=ACTIVITY_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("name", help="the AccessRequest")
+    add_cluster_flags(p)
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--audit-log",
+        type=Path,
+        metavar="PATH",
+        help="kube-apiserver's --audit-log-path file (its rotated copies are read too) or their directory",
+    )
+    source.add_argument("--eks-cluster", metavar="NAME", help="read /aws/eks/NAME/cluster in CloudWatch Logs")
+    p.add_argument("--log-group", help="with --eks-cluster: another log group name")
+    p.add_argument("--region", help="with --eks-cluster: the AWS region")
+    p.add_argument("--endpoint-url", help="with --eks-cluster: an AWS endpoint (a VPC endpoint, or moto)")
+    p.add_argument("-o", "--output", choices=("table", "json", "yaml"), default="table")
+    p.add_argument(
+        "-f", "--follow", action="store_true", help="keep printing new calls while the grant is active"
+    )
+    p.add_argument(
+        "--interval", type=_seconds, default=2.0, help="with --follow: seconds between reads (default 2)"
+    )
+    p.set_defaults(func=Command("activity", "run_activity"))
