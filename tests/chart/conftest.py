@@ -1,4 +1,5 @@
-"""Render the chart with the real Helm v4 SDK (helm-python-sdk), offline."""
+"""Render the chart with the real Helm v4 SDK (helm-python-sdk), offline; test_helm_upgrade.py also
+installs it with Helm on a real kube-apiserver (built once, after collection, as tests/realapi does)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import helm_python as helm
 import pytest
 import yaml
 from helm_python import _native
+
+from jitgrant_testing.controlplane import BuildUnavailable, ControlPlaneError, ensure_binaries
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART_DIR = ROOT / "charts" / "jitgrant"
@@ -167,3 +170,24 @@ def only(manifests: list[Manifest], kind: str, name: str | None = None) -> Manif
 
 def kinds(manifests: list[Manifest]) -> list[tuple[str, str]]:
     return sorted((m["kind"], m["metadata"]["name"]) for m in manifests)
+
+
+# --- the real kube-apiserver of test_helm_upgrade.py ------------------------------------------------
+# Built (or reused from the cache) after collection, outside any test's timeout: the first build
+# takes many minutes. Without a Go toolchain (and no JITGRANT_KUBE_BIN) those tests skip, saying why.
+KUBE_BINARIES: dict[str, str] = {}
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if session.config.option.collectonly:
+        return
+    if not any(Path(item.path).name == "test_helm_upgrade.py" for item in session.items):
+        return
+    capture = session.config.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled():
+        try:
+            KUBE_BINARIES["bin_dir"] = str(ensure_binaries(stream=True))
+        except BuildUnavailable as err:
+            KUBE_BINARIES["unavailable"] = f"tests/chart/test_helm_upgrade.py SKIPPED: {err}"
+        except ControlPlaneError as err:
+            KUBE_BINARIES["error"] = str(err)
