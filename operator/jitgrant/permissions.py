@@ -54,6 +54,13 @@ OPERATOR_PERMISSIONS: tuple[Permission, ...] = (
         ("create",),
         "asks whether the operator may bind each ClusterRole a policy names (its own rights only)",
     ),
+    Permission(
+        "authorization.k8s.io",
+        "subjectaccessreviews",
+        ("create",),
+        "the admission webhook asks whether a caller who sets jitgrant.dev/revoke may delete that "
+        "AccessRequest (who may revoke, besides its requester and the policy's approvers)",
+    ),
     Permission("", "events", ("create", "patch"), "kopf posts Events about the objects it handles"),
     Permission(
         "rbac.authorization.k8s.io",
@@ -118,8 +125,9 @@ UNINSTALL_HOOK_PERMISSIONS: tuple[Permission, ...] = (
     Permission(
         "jitgrant.dev",
         "accessrequests",
-        ("get", "list", "patch"),
-        "`jitgrant revoke --all` annotates every live request with jitgrant.dev/revoke and waits",
+        ("get", "list", "patch", "delete"),
+        "`jitgrant revoke --all` annotates every live request with jitgrant.dev/revoke and waits; the "
+        "webhook lets it revoke requests it neither filed nor approves because it may delete them",
     ),
 )
 

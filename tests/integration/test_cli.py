@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from kubernetes.client import CustomObjectsApi
 
 from embedkube import User
 from jitgrant.cli.main import main
@@ -150,6 +151,17 @@ def test_revoke_one_and_revoke_all_end_live_grants(env: Environment, cli: Cli) -
     wait_for_phase(env, NS, STAGING, "Active")
 
     assert cli("alice", "revoke", STAGING).code == 2
+    # oncall-restart is auto-approved and names no approvers: alice (sre-oncall) may patch the request
+    # but has no standing to end the agent's grant until the policy names her group.
+    refused = cli("alice", "revoke", STAGING, "--reason", "incident closed")
+    assert refused.code == 4 and "alice is none of these" in refused.err
+    CustomObjectsApi(env.admin).patch_cluster_custom_object(
+        "jitgrant.dev",
+        "v1alpha1",
+        "grantpolicies",
+        "oncall-restart",
+        {"spec": {"approval": {"approvers": {"groups": ["sre-oncall"]}}}},
+    )
     revoked = cli("alice", "revoke", STAGING, "--reason", "incident closed")
     assert revoked.code == 0, revoked.err
     ended = wait_for_phase(env, NS, STAGING, "Revoked")

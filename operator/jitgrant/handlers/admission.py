@@ -7,15 +7,18 @@ Importing this module registers three handlers on kopf's default registry:
   it removes), and seals the spec; on UPDATE, turns a `jitgrant.dev/approve|deny` annotation into an
   entry with a receipt in `jitgrant.dev/approvals`.
 - `validate-request` (validating, CREATE/UPDATE): refuses unsealed creations, spec or seal changes,
-  hand-written approvals, approvals by the wrong people, and edits of the operator's own metadata.
+  hand-written approvals, approvals by the wrong people, revocations by anyone but the requester, an
+  eligible approver or someone who may delete the request, and edits of the operator's own metadata.
 - `guard-status` (validating, UPDATE of the status subresource): only the operator writes status.
 
-The decisions are pure functions in `jitgrant.approvals.review`; this module parses, calls them and
-answers, with refusals as `kopf.AdmissionError` so their message reaches kubectl verbatim.
+The decisions are pure functions in `jitgrant.approvals` (review, release, revocation); this module
+parses, calls them and answers, with refusals as `kopf.AdmissionError` so their message reaches
+kubectl verbatim.
 
 Needs `memo.runtime` with `.settings` (an OperatorSettings: `receipt_key`, `operator_username`) and
-`async .get_policy(name) -> GrantPolicySpec | None`; optionally `.clock`, `.oidc` (an OIDCVerifier)
-and `.operator_usernames`.
+`async .get_policy(name) -> GrantPolicySpec | None`; optionally `.clock`, `.oidc` (an OIDCVerifier),
+`.operator_usernames` and `.own` (the own cluster, asked for SubjectAccessReviews; without it only the
+requester, an eligible approver or the operator may revoke).
 """
 
 from __future__ import annotations
@@ -40,6 +43,9 @@ from jitgrant.approvals.review import (
     review_update,
     scrub_last_applied,
 )
+from jitgrant.approvals.revocation import review_revoke, revoke_touched, revoker_standing
+from jitgrant.clusters.access import AccessSubject, own_cluster_api, subject_may
+from jitgrant.clusters.errors import ClusterAccessError
 from jitgrant.handlers.dry_run import answer_dry_run
 from jitgrant.handlers.telemetry import measured
 from jitgrant.identity.claims import requester_refusal
@@ -292,6 +298,54 @@ def _revoker_refusal(
     )
 
 
+async def _revoke_refusal(
+    *, runtime: Any, old: Mapping[str, Any], new: Mapping[str, Any], userinfo: Mapping[str, Any]
+) -> str | None:
+    """Who may set jitgrant.dev/revoke (approvals/revocation.py): the API server is asked whether the
+    caller may delete the request only when nothing on the request itself gives them standing."""
+    if not revoke_touched(old, new):
+        return None
+    caller, key = Caller.from_userinfo(userinfo), _key(runtime)
+    policy = await _policy(runtime, str((old.get("spec") or {}).get("policy") or ""))
+    operators = operator_usernames(runtime)
+    may_delete: bool | None = None
+    if revoker_standing(old=old, caller=caller, key=key, policy=policy, operator_usernames=operators) is None:
+        may_delete = await _may_delete(runtime, old=old, userinfo=userinfo)
+    return review_revoke(
+        old=old,
+        new=new,
+        caller=caller,
+        key=key,
+        policy=policy,
+        operator_usernames=operators,
+        may_delete=may_delete,
+    )
+
+
+async def _may_delete(runtime: Any, *, old: Mapping[str, Any], userinfo: Mapping[str, Any]) -> bool | None:
+    """A SubjectAccessReview: may the caller delete this AccessRequest? None: cannot be asked here."""
+    api = own_cluster_api(getattr(runtime, "own", None))
+    if api is None:
+        return None
+    meta = old.get("metadata") or {}
+    try:
+        return await subject_may(
+            api,
+            AccessSubject.from_userinfo(userinfo),
+            verb="delete",
+            group=API_GROUP,
+            resource=PLURAL,
+            namespace=str(meta.get("namespace") or ""),
+            name=str(meta.get("name") or ""),
+        )
+    except ClusterAccessError as error:
+        raise _refuse(
+            f"could not ask the API server whether you may delete this AccessRequest ({error}); "
+            "try again shortly",
+            code=503,
+        ) from error
+
+
 # --- kopf registrations -------------------------------------------------------------------------------
 
 
@@ -372,8 +426,9 @@ async def validate_request(
         if refusal is None and kwargs.get("dryrun"):
             await _answer_dry_run(runtime, body, kwargs.get("warnings"))
     elif operation == "UPDATE" and old is not None:
-        refusal = review_release(old=old, new=body, caller=Caller.from_userinfo(userinfo), key=key)
         caller = Caller.from_userinfo(userinfo)
+        refusal = review_release(old=old, new=body, caller=caller, key=key)
+        refusal = refusal or await _revoke_refusal(runtime=runtime, old=old, new=body, userinfo=userinfo)
         refusal = refusal or _revoker_refusal(runtime=runtime, old=old, new=body, caller=caller)
         if refusal is not None:
             raise _refuse(refusal)
