@@ -156,7 +156,6 @@ class EmbeddedCluster:
 
         async def shutdown() -> None:
             self.store.close_watchers()
-            await self.webhooks.close()
             if self._runner is not None:
                 server = self._runner.server
                 # A graceful TLS close waits up to 30 s for the peer's close_notify, which an idle
@@ -165,6 +164,9 @@ class EmbeddedCluster:
                     if handler.transport is not None:
                         handler.transport.abort()
                 await self._runner.cleanup()
+            # Last: a request still being handled could otherwise open a new session (and
+            # sockets nobody closes) after this one was closed.
+            await self.webhooks.close()
 
         asyncio.run_coroutine_threadsafe(shutdown(), loop).result(timeout=30)
         loop.call_soon_threadsafe(loop.stop)
