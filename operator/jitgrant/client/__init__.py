@@ -9,8 +9,15 @@
 
 `AsyncClient` is the asyncio core; `Client` wraps it for blocking code. Errors are one family,
 `JitgrantError`, each with a `reason` from `jitgrant.models.vocabulary.Reason`.
+
+What a grant was used for, from the API server's audit log (the same sources as `jitgrant activity`):
+
+    client.activity("restart-checkout-x7k2p", source=AuditLogFiles("/var/log/kubernetes/audit/audit.log"))
 """
 
+from jitgrant.activity.base import AuditSource
+from jitgrant.activity.files import AuditLogFiles
+from jitgrant.activity.report import Activity, ActivityCall
 from jitgrant.client._async import AsyncClient
 from jitgrant.client._sync import Client
 from jitgrant.client.errors import (
@@ -18,6 +25,7 @@ from jitgrant.client.errors import (
     AccessEnded,
     AccessFailed,
     AccessTimedOut,
+    ActivityUnavailable,
     ApiRefused,
     ApiUnreachable,
     JitgrantError,
@@ -31,9 +39,14 @@ __all__ = [
     "AccessEnded",
     "AccessFailed",
     "AccessTimedOut",
+    "Activity",
+    "ActivityCall",
+    "ActivityUnavailable",
     "ApiRefused",
     "ApiUnreachable",
     "AsyncClient",
+    "AuditLogFiles",
+    "AuditSource",
     "CheckResult",
     "Client",
     "Grant",

@@ -23,6 +23,9 @@ from typing import Any
 import kubernetes.client
 from pydantic import ValidationError
 
+from jitgrant.activity.base import AuditSource, SourceError
+from jitgrant.activity.grant import NoGrant, identity_of
+from jitgrant.activity.report import Activity, read
 from jitgrant.client._api import (
     Connection,
     policy_path,
@@ -34,6 +37,7 @@ from jitgrant.client.errors import (
     AccessEnded,
     AccessFailed,
     AccessTimedOut,
+    ActivityUnavailable,
     ApiRefused,
     ApiUnreachable,
     JitgrantError,
@@ -456,6 +460,25 @@ class AsyncClient:
                 reason=Reason.API_REFUSED,
             )
         return base64.b64decode(encoded).decode()
+
+    # -- what the grant was used for ----------------------------------------------------------
+    async def activity(self, name: str, *, source: AuditSource, namespace: str | None = None) -> Activity:
+        """What your grant was used for, from the API server's own audit log (`source`: the same
+        `AuditLogFiles` or `CloudWatchAuditLogs` as `jitgrant activity`): every call its RoleBinding
+        allowed, and every call by its identity during its window that was refused or allowed by
+        something else, in time order, each saying how it was tied to the grant. Only your own
+        requests, as for `status`; the log is read with the caller's access to `source`."""
+        request, _ = await self._get_own(namespace or self.namespace, name)
+        try:
+            grant = identity_of(request)
+        except NoGrant as exc:
+            raise ActivityUnavailable(str(exc), reason=Reason.NO_GRANT, request=request) from exc
+        try:
+            # File reads and boto3 calls block: off the event loop.
+            calls = await asyncio.to_thread(read, source, grant)
+        except SourceError as exc:
+            raise ActivityUnavailable(str(exc), reason=Reason.ACTIVITY_UNAVAILABLE, request=request) from exc
+        return Activity.of(request, grant, source.name, calls)
 
     # -- ending -------------------------------------------------------------------------------
     async def release(

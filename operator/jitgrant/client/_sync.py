@@ -14,6 +14,8 @@ from typing import Any, TypeVar
 
 import kubernetes.client
 
+from jitgrant.activity.base import AuditSource
+from jitgrant.activity.report import Activity
 from jitgrant.client._async import AsyncClient, DurationLike, ProgressCallback
 from jitgrant.client.results import CheckResult, Grant, Grantable, Identity
 from jitgrant.models import AccessRequest
@@ -102,6 +104,9 @@ class Client:
 
     def kubeconfig(self, request: AccessRequest) -> str | None:
         return self._run(self.aio.kubeconfig(request))
+
+    def activity(self, name: str, *, source: AuditSource, namespace: str | None = None) -> Activity:
+        return self._run(self.aio.activity(name, source=source, namespace=namespace))
 
     def release(
         self, name: str, *, namespace: str | None = None, reason: str = "", confirm: bool = True

@@ -58,3 +58,8 @@ class ApiRefused(JitgrantError):
 
 class ApiUnreachable(JitgrantError):
     """The API server could not be reached (network, TLS)."""
+
+
+class ActivityUnavailable(JitgrantError):
+    """What a grant was used for cannot be shown: the request never had a grant (reason NoGrant), or
+    the audit log could not be read (reason ActivityUnavailable; the message says why and the fix)."""
