@@ -20,6 +20,7 @@ from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
+from jitgrant.mcp.server import AUDIT_LOG_ENV
 from jitgrant_testing.agents import NS, Agents
 from jitgrant_testing.environment import free_port
 from jitgrant_testing.tls import generate_webhook_tls
@@ -29,15 +30,19 @@ def _command(*args: str) -> list[str]:
     return [sys.executable, "-m", "jitgrant.cli.main", "mcp", *args]
 
 
-def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+def _env(audit_log: Path | None = None) -> dict[str, str]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    env.pop(AUDIT_LOG_ENV, None)
+    if audit_log is not None:  # where access_activity reads, as an MCP client's server config sets it
+        env[AUDIT_LOG_ENV] = str(audit_log)
+    return env
 
 
 @asynccontextmanager
-async def stdio_agent(kubeconfig: Path) -> AsyncIterator[Client]:
+async def stdio_agent(kubeconfig: Path, *, audit_log: Path | None = None) -> AsyncIterator[Client]:
     """`jitgrant mcp` on stdio with the agent's own kubeconfig, as an MCP client would start it."""
     command = _command("--kubeconfig", str(kubeconfig))
-    params = StdioServerParameters(command=command[0], args=command[1:], env=_env())
+    params = StdioServerParameters(command=command[0], args=command[1:], env=_env(audit_log))
     async with Client(params, cache=None) as client:
         yield client
 
@@ -68,7 +73,8 @@ class HttpServer:
 
 def run_http_server(agents: Agents, tmp_path: Path, *, tls: bool = False) -> Iterator[HttpServer]:
     """`jitgrant mcp --transport http`, whose own kubeconfig is the cluster admin's: a tool call that
-    acted as the server instead of the caller would see and do everything, so the tests would notice."""
+    acted as the server instead of the caller would see and do everything, so the tests would notice.
+    It reads the embedded API server's audit log for access_activity."""
     env = agents.env
     server_kubeconfig = tmp_path / "server.kubeconfig"
     env.cluster.write_kubeconfig(server_kubeconfig, token=env.cluster.admin_token, namespace=NS)
@@ -85,7 +91,7 @@ def run_http_server(agents: Agents, tmp_path: Path, *, tls: bool = False) -> Ite
             _command(*args),
             stdout=handle,
             stderr=subprocess.STDOUT,
-            env=_env(),
+            env=_env(agents.env.state_dir / "kube-apiserver-audit.log"),
         )
     try:
         deadline = time.monotonic() + 30

@@ -1,10 +1,14 @@
-"""The MCP server: six tools, each acting as the calling agent and nobody else.
+"""The MCP server: seven tools, each acting as the calling agent and nobody else.
 
 stdio: the server runs as the agent's own process with the agent's kubeconfig (or in-cluster
 ServiceAccount); every call acts as that identity. Streamable HTTP: the server runs next to the
 operator, holds no identity it uses for tools, and acts per call as the holder of the bearer token in
 that call's Authorization header (a ServiceAccount or OIDC token the API server authenticates). A
 call without one is refused; the server's own credentials only tell it where the API server is.
+
+`access_activity` reads the cluster's audit log from the source the server was started with
+(`activity_source_from`): the server's own access to that log, shown only for the caller's own
+requests, checked exactly as `access_status` checks them (the client's `_get_own`, as the caller).
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import argparse
 import os
 import sys
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -22,11 +26,15 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field
 
+from jitgrant.activity.base import AuditSource
+from jitgrant.activity.files import AuditLogFiles
+from jitgrant.activity.report import Activity
 from jitgrant.client import (
     AccessDenied,
     AccessEnded,
     AccessFailed,
     AccessTimedOut,
+    ActivityUnavailable,
     ApiRefused,
     ApiUnreachable,
     AsyncClient,
@@ -43,9 +51,15 @@ INSTRUCTIONS = """\
 jitgrant gives you short-lived Kubernetes access for one task. Typical flow: list_grantable (what you
 may ask for) -> check_access (would it be allowed? nothing is filed) -> request_access (files it and
 waits; a human may have to approve) -> do the task with the granted access -> release_access as soon
-as you are done. Access always ends by itself at its expiry. You only ever see your own requests."""
+as you are done -> access_activity (what you did with the grant, from the cluster's audit log).
+Access always ends by itself at its expiry. You only ever see your own requests."""
 
 SERVICE_ACCOUNT_PREFIX = "system:serviceaccount:"
+#: Where `access_activity` reads the audit log when `jitgrant mcp` has no flag for it (an MCP
+#: client's server config sets env; the flags of `jitgrant activity`, if given, win).
+AUDIT_LOG_ENV = "JITGRANT_ACTIVITY_AUDIT_LOG"
+EKS_CLUSTER_ENV = "JITGRANT_ACTIVITY_EKS_CLUSTER"
+LOG_GROUP_ENV = "JITGRANT_ACTIVITY_LOG_GROUP"
 MAX_WAIT_SECONDS = 3600
 
 
@@ -178,6 +192,10 @@ def tool_error(exc: JitgrantError) -> ToolError:
         hint = "the request is over; request_access again if the task still needs access"
     elif isinstance(exc, AccessFailed):
         hint = "the operator could not issue the grant; retry later or tell a human operator"
+    elif isinstance(exc, ActivityUnavailable) and exc.reason == Reason.NO_GRANT:
+        hint = "the request never became active, so it made no calls; access_status shows its phase"
+    elif isinstance(exc, ActivityUnavailable):
+        hint = "the audit log could not be read (the message says why); retry later or tell a human operator"
     elif isinstance(exc, NotYourRequest | RequestNotFound):
         hint = "list_my_requests shows the requests you can use"
     elif isinstance(exc, ApiRefused) and exc.status in (401, 403):
@@ -199,8 +217,15 @@ def _result(request: AccessRequest, **extra: Any) -> AccessResult:
     return AccessResult(**RequestSummary.of(request).model_dump(), **extra)
 
 
-def build_server(base: AsyncClient, *, pass_through: bool, namespace: str | None = None) -> MCPServer[None]:
-    """The MCP server with its six tools; `pass_through` for HTTP (each call acts as its own token)."""
+def build_server(
+    base: AsyncClient,
+    *,
+    pass_through: bool,
+    namespace: str | None = None,
+    activity_source: AuditSource | None = None,
+) -> MCPServer[None]:
+    """The MCP server with its seven tools; `pass_through` for HTTP (each call acts as its own token);
+    `activity_source`: the cluster's audit log, for access_activity (None: that tool says it has none)."""
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[None]) -> AsyncIterator[None]:
@@ -322,7 +347,58 @@ def build_server(base: AsyncClient, *, pass_through: bool, namespace: str | None
             mine = await client.my_requests(namespace=namespace)
         return MyRequests(requests=[RequestSummary.of(r) for r in mine])
 
+    @server.tool(
+        description="What you did with one of your grants, from the Kubernetes API server's own audit "
+        "log: every API call the grant's RoleBinding allowed, and every call your grant's identity made "
+        "during its window that was refused (or allowed by other permissions), in time order. Each call "
+        "has time, verb, resource, namespace, name, HTTP code, outcome ('allowed by this grant', "
+        "'refused', ...) and attribution: 'authorization-reason' (exact: the API server named this "
+        "grant's RoleBinding) or 'identity-window' (made by the grant's identity while it was live). "
+        "Use it after a task to confirm what changed, or to see which calls were refused. Only your own "
+        "requests. The log can lag (about a minute on EKS): call again if your latest calls are missing."
+    )
+    async def access_activity(
+        ctx: Context[Any, Any],
+        name: Annotated[
+            str, Field(description="the request's name (from request_access or list_my_requests)")
+        ],
+        namespace: Annotated[str | None, Field(description="where the request is filed")] = None,
+    ) -> Activity:
+        if activity_source is None:
+            raise ToolError(
+                f"{Reason.ACTIVITY_UNAVAILABLE}: this jitgrant MCP server was started without the "
+                "cluster's audit log. Next: ask the platform team to start it with "
+                f"{AUDIT_LOG_ENV} (a kube-apiserver --audit-log-path file) or {EKS_CLUSTER_ENV} "
+                "(EKS: CloudWatch Logs); docs/agents.md"
+            )
+        async with agents.client(ctx) as client:
+            return await client.activity(name, source=activity_source, namespace=namespace)
+
     return server
+
+
+def activity_source_from(args: argparse.Namespace, environ: Mapping[str, str]) -> AuditSource | None:
+    """The audit log access_activity reads: the flags `jitgrant activity` takes if `args` has them,
+    else the JITGRANT_ACTIVITY_* variables; None when neither names one."""
+    audit_log = getattr(args, "audit_log", None) or environ.get(AUDIT_LOG_ENV)
+    eks_cluster = getattr(args, "eks_cluster", None) or environ.get(EKS_CLUSTER_ENV)
+    if audit_log and eks_cluster:
+        raise ValueError(
+            f"give the audit log ({AUDIT_LOG_ENV}) or an EKS cluster ({EKS_CLUSTER_ENV}), not both"
+        )
+    if audit_log:
+        return AuditLogFiles(Path(audit_log))
+    if not eks_cluster:
+        return None
+    # boto3 only when an EKS source is configured (region and endpoint: the usual AWS_* variables).
+    from jitgrant.activity.cloudwatch import CloudWatchAuditLogs
+
+    return CloudWatchAuditLogs(
+        cluster=eks_cluster,
+        region=getattr(args, "region", None),
+        endpoint_url=getattr(args, "endpoint_url", None),
+        log_group=getattr(args, "log_group", None) or environ.get(LOG_GROUP_ENV),
+    )
 
 
 def _args(
@@ -407,6 +483,11 @@ def serve(args: argparse.Namespace) -> int:
     """Run the server on stdio or streamable HTTP until interrupted."""
     namespace = getattr(args, "request_namespace", None)
     try:
+        activity_source = activity_source_from(args, os.environ)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
         if (
             args.kubeconfig
             or os.environ.get("KUBECONFIG")
@@ -419,7 +500,7 @@ def serve(args: argparse.Namespace) -> int:
         print(f"error: {exc.message}", file=sys.stderr)
         return 2
     if args.transport == "stdio":
-        build_server(base, pass_through=False).run("stdio")
+        build_server(base, pass_through=False, activity_source=activity_source).run("stdio")
         return 0
     tls_cert, tls_key = getattr(args, "tls_cert", None), getattr(args, "tls_key", None)
     if bool(tls_cert) != bool(tls_key):
@@ -436,7 +517,7 @@ def serve(args: argparse.Namespace) -> int:
         return 2
     import uvicorn
 
-    server = build_server(base, pass_through=True, namespace=namespace)
+    server = build_server(base, pass_through=True, namespace=namespace, activity_source=activity_source)
     config = uvicorn.Config(
         server.streamable_http_app(host=args.host),
         host=args.host,
