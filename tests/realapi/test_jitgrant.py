@@ -318,6 +318,35 @@ def test_status_spec_finalizer_and_operator_annotations_are_the_operators_alone(
     real_env.wait_for_phase(NS, name, "Revoked", timeout=30)
 
 
+def test_another_agent_cannot_revoke_a_grant_its_requester_can(
+    real_env: RealEnvironment, agent: ApiClient
+) -> None:
+    """`patch` (what the chart's requester role gives every agent) does not let one agent end another's
+    grant; the requester may; the admin revokes through the SubjectAccessReview (elsewhere in this file)."""
+    rules = [{"apiGroups": ["jitgrant.dev"], "resources": ["accessrequests"], "verbs": ["get", "patch"]}]
+    real_env.allow(NS, role="intruder-edit", rules=rules, service_account="intruder")
+    intruder = real_env.client_for_service_account(NS, "intruder")
+    name = unique("theirs")
+    real_env.create_request(request(name, duration="10m"), client=agent)
+    uid = real_env.wait_for_phase(NS, name, "Active", timeout=30)["metadata"]["uid"]
+
+    def revoke_as(client: ApiClient, why: str) -> Callable[[], Any]:
+        return lambda: real_env.annotate_request(NS, name, {REVOKE_ANNOTATION: why}, client=client)
+
+    # RBAC for the intruder may take a moment to arrive; then admission refuses it.
+    wait_until(lambda: _status_refusal(revoke_as(intruder, "mine now")), what="the webhook's refusal")
+    message = refusal(revoke_as(intruder, "mine now"))
+    assert "only the requester (system:serviceaccount:agents:oncall-agent), an approver of" in message
+    assert "system:serviceaccount:agents:intruder is none of these" in message
+    assert real_env.get_request(NS, name)["status"]["phase"] == "Active"
+    assert len(bindings_of(real_env, uid)) == 1
+
+    revoke_as(agent, "done early")()
+    revoked = real_env.wait_for_phase(NS, name, "Revoked", timeout=30)
+    assert revoked["status"]["message"] == "revoked by system:serviceaccount:agents:oncall-agent: done early"
+    assert bindings_of(real_env, uid) == []
+
+
 def _status_refusal(call: Callable[[], Any]) -> bool:
     """True once the 403 comes from admission (the webhook's message), not from RBAC."""
     try:
