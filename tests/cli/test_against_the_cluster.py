@@ -239,7 +239,7 @@ def test_a_timeout_is_exit_code_11_for_every_command(
     file_request(playground, "zz-live", example="restart-checkout.yaml")
     playground.env.wait_for_phase(NS, "zz-live", "Active")
     custom = CustomObjectsApi(playground.env.admin)
-    assert _wait_until_ended(custom, [(NS, "zz-live")], timeout=1) == ExitCode.TIMED_OUT == 11
+    assert _wait_until_ended(custom, [(NS, "zz-live")], timeout=1) == 11 == int(ExitCode.TIMED_OUT)
     assert "still live after 1s: agents/zz-live; is the operator running?" in capsys.readouterr().err
 
 
@@ -269,3 +269,58 @@ def test_version_and_shell_completion(cli: Cli) -> None:
     assert "--as-group" in complete("jitgrant", "approve", "--as")
     assert "--pending" in complete("jitgrant", "list", "--p")
     json.dumps(script)  # plain text, no bytes
+
+
+def test_request_release_and_policies_act_as_whom_as_names(playground: Playground, cli: Cli) -> None:
+    """The agent's commands take kubectl's --as/--as-group: the admin (allowed to impersonate) acts as
+    the agent, so the webhook stamps the agent as requester and only --as the agent may release."""
+    request = (
+        "request",
+        "--policy",
+        "oncall-restart",
+        "--target-namespace",
+        "payments",
+        "--cluster-role",
+        "jit-restart-checkout",
+        "--reason",
+        "INC-4711 checkout pods stuck",
+        "-n",
+        NS,
+    )
+    # Two groups: each must reach the API server as its own Impersonate-Group line.
+    as_agent = ("--as", AGENT, "--as-group", "ci-agents", "--as-group", "sre-oncall")
+
+    filed = cli("admin", *request, "--name", "imp-agent", "--wait", "--timeout", "60s", *as_agent)
+    assert (filed.code, filed.out.strip()) == (0, "imp-agent"), filed.err
+    assert f"filed AccessRequest {NS}/imp-agent as {AGENT}" in filed.err
+    requester = playground.env.get_request(NS, "imp-agent")["spec"]["requester"]
+    assert requester["username"] == AGENT
+    assert {"ci-agents", "sre-oncall"} <= set(requester["groups"]), requester
+
+    # The admin as itself is no requester of any policy, and may not release the agent's grant.
+    assert cli("admin", *request, "--dry-run").code == ExitCode.DENIED
+    assert cli("admin", *request, "--dry-run", "--as", AGENT).out.strip() == "allowed"
+    assert "no GrantPolicy names you" in cli("admin", "policies").err
+    not_theirs = cli("admin", "release", "imp-agent", "-n", NS)
+    assert not_theirs.code == ExitCode.REFUSED and "filed by another identity" in not_theirs.err
+
+    offered = cli("admin", "policies", "-o", "json", "--as", AGENT)
+    assert offered.code == 0, offered.err
+    assert {"oncall-restart", "prod-restart"} <= {p["policy"] for p in json.loads(offered.out)}
+
+    # Impersonating needs the `impersonate` verb: alice (an approver) cannot act as the agent.
+    for argv in (
+        (*request, "--name", "imp-refused"),
+        ("request", *request[1:], "--dry-run"),
+        ("release", "imp-agent", "-n", NS),
+        ("policies",),
+    ):
+        refused = cli("approver", *argv, "--as", AGENT)
+        assert refused.code == ExitCode.REFUSED, (argv, refused.err)
+        assert 'User "alice" cannot impersonate' in refused.err, (argv, refused.err)
+
+    released = cli("admin", "release", "imp-agent", "-n", NS, "--reason", "done", *as_agent)
+    assert released.code == 0, released.err
+    assert released.out.startswith(f"{NS}/imp-agent: ")
+    status = playground.env.wait_for_phase(NS, "imp-agent", "Revoked")["status"]
+    assert (status["reason"], status["message"]) == ("Released", f"Released by requester {AGENT}: done")

@@ -126,7 +126,8 @@ def add_agent_subcommands(sub: Any) -> None:
         "request",
         help="file an AccessRequest (as an agent) and optionally wait for the grant",
         description="File an AccessRequest and, with --wait, follow it until the grant is active; "
-        "then write the kubeconfig of a delivered grant with --kubeconfig-out.",
+        "then write the kubeconfig of a delivered grant with --kubeconfig-out. With --as, an identity "
+        "allowed to impersonate files it as someone else (the requester is who is impersonated).",
         epilog=EXIT_CODES_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         allow_abbrev=False,
@@ -169,8 +170,7 @@ def add_agent_subcommands(sub: Any) -> None:
         help="ask the operator whether this would be allowed, wait for approval, or be denied, and why; "
         "nothing is filed or audited (exit 0, or 10 if it would be denied)",
     )
-    p.add_argument("--kubeconfig", default=None, help="your kubeconfig for the operator's cluster")
-    p.add_argument("--context", default=None, help="the kubeconfig context to use")
+    add_cluster_flags(p, namespace=False)
     p.set_defaults(func=Command("agent", "cmd_request"))
 
     r = sub.add_parser(
@@ -181,14 +181,12 @@ def add_agent_subcommands(sub: Any) -> None:
     r.add_argument("name", help="the AccessRequest's name")
     r.add_argument("--reason", default="", help="why (recorded in status, the Event and the audit trail)")
     _request_namespace_flag(r, "where it is (default: the kubeconfig context's namespace)")
-    r.add_argument("--kubeconfig", default=None, help="your kubeconfig for the operator's cluster")
-    r.add_argument("--context", default=None, help="the kubeconfig context to use")
+    add_cluster_flags(r, namespace=False)
     r.set_defaults(func=Command("agent", "cmd_release"))
 
     q = sub.add_parser("policies", help="the GrantPolicies you may request under, and what each offers")
     q.add_argument("-o", "--output", choices=("text", "json"), default="text")
-    q.add_argument("--kubeconfig", default=None, help="your kubeconfig for the operator's cluster")
-    q.add_argument("--context", default=None, help="the kubeconfig context to use")
+    add_cluster_flags(q, namespace=False)
     q.set_defaults(func=Command("agent", "cmd_policies"))
 
     m = sub.add_parser(
