@@ -57,6 +57,7 @@ async def _story(report: Reporter, agents: Agents) -> None:
         report.check(
             tools
             == [
+                "access_activity",
                 "access_status",
                 "check_access",
                 "list_grantable",
