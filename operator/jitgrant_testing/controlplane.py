@@ -37,9 +37,11 @@ from pathlib import Path
 from types import TracebackType
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from jitgrant_testing.tls import certificate, name, pem_key
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO_ROOT / "tests" / "kube" / "build.sh"
@@ -58,6 +60,7 @@ DEFAULT_USERS: Mapping[str, tuple[str, ...]] = {
 # per-controller ServiceAccount tokens).
 KCM_USER = "system:kube-controller-manager"
 SERVICE_CIDR = "10.0.0.0/24"
+CERT_VALIDITY = dt.timedelta(days=2)  # a control plane lives for one test session
 SERVICE_IP = "10.0.0.1"  # first address of SERVICE_CIDR: the `kubernetes` Service
 
 # RequestResponse for what jitgrant reads and writes (RBAC and its own CRDs), Metadata for the rest;
@@ -121,60 +124,6 @@ def _set_pdeathsig() -> None:
     # with SIGKILL leaves no etcd or apiserver behind.
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
-def _pem_key(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-
-
-def _cert(
-    subject: x509.Name,
-    key: ec.EllipticCurvePrivateKey,
-    issuer: x509.Name,
-    issuer_key: ec.EllipticCurvePrivateKey,
-    *,
-    ca: bool,
-    sans: Sequence[x509.GeneralName] = (),
-    usages: Sequence[x509.ObjectIdentifier] = (),
-) -> x509.Certificate:
-    now = dt.datetime.now(dt.UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=2))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    if ca:
-        builder = builder.add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-    if sans:
-        builder = builder.add_extension(x509.SubjectAlternativeName(list(sans)), critical=False)
-    if usages:
-        builder = builder.add_extension(x509.ExtendedKeyUsage(list(usages)), critical=False)
-    return builder.sign(issuer_key, hashes.SHA256())
-
-
-def _name(common_name: str, *orgs: str) -> x509.Name:
-    attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, org) for org in orgs]
-    return x509.Name([*attrs, x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
 
 class _Process:
@@ -373,8 +322,8 @@ class ControlPlane:
         pki = root / "pki"
 
         ca_key = ec.generate_private_key(ec.SECP256R1())
-        ca_name = _name("jitgrant-test-ca")
-        ca = _cert(ca_name, ca_key, ca_name, ca_key, ca=True)
+        ca_name = name("jitgrant-test-ca")
+        ca = certificate(ca_name, ca_key, ca_name, ca_key, ca=True, valid_for=CERT_VALIDITY)
         serving_key = ec.generate_private_key(ec.SECP256R1())
         sans: list[x509.GeneralName] = [
             x509.DNSName(n)
@@ -387,23 +336,24 @@ class ControlPlane:
             )
         ]
         sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ("127.0.0.1", SERVICE_IP)]
-        serving = _cert(
-            _name("kube-apiserver"),
+        serving = certificate(
+            name("kube-apiserver"),
             serving_key,
             ca_name,
             ca_key,
             ca=False,
             sans=sans,
             usages=[ExtendedKeyUsageOID.SERVER_AUTH],
+            valid_for=CERT_VALIDITY,
         )
         _write_private(pki / "ca.crt", ca.public_bytes(serialization.Encoding.PEM).decode())
-        _write_private(pki / "ca.key", _pem_key(ca_key).decode())
+        _write_private(pki / "ca.key", pem_key(ca_key).decode())
         _write_private(pki / "apiserver.crt", serving.public_bytes(serialization.Encoding.PEM).decode())
-        _write_private(pki / "apiserver.key", _pem_key(serving_key).decode())
+        _write_private(pki / "apiserver.key", pem_key(serving_key).decode())
         # ServiceAccount tokens are signed with this key (apiserver's TokenRequest and the
         # controller manager's legacy token controller share it).
         sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        _write_private(pki / "sa.key", _pem_key(sa_key).decode())
+        _write_private(pki / "sa.key", pem_key(sa_key).decode())
         sa_pub = sa_key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )

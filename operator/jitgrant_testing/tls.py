@@ -20,7 +20,7 @@ from pathlib import Path
 import kopf
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 DEFAULT_VALIDITY = timedelta(days=365)
@@ -43,33 +43,85 @@ class ClientCertificate:
     pkeyfile: Path
 
 
+def name(common_name: str, *organizations: str) -> x509.Name:
+    attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, org) for org in organizations]
+    return x509.Name([*attrs, x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
 def _name(common_name: str) -> x509.Name:
-    return x509.Name(
-        [
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "jitgrant"),
-            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
-        ]
-    )
+    return name(common_name, "jitgrant")
 
 
-def _san(hosts: Sequence[str]) -> x509.SubjectAlternativeName:
+def subject_alt_names(hosts: Sequence[str]) -> list[x509.GeneralName]:
     entries: list[x509.GeneralName] = []
-    for host in dict.fromkeys(["localhost", "127.0.0.1", "::1", *hosts]):
+    for host in dict.fromkeys(hosts):
         try:
             entries.append(x509.IPAddress(ipaddress.ip_address(host)))
         except ValueError:
             entries.append(x509.DNSName(host))
-    return x509.SubjectAlternativeName(entries)
+    return entries
+
+
+def pem_key(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
     path.touch(mode=0o600, exist_ok=True)
     path.chmod(0o600)
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    path.write_bytes(pem_key(key))
+
+
+def certificate(
+    subject: x509.Name,
+    key: ec.EllipticCurvePrivateKey,
+    issuer: x509.Name,
+    issuer_key: ec.EllipticCurvePrivateKey,
+    *,
+    ca: bool,
+    sans: Sequence[x509.GeneralName] = (),
+    usages: Sequence[x509.ObjectIdentifier] = (),
+    now: datetime | None = None,
+    valid_for: timedelta = DEFAULT_VALIDITY,
+) -> x509.Certificate:
+    """The one certificate builder of the test harness: a CA (self-signed when issuer is subject)
+    or a leaf under one, with the key identifiers Go's and OpenSSL's verifiers both accept."""
+    now = now or datetime.now(UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))  # clocks of the parties may differ a little
+        .not_valid_after(now + valid_for)
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=0 if ca else None), critical=True)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False
         )
     )
+    if ca:
+        builder = builder.add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        ).add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(list(sans)), critical=False)
+    if usages:
+        builder = builder.add_extension(x509.ExtendedKeyUsage(list(usages)), critical=False)
+    return builder.sign(issuer_key, hashes.SHA256())
 
 
 def _leaf(
@@ -83,23 +135,19 @@ def _leaf(
     valid_for: timedelta,
 ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     key = ec.generate_private_key(ec.SECP256R1())
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(_name(common_name))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + valid_for)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
-        )
+    cert = certificate(
+        _name(common_name),
+        key,
+        ca_cert.subject,
+        ca_key,
+        ca=False,
+        # Local names always: tests and the demo reach the server on 127.0.0.1.
+        sans=subject_alt_names(["localhost", "127.0.0.1", "::1", *hosts]) if hosts is not None else (),
+        usages=[usage],
+        now=now,
+        valid_for=valid_for,
     )
-    if hosts is not None:
-        builder = builder.add_extension(_san(hosts), critical=False)
-    return builder.sign(ca_key, hashes.SHA256()), key
+    return cert, key
 
 
 def generate_webhook_tls(
@@ -113,32 +161,8 @@ def generate_webhook_tls(
     now = now or datetime.now(UTC)
     directory.mkdir(parents=True, exist_ok=True)
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name("jitgrant webhook CA"))
-        .issuer_name(_name("jitgrant webhook CA"))
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + valid_for)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
+    ca_name = _name("jitgrant webhook CA")
+    ca_cert = certificate(ca_name, ca_key, ca_name, ca_key, ca=True, now=now, valid_for=valid_for)
     cert, key = _leaf(
         ca_cert=ca_cert,
         ca_key=ca_key,
