@@ -95,4 +95,5 @@ def endpoint() -> Iterator[str]:
             yield f"http://{host}:{port}"
         finally:
             server.stop()
-            server._server.server_close()
+            if server._server is not None:  # stop() shuts it down; close its listening socket too
+                server._server.server_close()

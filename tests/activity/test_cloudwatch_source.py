@@ -80,9 +80,8 @@ def test_throttling_is_retried_with_backoff(logs: Any) -> None:
 
 
 def test_throttling_that_does_not_pass_is_a_clear_message(logs: Any) -> None:
-    source = CloudWatchAuditLogs(
-        cluster="prod-eu", client=Throttled(logs, times=99), sleep=lambda _: None, retries=2
-    )  # type: ignore[arg-type]
+    throttled: Any = Throttled(logs, times=99)  # a stand-in for the boto3 client, duck-typed
+    source = CloudWatchAuditLogs(cluster="prod-eu", client=throttled, sleep=lambda _: None, retries=2)
     with pytest.raises(
         SourceError, match=r"kept throttling the reads of /aws/eks/prod-eu/cluster \(3 tries\)"
     ):
