@@ -38,9 +38,10 @@ from jitgrant.models.vocabulary import (
     OIDC_TOKEN_ANNOTATION,
     REVOKE_ANNOTATION,
 )
-from jitgrant_testing.aws import OIDCIssuer, ServiceLoop
+from jitgrant_testing.aws import ServiceLoop
 from jitgrant_testing.controlplane import ControlPlane
 from jitgrant_testing.environment import EXAMPLES, load_manifests, wait_until
+from jitgrant_testing.oidc import OIDCIssuer
 from jitgrant_testing.realenv import RealEnvironment
 
 NS = "agents"
