@@ -101,3 +101,56 @@ async def test_a_planted_object_is_logged_once_not_every_sweep(
         for _ in range(3):
             await sweep_all(world.runtime)
     assert [r.levelno for r in caplog.records if "not its seal" in r.getMessage()] == [logging.WARNING]
+
+
+def _orphan(index: int, *, expires: str) -> dict[str, object]:
+    body = {
+        "kind": "RoleBinding",
+        "metadata": {
+            "namespace": "payments",
+            "name": f"jit-orphan-{index}",
+            "annotations": {REQUEST_ANNOTATION: f"agents/gone-{index}", EXPIRES_AT_ANNOTATION: expires},
+        },
+    }
+    return sealed(body, key=KEY, cluster="in-cluster", request_uid=f"gone-uid-{index}")
+
+
+async def test_the_sweep_decides_from_two_lists_not_a_read_per_object(world: World) -> None:
+    """200 grant objects cost two LISTs (objects, requests) and a delete per stale one: no GETs."""
+    live = [world.file(f"live-{i}") for i in range(3)]
+    for i in range(3):
+        await world.reconcile(f"live-{i}")
+    world.file("recreated")
+    await world.reconcile("recreated")
+    # The request was deleted and filed again under the same name: its old objects must go.
+    world.cluster.requests.pop(("agents", "recreated"))
+    world.file("recreated", duration="5m")
+    for index in range(100):
+        await world.port.create_object(_orphan(index, expires="2026-01-01T13:00:00Z"))  # not yet expired
+        await world.port.create_object(_orphan(100 + index, expires="2026-01-01T11:00:00Z"))  # expired
+    world.restart()
+    removed = await sweep_all(world.runtime)
+    calls = world.port.calls
+    assert calls.count("list_requests") == 1 and calls.count("list_labelled") == 1
+    assert "get_request" not in calls and "read_object" not in calls
+    assert removed == 201 and calls.count("delete_object") == 201
+    left = {name for _, _, name in world.objects()}
+    assert not any(name.startswith("jit-orphan") for name in left)
+    kept = {body["metadata"]["labels"][REQUEST_UID_LABEL] for body in world.cluster.objects.values()}
+    assert kept == set(live)  # the live grants' objects stay, nothing else
+    assert sum(e.type is EventType.CLEANED_UP for e in world.audit.events) == 201
+
+
+async def test_stale_objects_of_a_live_request_end_the_request_once(world: World) -> None:
+    uids = [world.file(f"fix-{i}", duration="5m") for i in range(5)]
+    for i in range(5):
+        await world.reconcile(f"fix-{i}")
+    world.restart()  # down at expiry
+    world.clock.advance(400)
+    # Ended through their lifecycles (which remove the bindings), so the sweep itself deletes none.
+    assert await sweep_all(world.runtime) == 0
+    assert world.objects() == []
+    for i, uid in enumerate(uids):
+        assert world.status(f"fix-{i}")["phase"] == "Expired"
+        assert world.audit_types(uid).count(EventType.EXPIRED) == 1
+        assert EventType.CLEANED_UP not in world.audit_types(uid)

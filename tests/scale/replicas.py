@@ -6,11 +6,14 @@ import asyncio
 import contextlib
 import threading
 from pathlib import Path
+from typing import Any
+
+from kubernetes.client import CoreV1Api, RbacAuthorizationV1Api
 
 from jitgrant.clusters.leader import LeaderElection
 from jitgrant.handlers.runtime import Runtime
 from jitgrant.runner import OperatorThread, build_runtime, leader_election
-from jitgrant_testing.environment import Environment
+from jitgrant_testing.environment import OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT, Environment
 
 AUTO_POLICY = {
     "apiVersion": "jitgrant.dev/v1alpha1",
@@ -43,10 +46,42 @@ def request(name: str, duration: str) -> dict[str, object]:
     }
 
 
+def kubeconfig_as(env: Environment, service_account: str | None) -> dict[str, Any]:
+    """The operator's kubeconfig, or one for another ServiceAccount (see `operator_twin`)."""
+    if service_account is None:
+        return env._operator_kubeconfig()
+    token = env.service_account_token(OPERATOR_NAMESPACE, service_account, seconds=24 * 3600)
+    return env.cluster.kubeconfig(token=token)
+
+
+def operator_twin(env: Environment, service_account: str) -> str:
+    """A second ServiceAccount with exactly the operator's ClusterRoles, so the API server's audit
+    log tells one replica's requests from the other's; returns its username."""
+    CoreV1Api(env.admin).create_namespaced_service_account(
+        OPERATOR_NAMESPACE, {"metadata": {"name": service_account}}
+    )
+    rbac = RbacAuthorizationV1Api(env.admin)
+    for binding in rbac.list_cluster_role_binding().items:
+        subjects = binding.subjects or []
+        if any(s.kind == "ServiceAccount" and s.name == OPERATOR_SERVICE_ACCOUNT for s in subjects):
+            twin = {"kind": "ServiceAccount", "name": service_account, "namespace": OPERATOR_NAMESPACE}
+            rbac.patch_cluster_role_binding(
+                binding.metadata.name,
+                {"subjects": [*env.admin.sanitize_for_serialization(subjects), twin]},
+            )
+    return f"system:serviceaccount:{OPERATOR_NAMESPACE}:{service_account}"
+
+
 def replica(
-    env: Environment, identity: str, *, webhook_port: int, lease_seconds: float = 8.0
+    env: Environment,
+    identity: str,
+    *,
+    webhook_port: int,
+    lease_seconds: float = 8.0,
+    service_account: str | None = None,
 ) -> OperatorThread:
-    """One more replica: its own instance name, audit file and webhook port (behind a ServiceProxy)."""
+    """One more replica: its own instance name, audit file and webhook port (behind a ServiceProxy);
+    with `service_account`, calling the API server as that account (made by `operator_twin`)."""
     base = env._runtime_factory
 
     def runtime() -> Runtime:
@@ -60,12 +95,12 @@ def replica(
         settings = template.settings.model_copy(
             update={"instance": identity, "webhook": webhook, "audit_file": state / "audit.jsonl"}
         )
-        return build_runtime(settings, kubeconfig=env._operator_kubeconfig(), state_dir=state)
+        return build_runtime(settings, kubeconfig=kubeconfig_as(env, service_account), state_dir=state)
 
     def election(built: Runtime) -> LeaderElection:
         return leader_election(
             built.settings,
-            kubeconfig=env._operator_kubeconfig(),
+            kubeconfig=kubeconfig_as(env, service_account),
             lease_seconds=lease_seconds,
             renew_every=1.0,  # the production timing (runner.leader_election)
         )

@@ -4,18 +4,29 @@ grants that expired meanwhile end then; a replica that loses the Lease is refuse
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 import pytest
+from kubernetes.client import CustomObjectsApi
+from kubernetes.client.exceptions import ApiException
 
+from jitgrant.clusters.leader import LEASE_NAME
 from jitgrant.handlers.leader import FencedCluster, NotLeader
+from jitgrant.models.vocabulary import REVOKE_ANNOTATION
 from jitgrant.runner import OperatorThread
-from jitgrant_testing.environment import Environment, free_port, wait_until
+from jitgrant_testing.environment import (
+    OPERATOR_NAMESPACE,
+    OPERATOR_USERNAME,
+    Environment,
+    free_port,
+    wait_until,
+)
 
-from .replicas import AUTO_POLICY, ServiceProxy, replica, request
+from .replicas import AUTO_POLICY, ServiceProxy, operator_twin, replica, request
 
 FAILOVER_GOAL = 15.0  # seconds, issue 16
 
@@ -37,8 +48,16 @@ def env() -> Iterator[Environment]:
             yield environment
 
 
-def _replica(env: Environment, identity: str, lease_seconds: float = 8.0) -> OperatorThread:
-    return replica(env, identity, webhook_port=PORTS[identity], lease_seconds=lease_seconds)
+def _replica(
+    env: Environment, identity: str, lease_seconds: float = 8.0, service_account: str | None = None
+) -> OperatorThread:
+    return replica(
+        env,
+        identity,
+        webhook_port=PORTS[identity],
+        lease_seconds=lease_seconds,
+        service_account=service_account,
+    )
 
 
 def _serving(identity: str) -> None:
@@ -140,6 +159,71 @@ def test_a_replica_without_the_lease_is_refused_every_write(env: Environment) ->
         assert env.role_bindings("payments") == [] or all(
             b["metadata"]["name"] != "fenced" for b in env.role_bindings("payments")
         )
+    finally:
+        b.stop()
+        a.stop()
+
+
+WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
+
+
+def _writes_by(env: Environment, username: str) -> list[str]:
+    """Every write the API server's audit log attributes to `username`, as `verb resource/name`."""
+    log = env.state_dir / "kube-apiserver-audit.log"
+    found = []
+    for line in log.read_text().splitlines():
+        event = json.loads(line)
+        if event["user"].get("username") == username and event["verb"] in WRITE_VERBS:
+            ref = event.get("objectRef") or {}
+            resource = "/".join(filter(None, (ref.get("resource"), ref.get("subresource"))))
+            found.append(f"{event['verb']} {resource} {ref.get('namespace', '')}/{ref.get('name', '')}")
+    return found
+
+
+def test_a_standby_writes_nothing_through_a_requests_whole_life(env: Environment) -> None:
+    """Filed, granted, revoked, deleted: the standby serves webhooks and watches, and the API server
+    saw it write nothing but its own attempts at the Lease (kopf used to add its finalizer, its
+    progress and diff-base annotations from every replica)."""
+    # The standby calls the API server as a twin of the operator's account: the audit log tells
+    # its requests apart (refused ones too: an attempt counts as a write).
+    standby_user = operator_twin(env, "jitgrant-standby")
+    agent = env.client_for_service_account("agents", "oncall-agent")
+    a = _replica(env, "replica-a")
+    b = _replica(env, "replica-b", service_account="jitgrant-standby")
+    a.start()
+    _serving("replica-a")
+    assert _leader(a) is a
+    env.apply([AUTO_POLICY])
+    b.start()
+    _serving("replica-b")
+    try:
+        time.sleep(1.0)  # the standby has listed and watches every request from here on
+        for index in range(3):
+            env.create_request(request(f"quiet-{index}", "10m"), client=agent)
+        for index in range(3):
+            env.wait_for_phase("agents", f"quiet-{index}", "Active", timeout=20)
+        env.annotate_request("agents", "quiet-0", {REVOKE_ANNOTATION: "INC-1 done"}, client=env.admin)
+        env.wait_for_phase("agents", "quiet-0", "Revoked", timeout=20)
+        CustomObjectsApi(env.admin).delete_namespaced_custom_object(
+            "jitgrant.dev", "v1alpha1", "agents", "accessrequests", "quiet-1"
+        )
+
+        def gone() -> bool | None:
+            try:
+                env.get_request("agents", "quiet-1")
+            except ApiException as exc:
+                return exc.status == 404 or None
+            return None
+
+        wait_until(gone, timeout=20, what="the deleted request gone")
+        assert not any(b["metadata"]["name"].startswith("jit-quiet-1") for b in env.jit_bindings("payments"))
+        time.sleep(2.0)  # anything the standby would still do in reaction
+        assert b.election is not None and not b.election.holds()
+        leader_writes = _writes_by(env, OPERATOR_USERNAME)
+        assert any("accessrequests" in w for w in leader_writes), leader_writes  # the log sees writes
+        election_lease = f"leases {OPERATOR_NAMESPACE}/{LEASE_NAME}"
+        standby_writes = [w for w in _writes_by(env, standby_user) if not w.endswith(election_lease)]
+        assert standby_writes == [], f"the standby wrote: {standby_writes}"
     finally:
         b.stop()
         a.stop()

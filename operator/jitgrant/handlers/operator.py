@@ -8,12 +8,13 @@ from typing import Any
 
 import kopf
 
+from jitgrant.clusters.port import StoredRequest
 from jitgrant.clusters.replay import SharedReplayCache
 from jitgrant.handlers import admission as _admission  # noqa: F401 - registers the webhooks
+from jitgrant.handlers import finalizer
 from jitgrant.handlers import policy_admission as _policy_admission  # noqa: F401 - GrantPolicy webhook
 from jitgrant.handlers import policy_status as _policy_status  # noqa: F401 - GrantPolicy Ready condition
 from jitgrant.handlers.leader import LeaderElection
-from jitgrant.handlers.reconcile import Reconciler
 from jitgrant.handlers.runtime import Runtime
 from jitgrant.handlers.scheduler import Scheduler
 from jitgrant.handlers.sweep import sweep_all, sweep_forever
@@ -36,8 +37,14 @@ def runtime_of(memo: Any) -> Runtime:
     return runtime
 
 
+# kopf's own finalizer, which nothing carries: no kopf handler on AccessRequests requires one, and
+# with jitgrant's name here kopf would strip it ("no handlers requiring it") from every replica.
+# The leader keeps jitgrant's finalizer itself (handlers/finalizer.py).
+KOPF_FINALIZER = f"{API_GROUP}/kopf-unused"
+
+
 def configure(settings: kopf.OperatorSettings, *, instance: str = "jitgrant") -> None:
-    settings.persistence.finalizer = FINALIZER
+    settings.persistence.finalizer = KOPF_FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PROGRESS_PREFIX)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=PROGRESS_PREFIX, key="last-handled-configuration"
@@ -95,18 +102,44 @@ async def _collect_replay_set(runtime: Runtime) -> None:
         await asyncio.sleep(runtime.settings.sweep_interval.total_seconds())
 
 
-async def _start_leading(runtime: Runtime, scheduler: Scheduler, tasks: set[asyncio.Task[None]]) -> None:
+def finalizers_of(memo: Any) -> finalizer.Finalizers:
+    found = getattr(memo, "finalizers", None)
+    if not isinstance(found, finalizer.Finalizers):
+        raise kopf.PermanentError("jitgrant finalizers missing from kopf's memo; they start with the runtime")
+    return found
+
+
+async def _take_up_finalizers(runtime: Runtime, finalizers: finalizer.Finalizers) -> None:
+    """What no leader did meanwhile: the finalizer on requests filed then, deletions to finish."""
+    for stored in await runtime.own.list_requests():
+        if stored.deleting and FINALIZER in stored.finalizers:
+            finalizers.start(stored.namespace, stored.name)
+        elif finalizer.needs_finalizer(stored):
+            await finalizer.ensure(runtime, stored.namespace, stored.name)
+
+
+async def _start_leading(
+    runtime: Runtime,
+    scheduler: Scheduler,
+    tasks: set[asyncio.Task[None]],
+    finalizers: finalizer.Finalizers,
+) -> None:
     # Windows that closed while no leader was acting end now, then whatever the queue says is due.
     removed = await sweep_all(runtime)
     if removed:
         log.warning("sweep on taking over removed %d stale grant object(s)", removed)
+    await _take_up_finalizers(runtime, finalizers)
     if runtime.sweep_task is None or runtime.sweep_task.done():
         runtime.sweep_task = asyncio.create_task(sweep_forever(runtime), name="jitgrant-sweep")
     tasks.add(asyncio.create_task(_collect_replay_set(runtime), name="jitgrant-replay-gc"))
     scheduler.wake()
 
 
-async def _stop_leading(runtime: Runtime, tasks: set[asyncio.Task[None]]) -> None:
+async def _stop_leading(
+    runtime: Runtime, tasks: set[asyncio.Task[None]], finalizers: finalizer.Finalizers | None
+) -> None:
+    if finalizers is not None:
+        await finalizers.stop()
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
@@ -131,20 +164,22 @@ async def start_runtime(memo: kopf.Memo, settings: kopf.OperatorSettings, **_: A
     await runtime.audit.start()
     scheduler = Scheduler(runtime, acting=lambda: acting(memo))
     memo.scheduler = scheduler
+    finalizers = finalizer.Finalizers(runtime)
+    memo.finalizers = finalizers
     # Tasks that run only while this replica leads, besides the sweep (kept on the Runtime).
     leading: set[asyncio.Task[None]] = set()
     memo.leading_tasks = leading
     election = election_of(memo)
     if election is None:
         # Alone: windows that closed while the operator was down end before anything else is handled.
-        await _start_leading(runtime, scheduler, leading)
+        await _start_leading(runtime, scheduler, leading, finalizers)
     else:
 
         async def started() -> None:
-            await _start_leading(runtime, scheduler, leading)
+            await _start_leading(runtime, scheduler, leading, finalizers)
 
         async def stopped() -> None:
-            await _stop_leading(runtime, leading)
+            await _stop_leading(runtime, leading, finalizers)
 
         memo.election_task = asyncio.create_task(
             election.run(on_started=started, on_stopped=stopped), name="jitgrant-election"
@@ -163,7 +198,12 @@ async def stop_runtime(memo: kopf.Memo, **_: Any) -> None:
         if isinstance(task, asyncio.Task):
             task.cancel()  # the election releases the Lease on its way out
             await asyncio.gather(task, return_exceptions=True)
-    await _stop_leading(runtime, getattr(memo, "leading_tasks", set()))
+    found = getattr(memo, "finalizers", None)
+    await _stop_leading(
+        runtime,
+        getattr(memo, "leading_tasks", set()),
+        found if isinstance(found, finalizer.Finalizers) else None,
+    )
     await runtime.audit.close()
     await runtime.health.stop_server()
 
@@ -172,7 +212,8 @@ async def stop_runtime(memo: kopf.Memo, **_: Any) -> None:
 async def reconcile_on_change(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:
     """Every event queues the request at its due time; what is due now is reconciled at once.
 
-    Every replica keeps the queue, so a new leader knows at once what is due; only the leader acts.
+    Every replica keeps the queue, so a new leader knows at once what is due; only the leader acts
+    (and writes: this is a watching handler, so kopf itself writes nothing to AccessRequests).
     """
     runtime = runtime_of(memo)
     runtime.health.mark_watch_alive("accessrequests")
@@ -181,21 +222,19 @@ async def reconcile_on_change(body: kopf.Body, type: str | None, memo: kopf.Memo
     if type == "DELETED":
         scheduler.forget(namespace, name)
         return
+    stored = StoredRequest(body)
+    if stored.deleting:
+        # Deleting a request revokes its access first; the finalizer stays until that succeeded.
+        scheduler.forget(namespace, name)
+        if FINALIZER in stored.finalizers and acting(memo) and not runtime.stopping:
+            finalizers_of(memo).start(namespace, name)
+        return
     when = scheduler.observe(namespace, name, body.get("status") or {}, body.metadata.annotations)
-    if when is None or when > runtime.clock() or runtime.stopping or not acting(memo):
+    if runtime.stopping or not acting(memo):
+        return
+    if finalizer.needs_finalizer(stored):
+        # Before anything can be granted: deleting the request must be certain to revoke it.
+        await finalizer.ensure(runtime, namespace, name)
+    if when is None or when > runtime.clock():
         return
     await scheduler.reconcile(namespace, name)
-
-
-@kopf.on.delete(*_RESOURCE, id="revoke-on-delete")
-async def revoke_on_delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """Deleting a request revokes its access first; kopf keeps the finalizer until this succeeds."""
-    runtime = runtime_of(memo)
-    if not acting(memo):
-        # The finalizer stays until the leader has revoked: a standby must not let it go.
-        raise kopf.TemporaryError("not the leader; the leader revokes", delay=2)
-    try:
-        await Reconciler(runtime).revoke_for_deletion(body)
-    except Exception as exc:
-        runtime.metrics.reconcile_error(handler="revoke-on-delete")
-        raise kopf.TemporaryError(f"revoking before deletion failed: {exc}", delay=2) from exc

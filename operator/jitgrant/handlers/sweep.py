@@ -52,52 +52,90 @@ def _is_live_owner(obj: ClusterObject, request: StoredRequest | None) -> bool:
     )
 
 
+# Deletions (and lifecycle endings) the sweep runs at once per cluster: thousands of stale objects
+# after an outage end in seconds, without flooding the API server.
+SWEEP_CONCURRENCY = 8
+
+RequestKey = tuple[str, str]  # (namespace, name)
+
+
+def _request_key(obj: ClusterObject) -> RequestKey | None:
+    namespace, _, name = obj.annotations.get(REQUEST_ANNOTATION, "").partition("/")
+    return (namespace, name) if namespace and name else None
+
+
+def _report_unproven(runtime: Runtime, cluster: ClusterPort, obj: ClusterObject) -> None:
+    # Once per object and operator run: the gauge keeps showing it, the log need not.
+    seen = (cluster.name, obj.uid)
+    level = logging.DEBUG if seen in runtime.unproven_seen else logging.WARNING
+    runtime.unproven_seen.add(seen)
+    log.log(
+        level,
+        "%s %s/%s in %s carries jitgrant's labels but not its seal: left alone (planted?)",
+        obj.kind,
+        obj.namespace,
+        obj.name,
+        cluster.name,
+    )
+
+
 async def sweep_cluster(runtime: Runtime, cluster: ClusterPort) -> int:
     """Remove every stale grant object in one cluster; returns how many the sweep itself removed.
 
+    Two LISTs decide everything: the labelled objects, then the AccessRequests (no GET per object).
     A stale object whose request is still live is ended through the request's own lifecycle first
     (so the request says Expired and the trail says why); whatever is left after that is deleted.
     """
     now = runtime.clock()
-    removed = 0
-    active_bindings = 0
     unproven: Counter[str] = Counter()
-    reconciler = Reconciler(runtime)
     key = runtime.settings.receipt_key
+    proven: list[ClusterObject] = []
     for obj in await grant_objects.list_labelled(cluster):
-        if runtime.stopping:
-            break
-        if not grant_objects.proven_ours(obj, key=key, cluster=cluster.name):
+        if grant_objects.proven_ours(obj, key=key, cluster=cluster.name):
+            proven.append(obj)
+        else:
             unproven[obj.kind] += 1
-            # Once per object and operator run: the gauge keeps showing it, the log need not.
-            seen = (cluster.name, obj.uid)
-            level = logging.DEBUG if seen in runtime.unproven_seen else logging.WARNING
-            runtime.unproven_seen.add(seen)
-            log.log(
-                level,
-                "%s %s/%s in %s carries jitgrant's labels but not its seal: left alone (planted?)",
-                obj.kind,
-                obj.namespace,
-                obj.name,
-                cluster.name,
-            )
-            continue
-        namespace, _, name = obj.annotations.get(REQUEST_ANNOTATION, "").partition("/")
-        request = await runtime.own.get_request(namespace, name) if namespace and name else None
+            _report_unproven(runtime, cluster, obj)
+    # Listed after the objects: an object's request is created before the object, so a request
+    # missing from this list was deleted, not yet to come. A phase read here can only be behind
+    # (terminal phases stay terminal): at worst an object is kept until the next sweep.
+    requests: dict[RequestKey, StoredRequest] = {}
+    if proven:
+        requests = {(r.namespace, r.name): r for r in await runtime.own.list_requests()}
+    active_bindings = 0
+    stale: list[tuple[ClusterObject, RequestKey | None, str]] = []
+    live_owners: set[RequestKey] = set()
+    for obj in proven:
+        request_key = _request_key(obj)
+        request = requests.get(request_key) if request_key else None
         reason = _why_remove(obj, request, now)
         if reason is None:
             active_bindings += obj.kind == "RoleBinding"
             continue
-        if _is_live_owner(obj, request):
+        stale.append((obj, request_key, reason))
+        if request_key is not None and _is_live_owner(obj, request):
+            live_owners.add(request_key)
+    slots = asyncio.Semaphore(SWEEP_CONCURRENCY)
+    reconciler = Reconciler(runtime)
+
+    async def end(namespace: str, name: str) -> None:
+        async with slots:
+            if runtime.stopping:
+                return
             try:
                 await reconciler.reconcile(namespace, name)
             except Exception:
                 log.exception(
                     "ending %s/%s through its lifecycle failed; deleting its objects", namespace, name
                 )
-        if not await cluster.delete_object(obj.kind, obj.namespace, obj.name, uid=obj.uid):
-            continue
-        removed += 1
+
+    async def remove(obj: ClusterObject, request_key: RequestKey | None, reason: str) -> bool:
+        async with slots:
+            if runtime.stopping:
+                return False
+            if not await cluster.delete_object(obj.kind, obj.namespace, obj.name, uid=obj.uid):
+                return False  # gone already (its lifecycle just ended it) or another object by now
+        namespace, name = request_key or ("", "")
         log.warning(
             "sweep removed %s %s/%s in %s: %s", obj.kind, obj.namespace, obj.name, cluster.name, reason
         )
@@ -118,6 +156,11 @@ async def sweep_cluster(runtime: Runtime, cluster: ClusterPort) -> int:
                 binding=obj.name if obj.kind == "RoleBinding" else None,
             )
         )
+        return True
+
+    # Each live owner once (its objects go with it), then whatever is still there.
+    await asyncio.gather(*(end(*owner) for owner in sorted(live_owners)))
+    removed = sum(await asyncio.gather(*(remove(*item) for item in stale)))
     runtime.metrics.set_active_grants(cluster=cluster.name, count=active_bindings)
     for kind in grant_objects.SWEPT_KINDS:
         runtime.metrics.set_unproven_objects(cluster=cluster.name, kind=kind, count=unproven[kind])
