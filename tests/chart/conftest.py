@@ -50,8 +50,10 @@ COMBINATIONS: dict[str, dict[str, Any]] = {
         "exampleClusterRoles": {"enabled": False},
         "uninstallRevoke": {"enabled": False},
     },
+    "crds-unmanaged": {"crds": {"enabled": False}},
     "escape-hatches": {
         "global": {"imageRegistry": "registry.corp.example:5000/mirror"},
+        "crds": {"enabled": True, "keep": False},
         "commonLabels": {"team": "platform", "cost-center": "sec-42"},
         "logLevel": "debug",
         "logFormat": "json",

@@ -33,6 +33,7 @@ from kubernetes.client import (
 )
 from kubernetes.client.exceptions import ApiException
 
+from jitgrant.models.vocabulary import FINALIZER
 from jitgrant_testing.controlplane import ControlPlane
 from jitgrant_testing.environment import wait_until
 
@@ -57,7 +58,7 @@ ADOPT_ANNOTATE = [
     f"meta.helm.sh/release-namespace={NAMESPACE}",
 ]
 
-POLICY = {
+POLICY: dict[str, Any] = {
     "apiVersion": f"{GROUP}/{VERSION}",
     "kind": "GrantPolicy",
     "metadata": {"name": "oncall-restart"},
@@ -68,7 +69,7 @@ POLICY = {
         "maxDuration": "15m",
     },
 }
-REQUEST = {
+REQUEST: dict[str, Any] = {
     "apiVersion": f"{GROUP}/{VERSION}",
     "kind": "AccessRequest",
     "metadata": {"name": "restart-checkout", "namespace": "agents"},
@@ -259,5 +260,21 @@ def test_crds_enabled_and_keep_on_a_live_cluster(cluster: Cluster) -> None:
     assert all(
         "helm.sh/resource-policy" not in (cluster.crd(n) or {})["metadata"]["annotations"] for n in CRDS
     )
+    # A request still holding the operator's finalizer (as every request does) holds its CRD in
+    # Terminating after the uninstall, until the finalizer is removed by hand.
+    admission = AdmissionregistrationV1Api(cluster.admin)
+    admission.delete_mutating_webhook_configuration(RELEASE)
+    admission.delete_validating_webhook_configuration(RELEASE)
+    CoreV1Api(cluster.admin).create_namespace({"metadata": {"name": "agents"}})
+    custom = CustomObjectsApi(cluster.admin)
+    held = {**REQUEST, "metadata": {**REQUEST["metadata"], "finalizers": [FINALIZER]}}
+    custom.create_namespaced_custom_object(GROUP, VERSION, "agents", "accessrequests", held)
     cluster.helm.uninstall(RELEASE, timeout=60)
+    wait_until(lambda: present() == ["accessrequests.jitgrant.dev"], timeout=30, what="grantpolicies deleted")
+    terminating = cluster.crd("accessrequests.jitgrant.dev") or {}
+    assert terminating["metadata"].get("deletionTimestamp")
+    assert read_request(custom)["metadata"].get("deletionTimestamp")
+    custom.patch_namespaced_custom_object(
+        GROUP, VERSION, "agents", "accessrequests", "restart-checkout", {"metadata": {"finalizers": None}}
+    )
     wait_until(lambda: present() == [], timeout=30, what="the CRDs to be deleted")
