@@ -12,7 +12,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from .conftest import CHART_DIR, NAMESPACE, RELEASE, ROOT, Manifest, render
+from .conftest import CHART_DIR, NAMESPACE, RELEASE, ROOT, Manifest, notes, render
 
 SHIPPED = CHART_DIR / "files" / "crds"
 KEEP = {"helm.sh/resource-policy": "keep"}
@@ -104,3 +104,11 @@ def test_wrong_crd_values_are_refused_naming_the_key(
     with pytest.raises(helm.HelmValuesError) as refused:
         chart.render(values, name=RELEASE, namespace=NAMESPACE)
     assert message in str(refused.value)
+
+
+def test_notes_say_what_happens_to_the_crds(chart: helm.Chart) -> None:
+    assert "The CRDs stay on `helm uninstall` (crds.keep)" in notes(chart)
+    assert "WARNING: crds.keep is false" in notes(chart, {"crds": {"keep": False}})
+    unmanaged = notes(chart, {"crds": {"enabled": False}})
+    assert "crds.enabled is false, so the chart installs none" in unmanaged
+    assert "crds.keep" not in unmanaged
