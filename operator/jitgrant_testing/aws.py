@@ -21,6 +21,7 @@ moto is imported only when the stand-ins start: it is a development dependency.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import shutil
@@ -29,8 +30,10 @@ import tempfile
 import threading
 import time
 import urllib.request
+import uuid
 from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -179,6 +182,9 @@ class EKSStandIn:
     audit_log: Path | None = None
     cluster: EmbeddedCluster = field(init=False)
     sts: PresignedSTS = field(init=False)
+    # EKS names the audit stream kube-apiserver-audit-<32 hex>; lines of the log delivered so far.
+    audit_stream: str = field(default_factory=lambda: f"kube-apiserver-audit-{uuid.uuid4().hex}")
+    delivered_lines: int = 0
     # Every identity the cluster authenticated from an EKS token: (username, groups).
     authenticated: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
     _admin: ApiClient | None = field(init=False, default=None, repr=False)
@@ -290,6 +296,11 @@ class AssumeRoleCall:
     at: float
     assumed_role_arn: str | None = None
     error: str | None = None
+
+
+def _millis(stamp: str) -> int:
+    """An audit Event's RFC 3339 MicroTime as CloudWatch's milliseconds since the epoch."""
+    return int(datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp() * 1000)
 
 
 def blackhole() -> tuple[socket.socket, str]:
@@ -427,6 +438,33 @@ class AWSStandIns:
             "type": "EKS",
             "eks": {"clusterName": standin.name, "region": standin.region, "roleArn": standin.role_arn},
         }
+
+    def deliver_audit_log(self, name: str | None = None, *, session: boto3.Session | None = None) -> str:
+        """What EKS control-plane audit logging does with the API server's log, done now (EKS takes
+        about a minute): the stand-in's new Events into CloudWatch Logs on moto, log group
+        `/aws/eks/<name>/cluster`, one stream `kube-apiserver-audit-<hex>`, one Event per message,
+        stamped with its stageTimestamp. Returns the log group."""
+        standin = self.standin(name)
+        assert standin.audit_log is not None
+        logs = (session or self.moto.operator_session()).client(
+            "logs", region_name=standin.region, endpoint_url=self.moto.url
+        )
+        group = f"/aws/eks/{standin.name}/cluster"
+        with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):
+            logs.create_log_group(logGroupName=group)
+        with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):
+            logs.create_log_stream(logGroupName=group, logStreamName=standin.audit_stream)
+        lines = standin.audit_log.read_text().splitlines()[standin.delivered_lines :]
+        stamped = sorted(
+            (_millis(json.loads(line)["stageTimestamp"]), line) for line in lines if line.strip()
+        )
+        events: list[Any] = [{"timestamp": stamp, "message": line} for stamp, line in stamped]
+        for start in range(0, len(events), 1000):  # PutLogEvents takes up to 10,000 per call
+            logs.put_log_events(
+                logGroupName=group, logStreamName=standin.audit_stream, logEvents=events[start : start + 1000]
+            )
+        standin.delivered_lines += len(lines)
+        return group
 
     def runtime_hook(self, runtime: Runtime) -> None:
         assert isinstance(runtime.own, ClusterApi)

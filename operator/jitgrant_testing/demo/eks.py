@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import os
 import re
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +30,7 @@ from kubernetes.client.exceptions import ApiException
 from embedkube import User
 from jitgrant.clusters.eks import sts_name
 from jitgrant.handlers.runtime import OPERATOR_SESSION
-from jitgrant_testing.aws import OPERATORS_GROUP, TARGET_PERMISSIONS, AWSStandIns, EKSStandIn
+from jitgrant_testing.aws import OPERATORS_GROUP, TARGET_PERMISSIONS, AWSStandIns
 from jitgrant_testing.demo.prod_approval import run_cli
 from jitgrant_testing.demo.scenarios import (
     Reporter,
@@ -325,8 +327,8 @@ def eks(report: Reporter) -> None:
             )
             report.note(f"audit file: {Path(env.audit_file)}")
 
-            report.step("what the agent did with the grant, from prod-eu's own audit log")
-            _check_activity(report, env, target, name)
+            report.step("what the agent did with the grant, from prod-eu's own audit log in CloudWatch Logs")
+            _check_activity(report, env, aws, name)
 
 
 def _activity_rows(output: str) -> list[list[str]]:
@@ -336,17 +338,45 @@ def _activity_rows(output: str) -> list[list[str]]:
     return [re.split(r"\s{2,}", line.strip()) for line in lines[start + 1 :] if line[:1].isdigit()]
 
 
-def _check_activity(report: Reporter, env: Environment, target: EKSStandIn, name: str) -> None:
-    """`jitgrant activity` on prod-eu's audit log: the one restart, and the two refused attempts."""
-    assert target.audit_log is not None
+@contextlib.contextmanager
+def _reader_credentials() -> Iterator[None]:
+    """The reader's AWS credentials for the in-process CLI (boto3's default chain reads the
+    environment); moto accepts any key. Restored afterwards."""
+    names = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE")
+    saved = {name: os.environ.get(name) for name in names}
+    for name in names:
+        os.environ.pop(name, None)
+    os.environ.update(AWS_ACCESS_KEY_ID="AKIAAUDITREADEREXAMPLE", AWS_SECRET_ACCESS_KEY="reader-secret")
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _check_activity(report: Reporter, env: Environment, aws: AWSStandIns, name: str) -> None:
+    """`jitgrant activity --eks-cluster`: the one restart and the two refused attempts, read from the
+    log group EKS control-plane audit logging writes (the stand-in delivers prod-eu's log there)."""
+    target = aws.standin(CLUSTER)
+    group = aws.deliver_audit_log(CLUSTER)
+    report.check(
+        target.delivered_lines > 0,
+        f"prod-eu's {target.delivered_lines} audit Events delivered to {group}, stream {target.audit_stream} "
+        "(EKS does this about a minute after each call)",
+    )
     admin = _kubeconfig_for(env, "admin", env.cluster.admin_token)
-    args = ["activity", name, "-n", "agents", "--kubeconfig", admin, "--audit-log", str(target.audit_log)]
-    code, output = run_cli(report, args)
-    rows = _activity_rows(output)
-    calls = [(row[1], row[3], row[4], row[5]) for row in rows if len(row) >= 7]
+    args = ["activity", name, "-n", "agents", "--kubeconfig", admin, "--eks-cluster", CLUSTER]
+    args += ["--region", target.region, "--endpoint-url", aws.moto.url]
+    with _reader_credentials():
+        code, output = run_cli(report, args)
+    report.check(code == 0 and f"from CloudWatch Logs {group}" in output, f"read from {group}")
+    calls = [(row[1], row[3], row[4], row[5]) for row in _activity_rows(output) if len(row) >= 7]
     mine = [(verb, obj) for verb, obj, _, outcome in calls if outcome == "allowed by this grant"]
     report.check(
-        code == 0 and mine == [("patch", "payments/checkout")],
+        mine == [("patch", "payments/checkout")],
         "its one restart (patch payments/checkout), allowed by this grant: the authorization reason names "
         "the grant's RoleBinding",
     )
