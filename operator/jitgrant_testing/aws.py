@@ -7,7 +7,8 @@
   `verify_eks_token` and maps the target role to `jitgrant:{{SessionName}}` in group
   `jitgrant:operators`, as an access entry would. That group gets exactly the chart's permissions
   that matter in a target cluster (`TARGET_PERMISSIONS`), so the API server there enforces least
-  privilege and the `bind` allowlist just as in the operator's own cluster.
+  privilege and the `bind` allowlist just as in the operator's own cluster. Each writes an audit
+  log, which `deliver_audit_log` puts into CloudWatch Logs on moto as EKS control-plane logging does.
 - **An OIDC issuer** on https://127.0.0.1 (discovery + JWKS, an RSA key), like the one a CI system
   gives its jobs, for external agents that have no identity in any cluster.
 

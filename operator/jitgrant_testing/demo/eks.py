@@ -6,7 +6,8 @@ moto (STS and EKS in server mode on 127.0.0.1). The agent runs outside every clu
 it is with an OIDC ID token from a local issuer, files the request with `jitgrant request --wait
 --kubeconfig-out`, and uses the kubeconfig it receives with the official Kubernetes client. Every
 step is checked against the clusters' actual state, and after the window nothing of the grant is
-left in either cluster.
+left in either cluster. It ends with `jitgrant activity --eks-cluster prod-eu`: prod-eu's audit log,
+delivered to CloudWatch Logs as EKS control-plane logging does, lists what the agent did.
 """
 
 from __future__ import annotations
