@@ -152,6 +152,10 @@ class FakePort:
         self._leave("get_request")  # a writer that lands right after our read
         return stored
 
+    async def list_requests(self) -> list[StoredRequest]:
+        self._enter("list_requests")
+        return [StoredRequest(copy.deepcopy(body)) for body in self.cluster.requests.values()]
+
     async def patch_request_status(
         self, namespace: str, name: str, status: Mapping[str, Any], *, resource_version: str | None
     ) -> StoredRequest:
@@ -172,6 +176,30 @@ class FakePort:
         body["metadata"]["resourceVersion"] = self.cluster.next_version()
         self._leave("patch_request_status")
         return StoredRequest(copy.deepcopy(body))
+
+    async def update_finalizers(
+        self, namespace: str, name: str, finalizers: Sequence[str], *, resource_version: str | None
+    ) -> StoredRequest:
+        self._enter("update_finalizers")
+        body = self.cluster.requests.get((namespace, name))
+        if body is None:
+            raise NotFound(
+                reason=Reason.CLUSTER_OBJECT_NOT_FOUND, message=f"{name} not found", retryable=False
+            )
+        if resource_version is not None and resource_version != body["metadata"]["resourceVersion"]:
+            raise Conflict(
+                reason=Reason.CLUSTER_CONFLICT,
+                message="the object has been modified; please apply your changes to the latest version",
+                retryable=False,
+                status=409,
+            )
+        body["metadata"]["finalizers"] = list(finalizers)
+        body["metadata"]["resourceVersion"] = self.cluster.next_version()
+        stored = StoredRequest(copy.deepcopy(body))
+        if not finalizers and body["metadata"].get("deletionTimestamp"):
+            self.cluster.remove(namespace, name)  # the last finalizer of a deleted object: gone
+        self._leave("update_finalizers")
+        return stored
 
     async def delete_request(self, namespace: str, name: str, *, uid: str) -> bool:
         """Marks it deleting while it has finalizers (tests release them), else removes it."""

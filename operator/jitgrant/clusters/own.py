@@ -41,6 +41,10 @@ def api_client_from(kubeconfig: Mapping[str, Any] | str | None) -> ApiClient:
     return ApiClient(configuration)
 
 
+# Items per page of a LIST: large enough that 10,000 objects take a handful of calls.
+LIST_PAGE = 500
+
+
 class _Methods(NamedTuple):
     create: Any
     read: Any
@@ -115,6 +119,12 @@ class ClusterApi:
             return None
         return StoredRequest(body)
 
+    async def list_requests(self) -> list[StoredRequest]:
+        items = await self._list_pages(
+            self.custom.list_cluster_custom_object, API_GROUP, API_VERSION, "accessrequests"
+        )
+        return [StoredRequest(item) for item in items]
+
     async def patch_request_status(
         self, namespace: str, name: str, status: Mapping[str, Any], *, resource_version: str | None
     ) -> StoredRequest:
@@ -130,6 +140,23 @@ class ClusterApi:
             "accessrequests",
             name,
             body,
+        )
+        return StoredRequest(result)
+
+    async def update_finalizers(
+        self, namespace: str, name: str, finalizers: Sequence[str], *, resource_version: str | None
+    ) -> StoredRequest:
+        meta: dict[str, Any] = {"finalizers": list(finalizers)}
+        if resource_version is not None:
+            meta["resourceVersion"] = resource_version
+        result = await self.call(
+            self.custom.patch_namespaced_custom_object,
+            API_GROUP,
+            API_VERSION,
+            namespace,
+            "accessrequests",
+            name,
+            {"metadata": meta},
         )
         return StoredRequest(result)
 
@@ -231,11 +258,24 @@ class ClusterApi:
             return False  # gone already, or another object holds the name now: not ours to delete
         return True
 
+    async def _list_pages(self, fn: Any, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+        """Every item of a LIST, fetched LIST_PAGE at a time (`limit`/`continue`), so thousands of
+        objects never make one huge response on either side."""
+        items: list[dict[str, Any]] = []
+        token: str | None = None
+        while True:
+            page = {"limit": LIST_PAGE, **({"_continue": token} if token else {})}
+            result = await self.call(fn, *args, **kwargs, **page)
+            body = result if isinstance(result, dict) else self.client.sanitize_for_serialization(result)
+            items.extend(body.get("items") or [])
+            token = (body.get("metadata") or {}).get("continue")
+            if not token:
+                return items
+
     async def list_labelled(self, kinds: Sequence[str], *, selector: str) -> list[ClusterObject]:
         found: list[ClusterObject] = []
         for kind in kinds:
-            result = await self.call(self._methods(kind).list_all, label_selector=selector)
-            for item in self.client.sanitize_for_serialization(result).get("items", []):
+            for item in await self._list_pages(self._methods(kind).list_all, label_selector=selector):
                 found.append(self._object(kind, item))
         return found
 

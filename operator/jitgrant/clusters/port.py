@@ -113,10 +113,20 @@ class ClusterPort(Protocol):
 
     async def get_request(self, namespace: str, name: str) -> StoredRequest | None: ...
 
+    async def list_requests(self) -> list[StoredRequest]:
+        """Every AccessRequest in all namespaces (paged), for the sweep: one LIST, not a GET each."""
+        ...
+
     async def patch_request_status(
         self, namespace: str, name: str, status: Mapping[str, Any], *, resource_version: str | None
     ) -> StoredRequest:
         """Merge-patch status; with `resource_version` a stale writer gets `Conflict`."""
+        ...
+
+    async def update_finalizers(
+        self, namespace: str, name: str, finalizers: Sequence[str], *, resource_version: str | None
+    ) -> StoredRequest:
+        """Set the request's finalizers; with `resource_version` a stale writer gets `Conflict`."""
         ...
 
     async def delete_request(self, namespace: str, name: str, *, uid: str) -> bool:
@@ -139,7 +149,7 @@ class ClusterPort(Protocol):
         ...
 
     async def list_labelled(self, kinds: Sequence[str], *, selector: str) -> list[ClusterObject]:
-        """Every object of `kinds`, in all namespaces, that the label selector matches."""
+        """Every object of `kinds`, in all namespaces, that the label selector matches (paged)."""
         ...
 
     async def mint_token(self, *, namespace: str, service_account: str, seconds: int) -> str: ...

@@ -50,12 +50,23 @@ class FencedCluster:
     async def get_request(self, namespace: str, name: str) -> StoredRequest | None:
         return await self.inner.get_request(namespace, name)
 
+    async def list_requests(self) -> list[StoredRequest]:
+        return await self.inner.list_requests()
+
     async def patch_request_status(
         self, namespace: str, name: str, status: Mapping[str, Any], *, resource_version: str | None
     ) -> StoredRequest:
         self._check(f"write the status of {namespace}/{name}")
         return await self.inner.patch_request_status(
             namespace, name, status, resource_version=resource_version
+        )
+
+    async def update_finalizers(
+        self, namespace: str, name: str, finalizers: Sequence[str], *, resource_version: str | None
+    ) -> StoredRequest:
+        self._check(f"update the finalizers of {namespace}/{name}")
+        return await self.inner.update_finalizers(
+            namespace, name, finalizers, resource_version=resource_version
         )
 
     async def delete_request(self, namespace: str, name: str, *, uid: str) -> bool:
