@@ -37,8 +37,9 @@ OPERATOR_PERMISSIONS: tuple[Permission, ...] = (
     Permission(
         "jitgrant.dev",
         "accessrequests",
-        ("get", "list", "watch", "patch"),
-        "kopf watches requests, adds the finalizer and its progress annotations",
+        ("get", "list", "watch", "patch", "delete"),
+        "kopf watches requests, adds the finalizer and its progress annotations; finished requests are "
+        "deleted after finishedRetention",
     ),
     Permission("jitgrant.dev", "accessrequests/status", ("get", "patch"), "phase, grant and timestamps"),
     Permission("jitgrant.dev", "grantpolicies", ("get", "list", "watch"), "policies decide every request"),

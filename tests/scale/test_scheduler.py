@@ -8,6 +8,7 @@ from typing import Any, cast
 
 from jitgrant.handlers.runtime import Runtime
 from jitgrant.handlers.scheduler import Scheduler
+from jitgrant.settings import OperatorSettings
 
 NOW = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -15,6 +16,9 @@ NOW = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 class _Runtime:
     clock = staticmethod(lambda: NOW)
     stopping = False
+    # Finished requests kept forever, so an ended one is dropped; their removal after a retention
+    # is tested in tests/reconcile/test_retention.py.
+    settings = OperatorSettings(finished_retention=timedelta(0))
 
 
 def _scheduler() -> Scheduler:

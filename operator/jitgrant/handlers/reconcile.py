@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from jitgrant.approvals.counting import ApprovalTally, tally
 from jitgrant.approvals.receipts import parse_recorded
-from jitgrant.audit.records import EventType
+from jitgrant.audit.records import AuditEvent, EventType
 from jitgrant.audit.trail import AuditUnavailable
 from jitgrant.clusters import grant_objects
 from jitgrant.clusters.errors import ClusterAccessError, Conflict, Forbidden, NotFound, Refused
@@ -36,6 +36,7 @@ from jitgrant.handlers.revoker import named_revoker
 from jitgrant.handlers.runtime import Runtime
 from jitgrant.identity.stamp import verify_requester_seal
 from jitgrant.lifecycle import Action, Step, granted_condition, next_step
+from jitgrant.lifecycle.retention import Disposal, Removal, describe_retention, removal
 from jitgrant.models import (
     AccessRequest,
     AccessRequestStatus,
@@ -105,6 +106,8 @@ class Reconciler:
                 stored = await self.runtime.own.get_request(namespace, name)
                 if stored is None or stored.deleting:
                     return None  # deletion is the delete handler's business
+                if stored.phase is not None and stored.phase.terminal:
+                    return await self._finished(stored)
                 step, request, policy = await self._next(stored)
                 if step.action is Action.WAIT:
                     return step.wake_at
@@ -634,6 +637,90 @@ class Reconciler:
         )
         await self._patch_status(
             stored, request, _status(reason=Reason.WAITING_FOR_NAMESPACE, message=message)
+        )
+
+    # --- Removing a finished request after its retention --------------------------------------------
+
+    async def _finished(self, stored: StoredRequest) -> datetime | None:
+        """A request that ended: when it is due for removal (None: kept forever, or removed now)."""
+        runtime = self.runtime
+        retention = runtime.settings.finished_retention
+        verdict = removal(stored.body.get("status") or {}, retention=retention, now=runtime.clock())
+        if verdict.disposal is Disposal.WAIT:
+            return verdict.remove_at
+        if verdict.disposal is Disposal.STAMP:
+            now = self._now()
+            await runtime.own.patch_request_status(
+                stored.namespace, stored.name, _status(ended_at=now), resource_version=stored.resource_version
+            )
+            return now + retention
+        if verdict.disposal is Disposal.REMOVE:
+            await self._remove_finished(stored, verdict)
+        return None
+
+    async def _remove_finished(self, stored: StoredRequest, verdict: Removal) -> None:
+        """The removal is recorded (durably, like an intent to grant) before the request is deleted:
+        once it is gone the audit trail is the only record, so no record means no deletion."""
+        runtime = self.runtime
+        now = self._now()
+        phase = stored.phase.value if stored.phase is not None else "finished"
+        ended = format_time(verdict.ended_at) if verdict.ended_at is not None else "?"
+        message = (
+            f"{phase} since {ended}; removed after the finished-request retention of "
+            f"{describe_retention(runtime.settings.finished_retention)}"
+        )
+        try:
+            await runtime.audit.record_before_grant(await self._removal_event(stored, verdict, now, message))
+        except AuditUnavailable as exc:
+            # Kept, and tried again with the scheduler's backoff.
+            log.warning(
+                "%s/%s kept: its removal could not be recorded: %s", stored.namespace, stored.name, exc
+            )
+            return
+        # The finalizer is then released as for any deletion: the revocation it waits for finds
+        # nothing, since a finished request holds no access.
+        if not await runtime.own.delete_request(stored.namespace, stored.name, uid=stored.uid):
+            return  # gone already, or recreated under the same name: not this one to delete
+        # The object is gone; an Event on it still tells `kubectl get events` for an hour why.
+        _post_event(stored.body, warning=False, reason=Reason.RETENTION_ELAPSED, message=message)
+        log.info("%s/%s removed: %s", stored.namespace, stored.name, message)
+
+    async def _removal_event(
+        self, stored: StoredRequest, verdict: Removal, now: datetime, message: str
+    ) -> AuditEvent:
+        try:
+            request = stored.parse()
+        except ValidationError:
+            request = None  # a request Failed as unparseable: recorded by what identifies it
+        if request is None:
+            return AuditEvent(
+                type=EventType.REMOVED,
+                time=now,
+                request_uid=stored.uid,
+                request_name=stored.name,
+                request_namespace=stored.namespace,
+                policy=None,
+                cluster="unknown",
+                requester=None,
+                scope=None,
+                window=None,
+                decision="removed",
+                reason=message,
+            )
+        grant = request.status.grant
+        if grant is not None:
+            cluster = grant.cluster
+        else:
+            policy = await self.runtime.get_policy(request.spec.policy)
+            cluster = policy.target.cluster if policy is not None else "unknown"
+        return audit_event(
+            request=request,
+            event_type=EventType.REMOVED,
+            at=now,
+            cluster=cluster,
+            decision="removed",
+            reason=message,
+            ended_at=verdict.ended_at,
         )
 
     # --- Ending a grant -------------------------------------------------------------------------------
