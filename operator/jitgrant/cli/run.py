@@ -10,7 +10,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from jitgrant.lifecycle.retention import DEFAULT_RETENTION, RETENTION_SYNTAX, parse_retention
 from jitgrant.logs import FORMATS, LEVELS
 from jitgrant.logs import configure as configure_logging
 from jitgrant.notify.config import NotifyConfig
@@ -67,7 +66,7 @@ def add_run_subcommand(sub: Any) -> None:
     p.add_argument(
         "--finished-retention",
         type=_retention,
-        default=DEFAULT_RETENTION,
+        default=OperatorSettings.model_fields["finished_retention"].default,
         metavar="DURATION",
         help="how long a finished request (Expired, Revoked, Denied, TimedOut, Failed) stays before the "
         "operator audits its removal and deletes it, e.g. 168h (the default) or 30m; 0 keeps them forever",
@@ -91,6 +90,9 @@ def add_run_subcommand(sub: Any) -> None:
 
 def _retention(text: str) -> timedelta:
     """argparse turns this error into `argument --finished-retention: <message>` and exit code 2."""
+    # Imported here: the lifecycle package costs `jitgrant --help` about 40 ms.
+    from jitgrant.lifecycle.retention import RETENTION_SYNTAX, parse_retention
+
     try:
         return parse_retention(text)
     except ValueError:
