@@ -1,6 +1,6 @@
 """The CRD upgrade path with Helm itself (the Helm v4 SDK) on a real kube-apiserver.
 
-The previous chart version (0.1.0, the first chart, taken from git history) shipped its CRDs in
+The previous chart version (0.1.0, the first chart, vendored in previous-chart/) shipped its CRDs in
 crds/: Helm created them on install, without ownership metadata, and never touched them again. This
 chart renders them as templates, so the first `helm upgrade` finds CRDs it does not own and refuses;
 after the one-time adoption docs/install.md gives (label and annotate, or `--take-ownership`), the
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import tarfile
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -40,7 +41,7 @@ from jitgrant_testing.environment import wait_until
 from .conftest import CHART_DIR, KUBE_BINARIES, NAMESPACE, RELEASE, ROOT
 
 # The first chart (3e3e443, chart 0.1.0): CRDs in crds/, as tests/chart/previous-crds/ holds them.
-PREVIOUS_CHART_COMMIT = "3e3e4434cb9e42f8349909d014523325d88ffde1"
+PREVIOUS_CHART = Path(__file__).parent / "previous-chart" / "jitgrant-0.1.0.tgz"
 GROUP, VERSION = "jitgrant.dev", "v1alpha1"
 CRDS = ["accessrequests.jitgrant.dev", "grantpolicies.jitgrant.dev"]
 # No operator runs here (the Deployment has no nodes to run on) and no cert-manager is installed.
@@ -152,18 +153,11 @@ def cluster() -> Iterator[Cluster]:
 
 @pytest.fixture(scope="module")
 def previous_chart() -> Iterator[Path]:
+    # Vendored (`git archive 3e3e443:charts/jitgrant`): CI may clone without history.
     with tempfile.TemporaryDirectory(prefix="jitgrant-previous-chart-") as directory:
-        archive = subprocess.run(
-            ["git", "-C", str(ROOT), "archive", PREVIOUS_CHART_COMMIT, "charts/jitgrant"],
-            capture_output=True,
-            check=False,
-        )
-        assert archive.returncode == 0, (
-            f"the previous chart comes from git history (commit {PREVIOUS_CHART_COMMIT}): "
-            f"{archive.stderr.decode().strip()}"
-        )
-        subprocess.run(["tar", "-x", "-C", directory], input=archive.stdout, check=True)
-        chart = Path(directory) / "charts" / "jitgrant"
+        with tarfile.open(PREVIOUS_CHART) as archive:
+            archive.extractall(directory, filter="data")
+        chart = Path(directory)
         assert (chart / "crds").is_dir() and not (chart / "templates" / "crds.yaml").exists()
         yield chart
 
