@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -545,6 +546,9 @@ def environment() -> Iterator[tuple[Environment, Path]]:
             env.apply([CLUSTER_ROLE, POLICY])  # through the webhooks of the harness's operator
             env.allow_to_request("agents", service_account="bench-agent")
             env.operator.stop()  # the operator runs as a process of its own below
+            # As the chart's Secret holds it: text. `jitgrant run` trims whitespace from the file, so
+            # random bytes were sometimes read back shorter than 32 and the operator refused to start.
+            env.receipt_key = secrets.token_hex(32).encode()
             yield env, workdir
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
