@@ -14,15 +14,13 @@ import os
 import sys
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 from pydantic import ValidationError
 
 from jitgrant.cli.exitcodes import ExitCode
-from jitgrant.cli.kubeconfig import Impersonation, configuration_from_args
+from jitgrant.cli.kubeconfig import configuration_from_args
 from jitgrant.cli.parsers import RULE_FORM
 from jitgrant.cli.requests import (
     EXIT_NOT_FOUND,
@@ -141,21 +139,6 @@ def write_private_file(path: Path, text: str) -> None:
     os.chmod(path, 0o600)
 
 
-@dataclass
-class _ImpersonatingConnection(Connection):
-    """The client's connection, sending kubectl's Impersonate-* headers (--as, --as-group) on every
-    call and watch. jitgrant.client takes no impersonation option yet, so the headers go on the
-    aiohttp session every call uses, which keeps one Impersonate-Group line per group."""
-
-    who: Impersonation | None = None
-
-    def _http(self) -> aiohttp.ClientSession:
-        session = super()._http()
-        if self.who is not None and "Impersonate-User" not in session.headers:
-            session.headers.extend(self.who.headers())
-        return session
-
-
 def agent_client(args: argparse.Namespace, *, namespace: str) -> Client:
     """The jitgrant client for the identity the kubeconfig flags name (one path with the MCP server),
     or for whom --as (or the kubeconfig user's `as`) impersonates; the API server checks the
@@ -163,13 +146,7 @@ def agent_client(args: argparse.Namespace, *, namespace: str) -> Client:
     configuration, who = configuration_from_args(args)
     connection = Connection.from_configuration(configuration, namespace=namespace)
     if who is not None:
-        connection = _ImpersonatingConnection(
-            host=connection.host,
-            tls=connection.tls,
-            authorization=connection.authorization,
-            namespace=connection.namespace,
-            who=who,
-        )
+        connection.impersonate = who.headers()
     return Client(AsyncClient(connection))
 
 

@@ -13,7 +13,7 @@ import asyncio
 import json
 import os
 import ssl
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ import aiohttp
 import kubernetes.client
 import kubernetes.config
 from kubernetes.config.config_exception import ConfigException
+from multidict import CIMultiDict
 
 from jitgrant.client.errors import ApiRefused, ApiUnreachable, JitgrantError
 from jitgrant.models import API_GROUP, API_VERSION
@@ -71,6 +72,9 @@ class Connection:
     tls: Tls
     authorization: Callable[[], str | None]
     namespace: str = "default"
+    # kubectl's --as/--as-group: sent as Impersonate-* headers on every call and watch; the API
+    # server checks the caller's `impersonate` permission each time.
+    impersonate: Sequence[tuple[str, str]] = ()
     calls: int = 0
     _session: aiohttp.ClientSession | None = field(default=None, repr=False)
 
@@ -161,6 +165,8 @@ class Connection:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(ssl=self.tls.context()),
                 timeout=aiohttp.ClientTimeout(sock_connect=_CONNECT_TIMEOUT, sock_read=_READ_TIMEOUT),
+                # A multidict: one Impersonate-Group line per group, as the API server reads them.
+                headers=CIMultiDict(self.impersonate),
             )
         return self._session
 
