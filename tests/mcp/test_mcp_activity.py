@@ -102,3 +102,21 @@ async def test_a_request_that_never_had_a_grant_is_said_to_have_made_no_calls(
         text = await refusal(client, "access_activity", {"name": pending["name"]})
         assert "NoGrant" in text and "access_status" in text
         await call(client, "release_access", {"name": pending["name"]})
+
+
+def test_jitgrant_mcp_takes_the_activity_source_flags_jitgrant_activity_takes(tmp_path: Any) -> None:
+    from jitgrant.activity.files import AuditLogFiles
+    from jitgrant.cli.main import build_parser
+    from jitgrant.mcp.server import activity_source_from
+
+    args = build_parser().parse_args(["mcp", "--audit-log", str(tmp_path / "audit.log")])
+    source = activity_source_from(args, environ={})
+    assert isinstance(source, AuditLogFiles)
+    assert activity_source_from(build_parser().parse_args(["mcp"]), environ={}) is None
+    # One source only, as for `jitgrant activity`.
+    try:
+        build_parser().parse_args(["mcp", "--audit-log", "a", "--eks-cluster", "b"])
+    except SystemExit as exc:
+        assert exc.code == 2
+    else:
+        raise AssertionError("--audit-log and --eks-cluster together were accepted")

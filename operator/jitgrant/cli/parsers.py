@@ -193,8 +193,9 @@ def add_agent_subcommands(sub: Any) -> None:
         "mcp",
         help="serve the agent tools over the Model Context Protocol (stdio, or streamable HTTP)",
         description="An MCP server with list_grantable, check_access, request_access, access_status, "
-        "release_access and list_my_requests. stdio acts as your kubeconfig's identity; http acts, "
-        "call by call, as whoever's bearer token the MCP client sends (never as the server).",
+        "release_access, list_my_requests and access_activity. stdio acts as your kubeconfig's "
+        "identity; http acts, call by call, as whoever's bearer token the MCP client sends "
+        "(never as the server).",
     )
     m.add_argument("--transport", choices=("stdio", "http"), default="stdio")
     m.add_argument("--host", default="127.0.0.1", help="http: address to listen on")
@@ -209,6 +210,8 @@ def add_agent_subcommands(sub: Any) -> None:
     _request_namespace_flag(m, "where filed")
     m.add_argument("--kubeconfig", default=None, help="stdio: your kubeconfig; http: where the API server is")
     m.add_argument("--context", default=None, help="the kubeconfig context to use")
+    # Optional: without a source (or its JITGRANT_ACTIVITY_* variable) access_activity says so.
+    add_activity_source_flags(m, required=False)
     m.set_defaults(func=Command("agent", "cmd_mcp"))
 
 
@@ -222,16 +225,9 @@ def _seconds(text: str) -> float:
     return value
 
 
-def add_activity_subcommand(sub: Any) -> None:
-    p = sub.add_parser(
-        "activity",
-        help="what the agent did with a grant: allowed and refused API calls, from the audit log",
-        description=ACTIVITY_DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("name", help="the AccessRequest")
-    add_cluster_flags(p)
-    source = p.add_mutually_exclusive_group(required=True)
+def add_activity_source_flags(p: argparse.ArgumentParser, *, required: bool) -> None:
+    """Where the cluster's audit log is read from (`activity`, and `mcp`'s access_activity tool)."""
+    source = p.add_mutually_exclusive_group(required=required)
     source.add_argument(
         "--audit-log",
         type=Path,
@@ -242,6 +238,18 @@ def add_activity_subcommand(sub: Any) -> None:
     p.add_argument("--log-group", help="with --eks-cluster: another log group name")
     p.add_argument("--region", help="with --eks-cluster: the AWS region")
     p.add_argument("--endpoint-url", help="with --eks-cluster: an AWS endpoint (a VPC endpoint, or moto)")
+
+
+def add_activity_subcommand(sub: Any) -> None:
+    p = sub.add_parser(
+        "activity",
+        help="what the agent did with a grant: allowed and refused API calls, from the audit log",
+        description=ACTIVITY_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("name", help="the AccessRequest")
+    add_cluster_flags(p)
+    add_activity_source_flags(p, required=True)
     p.add_argument("-o", "--output", choices=("table", "json", "yaml"), default="table")
     p.add_argument(
         "-f", "--follow", action="store_true", help="keep printing new calls while the grant is active"
