@@ -13,7 +13,12 @@ from importlib.metadata import PackageNotFoundError, version
 
 from jitgrant.cli.completion import add_completion_subcommand, completion_script
 from jitgrant.cli.exitcodes import EXIT_CODES_HELP, ExitCode
-from jitgrant.cli.parsers import add_activity_subcommand, add_agent_subcommands, add_request_subcommands
+from jitgrant.cli.parsers import (
+    add_activity_subcommand,
+    add_agent_subcommands,
+    add_receiver_subcommand,
+    add_request_subcommands,
+)
 from jitgrant.cli.run import add_run_subcommand
 
 
@@ -44,6 +49,7 @@ def build_parser(prog: str = "jitgrant") -> argparse.ArgumentParser:
     add_request_subcommands(sub, epilog=EXIT_CODES_HELP)
     add_agent_subcommands(sub)
     add_activity_subcommand(sub)
+    add_receiver_subcommand(sub)
     try:
         from jitgrant.audit.cli import add_audit_subcommands
     except ImportError:  # pragma: no cover - the audit CLI ships with the package

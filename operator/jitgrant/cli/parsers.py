@@ -258,3 +258,28 @@ def add_activity_subcommand(sub: Any) -> None:
         "--interval", type=_seconds, default=2.0, help="with --follow: seconds between reads (default 2)"
     )
     p.set_defaults(func=Command("activity", "run_activity"))
+
+
+def add_receiver_subcommand(sub: Any) -> None:
+    p = sub.add_parser(
+        "activity-receiver",
+        help="receive the API server's audit webhook backend into a log `activity --audit-log` reads",
+        description="Listen for the audit.k8s.io EventLists kube-apiserver posts with "
+        "--audit-webhook-config-file, and append them, fsynced before answering, to --audit-log "
+        "(rotated like kube-apiserver's own log). The API server must prove itself: a bearer token "
+        "(--token-file) or a client certificate (--client-ca); beyond loopback only over TLS.",
+    )
+    p.add_argument("--audit-log", type=Path, required=True, metavar="PATH", help="the file to write")
+    p.add_argument("--listen", default="127.0.0.1", metavar="HOST", help="address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8443, help="port (default 8443; 0 picks a free one)")
+    p.add_argument(
+        "--token-file", type=Path, metavar="FILE", help="the bearer token the webhook kubeconfig's user holds"
+    )
+    p.add_argument("--tls-cert", type=Path, metavar="FILE", help="serve HTTPS with this certificate (PEM)")
+    p.add_argument("--tls-key", type=Path, metavar="FILE", help="the certificate's private key (PEM)")
+    p.add_argument(
+        "--client-ca", type=Path, metavar="FILE", help="require client certificates signed by this CA"
+    )
+    p.add_argument("--max-size-mb", type=int, default=100, help="rotate at this size (default 100)")
+    p.add_argument("--max-backups", type=int, default=10, help="rotated files kept (default 10)")
+    p.set_defaults(func=Command("receiver", "cmd_receive"))
