@@ -243,6 +243,15 @@ async def test_a_conflict_on_writing_the_plan_records_it_on_the_fresh_copy_and_a
     assert world.audit_types(uid) == [E.REQUESTED, E.APPROVED, E.ISSUING, E.GRANTED]
 
 
+async def test_a_conflict_on_the_first_status_write_records_requested_once(world: World) -> None:
+    uid = world.file("fix")
+    # The leader's finalizer write lands between the first read and the first status write.
+    world.port.after("get_request", lambda: world.cluster.annotate(NS, "fix", {"other": "writer"}))
+    await world.reconcile("fix")
+    assert world.status("fix")["phase"] == "Active"
+    assert world.audit_types(uid) == [E.REQUESTED, E.APPROVED, E.ISSUING, E.GRANTED]
+
+
 async def test_a_request_that_does_not_parse_fails_naming_the_field(world: World) -> None:
     world.file("bad", duration="forever")
     await world.reconcile("bad")

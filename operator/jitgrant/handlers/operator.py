@@ -15,6 +15,7 @@ from jitgrant.handlers import finalizer
 from jitgrant.handlers import policy_admission as _policy_admission  # noqa: F401 - GrantPolicy webhook
 from jitgrant.handlers import policy_status as _policy_status  # noqa: F401 - GrantPolicy Ready condition
 from jitgrant.handlers.leader import LeaderElection
+from jitgrant.handlers.reconcile import remember_kopf_events
 from jitgrant.handlers.runtime import Runtime
 from jitgrant.handlers.scheduler import Scheduler
 from jitgrant.handlers.sweep import sweep_all, sweep_forever
@@ -217,6 +218,7 @@ async def reconcile_on_change(body: kopf.Body, type: str | None, memo: kopf.Memo
     """
     runtime = runtime_of(memo)
     runtime.health.mark_watch_alive("accessrequests")
+    remember_kopf_events(runtime)
     scheduler = scheduler_of(memo)
     namespace, name = body.metadata.namespace or "", body.metadata.name or ""
     if type == "DELETED":

@@ -10,12 +10,14 @@ docs/architecture.md).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, cast
 
 import kopf
+from kopf._core.engines import posting  # private, but kopf is pinned to 1.45.x
 from pydantic import ValidationError
 
 from jitgrant.approvals.counting import ApprovalTally, tally
@@ -68,8 +70,28 @@ def _status(**fields: Any) -> dict[str, Any]:
     return AccessRequestStatus(**fields).model_dump(mode="json", by_alias=True, exclude_unset=True)
 
 
-def _post_event(body: Mapping[str, Any], *, warning: bool, reason: str, message: str) -> None:
+def remember_kopf_events(runtime: Runtime) -> None:
+    """Called in a kopf handler: keep kopf's Event queue for passes run outside kopf's own tasks."""
+    if runtime.kopf_events is None:
+        with contextlib.suppress(LookupError):
+            runtime.kopf_events = (posting.event_queue_var.get(), posting.event_queue_loop_var.get())
+
+
+def _post_event(
+    runtime: Runtime, body: Mapping[str, Any], *, warning: bool, reason: str, message: str
+) -> None:
     """A Kubernetes Event on the request, so `kubectl describe` shows the story too."""
+    try:
+        posting.event_queue_var.get()
+    except LookupError:
+        # A pass the scheduler runs (expiry, retries, a request it reached first): kopf's queue is
+        # set only in kopf's per-object tasks, so without this such transitions posted no Event.
+        if runtime.kopf_events is None:
+            log.debug("no kopf event queue yet; the %s Event is not posted", reason)
+            return
+        queue, loop = runtime.kopf_events
+        posting.event_queue_var.set(queue)
+        posting.event_queue_loop_var.set(loop)
     try:
         kopf.event(
             cast(kopf.Body, body),
@@ -92,6 +114,9 @@ class Reconciler:
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
+        # Requests (by uid) whose `requested` record this pass wrote: it precedes the first status
+        # write, and a 409 on that write makes the pass read again and decide again.
+        self._requested: set[str] = set()
 
     def _now(self) -> datetime:
         # Second precision, as Kubernetes writes times: status times compare as strings too.
@@ -247,7 +272,9 @@ class Reconciler:
             )
         )
         runtime.metrics.request_outcome(policy=request.spec.policy, outcome=consequence.outcome)
-        _post_event(stored.body, warning=consequence.warning, reason=step.reason, message=step.message)
+        _post_event(
+            self.runtime, stored.body, warning=consequence.warning, reason=step.reason, message=step.message
+        )
         log.info("%s/%s -> %s: %s", stored.namespace, stored.name, phase.value, step.message)
         if runtime.notifier is not None:  # queued, never awaited: a receiver cannot slow a grant
             expires_at = audit.get("expires_at")
@@ -289,7 +316,9 @@ class Reconciler:
             fields["approvals"] = approvals
         if cluster is None:
             cluster = policy.target.cluster if policy is not None else "unknown"
-        if request.status.phase is None:
+        uid = stored.uid
+        if request.status.phase is None and uid not in self._requested:
+            self._requested.add(uid)
             await runtime.audit.record(
                 audit_event(
                     request=request,
@@ -340,7 +369,9 @@ class Reconciler:
                     approvals=(entry,),
                 )
             )
-        _post_event(stored.body, warning=False, reason=Reason.APPROVAL_RECORDED, message=step.message)
+        _post_event(
+            self.runtime, stored.body, warning=False, reason=Reason.APPROVAL_RECORDED, message=step.message
+        )
 
     @staticmethod
     def _approval_entries(result: ApprovalTally | None) -> tuple[ApprovalEntry, ...]:
@@ -682,7 +713,9 @@ class Reconciler:
         if not await runtime.own.delete_request(stored.namespace, stored.name, uid=stored.uid):
             return  # gone already, or recreated under the same name: not this one to delete
         # The object is gone; an Event on it still tells `kubectl get events` for an hour why.
-        _post_event(stored.body, warning=False, reason=Reason.RETENTION_ELAPSED, message=message)
+        _post_event(
+            self.runtime, stored.body, warning=False, reason=Reason.RETENTION_ELAPSED, message=message
+        )
         log.info("%s/%s removed: %s", stored.namespace, stored.name, message)
 
     async def _removal_event(

@@ -79,6 +79,9 @@ class Runtime:
     oidc: Any = None
     # Posts notices of transitions (jitgrant.notify.Notifier); None: no notifications configured.
     notifier: Any = None
+    # kopf's Event queue and its loop, taken from a kopf handler (kopf sets them only in its own
+    # per-object tasks): passes the scheduler runs post their Events through them too.
+    kopf_events: tuple[Any, Any] | None = None
 
     @property
     def operator_usernames(self) -> frozenset[str]:
