@@ -103,11 +103,14 @@ async def delete_owned(
     `trust_labels` is only for grants recorded by an operator version that sealed nothing: their
     names come from status (which only the operator writes), and the request-uid label must match.
     """
+    if ref.uid is not None:
+        # The uid was recorded from the operator's own create (or a read that proved the seal), and
+        # the API server never reuses one: the precondition alone proves it is ours, so no read first
+        # (one call less on every revocation and expiry). Another object under the name: False.
+        return await port.delete_object(ref.kind, ref.namespace, ref.name, uid=ref.uid)
     existing = await port.read_object(ref.kind, ref.namespace, ref.name)
     if existing is None:
         return False
-    if ref.uid is not None and existing.uid != ref.uid:
-        return False  # another object took the name after ours was gone
     legacy = (
         trust_labels
         and OWNER_SEAL_ANNOTATION not in existing.annotations
