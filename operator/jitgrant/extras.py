@@ -14,6 +14,17 @@ from importlib.util import find_spec
 #: extra -> the top-level modules it provides.
 EXTRAS = {"aws": ("boto3", "botocore")}
 
+#: The AWS services jitgrant creates boto3 clients for: STS (AssumeRole, EKS tokens), EKS, and
+#: S3 and CloudWatch Logs (audit sinks and readers). The image keeps only these services' models
+#: of botocore's data (23 MB for about 450 services); tests/image/test_aws_services.py reads the
+#: source and fails when a client is made for a service missing here.
+AWS_SERVICES = ("eks", "logs", "s3", "sts")
+
+#: The services botocore's own credential providers create clients for: assume-role profiles and
+#: web identity (IRSA) through STS, SSO profiles through SSO and SSO-OIDC, `aws login` sessions
+#: through Signin. Kept in the image beside AWS_SERVICES so every credential source still works.
+AWS_CREDENTIAL_SERVICES = ("signin", "sso", "sso-oidc", "sts")
+
 
 class MissingExtra(ImportError):
     """A feature was configured whose optional dependencies are not installed."""
