@@ -8,6 +8,8 @@
 # otherwise an equivalent base is made with debootstrap from Debian's packages (Debian's
 # python3.11 with venv) and cached as a tarball under ~/.cache/jitgrant/image/, so only the first
 # build pays for it. The Dockerfile itself is the same for both: the base is a build argument.
+# With that local base, the runtime stage gets a pruned copy of it (tests/image/prune_base.py:
+# no package managers, perl, shells but sh, coreutils or ensurepip wheels), cached beside it.
 #
 # Usage: build.sh                  build (or reuse: the image carries a hash of its build context)
 #        build.sh --rootfs DIR     also unpack the image's root filesystem into DIR and write its
@@ -38,7 +40,7 @@ mkdir -p "$out" "$cache"
 # the product package, without caches): its hash names the build, so an unchanged tree is reused.
 context_hash="$(
     {
-        sha256sum Dockerfile .dockerignore pyproject.toml README.md
+        sha256sum Dockerfile .dockerignore pyproject.toml README.md tests/image/prune_base.py
         find operator/jitgrant -type f ! -path '*/__pycache__/*' ! -name '*.pyc' -print0 \
             | sort -z | xargs -0 sha256sum
     } | sha256sum | cut -c1-16
@@ -73,6 +75,9 @@ local_base="localhost/jitgrant-python:3.11-bookworm"
 base_packages="python3,python3-venv,python-is-python3,ca-certificates"
 base_stamp="$(printf '%s\n' "bookworm" "$base_packages" "strip-v1" | sha256sum | cut -c1-12)"
 base_tar="${cache}/base-bookworm-python3.11-${base_stamp}.tar"
+prune_stamp="$(sha256sum tests/image/prune_base.py | cut -c1-12)"
+local_runtime="localhost/jitgrant-python:3.11-bookworm-runtime-${prune_stamp}"
+runtime_tar="${cache}/runtime-bookworm-python3.11-${base_stamp}-${prune_stamp}.tar"
 
 make_base_tarball() {
     local tmp
@@ -91,6 +96,55 @@ make_base_tarball() {
     rm -rf "${r}"/usr/lib/x86_64-linux-gnu/gconv "${r}"/usr/lib/aarch64-linux-gnu/gconv
     tar --numeric-owner -C "$r" -cf "${base_tar}.part" .
     mv "${base_tar}.part" "$base_tar"
+}
+
+make_runtime_tarball() { # the local base without what only the build stage needs
+    local tmp
+    tmp="$(mktemp -d "${cache}/runtime.XXXXXX")"
+    # shellcheck disable=SC2064
+    trap "rm -rf '${tmp}'" RETURN
+    mkdir "${tmp}/rootfs"
+    tar --numeric-owner -C "${tmp}/rootfs" -xf "$base_tar"
+    python3 "${root}/tests/image/prune_base.py" "${tmp}/rootfs"
+    tar --numeric-owner -C "${tmp}/rootfs" -cf "${runtime_tar}.part" .
+    mv "${runtime_tar}.part" "$runtime_tar"
+    # Runtime bases of earlier prune_base.py versions are never used again.
+    find "$cache" -maxdepth 1 -name 'runtime-bookworm-*.tar' ! -name "${runtime_tar##*/}" -delete
+    local stale
+    for stale in $(
+        if [[ "$engine" == docker ]]; then
+            docker image ls --format '{{.Repository}}:{{.Tag}}'
+        else
+            bah images --format '{{.Name}}:{{.Tag}}'
+        fi
+    ); do
+        if [[ "$stale" == "${local_base}-runtime-"* && "$stale" != "$local_runtime" ]]; then
+            if [[ "$engine" == docker ]]; then docker rmi "$stale" >/dev/null; else bah rmi "$stale" >/dev/null; fi
+        fi
+    done
+}
+
+choose_runtime_base() { # choose_runtime_base BUILD_BASE: the runtime stage's base for it
+    if [[ "$1" != "$local_base" ]]; then
+        echo "$1" # a pulled python image: used as it is for both stages
+        return
+    fi
+    if [[ "$engine" == docker ]]; then
+        if ! docker image inspect "$local_runtime" >/dev/null 2>&1; then
+            [[ -f "$runtime_tar" ]] || make_runtime_tarball
+            docker import --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+                --change 'CMD ["python3"]' "$runtime_tar" "$local_runtime" >&2
+        fi
+    elif ! bah inspect --type image "$local_runtime" >/dev/null 2>&1; then
+        [[ -f "$runtime_tar" ]] || make_runtime_tarball
+        local ctr
+        ctr="$(bah from scratch)"
+        bah add "$ctr" "$runtime_tar" / >/dev/null
+        bah config --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+            --cmd python3 "$ctr"
+        bah commit -q --rm "$ctr" "$local_runtime" >/dev/null
+    fi
+    echo "$local_runtime"
 }
 
 choose_base() {
@@ -129,6 +183,14 @@ choose_base() {
     echo "$local_base"
 }
 
+image_label() { # image_label NAME: a label of the built image, empty if there is none
+    if [[ "$engine" == docker ]]; then
+        docker image inspect -f "{{ index .Config.Labels \"$1\" }}" "$image" 2>/dev/null || true
+    else
+        bah inspect --type image -f "{{ index .OCIv1.Config.Labels \"$1\" }}" "$image" 2>/dev/null || true
+    fi
+}
+
 image_hash() {
     if [[ "$engine" == docker ]]; then
         docker image inspect -f '{{ index .Config.Labels "dev.jitgrant.context" }}' "$image" 2>/dev/null || true
@@ -151,14 +213,17 @@ if [[ "$existing" == "$context_hash" || ( -n "${JITGRANT_IMAGE_REUSE:-}" && -n "
     say "${image} is up to date (context ${context_hash}); reusing it"
 else
     base="$(choose_base)"
-    say "building ${image} with ${engine} from ${base}"
+    runtime_base="$(choose_runtime_base "$base")"
+    say "building ${image} with ${engine} from ${base} (runtime stage: ${runtime_base})"
     start=$SECONDS
+    args=(--build-arg "PYTHON_IMAGE=${base}" --build-arg "RUNTIME_IMAGE=${runtime_base}")
     if [[ "$engine" == docker ]]; then
-        docker build -q "${secret[@]}" --build-arg "PYTHON_IMAGE=${base}" --label "dev.jitgrant.context=${context_hash}" \
-            -t "$image" . >&2
+        docker build -q "${secret[@]}" "${args[@]}" --label "dev.jitgrant.context=${context_hash}" \
+            --label "dev.jitgrant.runtime-base=${runtime_base}" -t "$image" . >&2
     else
-        bah build --isolation chroot --layers --force-rm --pull-never -q "${secret[@]}" --build-arg "PYTHON_IMAGE=${base}" \
-            --label "dev.jitgrant.context=${context_hash}" -t "$image" . >&2
+        bah build --isolation chroot --layers --force-rm --pull-never -q "${secret[@]}" "${args[@]}" \
+            --label "dev.jitgrant.context=${context_hash}" --label "dev.jitgrant.runtime-base=${runtime_base}" \
+            -t "$image" . >&2
         # Dangling layers of earlier builds would otherwise pile up in vfs storage (full copies).
         bah rmi --prune >/dev/null 2>&1 || true
     fi
@@ -222,8 +287,9 @@ if [[ -n "$rootfs_out" ]]; then
     mv "${work}/rootfs" "$rootfs_out"
     mv "${work}/rootfs.config.json" "${rootfs_out}.config.json"
 fi
-printf 'ENGINE=%s\nIMAGE=%s\nSIZE_BYTES=%s\nCONTEXT=%s\n' "$engine" "$image" "$size" "$context_hash" \
-    >"${out}/image.env"
+# RUNTIME_BASE: the runtime stage's base (the pruned local one, or the pulled python image).
+printf 'ENGINE=%s\nIMAGE=%s\nSIZE_BYTES=%s\nCONTEXT=%s\nRUNTIME_BASE=%s\n' "$engine" "$image" "$size" \
+    "$context_hash" "$(image_label dev.jitgrant.runtime-base)" >"${out}/image.env"
 say "${image}: $((size / 1000000)) MB uncompressed"
 if [[ $audit_rc -ne 0 ]]; then
     say "pip-audit: see ${out}/pip-audit.json"
