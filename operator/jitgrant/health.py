@@ -6,7 +6,9 @@
   and the kubelet's probe times out: that is the responsiveness check, with no thread that could
   lie about it. A watch that was expected but never seen goes stale too, counted from when it was
   expected, so a watch that never started is caught as well.
-- `/readyz` (readiness): start-up is done and the audit path accepts writes right now. A grant
+- `/readyz` (readiness): start-up is done, the admission webhook server (if any) accepts
+  connections, and the audit path accepts writes right now. The webhooks fail closed, so a replica
+  marked ready before its webhook listens would fail API calls routed to it. A grant
   must be recorded before it exists (fail closed), so an operator that cannot record is not
   ready; it is not restarted for it either, because a restart would not fix a full disk or an
   unreachable sink.
@@ -19,6 +21,7 @@ opposite of what a liveness probe must do.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import tempfile
 import time
@@ -44,6 +47,19 @@ async def _always_ready() -> bool:
     return True
 
 
+async def _accepts_connections(host: str, port: int) -> bool:
+    """A TCP connection is accepted (no TLS handshake: listening is the question)."""
+    try:
+        async with asyncio.timeout(1.0):
+            _, writer = await asyncio.open_connection(host, port)
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True
+
+
 class Health:
     """Signals from the operator (watch events, start-up) and the checks the probes run on them."""
 
@@ -54,6 +70,7 @@ class Health:
         audit_ready: AuditReady = _always_ready,
         audit_timeout: timedelta = timedelta(seconds=3),
         clock: Callable[[], float] = time.monotonic,
+        webhook: tuple[str, int] | None = None,
     ) -> None:
         if watch_stale_after <= timedelta(0):
             raise ValueError("watch_stale_after must be longer than zero")
@@ -61,6 +78,10 @@ class Health:
         self.audit_ready = audit_ready
         self.audit_timeout = audit_timeout
         self._clock = clock
+        # Where the admission webhook server listens; a wildcard address is reached on loopback.
+        if webhook is not None and webhook[0] in ("0.0.0.0", "::", ""):  # noqa: S104
+            webhook = ("127.0.0.1" if webhook[0] != "::" else "::1", webhook[1])
+        self.webhook = webhook
         self._last_alive: dict[str, float] = {}
         self._started = False
         self._runner: web.AppRunner | None = None
@@ -94,6 +115,9 @@ class Health:
     async def readiness(self) -> Verdict:
         if not self._started:
             return Verdict(ok=False, reasons=("start-up not finished",))
+        if self.webhook is not None and not await _accepts_connections(*self.webhook):
+            host, port = self.webhook
+            return Verdict(ok=False, reasons=(f"admission webhook server not listening on {host}:{port}",))
         try:
             async with asyncio.timeout(self.audit_timeout.total_seconds()):
                 accepts = await self.audit_ready()

@@ -73,8 +73,11 @@ def build_runtime(
         own=ClusterApi(name="in-cluster", client=client),
         audit=audit,
         metrics=metrics,
-        # Ready means a grant could be recorded now: the spool accepts writes.
-        health=Health(audit_ready=directory_accepts_writes(audit_config.spool_dir)),
+        # Ready means the webhooks answer and a grant could be recorded now (the spool accepts writes).
+        health=Health(
+            audit_ready=directory_accepts_writes(audit_config.spool_dir),
+            webhook=(settings.webhook.host, settings.webhook.port) if settings.webhook else None,
+        ),
     )
     # The replay set lives in the API server, so a token used through one replica's webhook is
     # refused by every other, and after restarts.

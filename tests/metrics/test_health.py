@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -116,6 +117,26 @@ async def test_readiness_waits_for_start_up_and_audit(clock: FakeClock, serve: S
     accepting = False
     assert await get(f"{base}/readyz") == (503, "audit path does not accept writes\n")
     assert (await get(f"{base}/healthz"))[0] == 200  # not ready is not dead: no restart for it
+
+
+async def test_not_ready_until_the_webhook_server_listens(serve: Serve) -> None:
+    """The webhooks fail closed: a replica must not take traffic before its webhook accepts it."""
+    with socket.socket() as probe:  # a port nobody listens on (yet)
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    health = Health(webhook=("0.0.0.0", port))
+    health.mark_started()
+    base = await serve(health)
+    assert await get(f"{base}/readyz") == (
+        503,
+        f"admission webhook server not listening on 127.0.0.1:{port}\n",
+    )
+    server = await asyncio.start_server(lambda _r, w: w.close(), "127.0.0.1", port)
+    try:
+        assert await get(f"{base}/readyz") == (200, "ok\n")
+    finally:
+        server.close()
+        await server.wait_closed()
 
 
 async def test_readiness_fails_when_the_audit_check_raises_or_hangs(serve: Serve) -> None:
