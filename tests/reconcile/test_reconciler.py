@@ -11,6 +11,7 @@ from jitgrant.clusters.errors import Unavailable
 from jitgrant.clusters.port import ClusterObject
 from jitgrant.handlers.reconcile import Reconciler
 from jitgrant.models.vocabulary import (
+    FINALIZER,
     MANAGED_BY_LABEL,
     MANAGED_BY_VALUE,
     OWNER_SEAL_ANNOTATION,
@@ -249,6 +250,19 @@ async def test_a_conflict_on_the_first_status_write_records_requested_once(world
     world.port.after("get_request", lambda: world.cluster.annotate(NS, "fix", {"other": "writer"}))
     await world.reconcile("fix")
     assert world.status("fix")["phase"] == "Active"
+    assert world.audit_types(uid) == [E.REQUESTED, E.APPROVED, E.ISSUING, E.GRANTED]
+
+
+async def test_a_request_without_the_finalizer_gets_it_before_anything_is_granted(world: World) -> None:
+    """The event handler's finalizer write can fail (our own webhooks not yet listening): the
+    reconciler adds it itself, first, so a deletion is always certain to revoke what it issues."""
+    uid = world.file("fix")
+    world.cluster.requests[(NS, "fix")]["metadata"]["finalizers"] = []
+    await world.reconcile("fix")
+    assert world.status("fix")["phase"] == "Active"
+    assert world.cluster.requests[(NS, "fix")]["metadata"]["finalizers"] == [FINALIZER]
+    calls = world.port.calls
+    assert calls.index("update_finalizers") < calls.index("create_object")
     assert world.audit_types(uid) == [E.REQUESTED, E.APPROVED, E.ISSUING, E.GRANTED]
 
 

@@ -43,7 +43,10 @@ async def ensure(runtime: Runtime, namespace: str, name: str) -> None:
 
 
 def needs_finalizer(stored: StoredRequest) -> bool:
-    return not stored.deleting and FINALIZER not in stored.finalizers
+    # A finished request has nothing left to revoke: no write for it (at start-up these writes
+    # reach our own webhooks, which may not be listening yet).
+    finished = stored.phase is not None and stored.phase.terminal
+    return not stored.deleting and not finished and FINALIZER not in stored.finalizers
 
 
 async def finalize(runtime: Runtime, namespace: str, name: str) -> bool:

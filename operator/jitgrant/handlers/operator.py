@@ -8,6 +8,7 @@ from typing import Any
 
 import kopf
 
+from jitgrant.clusters.errors import ClusterAccessError
 from jitgrant.clusters.port import StoredRequest
 from jitgrant.clusters.replay import SharedReplayCache
 from jitgrant.handlers import admission as _admission  # noqa: F401 - registers the webhooks
@@ -116,7 +117,11 @@ async def _take_up_finalizers(runtime: Runtime, finalizers: finalizer.Finalizers
         if stored.deleting and FINALIZER in stored.finalizers:
             finalizers.start(stored.namespace, stored.name)
         elif finalizer.needs_finalizer(stored):
-            await finalizer.ensure(runtime, stored.namespace, stored.name)
+            try:
+                await finalizer.ensure(runtime, stored.namespace, stored.name)
+            except ClusterAccessError as exc:
+                # The reconciler adds it before granting anyway; taking over must not fail for it.
+                log.warning("finalizer on %s/%s not added yet: %s", stored.namespace, stored.name, exc)
 
 
 async def _start_leading(
@@ -236,7 +241,10 @@ async def reconcile_on_change(body: kopf.Body, type: str | None, memo: kopf.Memo
         return
     if finalizer.needs_finalizer(stored):
         # Before anything can be granted: deleting the request must be certain to revoke it.
-        await finalizer.ensure(runtime, namespace, name)
+        try:
+            await finalizer.ensure(runtime, namespace, name)
+        except ClusterAccessError as exc:
+            log.warning("finalizer on %s/%s not added yet: %s", namespace, name, exc)
     if when is None or when > runtime.clock():
         return
     await scheduler.reconcile(namespace, name)

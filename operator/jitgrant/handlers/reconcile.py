@@ -141,8 +141,16 @@ class Reconciler:
                 if step.action is Action.ACTIVATE and FINALIZER not in stored.finalizers:
                     # Without the finalizer a deletion could remove the request before its grant:
                     # access is issued only once deleting the request is guaranteed to revoke it.
-                    log.debug("%s/%s: waiting for the finalizer before granting", namespace, name)
-                    return None
+                    # Added here too, not only by the event handler: its write may have failed (the
+                    # webhooks down at start-up), and nothing else would add it.
+                    with contextlib.suppress(Conflict):
+                        await self.runtime.own.update_finalizers(
+                            namespace,
+                            name,
+                            [*stored.finalizers, FINALIZER],
+                            resource_version=stored.resource_version,
+                        )
+                    continue
                 try:
                     await self._carry_out(step, stored=stored, request=request, policy=policy)
                 except Conflict:
