@@ -97,9 +97,7 @@ class GrantRow:
         return (
             f"activity: {activity.calls} calls ({verbs or 'none'}{span}): "
             f"{activity.allowed_by_grant} by this grant, {activity.allowed_otherwise} by something else, "
-            f"{activity.refused} refused"
-            + (f" ({refused})" if refused else "")
-            + f"; from {activity.source}"
+            f"{activity.refused} refused" + (f" ({refused})" if refused else "") + f"; from {activity.source}"
         )
 
 
