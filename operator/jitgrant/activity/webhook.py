@@ -86,8 +86,9 @@ class AuditWebhookReceiver:
             or not isinstance(body.get("items") or [], list)
         ):
             return _status(400, "expected an audit.k8s.io EventList (kind EventList, items: Events)")
+        # A real API server's list items carry no kind/apiVersion; the log file's lines (and parse_event) do.
         lines = [
-            json.dumps(item, separators=(",", ":"))
+            json.dumps({"kind": "Event", "apiVersion": body["apiVersion"], **item}, separators=(",", ":"))
             for item in body.get("items") or []
             if isinstance(item, dict)
         ]
