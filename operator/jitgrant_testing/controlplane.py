@@ -4,8 +4,10 @@ etcd, kube-apiserver and kube-controller-manager are upstream binaries built fro
 pinned in `tests/kube/go.mod` (`tests/kube/build.sh` builds them once and caches them per version).
 Everything lives in one temporary directory: generated CA and serving certificates, the
 ServiceAccount signing key, a static token file with random tokens for the test identities, the
-audit policy and log, etcd's data and one kubeconfig per identity. `stop()` terminates the
-processes (then kills them) and removes the directory, so nothing outlives the object.
+audit policy and log, etcd's data and one kubeconfig per identity. Given an `AuditWebhook`, the API
+server also posts its audit Events to that URL (`--audit-webhook-config-file`) besides writing the
+log file. `stop()` terminates the processes (then kills them) and removes the directory, so nothing
+outlives the object.
 
 This module is independent of the operator: it imports only the standard library and
 `cryptography`, so it can start a cluster for anything (`python -m jitgrant_testing.controlplane`).
@@ -33,6 +35,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
@@ -77,6 +80,23 @@ AUDIT_POLICY = {
         {"level": "Metadata"},
     ],
 }
+
+
+@dataclass(frozen=True)
+class AuditWebhook:
+    """Where kube-apiserver's audit webhook backend posts its EventLists, and how it proves itself.
+
+    The API server is given a kubeconfig naming `url` (HTTPS, verified against `ca_file`) and a user
+    holding `token`; it posts in batch mode, a batch at most `batch_max_wait` seconds after its first
+    Event (upstream waits 30 s), and retries a failed post after `initial_backoff` seconds (upstream
+    10 s), growing 1.5x, five tries in all, before it logs the batch as lost.
+    """
+
+    url: str
+    token: str
+    ca_file: Path
+    batch_max_wait: float = 1.0
+    initial_backoff: float = 1.0
 
 
 class ControlPlaneError(RuntimeError):
@@ -184,12 +204,14 @@ class ControlPlane:
         controller_manager: bool = True,
         start_timeout: float = 120.0,
         extra_apiserver_args: Sequence[str] = (),
+        audit_webhook: AuditWebhook | None = None,
     ) -> None:
         self._bin_dir = Path(bin_dir) if bin_dir is not None else None
         self._users = {name: tuple(groups) for name, groups in users.items()}
         self._controller_manager = controller_manager
         self._start_timeout = start_timeout
         self._extra_apiserver_args = list(extra_apiserver_args)
+        self._audit_webhook = audit_webhook
         self._tokens: dict[str, str] = {}
         self._processes: list[_Process] = []
         self._dir: Path | None = None
@@ -218,6 +240,11 @@ class ControlPlane:
     @property
     def audit_log_path(self) -> Path:
         return self.dir / "audit" / "audit.log"
+
+    @property
+    def audit_webhook_config_path(self) -> Path:
+        """The kubeconfig given to `--audit-webhook-config-file` (written only with an AuditWebhook)."""
+        return self.dir / "audit" / "webhook.kubeconfig"
 
     @property
     def users(self) -> Mapping[str, tuple[str, ...]]:
@@ -368,6 +395,22 @@ class ControlPlane:
             rows.append(f'{row},"{",".join(groups)}"' if groups else row)
         _write_private(pki / "tokens.csv", "\n".join(rows) + "\n")
         _write_private(root / "audit" / "policy.json", json.dumps(AUDIT_POLICY, indent=2) + "\n")
+        if self._audit_webhook is not None:
+            hook = self._audit_webhook
+            webhook_config = {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [
+                    {
+                        "name": "audit",
+                        "cluster": {"server": hook.url, "certificate-authority": str(hook.ca_file)},
+                    }
+                ],
+                "users": [{"name": "kube-apiserver", "user": {"token": hook.token}}],
+                "contexts": [{"name": "audit", "context": {"cluster": "audit", "user": "kube-apiserver"}}],
+                "current-context": "audit",
+            }
+            _write_private(self.audit_webhook_config_path, json.dumps(webhook_config, indent=2) + "\n")
 
     def _launch(self, name: str, argv: list[str]) -> _Process:
         proc = _Process(name, argv, self.dir / "logs" / f"{name}.log")
@@ -421,11 +464,23 @@ class ControlPlane:
                 "--audit-log-mode=blocking",  # each event is on disk when the response is sent
                 "--allow-privileged=true",
                 "--profiling=false",
+                *self._audit_webhook_args(),
                 *self._extra_apiserver_args,
             ],
         )
         admin = self._tokens["admin"]
         self._wait(proc, lambda: _http_ok(f"{self.server}/readyz", self.ssl_context(), admin))
+
+    def _audit_webhook_args(self) -> list[str]:
+        hook = self._audit_webhook
+        if hook is None:
+            return []
+        return [
+            f"--audit-webhook-config-file={self.audit_webhook_config_path}",
+            "--audit-webhook-mode=batch",
+            f"--audit-webhook-batch-max-wait={hook.batch_max_wait:g}s",
+            f"--audit-webhook-initial-backoff={hook.initial_backoff:g}s",
+        ]
 
     def _start_controller_manager(self) -> None:
         pki = self.dir / "pki"
