@@ -28,6 +28,7 @@ from .audit import AuditLogWriter
 from .authn import MASTERS, TokenAuthenticator, User
 from .clock import Clock
 from .crud import Api, Call
+from .faults import FaultInjector
 from .rbac import RbacAuthorizer
 from .resources import ResourceRegistry
 from .server import Server
@@ -63,6 +64,8 @@ class EmbeddedCluster:
         self.authn.bound_lookup = self._bound_object_uid
         self.authorizer = RbacAuthorizer(self.store)
         self.webhooks = WebhookCaller(self.store)
+        #: Refused requests and dropped watches for one user, toggled by tests (off by default).
+        self.faults = FaultInjector(self.authn.authenticate)
         self.api = Api(
             registry=self.registry,
             store=self.store,
@@ -122,6 +125,7 @@ class EmbeddedCluster:
         server = Server(api=self.api, authn=self.authn, authorize=self._authorize, address=f"{self.host}:0")
         if self.audit_log is not None:
             server.app.middlewares.append(AuditLogWriter(self.audit_log, self.clock).middleware)
+        server.app.middlewares.append(self.faults.middleware)
         self._runner = web.AppRunner(
             server.app, access_log=None, handler_cancellation=True, shutdown_timeout=1.0
         )
