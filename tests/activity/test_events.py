@@ -49,7 +49,9 @@ def test_a_refused_call_carries_the_forbid_decision_and_no_binding() -> None:
 
 
 def test_an_event_list_from_a_webhook_backend_is_unpacked() -> None:
-    body = {"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "items": [audit_event(), audit_event()]}
+    # As kube-apiserver posts them: the items carry neither kind nor apiVersion, the list does.
+    bare = [{k: v for k, v in audit_event().items() if k not in ("kind", "apiVersion")} for _ in range(2)]
+    body = {"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "items": bare}
     assert len(list(parse_lines([json.dumps(body)]))) == 2
 
 

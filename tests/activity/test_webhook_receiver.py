@@ -37,6 +37,8 @@ def event_list(*events: dict[str, Any]) -> dict[str, Any]:
     """What the webhook backend posts: an EventList, both stages of each call (as it sends them)."""
     items: list[dict[str, Any]] = []
     for event in events:
+        # A real kube-apiserver leaves kind and apiVersion off the items (the list carries them).
+        event = {k: v for k, v in event.items() if k not in ("kind", "apiVersion")}
         received = {k: v for k, v in event.items() if k not in ("responseStatus", "annotations")}
         items += [{**received, "stage": "RequestReceived"}, event]
     return {"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "metadata": {}, "items": items}

@@ -75,9 +75,11 @@ def test_posted_events_land_in_the_log_activity_reads_and_a_post_without_the_tok
     receiver: tuple[str, Path, subprocess.Popen[str]],
 ) -> None:
     url, log, process = receiver
-    batch = {"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "items": [EVENT]}
+    # As kube-apiserver posts them: kind and apiVersion on the list only.
+    bare = {k: v for k, v in EVENT.items() if k not in ("kind", "apiVersion")}
+    batch = {"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "items": [bare]}
     assert _post(url, batch, token="s3cret-token") == 200
-    forged = {**EVENT, "auditID": "5e1b9c4e-0000-4000-8000-00000000bad0"}
+    forged = {**bare, "auditID": "5e1b9c4e-0000-4000-8000-00000000bad0"}
     assert _post(url, {**batch, "items": [forged]}, token=None) == 401
     assert _post(url, {**batch, "items": [forged]}, token="guess") == 401
     lines = [json.loads(line) for line in log.read_text().splitlines()]

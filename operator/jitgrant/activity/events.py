@@ -171,7 +171,15 @@ def parse_lines(lines: Iterable[bytes | str]) -> Iterator[ApiCall]:
             continue  # a line cut by rotation or a crash; the rest of the log still counts
         if not isinstance(raw, dict):
             continue
-        items = (raw.get("items") or []) if raw.get("kind") == "EventList" else [raw]
+        items = [raw]
+        if raw.get("kind") == "EventList":
+            # A real kube-apiserver leaves kind and apiVersion off the items of the lists it posts:
+            # they are the list's Events, so they get them from it.
+            version = raw.get("apiVersion")
+            items = [
+                {"kind": "Event", "apiVersion": version, **item} if isinstance(item, dict) else item
+                for item in raw.get("items") or []
+            ]
         for item in items:
             if not isinstance(item, dict) or item.get("stage") not in FINAL_STAGES:
                 continue
