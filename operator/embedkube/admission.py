@@ -4,17 +4,26 @@ Webhooks are called over HTTPS, verifying the server certificate against ``clien
 (or the system trust store when it is empty). Mutating webhooks run in configuration-name order,
 each once (no reinvocation), then validating webhooks. Webhook configurations themselves are never
 sent to webhooks, as in the real server, so a broken webhook cannot lock its own fix out.
+
+Replies are checked as k8s.io/apiserver's VerifyAdmissionResponse and mutating dispatcher do, with
+the same outcomes and message text (tests/probes/ compares them with a real kube-apiserver): a reply
+that is not a v1 AdmissionReview, a wrong response.uid, a patch without patchType (or the reverse), a
+patch from a validating webhook, an undecodable patch or a patchType other than JSONPatch is a failure
+to call the webhook (failurePolicy decides; Fail is a 500); a patch that does not apply is a 500
+whatever the policy; a denial keeps the webhook's code (400 when below 400), reason and details, and
+the response still carries the warnings given so far.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import copy
 import json
 import ssl
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -192,26 +201,30 @@ class WebhookCaller:
             )
         return mapped.rstrip("/") + (service.get("path") or "")
 
-    async def _call(self, hook: Mapping[str, Any], review: Mapping[str, Any]) -> dict[str, Any]:
+    async def _call(
+        self, hook: Mapping[str, Any], review: Mapping[str, Any], mutating: bool
+    ) -> dict[str, Any]:
         url = self._url(hook)
         context = self._context(str((hook.get("clientConfig") or {}).get("caBundle") or ""))
         timeout = aiohttp.ClientTimeout(total=float(hook.get("timeoutSeconds") or 10))
         body = await self._post(url, review, context, timeout)
-        answer = body.get("response") or {}
-        if answer.get("uid") != review["request"]["uid"]:
-            raise ValueError(f"expected response.uid={review['request']['uid']!r}, got {answer.get('uid')!r}")
-        return dict(answer)
+        return _verify(body, review["request"]["uid"], mutating)
 
     async def _post(
         self, url: str, review: Mapping[str, Any], context: ssl.SSLContext, limits: aiohttp.ClientTimeout
-    ) -> dict[str, Any]:
+    ) -> Any:
         async with self._client().post(url, json=review, ssl=context, timeout=limits) as response:
             if response.status != 200:
                 raise ConnectionError(
                     f"received {response.status} from webhook: {(await response.text())[:200]}"
                 )
-            body: dict[str, Any] = await response.json(content_type=None)
-        return body
+            text = await response.text()
+        try:
+            return json.loads(text)
+        except ValueError as exc:  # the real server's decoder first looks for apiVersion and kind
+            raise InvalidReply(
+                f"failed to call webhook: couldn't get version/kind; json parse error: {exc}"
+            ) from exc
 
     async def _consult(
         self,
@@ -219,13 +232,21 @@ class WebhookCaller:
         attrs: Attributes,
         obj: Mapping[str, Any] | None,
         old: Mapping[str, Any] | None,
+        *,
+        mutating: bool,
     ) -> dict[str, Any] | None:
-        """The webhook's response, None when it failed and failurePolicy is Ignore."""
+        """The webhook's response (its patch decoded to a list of operations), None when the call or
+        the reply failed and failurePolicy is Ignore."""
         name = hook.get("name", "")
         if attrs.dry_run and hook.get("sideEffects") not in ("None", "NoneOnDryRun"):
             raise ApiError(400, "BadRequest", f'admission webhook "{name}" does not support dry run')
         try:
-            answer = await self._call(hook, self._review(attrs, obj, old))
+            answer = await self._call(hook, self._review(attrs, obj, old), mutating)
+            patch = _decode_patch(answer) if mutating else []
+        except InvalidReply as exc:
+            if (hook.get("failurePolicy") or "Fail") == "Ignore":
+                return None
+            raise internal(f'failed calling webhook "{name}": {exc}') from exc
         except (TimeoutError, aiohttp.ClientError, OSError, ValueError, ssl.SSLError) as exc:
             if (hook.get("failurePolicy") or "Fail") == "Ignore":
                 return None
@@ -235,24 +256,32 @@ class WebhookCaller:
         attrs.warnings.extend(str(w) for w in answer.get("warnings") or ())
         if not answer.get("allowed"):
             raise _denied(name, answer.get("status") or {})
-        return answer
+        return {**answer, "patch": patch}
 
     async def mutate(
         self, attrs: Attributes, obj: dict[str, Any] | None, old: Mapping[str, Any] | None
     ) -> dict[str, Any] | None:
-        for hook in self._hooks(MUTATING, attrs, obj, old):
-            answer = await self._consult(hook, attrs, obj, old)
-            if answer is None or not answer.get("patch") or obj is None:
-                continue
-            if answer.get("patchType", "JSONPatch") != "JSONPatch":
-                raise internal(
-                    f'failed calling webhook "{hook.get("name")}": unsupported patch type '
-                    f"{answer.get('patchType')!r}"
-                )
-            try:
-                obj = json_patch(obj, json.loads(base64.b64decode(answer["patch"])))
-            except ApiError as exc:
-                raise internal(f'failed calling webhook "{hook.get("name")}": {exc.message}') from exc
+        with _warned(attrs):
+            for hook in self._hooks(MUTATING, attrs, obj, old):
+                answer = await self._consult(hook, attrs, obj, old, mutating=True)
+                if answer is None or not answer["patch"]:
+                    continue
+                name = hook.get("name")
+                if obj is None:
+                    raise internal(
+                        f'admission webhook "{name}" attempted to modify the object, which is not '
+                        "supported for this operation"
+                    )
+                if answer.get("patchType") != "JSONPatch":
+                    if (hook.get("failurePolicy") or "Fail") == "Ignore":
+                        continue
+                    raise internal(
+                        f'failed calling webhook "{name}": unsupported patch type "{answer.get("patchType")}"'
+                    )
+                try:
+                    obj = json_patch(obj, answer["patch"])
+                except ApiError as exc:  # not a failure to call: failurePolicy does not apply
+                    raise internal(exc.message.removeprefix("json patch: ")) from exc
         return obj
 
     async def validate(
@@ -260,12 +289,117 @@ class WebhookCaller:
     ) -> None:
         hooks = self._hooks(VALIDATING, attrs, obj, old)
         # validating webhooks run in parallel in the real server; any denial refuses the request
-        results = await asyncio.gather(
-            *(self._consult(h, attrs, obj, old) for h in hooks), return_exceptions=True
+        with _warned(attrs):
+            results = await asyncio.gather(
+                *(self._consult(h, attrs, obj, old, mutating=False) for h in hooks), return_exceptions=True
+            )
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
+
+
+class InvalidReply(Exception):
+    """A webhook's reply that upstream's VerifyAdmissionResponse (or its decoder) refuses: a failure
+    to call the webhook, so failurePolicy decides, reported as a 500 naming the webhook."""
+
+
+REVIEW_V1 = ("admission.k8s.io/v1", "AdmissionReview")
+B64_ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")
+
+
+def _go_type(value: Any) -> str:
+    """The JSON type as Go's encoding/json names it in an UnmarshalTypeError."""
+    names = {dict: "object", list: "array", str: "string", bool: "bool", int: "number", float: "number"}
+    return names.get(type(value), "null")
+
+
+def _gv(api_version: str) -> str:
+    """schema.GroupVersion's rendering inside GroupVersionKind.String(): group/version."""
+    group, _, version = api_version.rpartition("/")
+    return f"{group}/{version}"
+
+
+def _invalid(problem: str) -> InvalidReply:
+    return InvalidReply(f"received invalid webhook response: {problem}")
+
+
+def _verify(body: Any, uid: str, mutating: bool) -> dict[str, Any]:
+    """The reply's `response`, checked as k8s.io/apiserver's request.VerifyAdmissionResponse does
+    after decoding it into a v1 AdmissionReview (messages as upstream's, for the same reasons)."""
+    if not isinstance(body, dict):
+        raise InvalidReply(
+            "failed to call webhook: couldn't get version/kind; json parse error: "
+            f"json: cannot unmarshal {_go_type(body)} into Go value of type struct"
         )
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
+    version, kind = str(body.get("apiVersion") or ""), str(body.get("kind") or "")
+    if (version, kind) == ("admission.k8s.io/v1beta1", "AdmissionReview"):
+        raise InvalidReply(
+            "failed to call webhook: converting (v1beta1.AdmissionReview) to (v1.AdmissionReview): "
+            "unknown conversion"
+        )
+    if (version or kind) and (version, kind) != REVIEW_V1:
+        raise InvalidReply(
+            f'failed to call webhook: no kind "{kind}" is registered for version "{version}" in scheme '
+            '"pkg/runtime/scheme.go:111"'
+        )
+    answer = body.get("response")
+    if not isinstance(answer, dict):
+        raise _invalid("webhook response was absent")
+    if str(answer.get("uid") or "") != uid:
+        raise _invalid(f'expected response.uid="{uid}", got "{answer.get("uid") or ""}"')
+    if (version, kind) != REVIEW_V1:
+        raise _invalid(
+            "expected webhook response of admission.k8s.io/v1, "
+            f"Kind=AdmissionReview, got {_gv(version)}, Kind={kind}"
+        )
+    patch, patch_type = answer.get("patch"), answer.get("patchType")
+    if mutating:
+        if patch and patch_type is None:
+            raise _invalid("webhook returned response.patch but not response.patchType")
+        if not patch and patch_type is not None:
+            raise _invalid("webhook returned response.patchType but not response.patch")
+        if patch_type == "":
+            raise _invalid('webhook returned invalid response.patchType of ""')
+    elif patch:
+        raise _invalid("validating webhook may not return response.patch")
+    elif patch_type is not None:
+        raise _invalid("validating webhook may not return response.patchType")
+    return dict(answer)
+
+
+def _decode_patch(answer: Mapping[str, Any]) -> list[Any]:
+    """The patch's operations; any patchType is decoded as a JSON Patch first, as upstream does."""
+    if not answer.get("patch"):
+        return []
+    text = str(answer["patch"])
+    try:  # a []byte field in Go's JSON: standard base64, strictly
+        raw = base64.b64decode(text, validate=True)
+    except ValueError as exc:
+        at = next((i for i, c in enumerate(text) if c not in B64_ALPHABET), len(text))
+        raise InvalidReply(f"failed to call webhook: illegal base64 data at input byte {at}") from exc
+    try:
+        operations = json.loads(raw)
+    except ValueError as exc:
+        raise InvalidReply(f"received undecodable patch in webhook response: {exc}") from exc
+    if operations is None:  # Go decodes null into an empty patch
+        return []
+    if not isinstance(operations, list):
+        raise InvalidReply(
+            "received undecodable patch in webhook response: json: cannot unmarshal "
+            f"{_go_type(operations)} into Go value of type jsonpatch.Patch"
+        )
+    return operations
+
+
+@contextlib.contextmanager
+def _warned(attrs: Attributes) -> Iterator[None]:
+    """A refusal still carries the warnings webhooks gave before it, as upstream's Warning headers."""
+    try:
+        yield
+    except ApiError as exc:
+        if attrs.warnings:
+            exc.headers["Warning"] = ", ".join(f'299 - "{w}"' for w in attrs.warnings)
+        raise
 
 
 def _describe(exc: BaseException, hook: Mapping[str, Any]) -> str:
@@ -286,10 +420,22 @@ def _describe(exc: BaseException, hook: Mapping[str, Any]) -> str:
     return f'Post "{url}": {exc}'
 
 
+class _Refusal(ApiError):
+    """A webhook's refusal: its status as given, so an empty reason stays absent as upstream's is."""
+
+    def status(self) -> dict[str, Any]:
+        body = super().status()
+        if not body["reason"]:
+            del body["reason"]
+        return body
+
+
 def _denied(name: str, status: Mapping[str, Any]) -> ApiError:
+    """upstream's webhookerrors.ToStatusErr: the webhook's code (400 when below 400), reason and
+    details, the message prefixed with the webhook's name."""
     code = int(status.get("code") or 0)
     if code < 400:
-        code = 403
+        code = 400
     prefix = f'admission webhook "{name}" denied the request'
     if status.get("message"):
         message = f"{prefix}: {status['message']}"
@@ -297,4 +443,4 @@ def _denied(name: str, status: Mapping[str, Any]) -> ApiError:
         message = f"{prefix}: {status['reason']}"
     else:
         message = f"{prefix} without explanation"
-    return ApiError(code, str(status.get("reason") or ""), message, status.get("details"))
+    return _Refusal(code, str(status.get("reason") or ""), message, status.get("details"))
