@@ -40,6 +40,7 @@ class P:
     want: int = 200  # what upstream answers: checked against the real server
     look: tuple[str, ...] = ()  # dotted paths into the JSON answer; special forms in `_look`
     frag: tuple[str, ...] = ()  # substrings of the body whose presence is recorded
+    hdr: tuple[str, ...] = ()  # response headers whose values are recorded (e.g. Warning)
     headers: Mapping[str, str] = field(default_factory=dict)
     ctype: str = "application/json"
     token: str | None = None  # a saved variable holding a bearer token, instead of `user`'s
@@ -56,11 +57,13 @@ class Observation:
     status: int
     looked: tuple[tuple[str, Any], ...]
     frags: tuple[tuple[str, bool], ...]
+    headers: tuple[tuple[str, str | None], ...] = ()
 
     def show(self) -> str:
         parts = [str(self.status)]
         parts += [f"{k}={v!r}" for k, v in self.looked]
         parts += [f"{'+' if ok else '-'}{f!r}" for f, ok in self.frags]
+        parts += [f"{k}: {v!r}" for k, v in self.headers]
         return " ".join(parts)
 
 
@@ -172,6 +175,7 @@ def run(target: Target, probes: list[P]) -> dict[str, Observation]:
             status=response.status,
             looked=tuple((p, _look(doc, p)) for p in probe.look),
             frags=tuple((f, f in text) for f in probe.frag),
+            headers=tuple((h, response.headers.get(h)) for h in probe.hdr),
         )
     return seen
 

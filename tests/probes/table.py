@@ -1750,7 +1750,176 @@ def default_roles() -> list[P]:
     return probes
 
 
-def all_probes() -> list[P]:
+# --- webhook replies ---------------------------------------------------------------------------------
+# Each case is one webhook (in one mutating or one validating configuration) that only sees ConfigMaps
+# labelled probe-reply=<case>, pointed at tests/probes/replies.py, which answers with a canned reply.
+# The probe creates such a ConfigMap and records status, reason, code, the key part of the message
+# and the Warning header.
+
+INVALID = "received invalid webhook response: "
+CALL = "failed to call webhook: "
+UNDECODABLE = "received undecodable patch in webhook response"
+DENIED = "denied the request"
+REVIEW_V1 = "expected webhook response of admission.k8s.io/v1, Kind=AdmissionReview"
+
+# (probe id, status upstream answers, reply in replies.REPLIES, mutating "m" / validating "v",
+# fragments of the message)
+REPLY_CASES: list[tuple[str, int, str, str, tuple[str, ...]]] = [
+    ("allow", 201, "allow", "m", ()),
+    ("patch-ok", 201, "patch-ok", "m", ()),
+    ("patch-empty-list", 201, "patch-empty-list", "m", ()),
+    ("patch-no-type", 500, "patch-no-type", "m", (INVALID + "webhook returned response.patch but not",)),
+    ("type-no-patch", 500, "type-no-patch", "m", (INVALID + "webhook returned response.patchType but",)),
+    (
+        "type-empty",
+        500,
+        "type-empty",
+        "m",
+        (INVALID + 'webhook returned invalid response.patchType of \\"\\"',),
+    ),
+    (
+        "type-merge",
+        500,
+        "type-merge",
+        "m",
+        ('failed calling webhook \\"type-merge.reply.probe.dev\\": unsupported',),
+    ),
+    ("type-merge-object", 500, "type-merge-object", "m", (UNDECODABLE,)),
+    ("patch-not-json", 500, "patch-not-json", "m", (UNDECODABLE,)),
+    ("patch-object", 500, "patch-object", "m", (UNDECODABLE + ": json: cannot unmarshal object",)),
+    ("patch-bad-op", 500, "patch-bad-op", "m", ("Internal error occurred", "failed calling webhook")),
+    ("patch-unknown-op", 500, "patch-unknown-op", "m", ("Internal error occurred: Unexpected kind: frob",)),
+    ("patch-not-base64", 500, "patch-not-base64", "m", (CALL + "illegal base64 data at input byte 0",)),
+    ("v1beta1", 500, "v1beta1", "m", (CALL + "converting (v1beta1.AdmissionReview) to",)),
+    ("wrong-group", 500, "wrong-group", "m", (CALL + 'no kind \\"AdmissionReview\\" is registered',)),
+    ("wrong-kind", 500, "wrong-kind", "m", (CALL + 'no kind \\"AdmissionResponse\\" is registered',)),
+    ("no-type-meta", 500, "no-type-meta", "m", (INVALID + REVIEW_V1 + ", got /, Kind=",)),
+    ("no-response", 500, "no-response", "m", (INVALID + "webhook response was absent",)),
+    (
+        "uid-wrong",
+        500,
+        "uid-wrong",
+        "m",
+        (INVALID + "expected response.uid=", 'got \\"not-the-request-uid\\"'),
+    ),
+    ("uid-missing", 500, "uid-missing", "m", (INVALID + "expected response.uid=", 'got \\"\\"')),
+    ("not-json", 500, "not-json", "m", (CALL + "couldn't get version/kind; json parse error",)),
+    ("http-500", 500, "http-500", "m", (CALL,)),
+    (
+        "deny-code",
+        422,
+        "deny-code",
+        "m",
+        ('admission webhook \\"deny-code.reply.probe.dev\\" denied the request: too',),
+    ),
+    ("deny-message", 400, "deny-message", "m", (DENIED + ": not today",)),
+    ("deny-low-code", 400, "deny-low-code", "m", (DENIED + ": low",)),
+    ("deny-reason-only", 400, "deny-reason-only", "m", (DENIED + ": NotToday",)),
+    ("deny-bare", 400, "deny-bare", "m", (DENIED + " without explanation",)),
+    ("deny-allowed-missing", 400, "deny-allowed-missing", "m", (DENIED + " without explanation",)),
+    ("deny-details", 409, "deny-details", "m", ('"causes"', "taken")),
+    ("warn", 201, "warn", "m", ()),
+    ("deny-warn", 400, "deny-warn", "m", (DENIED + ": no",)),
+    ("ignored-bad-reply", 201, "ignored-bad-reply", "m", ()),
+    ("v-allow", 201, "allow", "v", ()),
+    (
+        "v-patch",
+        500,
+        "validating-patch",
+        "v",
+        (INVALID + "validating webhook may not return response.patch",),
+    ),
+    ("v-patch-only", 500, "validating-patch-only", "v", (INVALID + "validating webhook may not return",)),
+    (
+        "v-type-only",
+        500,
+        "validating-type-only",
+        "v",
+        ("validating webhook may not return response.patchType",),
+    ),
+    ("v-v1beta1", 500, "v1beta1", "v", (CALL + "converting (v1beta1.AdmissionReview) to",)),
+    ("v-uid-wrong", 500, "uid-wrong", "v", (INVALID + "expected response.uid=",)),
+    ("v-no-response", 500, "no-response", "v", (INVALID + "webhook response was absent",)),
+    ("v-not-json", 500, "not-json", "v", (CALL + "couldn't get version/kind; json parse error",)),
+    ("v-deny-code", 422, "deny-code", "v", (DENIED + ": too big",)),
+    ("v-deny-bare", 400, "deny-bare", "v", (DENIED + " without explanation",)),
+    ("v-deny-details", 409, "deny-details", "v", ('"causes"', "taken")),
+    ("v-warn", 201, "warn", "v", ()),
+    ("v-deny-warn", 400, "deny-warn", "v", (DENIED + ": no",)),
+]
+
+
+def reply_hook(p_id: str, url: str, ca_bundle: str, mutating: bool) -> dict[str, Any]:
+    hook: dict[str, Any] = {
+        "name": f"{p_id}.reply.probe.dev",
+        "clientConfig": {"url": url, "caBundle": ca_bundle},
+        "rules": [
+            {
+                "apiGroups": [""],
+                "apiVersions": ["v1"],
+                "operations": ["CREATE"],
+                "resources": ["configmaps"],
+                "scope": "Namespaced",
+            }
+        ],
+        "objectSelector": {"matchLabels": {"probe-reply": p_id}},
+        "sideEffects": "None",
+        "admissionReviewVersions": ["v1"],
+        "failurePolicy": "Ignore" if p_id.startswith("ignored") else "Fail",
+        "timeoutSeconds": 5,
+    }
+    if mutating:
+        hook["reinvocationPolicy"] = "Never"
+    return hook
+
+
+def webhook_replies(reply_url: str, ca_bundle: str) -> list[P]:
+    """reply_url + "/<case>" is where replies.ReplyServer answers with REPLIES[case]."""
+    configs: list[P] = []
+    for kind, plural, short in (
+        ("MutatingWebhookConfiguration", "mutatingwebhookconfigurations", "m"),
+        ("ValidatingWebhookConfiguration", "validatingwebhookconfigurations", "v"),
+    ):
+        hooks = [
+            reply_hook(p_id, f"{reply_url}/{case}", ca_bundle, short == "m")
+            for p_id, _, case, which, _ in REPLY_CASES
+            if which == short
+        ]
+        body = {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": kind,
+            "metadata": {"name": f"probe-replies-{short}"},
+            "webhooks": hooks,
+        }
+        configs.append(P(f"_replies-{short}", "admin", "POST", f"{ADM}/{plural}", body, want=201))
+    probes = [*configs]
+    for p_id, want, _, _, frags in REPLY_CASES:
+        body = cm(f"reply-{p_id}", labels={"probe-reply": p_id})
+        probes.append(
+            P(
+                f"reply/{p_id}",
+                "admin",
+                "POST",
+                f"{API}/configmaps",
+                body,
+                want=want,
+                look=("reason", "code", "metadata.labels.patched", "details.name"),
+                frag=frags,
+                hdr=("Warning",),
+            )
+        )
+    probes += [
+        P(f"_replies-{short}-delete", "admin", "DELETE", f"{ADM}/{plural}/probe-replies-{short}")
+        for short, plural in (
+            ("m", "mutatingwebhookconfigurations"),
+            ("v", "validatingwebhookconfigurations"),
+        )
+    ]
+    return probes
+
+
+def all_probes(reply_url: str = "https://127.0.0.1:1/reply", ca_bundle: str = "") -> list[P]:
+    """reply_url and ca_bundle locate replies.ReplyServer; the defaults only serve counting."""
     return [
         *rbac_matrix(),
         *escalation(),
@@ -1762,4 +1931,5 @@ def all_probes() -> list[P]:
         *selectors(),
         *watches(),
         *default_roles(),
+        *webhook_replies(reply_url, ca_bundle),
     ]

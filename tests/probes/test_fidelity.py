@@ -17,6 +17,7 @@ from embedkube import EmbeddedCluster, User
 from jitgrant_testing.controlplane import ControlPlane
 
 from .conftest import BUILD, SKIP_REASON, unbuildable
+from .replies import ReplyServer
 from .runner import USERS, Target, compare, run, verdict
 from .table import all_probes
 
@@ -48,6 +49,13 @@ def real() -> Iterator[Target]:
 
 
 @pytest.fixture(scope="module")
+def replies() -> Iterator[ReplyServer]:
+    """The webhook both servers call for the reply/* probes."""
+    with ReplyServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
 def embedded() -> Iterator[Target]:
     cluster = EmbeddedCluster(name="probes")
     cluster.start()
@@ -62,9 +70,9 @@ def embedded() -> Iterator[Target]:
 
 
 def test_the_embedded_server_answers_the_probes_as_kube_apiserver_does(
-    real: Target, embedded: Target
+    real: Target, embedded: Target, replies: ReplyServer
 ) -> None:
-    probes = all_probes()
+    probes = all_probes(replies.base, replies.ca_bundle)
     ids = [p.id for p in probes]
     assert len(ids) == len(set(ids)), "probe ids must be unique"
     started = time.monotonic()
