@@ -1,25 +1,39 @@
-"""Faults with nothing lost: SIGKILL the operator at steps of the lifecycle, restart it, check.
+"""Faults with nothing lost: kill the operator, refuse its API calls, drop its watches, cut its audit sink.
 
 Each fault runs `--runs` times against the embedded cluster with the operator as its own process
-(bench/grants.py's harness): file requests, SIGKILL the operator at the step, start it again, and
-wait for every request to reach its end state. Checked after each run:
+(bench/grants.py's harness), on `COUNT` auto-approved requests:
+
+* kill while activating / at expiry / while revoking: SIGKILL the operator at that step and start
+  it again;
+* api 409/429/5xx: the embedded API server (embedkube/faults.py, `cluster.faults`) refuses 15% of
+  the operator's writes with 429, 500 or 503 and 15% of its updates and patches with 409 (so 15-28%
+  of its writes fail) while the requests are filed, activated, revoked (half) and expire (half);
+* dropped watches: the same lifecycle while every watch of the operator is cut 2 s after it opened;
+* dead audit sink: a webhook sink that must accept the intent to grant (`acceptance: sinks`) is
+  down: half the requests are filed then, and must end Failed (AuditUnavailable) with no binding
+  ever created; then it comes back and the other half go through the lifecycle.
+
+Checked after each run:
 
 * orphans: a managed RoleBinding in `payments` that no Active request names as its grant;
+* every request reached its end (Active, Expired or Revoked as the fault intends) and, where it
+  was granted, ended within 15 s of its expiresAt or revocation ("worst lag");
 * the audit trail (a file sink and a spool kept across the restarts, as a PersistentVolume would
   keep them): the hash chain verifies (`jitgrant audit verify`'s `verify_chain`), and each request
   has each transition of its lifecycle (requested, approved, issuing, granted, then expired or
-  revoked) exactly once. "lost" counts a transition missing, "duplicated" one recorded twice.
-  `requested` and `issuing` may legitimately repeat ("repeats" column, not a failure): both are
+  revoked; failed for one that failed) exactly once. "lost records" counts a transition missing
+  (and, for the dead sink, a record the revived webhook never received), "duplicated" one recorded
+  twice. `requested` and `issuing` may legitimately repeat ("repeats", not a failure): both are
   written before the status write that marks them done (handlers/reconcile.py: `requested` before
   the first status write, `issuing` is the write-ahead record before the plan goes into status), so
-  a kill or a failed write in between makes the next pass write them again. Exact repeats of one
-  chained record (a sink delivery retried after the restart) are not counted: readers skip them;
-* the worst lag (expiresAt or the revocation -> RoleBinding gone).
+  a kill or a refused write in between makes the next pass write them again. Exact repeats of one
+  chained record (a sink delivery retried after a restart) are not counted: readers skip them.
 
-Prints a table: fault, runs, orphans, lost records, duplicated, repeats, chain, worst lag.
+Prints a table: fault, runs, orphans, lost records, duplicated, repeats, chain, worst lag, then
+each problem found; exits 1 if any.
 
-Not covered yet (issue 16, part 4): 409/429/5xx injection, dropped watches, a dead audit sink, a
-hanging target and clock skew.
+Not covered yet (issue 16, part 4): a hanging target cluster, a slow (not dead) audit sink, and
+clock skew between replicas (the operator has no clock offset setting to skew one replica with).
 
 Run: `make chaos` or `python tests/chaos/run_chaos.py [--runs N] [--only FAULT]`.
 """
@@ -27,11 +41,16 @@ Run: `make chaos` or `python tests/chaos/run_chaos.py [--runs N] [--only FAULT]`
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -44,13 +63,30 @@ from kubernetes.client import CustomObjectsApi, RbacAuthorizationV1Api
 
 from jitgrant.audit.chain import parse_lines, unique_records, verify_chain
 from jitgrant.audit.readers import read_file
-from jitgrant.models.vocabulary import REVOKE_ANNOTATION
+from jitgrant.models.vocabulary import REVOKE_ANNOTATION, Reason
+from jitgrant_testing.environment import OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT, free_port
 
 COUNT = 10
 GRANTED = ("requested", "approved", "issuing", "granted")
 #: Written before the status write that marks them done: a kill in between repeats them.
 MAY_REPEAT = frozenset({"requested", "issuing"})
-FAULTS = ["kill while activating", "kill at expiry", "kill while revoking"]
+TERMINAL = frozenset({"Expired", "Revoked", "Denied", "TimedOut", "Failed"})
+FAULTS = [
+    "kill while activating",
+    "kill at expiry",
+    "kill while revoking",
+    "api 409/429/5xx",
+    "dropped watches",
+    "dead audit sink",
+]
+#: Who the injected API faults are for: the operator's ServiceAccount (its process's kubeconfig).
+OPERATOR_USER = f"system:serviceaccount:{OPERATOR_NAMESPACE}:{OPERATOR_SERVICE_ACCOUNT}"
+#: Of the operator's writes refused while "api 409/429/5xx" runs: 409 on updates and patches (what
+#: a stale resourceVersion gets), 429/500/503 on any write; so 15-28% of its writes fail.
+API_FAULT_FRACTION = 0.15
+WATCH_DROP_EVERY_S = 2.0
+#: A grant ends this long after its expiresAt or its revocation at the latest (issue 16's failover goal).
+END_BOUND_S = 15.0
 
 
 @dataclass
@@ -74,20 +110,28 @@ class Outcome:
 
     @property
     def ok(self) -> bool:
-        return not (self.orphans or self.lost or self.duplicated) and self.chain_ok
+        # Problems besides the counted ones (a grant while the audit sink was down, a late end).
+        return not (self.orphans or self.lost or self.duplicated or self.problems) and self.chain_ok
 
 
 class ChaosOperator(OperatorProcess):  # type: ignore[misc]
     """The harness's operator process, with its audit trail in `audit_dir`, kept across restarts."""
 
-    def __init__(self, env: Any, workdir: Path, *, identity: str, audit_dir: Path) -> None:
+    def __init__(
+        self, env: Any, workdir: Path, *, identity: str, audit_dir: Path, audit: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(env, workdir, identity=identity, leader_elect=False, webhooks=True)
         config = audit_dir / "audit.yaml"
         if not config.exists():
             audit_dir.mkdir(parents=True, exist_ok=True)
+            extra = dict(audit or {})
             body = {
-                "sinks": [{"type": "file", "name": "file", "path": str(audit_dir / "audit.jsonl")}],
+                "sinks": [
+                    {"type": "file", "name": "file", "path": str(audit_dir / "audit.jsonl")},
+                    *extra.pop("sinks", []),
+                ],
                 "spoolDir": str(audit_dir / "spool"),
+                **extra,
             }
             config.write_text(yaml.safe_dump(body))
         self.args += ["--audit-config", str(config)]
@@ -160,62 +204,220 @@ def _phases(env: Any, names: list[str]) -> dict[str, str | None]:
     return {n: ((current.get(n) or {}).get("status") or {}).get("phase") for n in names}
 
 
+def settle(env: Any, names: list[str], want: str | dict[str, str], *, timeout: float = 120) -> list[str]:
+    """Wait until each request is in its wanted phase or has ended otherwise; say which are not."""
+    wanted = want if isinstance(want, dict) else dict.fromkeys(names, want)
+
+    def settled() -> bool:
+        return all(p == wanted[n] or p in TERMINAL for n, p in _phases(env, names).items())
+
+    _wait(settled, timeout=timeout)
+    current = _requests(env)
+    problems = []
+    for name in names:
+        status = (current.get(name) or {}).get("status") or {}
+        if status.get("phase") != wanted[name]:
+            problems.append(
+                f"{name}: {status.get('phase')} ({status.get('reason')}: {status.get('message')}), "
+                f"not {wanted[name]}"
+            )
+    return problems
+
+
+def _gone(watcher: Watcher, names: list[str]) -> None:
+    _wait(lambda: all(n in watcher.deleted for n in names), timeout=120)
+
+
 def _slug(text: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in text)
+
+
+class AuditReceiver:
+    """The webhook sink's far end, on a fixed port: down (refusing connections) until `up()`."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.lines: list[bytes] = []
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    def up(self) -> None:
+        lines = self.lines
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                lines.extend(json.dumps(entry).encode() for entry in body["entries"])
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                return None
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def down(self) -> None:
+        if self._server is not None and self._thread is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._thread.join(5)
+            self._server = self._thread = None
+
+
+@contextmanager
+def api_faults(env: Any, fault: str | None) -> Iterator[None]:
+    """The embedded API server refuses the operator's writes, or drops its watches, meanwhile."""
+    faults = env.cluster.faults
+    if fault == "api 409/429/5xx":
+        faults.fail(user=OPERATOR_USER, status=409, fraction=API_FAULT_FRACTION, verbs=["update", "patch"])
+        faults.fail(user=OPERATOR_USER, status=(429, 500, 503), fraction=API_FAULT_FRACTION)
+    elif fault == "dropped watches":
+        faults.drop_watches(user=OPERATOR_USER, every=WATCH_DROP_EVERY_S)
+    try:
+        yield
+    finally:
+        faults.clear()
+
+
+def lifecycle(
+    env: Any, bench: Bench, watcher: Watcher, names: list[str], fault: str | None = None
+) -> tuple[dict[str, tuple[str, ...]], float, list[str]]:
+    """File, activate, then revoke the first half and let the rest expire in 3 s; wait for every
+    end, with `fault` on throughout but for the moment the test moves expiresAt (it writes as the
+    operator, so its own patches would be refused too). Returns the transitions each request must
+    have, the worst lag from expiresAt or the revocation to the RoleBinding gone, and problems."""
+    with api_faults(env, fault):
+        bench.file(names, "10m")
+        problems = settle(env, names, "Active")
+    active = [n for n in names if _phases(env, [n])[n] == "Active"]
+    revoked, expiring = active[: len(active) // 2], active[len(active) // 2 :]
+    due_at = datetime.now(UTC).timestamp() + 3
+    due = bench.set_expiry(expiring, lambda _: datetime.fromtimestamp(due_at, UTC))
+    ends = {n: "Revoked" for n in revoked} | {n: "Expired" for n in expiring}
+    with api_faults(env, fault):
+        for name in revoked:
+            due[name] = time.time()
+            env.annotate_request("agents", name, {REVOKE_ANNOTATION: "INC-1 chaos"}, client=env.admin)
+        _gone(watcher, active)
+        problems += settle(env, active, ends)
+    worst = max((watcher.deleted.get(n, time.time()) - due[n] for n in active), default=0.0)
+    expected: dict[str, tuple[str, ...]] = {n: (*GRANTED, ends[n].lower()) for n in active}
+    # A request that failed is still checked: its trail must hold what happened up to the failure.
+    expected |= {n: (*GRANTED[:3], "failed") for n in names if n not in ends}
+    return expected, worst, problems
 
 
 def run_fault(env: Any, workdir: Path, bench: Bench, watcher: Watcher, fault: str, index: int) -> Outcome:
     """One run of one fault: orphans, the audit check and the worst lag."""
     audit_dir = workdir / f"audit-{_slug(fault)}-{index}"
+    receiver = AuditReceiver() if fault == "dead audit sink" else None
+    audit: dict[str, Any] | None = None
+    if receiver is not None:
+        # The webhook must accept each record before a grant is issued (acceptance: sinks).
+        audit = {
+            "sinks": [{"type": "webhook", "name": "siem", "url": receiver.url, "timeoutSeconds": 1}],
+            "acceptance": "sinks",
+            "acceptanceTimeoutSeconds": 2,
+            "retryMaxSeconds": 1,
+        }
 
     def start(suffix: str) -> ChaosOperator:
         identity = f"chaos-{_slug(fault)}-{index}-{suffix}"
-        return ChaosOperator(env, workdir, identity=identity, audit_dir=audit_dir).start()
+        return ChaosOperator(env, workdir, identity=identity, audit_dir=audit_dir, audit=audit).start()
 
     operator = start("a")
     names = bench.names(COUNT)
     worst = 0.0
-    ends: tuple[str, ...] = ()
+    problems: list[str] = []
+    expected: dict[str, tuple[str, ...]] = {}
     try:
         if fault == "kill while activating":
+            expected = {name: GRANTED for name in names}
             bench.file(names, "10m")
             time.sleep(0.3)  # some Active, some in flight
             operator.kill()
             operator = start("b")
-            _wait(lambda: all(p == "Active" for p in _phases(env, names).values()), timeout=120)
+            problems += settle(env, names, "Active")
         elif fault == "kill at expiry":
-            ends = ("expired",)
+            expected = {name: (*GRANTED, "expired") for name in names}
             bench.file(names, "10m")
-            _wait(lambda: all(p == "Active" for p in _phases(env, names).values()), timeout=120)
+            problems += settle(env, names, "Active")
             due_at = datetime.now(UTC).timestamp() + 3
             due = bench.set_expiry(names, lambda _: datetime.fromtimestamp(due_at, UTC))
             time.sleep(max(0.0, due_at - time.time()) + 0.2)
             operator.kill()  # mid-expiry: some bindings gone, some not
             operator = start("b")
-            _wait(lambda: all(n in watcher.deleted for n in names), timeout=120)
+            _gone(watcher, names)
             worst = max((watcher.deleted.get(n, time.time()) - due[n] for n in names), default=0.0)
-            _wait(lambda: all(p == "Expired" for p in _phases(env, names).values()), timeout=60)
+            problems += settle(env, names, "Expired", timeout=60)
         elif fault == "kill while revoking":
-            ends = ("revoked",)
+            expected = {name: (*GRANTED, "revoked") for name in names}
             bench.file(names, "10m")
-            _wait(lambda: all(p == "Active" for p in _phases(env, names).values()), timeout=120)
+            problems += settle(env, names, "Active")
             asked = time.time()
             for name in names:
                 env.annotate_request("agents", name, {REVOKE_ANNOTATION: "INC-1 chaos"}, client=env.admin)
             time.sleep(0.2)
             operator.kill()
             operator = start("b")
-            _wait(lambda: all(n in watcher.deleted for n in names), timeout=120)
+            _gone(watcher, names)
             worst = max((watcher.deleted.get(n, time.time()) - asked for n in names), default=0.0)
-            _wait(lambda: all(p == "Revoked" for p in _phases(env, names).values()), timeout=60)
+            problems += settle(env, names, "Revoked", timeout=60)
+        elif fault in ("api 409/429/5xx", "dropped watches"):
+            expected, worst, more_problems = lifecycle(env, bench, watcher, names, fault)
+            problems += more_problems
+        elif fault == "dead audit sink" and receiver is not None:
+            dead, live = names[: len(names) // 2], names[len(names) // 2 :]
+            bench.file(dead, "10m")
+            # Fail closed: nothing granted while the sink cannot accept the intent to grant.
+            problems += settle(env, dead, "Failed")
+            current = _requests(env)
+            problems += [
+                f"{n}: {current[n]['status'].get('reason')} while the audit sink was down"
+                for n in dead
+                if current[n]["status"].get("reason") != Reason.AUDIT_UNAVAILABLE
+            ]
+            problems += [
+                f"{n}: a RoleBinding was created while the audit sink was down"
+                for n in dead
+                if n in watcher.added
+            ]
+            receiver.up()
+            expected = {n: ("requested", "approved", "issuing", "failed") for n in dead}
+            more, worst, more_problems = lifecycle(env, bench, watcher, live)
+            expected |= more
+            problems += more_problems
         else:
             raise ValueError(f"unknown fault {fault!r}")
         _wait(lambda: orphans(env) == 0, timeout=30)  # the sweep or the lifecycle may still be finishing
         found = orphans(env)
     finally:
-        operator.stop()  # a clean stop delivers what is still spooled to the file sink
-    out = audit_check(audit_dir / "audit.jsonl", {name: GRANTED + ends for name in names})
+        operator.stop()  # a clean stop delivers what is still spooled to the sinks
+        if receiver is not None:
+            receiver.down()
+    out = audit_check(audit_dir / "audit.jsonl", expected)
+    if receiver is not None:
+        # The sink that was down must have every record once it is back: none lost there either.
+        stored = {
+            json.loads(line)["seq"]
+            for line in (audit_dir / "audit.jsonl").read_bytes().splitlines()
+            if line.strip()
+        }
+        received = {json.loads(line)["seq"] for line in receiver.lines}
+        missing = stored - received
+        out.lost += len(missing)
+        if missing:
+            out.problems.append(f"the webhook sink never got seq {sorted(missing)[:10]}")
     out.orphans, out.worst = found, worst
+    out.problems += problems
+    if out.worst > END_BOUND_S:
+        out.problems.append(f"a grant ended {out.worst:.1f}s after its expiry or revocation")
     return out
 
 
