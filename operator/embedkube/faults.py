@@ -8,8 +8,8 @@ middleware only passes requests through.
   429 Too Many Requests (with Retry-After), 500 or 503, as kube-apiserver words them. The request is
   refused before it reaches storage, so nothing it asked for happened.
 * `drop_watches(every=...)`: end each of the user's watch streams that many seconds after it opened
-  by closing its connection, as a load balancer or a restarting API server would; `cut_watches()`
-  ends the open ones now.
+  (or after now, for those already open) by closing its connection, as a load balancer or a
+  restarting API server would; `cut_watches()` ends the open ones now.
 
 Who is asking is read from the bearer token with the server's own authenticator (cached per token),
 because the server itself learns the user only inside its handler.
@@ -29,6 +29,7 @@ from aiohttp import web
 
 from .authn import User
 from .server import parse_request
+from .watch import flag
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Authenticate = Callable[[str], Awaitable[User | None]]
@@ -67,7 +68,8 @@ class FaultInjector:
         self._rules: list[_Rule] = []
         self._watch_user: str | None = None
         self._watch_every: float | None = None
-        self._watches: dict[int, tuple[web.Request, asyncio.AbstractEventLoop]] = {}  # id(request) ->
+        #: Open watches: id(request) -> (request, its loop, username).
+        self._watches: dict[int, tuple[web.Request, asyncio.AbstractEventLoop, str]] = {}
         self._users: dict[str, str | None] = {}  # token -> username
         #: What was done: injected statuses by code, and "watch-cut".
         self.injected: Counter[str] = Counter()
@@ -106,14 +108,19 @@ class FaultInjector:
             self._rules.append(rule)
 
     def drop_watches(self, *, user: str, every: float | None) -> None:
-        """End each of `user`'s watches `every` seconds after it opened (None: stop dropping)."""
+        """End each of `user`'s watches `every` seconds after it opened, or after now for those
+        already open (None: stop dropping)."""
         with self._lock:
             self._watch_user, self._watch_every = (user, every) if every is not None else (None, None)
+            open_now = [(request, loop) for request, loop, owner in self._watches.values() if owner == user]
+        if every is not None:
+            for request, loop in open_now:
+                loop.call_soon_threadsafe(loop.call_later, every, self._cut, request)
 
-    def cut_watches(self) -> int:
-        """End every watch open now that `drop_watches` applies to; returns how many."""
+    def cut_watches(self, *, user: str | None = None) -> int:
+        """End every watch open now (only `user`'s, if given); returns how many."""
         with self._lock:
-            open_now = list(self._watches.values())
+            open_now = [(r, loop) for r, loop, owner in self._watches.values() if user in (None, owner)]
         for request, loop in open_now:
             loop.call_soon_threadsafe(self._cut, request)
         return len(open_now)
@@ -125,6 +132,11 @@ class FaultInjector:
             self._watch_user = self._watch_every = None
 
     @property
+    def open_watches(self) -> int:
+        with self._lock:
+            return len(self._watches)
+
+    @property
     def active(self) -> bool:
         return bool(self._rules) or self._watch_user is not None
 
@@ -132,7 +144,9 @@ class FaultInjector:
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not self.active:
+        # Watches are followed even with no fault set, so one turned on later can cut them too.
+        watching = "/watch/" in request.path or flag(request.query.get("watch"))
+        if not (self.active or watching):
             return await handler(request)
         user = await self._user(request)
         if user is None:
@@ -141,16 +155,18 @@ class FaultInjector:
         refusal = self._refusal(user, info.verb, info.resource)
         if refusal is not None:
             return refusal
-        if info.verb != "watch" or user != self._watch_user or self._watch_every is None:
+        if info.verb != "watch":
             return await handler(request)
         loop = asyncio.get_running_loop()
-        timer = loop.call_later(self._watch_every, self._cut, request)
+        every = self._watch_every if user == self._watch_user else None
+        timer = loop.call_later(every, self._cut, request) if every is not None else None
         with self._lock:
-            self._watches[id(request)] = (request, loop)
+            self._watches[id(request)] = (request, loop, user)
         try:
             return await handler(request)
         finally:
-            timer.cancel()
+            if timer is not None:
+                timer.cancel()
             with self._lock:
                 self._watches.pop(id(request), None)
 
@@ -183,6 +199,9 @@ class FaultInjector:
         return None
 
     def _cut(self, request: web.Request) -> None:
+        with self._lock:
+            if self._watches.get(id(request), (None,))[0] is not request:
+                return  # that watch has ended: its connection may be serving another request now
         transport = request.transport
         if transport is not None and not transport.is_closing():
             self.injected["watch-cut"] += 1

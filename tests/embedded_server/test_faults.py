@@ -108,16 +108,32 @@ def test_the_users_watches_are_dropped_every_interval(cluster: EmbeddedCluster, 
     assert _watch_seconds(cluster, victim.token, timeout_seconds=2) >= 1.9
 
 
-def test_cut_watches_ends_the_open_ones_now(cluster: EmbeddedCluster, victim: Raw) -> None:
-    assert victim.token is not None
-    token = victim.token
-    cluster.faults.drop_watches(user="victim", every=60)
+def _watch_in_thread(cluster: EmbeddedCluster, token: str) -> tuple[threading.Thread, list[float]]:
+    """A 20 s watch in a thread, returned once the server holds it open."""
     took: list[float] = []
     thread = threading.Thread(target=lambda: took.append(_watch_seconds(cluster, token, timeout_seconds=20)))
     thread.start()
     deadline = time.monotonic() + 5
-    while cluster.faults.cut_watches() == 0 and time.monotonic() < deadline:
-        time.sleep(0.05)  # until the watch is open
+    while not cluster.faults.open_watches and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return thread, took
+
+
+def test_cut_watches_ends_the_open_ones_now(cluster: EmbeddedCluster, victim: Raw) -> None:
+    assert victim.token is not None
+    thread, took = _watch_in_thread(cluster, victim.token)  # opened with no fault set
+    assert cluster.faults.cut_watches(user="someone-else") == 0
+    assert cluster.faults.cut_watches(user="victim") == 1
     thread.join(10)
     assert took and took[0] < 6
+    assert cluster.faults.injected["watch-cut"] == 1
+
+
+def test_dropping_watches_reaches_those_already_open(cluster: EmbeddedCluster, victim: Raw) -> None:
+    assert victim.token is not None
+    thread, took = _watch_in_thread(cluster, victim.token)
+    started = time.monotonic()
+    cluster.faults.drop_watches(user="victim", every=0.5)
+    thread.join(10)
+    assert took and 0.4 <= time.monotonic() - started < 6
     assert cluster.faults.injected["watch-cut"] == 1
