@@ -29,8 +29,10 @@ Checked after each run:
   a kill or a refused write in between makes the next pass write them again. Exact repeats of one
   chained record (a sink delivery retried after a restart) are not counted: readers skip them.
 
-Prints a table: fault, runs, orphans, lost records, duplicated, repeats, chain, worst lag, then
-each problem found; exits 1 if any.
+Prints a table: fault, runs, injected (kills, refused API calls and cut watches: the fault did
+happen; for the dead sink, the requests filed while it was down), orphans, lost records,
+duplicated, repeats, chain, worst lag, then each problem found;
+exits 1 if any.
 
 Not covered yet (issue 16, part 4): a hanging target cluster, a slow (not dead) audit sink, and
 clock skew between replicas (the operator has no clock offset setting to skew one replica with).
@@ -97,6 +99,7 @@ class Outcome:
     repeats: int = 0
     chain_ok: bool = True
     worst: float = 0.0
+    injected: int = 0  # kills, refused API calls, cut watches: proof the fault happened
     problems: list[str] = field(default_factory=list)
 
     def add(self, other: Outcome) -> None:
@@ -106,6 +109,7 @@ class Outcome:
         self.repeats += other.repeats
         self.chain_ok = self.chain_ok and other.chain_ok
         self.worst = max(self.worst, other.worst)
+        self.injected += other.injected
         self.problems.extend(other.problems)
 
     @property
@@ -331,6 +335,8 @@ def run_fault(env: Any, workdir: Path, bench: Bench, watcher: Watcher, fault: st
         identity = f"chaos-{_slug(fault)}-{index}-{suffix}"
         return ChaosOperator(env, workdir, identity=identity, audit_dir=audit_dir, audit=audit).start()
 
+    injected_before = sum(env.cluster.faults.injected.values())
+    kills = 0
     operator = start("a")
     names = bench.names(COUNT)
     worst = 0.0
@@ -342,6 +348,7 @@ def run_fault(env: Any, workdir: Path, bench: Bench, watcher: Watcher, fault: st
             bench.file(names, "10m")
             time.sleep(0.3)  # some Active, some in flight
             operator.kill()
+            kills += 1
             operator = start("b")
             problems += settle(env, names, "Active")
         elif fault == "kill at expiry":
@@ -352,6 +359,7 @@ def run_fault(env: Any, workdir: Path, bench: Bench, watcher: Watcher, fault: st
             due = bench.set_expiry(names, lambda _: datetime.fromtimestamp(due_at, UTC))
             time.sleep(max(0.0, due_at - time.time()) + 0.2)
             operator.kill()  # mid-expiry: some bindings gone, some not
+            kills += 1
             operator = start("b")
             _gone(watcher, names)
             worst = max((watcher.deleted.get(n, time.time()) - due[n] for n in names), default=0.0)
@@ -365,6 +373,7 @@ def run_fault(env: Any, workdir: Path, bench: Bench, watcher: Watcher, fault: st
                 env.annotate_request("agents", name, {REVOKE_ANNOTATION: "INC-1 chaos"}, client=env.admin)
             time.sleep(0.2)
             operator.kill()
+            kills += 1
             operator = start("b")
             _gone(watcher, names)
             worst = max((watcher.deleted.get(n, time.time()) - asked for n in names), default=0.0)
@@ -376,6 +385,7 @@ def run_fault(env: Any, workdir: Path, bench: Bench, watcher: Watcher, fault: st
             dead, live = names[: len(names) // 2], names[len(names) // 2 :]
             bench.file(dead, "10m")
             # Fail closed: nothing granted while the sink cannot accept the intent to grant.
+            kills += len(dead)  # requests that met the dead sink (counted as "injected")
             problems += settle(env, dead, "Failed")
             current = _requests(env)
             problems += [
@@ -415,6 +425,7 @@ def run_fault(env: Any, workdir: Path, bench: Bench, watcher: Watcher, fault: st
         if missing:
             out.problems.append(f"the webhook sink never got seq {sorted(missing)[:10]}")
     out.orphans, out.worst = found, worst
+    out.injected = kills + sum(env.cluster.faults.injected.values()) - injected_before
     out.problems += problems
     if out.worst > END_BOUND_S:
         out.problems.append(f"a grant ended {out.worst:.1f}s after its expiry or revocation")
@@ -422,7 +433,7 @@ def run_fault(env: Any, workdir: Path, bench: Bench, watcher: Watcher, fault: st
 
 
 HEADER = (
-    f"{'fault':<24} {'runs':>4} {'orphans':>7} {'lost records':>12} {'duplicated':>10} "
+    f"{'fault':<24} {'runs':>4} {'injected':>8} {'orphans':>7} {'lost records':>12} {'duplicated':>10} "
     f"{'repeats':>7} {'chain':>5} {'worst lag':>9}"
 )
 
@@ -430,7 +441,7 @@ HEADER = (
 def row(fault: str, runs: int, out: Outcome) -> str:
     chain = "ok" if out.chain_ok else "BAD"
     return (
-        f"{fault:<24} {runs:>4} {out.orphans:>7} {out.lost:>12} {out.duplicated:>10} "
+        f"{fault:<24} {runs:>4} {out.injected:>8} {out.orphans:>7} {out.lost:>12} {out.duplicated:>10} "
         f"{out.repeats:>7} {chain:>5} {out.worst:>8.1f}s"
     )
 
