@@ -48,7 +48,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -62,6 +62,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))  # bench/
 
 from grants import Bench, OperatorProcess, Watcher, _wait, environment  # type: ignore[import-not-found]
 from kubernetes.client import CustomObjectsApi, RbacAuthorizationV1Api
+from kubernetes.client.exceptions import ApiException
 
 from jitgrant.audit.chain import parse_lines, unique_records, verify_chain
 from jitgrant.audit.readers import read_file
@@ -228,6 +229,36 @@ def settle(env: Any, names: list[str], want: str | dict[str, str], *, timeout: f
     return problems
 
 
+#: What the operator's webhooks answer when their own API calls are refused (fail closed): the
+#: caller, like kubectl's user, tries again.
+TRANSIENT = frozenset({429, 500, 503})
+
+
+def _again(action: Callable[[], object], *, attempts: int = 50) -> None:
+    for attempt in range(attempts):
+        try:
+            action()
+            return
+        except ApiException as exc:
+            if exc.status not in TRANSIENT or attempt == attempts - 1:
+                raise
+            time.sleep(0.2)
+
+
+def file_all(env: Any, bench: Bench, names: list[str]) -> None:
+    """File every request, again for those the webhooks refused for a transient reason."""
+
+    def missing() -> None:
+        if todo := [n for n in names if n not in _requests(env)]:
+            bench.file(todo, "10m")
+
+    _again(missing)
+
+
+def revoke(env: Any, name: str) -> None:
+    _again(lambda: env.annotate_request("agents", name, {REVOKE_ANNOTATION: "INC-1 chaos"}, client=env.admin))
+
+
 def _gone(watcher: Watcher, names: list[str]) -> None:
     _wait(lambda: all(n in watcher.deleted for n in names), timeout=120)
 
@@ -297,7 +328,7 @@ def lifecycle(
     operator, so its own patches would be refused too). Returns the transitions each request must
     have, the worst lag from expiresAt or the revocation to the RoleBinding gone, and problems."""
     with api_faults(env, fault):
-        bench.file(names, "10m")
+        file_all(env, bench, names)
         problems = settle(env, names, "Active")
     active = [n for n in names if _phases(env, [n])[n] == "Active"]
     revoked, expiring = active[: len(active) // 2], active[len(active) // 2 :]
@@ -306,8 +337,8 @@ def lifecycle(
     ends = {n: "Revoked" for n in revoked} | {n: "Expired" for n in expiring}
     with api_faults(env, fault):
         for name in revoked:
-            due[name] = time.time()
-            env.annotate_request("agents", name, {REVOKE_ANNOTATION: "INC-1 chaos"}, client=env.admin)
+            due[name] = time.time()  # the first attempt: a refused one counts into the lag
+            revoke(env, name)
         _gone(watcher, active)
         problems += settle(env, active, ends)
     worst = max((watcher.deleted.get(n, time.time()) - due[n] for n in active), default=0.0)
