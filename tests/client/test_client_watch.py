@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
+from kubernetes.client import CoreV1Api
 
 import jitgrant.client._api as api
 from jitgrant.client import Client
@@ -46,6 +47,9 @@ def test_wait_resumes_after_the_server_ends_the_watch_and_after_410_gone(
         def meanwhile() -> None:
             env.wait_for_phase(NS, name, "Pending")
             time.sleep(2.5)  # several watches ended and resumed
+            # Another object's write, so the compaction passes the request's own (unchanged)
+            # version: resuming from the object's version would then be 410 again, in a loop.
+            CoreV1Api(env.admin).create_namespaced_config_map(NS, {"metadata": {"name": "unrelated"}})
             env.cluster.compact()  # the next resume's resourceVersion is too old: 410 Gone
             time.sleep(1.5)
             env.annotate_request(NS, name, {"jitgrant.dev/approve": "ok"}, client=alice)

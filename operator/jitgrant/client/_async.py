@@ -70,6 +70,8 @@ ProgressCallback = Callable[[Progress], Awaitable[None] | None]
 # Until RBAC caches catch up (real clusters), a Secret just made readable may still answer 403.
 SECRET_READ_GRACE_SECONDS = 10.0
 RELEASE_CONFIRM_SECONDS = 30.0
+# A watch that ends sooner than this without an event counts as a failure to reconnect after.
+_QUICK_END_SECONDS = 1.0
 _RECONNECT_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0)
 # The operator's Pending messages, for agents that may not read the GrantPolicy itself.
 _WAITING_FOR = re.compile(r"waiting for (?P<needed>\d+) approval")
@@ -395,19 +397,20 @@ class AsyncClient:
         """(type, object) events for one request from `version` on, resuming after drops; a 410 Gone
         (history compacted) re-reads the object and resumes from its current version."""
         failures = 0
+        loop = asyncio.get_running_loop()
         while True:
+            started, delivered = loop.time(), False
             try:
                 async for event in self._api.watch(
                     request_path(namespace),
                     {"fieldSelector": f"metadata.name={name}", "resourceVersion": version},
                 ):
-                    failures = 0
+                    failures, delivered = 0, True
                     kind, obj = str(event.get("type")), event.get("object") or {}
                     if kind == "ERROR":
                         if int(obj.get("code") or 0) == 410:
-                            body = (await self._api.call("GET", request_path(namespace, name))).body
-                            version = str(body["metadata"]["resourceVersion"])
-                            yield "MODIFIED", body
+                            version, body = await self._relist(namespace, name)
+                            yield ("MODIFIED", body) if body is not None else ("DELETED", {})
                             break
                         raise ApiRefused(str(obj.get("message") or obj), status=int(obj.get("code") or 500))
                     version = str((obj.get("metadata") or {}).get("resourceVersion") or version)
@@ -420,9 +423,25 @@ class AsyncClient:
             except ApiRefused as exc:
                 if exc.status != 410:
                     raise
-                body = (await self._api.call("GET", request_path(namespace, name))).body
-                version = str(body["metadata"]["resourceVersion"])
-                yield "MODIFIED", body
+                version, body = await self._relist(namespace, name)
+                yield ("MODIFIED", body) if body is not None else ("DELETED", {})
+                continue
+            if not delivered and loop.time() - started < _QUICK_END_SECONDS:
+                # A watch the server ended at once, with nothing in it (a server shutting down, a
+                # proxy cutting it): back off as after a drop, instead of reconnecting in a loop.
+                delay = _RECONNECT_DELAYS[min(failures, len(_RECONNECT_DELAYS) - 1)]
+                failures += 1
+                await asyncio.sleep(delay)
+
+    async def _relist(self, namespace: str, name: str) -> tuple[str, dict[str, Any] | None]:
+        """After 410 Gone: the request now, and the version to watch from. That is the LIST's
+        resourceVersion, not the object's: an object unchanged since before the compaction keeps
+        its old version, and watching from it would be 410 again, in a loop."""
+        answer = await self._api.call(
+            "GET", request_path(namespace), params={"fieldSelector": f"metadata.name={name}"}
+        )
+        items = answer.body.get("items") or []
+        return str(answer.body["metadata"]["resourceVersion"]), (items[0] if items else None)
 
     async def _approvals_needed(self, request: AccessRequest) -> int | None:
         """minApprovals of the policy if the caller may read it, else what the operator's message said."""
