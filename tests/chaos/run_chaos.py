@@ -209,12 +209,20 @@ def _phases(env: Any, names: list[str]) -> dict[str, str | None]:
     return {n: ((current.get(n) or {}).get("status") or {}).get("phase") for n in names}
 
 
-def settle(env: Any, names: list[str], want: str | dict[str, str], *, timeout: float = 120) -> list[str]:
-    """Wait until each request is in its wanted phase or has ended otherwise; say which are not."""
+def settle(
+    env: Any,
+    names: list[str],
+    want: str | dict[str, str],
+    *,
+    timeout: float = 120,
+    wrong: frozenset[str] = frozenset(),
+) -> list[str]:
+    """Wait until each request is in its wanted phase or has ended otherwise (or reached a `wrong`
+    phase, which it will not leave in time); say which are not in their wanted phase."""
     wanted = want if isinstance(want, dict) else dict.fromkeys(names, want)
 
     def settled() -> bool:
-        return all(p == wanted[n] or p in TERMINAL for n, p in _phases(env, names).items())
+        return all(p == wanted[n] or p in TERMINAL | wrong for n, p in _phases(env, names).items())
 
     _wait(settled, timeout=timeout)
     current = _requests(env)
@@ -417,7 +425,7 @@ def run_fault(env: Any, workdir: Path, bench: Bench, watcher: Watcher, fault: st
             bench.file(dead, "10m")
             # Fail closed: nothing granted while the sink cannot accept the intent to grant.
             kills += len(dead)  # requests that met the dead sink (counted as "injected")
-            problems += settle(env, dead, "Failed")
+            problems += settle(env, dead, "Failed", wrong=frozenset({"Active"}))
             current = _requests(env)
             problems += [
                 f"{n}: {current[n]['status'].get('reason')} while the audit sink was down"
