@@ -114,9 +114,10 @@ class Reconciler:
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
-        # Requests (by uid) whose `requested` record this pass wrote: it precedes the first status
-        # write, and a 409 on that write makes the pass read again and decide again.
-        self._requested: set[str] = set()
+        # (request uid, event) of the records this pass wrote ahead of a status write (`requested`,
+        # `issuing`): a 409 on that write makes the pass read again and decide again, which must not
+        # write them twice. (A crash in between still repeats one on the next run: never loses it.)
+        self._written_ahead: set[tuple[str, EventType]] = set()
 
     def _now(self) -> datetime:
         # Second precision, as Kubernetes writes times: status times compare as strings too.
@@ -324,9 +325,9 @@ class Reconciler:
             fields["approvals"] = approvals
         if cluster is None:
             cluster = policy.target.cluster if policy is not None else "unknown"
-        uid = stored.uid
-        if request.status.phase is None and uid not in self._requested:
-            self._requested.add(uid)
+        ahead = (stored.uid, EventType.REQUESTED)
+        if request.status.phase is None and ahead not in self._written_ahead:
+            self._written_ahead.add(ahead)
             await runtime.audit.record(
                 audit_event(
                     request=request,
@@ -461,6 +462,10 @@ class Reconciler:
                 stored, request, reason=Reason.NAME_COLLISION, message=str(exc), cluster=cluster, grant=record
             )
             return
+        except Conflict:
+            # Changed since read (a second 409 on the plan's write under load): the pass reads it
+            # again and decides again; not a reason to fail the grant.
+            raise
         except ClusterAccessError as exc:
             await self._trouble(stored, request, exc, cluster=cluster, record=record, step=step)
             return
@@ -475,21 +480,24 @@ class Reconciler:
         """The intent goes into the trail (accepted before any access exists), then the plan into
         status, before anything is created. Once the plan is recorded neither is written again."""
         runtime = self.runtime
+        ahead = (stored.uid, EventType.ISSUING)
         try:
-            await runtime.audit.record_before_grant(
-                audit_event(
-                    request=request,
-                    event_type=EventType.ISSUING,
-                    at=plan.now,
-                    cluster=record.cluster,
-                    decision="issuing",
-                    # What is about to exist, not the step's "the grant is active": nothing is yet.
-                    reason=f"issuing {describe_grant(request)} in cluster {record.cluster}",
-                    activated_at=plan.now,
-                    expires_at=plan.expires_at,
-                    binding=plan.binding_name,
+            if ahead not in self._written_ahead:
+                await runtime.audit.record_before_grant(
+                    audit_event(
+                        request=request,
+                        event_type=EventType.ISSUING,
+                        at=plan.now,
+                        cluster=record.cluster,
+                        decision="issuing",
+                        # What is about to exist, not the step's "the grant is active": nothing is yet.
+                        reason=f"issuing {describe_grant(request)} in cluster {record.cluster}",
+                        activated_at=plan.now,
+                        expires_at=plan.expires_at,
+                        binding=plan.binding_name,
+                    )
                 )
-            )
+                self._written_ahead.add(ahead)
         except AuditUnavailable as exc:
             await self._fail(
                 stored,
