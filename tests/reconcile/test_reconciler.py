@@ -3,6 +3,8 @@ objects the operator can prove it made are ever used or removed, and each transi
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 
 from jitgrant.audit.records import EventType
@@ -283,6 +285,34 @@ async def test_two_conflicts_on_writing_the_plan_do_not_fail_the_grant(world: Wo
     await world.reconcile("fix")
     assert world.status("fix")["phase"] == "Active"
     assert world.audit_types(uid) == [E.REQUESTED, E.APPROVED, E.ISSUING, E.GRANTED]
+
+
+@pytest.mark.parametrize("killed_after", [1, 2, 3, 4])
+async def test_a_kill_right_after_any_status_write_loses_no_record(world: World, killed_after: int) -> None:
+    """Approved, the plan, Active, Expired: the operator dies just after the n-th status write.
+    Each transition's record is written ahead of its status write, so the next operator may
+    repeat one (never more) but none is lost (make chaos found lost 'approved' records)."""
+    uid = world.file("fix", duration="1s")
+    for _ in range(killed_after - 1):
+        world.port.after("patch_request_status", lambda: None)
+
+    def kill() -> None:
+        raise Crash("killed")
+
+    world.port.after("patch_request_status", kill)
+    with contextlib.suppress(Crash):
+        await world.reconcile("fix")
+        world.clock.advance(2)
+        await world.reconcile("fix")
+    world.restart()
+    await world.reconcile("fix")
+    world.clock.advance(2)
+    await world.reconcile("fix")
+    assert world.status("fix")["phase"] == "Expired"
+    types = world.audit_types(uid)
+    every = [E.REQUESTED, E.APPROVED, E.ISSUING, E.GRANTED, E.EXPIRED]
+    assert [t for t in every if t not in types] == [], f"lost: {types}"
+    assert all(types.count(t) <= 2 for t in every), types
 
 
 async def test_a_request_that_does_not_parse_fails_naming_the_field(world: World) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, cast
 
@@ -261,25 +261,37 @@ class Reconciler:
         cluster: str,
         now: datetime,
         approvals: tuple[ApprovalEntry, ...] = (),
+        write: Callable[[], Awaitable[object]] | None = None,
         **audit: Any,
     ) -> None:
-        """Audit record, metrics, Event and log line for one transition, all from its consequence."""
+        """Audit record, then the status `write`, then metrics, Event and log line for one
+        transition, all from its consequence.
+
+        The record goes first (write-ahead): an operator killed between the two repeats the record
+        on its next run instead of losing it. A 409 on the write makes the pass decide again, which
+        does not write the same record twice.
+        """
         runtime = self.runtime
         consequence = step.consequence
         phase = consequence.phase
-        await runtime.audit.record(
-            audit_event(
-                request=request,
-                event_type=EventType(consequence.audit_event),
-                at=now,
-                cluster=cluster,
-                decision="granted" if phase is Phase.ACTIVE else phase.value,
-                reason=step.message or step.reason,
-                approvals=approvals,
-                ended_at=now if phase.terminal else None,
-                **audit,
+        event_type = EventType(consequence.audit_event)
+        if (stored.uid, event_type) not in self._written_ahead:
+            await runtime.audit.record(
+                audit_event(
+                    request=request,
+                    event_type=event_type,
+                    at=now,
+                    cluster=cluster,
+                    decision="granted" if phase is Phase.ACTIVE else phase.value,
+                    reason=step.message or step.reason,
+                    approvals=approvals,
+                    ended_at=now if phase.terminal else None,
+                    **audit,
+                )
             )
-        )
+            self._written_ahead.add((stored.uid, event_type))
+        if write is not None:
+            await write()
         runtime.metrics.request_outcome(policy=request.spec.policy, outcome=consequence.outcome)
         _post_event(
             self.runtime, stored.body, warning=consequence.warning, reason=step.reason, message=step.message
@@ -338,9 +350,14 @@ class Reconciler:
                 )
             )
             runtime.metrics.request_outcome(policy=request.spec.policy, outcome="requested")
-        await self._patch_status(stored, request, _status(**fields))
         await self._record(
-            step, stored=stored, request=request, cluster=cluster, now=now, approvals=approvals
+            step,
+            stored=stored,
+            request=request,
+            cluster=cluster,
+            now=now,
+            approvals=approvals,
+            write=lambda: self._patch_status(stored, request, _status(**fields)),
         )
         if step.action is Action.APPROVE and request.status.requested_at is not None:
             runtime.metrics.observe_approval_wait(
@@ -599,7 +616,6 @@ class Reconciler:
             fields["requested_at"] = plan.now
         # A conflict here (a revoke landed meanwhile) loses nothing: the plan is already in status,
         # and the next pass removes from it.
-        await self._patch_status(stored, request, _status(**fields))
         shown = Step(Action.ACTIVATE, reason=step.reason, message=message)
         await self._record(
             shown,
@@ -607,6 +623,7 @@ class Reconciler:
             request=request,
             cluster=cluster,
             now=plan.now,
+            write=lambda: self._patch_status(stored, request, _status(**fields)),
             activated_at=plan.now,
             expires_at=plan.expires_at,
             binding=plan.binding_name,
@@ -784,13 +801,16 @@ class Reconciler:
         if grant is not None:
             await self._remove_recorded(grant, request=request, policy=policy)
         now = self._now()
-        if write_status:
-            status = _status(
-                phase=step.consequence.phase, reason=step.reason, message=step.message, ended_at=now
-            )
-            await self._patch_status(stored, request, status)
+        status = _status(phase=step.consequence.phase, reason=step.reason, message=step.message, ended_at=now)
         cluster = grant.cluster if grant is not None else (policy.target.cluster if policy else "unknown")
-        await self._record(step, stored=stored, request=request, cluster=cluster, now=now)
+        await self._record(
+            step,
+            stored=stored,
+            request=request,
+            cluster=cluster,
+            now=now,
+            write=(lambda: self._patch_status(stored, request, status)) if write_status else None,
+        )
         if grant is not None and request.status.phase is Phase.ACTIVE:
             runtime.metrics.grant_ended(cluster)
             if step.action is Action.EXPIRE and request.status.expires_at is not None:
