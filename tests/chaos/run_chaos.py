@@ -23,10 +23,10 @@ Checked after each run:
   has each transition of its lifecycle (requested, approved, issuing, granted, then expired or
   revoked; failed for one that failed) exactly once. "lost records" counts a transition missing
   (and, for the dead sink, a record the revived webhook never received), "duplicated" one recorded
-  twice. `requested` and `issuing` may legitimately repeat ("repeats", not a failure): both are
-  written before the status write that marks them done (handlers/reconcile.py: `requested` before
-  the first status write, `issuing` is the write-ahead record before the plan goes into status), so
-  a kill or a refused write in between makes the next pass write them again. Exact repeats of one
+  twice. A transition may repeat once after a kill ("repeats", not a failure): every record is
+  written ahead of the status write that marks its transition done (handlers/reconcile.py), so an
+  operator killed in between writes it again on its next run rather than losing it; a refused
+  write retried by the same process does not repeat it. Exact repeats of one
   chained record (a sink delivery retried after a restart) are not counted: readers skip them.
 
 Prints a table: fault, runs, injected (kills, refused API calls and cut watches: the fault did
@@ -72,7 +72,9 @@ from jitgrant_testing.environment import OPERATOR_NAMESPACE, OPERATOR_SERVICE_AC
 COUNT = 10
 GRANTED = ("requested", "approved", "issuing", "granted")
 #: Written before the status write that marks them done: a kill in between repeats them.
-MAY_REPEAT = frozenset({"requested", "issuing"})
+MAY_REPEAT = frozenset(
+    {"requested", "pending", "approved", "denied", "issuing", "granted", "expired", "revoked", "failed"}
+)
 TERMINAL = frozenset({"Expired", "Revoked", "Denied", "TimedOut", "Failed"})
 FAULTS = [
     "kill while activating",

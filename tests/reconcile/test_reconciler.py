@@ -315,6 +315,18 @@ async def test_a_kill_right_after_any_status_write_loses_no_record(world: World,
     assert all(types.count(t) <= 2 for t in every), types
 
 
+async def test_a_status_write_that_fails_and_is_retried_writes_its_record_once(world: World) -> None:
+    """Written ahead, the record must not be written again by the retry of the same process."""
+    uid = world.file("fix")
+    busy = Unavailable(reason="ClusterUnavailable", message="busy", retryable=True)
+    world.port.fail("patch_request_status", busy)  # the approval's status write: a 503
+    with pytest.raises(Unavailable):
+        await world.reconcile("fix")
+    await world.reconcile("fix")
+    assert world.status("fix")["phase"] == "Active"
+    assert world.audit_types(uid) == [E.REQUESTED, E.APPROVED, E.ISSUING, E.GRANTED]
+
+
 async def test_a_request_that_does_not_parse_fails_naming_the_field(world: World) -> None:
     world.file("bad", duration="forever")
     await world.reconcile("bad")

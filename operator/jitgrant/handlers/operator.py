@@ -228,6 +228,7 @@ async def reconcile_on_change(body: kopf.Body, type: str | None, memo: kopf.Memo
     namespace, name = body.metadata.namespace or "", body.metadata.name or ""
     if type == "DELETED":
         scheduler.forget(namespace, name)
+        runtime.written_ahead.pop(body.metadata.uid or "", None)
         return
     stored = StoredRequest(body)
     if stored.deleting:

@@ -114,10 +114,15 @@ class Reconciler:
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
-        # (request uid, event) of the records this pass wrote ahead of a status write (`requested`,
-        # `issuing`): a 409 on that write makes the pass read again and decide again, which must not
-        # write them twice. (A crash in between still repeats one on the next run: never loses it.)
-        self._written_ahead: set[tuple[str, EventType]] = set()
+
+    # Records written ahead of a status write: a 409 or a failed write makes the pass (or the next)
+    # decide again, which must not write the same record twice; a crash in between repeats it once
+    # on the next run, and never loses it.
+    def _first_time(self, uid: str, event_type: EventType) -> bool:
+        return event_type not in self.runtime.written_ahead.get(uid, ())
+
+    def _wrote_ahead(self, uid: str, event_type: EventType) -> None:
+        self.runtime.written_ahead.setdefault(uid, set()).add(event_type)
 
     def _now(self) -> datetime:
         # Second precision, as Kubernetes writes times: status times compare as strings too.
@@ -275,7 +280,7 @@ class Reconciler:
         consequence = step.consequence
         phase = consequence.phase
         event_type = EventType(consequence.audit_event)
-        if (stored.uid, event_type) not in self._written_ahead:
+        if self._first_time(stored.uid, event_type):
             await runtime.audit.record(
                 audit_event(
                     request=request,
@@ -289,7 +294,7 @@ class Reconciler:
                     **audit,
                 )
             )
-            self._written_ahead.add((stored.uid, event_type))
+            self._wrote_ahead(stored.uid, event_type)
         if write is not None:
             await write()
         runtime.metrics.request_outcome(policy=request.spec.policy, outcome=consequence.outcome)
@@ -337,9 +342,7 @@ class Reconciler:
             fields["approvals"] = approvals
         if cluster is None:
             cluster = policy.target.cluster if policy is not None else "unknown"
-        ahead = (stored.uid, EventType.REQUESTED)
-        if request.status.phase is None and ahead not in self._written_ahead:
-            self._written_ahead.add(ahead)
+        if request.status.phase is None and self._first_time(stored.uid, EventType.REQUESTED):
             await runtime.audit.record(
                 audit_event(
                     request=request,
@@ -349,6 +352,7 @@ class Reconciler:
                     reason=request.spec.justification or None,
                 )
             )
+            self._wrote_ahead(stored.uid, EventType.REQUESTED)
             runtime.metrics.request_outcome(policy=request.spec.policy, outcome="requested")
         await self._record(
             step,
@@ -497,9 +501,8 @@ class Reconciler:
         """The intent goes into the trail (accepted before any access exists), then the plan into
         status, before anything is created. Once the plan is recorded neither is written again."""
         runtime = self.runtime
-        ahead = (stored.uid, EventType.ISSUING)
         try:
-            if ahead not in self._written_ahead:
+            if self._first_time(stored.uid, EventType.ISSUING):
                 await runtime.audit.record_before_grant(
                     audit_event(
                         request=request,
@@ -514,7 +517,7 @@ class Reconciler:
                         binding=plan.binding_name,
                     )
                 )
-                self._written_ahead.add(ahead)
+                self._wrote_ahead(stored.uid, EventType.ISSUING)
         except AuditUnavailable as exc:
             await self._fail(
                 stored,

@@ -82,6 +82,9 @@ class Runtime:
     # kopf's Event queue and its loop, taken from a kopf handler (kopf sets them only in its own
     # per-object tasks): passes the scheduler runs post their Events through them too.
     kopf_events: tuple[Any, Any] | None = None
+    # Per request uid, the transitions whose audit record this process wrote ahead of a status
+    # write: a pass retried after a failed write does not write them again (only a restart may).
+    written_ahead: dict[str, set[str]] = field(default_factory=dict)
 
     @property
     def operator_usernames(self) -> frozenset[str]:
