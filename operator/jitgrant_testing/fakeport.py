@@ -156,10 +156,8 @@ class FakePort:
         self._enter("list_requests")
         return [StoredRequest(copy.deepcopy(body)) for body in self.cluster.requests.values()]
 
-    async def patch_request_status(
-        self, namespace: str, name: str, status: Mapping[str, Any], *, resource_version: str | None
-    ) -> StoredRequest:
-        self._enter("patch_request_status")
+    def _to_write(self, namespace: str, name: str, resource_version: str | None) -> dict[str, Any]:
+        """The stored request a write applies to, refused as the API server refuses it."""
         body = self.cluster.requests.get((namespace, name))
         if body is None:
             raise NotFound(
@@ -172,6 +170,13 @@ class FakePort:
                 retryable=False,
                 status=409,
             )
+        return body
+
+    async def patch_request_status(
+        self, namespace: str, name: str, status: Mapping[str, Any], *, resource_version: str | None
+    ) -> StoredRequest:
+        self._enter("patch_request_status")
+        body = self._to_write(namespace, name, resource_version)
         _merge(body.setdefault("status", {}), status)
         body["metadata"]["resourceVersion"] = self.cluster.next_version()
         self._leave("patch_request_status")
@@ -181,18 +186,7 @@ class FakePort:
         self, namespace: str, name: str, finalizers: Sequence[str], *, resource_version: str | None
     ) -> StoredRequest:
         self._enter("update_finalizers")
-        body = self.cluster.requests.get((namespace, name))
-        if body is None:
-            raise NotFound(
-                reason=Reason.CLUSTER_OBJECT_NOT_FOUND, message=f"{name} not found", retryable=False
-            )
-        if resource_version is not None and resource_version != body["metadata"]["resourceVersion"]:
-            raise Conflict(
-                reason=Reason.CLUSTER_CONFLICT,
-                message="the object has been modified; please apply your changes to the latest version",
-                retryable=False,
-                status=409,
-            )
+        body = self._to_write(namespace, name, resource_version)
         body["metadata"]["finalizers"] = list(finalizers)
         body["metadata"]["resourceVersion"] = self.cluster.next_version()
         stored = StoredRequest(copy.deepcopy(body))
