@@ -26,6 +26,7 @@ $(DEMO_STAMP): pyproject.toml
 
 lint: venv
 	$(BIN)/ruff check operator tests bench
+	$(BIN)/ruff format --check operator tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 

@@ -90,6 +90,7 @@ def test_list_and_get_show_phase_requester_scope_and_why(env: Environment, cli: 
     for name, phase in ((STAGING, "Active"), (PROD, "Pending")):
         assert by_name[name].split()[1] == phase
         assert AGENT in by_name[name] and SCOPE in by_name[name]
+
     # Without -n, the kubeconfig context's namespace, as kubectl does.
     def without_age(text: str) -> list[list[str]]:  # AGE may tick between the two calls
         return [line.split()[:-1] for line in text.splitlines()]

@@ -60,9 +60,7 @@ def _cluster_name(api: Any) -> str:
     return "target"
 
 
-async def _call(
-    fn: Any, *args: Any, limits: tuple[float, float] = _TIMEOUT, cluster: str = "target"
-) -> Any:
+async def _call(fn: Any, *args: Any, limits: tuple[float, float] = _TIMEOUT, cluster: str = "target") -> Any:
     try:
         return await asyncio.to_thread(fn, *args, _request_timeout=limits)
     except (urllib3.exceptions.HTTPError, OSError) as exc:  # no answer: retryable, for the reconciler
