@@ -98,6 +98,7 @@ class Notifier:
             with urllib.request.urlopen(request, timeout=notifier.timeout_seconds) as response:  # noqa: S310
                 result = "sent" if 200 <= response.status < 300 else "failed"
         except urllib.error.HTTPError as exc:
+            exc.close()  # it holds the response's socket
             log.warning(
                 "notify %s: %s answered %s for %s", notifier.name, notifier.type, exc.code, notice.title
             )
