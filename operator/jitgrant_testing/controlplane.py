@@ -131,6 +131,32 @@ def ensure_binaries(*, stream: bool = True) -> Path:
     return Path(proc.stdout.strip().splitlines()[-1])
 
 
+def cached_binaries() -> Path | None:
+    """The directory holding binaries `make kube` already built (or `JITGRANT_KUBE_BIN`), else None.
+
+    Never builds: for callers that must not start a compile of tens of minutes (bench/grants.py).
+    It only checks the executables exist in the cache directory of the version pinned in
+    tests/kube/go.mod; whether they are stale (build.sh's stamp) is build.sh's business.
+    """
+    prebuilt = os.environ.get("JITGRANT_KUBE_BIN")
+    if prebuilt:
+        directory = Path(prebuilt)
+    else:
+        version = ""
+        for line in (BUILD_SCRIPT.parent / "go.mod").read_text().splitlines():
+            fields = line.split()
+            if len(fields) >= 2 and fields[0] == "k8s.io/kubernetes":
+                version = fields[1]
+                break
+        if not version:
+            return None
+        cache = os.environ.get("JITGRANT_KUBE_CACHE") or str(Path.home() / ".cache" / "jitgrant" / "kube")
+        directory = Path(cache) / version
+    if all(os.access(directory / binary, os.X_OK) for binary in BINARIES):
+        return directory
+    return None
+
+
 def free_port() -> int:
     """A port that was free on 127.0.0.1 a moment ago (the kernel picks it)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
