@@ -1,4 +1,4 @@
-"""Grants at scale against the embedded cluster, each figure next to a floor measured in the same run.
+"""Grants at scale on an API server, each figure next to a floor measured in the same run on it.
 
 The operator runs as its own process (`jitgrant run`, as in a pod), so its RSS is its own and the
 chaos suite can SIGKILL it. The floor is a minimal client making the same API calls with no
@@ -11,7 +11,13 @@ with all in the same second; revoke lag (annotation -> RoleBinding DELETED); ope
 N2 active and after the churn; the start-up sweep of N2 expired bindings. Prints a table (and JSON
 with --json); asserts nothing (tests/scale guards the order of magnitude).
 
-Run: `make bench` or `python bench/grants.py [--quick | --full] [--json FILE]`.
+`--server embedded` (the default) is operator/embedkube; `--server real` is etcd + kube-apiserver +
+kube-controller-manager as `make kube` built them (jitgrant_testing.controlplane), with the chart's
+RBAC and webhooks installed as tests/realapi installs them. Without those binaries `--server real`
+says so in one loud line and exits 3, which `make bench` lets pass. The JSON records the server.
+
+Run: `make bench` (--quick on both servers) or
+`python bench/grants.py [--quick | --full] [--server {embedded,real}] [--json FILE]`.
 """
 
 from __future__ import annotations
@@ -39,7 +45,13 @@ from typing import Any
 
 import yaml
 from kubernetes import watch
-from kubernetes.client import ApiClient, CoordinationV1Api, CustomObjectsApi, RbacAuthorizationV1Api
+from kubernetes.client import (
+    ApiClient,
+    CoordinationV1Api,
+    CustomObjectsApi,
+    RbacAuthorizationV1Api,
+    VersionApi,
+)
 
 from jitgrant.clusters.grant_objects import sealed
 from jitgrant.clusters.leader import LEASE_NAME
@@ -58,6 +70,9 @@ from jitgrant_testing.environment import (
 )
 
 GROUP, VERSION = "jitgrant.dev", "v1alpha1"
+SERVERS = ("embedded", "real")
+# `--server real` without `make kube`'s binaries: `make bench` lets exactly this exit status pass.
+EXIT_NO_SERVER = 3
 THREADS = 8  # concurrent clients filing requests, for the floor and for jitgrant alike
 # Revoke lag is measured this long after the last grant went Active, so it times the revocations and
 # not the tail of the activations' own follow-up passes (which made it 0.5 s worse at 20).
@@ -205,7 +220,7 @@ class Watcher:
 
 
 class OperatorProcess:
-    """`jitgrant run` against the embedded cluster, as a pod would run it."""
+    """`jitgrant run` against the environment's API server, as a pod would run it."""
 
     def __init__(
         self, env: Environment, workdir: Path, *, identity: str, leader_elect: bool, webhooks: bool
@@ -554,11 +569,57 @@ def _wait(condition: Callable[[], bool], *, timeout: float) -> bool:
     return False
 
 
+class ServerUnavailable(RuntimeError):
+    """The real control plane's binaries are not built (`make kube`)."""
+
+
+def real_bin_dir() -> Path:
+    """Where `make kube` left etcd and kube-apiserver; never builds them (that takes tens of minutes)."""
+    from jitgrant_testing.controlplane import cached_binaries
+
+    found = cached_binaries()
+    if found is None:
+        raise ServerUnavailable(
+            "no kube-apiserver binaries: run `make kube` (needs Go) or set JITGRANT_KUBE_BIN; "
+            "nothing was measured on the real API server"
+        )
+    return found
+
+
 @contextmanager
-def environment() -> Iterator[tuple[Environment, Path]]:
+def _server(server: str) -> Iterator[Environment]:
+    """The API server with the operator's RBAC and webhooks installed and a harness operator running."""
+    sweep = timedelta(seconds=30)
+    if server == "embedded":
+        with Environment(sweep_interval=sweep) as env:
+            yield env
+    elif server == "real":
+        from jitgrant_testing.controlplane import ControlPlane
+        from jitgrant_testing.realenv import RealEnvironment
+
+        # The environment stops first (it removes the webhook configurations), then the server.
+        with (
+            ControlPlane(real_bin_dir()) as plane,
+            RealEnvironment(plane=plane, sweep_interval=sweep) as real,
+        ):
+            yield real
+    else:
+        raise ValueError(f"server must be one of {SERVERS}, not {server!r}")
+
+
+def server_version(env: Environment) -> str:
+    """What the server says at /version (`git_version`), e.g. v1.36.3."""
+    try:
+        return str(VersionApi(env.admin).get_code().git_version)
+    except Exception as exc:  # the figures matter more than the label
+        return f"unknown ({type(exc).__name__})"
+
+
+@contextmanager
+def environment(server: str = "embedded") -> Iterator[tuple[Environment, Path]]:
     workdir = Path(tempfile.mkdtemp(prefix="jitgrant-bench-"))
     try:
-        with Environment(sweep_interval=timedelta(seconds=30)) as env:
+        with _server(server) as env:
             env.apply([CLUSTER_ROLE, POLICY])  # through the webhooks of the harness's operator
             env.allow_to_request("agents", service_account="bench-agent")
             env.operator.stop()  # the operator runs as a process of its own below
@@ -574,10 +635,11 @@ def _phase(text: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
 
 
-def measure_sweep(n2: int) -> dict[str, Any]:
+def measure_sweep(n2: int, server: str = "embedded") -> dict[str, Any]:
     """Only the start-up sweep of n2 expired bindings, next to its floor (`--only sweep`)."""
     out: dict[str, Any] = {"n1": 0, "n2": n2, "threads": THREADS, "floor": {}, "jitgrant": {}}
-    with environment() as (env, workdir):
+    with environment(server) as (env, workdir):
+        out.update(server=server, server_version=server_version(env))
         bench = Bench(env, workdir)
         _phase("floor: sweep")
         out["floor"]["sweep_s"] = bench.floor_sweep(n2)
@@ -588,10 +650,11 @@ def measure_sweep(n2: int) -> dict[str, Any]:
     return out
 
 
-def measure_revoke(n1: int) -> dict[str, Any]:
+def measure_revoke(n1: int, server: str = "embedded") -> dict[str, Any]:
     """Only the revoke lag of n1 active grants (`--only revoke`); there is no floor for it."""
     out: dict[str, Any] = {"n1": n1, "n2": 0, "threads": THREADS, "floor": {}, "jitgrant": {}}
-    with environment() as (env, workdir):
+    with environment(server) as (env, workdir):
+        out.update(server=server, server_version=server_version(env))
         bench = Bench(env, workdir)
         watcher = Watcher(env).start()
         operator = OperatorProcess(env, workdir, identity="bench", leader_elect=False, webhooks=True).start()
@@ -609,9 +672,10 @@ def measure_revoke(n1: int) -> dict[str, Any]:
     return out
 
 
-def measure(n1: int, n2: int) -> dict[str, Any]:
+def measure(n1: int, n2: int, server: str = "embedded") -> dict[str, Any]:
     out: dict[str, Any] = {"n1": n1, "n2": n2, "threads": THREADS}
-    with environment() as (env, workdir):
+    with environment(server) as (env, workdir):
+        out.update(server=server, server_version=server_version(env))
         bench = Bench(env, workdir)
         watcher = Watcher(env).start()
         try:
@@ -783,20 +847,38 @@ def main() -> None:
     parser.add_argument(
         "--only", choices=("sweep", "revoke"), help="run one part: the start-up sweep (N2) or revoke lag (N1)"
     )
+    parser.add_argument(
+        "--server",
+        choices=SERVERS,
+        default="embedded",
+        help="the embedded API server, or the real kube-apiserver `make kube` built (default: embedded)",
+    )
     args = parser.parse_args()
+    if args.server == "real":
+        try:
+            real_bin_dir()
+        except ServerUnavailable as exc:
+            print(f"!!! bench/grants.py --server real SKIPPED: {exc} !!!", file=sys.stderr, flush=True)
+            sys.exit(EXIT_NO_SERVER)
     # The default keeps `make bench` to minutes on two cores; --full is the issue's scale.
     n1 = args.n1 or (20 if args.quick else 100)
     n2 = args.n2 or (100 if args.quick else 1000 if args.full else 300)
     started = time.monotonic()
     if args.only == "sweep":
-        result = measure_sweep(n2)
+        result = measure_sweep(n2, args.server)
     elif args.only == "revoke":
-        result = measure_revoke(n1)
+        result = measure_revoke(n1, args.server)
     else:
-        result = measure(n1, n2)
+        result = measure(n1, n2, args.server)
     result["wall_s"] = time.monotonic() - started
+    where = (
+        f"real kube-apiserver {result['server_version']} + etcd"
+        if args.server == "real"
+        else "embedded cluster"
+    )
+    print(f"== {where}")
     print(table(result))
-    print(f"(embedded cluster, {os.cpu_count()} CPUs, {result['wall_s']:.0f} s)")
+    print(f"({where}, {os.cpu_count()} CPUs, {result['wall_s']:.0f} s)")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
 
