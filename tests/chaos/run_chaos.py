@@ -1,4 +1,5 @@
-"""Faults with nothing lost: kill the operator, refuse its API calls, drop its watches, cut its audit sink.
+"""Faults with nothing lost: kill the operator, refuse its API calls, drop its watches, cut or slow its
+audit sink, hang a target cluster, skew a replica's clock.
 
 Each fault runs `--runs` times against the embedded cluster with the operator as its own process
 (bench/grants.py's harness), on `COUNT` auto-approved requests:
@@ -11,7 +12,22 @@ Each fault runs `--runs` times against the embedded cluster with the operator as
 * dropped watches: the same lifecycle while every watch of the operator is cut 2 s after it opened;
 * dead audit sink: a webhook sink that must accept the intent to grant (`acceptance: sinks`) is
   down: half the requests are filed then, and must end Failed (AuditUnavailable) with no binding
-  ever created; then it comes back and the other half go through the lifecycle.
+  ever created; then it comes back and the other half go through the lifecycle;
+* slow audit sink: the same webhook sink, required the same way (its timeouts at their defaults),
+  answers each delivery after 1-3 s while the requests are filed, activated, revoked (half) and
+  expire (half); then it must receive every record;
+* hanging target: besides the `COUNT` in-cluster requests going through that lifecycle, 3 requests
+  for an EKS cluster (its role and DescribeCluster on moto) whose API server accepts connections
+  and never answers, through `wrapped_operator.py` (`jitgrant run --eks` cannot point AWS at moto):
+  they must wait with a reason (not Active, not just "Issuing") within 90 s, end once revoked
+  within 90 s, and the operator must still stop within 15 s;
+* clock skew: two replicas with leader election, b's wall clock 30 s ahead on even runs and behind
+  on odd ones (`wrapped_operator.py` skews the Runtime's and the audit trail's clock; the election
+  reads the monotonic clock). a (true clock) grants, is SIGKILLed, b takes over and expires; then b
+  grants and expires some, is SIGKILLed, a takes over and expires the rest. Each replica has its
+  own audit trail (as each pod has its volume), each chain is verified and the transitions are
+  counted across both. A grant ending more than 1 s before its expiresAt (true time) is a problem
+  too.
 
 Checked after each run:
 
@@ -22,7 +38,7 @@ Checked after each run:
   keep them): the hash chain verifies (`jitgrant audit verify`'s `verify_chain`), and each request
   has each transition of its lifecycle (requested, approved, issuing, granted, then expired or
   revoked; failed for one that failed) exactly once. "lost records" counts a transition missing
-  (and, for the dead sink, a record the revived webhook never received), "duplicated" one recorded
+  (and, for the dead or slow sink, a record the webhook never received), "duplicated" one recorded
   twice. A transition may repeat once after a kill ("repeats", not a failure): every record is
   written ahead of the status write that marks its transition done (handlers/reconcile.py), so an
   operator killed in between writes it again on its next run rather than losing it; a refused
@@ -30,12 +46,11 @@ Checked after each run:
   chained record (a sink delivery retried after a restart) are not counted: readers skip them.
 
 Prints a table: fault, runs, injected (kills, refused API calls and cut watches: the fault did
-happen; for the dead sink, the requests filed while it was down), orphans, lost records,
-duplicated, repeats, chain, worst lag, then each problem found;
-exits 1 if any.
-
-Not covered yet (issue 16, part 4): a hanging target cluster, a slow (not dead) audit sink, and
-clock skew between replicas (the operator has no clock offset setting to skew one replica with).
+happen; for the dead sink, the requests filed while it was down; for the slow one, its slow
+deliveries; for the hanging target, the requests filed for it), orphans, lost records,
+duplicated, repeats, chain, worst lag; then figures that are not checks (activation and take-over
+times, how early or late grants ended, a hanging request's status over time), then each problem
+found; exits 1 if any.
 
 Run: `make chaos` or `python tests/chaos/run_chaos.py [--runs N] [--only FAULT]`.
 """
@@ -44,6 +59,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import random
 import sys
 import threading
 import time
@@ -60,14 +77,28 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))  # bench/grants.py's harness
 
-from grants import Bench, OperatorProcess, Watcher, _wait, environment  # type: ignore[import-not-found]
-from kubernetes.client import CustomObjectsApi, RbacAuthorizationV1Api
+from grants import (  # type: ignore[import-not-found]
+    POLICY,
+    Bench,
+    OperatorProcess,
+    Watcher,
+    _request,
+    _wait,
+    environment,
+)
+from kubernetes.client import CoordinationV1Api, CustomObjectsApi, RbacAuthorizationV1Api
 from kubernetes.client.exceptions import ApiException
+from wrapped_operator import CLOCK_SKEW_ENV, EKS_ENV  # type: ignore[import-not-found]
 
 from jitgrant.audit.chain import parse_lines, unique_records, verify_chain
 from jitgrant.audit.readers import read_file
+from jitgrant.clusters.leader import LEASE_NAME
 from jitgrant.models.vocabulary import REVOKE_ANNOTATION, Reason
+from jitgrant_testing.aws import REGION, MotoServer, blackhole
 from jitgrant_testing.environment import OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT, free_port
+
+#: Runs `jitgrant` with a fault it has no setting for (a skewed clock, EKS on moto); see its docstring.
+WRAPPER = Path(__file__).resolve().parent / "wrapped_operator.py"
 
 COUNT = 10
 GRANTED = ("requested", "approved", "issuing", "granted")
@@ -83,6 +114,9 @@ FAULTS = [
     "api 409/429/5xx",
     "dropped watches",
     "dead audit sink",
+    "slow audit sink",
+    "hanging target",
+    "clock skew",
 ]
 #: Who the injected API faults are for: the operator's ServiceAccount (its process's kubeconfig).
 OPERATOR_USER = f"system:serviceaccount:{OPERATOR_NAMESPACE}:{OPERATOR_SERVICE_ACCOUNT}"
@@ -92,6 +126,16 @@ API_FAULT_FRACTION = 0.15
 WATCH_DROP_EVERY_S = 2.0
 #: A grant ends this long after its expiresAt or its revocation at the latest (issue 16's failover goal).
 END_BOUND_S = 15.0
+#: Each delivery to the slow audit sink takes this long (seconds, uniformly drawn).
+SLOW_SINK_S = (1.0, 3.0)
+#: The skewed replica's clock is this far off (+ on even runs, - on odd ones).
+CLOCK_SKEW_S = 30.0
+#: Requests filed for the hanging target cluster, besides the COUNT in-cluster ones.
+HANGING_COUNT = 3
+#: How long a request for the hanging target may take to say so, and to end once revoked.
+HANGING_WAIT_S = 90.0
+#: A grant ending this much before its expiresAt (true time) ended early: expiresAt is whole seconds.
+EARLY_TOLERANCE_S = 1.0
 
 
 @dataclass
@@ -102,8 +146,10 @@ class Outcome:
     repeats: int = 0
     chain_ok: bool = True
     worst: float = 0.0
+    early: float = 0.0  # the most a grant ended before its expiresAt (true time)
     injected: int = 0  # kills, refused API calls, cut watches: proof the fault happened
     problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # figures worth showing that are not failures
 
     def add(self, other: Outcome) -> None:
         self.orphans += other.orphans
@@ -112,8 +158,10 @@ class Outcome:
         self.repeats += other.repeats
         self.chain_ok = self.chain_ok and other.chain_ok
         self.worst = max(self.worst, other.worst)
+        self.early = max(self.early, other.early)
         self.injected += other.injected
         self.problems.extend(other.problems)
+        self.notes.extend(other.notes)
 
     @property
     def ok(self) -> bool:
@@ -125,9 +173,22 @@ class ChaosOperator(OperatorProcess):  # type: ignore[misc]
     """The harness's operator process, with its audit trail in `audit_dir`, kept across restarts."""
 
     def __init__(
-        self, env: Any, workdir: Path, *, identity: str, audit_dir: Path, audit: dict[str, Any] | None = None
+        self,
+        env: Any,
+        workdir: Path,
+        *,
+        identity: str,
+        audit_dir: Path,
+        audit: dict[str, Any] | None = None,
+        leader_elect: bool = False,
+        webhooks: bool = True,
+        wrapped: dict[str, str] | None = None,
     ) -> None:
-        super().__init__(env, workdir, identity=identity, leader_elect=False, webhooks=True)
+        super().__init__(env, workdir, identity=identity, leader_elect=leader_elect, webhooks=webhooks)
+        # With `wrapped`: through wrapped_operator.py, these environment variables telling it what to change.
+        self.wrapped = wrapped
+        if wrapped is not None:
+            self.args[:1] = [sys.executable, str(WRAPPER)]
         config = audit_dir / "audit.yaml"
         if not config.exists():
             audit_dir.mkdir(parents=True, exist_ok=True)
@@ -144,6 +205,8 @@ class ChaosOperator(OperatorProcess):  # type: ignore[misc]
         self.args += ["--audit-config", str(config)]
 
     def start(self) -> ChaosOperator:
+        saved = {key: os.environ.get(key) for key in self.wrapped or {}}
+        os.environ.update(self.wrapped or {})  # the harness's start() passes os.environ to the child
         try:
             super().start()
         except RuntimeError:
@@ -152,23 +215,33 @@ class ChaosOperator(OperatorProcess):  # type: ignore[misc]
             print(log.read_text(errors="replace")[-3000:] if log.exists() else "(no log)", file=sys.stderr)
             self.stop()
             raise
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
         return self
 
 
-def audit_check(trail: Path, expected: dict[str, tuple[str, ...]]) -> Outcome:
-    """The chain verifies, and each request's transitions appear exactly once (see the docstring)."""
+def audit_check(trails: Path | list[Path], expected: dict[str, tuple[str, ...]]) -> Outcome:
+    """Each chain verifies, and each request's transitions appear exactly once across them (see the
+    docstring). Several trails: one per replica, each with its own chain, as each pod has its own."""
     out = Outcome()
-    lines = read_file(trail) if trail.exists() else []
-    report = verify_chain(lines)
-    if not report.ok:
-        out.chain_ok = False
-        out.problems += [f"chain: {f.kind} seq {f.seq}: {f.detail}" for f in report.findings]
-    records, _, _ = parse_lines(lines)
     seen: dict[str, Counter[str]] = {name: Counter() for name in expected}
-    for item in unique_records(records)[0]:
-        event = item.raw["event"]
-        if event["requestName"] in seen:
-            seen[event["requestName"]][event["type"]] += 1
+    for trail in [trails] if isinstance(trails, Path) else trails:
+        lines = read_file(trail) if trail.exists() else []
+        report = verify_chain(lines)
+        if not report.ok:
+            out.chain_ok = False
+            out.problems += [
+                f"chain {trail.parent.name}: {f.kind} seq {f.seq}: {f.detail}" for f in report.findings
+            ]
+        records, _, _ = parse_lines(lines)
+        for item in unique_records(records)[0]:
+            event = item.raw["event"]
+            if event["requestName"] in seen:
+                seen[event["requestName"]][event["type"]] += 1
     for name, wanted in expected.items():
         counts = seen[name]
         for transition in wanted:
@@ -278,11 +351,14 @@ def _slug(text: str) -> str:
 
 
 class AuditReceiver:
-    """The webhook sink's far end, on a fixed port: down (refusing connections) until `up()`."""
+    """The webhook sink's far end, on a fixed port: down (refusing connections) until `up()`; with
+    `delay`, each delivery is answered after a time drawn between its two bounds."""
 
-    def __init__(self) -> None:
+    def __init__(self, delay: tuple[float, float] | None = None) -> None:
         self.port = free_port()
         self.lines: list[bytes] = []
+        self.delay = delay
+        self.deliveries = 0
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -291,11 +367,14 @@ class AuditReceiver:
         return f"http://127.0.0.1:{self.port}/"
 
     def up(self) -> None:
-        lines = self.lines
+        lines, delay, receiver = self.lines, self.delay, self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if delay is not None:
+                    time.sleep(random.uniform(*delay))
+                receiver.deliveries += 1
                 lines.extend(json.dumps(entry).encode() for entry in body["entries"])
                 self.send_response(204)
                 self.end_headers()
@@ -358,12 +437,260 @@ def lifecycle(
     return expected, worst, problems
 
 
+def _undelivered(audit_dir: Path, receiver: AuditReceiver) -> set[int]:
+    """Sequence numbers in the file sink that the webhook sink has not received."""
+    trail = audit_dir / "audit.jsonl"
+    stored = {json.loads(line)["seq"] for line in trail.read_bytes().splitlines() if line.strip()}
+    return stored - {json.loads(line)["seq"] for line in list(receiver.lines)}
+
+
+def _lag(due: dict[str, float], watcher: Watcher, out: Outcome, what: str) -> None:
+    """The worst lag and the most any grant ended early, from expiresAt to the RoleBinding gone."""
+    lags = [watcher.deleted.get(name, time.time()) - at for name, at in due.items()]
+    out.worst = max([out.worst, *lags])
+    out.early = max([out.early, *(-lag for lag in lags)])
+    out.notes.append(f"{what}: grants ended {min(lags):+.1f}s to {max(lags):+.1f}s from their expiresAt")
+    if early := [lag for lag in lags if -lag > EARLY_TOLERANCE_S]:
+        out.problems.append(
+            f"{what}: {len(early)} grant(s) ended up to {-min(early):.1f}s before their expiresAt"
+        )
+
+
+def _leader(env: Any) -> str | None:
+    try:
+        lease = CoordinationV1Api(env.admin).read_namespaced_lease(LEASE_NAME, OPERATOR_NAMESPACE)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return lease.spec.holder_identity if lease.spec else None
+
+
+def _statuses(env: Any, names: list[str]) -> dict[str, dict[str, Any]]:
+    current = _requests(env)
+    return {n: ((current.get(n) or {}).get("status") or {}) for n in names}
+
+
+def _stuck(status: dict[str, Any]) -> bool:
+    """Not granted, and saying why: a reason other than the one of a grant in progress."""
+    return status.get("phase") != "Active" and status.get("reason") not in (None, Reason.ISSUING)
+
+
+class Timeline:
+    """Each change of one request's phase and reason, in seconds from `since`: the evidence."""
+
+    def __init__(self, env: Any, name: str, since: float) -> None:
+        self.env, self.name, self.since = env, name, since
+        self.changes: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def start(self) -> Timeline:
+        self._thread.start()
+        return self
+
+    def _loop(self) -> None:
+        last = None
+        while not self._stop.wait(0.5):
+            status = _statuses(self.env, [self.name])[self.name]
+            now = (status.get("phase"), status.get("reason"))
+            if now != last:
+                self.changes.append(f"{time.time() - self.since:.0f}s {now[0]}/{now[1]}")
+                last = now
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+HANGING_CLUSTER = "hanging"
+HANGING_POLICY = "chaos-hanging"
+
+
+def _hanging_policy(role_arn: str) -> dict[str, Any]:
+    """bench-auto's grant, in an EKS cluster whose API server accepts connections and never answers."""
+    spec = dict(POLICY["spec"])
+    spec["target"] = {
+        "type": "EKS",
+        "eks": {"clusterName": HANGING_CLUSTER, "region": REGION, "roleArn": role_arn},
+    }
+    return {**POLICY, "metadata": {"name": HANGING_POLICY}, "spec": spec}
+
+
+def run_hanging_target(env: Any, workdir: Path, bench: Bench, watcher: Watcher, index: int) -> Outcome:
+    """Requests for an EKS target whose API server never answers, while the in-cluster ones go
+    through their lifecycle: those end in time, the hanging ones wait with a reason, and end when
+    revoked; the operator still stops."""
+    audit_dir = workdir / f"audit-hanging-target-{index}"
+    moto = MotoServer()
+    sock, silent = blackhole()
+    out = Outcome()
+    operator: ChaosOperator | None = None
+    try:
+        role_arn = moto.create_target_role("jitgrant-target")
+        moto.create_eks_cluster(HANGING_CLUSTER)
+        config = workdir / f"eks-{index}.json"
+        config.write_text(json.dumps({"moto": moto.url, "overrides": {HANGING_CLUSTER: silent}}))
+        operator = ChaosOperator(
+            env,
+            workdir,
+            identity=f"chaos-hanging-target-{index}",
+            audit_dir=audit_dir,
+            wrapped={EKS_ENV: str(config)},
+        ).start()
+        try:
+            env.apply([_hanging_policy(role_arn)])
+        except ApiException as exc:
+            if exc.status != 409:  # there from an earlier run
+                raise
+        hanging = [f"h{index}-{n}" for n in range(HANGING_COUNT)]
+        for n, name in enumerate(hanging):
+            body = _request(name, "10m")
+            body["spec"]["policy"] = HANGING_POLICY
+            env.create_request(body, client=bench.agents[n % len(bench.agents)])
+        filed = time.time()
+        names = bench.names(COUNT)
+        expected, worst, problems = lifecycle(env, bench, watcher, names)
+        activated = [watcher.active[n] - filed for n in names if n in watcher.active]
+        out.notes.append(
+            f"in-cluster: slowest activation {max(activated, default=float('nan')):.1f}s after filing"
+        )
+        out.problems += problems
+        out.worst = worst
+
+        timeline = Timeline(env, hanging[0], filed).start()
+        try:
+            # Waiting, with a reason other than the in-progress one: the target does not answer.
+            _wait(lambda: all(_stuck(s) for s in _statuses(env, hanging).values()), timeout=HANGING_WAIT_S)
+            for name, status in _statuses(env, hanging).items():
+                if not _stuck(status):
+                    out.problems.append(
+                        f"{name}: {status.get('phase')} ({status.get('reason')}: {status.get('message')}) "
+                        f"{time.time() - filed:.0f}s after filing, with its target hanging"
+                    )
+            # Withdrawn, they end although the target still does not answer.
+            asked = time.time()
+            for name in hanging:
+                revoke(env, name)
+            out.problems += settle(env, hanging, "Revoked", timeout=HANGING_WAIT_S)
+            took = time.time() - asked
+            out.notes.append(
+                f"hanging target: revoked {asked - filed:.0f}s after filing, ended {took:.0f}s later"
+            )
+        finally:
+            timeline.stop()
+        out.notes.append(f"hanging target: {hanging[0]}'s status over time: " + "; ".join(timeline.changes))
+        expected |= {n: ("requested", "approved", "revoked") for n in hanging}
+        _wait(lambda: orphans(env) == 0, timeout=30)
+        out.orphans = orphans(env)
+    finally:
+        if operator is not None:
+            stopping = time.monotonic()
+            operator.stop()
+            took = time.monotonic() - stopping
+            out.notes.append(f"the operator stopped in {took:.1f}s")
+            if took > 15:
+                out.problems.append(f"the operator took {took:.1f}s to stop with its target hanging")
+        sock.close()
+        moto.stop()
+    checked = audit_check(audit_dir / "audit.jsonl", expected)
+    checked.add(out)
+    checked.injected = HANGING_COUNT  # requests for the hanging target
+    if checked.worst > END_BOUND_S:
+        checked.problems.append(f"a grant ended {checked.worst:.1f}s after its expiry or revocation")
+    return checked
+
+
+def run_clock_skew(env: Any, workdir: Path, bench: Bench, watcher: Watcher, index: int) -> Outcome:
+    """Two replicas with leader election, B's clock off by CLOCK_SKEW_S (+ on even runs, - on odd):
+    A leads and is killed, B takes over and expires; then B leads and is killed, A takes over."""
+    skew = CLOCK_SKEW_S if index % 2 == 0 else -CLOCK_SKEW_S
+    tag = f"chaos-clock-skew-{index}"
+    dirs = [workdir / f"audit-{tag}-a", workdir / f"audit-{tag}-b"]
+
+    def replica(which: str) -> ChaosOperator:
+        if which == "a":  # true clock; the webhooks' port, so filing works while it runs
+            return ChaosOperator(env, workdir, identity=f"{tag}-a", audit_dir=dirs[0], leader_elect=True)
+        return ChaosOperator(
+            env,
+            workdir,
+            identity=f"{tag}-b",
+            audit_dir=dirs[1],
+            leader_elect=True,
+            webhooks=False,
+            wrapped={CLOCK_SKEW_ENV: str(skew)},
+        )
+
+    out = Outcome()
+    out.notes.append(f"run {index}: replica b's clock {skew:+.0f}s")
+    a = replica("a").start()
+    b: ChaosOperator | None = None
+    names = bench.names(COUNT)
+    first, second = names[: COUNT // 2], names[COUNT // 2 :]
+    try:
+        if not _wait(lambda: _leader(env) == a.identity, timeout=60):
+            raise RuntimeError(f"replica a did not lead (the Lease names {_leader(env)})")
+        b = replica("b").start()
+        # 1. A (true clock) leads and grants; killed, B (skewed) takes over and expires them.
+        file_all(env, bench, first)
+        out.problems += settle(env, first, "Active")
+        due = bench.set_expiry(first, lambda _: datetime.fromtimestamp(time.time() + 20, UTC))
+        killed = time.time()
+        a.kill()
+        out.injected += 1
+        _wait(lambda: _leader(env) == b.identity if b else False, timeout=60)
+        out.notes.append(f"b took over {time.time() - killed:.1f}s after a was killed")
+        _gone(watcher, first)
+        _lag(due, watcher, out, f"b ({skew:+.0f}s) took over from a killed")
+        # 2. B (skewed) leads and grants (A back as the standby that serves the webhooks); B expires
+        # some of them, then is killed and A takes over and expires the rest.
+        a = replica("a").start()
+        file_all(env, bench, second)
+        out.problems += settle(env, second, "Active")
+        soon, later = second[: len(second) // 2], second[len(second) // 2 :]
+        now = time.time()
+        due = bench.set_expiry(soon, lambda _: datetime.fromtimestamp(now + 8, UTC))
+        due |= bench.set_expiry(later, lambda _: datetime.fromtimestamp(now + 30, UTC))
+        _wait(lambda: all(n in watcher.deleted for n in soon), timeout=60)
+        _lag({n: due[n] for n in soon}, watcher, out, f"b ({skew:+.0f}s) leading")
+        killed = time.time()
+        b.kill()
+        out.injected += 1
+        _wait(lambda: _leader(env) == a.identity, timeout=60)
+        out.notes.append(f"a took over {time.time() - killed:.1f}s after b was killed")
+        _gone(watcher, later)
+        _lag({n: due[n] for n in later}, watcher, out, "a took over from b killed")
+        out.problems += settle(env, names, "Expired", timeout=60)
+        _wait(lambda: orphans(env) == 0, timeout=30)
+        out.orphans = orphans(env)
+    finally:
+        a.stop()
+        if b is not None:
+            b.stop()
+    checked = audit_check([d / "audit.jsonl" for d in dirs], {n: (*GRANTED, "expired") for n in names})
+    checked.add(out)
+    if checked.worst > END_BOUND_S:
+        checked.problems.append(f"a grant ended {checked.worst:.1f}s after its expiresAt")
+    return checked
+
+
 def run_fault(env: Any, workdir: Path, bench: Bench, watcher: Watcher, fault: str, index: int) -> Outcome:
     """One run of one fault: orphans, the audit check and the worst lag."""
+    if fault == "hanging target":
+        return run_hanging_target(env, workdir, bench, watcher, index)
+    if fault == "clock skew":
+        return run_clock_skew(env, workdir, bench, watcher, index)
     audit_dir = workdir / f"audit-{_slug(fault)}-{index}"
-    receiver = AuditReceiver() if fault == "dead audit sink" else None
+    receiver = None
     audit: dict[str, Any] | None = None
-    if receiver is not None:
+    if fault == "slow audit sink":
+        receiver = AuditReceiver(delay=SLOW_SINK_S)
+        receiver.up()
+        # Slow, not failing: the sink's own timeouts are the defaults (10 s a delivery, 5 s for the
+        # acceptance of an intent to grant), and each grant still waits for the sink to accept it.
+        audit = {"sinks": [{"type": "webhook", "name": "siem", "url": receiver.url}], "acceptance": "sinks"}
+    elif fault == "dead audit sink":
+        receiver = AuditReceiver()
         # The webhook must accept each record before a grant is issued (acceptance: sinks).
         audit = {
             "sinks": [{"type": "webhook", "name": "siem", "url": receiver.url, "timeoutSeconds": 1}],
@@ -382,6 +709,7 @@ def run_fault(env: Any, workdir: Path, bench: Bench, watcher: Watcher, fault: st
     names = bench.names(COUNT)
     worst = 0.0
     problems: list[str] = []
+    notes: list[str] = []
     expected: dict[str, tuple[str, ...]] = {}
     try:
         if fault == "kill while activating":
@@ -444,6 +772,20 @@ def run_fault(env: Any, workdir: Path, bench: Bench, watcher: Watcher, fault: st
             more, worst, more_problems = lifecycle(env, bench, watcher, live)
             expected |= more
             problems += more_problems
+        elif fault == "slow audit sink" and receiver is not None:
+            started = time.time()
+            expected, worst, more_problems = lifecycle(env, bench, watcher, names)
+            problems += more_problems
+            activated = [watcher.active[n] - started for n in names if n in watcher.active]
+            notes.append(f"slowest activation {max(activated, default=float('nan')):.1f}s after filing")
+            # Everything written reaches the slow sink in the end: wait for it before the stop.
+            caught_up = time.time()
+            _wait(lambda: not _undelivered(audit_dir, receiver), timeout=120)
+            notes.append(
+                f"{receiver.deliveries} deliveries; the sink had every record {time.time() - caught_up:.1f}s "
+                "after the last grant ended"
+            )
+            kills += receiver.deliveries  # slow deliveries (counted as "injected")
         else:
             raise ValueError(f"unknown fault {fault!r}")
         _wait(lambda: orphans(env) == 0, timeout=30)  # the sweep or the lifecycle may still be finishing
@@ -454,17 +796,12 @@ def run_fault(env: Any, workdir: Path, bench: Bench, watcher: Watcher, fault: st
             receiver.down()
     out = audit_check(audit_dir / "audit.jsonl", expected)
     if receiver is not None:
-        # The sink that was down must have every record once it is back: none lost there either.
-        stored = {
-            json.loads(line)["seq"]
-            for line in (audit_dir / "audit.jsonl").read_bytes().splitlines()
-            if line.strip()
-        }
-        received = {json.loads(line)["seq"] for line in receiver.lines}
-        missing = stored - received
+        # The sink that was down (or slow) must have every record in the end: none lost there either.
+        missing = _undelivered(audit_dir, receiver)
         out.lost += len(missing)
         if missing:
             out.problems.append(f"the webhook sink never got seq {sorted(missing)[:10]}")
+    out.notes += notes
     out.orphans, out.worst = found, worst
     out.injected = kills + sum(env.cluster.faults.injected.values()) - injected_before
     out.problems += problems
@@ -507,6 +844,9 @@ def main() -> int:
     print(HEADER)
     for fault, total in rows:
         print(row(fault, args.runs, total))
+    for fault, total in rows:
+        for note in total.notes:
+            print(f"{fault}: {note}")
     for fault, total in rows:
         for problem in total.problems[:20]:
             print(f"{fault}: {problem}")

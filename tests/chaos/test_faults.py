@@ -1,6 +1,7 @@
 """A bounded subset of `make chaos`'s injected faults: with the operator's watches dropped every 2 s,
-and with its audit sink down then back, nothing is left behind, nothing is lost from the trail, no
-grant is issued unrecorded, and every grant ends in time."""
+with its audit sink down then back, and with it answering slowly, nothing is left behind, nothing is
+lost from the trail, no grant is issued unrecorded, and every grant ends in time. (The hanging target
+and clock skew faults take 1-2 minutes a run: `make chaos` only.)"""
 
 from __future__ import annotations
 
@@ -20,3 +21,20 @@ def test_nothing_is_lost_or_left(harness: tuple[Any, Any, Any, Any], fault: str)
     assert (out.lost, out.duplicated) == (0, 0), out.problems
     assert not out.problems  # every request ended as intended, within the bound, none granted unrecorded
     assert out.worst < run_chaos.END_BOUND_S
+
+
+def test_a_slow_audit_sink_loses_nothing_and_holds_up_no_end(harness: tuple[Any, Any, Any, Any]) -> None:
+    """Each delivery answered after 1-3 s: every record reaches the sink and the file, once, and the
+    grants that were issued end in time (expiry and revocation records do not wait for the sink)."""
+    env, workdir, bench, watcher = harness
+    out = run_chaos.run_fault(env, workdir, bench, watcher, "slow audit sink", 0)
+    assert out.injected > 0  # slow deliveries happened
+    assert out.orphans == 0
+    assert out.chain_ok
+    assert (out.lost, out.duplicated) == (0, 0), out.problems
+    assert out.worst < run_chaos.END_BOUND_S
+    # A finding, not fixed here (issue 16): with the default acceptanceTimeoutSeconds (5 s) an intent
+    # to grant queued behind other deliveries is not accepted in time, so most of these requests end
+    # Failed (AuditUnavailable), closed as designed. Nothing else may go wrong.
+    unexpected = [p for p in out.problems if "Failed (AuditUnavailable" not in p]
+    assert not unexpected, unexpected
