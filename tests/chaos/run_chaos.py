@@ -128,6 +128,8 @@ WATCH_DROP_EVERY_S = 2.0
 END_BOUND_S = 15.0
 #: Each delivery to the slow audit sink takes this long (seconds, uniformly drawn).
 SLOW_SINK_S = (1.0, 3.0)
+#: Audit settings for the slow sink beyond the defaults (none: to try a longer acceptance timeout).
+SLOW_SINK_AUDIT: dict[str, Any] = {}
 #: The skewed replica's clock is this far off (+ on even runs, - on odd ones).
 CLOCK_SKEW_S = 30.0
 #: Requests filed for the hanging target cluster, besides the COUNT in-cluster ones.
@@ -688,7 +690,11 @@ def run_fault(env: Any, workdir: Path, bench: Bench, watcher: Watcher, fault: st
         receiver.up()
         # Slow, not failing: the sink's own timeouts are the defaults (10 s a delivery, 5 s for the
         # acceptance of an intent to grant), and each grant still waits for the sink to accept it.
-        audit = {"sinks": [{"type": "webhook", "name": "siem", "url": receiver.url}], "acceptance": "sinks"}
+        audit = {
+            "sinks": [{"type": "webhook", "name": "siem", "url": receiver.url}],
+            "acceptance": "sinks",
+            **SLOW_SINK_AUDIT,
+        }
     elif fault == "dead audit sink":
         receiver = AuditReceiver()
         # The webhook must accept each record before a grant is issued (acceptance: sinks).
