@@ -190,8 +190,14 @@ def check(
     """All failing rules under ``schema`` for ``value`` (and ``old`` for transition rules)."""
     if has_old is None:
         has_old = old is not None
+    # Validation ratcheting (KEP-4008, on by default since 1.30): a value an update leaves as it
+    # was keeps passing even if a rule now fails on it, so only transition rules (oldSelf) are
+    # evaluated there. It also spares a status write the spec's rules.
+    unchanged = has_old and value == old
     causes: list[Cause] = []
     for rule in schema.get("x-kubernetes-validations") or ():
+        if unchanged and not mentions_old_self(str(rule.get("rule", ""))):
+            continue
         cause = _run_rule(rule, value, old, has_old, path)
         if cause is not None:
             causes.append(cause)

@@ -36,3 +36,32 @@ def test_transition_rule_sees_old_self() -> None:
     assert bool(cel.evaluate("self == oldSelf", {"a": 1}, {"a": 1}, with_old=True))
     assert not bool(cel.evaluate("self == oldSelf", {"a": 1}, {"a": 2}, with_old=True))
     assert cel.mentions_old_self("self.x == oldSelf.x") and not cel.mentions_old_self("self.oldSelfish")
+
+
+SCHEMA = {
+    "type": "object",
+    "properties": {
+        "spec": {
+            "type": "object",
+            "x-kubernetes-validations": [
+                {"rule": "self.n > 10", "message": "n must exceed 10"},
+                {"rule": "self.n >= oldSelf.n", "message": "n may only grow"},
+            ],
+        },
+        "status": {"type": "object"},
+    },
+}
+
+
+def test_an_unchanged_value_is_ratcheted_but_its_transition_rules_still_run() -> None:
+    """Validation ratcheting (KEP-4008, on by default since Kubernetes 1.30): a rule that fails on a
+    value the update leaves as it was does not refuse the update (a status write under a tightened
+    rule), a changed value is checked, and rules on oldSelf run either way."""
+    old = {"spec": {"n": 5}, "status": {}}
+    assert cel.check({"spec": {"n": 5}, "status": {"phase": "x"}}, old, SCHEMA, []) == []
+    [changed] = cel.check({"spec": {"n": 6}, "status": {}}, old, SCHEMA, [])
+    assert "n must exceed 10" in changed.message
+    [created] = cel.check({"spec": {"n": 5}}, None, SCHEMA, [])
+    assert created.message.endswith("n must exceed 10")
+    [shrunk] = cel.check({"spec": {"n": 11}}, {"spec": {"n": 12}}, SCHEMA, [])
+    assert shrunk.message.endswith("n may only grow")
