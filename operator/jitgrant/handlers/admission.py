@@ -65,6 +65,7 @@ from jitgrant.models.vocabulary import (
     APPROVE_ANNOTATION,
     CREATED_BY_EXTRA,
     DENY_ANNOTATION,
+    FINALIZER,
     LAST_APPLIED_ANNOTATION,
     OIDC_TOKEN_ANNOTATION,
     REQUESTER_SEAL_ANNOTATION,
@@ -225,6 +226,11 @@ async def _mutate_create(
                 annotations[LAST_APPLIED_ANNOTATION] = scrubbed
         annotations[REQUESTER_SEAL_ANNOTATION] = seal
         metadata["annotations"] = annotations
+        # Born with the finalizer: deleting the request is certain to revoke its grant from the
+        # start, and the leader makes no write (and the webhooks no second round) to add it.
+        finalizers = list(metadata.get("finalizers") or [])
+        if FINALIZER not in finalizers:
+            metadata["finalizers"] = [*finalizers, FINALIZER]
 
     patch.fns.append(apply)
 

@@ -11,6 +11,7 @@ docs/architecture.md).
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
@@ -114,6 +115,16 @@ class Reconciler:
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
+        # The request as this pass's last status write left it: the next step is decided from the
+        # write's answer instead of a GET (it is as fresh as a GET made then). None: read it.
+        self._latest: StoredRequest | None = None
+        # Each policy is read once per pass, not once per step of it.
+        self._policies: dict[str, tuple[GrantPolicySpec | None, str | None]] = {}
+        # An approval's status fields, held back to ride on the pass's next status write (the
+        # grant plan's, when it activates at once) instead of costing a write of their own. Its
+        # audit record is written already; a pass that ends with it still held writes it then,
+        # one that fails loses only the write, and the next pass decides the approval again.
+        self._deferred: tuple[StoredRequest, AccessRequest, dict[str, Any]] | None = None
 
     # Records written ahead of a status write: a 409 or a failed write makes the pass (or the next)
     # decide again, which must not write the same record twice; a crash in between repeats it once
@@ -131,43 +142,57 @@ class Reconciler:
     async def reconcile(self, namespace: str, name: str) -> datetime | None:
         """Run every step that is due now; return when the request next needs attention."""
         async with self.runtime.lock_for(f"{namespace}/{name}"):
-            for _ in range(_MAX_STEPS_PER_PASS):
-                if self.runtime.stopping:
-                    return None
+            wake = await self._steps(namespace, name)
+            if self._deferred is not None:
+                base, request, status = self._deferred
+                self._deferred = None
+                with contextlib.suppress(Conflict):  # changed meanwhile: its event brings it back
+                    await self._patch_status(base, request, status)
+            return wake
+
+    async def _steps(self, namespace: str, name: str) -> datetime | None:
+        for _ in range(_MAX_STEPS_PER_PASS):
+            if self.runtime.stopping:
+                return None
+            stored, self._latest = self._latest, None
+            if stored is None:
                 stored = await self.runtime.own.get_request(namespace, name)
-                if stored is None or stored.deleting:
-                    return None  # deletion is the delete handler's business
-                if stored.phase is not None and stored.phase.terminal:
-                    return await self._finished(stored)
-                step, request, policy = await self._next(stored)
-                if step.action is Action.WAIT:
-                    return step.wake_at
-                if step.action is Action.NONE or request is None:
-                    return None
-                if step.action is Action.ACTIVATE and FINALIZER not in stored.finalizers:
-                    # Without the finalizer a deletion could remove the request before its grant:
-                    # access is issued only once deleting the request is guaranteed to revoke it.
-                    # Added here too, not only by the event handler: its write may have failed (the
-                    # webhooks down at start-up), and nothing else would add it.
-                    with contextlib.suppress(Conflict):
-                        await self.runtime.own.update_finalizers(
-                            namespace,
-                            name,
-                            [*stored.finalizers, FINALIZER],
-                            resource_version=stored.resource_version,
-                        )
-                    continue
-                try:
-                    await self._carry_out(step, stored=stored, request=request, policy=policy)
-                except Conflict:
-                    # Someone changed the request since we read it (a revoke landing mid-issue, an
-                    # approval): what was made is in the grant record, so decide again on a fresh
-                    # read now instead of waiting for the next event.
-                    log.debug("%s/%s changed while being reconciled; reading it again", namespace, name)
-                    continue
-                if step.action is Action.ACTIVATE:
-                    # Done, or waiting on the target cluster: the timer retries after the backoff.
-                    return None
+            if stored is None or stored.deleting:
+                return None  # deletion is the delete handler's business
+            if stored.phase is not None and stored.phase.terminal:
+                return await self._finished(stored)
+            step, request, policy = await self._next(stored)
+            if step.action is Action.WAIT:
+                return step.wake_at
+            if step.action is Action.NONE or request is None:
+                return None
+            if step.action is Action.ACTIVATE and FINALIZER not in stored.finalizers:
+                # Without the finalizer a deletion could remove the request before its grant:
+                # access is issued only once deleting the request is guaranteed to revoke it.
+                # Added here too, not only by the event handler: its write may have failed (the
+                # webhooks down at start-up), and nothing else would add it.
+                with contextlib.suppress(Conflict):
+                    await self.runtime.own.update_finalizers(
+                        namespace,
+                        name,
+                        [*stored.finalizers, FINALIZER],
+                        resource_version=stored.resource_version,
+                    )
+                continue
+            try:
+                await self._carry_out(step, stored=stored, request=request, policy=policy)
+            except Conflict:
+                # Someone changed the request since we read it (a revoke landing mid-issue, an
+                # approval): what was made is in the grant record, so decide again on a fresh
+                # read now instead of waiting for the next event.
+                log.debug("%s/%s changed while being reconciled; reading it again", namespace, name)
+                self._latest = self._deferred = None
+                continue
+            active = self._latest is not None and self._latest.phase is Phase.ACTIVE
+            if step.action is Action.ACTIVATE and not active:
+                # Waiting on the target cluster (or failed): the scheduler retries after its
+                # backoff. Once Active, the next turn says when it expires.
+                return None
         return None
 
     async def _patch_status(
@@ -184,9 +209,36 @@ class Reconciler:
                 now=self.runtime.clock(),
             )
             status = {**status, "conditions": [condition.model_dump(mode="json", by_alias=True)]}
-        return await self.runtime.own.patch_request_status(
+        if self._deferred is not None:
+            status = {**self._deferred[2], **status}
+        written = await self.runtime.own.patch_request_status(
             stored.namespace, stored.name, status, resource_version=stored.resource_version
         )
+        self._deferred = None  # only once written: a failed write's successor carries it instead
+        self._latest = written
+        self.runtime.wrote(written)
+        return written
+
+    def _defer(self, stored: StoredRequest, request: AccessRequest, status: dict[str, Any]) -> None:
+        """Hold back a status write for the pass's next one; the pass goes on as if it was made."""
+        phase = Phase(status["phase"])
+        condition = granted_condition(
+            phase=phase,
+            reason=status.get("reason", ""),
+            message=status.get("message", "")[:1000],
+            previous=request.status.conditions,
+            now=self.runtime.clock(),
+        )
+        status = {**status, "conditions": [condition.model_dump(mode="json", by_alias=True)]}
+        self._deferred = (stored, request, status)
+        body = copy.deepcopy(dict(stored.body))
+        body["status"] = {**(body.get("status") or {}), **status}
+        self._latest = StoredRequest(body)
+
+    async def _defer_async(
+        self, stored: StoredRequest, request: AccessRequest, status: dict[str, Any]
+    ) -> None:
+        self._defer(stored, request, status)
 
     async def _next(self, stored: StoredRequest) -> tuple[Step, AccessRequest | None, GrantPolicySpec | None]:
         try:
@@ -197,7 +249,10 @@ class Reconciler:
             await self._fail_unparseable(stored, exc)
             return Step(Action.NONE), None, None
         settings = self.runtime.settings
-        policy, policy_problem = await load_policy(self.runtime, request.spec.policy)
+        name = request.spec.policy
+        if name not in self._policies:
+            self._policies[name] = await load_policy(self.runtime, name)
+        policy, policy_problem = self._policies[name]
         seal_valid = verify_requester_seal(
             key=settings.receipt_key,
             namespace=stored.namespace,
@@ -249,7 +304,7 @@ class Reconciler:
             assert policy is not None and step.duration is not None  # next_step guarantees both
             await self._activate(step, stored=stored, request=request, policy=policy)
         elif step.action in (Action.EXPIRE, Action.REVOKE):
-            await self._end_grant(step, stored=stored, request=request)
+            await self._end_grant(step, stored=stored, request=request, policy=policy, policy_read=True)
         elif step.action is Action.RECORD_APPROVALS:
             await self._record_approvals(step, stored=stored, request=request, policy=policy)
         else:
@@ -361,7 +416,12 @@ class Reconciler:
             cluster=cluster,
             now=now,
             approvals=approvals,
-            write=lambda: self._patch_status(stored, request, _status(**fields)),
+            write=(
+                # Approved is a way station: its fields go out with the pass's next write.
+                (lambda: self._defer_async(stored, request, _status(**fields)))
+                if step.action is Action.APPROVE
+                else (lambda: self._patch_status(stored, request, _status(**fields)))
+            ),
         )
         if step.action is Action.APPROVE and request.status.requested_at is not None:
             runtime.metrics.observe_approval_wait(
@@ -445,6 +505,11 @@ class Reconciler:
         # A retry keeps the recorded window, so objects made by an earlier attempt stay in step.
         started = record.planned_at if record is not None and record.planned_at is not None else self._now()
         plan = plan_grant(request=request, decision=step.decision, duration=step.duration, now=started)
+        if self._deferred is not None and policy.target.type is not TargetType.IN_CLUSTER:
+            # Reaching another cluster can take seconds (an AssumeRole, a slow endpoint): status
+            # says Approved meanwhile instead of nothing.
+            base, deferred_request, status = self._deferred
+            stored = await self._patch_status(base, deferred_request, status)
         # Reaching the target creates nothing, so it comes before the plan: a target that cannot
         # be reached leaves no plan to clean up after.
         try:
@@ -795,12 +860,20 @@ class Reconciler:
     # --- Ending a grant -------------------------------------------------------------------------------
 
     async def _end_grant(
-        self, step: Step, *, stored: StoredRequest, request: AccessRequest, write_status: bool = True
+        self,
+        step: Step,
+        *,
+        stored: StoredRequest,
+        request: AccessRequest,
+        write_status: bool = True,
+        policy: GrantPolicySpec | None = None,
+        policy_read: bool = False,
     ) -> None:
         """Expiry or revocation: the access goes first, the record follows and never holds it up."""
         runtime = self.runtime
         grant = request.status.grant
-        policy = await runtime.get_policy(request.spec.policy)
+        if not policy_read:  # the pass read it already (None: missing or invalid, as here)
+            policy = await runtime.get_policy(request.spec.policy)
         if grant is not None:
             await self._remove_recorded(grant, request=request, policy=policy)
         now = self._now()

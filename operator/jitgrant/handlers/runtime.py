@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -14,7 +15,7 @@ from jitgrant.audit.records import AuditEvent
 from jitgrant.clusters.connection import ClusterConnection
 from jitgrant.clusters.errors import Refused
 from jitgrant.clusters.own import ClusterApi
-from jitgrant.clusters.port import ClusterPort
+from jitgrant.clusters.port import ClusterPort, StoredRequest
 from jitgrant.clusters.registry import TargetClusters
 from jitgrant.health import Health
 from jitgrant.metrics import Metrics
@@ -85,6 +86,25 @@ class Runtime:
     # Per request uid, the transitions whose audit record this process wrote ahead of a status
     # write: a pass retried after a failed write does not write them again (only a restart may).
     written_ahead: dict[str, set[str]] = field(default_factory=dict)
+    # Per request uid, the resourceVersions of this process's latest writes to it: the watch's
+    # echo of such a write is nothing new (the pass that wrote it went on from the write's answer).
+    own_versions: dict[str, deque[str]] = field(default_factory=dict)
+
+    def wrote(self, stored: StoredRequest) -> None:
+        """Remember a version of a request this process wrote (the last few per request)."""
+        if stored.resource_version is not None:
+            self.own_versions.setdefault(stored.uid, deque(maxlen=4)).append(stored.resource_version)
+
+    def is_own_echo(self, uid: str, resource_version: str | None) -> bool:
+        return resource_version is not None and resource_version in self.own_versions.get(uid, ())
+
+    def forget_request(self, key: str, uid: str) -> None:
+        """A deleted request: drop what this process kept about it."""
+        self.written_ahead.pop(uid, None)
+        self.own_versions.pop(uid, None)
+        lock = self._locks.get(key)
+        if lock is not None and not lock.locked():
+            del self._locks[key]
 
     @property
     def operator_usernames(self) -> frozenset[str]:
