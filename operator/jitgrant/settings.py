@@ -36,6 +36,8 @@ class OperatorSettings(BaseModel):
     # How long a finished request (Expired, Revoked, Denied, TimedOut, Failed) stays before the
     # operator audits its removal and deletes it; zero keeps finished requests forever.
     finished_retention: timedelta = Field(default=timedelta(days=7), ge=timedelta(0))
+    # Requests reconciled at once; the rest wait their turn in the order they became due.
+    concurrency: int = Field(default=8, ge=1, le=256)
     audit_config: Path | None = None
     audit_file: Path | None = None
     audit_stdout: bool = True

@@ -3,8 +3,11 @@ when the request ends; the loop sleeps until the earliest entry."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
+
+import pytest
 
 from jitgrant.handlers.runtime import Runtime
 from jitgrant.handlers.scheduler import Scheduler
@@ -49,3 +52,45 @@ def test_nothing_is_due_before_its_time() -> None:
     assert scheduler._pop_due(NOW) == []
     due = scheduler._pop_due(NOW + timedelta(minutes=10))
     assert sorted(due) == sorted(("agents", f"r{i}") for i in range(1000) if i % 7 == 0)
+
+
+async def test_due_requests_are_reconciled_first_come_first_served_and_no_more_than_the_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A burst is served in the order it became due, `concurrency` at a time: with every request
+    of a burst reconciled at once, each advanced a step at a time and all finished last (create ->
+    Active p50 was the whole burst's time)."""
+    running: list[str] = []
+    started: list[str] = []
+    most = 0
+
+    async def reconcile(self: Any, namespace: str, name: str) -> datetime | None:
+        nonlocal most
+        started.append(name)
+        running.append(name)
+        most = max(most, len(running))
+        await asyncio.sleep(0.01)
+        running.remove(name)
+        return NOW + timedelta(hours=1)
+
+    monkeypatch.setattr("jitgrant.handlers.scheduler.Reconciler.reconcile", reconcile)
+    scheduler = Scheduler(cast(Runtime, _Runtime()), concurrency=3)
+    names = [f"r{index}" for index in range(20)]
+    for name in names:
+        scheduler.observe("agents", name, {}, {})  # new: due at once
+    loop = asyncio.create_task(scheduler.run())
+    try:
+        for _ in range(200):
+            if len(started) == len(names) and not running:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        loop.cancel()
+        await asyncio.gather(loop, return_exceptions=True)
+    assert started == names
+    assert most == 3
+
+
+def test_concurrency_below_one_is_refused_naming_what_is_accepted() -> None:
+    with pytest.raises(ValueError, match="concurrency must be 1 or more"):
+        Scheduler(cast(Runtime, _Runtime()), concurrency=0)

@@ -64,6 +64,14 @@ def add_run_subcommand(sub: Any) -> None:
     )
     p.add_argument("--sweep-interval", type=int, default=30, help="seconds between expiry sweeps")
     p.add_argument(
+        "--concurrency",
+        type=_concurrency,
+        default=OperatorSettings.model_fields["concurrency"].default,
+        metavar="N",
+        help="requests reconciled at once (1-256, default %(default)s); the rest wait in the order they "
+        "became due, so a burst is served first come, first served",
+    )
+    p.add_argument(
         "--finished-retention",
         type=_retention,
         default=OperatorSettings.model_fields["finished_retention"].default,
@@ -86,6 +94,16 @@ def add_run_subcommand(sub: Any) -> None:
         help="json: one object per line, with the request's namespace/name/uid on lines about it",
     )
     p.set_defaults(func=cmd_run)
+
+
+def _concurrency(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 256:
+        raise argparse.ArgumentTypeError(f"{text!r} is not accepted: expected a whole number from 1 to 256")
+    return value
 
 
 def _retention(text: str) -> timedelta:
@@ -118,6 +136,7 @@ def settings_from_args(args: argparse.Namespace) -> OperatorSettings:
         "inline_rules_enabled": args.inline_rules,
         "sweep_interval": timedelta(seconds=args.sweep_interval),
         "finished_retention": args.finished_retention,
+        "concurrency": args.concurrency,
         "audit_config": args.audit_config,
         "metrics_port": args.metrics_port,
         "health_port": args.health_port,

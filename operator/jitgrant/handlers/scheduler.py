@@ -124,7 +124,12 @@ class Scheduler:
         if key not in self._due:
             return  # an event said meanwhile that it ended
         if self._events.get(key) != seen:
-            return  # an event during the reconcile (e.g. its own status write) queued it already
+            # An event during the reconcile queued it at the time it says; the loop skipped that
+            # entry while the reconcile ran, so it goes back on the heap.
+            when = self._due[key]
+            heapq.heappush(self._heap, (when, next(self._order), key))
+            self._wake.set()
+            return
         if wake is None:
             attempt = self._attempts.get(key, 0)
             self._attempts[key] = attempt + 1
