@@ -20,9 +20,11 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+from jitgrant.clusters.errors import ClusterAccessError
 from jitgrant.handlers.reconcile import Reconciler
 from jitgrant.handlers.runtime import Runtime
 from jitgrant.lifecycle.due import due
+from jitgrant.models.vocabulary import parse_time
 
 log = logging.getLogger("jitgrant.scheduler")
 
@@ -30,6 +32,8 @@ Key = tuple[str, str]  # (namespace, name)
 # A request the reconciler left without saying when to look again (waiting on its target cluster,
 # a failed attempt) is retried after these delays, then every last one, until an event says more.
 RETRY_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0)
+# Expired grants' RoleBindings deleted at once (a DELETE with a uid precondition each).
+CUT_CONCURRENCY = 32
 
 
 class Scheduler:
@@ -57,6 +61,12 @@ class Scheduler:
         self._order = itertools.count()
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(concurrency)
+        # An Active grant's expiresAt and recorded objects, from its last event: when it comes due,
+        # its RoleBindings in the operator's own cluster are deleted at once, ahead of the reconcile
+        # pass, which finds them gone and records the expiry. Access ends on time even when many
+        # grants end in the same second and their passes queue for a slot.
+        self._expiring: dict[Key, tuple[datetime, list[Mapping[str, Any]]]] = {}
+        self._cuts = asyncio.Semaphore(CUT_CONCURRENCY)
         self.reconciles = 0  # reconciles this scheduler started (the bench reads it)
 
     def __len__(self) -> int:
@@ -78,6 +88,11 @@ class Scheduler:
         self._events[key] = self._events.get(key, 0) + 1
         retention = self.runtime.settings.finished_retention
         when = due(status, annotations, self.runtime.clock(), retention=retention)
+        self._expiring.pop(key, None)
+        objects = (status.get("grant") or {}).get("objects") or []
+        if status.get("phase") == "Active" and objects and isinstance(status.get("expiresAt"), str):
+            with contextlib.suppress(ValueError):
+                self._expiring[key] = (parse_time(status["expiresAt"]), list(objects))
         if when is None:
             self.forget(namespace, name)
         else:
@@ -89,6 +104,7 @@ class Scheduler:
         self._due.pop(key, None)
         self._attempts.pop(key, None)
         self._events.pop(key, None)
+        self._expiring.pop(key, None)
 
     def schedule(self, key: Key, when: datetime) -> None:
         if self._due.get(key) == when:
@@ -146,6 +162,33 @@ class Scheduler:
         while self._heap and self._due.get(self._heap[0][2]) != self._heap[0][0]:
             heapq.heappop(self._heap)
 
+    def _cut_expired(self, key: Key, now: datetime) -> None:
+        expiring = self._expiring.get(key)
+        if expiring is None or expiring[0] > now:
+            return
+        del self._expiring[key]
+        own = self.runtime.own.name
+        bindings = [
+            (str(ref["namespace"]), str(ref["name"]), str(ref["uid"]))
+            for ref in expiring[1]
+            if ref.get("kind") == "RoleBinding" and ref.get("cluster") == own and ref.get("uid")
+        ]
+        if bindings:
+            task = asyncio.create_task(self._cut(key, bindings))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _cut(self, key: Key, bindings: list[tuple[str, str, str]]) -> None:
+        async with self._cuts:
+            for namespace, name, uid in bindings:
+                if not self.acting() or self.runtime.stopping:
+                    return
+                try:
+                    # The uid precondition deletes exactly the object the grant recorded.
+                    await self.runtime.own.delete_object("RoleBinding", namespace, name, uid=uid)
+                except ClusterAccessError as exc:  # the pass removes it (and retries) itself
+                    log.debug("early removal of %s/%s for %s/%s failed: %s", namespace, name, *key, exc)
+
     def _pop_due(self, now: datetime) -> list[Key]:
         keys: list[Key] = []
         while True:
@@ -153,6 +196,7 @@ class Scheduler:
             if not self._heap or self._heap[0][0] > now:
                 return keys
             _, _, key = heapq.heappop(self._heap)
+            self._cut_expired(key, now)
             if key in self._running:
                 continue  # its running reconcile queues the next look itself
             del self._due[key]
