@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -171,3 +172,24 @@ def test_the_projected_token_is_read_again_after_a_minute(tmp_path: Path) -> Non
     assert provider().value == "old"
     clock.advance(timedelta(minutes=1))
     assert provider().value == "rotated"
+
+
+def test_a_target_that_never_answers_fails_after_one_read_timeout_not_four() -> None:
+    """urllib3 retried each read 3 times by default, so a hanging target held a grant for four read
+    timeouts per attempt (77 s in make chaos); the scheduler's own backoff does the retrying."""
+    from jitgrant_testing.aws import blackhole
+
+    sock, server = blackhole()
+    try:
+        connection = ClusterConnection(
+            name="hanging", server=server, token_provider=StaticToken(BearerToken("t"))
+        )
+        started = time.monotonic()
+        with connection.to_api_client() as api, pytest.raises(Exception) as raised:
+            kubernetes.client.CoreV1Api(api).read_namespace("payments", _request_timeout=(1.0, 0.5))
+        took = time.monotonic() - started
+    finally:
+        sock.close()
+    assert took < 1.5, f"{took:.1f}s: the read was retried"
+    error = classify_kubernetes_error(raised.value, cluster="hanging")
+    assert error.retryable, error
