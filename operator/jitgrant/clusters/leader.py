@@ -62,6 +62,10 @@ class LeaderElection:
         self.transitions = 0  # how often this replica became the leader
         # False: stop as a killed process would, leaving the Lease to lapse (tests, the chaos suite).
         self.release_on_stop = True
+        # Told (local time sent, local time received, the answer's Date header) on every Lease read,
+        # so this replica can measure its clock against the API server's (servertime.py).
+        self.on_server_date: Callable[[datetime, datetime, str | None], None] | None = None
+        self.local_clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
     def close(self) -> None:
         self._api.api_client.close()
@@ -137,7 +141,12 @@ class LeaderElection:
         started = time.monotonic()
         now = datetime.now(UTC)
         try:
-            lease = await self._call(self._api.read_namespaced_lease, self.name, self.namespace)
+            sent = self.local_clock()
+            lease, _, headers = await self._call(
+                self._api.read_namespaced_lease_with_http_info, self.name, self.namespace
+            )
+            if self.on_server_date is not None:
+                self.on_server_date(sent, self.local_clock(), (headers or {}).get("Date"))
         except ApiException as exc:
             if exc.status != 404:
                 raise

@@ -22,6 +22,7 @@ from jitgrant.handlers.scheduler import Scheduler
 from jitgrant.handlers.sweep import sweep_all, sweep_forever
 from jitgrant.models import API_GROUP, API_VERSION
 from jitgrant.models.vocabulary import FINALIZER
+from jitgrant.servertime import ServerClock
 
 PROGRESS_PREFIX = "jitgrant.dev"
 
@@ -176,6 +177,13 @@ async def start_runtime(memo: kopf.Memo, settings: kopf.OperatorSettings, **_: A
     leading: set[asyncio.Task[None]] = set()
     memo.leading_tasks = leading
     election = election_of(memo)
+    if election is not None and not isinstance(runtime.clock, ServerClock):
+        # Replicas act on the API server's time, not their node's: a leader with a skewed clock
+        # would end grants early or late by its skew (servertime.py).
+        server_clock = ServerClock(runtime.clock)
+        runtime.clock = server_clock
+        election.local_clock = server_clock.local
+        election.on_server_date = server_clock.sample
     if election is None:
         # Alone: windows that closed while the operator was down end before anything else is handled.
         await _start_leading(runtime, scheduler, leading, finalizers)
