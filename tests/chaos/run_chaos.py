@@ -61,6 +61,7 @@ import argparse
 import json
 import os
 import random
+import socket
 import sys
 import threading
 import time
@@ -189,6 +190,7 @@ class ChaosOperator(OperatorProcess):  # type: ignore[misc]
         super().__init__(env, workdir, identity=identity, leader_elect=leader_elect, webhooks=webhooks)
         # With `wrapped`: through wrapped_operator.py, these environment variables telling it what to change.
         self.wrapped = wrapped
+        self.listened_after = 0.0
         if wrapped is not None:
             self.args[:1] = [sys.executable, str(WRAPPER)]
         config = audit_dir / "audit.yaml"
@@ -206,11 +208,19 @@ class ChaosOperator(OperatorProcess):  # type: ignore[misc]
             config.write_text(yaml.safe_dump(body))
         self.args += ["--audit-config", str(config)]
 
-    def start(self) -> ChaosOperator:
+    def start(self, listen_timeout: float = 60.0) -> ChaosOperator:
+        """Start it and wait until its webhooks listen (`listened_after` says how long that took)."""
         saved = {key: os.environ.get(key) for key in self.wrapped or {}}
         os.environ.update(self.wrapped or {})  # the harness's start() passes os.environ to the child
+        started = time.monotonic()
         try:
-            super().start()
+            try:
+                super().start()  # waits up to 60 s
+            except RuntimeError:
+                alive = self.proc is not None and self.proc.poll() is None
+                if not (alive and _wait(lambda: _listens(self.port), timeout=listen_timeout - 60)):
+                    raise
+            self.listened_after = time.monotonic() - started
         except RuntimeError:
             # The workdir is removed on the way out: show the log of an operator that did not come up.
             log = self.workdir / f"{self.identity}.log"
@@ -224,6 +234,14 @@ class ChaosOperator(OperatorProcess):  # type: ignore[misc]
                 else:
                     os.environ[key] = value
         return self
+
+
+def _listens(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
 
 
 def audit_check(trails: Path | list[Path], expected: dict[str, tuple[str, ...]]) -> Outcome:
@@ -521,7 +539,8 @@ def _hanging_policy(role_arn: str) -> dict[str, Any]:
 
 def run_hanging_target(env: Any, workdir: Path, bench: Bench, watcher: Watcher, index: int) -> Outcome:
     """Requests for an EKS target whose API server never answers, while the in-cluster ones go
-    through their lifecycle: those end in time, the hanging ones wait with a reason, and end when
+    through their lifecycle: those end in time, the hanging ones wait with a reason; the operator
+    is restarted meanwhile and in-cluster grants due then end in time; the hanging ones end when
     revoked; the operator still stops."""
     audit_dir = workdir / f"audit-hanging-target-{index}"
     moto = MotoServer()
@@ -533,36 +552,33 @@ def run_hanging_target(env: Any, workdir: Path, bench: Bench, watcher: Watcher, 
         moto.create_eks_cluster(HANGING_CLUSTER)
         config = workdir / f"eks-{index}.json"
         config.write_text(json.dumps({"moto": moto.url, "overrides": {HANGING_CLUSTER: silent}}))
-        operator = ChaosOperator(
-            env,
-            workdir,
-            identity=f"chaos-hanging-target-{index}",
-            audit_dir=audit_dir,
-            wrapped={EKS_ENV: str(config)},
-        ).start()
-        try:
-            env.apply([_hanging_policy(role_arn)])
-        except ApiException as exc:
-            if exc.status != 409:  # there from an earlier run
-                raise
+        options: dict[str, Any] = {
+            "env": env,
+            "workdir": workdir,
+            "identity": f"chaos-hanging-target-{index}",
+            "audit_dir": audit_dir,
+            "wrapped": {EKS_ENV: str(config)},
+        }
+        operator = ChaosOperator(**options).start()
+        env.apply([_hanging_policy(role_arn)])
         hanging = [f"h{index}-{n}" for n in range(HANGING_COUNT)]
         for n, name in enumerate(hanging):
             body = _request(name, "10m")
             body["spec"]["policy"] = HANGING_POLICY
             env.create_request(body, client=bench.agents[n % len(bench.agents)])
         filed = time.time()
-        names = bench.names(COUNT)
-        expected, worst, problems = lifecycle(env, bench, watcher, names)
-        activated = [watcher.active[n] - filed for n in names if n in watcher.active]
-        out.notes.append(
-            f"in-cluster: slowest activation {max(activated, default=float('nan')):.1f}s after filing"
-        )
-        out.problems += problems
-        out.worst = worst
-
         timeline = Timeline(env, hanging[0], filed).start()
         try:
-            # Waiting, with a reason other than the in-progress one: the target does not answer.
+            # 1. The in-cluster lifecycle meanwhile.
+            names = bench.names(COUNT)
+            expected, worst, problems = lifecycle(env, bench, watcher, names)
+            activated = [watcher.active[n] - filed for n in names if n in watcher.active]
+            out.notes.append(
+                f"in-cluster: slowest activation {max(activated, default=0.0):.1f}s after filing"
+            )
+            out.problems += problems
+            out.worst = worst
+            # 2. The hanging ones wait, with a reason other than the in-progress one.
             _wait(lambda: all(_stuck(s) for s in _statuses(env, hanging).values()), timeout=HANGING_WAIT_S)
             for name, status in _statuses(env, hanging).items():
                 if not _stuck(status):
@@ -570,7 +586,24 @@ def run_hanging_target(env: Any, workdir: Path, bench: Bench, watcher: Watcher, 
                         f"{name}: {status.get('phase')} ({status.get('reason')}: {status.get('message')}) "
                         f"{time.time() - filed:.0f}s after filing, with its target hanging"
                     )
-            # Withdrawn, they end although the target still does not answer.
+            # 3. The operator restarted (a rollout, an OOM kill) while the target still hangs: its
+            # webhooks come back, and in-cluster grants due meanwhile end within the bound.
+            restarted = bench.names(COUNT // 2)
+            file_all(env, bench, restarted)
+            out.problems += settle(env, restarted, "Active")
+            due = bench.set_expiry(restarted, lambda _: datetime.fromtimestamp(time.time() + 3, UTC))
+            expected |= {n: (*GRANTED, "expired") for n in restarted}
+            operator.kill()
+            operator = ChaosOperator(**options).start(listen_timeout=HANGING_WAIT_S * 2)
+            out.notes.append(f"restarted: webhooks listening {operator.listened_after:.1f}s after the start")
+            if operator.listened_after > END_BOUND_S:
+                out.problems.append(
+                    f"restarted with a target hanging, its webhooks listened {operator.listened_after:.1f}s "
+                    "after the start (they fail closed: nothing could be filed or revoked meanwhile)"
+                )
+            _wait(lambda: all(n in watcher.deleted for n in restarted), timeout=HANGING_WAIT_S * 2)
+            _lag(due, watcher, out, "restarted with a target hanging")
+            # 4. Withdrawn, the hanging ones end although the target still does not answer.
             asked = time.time()
             for name in hanging:
                 revoke(env, name)
@@ -579,12 +612,16 @@ def run_hanging_target(env: Any, workdir: Path, bench: Bench, watcher: Watcher, 
             out.notes.append(
                 f"hanging target: revoked {asked - filed:.0f}s after filing, ended {took:.0f}s later"
             )
+            expected |= {n: ("requested", "approved", "revoked") for n in hanging}
         finally:
             timeline.stop()
         out.notes.append(f"hanging target: {hanging[0]}'s status over time: " + "; ".join(timeline.changes))
-        expected |= {n: ("requested", "approved", "revoked") for n in hanging}
         _wait(lambda: orphans(env) == 0, timeout=30)
         out.orphans = orphans(env)
+        # Gone before the next run, whose operator would meet the policy's target at its start.
+        CustomObjectsApi(env.admin).delete_cluster_custom_object(
+            "jitgrant.dev", "v1alpha1", "grantpolicies", HANGING_POLICY
+        )
     finally:
         if operator is not None:
             stopping = time.monotonic()
@@ -597,7 +634,7 @@ def run_hanging_target(env: Any, workdir: Path, bench: Bench, watcher: Watcher, 
         moto.stop()
     checked = audit_check(audit_dir / "audit.jsonl", expected)
     checked.add(out)
-    checked.injected = HANGING_COUNT  # requests for the hanging target
+    checked.injected = HANGING_COUNT + 1  # requests for the hanging target, and the restart
     if checked.worst > END_BOUND_S:
         checked.problems.append(f"a grant ended {checked.worst:.1f}s after its expiry or revocation")
     return checked
