@@ -19,8 +19,10 @@ Each fault runs `--runs` times against the embedded cluster with the operator as
 * hanging target: besides the `COUNT` in-cluster requests going through that lifecycle, 3 requests
   for an EKS cluster (its role and DescribeCluster on moto) whose API server accepts connections
   and never answers, through `wrapped_operator.py` (`jitgrant run --eks` cannot point AWS at moto):
-  they must wait with a reason (not Active, not just "Issuing") within 90 s, end once revoked
-  within 90 s, and the operator must still stop within 15 s;
+  they must wait with a reason (not Active, not just "Issuing") within 90 s; then the operator is
+  SIGKILLed and started again while in-cluster grants fall due, and must listen for webhooks and
+  end those grants within 15 s; the hanging requests must end once revoked within 90 s, and the
+  operator must still stop within 15 s;
 * clock skew: two replicas with leader election, b's wall clock 30 s ahead on even runs and behind
   on odd ones (`wrapped_operator.py` skews the Runtime's and the audit trail's clock; the election
   reads the monotonic clock). a (true clock) grants, is SIGKILLed, b takes over and expires; then b
