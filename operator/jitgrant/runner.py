@@ -11,6 +11,7 @@ import logging
 import tempfile
 import threading
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,9 @@ from jitgrant.metrics import Metrics
 from jitgrant.settings import OperatorSettings
 
 log = logging.getLogger("jitgrant.runner")
+
+# Threads for blocking API calls, and connections kept per cluster client to match (clusters/own.py).
+API_THREADS = 24
 
 
 def audit_config_for(settings: OperatorSettings, *, state_dir: Path) -> AuditConfig:
@@ -173,6 +177,12 @@ async def run(
         )
     if runtime.settings.metrics_port is not None:
         runtime.metrics.start_server(host="0.0.0.0", port=runtime.settings.metrics_port)  # noqa: S104
+    # Every call to a cluster runs in a thread (the official client blocks): asyncio's default pool
+    # has cpu + 4 threads, 6 on two cores, which capped the API calls in flight for everything the
+    # operator does at once (1,000 expiries in the same second queued behind it).
+    asyncio.get_running_loop().set_default_executor(
+        ThreadPoolExecutor(max_workers=API_THREADS, thread_name_prefix="jitgrant-api")
+    )
     memo = kopf.Memo(runtime=runtime)
     if election is not None:
         memo.election = election

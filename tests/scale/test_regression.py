@@ -134,7 +134,12 @@ def test_a_grant_costs_a_handful_of_api_calls(env: Environment) -> None:
             entry = json.loads(line)
             ref = entry.get("objectRef") or {}
             if entry["user"]["username"] == operator and entry["verb"] not in ("watch", "list"):
-                calls.append(f"{entry['verb']} {ref.get('resource')}/{ref.get('subresource') or ''}")
+                calls.append(
+                    f"{entry['verb']} {ref.get('resource')}/{ref.get('subresource') or ''} {ref.get('name')}"
+                    f" {entry['responseStatus']['code']}"
+                )
     per_grant = len(calls) / len(names)
     assert per_grant <= 12, f"{per_grant:.1f} API calls per grant: {sorted(calls)}"
-    assert calls.count("patch accessrequests/status") <= 2 * len(names), sorted(calls)
+    # Two status writes per grant that land; a 409 (another writer got there first) is retried.
+    status_writes = [c for c in calls if c.startswith("patch accessrequests/status") and c.endswith(" 200")]
+    assert len(status_writes) <= 2 * len(names), sorted(calls)

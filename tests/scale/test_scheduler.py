@@ -64,7 +64,7 @@ async def test_due_requests_are_reconciled_first_come_first_served_and_no_more_t
     started: list[str] = []
     most = 0
 
-    async def reconcile(self: Any, namespace: str, name: str) -> datetime | None:
+    async def reconcile(self: Any, namespace: str, name: str, *, body: Any = None) -> datetime | None:
         nonlocal most
         started.append(name)
         running.append(name)

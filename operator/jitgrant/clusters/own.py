@@ -38,8 +38,14 @@ def api_client_from(kubeconfig: Mapping[str, Any] | str | None) -> ApiClient:
         kubernetes.config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
     else:
         kubernetes.config.load_kube_config_from_dict(dict(kubeconfig), client_configuration=configuration)
+    # As many kept connections as the runner has threads for API calls (the default, cpu * 5, made
+    # every call beyond 10 at once open and drop a TLS connection of its own).
+    configuration.connection_pool_maxsize = CONNECTIONS
     return ApiClient(configuration)
 
+
+# Connections a cluster client keeps open (jitgrant.runner.API_THREADS calls can be in flight).
+CONNECTIONS = 24
 
 # Items per page of a LIST: large enough that 10,000 objects take a handful of calls.
 LIST_PAGE = 500

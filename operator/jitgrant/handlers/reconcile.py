@@ -139,9 +139,14 @@ class Reconciler:
         # Second precision, as Kubernetes writes times: status times compare as strings too.
         return self.runtime.clock().replace(microsecond=0)
 
-    async def reconcile(self, namespace: str, name: str) -> datetime | None:
-        """Run every step that is due now; return when the request next needs attention."""
+    async def reconcile(
+        self, namespace: str, name: str, *, body: Mapping[str, Any] | None = None
+    ) -> datetime | None:
+        """Run every step that is due now; return when the request next needs attention. `body`:
+        the request as a watch event just delivered it, to start from instead of a read."""
         async with self.runtime.lock_for(f"{namespace}/{name}"):
+            if body is not None:
+                self._latest = StoredRequest(body)
             wake = await self._steps(namespace, name)
             if self._deferred is not None:
                 base, request, status = self._deferred

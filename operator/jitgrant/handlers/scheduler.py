@@ -67,6 +67,11 @@ class Scheduler:
         # grants end in the same second and their passes queue for a slot.
         self._expiring: dict[Key, tuple[datetime, list[Mapping[str, Any]]]] = {}
         self._cuts = asyncio.Semaphore(CUT_CONCURRENCY)
+        self._cutting: dict[Key, asyncio.Task[None]] = {}
+        # The body of the latest event of a request due now: its pass starts from it instead of a
+        # GET (as fresh as one made when the event arrived; every write it leads to is made with its
+        # resourceVersion, so a stale body costs a 409 and a read, never a wrong write).
+        self._bodies: dict[Key, Mapping[str, Any]] = {}
         self.reconciles = 0  # reconciles this scheduler started (the bench reads it)
 
     def __len__(self) -> int:
@@ -79,7 +84,13 @@ class Scheduler:
     # ---- feeding -----------------------------------------------------------------------------
 
     def observe(
-        self, namespace: str, name: str, status: Mapping[str, Any], annotations: Mapping[str, str]
+        self,
+        namespace: str,
+        name: str,
+        status: Mapping[str, Any],
+        annotations: Mapping[str, str],
+        *,
+        body: Mapping[str, Any] | None = None,
     ) -> datetime | None:
         """A watch event: queue the request at its due time (an ended one: when its retention is
         over; None: never again, forget it)."""
@@ -88,6 +99,9 @@ class Scheduler:
         self._events[key] = self._events.get(key, 0) + 1
         retention = self.runtime.settings.finished_retention
         when = due(status, annotations, self.runtime.clock(), retention=retention)
+        self._bodies.pop(key, None)
+        if body is not None and when is not None and when <= self.runtime.clock():
+            self._bodies[key] = body
         self._expiring.pop(key, None)
         objects = (status.get("grant") or {}).get("objects") or []
         if status.get("phase") == "Active" and objects and isinstance(status.get("expiresAt"), str):
@@ -105,6 +119,7 @@ class Scheduler:
         self._attempts.pop(key, None)
         self._events.pop(key, None)
         self._expiring.pop(key, None)
+        self._bodies.pop(key, None)
 
     def schedule(self, key: Key, when: datetime) -> None:
         if self._due.get(key) == when:
@@ -127,7 +142,7 @@ class Scheduler:
         self._running.add(key)
         self.reconciles += 1
         try:
-            wake = await Reconciler(self.runtime).reconcile(namespace, name)
+            wake = await Reconciler(self.runtime).reconcile(namespace, name, body=self._bodies.pop(key, None))
         except Exception as exc:
             self.runtime.metrics.reconcile_error(handler="scheduler")
             if self.acting():
@@ -154,6 +169,11 @@ class Scheduler:
         self.schedule(key, wake)
 
     async def _reconcile_in_slot(self, key: Key) -> None:
+        cutting = self._cutting.get(key)
+        if cutting is not None:
+            # Its pass waits for the access to be cut: with many due at once the passes would
+            # otherwise compete with the cuts for the API server.
+            await asyncio.gather(cutting, return_exceptions=True)
         async with self._slots:
             if self.acting() and not self.runtime.stopping:
                 await self.reconcile(*key)
@@ -177,6 +197,8 @@ class Scheduler:
             task = asyncio.create_task(self._cut(key, bindings))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+            self._cutting[key] = task
+            task.add_done_callback(lambda _: self._cutting.pop(key, None))
 
     async def _cut(self, key: Key, bindings: list[tuple[str, str, str]]) -> None:
         async with self._cuts:
