@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 from typing import Any
 
@@ -19,7 +20,7 @@ from jitgrant.handlers.leader import LeaderElection
 from jitgrant.handlers.reconcile import remember_kopf_events
 from jitgrant.handlers.runtime import Runtime
 from jitgrant.handlers.scheduler import Scheduler
-from jitgrant.handlers.sweep import sweep_all, sweep_forever
+from jitgrant.handlers.sweep import sweep_cluster, sweep_forever
 from jitgrant.models import API_GROUP, API_VERSION
 from jitgrant.models.vocabulary import FINALIZER
 from jitgrant.servertime import ServerClock
@@ -131,8 +132,11 @@ async def _start_leading(
     tasks: set[asyncio.Task[None]],
     finalizers: finalizer.Finalizers,
 ) -> None:
-    # Windows that closed while no leader was acting end now, then whatever the queue says is due.
-    removed = await sweep_all(runtime)
+    # Windows that closed while no leader was acting end now in the operator's own cluster, then
+    # whatever the queue says is due. Other clusters are swept by the sweep task's first round, at
+    # once but not inline: a target that never answers held start-up (and with it the webhooks,
+    # which fail closed) for its 20 s read timeout (make chaos, hanging target).
+    removed = await sweep_cluster(runtime, runtime.own)
     if removed:
         log.warning("sweep on taking over removed %d stale grant object(s)", removed)
     await _take_up_finalizers(runtime, finalizers)
@@ -249,7 +253,9 @@ async def reconcile_on_change(body: kopf.Body, type: str | None, memo: kopf.Memo
         if FINALIZER in stored.finalizers and acting(memo) and not runtime.stopping:
             finalizers_of(memo).start(namespace, name)
         return
-    scheduler.observe(namespace, name, body.get("status") or {}, body.metadata.annotations)
+    scheduler.observe(
+        namespace, name, body.get("status") or {}, body.metadata.annotations, body=copy.deepcopy(dict(body))
+    )
     if runtime.stopping or not acting(memo):
         return
     if finalizer.needs_finalizer(stored):
