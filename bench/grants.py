@@ -117,6 +117,11 @@ def _dist(values: Sequence[float]) -> dict[str, float]:
     }
 
 
+def _lead(count: int) -> timedelta:
+    """Time to write `count` expiresAt values before the first is due."""
+    return timedelta(seconds=5 + count / 20)
+
+
 def _request(name: str, duration: str) -> dict[str, Any]:
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
@@ -327,6 +332,7 @@ class Bench:
             token=env.service_account_token(OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT)
         )
         self.batch = 0
+        self.late_patches = 0  # expiresAt values set after they were due (set_expiry)
 
     def names(self, count: int) -> list[str]:
         self.batch += 1
@@ -429,6 +435,7 @@ class Bench:
         """Move each grant's expiresAt (as the operator would have written it) to `at(i)`."""
         api = CustomObjectsApi(self.operator_client)
         due: dict[str, float] = {}
+        self.late_patches = 0
 
         def one(index: int) -> None:
             when = at(index).replace(microsecond=0)
@@ -441,6 +448,8 @@ class Bench:
                 {"status": {"expiresAt": format_time(when)}},
             )
             due[names[index]] = when.timestamp()
+            if _now() > due[names[index]]:
+                self.late_patches += 1  # the lag would count the bench's own patching
 
         with ThreadPoolExecutor(THREADS) as pool:
             list(pool.map(one, range(len(names))))
@@ -449,7 +458,7 @@ class Bench:
     def expiry_lag(self, names: list[str], due: dict[str, float], watcher: Watcher) -> dict[str, Any]:
         _wait(lambda: all(n in watcher.deleted for n in names), timeout=max(due.values()) - _now() + 120)
         lags = [watcher.deleted[n] - due[n] for n in names if n in watcher.deleted]
-        return {**_dist(lags), "ended": len(lags)}
+        return {**_dist(lags), "ended": len(lags), "late_patches": self.late_patches}
 
     def revoke_lag(self, names: list[str], watcher: Watcher) -> dict[str, Any]:
         asked: dict[str, float] = {}
@@ -672,6 +681,29 @@ def measure_revoke(n1: int, server: str = "embedded") -> dict[str, Any]:
     return out
 
 
+def measure_expiry(n2: int, server: str = "embedded") -> dict[str, Any]:
+    """Only the expiry lag of n2 grants due in the same second (`--only expiry`); no floor for it."""
+    out: dict[str, Any] = {"n1": 0, "n2": n2, "threads": THREADS, "floor": {}, "jitgrant": {}}
+    with environment(server) as (env, workdir):
+        out.update(server=server, server_version=server_version(env))
+        bench = Bench(env, workdir)
+        watcher = Watcher(env).start()
+        operator = OperatorProcess(env, workdir, identity="bench", leader_elect=False, webhooks=True).start()
+        try:
+            time.sleep(2)
+            _phase("jitgrant: throughput n2")
+            run2, names2 = bench.throughput(n2, watcher)
+            out["jitgrant"][f"throughput_{n2}"] = run2
+            _phase("jitgrant: same-second expiry")
+            same = datetime.now(UTC) + _lead(n2)
+            due = bench.set_expiry(names2, lambda _: same)
+            out["jitgrant"]["expiry_lag_same_second_s"] = bench.expiry_lag(names2, due, watcher)
+        finally:
+            operator.stop()
+            watcher.stop()
+    return out
+
+
 def measure(n1: int, n2: int, server: str = "embedded") -> dict[str, Any]:
     out: dict[str, Any] = {"n1": n1, "n2": n2, "threads": THREADS}
     with environment(server) as (env, workdir):
@@ -712,15 +744,16 @@ def measure(n1: int, n2: int, server: str = "embedded") -> dict[str, Any]:
                 _phase("jitgrant: revoke")
                 time.sleep(REVOKE_SETTLE_S)
                 out["jitgrant"]["revoke_lag_s"] = bench.revoke_lag(names1, watcher)
-                # n2 grants due in the same second, 10 s from now.
-                same = datetime.now(UTC) + timedelta(seconds=10)
+                # n2 grants due in the same second, once every expiresAt is written (the bench writes
+                # them through the webhooks, ~30/s: at 1,000 a 10 s lead made the lag the bench's).
+                same = datetime.now(UTC) + _lead(n2)
                 _phase("jitgrant: same-second expiry")
                 due = bench.set_expiry(names2, lambda _: same)
                 out["jitgrant"]["expiry_lag_same_second_s"] = bench.expiry_lag(names2, due, watcher)
                 # n2 more, due spread over 40 s.
                 _phase("jitgrant: spread expiry")
                 _, names3 = bench.throughput(n2, watcher)
-                start = datetime.now(UTC) + timedelta(seconds=5)
+                start = datetime.now(UTC) + _lead(n2)
                 due = bench.set_expiry(names3, lambda i: start + timedelta(seconds=40 * i / max(1, n2)))
                 out["jitgrant"]["expiry_lag_spread_40s_s"] = bench.expiry_lag(names3, due, watcher)
                 time.sleep(3)
@@ -788,7 +821,8 @@ def table(r: dict[str, Any]) -> str:
                 f"{label} p50/p99/max (s)",
                 "-",
                 f"{e['p50']:.2f} / {e['p99']:.2f} / {e['max']:.2f}",
-                f"{e['ended']}/{n2} ended",
+                f"{e['ended']}/{n2} ended"
+                + (f", {e['late_patches']} set late" if e.get("late_patches") else ""),
             )
         )
     if "revoke_lag_s" in j:
@@ -845,7 +879,9 @@ def main() -> None:
     parser.add_argument("--n2", type=int, default=None)
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON to FILE")
     parser.add_argument(
-        "--only", choices=("sweep", "revoke"), help="run one part: the start-up sweep (N2) or revoke lag (N1)"
+        "--only",
+        choices=("sweep", "revoke", "expiry"),
+        help="run one part: the start-up sweep (N2), revoke lag (N1) or N2 expiries in the same second",
     )
     parser.add_argument(
         "--server",
@@ -868,6 +904,8 @@ def main() -> None:
         result = measure_sweep(n2, args.server)
     elif args.only == "revoke":
         result = measure_revoke(n1, args.server)
+    elif args.only == "expiry":
+        result = measure_expiry(n2, args.server)
     else:
         result = measure(n1, n2, args.server)
     result["wall_s"] = time.monotonic() - started
