@@ -659,9 +659,9 @@ def measure_sweep(n2: int, server: str = "embedded") -> dict[str, Any]:
     return out
 
 
-def measure_revoke(n1: int, server: str = "embedded") -> dict[str, Any]:
-    """Only the revoke lag of n1 active grants (`--only revoke`); there is no floor for it."""
-    out: dict[str, Any] = {"n1": n1, "n2": 0, "threads": THREADS, "floor": {}, "jitgrant": {}}
+@contextmanager
+def _granted(count: int, server: str, out: dict[str, Any]) -> Iterator[tuple[Bench, Watcher, list[str]]]:
+    """An operator process with `count` grants made Active (throughput recorded in `out`)."""
     with environment(server) as (env, workdir):
         out.update(server=server, server_version=server_version(env))
         bench = Bench(env, workdir)
@@ -669,38 +669,33 @@ def measure_revoke(n1: int, server: str = "embedded") -> dict[str, Any]:
         operator = OperatorProcess(env, workdir, identity="bench", leader_elect=False, webhooks=True).start()
         try:
             time.sleep(2)
-            _phase("jitgrant: throughput n1")
-            run1, names1 = bench.throughput(n1, watcher)
-            out["jitgrant"][f"throughput_{n1}"] = run1
-            _phase("jitgrant: revoke")
-            time.sleep(REVOKE_SETTLE_S)
-            out["jitgrant"]["revoke_lag_s"] = bench.revoke_lag(names1, watcher)
+            _phase(f"jitgrant: throughput {count}")
+            run, names = bench.throughput(count, watcher)
+            out["jitgrant"][f"throughput_{count}"] = run
+            yield bench, watcher, names
         finally:
             operator.stop()
             watcher.stop()
+
+
+def measure_revoke(n1: int, server: str = "embedded") -> dict[str, Any]:
+    """Only the revoke lag of n1 active grants (`--only revoke`); there is no floor for it."""
+    out: dict[str, Any] = {"n1": n1, "n2": 0, "threads": THREADS, "floor": {}, "jitgrant": {}}
+    with _granted(n1, server, out) as (bench, watcher, names):
+        _phase("jitgrant: revoke")
+        time.sleep(REVOKE_SETTLE_S)
+        out["jitgrant"]["revoke_lag_s"] = bench.revoke_lag(names, watcher)
     return out
 
 
 def measure_expiry(n2: int, server: str = "embedded") -> dict[str, Any]:
     """Only the expiry lag of n2 grants due in the same second (`--only expiry`); no floor for it."""
     out: dict[str, Any] = {"n1": 0, "n2": n2, "threads": THREADS, "floor": {}, "jitgrant": {}}
-    with environment(server) as (env, workdir):
-        out.update(server=server, server_version=server_version(env))
-        bench = Bench(env, workdir)
-        watcher = Watcher(env).start()
-        operator = OperatorProcess(env, workdir, identity="bench", leader_elect=False, webhooks=True).start()
-        try:
-            time.sleep(2)
-            _phase("jitgrant: throughput n2")
-            run2, names2 = bench.throughput(n2, watcher)
-            out["jitgrant"][f"throughput_{n2}"] = run2
-            _phase("jitgrant: same-second expiry")
-            same = datetime.now(UTC) + _lead(n2)
-            due = bench.set_expiry(names2, lambda _: same)
-            out["jitgrant"]["expiry_lag_same_second_s"] = bench.expiry_lag(names2, due, watcher)
-        finally:
-            operator.stop()
-            watcher.stop()
+    with _granted(n2, server, out) as (bench, watcher, names):
+        _phase("jitgrant: same-second expiry")
+        same = datetime.now(UTC) + _lead(n2)
+        due = bench.set_expiry(names, lambda _: same)
+        out["jitgrant"]["expiry_lag_same_second_s"] = bench.expiry_lag(names, due, watcher)
     return out
 
 
