@@ -27,6 +27,7 @@ EXPECTED_ARGS = [
     "--log-level", "info",
     "--log-format", "text",
     "--finished-retention", "168h",
+    "--concurrency", "8",
 ]  # fmt: skip
 
 
