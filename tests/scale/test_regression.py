@@ -114,8 +114,9 @@ def test_many_at_once_become_active_quickly_and_expire_on_time_with_nothing_poll
 
 def test_a_grant_costs_a_handful_of_api_calls(env: Environment) -> None:
     """From filed to Active the operator made 21.5 calls per grant (7 reads of the request and 6 of
-    the policy, a finalizer patch, three status writes); now about 9: one read of each, the approval
-    riding on the plan's write, the finalizer set by the mutating webhook. Counted in the API
+    the policy, a finalizer patch, three status writes); now 7: one read of the policy and one of
+    the ClusterRole, the request taken from the watch event, the approval riding on the plan's
+    write, the finalizer set by the mutating webhook, two Events. Counted in the API
     server's own audit log, so every call counts, whoever in the operator makes it."""
     log = env.state_dir / "kube-apiserver-audit.log"
     mark = log.stat().st_size
