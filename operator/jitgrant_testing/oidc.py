@@ -22,6 +22,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from jitgrant.identity.claims import ReplayCache
 from jitgrant.identity.jwks import JWKSCache
 from jitgrant.identity.oidc import OIDCVerifier
 from jitgrant_testing.tls import WebhookTLS, client_ssl_context, generate_webhook_tls
@@ -93,9 +94,10 @@ class OIDCIssuer:
     def ssl_context(self) -> ssl.SSLContext:
         return client_ssl_context(self.tls)
 
-    def verifier(self) -> OIDCVerifier:
-        """What the operator verifies tokens with: JWKS over TLS, trusting this issuer's CA."""
-        return OIDCVerifier(keys=JWKSCache(ssl_context=self.ssl_context()))
+    def verifier(self, *, replay: ReplayCache | None = None) -> OIDCVerifier:
+        """What the operator verifies tokens with: JWKS over TLS, trusting this issuer's CA. Pass the
+        operator's own replay set (`runtime.oidc.replay`, Leases in the API server) to keep it."""
+        return OIDCVerifier(keys=JWKSCache(ssl_context=self.ssl_context()), replay=replay)
 
     def claims(self, **overrides: Any) -> dict[str, Any]:
         """Valid claims for five minutes; an override of None drops that claim."""

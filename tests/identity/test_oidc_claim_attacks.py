@@ -3,6 +3,7 @@ issuer (so only the claim checks can refuse it) and is refused with the reason s
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -163,3 +164,105 @@ async def test_the_opt_in_accepts_system_claims(issuer: LocalIssuer, verifier: O
 def test_a_policy_naming_a_system_subject_without_the_opt_in_is_invalid() -> None:
     with pytest.raises(ValueError, match="reserved 'system:' prefix"):
         OIDCRequester(issuer="https://idp.example", audience=AUDIENCE, groups=("system:authenticated",))
+
+
+# --- Issue 20 §4: one token, several spellings ------------------------------------------------------
+
+ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def respelled(token: str, index: int, change: Any) -> str:
+    parts = token.split(".")
+    parts[index] = change(parts[index])
+    return ".".join(parts)
+
+
+def with_trailing_bits(segment: str) -> str:
+    """The same bytes with non-zero bits after the last whole byte (the decoder drops them)."""
+    unused = {2: 4, 3: 2}[len(segment) % 4]  # 2 chars carry 1 byte (+4 bits), 3 carry 2 (+2 bits)
+    last = ALPHABET.index(segment[-1])
+    return segment[:-1] + ALPHABET[last | ((1 << unused) - 1)]
+
+
+def segment_with_spare_bits(issuer: LocalIssuer) -> tuple[str, int]:
+    """A jti-less token and the index of a segment whose length leaves spare bits to flip."""
+    for attempt in range(64):
+        token = issuer.mint(jti=None, nonce="x" * attempt)
+        for index, segment in enumerate(token.split(".")):
+            if len(segment) % 4 in (2, 3):
+                return token, index
+    raise AssertionError("no segment with spare bits")
+
+
+async def test_a_replayed_token_with_padding_appended_to_its_signature_is_refused(
+    issuer: LocalIssuer, verifier: OIDCVerifier
+) -> None:
+    token = issuer.mint(jti=None)
+    await verifier.verify(token, issuer=config(issuer))
+    again = respelled(token, 2, lambda signature: signature + "==")
+    reason = await refusal(verifier, again, config(issuer))
+    assert reason == (
+        "token's signature is not canonical base64url: it has '=' padding, which JWS leaves out "
+        "(RFC 7515 section 2)"
+    )
+
+
+@pytest.mark.parametrize("index, what", [(0, "header"), (1, "payload"), (2, "signature")])
+async def test_padding_in_any_segment_is_refused(
+    issuer: LocalIssuer, verifier: OIDCVerifier, index: int, what: str
+) -> None:
+    token = respelled(issuer.mint(), index, lambda segment: segment + "=")
+    assert await refusal(verifier, token, config(issuer)) == (
+        f"token's {what} is not canonical base64url: it has '=' padding, which JWS leaves out "
+        "(RFC 7515 section 2)"
+    )
+
+
+@pytest.mark.parametrize("alien", ["+", "/", " ", "\n", "é"])
+async def test_characters_outside_base64url_are_refused(
+    issuer: LocalIssuer, verifier: OIDCVerifier, alien: str
+) -> None:
+    token = respelled(issuer.mint(), 2, lambda segment: segment[:10] + alien + segment[10:])
+    assert await refusal(verifier, token, config(issuer)) == (
+        "token's signature is not canonical base64url: it has characters outside A-Z a-z 0-9 '-' '_'"
+    )
+
+
+async def test_non_zero_trailing_bits_are_refused_and_the_same_bytes_are_not_a_new_token(
+    issuer: LocalIssuer, verifier: OIDCVerifier
+) -> None:
+    token, index = segment_with_spare_bits(issuer)
+    what = ("header", "payload", "signature")[index]
+    await verifier.verify(token, issuer=config(issuer))
+    again = respelled(token, index, with_trailing_bits)
+    assert again != token
+    assert await refusal(verifier, again, config(issuer)) == (
+        f"token's {what} is not canonical base64url: its last character has non-zero trailing bits"
+    )
+
+
+async def test_a_replayed_es256_token_with_its_signature_remade_as_r_n_minus_s_is_refused(
+    issuer: LocalIssuer, verifier: OIDCVerifier
+) -> None:
+    """ECDSA is malleable: (r, n - s) verifies too and anyone can compute it, so a replay set keyed
+    on the signature bytes would take it as a new token. The key is the signed content instead."""
+    n = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551  # P-256's group order
+    token = issuer.mint(jti=None, alg="ES256")
+    header, payload, signature = token.split(".")
+    raw = base64.urlsafe_b64decode(signature + "==")
+    r, s = raw[:32], int.from_bytes(raw[32:], "big")
+    twin = f"{header}.{payload}.{b64(r + (n - s).to_bytes(32, 'big'))}"
+    await verifier.verify(token, issuer=config(issuer))
+    reason = await refusal(verifier, twin, config(issuer))
+    assert reason == "token was already used (replayed 'jti'); get a fresh token"
+
+
+async def test_tokens_with_a_jti_are_remembered_by_issuer_and_jti(
+    issuer: LocalIssuer, verifier: OIDCVerifier
+) -> None:
+    first = issuer.mint(jti="once")
+    second = issuer.mint(jti="once", nonce="different signed content")
+    await verifier.verify(first, issuer=config(issuer))
+    assert await refusal(verifier, second, config(issuer)) == (
+        "token was already used (replayed 'jti'); get a fresh token"
+    )

@@ -421,11 +421,60 @@ def issuer(real_env: RealEnvironment, tmp_path_factory: pytest.TempPathFactory) 
         loop.run(oidc.start())
         runtime = real_env.operator.runtime
         assert runtime is not None
-        runtime.oidc = oidc.verifier()
+        # Keys from this issuer; the replay set stays the operator's own (Leases in the API server).
+        runtime.oidc = oidc.verifier(replay=runtime.oidc.replay)
         yield oidc
     finally:
         loop.run(oidc.stop())
         loop.stop()
+
+
+def refusal_of(call: Callable[[], Any]) -> str:
+    """The API server's message when `call` is refused (the admission webhook's reason)."""
+    with pytest.raises(ApiException) as refused:
+        call()
+    assert refused.value.status == 403, refused.value.body  # kopf answers a refusal with 403
+    return str(json.loads(refused.value.body)["message"])
+
+
+def test_a_token_without_jti_is_used_once_however_its_signature_is_spelled(
+    real_env: RealEnvironment, issuer: OIDCIssuer
+) -> None:
+    """Issue 20 §4: `==` appended to the signature segment still verified, so the replay set (keyed on
+    the token's text) took the same token twice. The webhook now refuses the spelling, and the replay
+    set (Leases in the API server) is keyed on what the issuer signed."""
+    policy = unique("replay")
+    real_env.apply(
+        [
+            {
+                "apiVersion": "jitgrant.dev/v1alpha1",
+                "kind": "GrantPolicy",
+                "metadata": {"name": policy},
+                "spec": {
+                    "requesters": {"oidc": [issuer.requester(SUBJECT)]},
+                    "target": {"type": "InCluster"},
+                    "namespaces": ["payments"],
+                    "grants": [{"clusterRole": "jit-restart-checkout"}],
+                    "maxDuration": "15m",
+                    "approval": {"required": False},
+                },
+            }
+        ]
+    )
+    real_env.allow_to_request(NS, user="agent")
+    filer = real_env.client_for_user("agent")
+    token = issuer.mint(SUBJECT, jti=None)
+
+    def file(name: str, value: str) -> Callable[[], Any]:
+        manifest = request(name, policy=policy, duration="5s")
+        manifest["metadata"]["annotations"] = {OIDC_TOKEN_ANNOTATION: value}
+        return lambda: real_env.create_request(manifest, client=filer)
+
+    file(unique("first"), token)()
+    padded = refusal_of(file(unique("padded"), token + "=="))
+    assert "OIDC token refused: token's signature is not canonical base64url: it has '=' padding" in padded
+    again = refusal_of(file(unique("again"), token))
+    assert "OIDC token refused: token was already used (replayed 'jti')" in again
 
 
 def test_the_delivered_kubeconfig_works_only_for_the_grant_and_its_token_dies_with_it(

@@ -8,9 +8,9 @@ cryptography; this module decides whether the signed claims are acceptable to *u
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import json
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -105,21 +105,46 @@ def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return seen
 
 
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
+_SEGMENTS = ("header", "payload", "signature")
+
+
+def decode_segment(text: str, what: str) -> bytes:
+    """The bytes of one JWS segment, accepted only in its one canonical spelling.
+
+    RFC 7515 section 2: unpadded base64url. Python's decoder also takes `=` padding, and ignores
+    non-zero bits after the last whole byte, so one signature has several spellings; each would be a
+    "new" token to anything that remembers tokens by their text.
+    """
+    refused = f"token's {what} is not canonical base64url"
+    if "=" in text:
+        raise ClaimError(f"{refused}: it has '=' padding, which JWS leaves out (RFC 7515 section 2)")
+    if not _BASE64URL.fullmatch(text):
+        raise ClaimError(f"{refused}: it has characters outside A-Z a-z 0-9 '-' '_'")
+    if len(text) % 4 == 1:
+        raise ClaimError(f"{refused}: its length ({len(text)}) is not that of whole bytes")
+    raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii") != text:
+        raise ClaimError(f"{refused}: its last character has non-zero trailing bits")
+    return raw
+
+
 def _segment(text: str, what: str) -> dict[str, Any]:
+    raw = decode_segment(text, what)
     try:
-        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
         value = json.loads(raw, object_pairs_hook=_refuse_duplicates)
-    except (binascii.Error, ValueError, RecursionError) as error:
+    except (ValueError, RecursionError) as error:
         if isinstance(error, ClaimError):
             raise
-        raise ClaimError(f"token is not a well-formed JWT (its {what} is not base64url JSON)") from error
+        raise ClaimError(f"token is not a well-formed JWT (its {what} is not JSON)") from error
     if not isinstance(value, dict):
         raise ClaimError(f"token is not a well-formed JWT (its {what} is not a JSON object)")
     return value
 
 
 def check_token_shape(token: str) -> None:
-    """Refuse, before any JWT library sees it, a token that is too big or whose JSON is ambiguous."""
+    """Refuse, before any JWT library sees it, a token that is too big, whose JSON is ambiguous, or
+    any of whose segments is spelled in other than canonical base64url."""
     size = len(token.encode("utf-8", "replace"))
     if size > MAX_TOKEN_BYTES:
         raise ClaimError(f"token is {size} bytes; tokens over {MAX_TOKEN_BYTES} bytes are refused unread")
@@ -128,6 +153,7 @@ def check_token_shape(token: str) -> None:
         raise ClaimError("token is not a well-formed JWT (a compact JWS has three dot-separated parts)")
     _segment(parts[0], "header")
     _segment(parts[1], "payload")
+    decode_segment(parts[2], "signature")
 
 
 def _check_authorized_party(claims: Mapping[str, Any], *, audience: str, audiences: list[str]) -> None:
@@ -155,14 +181,23 @@ def _check_system_names(subject: str, groups: tuple[str, ...], *, issuer: OIDCRe
 
 
 def replay_key_for(*, claims: Mapping[str, Any], token: str) -> str:
-    """The key a replayed token is recognised by: its `jti`, or a hash of the token if it has none.
+    """The key a replayed token is recognised by: `iss`+`jti`, or else what the issuer signed.
 
-    Google's ID tokens carry no `jti`; hashing the whole token still refuses the same token twice.
+    Google's ID tokens carry no `jti`. Without one the key is a hash of the decoded header and payload
+    bytes (the signed content), not of the token's text or its signature: `check_token_shape` already
+    refuses other spellings of the same bytes, and an ECDSA signature can be re-made by anyone as
+    (r, n - s) without the key, so signature bytes would let a token through twice. Two tokens with the
+    same signed content prove the same thing, so refusing the second loses nothing.
     """
     jti = claims.get("jti")
     if isinstance(jti, str) and jti:
         return f"jti:{claims.get('iss')}#{jti}"
-    return "sha256:" + hashlib.sha256(token.encode("utf-8")).hexdigest()
+    header, payload, _ = token.split(".")
+    signed = hashlib.sha256()
+    for part, what in ((header, "header"), (payload, "payload")):
+        raw = decode_segment(part, what)
+        signed.update(len(raw).to_bytes(8, "big") + raw)
+    return "signed:" + signed.hexdigest()
 
 
 def check_claims(
