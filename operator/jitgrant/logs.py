@@ -7,6 +7,13 @@ kwarg of handlers, which put the object's reference on each record as `k8s_ref`)
 bound to the current task with `bind_request()` (the scheduler does it around each reconcile, the
 webhooks around each admission call). A uid not known where the binding is made is filled in from
 the last watch event seen for that namespace/name (`remember_uid`).
+
+A message may hold text an agent wrote (kopf logs a webhook's refusal, which can quote a
+justification; a transition's message can carry a release reason). In text format every record is
+one line: hidden characters in the message (newline, carriage return, ESC, bidi overrides) are
+shown as escapes, so nothing can start a forged line or rewrite a terminal, and an exception's
+traceback follows on lines that begin with `  | `. Where our code logs such text it passes it as a
+quoted field (`models.text.log_field`). In JSON format the whole line is ASCII (non-ASCII escaped).
 """
 
 from __future__ import annotations
@@ -20,6 +27,8 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, Final
+
+from jitgrant.models.text import visible
 
 FORMATS: Final = ("text", "json")
 LEVELS: Final = ("debug", "info", "warning", "error")
@@ -87,7 +96,28 @@ class JsonFormatter(logging.Formatter):
             line["request"] = request
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
-        return json.dumps(line, ensure_ascii=False, default=str)
+        return json.dumps(line, ensure_ascii=True, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    """`TEXT_FORMAT`, one record per line whatever its message holds (see the module's docstring)."""
+
+    def __init__(self) -> None:
+        super().__init__(TEXT_FORMAT)
+
+    def format(self, record: logging.LogRecord) -> str:
+        record.message = visible(record.getMessage())
+        if self.usesTime():
+            record.asctime = self.formatTime(record, self.datefmt)
+        line = self.formatMessage(record)
+        follow: list[str] = []
+        if record.exc_info:
+            follow.append(self.formatException(record.exc_info))
+        if record.stack_info:
+            follow.append(self.formatStack(record.stack_info))
+        for block in follow:
+            line += "".join(f"\n  | {visible(part)}" for part in block.splitlines())
+        return line
 
 
 def configure(*, level: str = "info", fmt: str = "text") -> None:
@@ -97,7 +127,7 @@ def configure(*, level: str = "info", fmt: str = "text") -> None:
     if fmt not in FORMATS:
         raise ValueError(f"log format {fmt!r}: expected one of {', '.join(FORMATS)}")
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -461,7 +461,7 @@ async def test_31_an_overlong_reason_is_refused(chain: AdmissionChain) -> None:
     await created(chain)
     refused(
         await chain.update(NS, NAME, annotate("jitgrant.dev/approve", "x" * 2000), userinfo=ALICE),
-        "the reason is longer than 1024 characters",
+        "annotation jitgrant.dev/approve is 2000 characters; a reason of at most 1024 is accepted",
         code=400,
     )
 

@@ -8,7 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from jitgrant.logs import JsonFormatter, about_request, configure, remember_uid
+from hostile_text import ACTING, HOSTILE
+from jitgrant.logs import JsonFormatter, TextFormatter, about_request, configure, remember_uid
+from jitgrant.models.text import log_field
 
 
 @pytest.fixture
@@ -71,3 +73,58 @@ def test_unknown_format_or_level_is_refused_naming_what_is_accepted() -> None:
         configure(fmt="yaml")
     with pytest.raises(ValueError, match=r"log level 'loud': expected one of debug, info, warning, error"):
         configure(level="loud")
+
+
+# --- Issue 20 §3: agent text in log lines ----------------------------------------------------------
+
+HOSTILE_CASES = sorted(HOSTILE)
+
+
+def text_lines(message: str, *args: object, exc: BaseException | None = None) -> str:
+    """What `--log-format text` (the formatter `configure` installs) writes for one record."""
+    record = logging.LogRecord("jitgrant.reconcile", logging.INFO, __file__, 1, message, args, None)
+    if exc is not None:
+        record.exc_info = (type(exc), exc, exc.__traceback__)
+    return TextFormatter().format(record)
+
+
+@pytest.mark.parametrize("case", HOSTILE_CASES)
+def test_a_text_log_record_is_one_line_whatever_the_agent_wrote(case: str) -> None:
+    text = HOSTILE[case]
+    # kopf logs a webhook's refusal verbatim, and that refusal may quote the justification.
+    line = text_lines("Webhook 'stamp-requester' failed permanently: justification '%s' is refused", text)
+    assert "\n" not in line and "\r" not in line
+    for char in ACTING:
+        assert char not in line
+    assert len(line.splitlines()) == 1  # a forged "... INFO ..." stays inside this record's line
+
+
+@pytest.mark.parametrize("case", HOSTILE_CASES)
+def test_our_own_lines_carry_agent_text_as_one_quoted_field(case: str) -> None:
+    text = HOSTILE[case]
+    line = text_lines("agents/x -> Revoked: message=%s", log_field(f"Released by requester bot: {text}"))
+    _, _, field = line.partition(" message=")
+    # The field is one double-quoted string that ends where the line ends: no quote inside it closes
+    # it early, and decoding it (as JSON) gives back what was written, hidden characters spelled out.
+    assert field.startswith('"') and field.endswith('"')
+    assert '"' not in field[1:-1].replace('\\"', "")
+    assert "\n" not in field
+    assert log_field('say "hi" \\ bye') == '"say \\"hi\\" \\\\ bye"'
+
+
+def test_a_traceback_follows_on_marked_lines_that_cannot_pass_for_records() -> None:
+    try:
+        raise RuntimeError("INC-1\n2026-12-07 10:00:00,000 INFO jitgrant.reconcile: forged")
+    except RuntimeError as error:
+        line = text_lines("reconciling agents/c failed", exc=error)
+    first, *rest = line.split("\n")
+    assert first.endswith("INFO jitgrant.reconcile: reconciling agents/c failed")
+    assert rest and all(part.startswith("  | ") for part in rest)
+
+
+@pytest.mark.parametrize("case", HOSTILE_CASES)
+def test_a_json_log_line_is_ascii_and_decodes_to_what_was_written(lines: list[str], case: str) -> None:
+    logging.getLogger("jitgrant.test").info("refused: %s", HOSTILE[case])
+    [line] = lines
+    assert line.isascii() and "\n" not in line
+    assert json.loads(line)["message"] == f"refused: {HOSTILE[case]}"

@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from jitgrant.approvals.review import MAX_REASON_LENGTH, Caller, annotations_of, is_sealed, requester_of
+from jitgrant.approvals.review import Caller, annotations_of, is_sealed, requester_of
 from jitgrant.models import TERMINAL_PHASES, RequesterStamp
+from jitgrant.models.text import MAX_REASON_LENGTH
 from jitgrant.models.vocabulary import CREATED_BY_EXTRA, RELEASE_ANNOTATION, REVOKE_ANNOTATION
 
 
@@ -47,7 +48,10 @@ def review_release(
             f"An approver ends someone else's grant with {REVOKE_ANNOTATION}=<reason>"
         )
     if after is not None and len(after) > MAX_REASON_LENGTH:
-        return f"the release reason is longer than {MAX_REASON_LENGTH} characters"
+        return (
+            f"annotation {RELEASE_ANNOTATION} is {len(after)} characters; a release reason of at most "
+            f"{MAX_REASON_LENGTH} is accepted"
+        )
     status = old.get("status") or {}
     phase = status.get("phase") if isinstance(status, Mapping) else None
     if phase in {terminal.value for terminal in TERMINAL_PHASES}:

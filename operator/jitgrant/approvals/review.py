@@ -28,6 +28,7 @@ from jitgrant.approvals.receipts import (
 )
 from jitgrant.identity.stamp import canonical_value, verify_requester_seal
 from jitgrant.models import GrantPolicySpec, Phase, RequesterStamp
+from jitgrant.models.text import MAX_REASON_LENGTH
 from jitgrant.models.vocabulary import (
     APPROVALS_ANNOTATION,
     APPROVE_ANNOTATION,
@@ -40,9 +41,6 @@ from jitgrant.models.vocabulary import (
     REVOKE_ANNOTATION,
     REVOKED_BY_ANNOTATION,
 )
-
-# `kubectl apply` copies the whole manifest, annotations included, into this annotation.
-MAX_REASON_LENGTH = 1024
 
 # Annotations under these domains belong to the operator (kopf's progress and diff-base storage live
 # there too): nobody else may add, change or remove them, except the few meant for people.
@@ -204,7 +202,11 @@ def plan_decision(
     decision: Decision = "approve" if approve is not None else "deny"
     reason = (approve if approve is not None else deny) or ""
     if len(reason) > MAX_REASON_LENGTH:
-        raise DecisionRefused(f"the reason is longer than {MAX_REASON_LENGTH} characters")
+        name = APPROVE_ANNOTATION if approve is not None else DENY_ANNOTATION
+        raise DecisionRefused(
+            f"annotation {name} is {len(reason)} characters; a reason of at most {MAX_REASON_LENGTH} "
+            "is accepted"
+        )
     uid = str(_meta(old).get("uid") or "")
     if not uid or not caller.username:
         raise DecisionRefused("a decision needs the request's uid and an authenticated approver")

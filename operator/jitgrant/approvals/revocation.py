@@ -23,6 +23,7 @@ from jitgrant.approvals.counting import eligibility
 from jitgrant.approvals.release import is_requester
 from jitgrant.approvals.review import Caller, annotations_of, is_sealed, requester_of
 from jitgrant.models import GrantPolicySpec
+from jitgrant.models.text import MAX_REASON_LENGTH
 from jitgrant.models.vocabulary import REVOKE_ANNOTATION
 
 
@@ -83,6 +84,12 @@ def review_revoke(
     """
     if not revoke_touched(old, new):
         return None
+    reason = annotations_of(new).get(REVOKE_ANNOTATION)
+    if reason is not None and len(reason) > MAX_REASON_LENGTH:
+        return (
+            f"annotation {REVOKE_ANNOTATION} is {len(reason)} characters; a revoke reason of at most "
+            f"{MAX_REASON_LENGTH} is accepted"
+        )
     if revoker_standing(
         old=old, caller=caller, key=key, policy=policy, operator_usernames=operator_usernames
     ) is not None or (may_delete is True and caller.username):

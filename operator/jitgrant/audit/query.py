@@ -12,6 +12,7 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from jitgrant.audit.records import ActivityRecord, AuditRecord, EventType
+from jitgrant.models.text import for_terminal
 
 #: Events after which a request is settled; "how it ended" is the last of these seen.
 _ENDINGS = {
@@ -231,11 +232,14 @@ def format_table(rows: list[GrantRow], *, with_activity: bool = False) -> str:
         )
         for row in rows
     ]
+    # Requesters, scopes and reasons (revoke and release reasons) are others' text: shown, never acted on.
+    table = [tuple(for_terminal(cell) for cell in line) for line in table]
     widths = [max(len(line[column]) for line in table) for column in range(len(header))]
     lines = [
         "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
         for line in table
     ]
     if with_activity:
-        lines[1:] = [f"{line}\n    {row.activity_line()}" for line, row in zip(lines[1:], rows, strict=True)]
+        pairs = zip(lines[1:], rows, strict=True)
+        lines[1:] = [f"{line}\n    {for_terminal(row.activity_line())}" for line, row in pairs]
     return "\n".join(lines)

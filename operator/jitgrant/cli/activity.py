@@ -27,6 +27,7 @@ from jitgrant.cli.kubeconfig import CliError
 from jitgrant.cli.requests import PLURAL, with_cluster
 from jitgrant.models import API_GROUP, API_VERSION
 from jitgrant.models.request import AccessRequest, Phase
+from jitgrant.models.text import CELL_LIMIT, for_terminal
 
 COLUMNS = ("TIME", "VERB", "RESOURCE", "OBJECT", "CODE", "OUTCOME", "ATTRIBUTION", "USER-AGENT")
 
@@ -127,7 +128,7 @@ def _print_fresh(fresh: Sequence[AttributedCall], fmt: str, out: TextIO) -> None
 
 def header(request: AccessRequest, grant: GrantIdentity, source: AuditSource) -> str:
     end = grant.end.isoformat() if grant.end else "now (still live)"
-    return (
+    return for_terminal(
         f"AccessRequest {request.metadata.namespace}/{request.metadata.name}: RoleBinding "
         f"{grant.binding_namespace}/{grant.binding_name}, identity "
         f"{', '.join(sorted(grant.usernames)) or '-'}, window {grant.start.isoformat()} .. {end}; "
@@ -181,7 +182,7 @@ def render(
 def _cells(item: AttributedCall) -> tuple[str, ...]:
     call = item.call
     basis = "exact" if item.basis.value == "authorization-reason" else "identity+window"
-    return (
+    cells = (
         call.time.strftime("%Y-%m-%dT%H:%M:%SZ"),
         call.verb,
         call.target,
@@ -189,8 +190,10 @@ def _cells(item: AttributedCall) -> tuple[str, ...]:
         "-" if call.code is None else str(call.code),
         item.outcome.value,
         basis,
-        call.user_agent.split(" ")[0] or "-",
+        for_terminal(call.user_agent.split(" ")[0] or "-", limit=CELL_LIMIT),
     )
+    # The grant's holder chose the object names and the user agent: shown, never acted on.
+    return tuple(for_terminal(cell) for cell in cells)
 
 
 def print_rows(calls: Sequence[AttributedCall], out: TextIO, *, header: bool) -> None:

@@ -46,6 +46,7 @@ from jitgrant.client._api import Connection
 from jitgrant.client._async import ending_words
 from jitgrant.models import parse_duration
 from jitgrant.models.rbac import PolicyRule
+from jitgrant.models.text import for_terminal
 from jitgrant.models.vocabulary import Reason
 
 # The shared table (cli/exitcodes.py): the same code means the same thing for every command.
@@ -152,7 +153,7 @@ def agent_client(args: argparse.Namespace, *, namespace: str) -> Client:
 
 def _show(err: Any) -> Callable[[Progress], None]:
     def show(progress: Progress) -> None:
-        print(progress.describe(), file=err, flush=True)
+        print(for_terminal(progress.describe()), file=err, flush=True)
 
     return show
 
@@ -185,7 +186,7 @@ def wait_for_grant(
         )
     except (AccessDenied, AccessTimedOut, AccessFailed, AccessEnded) as exc:
         code, line = _ended(exc)
-        print(line, file=err)
+        print(for_terminal(line), file=err)  # an approver's reason may be in it
         return code
     if kubeconfig_out is None:
         return EXIT_ACTIVE
@@ -213,7 +214,7 @@ def _check(client: Client, kwargs: dict[str, Any], err: Any) -> int:
     wait for approval, 10 if it would be denied."""
     result = client.check(**kwargs)
     print(result.outcome, flush=True)
-    print(f"{result.outcome}: {result.reason}: {result.message}", file=err)
+    print(for_terminal(f"{result.outcome}: {result.reason}: {result.message}"), file=err)
     return EXIT_DENIED if result.outcome == "denied" else EXIT_ACTIVE
 
 
@@ -263,7 +264,7 @@ def cmd_request(args: argparse.Namespace) -> int:
         try:
             created = client.request(name=args.name, **kwargs)
         except ApiRefused as exc:
-            print(f"error: the AccessRequest was not filed: {exc.message}", file=err)
+            print(f"error: the AccessRequest was not filed: {for_terminal(exc.message)}", file=err)
             return EXIT_CLUSTER
         name = created.metadata.name
         requester = created.spec.requester.username if created.spec.requester else "?"
@@ -285,7 +286,7 @@ def cmd_request(args: argparse.Namespace) -> int:
             err=err,
         )
     except (ApiRefused, ApiUnreachable, JitgrantError) as exc:
-        print(f"error: {exc.message}", file=err)
+        print(f"error: {for_terminal(exc.message)}", file=err)
         return EXIT_CLUSTER
     except KeyboardInterrupt:
         print("interrupted; the request stays filed", file=err)
@@ -307,16 +308,16 @@ def cmd_release(args: argparse.Namespace) -> int:
     try:
         ended = client.release(args.name, namespace=namespace, reason=args.reason or "")
     except RequestNotFound as exc:
-        print(f"error: {exc.message}", file=err)
+        print(f"error: {for_terminal(exc.message)}", file=err)
         return EXIT_NOT_FOUND
     except JitgrantError as exc:
-        print(f"error: {exc.message}", file=err)
+        print(f"error: {for_terminal(exc.message)}", file=err)
         return EXIT_CLUSTER
     finally:
         client.close()
     status = ended.status
     phase = status.phase.value if status.phase else "releasing"
-    print(f"{namespace}/{args.name}: {phase}: {status.message or ''}")
+    print(f"{namespace}/{args.name}: {phase}: {for_terminal(status.message or '')}")
     return EXIT_ACTIVE
 
 
@@ -331,7 +332,7 @@ def cmd_policies(args: argparse.Namespace) -> int:
     try:
         found = client.grantable()
     except JitgrantError as exc:
-        print(f"error: {exc.message}", file=err)
+        print(f"error: {for_terminal(exc.message)}", file=err)
         return EXIT_CLUSTER
     finally:
         client.close()

@@ -11,9 +11,10 @@ from __future__ import annotations
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 from jitgrant.approvals.receipts import parse_recorded
+from jitgrant.models.text import for_terminal, terminal_tree
 from jitgrant.models.vocabulary import APPROVALS_ANNOTATION
 from jitgrant.policy.dangerous import Position, dangerous_parts
 from jitgrant.policy.rbac import Permission
@@ -92,6 +93,16 @@ def describe_request(
     policy_spec: Mapping[str, Any] | None,
     paint: Paint,
 ) -> str:
+    # Everything shown may hold text someone else wrote (the justification, reasons, an OIDC subject,
+    # resource names): every string is shown with its control characters escaped before any of it
+    # is laid out or painted, so ESC, \r or a bidi override cannot rewrite what the approver reads.
+    decisions = _decisions(obj)  # from the stored JSON, each field escaped as it is shown
+    obj = cast(Mapping[str, Any], terminal_tree(dict(obj)))
+    if cluster_role_rules is not None:
+        cluster_role_rules = cast(list[Mapping[str, Any]], terminal_tree(list(cluster_role_rules)))
+    if policy_spec is not None:
+        policy_spec = cast(Mapping[str, Any], terminal_tree(dict(policy_spec)))
+    cluster_role_error = None if cluster_role_error is None else for_terminal(cluster_role_error)
     meta, spec, status = obj.get("metadata") or {}, obj.get("spec") or {}, obj.get("status") or {}
     requester = spec.get("requester") or {}
     lines = [
@@ -125,7 +136,7 @@ def describe_request(
         lines.append(paint.red("Dangerous:"))
         lines.extend(f"  ! {paint.red(warning)}" for warning in dict.fromkeys(warnings))
     lines.append(_approvals_line(obj, policy_spec))
-    lines.extend(_decisions(obj))
+    lines.extend(decisions)
     lines.append(f"Requested:      {_when(status.get('requestedAt') or meta.get('creationTimestamp'))}")
     if status.get("activatedAt"):
         lines.append(f"Active since:   {status['activatedAt']}")
@@ -175,8 +186,8 @@ def _decisions(obj: Mapping[str, Any]) -> list[str]:
     for entry in parse_recorded(annotations.get(APPROVALS_ANNOTATION)):
         verb = "approved" if entry.decision == "approve" else "denied"
         note = " (counted)" if entry.receipt in counted else ""
-        reason = f": {entry.reason}" if entry.reason else ""
-        lines.append(f"  {verb} by {entry.approver} at {entry.at.isoformat()}{note}{reason}")
+        reason = f": {for_terminal(entry.reason)}" if entry.reason else ""
+        lines.append(f"  {verb} by {for_terminal(entry.approver)} at {entry.at.isoformat()}{note}{reason}")
     return lines
 
 

@@ -34,6 +34,7 @@ from jitgrant.cli.exitcodes import ExitCode
 from jitgrant.cli.kubeconfig import CliError, client_from_args, namespace_from_args
 from jitgrant.cli.output import as_list, render_structured
 from jitgrant.models import API_GROUP, API_VERSION, ApprovalPolicy, RequesterStamp, parse_duration
+from jitgrant.models.text import CELL_LIMIT, for_terminal, terminal_tree
 from jitgrant.models.vocabulary import (
     APPROVALS_ANNOTATION,
     APPROVE_ANNOTATION,
@@ -110,10 +111,11 @@ def describe_api_error(exc: ApiException) -> str:
 
 
 def server_message(exc: ApiException) -> str:
+    """The API server's message (a webhook's refusal may quote a justification), safe to print."""
     try:
-        return str(json.loads(exc.body or "{}").get("message") or exc.reason)
+        return for_terminal(str(json.loads(exc.body or "{}").get("message") or exc.reason))
     except ValueError:
-        return str(exc.reason)
+        return for_terminal(str(exc.reason))
 
 
 def _age(created: str | None, now: datetime) -> str:
@@ -146,7 +148,16 @@ def row_of(obj: Mapping[str, Any], now: datetime, *, wide: bool = False) -> dict
             "REASON": status.get("reason") or "-",
             "JUSTIFICATION": spec.get("justification") or "-",
         }
-    return row
+    # Every cell may hold text someone else wrote (a justification, an OIDC subject, resource names):
+    # shown with its control characters escaped, and a long one cut, so a row stays one honest line.
+    return {
+        column: for_terminal(str(value), limit=CELL_LIMIT if column in _FREE_TEXT else None)
+        for column, value in row.items()
+    }
+
+
+# Columns cut at CELL_LIMIT (names are never cut: an approver types them; describe shows all).
+_FREE_TEXT = frozenset({"REQUESTER", "SCOPE", "JUSTIFICATION"})
 
 
 class Table:
@@ -192,6 +203,8 @@ def print_table(rows: Sequence[Mapping[str, str]], *, out: Any = None) -> None:
 
 
 def _emit(data: Any, fmt: str) -> bool:
+    if fmt.startswith("jsonpath=") and sys.stdout.isatty():
+        data = terminal_tree(data)  # json and yaml escape control characters themselves
     text = render_structured(data, fmt)
     if text is None:
         return False

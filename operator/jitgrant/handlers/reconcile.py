@@ -50,6 +50,7 @@ from jitgrant.models import (
     Phase,
     TargetType,
 )
+from jitgrant.models.text import log_field
 from jitgrant.models.vocabulary import (
     APPROVALS_ANNOTATION,
     CREATED_BY_EXTRA,
@@ -361,7 +362,10 @@ class Reconciler:
         _post_event(
             self.runtime, stored.body, warning=consequence.warning, reason=step.reason, message=step.message
         )
-        log.info("%s/%s -> %s: %s", stored.namespace, stored.name, phase.value, step.message)
+        # The message may carry a justification or a release reason: a quoted field, never a new line.
+        log.info(
+            "%s/%s -> %s: message=%s", stored.namespace, stored.name, phase.value, log_field(step.message)
+        )
         if runtime.notifier is not None:  # queued, never awaited: a receiver cannot slow a grant
             expires_at = audit.get("expires_at")
             runtime.notifier.transition(
@@ -822,7 +826,7 @@ class Reconciler:
         _post_event(
             self.runtime, stored.body, warning=False, reason=Reason.RETENTION_ELAPSED, message=message
         )
-        log.info("%s/%s removed: %s", stored.namespace, stored.name, message)
+        log.info("%s/%s removed: message=%s", stored.namespace, stored.name, log_field(message))
 
     async def _removal_event(
         self, stored: StoredRequest, verdict: Removal, now: datetime, message: str

@@ -11,6 +11,7 @@ from pydantic import Field, model_validator
 from jitgrant.models.base import Duration, WireModel, parse_duration
 from jitgrant.models.policy import ObjectMeta, Target
 from jitgrant.models.rbac import PolicyRule
+from jitgrant.models.text import MAX_JUSTIFICATION_LENGTH
 
 
 class ProofKind(StrEnum):
@@ -46,7 +47,12 @@ class AccessRequestSpec(WireModel):
     )
     duration: Duration | None = Field(default=None, description="Defaults to the policy's defaultDuration.")
     justification: str = Field(
-        default="", description="Why (e.g. INC-4711 ...); approvers and the audit trail read it."
+        default="",
+        max_length=MAX_JUSTIFICATION_LENGTH,
+        description=(
+            f"Why (e.g. INC-4711 ...), at most {MAX_JUSTIFICATION_LENGTH} characters; approvers and the "
+            "audit trail read it, and the policy's pattern applies."
+        ),
     )
     requester: RequesterStamp | None = Field(
         default=None, description="Set by the admission webhook on creation; anything typed here is replaced."

@@ -8,7 +8,6 @@ are counted, so an alert can catch a receiver that stopped listening.
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import threading
@@ -20,6 +19,7 @@ from datetime import datetime
 from prometheus_client import CollectorRegistry, Counter
 
 from jitgrant.models import AccessRequest, Phase
+from jitgrant.models.text import json_body
 from jitgrant.notify.config import NotifierConfig, NotifyConfig
 from jitgrant.notify.messages import Notice, notice_for, render
 
@@ -91,7 +91,7 @@ class Notifier:
     def _post(self, notifier: NotifierConfig, notice: Notice) -> None:
         result = "failed"
         try:
-            body = json.dumps(render(notice, notifier)).encode()
+            body = json_body(render(notice, notifier))
             request = urllib.request.Request(  # noqa: S310 - the URL is the operator's configuration
                 notifier.resolve_url(), data=body, method="POST", headers={"Content-Type": "application/json"}
             )

@@ -1,7 +1,10 @@
 """What a notification says, and its three wire formats. Pure: no I/O.
 
 Every message carries what an approver decides on (scope, justification, requester, expiry) and,
-while the request is pending, the exact commands to approve or deny it.
+while the request is pending, the exact commands to approve or deny it. Every fact's value may hold
+text an agent or an issuer wrote (the justification, a reason inside the status message, an OIDC
+subject, resource names): each format shows it through its own function in `jitgrant.models.text`,
+so it is shown and never acted on (issue 20 §3).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from jitgrant.models import AccessRequest, Phase
+from jitgrant.models.text import for_slack, for_teams
 from jitgrant.notify.config import NotifierConfig, NotifyEvent
 
 _EVENT_OF_PHASE = {
@@ -110,7 +114,7 @@ def _facts(notice: Notice) -> list[tuple[str, str]]:
     return [
         ("Requester", notice.requester),
         ("Scope", notice.scope),
-        ("Justification", notice.justification or "-"),
+        ("Justification", notice.justification),
         ("Policy", notice.policy),
         ("Expires", notice.expiry),
         ("Status", f"{notice.phase} ({notice.reason}): {notice.message}"),
@@ -118,7 +122,8 @@ def _facts(notice: Notice) -> list[tuple[str, str]]:
 
 
 def render(notice: Notice, config: NotifierConfig) -> dict[str, Any]:
-    """The JSON body for the notifier's type."""
+    """The JSON body for the notifier's type. The generic webhook gets every value verbatim: its
+    receiver decides how to show it; `models.text.json_body` encodes it as plain ASCII JSON."""
     commands = notice.commands(config.command)
     if config.type == "slack":
         return _slack(notice, commands)
@@ -140,26 +145,45 @@ def render(notice: Notice, config: NotifierConfig) -> dict[str, Any]:
     }
 
 
+def _slack_escape(text: str) -> str:
+    """Our own text in mrkdwn (titles, commands): only the three characters Slack reserves."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def _slack(notice: Notice, commands: dict[str, str]) -> dict[str, Any]:
-    """Slack incoming-webhook format: `text` (the fallback every client shows) and blocks."""
-    lines = [f"*{label}:* {value}" for label, value in _facts(notice)]
-    text = f"{notice.title}\n" + "\n".join(lines)
+    """Slack incoming-webhook format: `text` (the fallback every client shows) and blocks. Each
+    fact's value is `for_slack`: an inline code span with no mentions, links or markup."""
+    lines = [f"*{label}:* {for_slack(value)}" for label, value in _facts(notice)]
+    text = f"{_slack_escape(notice.title)}\n" + "\n".join(lines)
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": notice.title[:150]}},
         {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)}},
     ]
     if commands:
-        shown = "\n".join(commands[key] for key in ("approve", "deny"))
+        shown = _slack_escape("\n".join(commands[key] for key in ("approve", "deny")))
         text += f"\nApprove or deny:\n{shown}"
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"```{shown}```"}})
-    return {"text": text, "blocks": blocks}
+    # No previews of whatever URL-shaped text a message holds.
+    return {"text": text, "blocks": blocks, "unfurl_links": False, "unfurl_media": False}
+
+
+def _teams_fact(label: str, value: str) -> dict[str, Any]:
+    """One fact as a RichTextBlock: TextRuns render no markdown, so agent text cannot add links,
+    emphasis or lines; `for_teams` also shows control characters and defangs URLs."""
+    return {
+        "type": "RichTextBlock",
+        "inlines": [
+            {"type": "TextRun", "text": f"{label}: ", "weight": "Bolder"},
+            {"type": "TextRun", "text": for_teams(value)},
+        ],
+    }
 
 
 def _teams(notice: Notice, commands: dict[str, str]) -> dict[str, Any]:
     """Teams incoming webhook (and Workflows): a message with one Adaptive Card attachment."""
     body: list[dict[str, Any]] = [
         {"type": "TextBlock", "size": "Medium", "weight": "Bolder", "text": notice.title, "wrap": True},
-        {"type": "FactSet", "facts": [{"title": label, "value": value} for label, value in _facts(notice)]},
+        *(_teams_fact(label, value) for label, value in _facts(notice)),
     ]
     for key in ("approve", "deny"):
         if key in commands:
