@@ -31,11 +31,13 @@ from kubernetes.client import (
 )
 from kubernetes.client.exceptions import ApiException
 
+from jitgrant.models.text import MAX_JUSTIFICATION_LENGTH, MAX_REASON_LENGTH
 from jitgrant.models.vocabulary import (
     APPROVALS_ANNOTATION,
     APPROVE_ANNOTATION,
     FINALIZER,
     OIDC_TOKEN_ANNOTATION,
+    RELEASE_ANNOTATION,
     REVOKE_ANNOTATION,
 )
 from jitgrant_testing.aws import ServiceLoop
@@ -348,6 +350,35 @@ def test_another_agent_cannot_revoke_a_grant_its_requester_can(
     assert bindings_of(real_env, uid) == []
 
 
+def test_free_text_people_read_is_limited_where_it_enters(
+    real_env: RealEnvironment, agent: ApiClient
+) -> None:
+    """Issue 20 §3: a 10 KB justification was stored. The CRD schema now refuses it (and the API
+    server names the field); the webhooks refuse an overlong revoke or release reason."""
+    name = unique("long")
+    with pytest.raises(ApiException) as schema:
+        real_env.create_request(request(name, justification="INC-7 " + "A" * 10_000), client=agent)
+    assert schema.value.status == 422
+    message = json.loads(schema.value.body)["message"]
+    assert "spec.justification" in message and f"{MAX_JUSTIFICATION_LENGTH}" in message, message
+
+    fits = "INC-7 " + "A" * (MAX_JUSTIFICATION_LENGTH - 6)
+    real_env.create_request(request(name, justification=fits, duration="10m"), client=agent)
+    assert real_env.wait_for_phase(NS, name, "Active", timeout=30)["spec"]["justification"] == fits
+    long = "x" * (MAX_REASON_LENGTH + 1)
+    kinds = ((REVOKE_ANNOTATION, "a revoke reason"), (RELEASE_ANNOTATION, "a release reason"))
+    for annotation, what in kinds:
+        reason = refusal(lambda annotation=annotation: real_env.annotate_request(
+            NS, name, {annotation: long}, client=agent
+        ))  # fmt: skip
+        assert (
+            f"annotation {annotation} is {MAX_REASON_LENGTH + 1} characters; {what} of at most "
+            f"{MAX_REASON_LENGTH} is accepted"
+        ) in reason
+    real_env.annotate_request(NS, name, {REVOKE_ANNOTATION: "test done"}, client=agent)
+    real_env.wait_for_phase(NS, name, "Revoked", timeout=30)
+
+
 def _status_refusal(call: Callable[[], Any]) -> bool:
     """True once the 403 comes from admission (the webhook's message), not from RBAC."""
     try:
@@ -429,16 +460,8 @@ def issuer(real_env: RealEnvironment, tmp_path_factory: pytest.TempPathFactory) 
         loop.stop()
 
 
-def refusal_of(call: Callable[[], Any]) -> str:
-    """The API server's message when `call` is refused (the admission webhook's reason)."""
-    with pytest.raises(ApiException) as refused:
-        call()
-    assert refused.value.status == 403, refused.value.body  # kopf answers a refusal with 403
-    return str(json.loads(refused.value.body)["message"])
-
-
 def test_a_token_without_jti_is_used_once_however_its_signature_is_spelled(
-    real_env: RealEnvironment, issuer: OIDCIssuer
+    real_env: RealEnvironment, issuer: OIDCIssuer, agent: ApiClient
 ) -> None:
     """Issue 20 §4: `==` appended to the signature segment still verified, so the replay set (keyed on
     the token's text) took the same token twice. The webhook now refuses the spelling, and the replay
@@ -461,8 +484,7 @@ def test_a_token_without_jti_is_used_once_however_its_signature_is_spelled(
             }
         ]
     )
-    real_env.allow_to_request(NS, user="agent")
-    filer = real_env.client_for_user("agent")
+    filer = agent  # files the request; the token proves who the requester is
     token = issuer.mint(SUBJECT, jti=None)
 
     def file(name: str, value: str) -> Callable[[], Any]:
@@ -471,9 +493,9 @@ def test_a_token_without_jti_is_used_once_however_its_signature_is_spelled(
         return lambda: real_env.create_request(manifest, client=filer)
 
     file(unique("first"), token)()
-    padded = refusal_of(file(unique("padded"), token + "=="))
+    padded = refusal(file(unique("padded"), token + "=="))
     assert "OIDC token refused: token's signature is not canonical base64url: it has '=' padding" in padded
-    again = refusal_of(file(unique("again"), token))
+    again = refusal(file(unique("again"), token))
     assert "OIDC token refused: token was already used (replayed 'jti')" in again
 
 
