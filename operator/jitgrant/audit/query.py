@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from fnmatch import fnmatchcase
-from typing import Any
+from typing import Any, cast
 
 from jitgrant.audit.records import ActivityRecord, AuditRecord, EventType
 from jitgrant.models.text import for_terminal
@@ -212,14 +212,17 @@ def select(rows: Iterable[GrantRow], grant_filter: GrantFilter) -> list[GrantRow
     return [row for row in rows if grant_filter.matches(row)]
 
 
+Row = tuple[str, str, str, str, str, str, str, str]
+
+
 def format_table(rows: list[GrantRow], *, with_activity: bool = False) -> str:
     """A plain text table, one grant per row (and its activity under it), for a terminal or a ticket."""
 
     def time(value: datetime | None) -> str:
         return "-" if value is None else value.strftime("%Y-%m-%d %H:%M:%SZ")
 
-    header = ("REQUEST", "CLUSTER", "REQUESTER", "SCOPE", "ACTIVATED", "ENDED", "APPROVERS", "OUTCOME")
-    table = [header] + [
+    header: Row = ("REQUEST", "CLUSTER", "REQUESTER", "SCOPE", "ACTIVATED", "ENDED", "APPROVERS", "OUTCOME")
+    table: list[Row] = [header] + [
         (
             row.request,
             row.cluster,
@@ -233,7 +236,7 @@ def format_table(rows: list[GrantRow], *, with_activity: bool = False) -> str:
         for row in rows
     ]
     # Requesters, scopes and reasons (revoke and release reasons) are others' text: shown, never acted on.
-    table = [tuple(for_terminal(cell) for cell in line) for line in table]
+    table = [cast(Row, tuple(for_terminal(cell) for cell in line)) for line in table]
     widths = [max(len(line[column]) for line in table) for column in range(len(header))]
     lines = [
         "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()

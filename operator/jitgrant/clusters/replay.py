@@ -1,7 +1,8 @@
 """The OIDC replay set, shared by every replica through the API server.
 
 A used token is remembered as a `coordination.k8s.io/v1` Lease in the operator's namespace, named
-after a hash of its replay key (`jti`, or the token's own hash). Creating it is atomic in the API
+after a hash of its replay key (`iss` + `jti`, or a hash of what the issuer signed:
+`claims.replay_key_for`). Creating it is atomic in the API
 server, so a second use of the same token is refused with 409 whichever replica's webhook sees it,
 and it survives a restart of every replica. Each Lease carries the time after which the token can no
 longer pass the expiry check; the leader deletes those past it (`collect`).
