@@ -12,7 +12,7 @@ from typing import Any
 
 from jitgrant.approvals.review import Caller, annotations_of, is_sealed, requester_of
 from jitgrant.models import TERMINAL_PHASES, RequesterStamp
-from jitgrant.models.text import MAX_REASON_LENGTH
+from jitgrant.models.text import MAX_REASON_LENGTH, visible
 from jitgrant.models.vocabulary import CREATED_BY_EXTRA, RELEASE_ANNOTATION, REVOKE_ANNOTATION
 
 
@@ -61,5 +61,5 @@ def review_release(
 
 def release_message(requester: RequesterStamp, value: str) -> str:
     """The status message, Event and audit reason of a release: says it was the requester, and who."""
-    why = value.strip()
+    why = visible(value.strip())  # read in terminals (status, Events, logs): one line, no controls
     return f"Released by requester {requester.username}" + (f": {why}" if why else "")

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from jitgrant.models import ProofKind, RequesterStamp
+from jitgrant.models.text import visible
 
 SEAL_VERSION = "v1"
 _SEAL_DOMAIN = "jitgrant.dev/requester-seal/v1"
@@ -156,8 +157,8 @@ def revocation_message(*, key: bytes, uid: str, stamp: str | None, reason: str) 
     """The status message and audit reason of a revocation: who revoked, as proven, and why."""
     revoker = verified_revoker(key=key, uid=uid, value=stamp)
     if revoker is None:
-        return f"revoked by an unverified caller (no valid jitgrant.dev/revoked-by stamp): {reason}"
-    return f"revoked by {revoker.username}: {revoker.reason.strip() or reason}"
+        return f"revoked by an unverified caller (no valid jitgrant.dev/revoked-by stamp): {visible(reason)}"
+    return f"revoked by {revoker.username}: {visible(revoker.reason.strip() or reason)}"
 
 
 def revoker_refusal(

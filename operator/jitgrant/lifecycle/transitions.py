@@ -15,6 +15,7 @@ from typing import Literal
 from jitgrant.approvals.counting import ApprovalTally
 from jitgrant.approvals.release import release_message
 from jitgrant.models import AccessRequest, Condition, GrantPolicySpec, Phase
+from jitgrant.models.text import visible
 from jitgrant.models.vocabulary import RELEASE_ANNOTATION, REVOKE_ANNOTATION, Reason
 from jitgrant.policy import PolicyDecision, decide
 
@@ -76,7 +77,8 @@ def _revocation_reason(request: AccessRequest) -> str | None:
     value = request.metadata.annotations.get(REVOKE_ANNOTATION)
     if value is None:
         return None
-    return value.strip() or "revoked by annotation (no reason given)"
+    # Status messages, Events and audit reasons are read in terminals: the reason on one line.
+    return visible(value.strip()) or "revoked by annotation (no reason given)"
 
 
 def decide_new(
@@ -175,7 +177,7 @@ def next_step(
             )
         if tally is not None and tally.denied_by is not None:
             denial = tally.denied_by
-            detail = f": {denial.reason}" if denial.reason else ""
+            detail = f": {visible(denial.reason)}" if denial.reason else ""
             return Step(
                 Action.DENY,
                 reason=Reason.DENIED_BY_APPROVER,

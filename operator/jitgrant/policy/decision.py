@@ -18,6 +18,7 @@ from jitgrant.models import (
     RequesterStamp,
     format_duration,
 )
+from jitgrant.models.text import visible
 from jitgrant.policy.dangerous import is_system_namespace
 from jitgrant.policy.rbac import WILDCARD
 from jitgrant.policy.requesters import requester_reason
@@ -90,6 +91,7 @@ def _duration_reason(*, policy_name: str, duration: timedelta, maximum: timedelt
 
 
 def _quote(text: str) -> str:
+    text = visible(text)  # quoted back in refusals and status messages, which terminals show
     return text if len(text) <= _QUOTE_LIMIT else f"{text[:_QUOTE_LIMIT]}..."
 
 
