@@ -49,6 +49,7 @@ class EventType(StrEnum):
     APPROVED = "approved"
     ISSUING = "issuing"  # the grant's objects are about to be created (accepted before they exist)
     GRANTED = "granted"  # they exist and the request is Active
+    SHORTENED = "shortened"  # its policy's maxDuration was cut: expiresAt moved earlier
     EXPIRED = "expired"
     REVOKED = "revoked"
     TIMED_OUT = "timed-out"

@@ -312,6 +312,8 @@ class Reconciler:
             await self._end_grant(step, stored=stored, request=request, policy=policy, policy_read=True)
         elif step.action is Action.RECORD_APPROVALS:
             await self._record_approvals(step, stored=stored, request=request, policy=policy)
+        elif step.action is Action.SHORTEN:
+            await self._shorten(step, stored=stored, request=request, policy=policy)
         else:
             await self._transition(step, stored=stored, request=request, policy=policy)
 
@@ -467,6 +469,38 @@ class Reconciler:
         _post_event(
             self.runtime, stored.body, warning=False, reason=Reason.APPROVAL_RECORDED, message=step.message
         )
+
+    async def _shorten(
+        self, step: Step, *, stored: StoredRequest, request: AccessRequest, policy: GrantPolicySpec | None
+    ) -> None:
+        """A shortened maxDuration: expiresAt moves earlier (recorded first, like any transition);
+        the timer then ends the grant at the new time. The objects keep the expires-at annotation
+        they were issued with: the sweep's backstop, never later than the window status holds."""
+        runtime = self.runtime
+        assert step.wake_at is not None  # the lifecycle sets the new end
+        grant = request.status.grant
+        cluster = grant.cluster if grant is not None else (policy.target.cluster if policy else "unknown")
+        if self._first_time(stored.uid, EventType.SHORTENED):
+            await runtime.audit.record(
+                audit_event(
+                    request=request,
+                    event_type=EventType.SHORTENED,
+                    at=self._now(),
+                    cluster=cluster,
+                    decision="shortened",
+                    reason=step.message,
+                    expires_at=step.wake_at,
+                )
+            )
+            self._wrote_ahead(stored.uid, EventType.SHORTENED)
+        status = _status(expires_at=step.wake_at, reason=step.reason, message=step.message)
+        await self._patch_status(stored, request, status)
+        _post_event(runtime, stored.body, warning=True, reason=step.reason, message=step.message)
+        log.info("%s/%s expiresAt moved to %s: %s", stored.namespace, stored.name, step.wake_at, step.message)
+        if runtime.notifier is not None:
+            runtime.notifier.transition(
+                request, phase=Phase.ACTIVE, reason=step.reason, message=step.message, expires_at=step.wake_at
+            )
 
     @staticmethod
     def _approval_entries(result: ApprovalTally | None) -> tuple[ApprovalEntry, ...]:

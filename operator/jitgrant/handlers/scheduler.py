@@ -24,6 +24,7 @@ from jitgrant.clusters.errors import ClusterAccessError
 from jitgrant.handlers.reconcile import Reconciler
 from jitgrant.handlers.runtime import Runtime
 from jitgrant.lifecycle.due import due
+from jitgrant.models.request import TERMINAL_PHASES
 from jitgrant.models.vocabulary import parse_time
 
 log = logging.getLogger("jitgrant.scheduler")
@@ -34,6 +35,8 @@ Key = tuple[str, str]  # (namespace, name)
 RETRY_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0)
 # Expired grants' RoleBindings deleted at once (a DELETE with a uid precondition each).
 CUT_CONCURRENCY = 32
+_ENDED = frozenset(phase.value for phase in TERMINAL_PHASES)
+_UNSEEN = object()
 
 
 class Scheduler:
@@ -73,6 +76,11 @@ class Scheduler:
         # resourceVersion, so a stale body costs a 409 and a read, never a wrong write).
         self._bodies: dict[Key, Mapping[str, Any]] = {}
         self.reconciles = 0  # reconciles this scheduler started (the bench reads it)
+        # The policy each live (not ended) request names, and each policy's last seen generation: a
+        # change to a policy's spec, or its deletion, makes every live request under it due now, so
+        # the lifecycle holds it against the policy as it is (continuous authorization).
+        self._policy_of: dict[Key, str] = {}
+        self._generations: dict[str, int | None] = {}
 
     def __len__(self) -> int:
         return len(self._due)
@@ -103,6 +111,11 @@ class Scheduler:
         if body is not None and when is not None and when <= self.runtime.clock():
             self._bodies[key] = body
         self._expiring.pop(key, None)
+        policy = ((body or {}).get("spec") or {}).get("policy")
+        if isinstance(policy, str) and status.get("phase") not in _ENDED:
+            self._policy_of[key] = policy
+        else:
+            self._policy_of.pop(key, None)
         objects = (status.get("grant") or {}).get("objects") or []
         if status.get("phase") == "Active" and objects and isinstance(status.get("expiresAt"), str):
             with contextlib.suppress(ValueError):
@@ -120,6 +133,33 @@ class Scheduler:
         self._events.pop(key, None)
         self._expiring.pop(key, None)
         self._bodies.pop(key, None)
+        self._policy_of.pop(key, None)
+
+    def policy_seen(self, name: str, *, generation: int | None, event: str | None) -> int:
+        """A GrantPolicy watch event: when its spec changed (a new generation), it was created again
+        or deleted, every live request under it is due now. The initial listing (`event` None) only
+        notes the generation. Returns how many requests were queued."""
+        if event == "DELETED":
+            self._generations.pop(name, None)
+            return self.policy_changed(name)
+        before = self._generations.get(name, _UNSEEN)
+        self._generations[name] = generation
+        if event is None or before == generation:
+            return 0  # the listing, or a status write (the generation moves only with the spec)
+        return self.policy_changed(name)
+
+    def policy_changed(self, name: str) -> int:
+        """Every live request naming policy `name` is reconciled now."""
+        now = self.runtime.clock()
+        keys = [key for key, policy in self._policy_of.items() if policy == name and key in self._due]
+        for key in keys:
+            # Counted as an event: a pass running now (that may have read the old policy) is queued
+            # again when it ends instead of at the time it answers.
+            self._events[key] = self._events.get(key, 0) + 1
+            self.schedule(key, now)
+        if keys:
+            log.info("GrantPolicy %s changed: %d live request(s) under it re-checked", name, len(keys))
+        return len(keys)
 
     def schedule(self, key: Key, when: datetime) -> None:
         if self._due.get(key) == when:
