@@ -542,7 +542,13 @@ class Reconciler:
         cluster = policy.target.cluster
         record = request.status.grant
         # A retry keeps the recorded window, so objects made by an earlier attempt stay in step.
-        started = record.planned_at if record is not None and record.planned_at is not None else self._now()
+        # Except after waiting for the target namespace: nothing of the grant can exist yet (its
+        # target objects live in that namespace, the kubeconfig objects follow the binding), so the
+        # clock starts now and the grant runs for all it asked. The namespace wait still counts
+        # from the plan's `plannedAt`.
+        waited = request.status.reason == Reason.WAITING_FOR_NAMESPACE
+        kept = record.planned_at if record is not None and not waited else None
+        started = kept or self._now()
         plan = plan_grant(request=request, decision=step.decision, duration=step.duration, now=started)
         if self._deferred is not None and policy.target.type is not TargetType.IN_CLUSTER:
             # Reaching another cluster can take seconds (an AssumeRole, a slow endpoint): status
@@ -668,7 +674,7 @@ class Reconciler:
             ref.model_copy(update={"uid": made.get((ref.kind, ref.namespace, ref.name), ref.uid)})
             for ref in record.objects
         )
-        return record.model_copy(update={"objects": objects})
+        return record.model_copy(update={"objects": objects, "expires_at": plan.expires_at})
 
     async def _kubeconfig_objects(
         self, plan: GrantPlan, *, request: AccessRequest, target: ClusterPort
