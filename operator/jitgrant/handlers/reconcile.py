@@ -23,7 +23,7 @@ from pydantic import ValidationError
 
 from jitgrant.approvals.counting import ApprovalTally, tally
 from jitgrant.approvals.receipts import parse_recorded
-from jitgrant.audit.records import AuditEvent, EventType
+from jitgrant.audit.records import AuditEvent, EventType, transition_id
 from jitgrant.audit.trail import AuditUnavailable
 from jitgrant.clusters import grant_objects
 from jitgrant.clusters.errors import ClusterAccessError, Conflict, Forbidden, NotFound, Refused
@@ -480,7 +480,9 @@ class Reconciler:
         assert step.wake_at is not None  # the lifecycle sets the new end
         grant = request.status.grant
         cluster = grant.cluster if grant is not None else (policy.target.cluster if policy else "unknown")
-        if self._first_time(stored.uid, EventType.SHORTENED):
+        # Keyed by the new end: a policy cut twice shortens twice, and each is recorded once.
+        memo = f"{EventType.SHORTENED.value}/{format_time(step.wake_at)}"
+        if memo not in runtime.written_ahead.get(stored.uid, ()):
             await runtime.audit.record(
                 audit_event(
                     request=request,
@@ -492,7 +494,7 @@ class Reconciler:
                     expires_at=step.wake_at,
                 )
             )
-            self._wrote_ahead(stored.uid, EventType.SHORTENED)
+            runtime.written_ahead.setdefault(stored.uid, set()).add(memo)
         status = _status(expires_at=step.wake_at, reason=step.reason, message=step.message)
         await self._patch_status(stored, request, status)
         _post_event(runtime, stored.body, warning=True, reason=step.reason, message=step.message)
@@ -873,6 +875,7 @@ class Reconciler:
             request = None  # a request Failed as unparseable: recorded by what identifies it
         if request is None:
             return AuditEvent(
+                transition_id=transition_id(stored.uid, EventType.REMOVED),
                 type=EventType.REMOVED,
                 time=now,
                 request_uid=stored.uid,
