@@ -120,6 +120,10 @@ class FencedAudit:
         self.inner = inner
         self.election = election
 
+    def __getattr__(self, name: str) -> Any:
+        # Everything that is not a record (sink health for the metrics, delivery hooks) is the trail's.
+        return getattr(self.inner, name)
+
     def _check(self, event: AuditEvent) -> None:
         if not self.election.holds():
             raise NotLeader(
