@@ -233,7 +233,6 @@ def next_step(
         if first.action is Action.PEND and (tally is None or not tally.approved):
             # Approvals count only from approvers the policy names when the grant activates: one
             # removed (or a quorum raised) since the approval no longer carries the request.
-            assert policy is not None  # decide_new pends only under a policy
             return Step(
                 Action.DENY,
                 reason=Reason.POLICY_CHANGED,
@@ -266,7 +265,7 @@ def next_step(
 
 def _quorum_lost(policy_name: str, tally: ApprovalTally | None) -> str:
     counted = ", ".join(sorted({entry.approver for entry in tally.counted})) if tally else ""
-    no_longer = sorted({entry.approver for entry, _ in tally.ignored}) if tally else []
+    no_longer = sorted({f"{entry.approver} ({why})" for entry, why in tally.ignored}) if tally else []
     parts = [
         f"at activation: policy {policy_name} changed and the approvals no longer reach its quorum "
         f"({len(tally.counted) if tally else 0} of {tally.needed if tally else '?'} count"
@@ -274,7 +273,7 @@ def _quorum_lost(policy_name: str, tally: ApprovalTally | None) -> str:
         + ")"
     ]
     if no_longer:
-        parts.append(f"not counted under the policy as it is now: {', '.join(no_longer)}")
+        parts.append(f"not counted under the policy as it is now: {'; '.join(no_longer)}")
     parts.append("nothing was granted; file the request again")
     return "; ".join(parts)
 
