@@ -11,7 +11,7 @@ from typing import Any
 from jitgrant.audit.records import EventType
 from jitgrant.handlers.scheduler import Scheduler
 from jitgrant.models import Phase
-from jitgrant.models.vocabulary import Reason, parse_time
+from jitgrant.models.vocabulary import Reason, format_time, parse_time
 
 from .conftest import AUTO_POLICY, NS, PROD_POLICY, World
 
@@ -74,6 +74,9 @@ async def test_a_shortened_max_duration_moves_expires_at_and_the_grant_ends_then
     status = world.status("fix")
     assert status["phase"] == "Active" and status["reason"] == Reason.POLICY_CHANGED
     assert parse_time(status["expiresAt"]) == activated + timedelta(minutes=5)
+    [granted] = status["conditions"]
+    assert (granted["status"], granted["reason"]) == ("True", Reason.POLICY_CHANGED)
+    assert format_time(activated + timedelta(minutes=5)) in granted["message"]
     assert wake == activated + timedelta(minutes=5), "the next look is at the new end"
     assert world.audit_types(uid)[-1] is E.SHORTENED
     shortened = world.audit.events[-1]

@@ -495,7 +495,10 @@ class Reconciler:
                 )
             )
             runtime.written_ahead.setdefault(stored.uid, set()).add(memo)
-        status = _status(expires_at=step.wake_at, reason=step.reason, message=step.message)
+        # The phase rides along so the Granted condition's message names the new end too.
+        status = _status(
+            phase=Phase.ACTIVE, expires_at=step.wake_at, reason=step.reason, message=step.message
+        )
         await self._patch_status(stored, request, status)
         _post_event(runtime, stored.body, warning=True, reason=step.reason, message=step.message)
         log.info("%s/%s expiresAt moved to %s: %s", stored.namespace, stored.name, step.wake_at, step.message)
