@@ -198,8 +198,41 @@ async def test_a_policy_change_makes_its_live_requests_due_now(world: World) -> 
         scheduler.observe(NS, name, body["status"], {}, body=body)
     now = world.clock()
     assert scheduler.next_due() == parse_time(world.status("a")["expiresAt"])
-    assert scheduler.policy_seen("auto", generation=1, event=None) == 0  # the listing at start
-    assert scheduler.policy_seen("auto", generation=1, event="MODIFIED") == 0  # its status written
-    assert scheduler.policy_seen("auto", generation=2, event="MODIFIED") == 2
+    auto = world.cluster.policies["auto"]["spec"]
+    assert scheduler.policy_seen("auto", generation=1, event=None, spec=auto) == 0  # the listing
+    assert scheduler.policy_seen("auto", generation=1, event="MODIFIED", spec=auto) == 0  # status
+    assert scheduler.next_due() == parse_time(world.status("a")["expiresAt"])
+    assert scheduler.policy_seen("auto", generation=2, event="MODIFIED", spec=auto) == 2
     assert scheduler.next_due() == now
     assert scheduler.policy_seen("other", generation=None, event="DELETED") == 1
+
+
+async def test_a_policy_narrowed_while_no_replica_ran_ends_its_grants_at_start_up(world: World) -> None:
+    """At start-up the watch lists the requests and the policies (in either order): each Active grant
+    is held against its policy as listed, from the bodies at hand (no API call), and one the policy no
+    longer allows, or whose window it shortens, is due at once instead of at its expiry."""
+    world.cluster.add_policy("other", AUTO_POLICY)
+    await _active(world, "narrowed")
+    await _active(world, "kept", policy="other")
+    await _active(world, "later", duration="10m")
+    narrowed = {**AUTO_POLICY, "maxDuration": "5m"}
+    world.clock.advance(60)
+    now = world.clock()
+    scheduler = Scheduler(world.runtime)
+    calls = len(world.port.calls)
+    # "other" listed before its request, "auto" after its two.
+    assert scheduler.policy_seen("other", generation=1, event=None, spec=AUTO_POLICY) == 0
+    for name in ("narrowed", "kept", "later"):
+        body = world.cluster.requests[(NS, name)]
+        scheduler.observe(NS, name, body["status"], {}, body=body)
+    assert scheduler.next_due() == parse_time(world.status("kept")["expiresAt"])
+    assert scheduler.policy_seen("auto", generation=3, event=None, spec=narrowed) == 2
+    assert scheduler.next_due() == now
+    assert len(world.port.calls) == calls, "the start-up check made API calls"
+    # And a request event after the listing is held against the policy as listed, at once.
+    body = world.cluster.requests[(NS, "narrowed")]
+    assert scheduler.observe(NS, "narrowed", body["status"], {}, body=body) == now
+    body = world.cluster.requests[(NS, "kept")]
+    assert scheduler.observe(NS, "kept", body["status"], {}, body=body) == parse_time(
+        world.status("kept")["expiresAt"]
+    )

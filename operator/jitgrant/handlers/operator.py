@@ -238,6 +238,7 @@ async def recheck_grants_on_policy_change(
             body.metadata.name or "",
             generation=generation if isinstance(generation, int) else None,
             event=type,
+            spec=body.get("spec"),
         )
 
 
