@@ -475,7 +475,8 @@ class Reconciler:
     ) -> None:
         """A shortened maxDuration: expiresAt moves earlier (recorded first, like any transition);
         the timer then ends the grant at the new time. The objects keep the expires-at annotation
-        they were issued with: the sweep's backstop, never later than the window status holds."""
+        they were issued with (later than the new end): it is the sweep's backstop for an operator
+        that is down, and one that starts again ends the grant from status.expiresAt at once."""
         runtime = self.runtime
         assert step.wake_at is not None  # the lifecycle sets the new end
         grant = request.status.grant
