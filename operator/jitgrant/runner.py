@@ -27,7 +27,7 @@ from jitgrant.clusters.own import ClusterApi, api_client_from
 from jitgrant.clusters.registry import TargetClusters
 from jitgrant.clusters.replay import SharedReplayCache
 from jitgrant.handlers import operator as operator_handlers
-from jitgrant.handlers.leader import FencedCluster, LeaderElection
+from jitgrant.handlers.leader import FencedAudit, FencedCluster, LeaderElection
 from jitgrant.handlers.runtime import Runtime
 from jitgrant.health import Health, directory_accepts_writes
 from jitgrant.identity.jwks import JWKSCache
@@ -187,6 +187,7 @@ async def run(
     if election is not None:
         memo.election = election
         runtime.own = FencedCluster(runtime.own, election)
+        runtime.audit = FencedAudit(runtime.audit, election)
     # Our own vault so its aiohttp sessions are closed even when kopf skips its own close (it does
     # when a cleanup handler fails): an unclosed session leaks sockets past the loop's end.
     vault = Vault()

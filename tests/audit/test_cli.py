@@ -173,3 +173,43 @@ def test_query_warns_when_the_trail_does_not_verify(
     path.write_text("\n".join(lines[:2] + lines[3:]) + "\n")
     assert run(["audit", "query", "--file", str(path)]) == 0
     assert "does not verify" in capsys.readouterr().err
+
+
+def _instance_trail(path: Path, instance: str, steps: list[tuple[EventType, int]]) -> Path:
+    head, items = ChainHead(), []
+    for type_, minute in steps:
+        event = make_event(type_, uid="a", at=T0 + timedelta(minutes=minute)).model_copy(
+            update={"transition_id": f"a/{type_.value}"}
+        )
+        record = link(event, head=head, instance=instance)
+        head = ChainHead(record.seq, record.hash)
+        items.append(record.to_wire())
+    return write_jsonl(path, items)
+
+
+def test_query_reads_every_replicas_trail_and_counts_a_repeated_transition_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 20 §5: replica a recorded `granted` and paused before its status write; replica b took
+    the Lease over and recorded it again. One grant, one row, its activation from the first record;
+    `verify` says a transition was recorded again, and that this is no tampering."""
+    a = _instance_trail(
+        tmp_path / "a.jsonl",
+        "op-a",
+        [(EventType.REQUESTED, 0), (EventType.APPROVED, 0), (EventType.ISSUING, 1), (EventType.GRANTED, 1)],
+    )
+    b = _instance_trail(
+        tmp_path / "b.jsonl",
+        "op-b",
+        [(EventType.GRANTED, 1), (EventType.GRANTED, 1), (EventType.EXPIRED, 16)],
+    )
+    argv = ["audit", "query", "--file", str(a), "--file", str(b), "--output", "json"]
+    assert run(argv) == 0
+    [row] = json.loads(capsys.readouterr().out)
+    assert (row["requestUid"], row["outcome"]) == ("a", "expired")
+    assert row["requestedAt"] == "2025-03-01T12:00:00Z", "replica a's trail was not read"
+    assert row["activatedAt"] == "2025-03-01T12:01:00Z" and row["endedAt"] == "2025-03-01T12:16:00Z"
+    assert run(["audit", "verify", "--file", str(b), "--output", "json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] and report["repeatedTransitions"] == 1
+    assert any("recorded again under the same transitionId" in note for note in report["notes"])

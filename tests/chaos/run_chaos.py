@@ -30,6 +30,13 @@ Each fault runs `--runs` times against the embedded cluster with the operator as
   own audit trail (as each pod has its volume), each chain is verified and the transitions are
   counted across both. A grant ending more than 1 s before its expiresAt (true time) is a problem
   too.
+* leader pause: two replicas with leader election, each with its own audit trail; a burst of
+  `PAUSE_COUNT` requests is filed and, once a quarter of them are Active, the leader is SIGSTOPped
+  (frozen mid-pass, as a long GC or a frozen VM would be) until the standby has taken the Lease over
+  and finished every grant; then it is SIGCONTed. The resumed leader must write nothing (its audit
+  writes are fenced on the Lease, handlers/leader.py); a transition the new leader writes again
+  (the old one recorded it before the pause, its status write never landed) carries the same
+  `transitionId`, so it counts as a repeat, not a duplicate.
 
 Checked after each run:
 
@@ -41,10 +48,12 @@ Checked after each run:
   has each transition of its lifecycle (requested, approved, issuing, granted, then expired or
   revoked; failed for one that failed) exactly once. "lost records" counts a transition missing
   (and, for the dead or slow sink, a record the webhook never received), "duplicated" one recorded
-  twice. A transition may repeat once after a kill ("repeats", not a failure): every record is
-  written ahead of the status write that marks its transition done (handlers/reconcile.py), so an
-  operator killed in between writes it again on its next run rather than losing it; a refused
-  write retried by the same process does not repeat it. Exact repeats of one
+  twice. A transition may repeat once after a kill or a leader change ("repeats", not a failure):
+  every record is written ahead of the status write that marks its transition done
+  (handlers/reconcile.py), so an operator killed in between writes it again on its next run rather
+  than losing it; a refused write retried by the same process does not repeat it. A repeat is one
+  only when it is recognisable: every copy carries the same `transitionId` (which `jitgrant audit
+  query` folds), or, for records without one, all copies are in one trail. Exact repeats of one
   chained record (a sink delivery retried after a restart) are not counted: readers skip them.
 
 Prints a table: fault, runs, injected (kills, refused API calls and cut watches: the fault did
@@ -63,6 +72,7 @@ import argparse
 import json
 import os
 import random
+import signal
 import socket
 import sys
 import threading
@@ -120,6 +130,7 @@ FAULTS = [
     "slow audit sink",
     "hanging target",
     "clock skew",
+    "leader pause",
 ]
 #: Who the injected API faults are for: the operator's ServiceAccount (its process's kubeconfig).
 OPERATOR_USER = f"system:serviceaccount:{OPERATOR_NAMESPACE}:{OPERATOR_SERVICE_ACCOUNT}"
@@ -139,6 +150,8 @@ CLOCK_SKEW_S = 30.0
 HANGING_COUNT = 3
 #: How long a request for the hanging target may take to say so, and to end once revoked.
 HANGING_WAIT_S = 90.0
+#: Requests in the burst the leader is paused in the middle of.
+PAUSE_COUNT = 40
 #: A grant ending this much before its expiresAt (true time) ended early: expiresAt is whole seconds.
 EARLY_TOLERANCE_S = 1.0
 
@@ -251,7 +264,10 @@ def audit_check(trails: Path | list[Path], expected: dict[str, tuple[str, ...]])
     docstring). Several trails: one per replica, each with its own chain, as each pod has its own."""
     out = Outcome()
     seen: dict[str, Counter[str]] = {name: Counter() for name in expected}
-    for trail in [trails] if isinstance(trails, Path) else trails:
+    # Per request and transition: the transitionId of each copy, and the trails holding one.
+    ids: dict[tuple[str, str], set[str | None]] = {}
+    where: dict[tuple[str, str], set[int]] = {}
+    for number, trail in enumerate([trails] if isinstance(trails, Path) else trails):
         lines = read_file(trail) if trail.exists() else []
         report = verify_chain(lines)
         if not report.ok:
@@ -264,6 +280,9 @@ def audit_check(trails: Path | list[Path], expected: dict[str, tuple[str, ...]])
             event = item.raw["event"]
             if event["requestName"] in seen:
                 seen[event["requestName"]][event["type"]] += 1
+                key = (event["requestName"], event["type"])
+                ids.setdefault(key, set()).add(event.get("transitionId"))
+                where.setdefault(key, set()).add(number)
     for name, wanted in expected.items():
         counts = seen[name]
         for transition in wanted:
@@ -271,12 +290,20 @@ def audit_check(trails: Path | list[Path], expected: dict[str, tuple[str, ...]])
             if n == 0:
                 out.lost += 1
                 out.problems.append(f"{name}: no {transition!r} record")
-            elif n > 1 and transition in MAY_REPEAT:
+            elif n > 1 and _recognisable(ids[(name, transition)], where[(name, transition)], transition):
                 out.repeats += n - 1
             elif n > 1:
                 out.duplicated += n - 1
                 out.problems.append(f"{name}: {transition!r} recorded {n} times")
     return out
+
+
+def _recognisable(ids: set[str | None], trails: set[int], transition: str) -> bool:
+    """A transition recorded more than once is a repeat an auditor can tell from a second one: all
+    copies carry one transitionId, or (records from before it existed) one trail holds them all."""
+    if len(ids) == 1 and None not in ids:
+        return True
+    return transition in MAY_REPEAT and ids == {None} and len(trails) == 1
 
 
 def _requests(env: Any) -> dict[str, dict[str, Any]]:
@@ -715,8 +742,64 @@ def run_clock_skew(env: Any, workdir: Path, bench: Bench, watcher: Watcher, inde
     return checked
 
 
+def run_leader_pause(env: Any, workdir: Path, bench: Bench, watcher: Watcher, index: int) -> Outcome:
+    """Replica a leads and is SIGSTOPped mid-burst until b has taken over and finished every grant,
+    then SIGCONTed; each replica has its own trail. Also counts, as a figure, the records a wrote
+    after it was paused (none when its audit writes are fenced)."""
+    tag = f"chaos-leader-pause-{index}"
+    dirs = [workdir / f"audit-{tag}-a", workdir / f"audit-{tag}-b"]
+    out = Outcome()
+    a = ChaosOperator(env, workdir, identity=f"{tag}-a", audit_dir=dirs[0], leader_elect=True, webhooks=False)
+    a.start()
+    b: ChaosOperator | None = None
+    names = bench.names(PAUSE_COUNT)
+    try:
+        if not _wait(lambda: _leader(env) == a.identity, timeout=60):
+            raise RuntimeError(f"replica a did not lead (the Lease names {_leader(env)})")
+        b = ChaosOperator(env, workdir, identity=f"{tag}-b", audit_dir=dirs[1], leader_elect=True).start()
+        filing = threading.Thread(target=file_all, args=(env, bench, names), daemon=True)
+        filing.start()
+        _wait(lambda: sum(n in watcher.active for n in names) >= len(names) // 4, timeout=60)
+        assert a.proc is not None
+        a.proc.send_signal(signal.SIGSTOP)
+        paused = time.time()
+        out.injected += 1
+        try:
+            if not _wait(lambda: b is not None and _leader(env) == b.identity, timeout=60):
+                raise RuntimeError(f"replica b did not take over (the Lease names {_leader(env)})")
+            out.notes.append(f"b took over {time.time() - paused:.1f}s after a was paused")
+            filing.join(timeout=120)
+            out.problems += settle(env, names, "Active", timeout=90)
+        finally:
+            a.proc.send_signal(signal.SIGCONT)
+        resumed = datetime.now(UTC)
+        time.sleep(3)  # its passes in flight run on, into the fence
+        out.problems += settle(env, names, "Active")
+        _wait(lambda: orphans(env) == 0, timeout=30)
+        out.orphans = orphans(env)
+    finally:
+        a.stop()
+        if b is not None:
+            b.stop()
+    trail_a = dirs[0] / "audit.jsonl"
+    after = [
+        item.raw["event"]
+        for item in parse_lines(read_file(trail_a) if trail_a.exists() else [])[0]
+        if item.raw["event"]["time"] >= resumed.strftime("%Y-%m-%dT%H:%M:%SZ")
+        and item.raw["event"]["type"] != "granted"  # its time is the planned activation, not now
+    ]
+    out.notes.append(f"records a wrote after it resumed: {len(after)}")
+    if after:
+        out.problems.append(f"a wrote {len(after)} record(s) after losing the Lease: {after[0]['type']}")
+    checked = audit_check([d / "audit.jsonl" for d in dirs], {n: GRANTED for n in names})
+    checked.add(out)
+    return checked
+
+
 def run_fault(env: Any, workdir: Path, bench: Bench, watcher: Watcher, fault: str, index: int) -> Outcome:
     """One run of one fault: orphans, the audit check and the worst lag."""
+    if fault == "leader pause":
+        return run_leader_pause(env, workdir, bench, watcher, index)
     if fault == "hanging target":
         return run_hanging_target(env, workdir, bench, watcher, index)
     if fault == "clock skew":

@@ -261,3 +261,57 @@ def test_granted_condition_is_true_only_while_active_and_keeps_its_transition_ti
         phase=Phase.ACTIVE, reason="Granted", message="", previous=(approved,), now=later
     )
     assert active.status == "True" and active.last_transition_time == later
+
+
+def _active(minutes: int = 10) -> AccessRequest:
+    return request(
+        status={
+            "phase": "Active",
+            "activatedAt": NOW.isoformat(),
+            "expiresAt": (NOW + timedelta(minutes=minutes)).isoformat(),
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("changed", "why"),
+    [
+        ({"namespaces": ["orders"]}, "namespace 'payments' is not in policy"),
+        ({"grants": [{"clusterRole": "view"}]}, "jit-restart-checkout"),
+        ({"requesters": {"users": ["alice"]}}, AGENT),
+    ],
+)
+def test_an_active_grant_the_changed_policy_no_longer_allows_is_revoked(changed: Any, why: str) -> None:
+    step = step_for(_active(), policy(**changed), now=NOW + timedelta(minutes=1))
+    assert (step.action, step.reason) == (Action.REVOKE, "PolicyChanged")
+    assert "no longer allows this grant" in step.message and why in step.message
+
+
+def test_an_active_grant_whose_policy_was_deleted_is_revoked_before_its_expiry() -> None:
+    step = step_for(_active(), None, now=NOW + timedelta(minutes=1))
+    assert (step.action, step.reason) == (Action.REVOKE, "PolicyChanged")
+    assert "'oncall-restart' was deleted" in step.message
+
+
+def test_a_shortened_max_duration_cuts_the_window_and_a_longer_one_never_extends_it() -> None:
+    cut = step_for(_active(), policy(maxDuration="4m"), now=NOW + timedelta(minutes=1))
+    assert (cut.action, cut.wake_at) == (Action.SHORTEN, NOW + timedelta(minutes=4))
+    past = step_for(_active(), policy(maxDuration="4m"), now=NOW + timedelta(minutes=5))
+    assert (past.action, past.reason) == (Action.REVOKE, "PolicyChanged")
+    longer = step_for(_active(), policy(maxDuration="1h"), now=NOW + timedelta(minutes=1))
+    assert (longer.action, longer.wake_at) == (Action.WAIT, NOW + timedelta(minutes=10))
+    # Once cut, the same policy asks nothing more: the window already ends at its maxDuration.
+    shortened = step_for(_active(minutes=4), policy(maxDuration="4m"), now=NOW + timedelta(minutes=1))
+    assert shortened.action is Action.WAIT
+
+
+def test_an_approval_that_no_longer_counts_at_activation_denies() -> None:
+    required = {"required": True, "approvers": {"users": ["alice"]}, "minApprovals": 1}
+    approved = request(status={"phase": "Approved"})
+    still = _tally_with(policy(approval=required), approved, ("alice", (), "approve"))
+    assert step_for(approved, policy(approval=required), approvals=still).action is Action.ACTIVATE
+    moved = {**required, "approvers": {"users": ["bob"]}}
+    gone = _tally_with(policy(approval=moved), approved, ("alice", (), "approve"))
+    step = step_for(approved, policy(approval=moved), approvals=gone)
+    assert (step.action, step.reason) == (Action.DENY, "PolicyChanged")
+    assert "0 of 1 count" in step.message and "alice" in step.message

@@ -4,6 +4,7 @@ objects the operator can prove it made are ever used or removed, and each transi
 from __future__ import annotations
 
 import contextlib
+from datetime import timedelta
 
 import pytest
 
@@ -13,12 +14,14 @@ from jitgrant.clusters.errors import Conflict, Unavailable
 from jitgrant.clusters.port import ClusterObject
 from jitgrant.handlers.reconcile import Reconciler
 from jitgrant.models.vocabulary import (
+    EXPIRES_AT_ANNOTATION,
     FINALIZER,
     MANAGED_BY_LABEL,
     MANAGED_BY_VALUE,
     OWNER_SEAL_ANNOTATION,
     REQUEST_UID_LABEL,
     Reason,
+    parse_time,
 )
 from jitgrant_testing.fakeport import Crash
 
@@ -339,3 +342,28 @@ async def test_a_request_that_does_not_parse_fails_naming_the_field(world: World
     assert (status["phase"], status["reason"]) == ("Failed", Reason.INVALID_REQUEST)
     assert "spec.duration" in status["message"] and status["endedAt"].endswith("Z")
     assert world.objects() == []
+
+
+async def test_a_request_that_waited_for_its_namespace_gets_its_whole_duration_from_the_binding(
+    world: World,
+) -> None:
+    """Issue 20 §7: the clock starts when the binding exists, not when the grant was first planned."""
+    world.file("fix", namespace="missing", duration="10m")
+    await world.reconcile("fix")
+    planned = world.status("fix")["grant"]["plannedAt"]
+    assert world.status("fix")["reason"] == Reason.WAITING_FOR_NAMESPACE
+    world.clock.advance(40)
+    world.cluster.namespaces.add("missing")
+    created = world.clock()
+    await world.reconcile("fix")
+    status = world.status("fix")
+    assert status["phase"] == "Active"
+    assert parse_time(status["activatedAt"]) == created, f"the clock started at {planned}"
+    assert parse_time(status["expiresAt"]) == created + timedelta(minutes=10)
+    assert status["grant"]["expiresAt"] == status["expiresAt"]
+    [binding] = world.objects("RoleBinding")
+    annotations = world.cluster.objects[binding]["metadata"]["annotations"]
+    assert annotations[EXPIRES_AT_ANNOTATION] == status["expiresAt"], "the sweep would cut it short"
+    world.clock.advance(10 * 60 - 1)
+    await world.reconcile("fix")
+    assert world.status("fix")["phase"] == "Active"

@@ -121,6 +121,7 @@ class VerifyReport:
     findings: tuple[Finding, ...]
     notes: tuple[str, ...]
     coverage: Coverage = Coverage()
+    repeated_transitions: int = 0  # records repeating an earlier record's transitionId
 
     @property
     def ok(self) -> bool:
@@ -345,6 +346,12 @@ def verify_chain(
         )
     if duplicates:
         notes.append(f"{duplicates} repeated entries skipped (retried deliveries)")
+    repeated = repeated_transitions(records)
+    if repeated:
+        notes.append(
+            f"{repeated} transition(s) recorded again under the same transitionId (written again after a "
+            "restart or a leader change; `jitgrant audit query` counts each once)"
+        )
     instances = sorted({str(stored.raw.get("instance")) for stored in records})
     if len(instances) > 1:
         notes.append(f"records from several operator instances: {', '.join(instances)}")
@@ -361,7 +368,22 @@ def verify_chain(
         findings=tuple(findings),
         notes=tuple(notes),
         coverage=coverage,
+        repeated_transitions=repeated,
     )
+
+
+def repeated_transitions(records: Iterable[ParsedLine]) -> int:
+    """Records whose `event.transitionId` an earlier record already carries (not tampering: the same
+    transition written again by a process that did not know the first write had happened)."""
+    seen: set[str] = set()
+    repeats = 0
+    for stored in records:
+        event = stored.raw.get("event")
+        key = event.get("transitionId") if isinstance(event, dict) else None
+        if isinstance(key, str):
+            repeats += key in seen
+            seen.add(key)
+    return repeats
 
 
 def _compare_checkpoints(walk: _Walk, trusted: list[ParsedLine], *, start_seq: int) -> int:

@@ -70,7 +70,7 @@ def add_audit_subcommands(subparsers: argparse._SubParsersAction[Any]) -> None:
     verify.set_defaults(func=verify_command)
 
     query = commands.add_parser("query", help="list grants: who, what scope, when, approved by whom")
-    _add_source_arguments(query)
+    _add_source_arguments(query, several=True)
     query.add_argument("--cluster", help="cluster name (wildcards allowed)")
     query.add_argument("--namespace", help="namespace the grant was for (wildcards allowed)")
     query.add_argument("--requester", help="requester username (wildcards allowed)")
@@ -87,9 +87,17 @@ def add_audit_subcommands(subparsers: argparse._SubParsersAction[Any]) -> None:
     query.set_defaults(func=query_command)
 
 
-def _add_source_arguments(parser: argparse.ArgumentParser) -> None:
+def _add_source_arguments(parser: argparse.ArgumentParser, *, several: bool = False) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--file", type=Path, help="a JSON-lines file written by the file sink")
+    if several:  # one trail per replica: a transition any of them recorded is counted once
+        source.add_argument(
+            "--file",
+            type=Path,
+            action="append",
+            help="a JSON-lines file written by the file sink (repeat for each instance's trail)",
+        )
+    else:
+        source.add_argument("--file", type=Path, help="a JSON-lines file written by the file sink")
     source.add_argument("--s3", metavar="s3://BUCKET/PREFIX", help="the S3 sink's prefix for one instance")
     source.add_argument("--cloudwatch", metavar="GROUP:STREAM", help="a CloudWatch Logs stream")
     parser.add_argument("--endpoint-url", help="AWS endpoint override (a VPC endpoint, or moto)")
@@ -117,6 +125,10 @@ def _seconds(text: str) -> timedelta:
 def _read(args: argparse.Namespace) -> list[StoredLine]:
     if args.file is not None:
         return read_file(args.file)
+    return _read_remote(args)
+
+
+def _read_remote(args: argparse.Namespace) -> list[StoredLine]:
     if args.s3 is not None:
         return read_s3(args.s3, endpoint_url=args.endpoint_url, region=args.region)
     return read_cloudwatch(args.cloudwatch, endpoint_url=args.endpoint_url, region=args.region)
@@ -178,6 +190,7 @@ def _report_json(report: VerifyReport) -> dict[str, Any]:
         "firstSeq": report.first_seq,
         "lastSeq": report.last_seq,
         "duplicates": report.duplicates,
+        "repeatedTransitions": report.repeated_transitions,
         "checkpoints": report.checkpoints,
         "verifiedCheckpoints": report.verified_checkpoints,
         "lastCheckpointSeq": report.last_checkpoint_seq,
@@ -202,19 +215,21 @@ def _iso_or_none(value: datetime | None) -> str | None:
 
 def query_command(args: argparse.Namespace) -> int:
     try:
-        lines = _read(args)
+        trails = [read_file(path) for path in args.file] if args.file else [_read_remote(args)]
     except ReadError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    stored, _, _ = parse_lines(lines)
     records = []
-    for item in unique_records(stored)[0]:
-        try:
-            records.append(AuditRecord.model_validate(item.raw))
-        except ValidationError:
-            print(f"warning: skipping an unreadable record at {item.location}", file=sys.stderr)
-    if not verify_chain(lines).ok:
-        print("warning: this trail does not verify; run `jitgrant audit verify`", file=sys.stderr)
+    for lines in trails:  # each its own chain; the rows fold a transition any of them holds once
+        stored, _, _ = parse_lines(lines)
+        for item in unique_records(stored)[0]:
+            try:
+                records.append(AuditRecord.model_validate(item.raw))
+            except ValidationError:
+                print(f"warning: skipping an unreadable record at {item.location}", file=sys.stderr)
+        if not verify_chain(lines).ok:
+            where = lines[0].location.rsplit(":", 1)[0] if lines else "this trail"
+            print(f"warning: {where} does not verify; run `jitgrant audit verify`", file=sys.stderr)
     grant_filter = GrantFilter(
         cluster=args.cluster,
         namespace=args.namespace,

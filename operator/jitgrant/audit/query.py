@@ -145,10 +145,35 @@ def _scope(record: AuditRecord) -> str | None:
     return text + (f"/{','.join(names)}" if names else "")
 
 
+def unique_transitions(records: Iterable[AuditRecord]) -> tuple[list[AuditRecord], int]:
+    """The records in order with each transition once, and how many repeats were folded.
+
+    Records of one instance go by `seq`; several instances' trails (one per replica) are merged by
+    event time. A record repeating a `transitionId` already seen (written again after a crash, or by
+    the replica that took the Lease over) is the same transition: the first is kept. Records without
+    one (written before it existed) are all kept."""
+    items = list(records)
+    several = len({record.instance for record in items}) > 1
+    ordered = sorted(
+        items, key=(lambda r: (r.event.time, r.instance, r.seq)) if several else (lambda r: r.seq)
+    )
+    seen: set[str] = set()
+    kept: list[AuditRecord] = []
+    for record in ordered:
+        key = record.event.transition_id
+        if key is not None:
+            if key in seen:
+                continue
+            seen.add(key)
+        kept.append(record)
+    return kept, len(ordered) - len(kept)
+
+
 def grant_rows(records: Iterable[AuditRecord]) -> list[GrantRow]:
-    """One row per request, in order of first appearance; later events fill in and override."""
+    """One row per request, in order of first appearance; later events fill in and override. A
+    transition recorded more than once (see `unique_transitions`) counts once."""
     grouped: dict[str, list[AuditRecord]] = {}
-    for record in sorted(records, key=lambda item: item.seq):
+    for record in unique_transitions(records)[0]:
         grouped.setdefault(record.event.request_uid, []).append(record)
     return [_fold(uid, group) for uid, group in grouped.items()]
 

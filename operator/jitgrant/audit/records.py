@@ -49,6 +49,7 @@ class EventType(StrEnum):
     APPROVED = "approved"
     ISSUING = "issuing"  # the grant's objects are about to be created (accepted before they exist)
     GRANTED = "granted"  # they exist and the request is Active
+    SHORTENED = "shortened"  # its policy's maxDuration was cut: expiresAt moved earlier
     EXPIRED = "expired"
     REVOKED = "revoked"
     TIMED_OUT = "timed-out"
@@ -143,6 +144,18 @@ class AuditEvent(_Wire):
     reason: str | None = None
     binding: str | None = None
     activity: ActivityRecord | None = None  # only on activity-summary events
+    #: The transition's stable id (`transition_id`), the same whichever process or replica writes
+    #: it: a record written again after a crash or a leader change is recognisable as a repeat, and
+    #: `audit query` folds repeats across instances. Absent on records from before it existed.
+    transition_id: str | None = None
+
+
+def transition_id(request_uid: str, event_type: EventType, attempt: str = "") -> str:
+    """`<request uid>/<transition>[/<attempt>]`. A request passes each transition once (terminal
+    phases never change, Approved never goes back to Pending), so uid and type name it; `attempt`
+    tells apart the transitions that can recur: each approver's approval, each new end of a
+    shortened window."""
+    return f"{request_uid}/{event_type.value}" + (f"/{attempt}" if attempt else "")
 
 
 class AuditRecord(_Wire):

@@ -11,8 +11,10 @@ from jitgrant.audit.records import (
     RequesterRecord,
     ScopeRecord,
     WindowRecord,
+    transition_id,
 )
 from jitgrant.models import AccessRequest, ApprovalEntry
+from jitgrant.models.vocabulary import format_time
 
 
 def audit_event(
@@ -45,10 +47,17 @@ def audit_event(
     )
     duration = spec.duration_delta
     status = request.status
+    uid = request.metadata.uid or ""
+    attempt = ""
+    if event_type is EventType.APPROVAL_RECORDED:
+        attempt = ",".join(sorted(entry.approver for entry in approvals))
+    elif event_type is EventType.SHORTENED and expires_at is not None:
+        attempt = format_time(expires_at)
     return AuditEvent(
+        transition_id=transition_id(uid, event_type, attempt) if uid else None,
         type=event_type,
         time=at,
-        request_uid=request.metadata.uid or "",
+        request_uid=uid,
         request_name=request.metadata.name,
         request_namespace=request.metadata.namespace or "",
         policy=spec.policy,

@@ -1,8 +1,14 @@
-"""Fencing: the leader's writes to the own cluster, refused once it no longer holds the Lease.
+"""Fencing: the leader's writes to the own cluster and to the audit trail, refused once it no
+longer holds the Lease.
 
 `FencedCluster` refuses every write while `LeaderElection.holds()` is False (local, no API call), and
 reads the Lease itself before a write that grants (object creation, token minting): a replica that
 lost the Lease stops acting at once, even in the middle of a reconcile.
+
+`FencedAudit` refuses every audit record on the same local check: a leader paused past its Lease
+(SIGSTOP, a long GC, a frozen VM) that wakes mid-pass writes no record of a transition the new leader
+now owns. Records it wrote while it held the Lease stay; the new leader may write one of them again
+(its status write never landed), under the same `transitionId`, which readers fold.
 """
 
 from __future__ import annotations
@@ -10,10 +16,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from jitgrant.audit.records import AuditEvent
 from jitgrant.clusters.leader import LeaderElection
 from jitgrant.clusters.port import ClusterObject, ClusterPort, StoredPolicy, StoredRequest
+from jitgrant.handlers.runtime import AuditPort
 
-__all__ = ["FencedCluster", "LeaderElection", "NotLeader"]
+__all__ = ["FencedAudit", "FencedCluster", "LeaderElection", "NotLeader"]
 
 
 class NotLeader(Exception):
@@ -102,3 +110,40 @@ class FencedCluster:
 
     def close(self) -> None:
         self.inner.close()
+
+
+class FencedAudit:
+    """The audit trail, written to only while this replica holds the Lease (a local check: the
+    trail's own records, checkpoints and deliveries are not transitions and are not fenced)."""
+
+    def __init__(self, inner: AuditPort, election: LeaderElection) -> None:
+        self.inner = inner
+        self.election = election
+
+    def __getattr__(self, name: str) -> Any:
+        # Everything that is not a record (sink health for the metrics, delivery hooks) is the trail's.
+        return getattr(self.inner, name)
+
+    def _check(self, event: AuditEvent) -> None:
+        if not self.election.holds():
+            raise NotLeader(
+                f"{self.election.identity} does not hold the Lease; refused to record "
+                f"{event.type.value} of {event.request_namespace}/{event.request_name}"
+            )
+
+    async def start(self) -> None:
+        await self.inner.start()
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+    def depth(self) -> int:
+        return self.inner.depth()
+
+    async def record_before_grant(self, event: AuditEvent) -> object:
+        self._check(event)
+        return await self.inner.record_before_grant(event)
+
+    async def record(self, event: AuditEvent) -> object:
+        self._check(event)
+        return await self.inner.record(event)

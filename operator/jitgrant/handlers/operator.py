@@ -226,6 +226,22 @@ async def stop_runtime(memo: kopf.Memo, **_: Any) -> None:
     await runtime.health.stop_server()
 
 
+@kopf.on.event(API_GROUP, API_VERSION, "grantpolicies", id="recheck-grants-on-policy-change")
+async def recheck_grants_on_policy_change(
+    body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any
+) -> None:
+    """A policy's spec changed or it was deleted: its live requests are held against it now."""
+    scheduler = getattr(memo, "scheduler", None)
+    if isinstance(scheduler, Scheduler):
+        generation = body.metadata.get("generation")
+        scheduler.policy_seen(
+            body.metadata.name or "",
+            generation=generation if isinstance(generation, int) else None,
+            event=type,
+            spec=body.get("spec"),
+        )
+
+
 @kopf.on.event(*_RESOURCE, id="reconcile-on-change")
 async def reconcile_on_change(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:
     """Every event queues the request at its due time; what is due now is reconciled at once.

@@ -67,6 +67,10 @@ def invalid_policy_step(step: Step, *, problem: str) -> Step:
     denial = step.action is Action.DENY and step.reason in _REPLACED_DENIALS
     if step.action in _GRANTWARD or denial:
         return Step(Action.DENY, reason=Reason.POLICY_INVALID, message=problem)
+    if step.action is Action.REVOKE and step.reason == Reason.POLICY_CHANGED:
+        # A live grant under a policy that no longer parses ends as under a deleted one (an invalid
+        # policy allows nothing), saying what is wrong with it rather than "deleted".
+        return Step(Action.REVOKE, reason=Reason.POLICY_CHANGED, message=f"{problem}; the grant ended")
     return step
 
 

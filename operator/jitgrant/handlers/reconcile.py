@@ -23,7 +23,7 @@ from pydantic import ValidationError
 
 from jitgrant.approvals.counting import ApprovalTally, tally
 from jitgrant.approvals.receipts import parse_recorded
-from jitgrant.audit.records import AuditEvent, EventType
+from jitgrant.audit.records import AuditEvent, EventType, transition_id
 from jitgrant.audit.trail import AuditUnavailable
 from jitgrant.clusters import grant_objects
 from jitgrant.clusters.errors import ClusterAccessError, Conflict, Forbidden, NotFound, Refused
@@ -313,6 +313,8 @@ class Reconciler:
             await self._end_grant(step, stored=stored, request=request, policy=policy, policy_read=True)
         elif step.action is Action.RECORD_APPROVALS:
             await self._record_approvals(step, stored=stored, request=request, policy=policy)
+        elif step.action is Action.SHORTEN:
+            await self._shorten(step, stored=stored, request=request, policy=policy)
         else:
             await self._transition(step, stored=stored, request=request, policy=policy)
 
@@ -472,6 +474,44 @@ class Reconciler:
             self.runtime, stored.body, warning=False, reason=Reason.APPROVAL_RECORDED, message=step.message
         )
 
+    async def _shorten(
+        self, step: Step, *, stored: StoredRequest, request: AccessRequest, policy: GrantPolicySpec | None
+    ) -> None:
+        """A shortened maxDuration: expiresAt moves earlier (recorded first, like any transition);
+        the timer then ends the grant at the new time. The objects keep the expires-at annotation
+        they were issued with (later than the new end): it is the sweep's backstop for an operator
+        that is down, and one that starts again ends the grant from status.expiresAt at once."""
+        runtime = self.runtime
+        assert step.wake_at is not None  # the lifecycle sets the new end
+        grant = request.status.grant
+        cluster = grant.cluster if grant is not None else (policy.target.cluster if policy else "unknown")
+        # Keyed by the new end: a policy cut twice shortens twice, and each is recorded once.
+        memo = f"{EventType.SHORTENED.value}/{format_time(step.wake_at)}"
+        if memo not in runtime.written_ahead.get(stored.uid, ()):
+            await runtime.audit.record(
+                audit_event(
+                    request=request,
+                    event_type=EventType.SHORTENED,
+                    at=self._now(),
+                    cluster=cluster,
+                    decision="shortened",
+                    reason=step.message,
+                    expires_at=step.wake_at,
+                )
+            )
+            runtime.written_ahead.setdefault(stored.uid, set()).add(memo)
+        # The phase rides along so the Granted condition's message names the new end too.
+        status = _status(
+            phase=Phase.ACTIVE, expires_at=step.wake_at, reason=step.reason, message=step.message
+        )
+        await self._patch_status(stored, request, status)
+        _post_event(runtime, stored.body, warning=True, reason=step.reason, message=step.message)
+        log.info("%s/%s expiresAt moved to %s: %s", stored.namespace, stored.name, step.wake_at, step.message)
+        if runtime.notifier is not None:
+            runtime.notifier.transition(
+                request, phase=Phase.ACTIVE, reason=step.reason, message=step.message, expires_at=step.wake_at
+            )
+
     @staticmethod
     def _approval_entries(result: ApprovalTally | None) -> tuple[ApprovalEntry, ...]:
         if result is None:
@@ -512,7 +552,13 @@ class Reconciler:
         cluster = policy.target.cluster
         record = request.status.grant
         # A retry keeps the recorded window, so objects made by an earlier attempt stay in step.
-        started = record.planned_at if record is not None and record.planned_at is not None else self._now()
+        # Except after waiting for the target namespace: nothing of the grant can exist yet (its
+        # target objects live in that namespace, the kubeconfig objects follow the binding), so the
+        # clock starts now and the grant runs for all it asked. The namespace wait still counts
+        # from the plan's `plannedAt`.
+        waited = request.status.reason == Reason.WAITING_FOR_NAMESPACE
+        kept = record.planned_at if record is not None and not waited else None
+        started = kept or self._now()
         plan = plan_grant(request=request, decision=step.decision, duration=step.duration, now=started)
         if self._deferred is not None and policy.target.type is not TargetType.IN_CLUSTER:
             # Reaching another cluster can take seconds (an AssumeRole, a slow endpoint): status
@@ -638,7 +684,7 @@ class Reconciler:
             ref.model_copy(update={"uid": made.get((ref.kind, ref.namespace, ref.name), ref.uid)})
             for ref in record.objects
         )
-        return record.model_copy(update={"objects": objects})
+        return record.model_copy(update={"objects": objects, "expires_at": plan.expires_at})
 
     async def _kubeconfig_objects(
         self, plan: GrantPlan, *, request: AccessRequest, target: ClusterPort
@@ -837,6 +883,7 @@ class Reconciler:
             request = None  # a request Failed as unparseable: recorded by what identifies it
         if request is None:
             return AuditEvent(
+                transition_id=transition_id(stored.uid, EventType.REMOVED),
                 type=EventType.REMOVED,
                 time=now,
                 request_uid=stored.uid,

@@ -20,11 +20,17 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+from pydantic import ValidationError
+
 from jitgrant.clusters.errors import ClusterAccessError
 from jitgrant.handlers.reconcile import Reconciler
 from jitgrant.handlers.runtime import Runtime
 from jitgrant.lifecycle.due import due
+from jitgrant.lifecycle.transitions import live_grant_step
+from jitgrant.models import AccessRequest, GrantPolicySpec
+from jitgrant.models.request import TERMINAL_PHASES
 from jitgrant.models.vocabulary import parse_time
+from jitgrant.policy import check_policy
 
 log = logging.getLogger("jitgrant.scheduler")
 
@@ -34,6 +40,8 @@ Key = tuple[str, str]  # (namespace, name)
 RETRY_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0)
 # Expired grants' RoleBindings deleted at once (a DELETE with a uid precondition each).
 CUT_CONCURRENCY = 32
+_ENDED = frozenset(phase.value for phase in TERMINAL_PHASES)
+_UNSEEN = object()
 
 
 class Scheduler:
@@ -73,6 +81,17 @@ class Scheduler:
         # resourceVersion, so a stale body costs a 409 and a read, never a wrong write).
         self._bodies: dict[Key, Mapping[str, Any]] = {}
         self.reconciles = 0  # reconciles this scheduler started (the bench reads it)
+        # The policy each live (not ended) request names, and each policy's last seen generation: a
+        # change to a policy's spec, or its deletion, makes every live request under it due now, so
+        # the lifecycle holds it against the policy as it is (continuous authorization).
+        self._policy_of: dict[Key, str] = {}
+        self._generations: dict[str, int | None] = {}
+        # Each policy as last seen (None: it does not parse or lint clean), and the Active requests
+        # seen before their policy was: the watch's listings at start-up are checked against each
+        # other without an API call, so a policy narrowed while no replica ran ends its grants at
+        # once instead of at their expiry.
+        self._policy_specs: dict[str, GrantPolicySpec | None] = {}
+        self._unchecked: dict[Key, Mapping[str, Any]] = {}
 
     def __len__(self) -> int:
         return len(self._due)
@@ -103,15 +122,46 @@ class Scheduler:
         if body is not None and when is not None and when <= self.runtime.clock():
             self._bodies[key] = body
         self._expiring.pop(key, None)
+        policy = ((body or {}).get("spec") or {}).get("policy")
+        if isinstance(policy, str) and status.get("phase") not in _ENDED:
+            self._policy_of[key] = policy
+        else:
+            self._policy_of.pop(key, None)
         objects = (status.get("grant") or {}).get("objects") or []
         if status.get("phase") == "Active" and objects and isinstance(status.get("expiresAt"), str):
             with contextlib.suppress(ValueError):
                 self._expiring[key] = (parse_time(status["expiresAt"]), list(objects))
         if when is None:
             self.forget(namespace, name)
-        else:
-            self.schedule(key, when)
+            return when
+        self.schedule(key, when)
+        self._unchecked.pop(key, None)
+        if body is not None and status.get("phase") == "Active" and when > self.runtime.clock():
+            if isinstance(policy, str) and policy in self._policy_specs:
+                return self._hold_against_policy(key, body, policy) or when
+            self._unchecked[key] = body
         return when
+
+    def _hold_against_policy(self, key: Key, body: Mapping[str, Any], policy: str) -> datetime | None:
+        """The lifecycle's live check of an Active grant against its policy as last seen, from the
+        bodies at hand: due now (returned) when it would end or shorten it."""
+        try:
+            request = AccessRequest.from_object(body)
+        except ValidationError:
+            return None  # the reconciler fails it with the field, when it is next due
+        settings = self.runtime.settings
+        step = live_grant_step(
+            request=request,
+            policy=self._policy_specs.get(policy),
+            now=self.runtime.clock(),
+            inline_rules_enabled=settings.inline_rules_enabled,
+            operator_namespace=settings.operator_namespace,
+        )
+        if step is None:
+            return None
+        now = self.runtime.clock()
+        self.schedule(key, now)
+        return now
 
     def forget(self, namespace: str, name: str) -> None:
         key = (namespace, name)
@@ -120,6 +170,47 @@ class Scheduler:
         self._events.pop(key, None)
         self._expiring.pop(key, None)
         self._bodies.pop(key, None)
+        self._policy_of.pop(key, None)
+        self._unchecked.pop(key, None)
+
+    def policy_seen(
+        self,
+        name: str,
+        *,
+        generation: int | None,
+        event: str | None,
+        spec: Mapping[str, Any] | None = None,
+    ) -> int:
+        """A GrantPolicy watch event: when its spec changed (a new generation), it was created again
+        or deleted, every live request under it is due now. The initial listing (`event` None) holds
+        the Active grants seen so far against it instead. Returns how many requests were queued."""
+        if event == "DELETED":
+            self._generations.pop(name, None)
+            self._policy_specs.pop(name, None)
+            return self.policy_changed(name)
+        self._policy_specs[name] = check_policy(spec).spec if spec is not None else None
+        before = self._generations.get(name, _UNSEEN)
+        self._generations[name] = generation
+        if event is None:
+            waiting = [key for key, body in self._unchecked.items() if self._policy_of.get(key) == name]
+            due = [key for key in waiting if self._hold_against_policy(key, self._unchecked.pop(key), name)]
+            return len(due)
+        if before == generation:
+            return 0  # a status write (the generation moves only with the spec)
+        return self.policy_changed(name)
+
+    def policy_changed(self, name: str) -> int:
+        """Every live request naming policy `name` is reconciled now."""
+        now = self.runtime.clock()
+        keys = [key for key, policy in self._policy_of.items() if policy == name and key in self._due]
+        for key in keys:
+            # Counted as an event: a pass running now (that may have read the old policy) is queued
+            # again when it ends instead of at the time it answers.
+            self._events[key] = self._events.get(key, 0) + 1
+            self.schedule(key, now)
+        if keys:
+            log.info("GrantPolicy %s changed: %d live request(s) under it re-checked", name, len(keys))
+        return len(keys)
 
     def schedule(self, key: Key, when: datetime) -> None:
         if self._due.get(key) == when:

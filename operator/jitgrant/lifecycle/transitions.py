@@ -3,6 +3,12 @@ the kopf handlers only carry it out.
 
 Pending -> Approved -> Active -> Expired | Revoked; Pending -> Denied | TimedOut; anything -> Failed.
 Terminal phases never change again; the clock starts when the grant becomes active.
+
+Continuous authorization: a live request is held against its policy as it is now, not as it was
+when it was decided. At activation the policy is checked again and only approvers it still names
+count; an Active grant the policy no longer allows (a namespace, ClusterRole or requester removed, the
+policy deleted) ends as Revoked with reason `PolicyChanged`, and one whose window a shortened
+maxDuration no longer covers is cut to `activatedAt + maxDuration`.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from jitgrant.approvals.counting import ApprovalTally
 from jitgrant.approvals.release import release_message
 from jitgrant.models import AccessRequest, Condition, GrantPolicySpec, Phase
 from jitgrant.models.text import visible
-from jitgrant.models.vocabulary import RELEASE_ANNOTATION, REVOKE_ANNOTATION, Reason
+from jitgrant.models.vocabulary import RELEASE_ANNOTATION, REVOKE_ANNOTATION, Reason, format_time
 from jitgrant.policy import PolicyDecision, decide
 
 
@@ -32,6 +38,7 @@ class Action(StrEnum):
     REVOKE = "revoke"
     TIME_OUT = "time-out"
     RECORD_APPROVALS = "record-approvals"  # a valid approval arrived, not yet enough to approve
+    SHORTEN = "shorten"  # an Active grant's expiresAt moves earlier to wake_at (maxDuration cut)
 
 
 @dataclass(frozen=True)
@@ -69,7 +76,8 @@ class Step:
 
     @property
     def consequence(self) -> Consequence:
-        """Raises KeyError for the actions that change no phase (none, wait, record-approvals)."""
+        """Raises KeyError for the actions that change no phase (none, wait, record-approvals,
+        shorten)."""
         return CONSEQUENCES[self.action]
 
 
@@ -189,7 +197,11 @@ def next_step(
             return Step(
                 Action.APPROVE, reason=Reason.APPROVED, message=f"approved by {approvers}", tally=tally
             )
-        if tally is not None and len(tally.counted) > len(status.approvals):
+        # Counted by who the policy names now: an approver it no longer names drops out of status
+        # too, so status never shows an approval that does not count.
+        if tally is not None and {e.approver for e in tally.counted} != {
+            a.approver for a in status.approvals
+        }:
             missing = tally.missing
             return Step(
                 Action.RECORD_APPROVALS,
@@ -220,6 +232,15 @@ def next_step(
         )
         if first.action in (Action.FAIL, Action.DENY):
             return Step(first.action, reason=first.reason, message=f"at activation: {first.message}")
+        if first.action is Action.PEND and (tally is None or not tally.approved):
+            # Approvals count only from approvers the policy names when the grant activates: one
+            # removed (or a quorum raised) since the approval no longer carries the request.
+            return Step(
+                Action.DENY,
+                reason=Reason.POLICY_CHANGED,
+                message=_quorum_lost(request.spec.policy, tally),
+                tally=tally,
+            )
         return Step(
             Action.ACTIVATE,
             reason=Reason.GRANTED,
@@ -232,9 +253,92 @@ def next_step(
         expires_at = status.expires_at
         if expires_at is None or now >= expires_at:
             return Step(Action.EXPIRE, reason=Reason.EXPIRED, message="the grant's window closed")
-        return Step(Action.WAIT, wake_at=expires_at)
+        live = live_grant_step(
+            request=request,
+            policy=policy,
+            now=now,
+            inline_rules_enabled=inline_rules_enabled,
+            operator_namespace=operator_namespace,
+        )
+        return live or Step(Action.WAIT, wake_at=expires_at)
 
     return Step(Action.NONE)
+
+
+def _quorum_lost(policy_name: str, tally: ApprovalTally | None) -> str:
+    counted = ", ".join(sorted({entry.approver for entry in tally.counted})) if tally else ""
+    no_longer = sorted({f"{entry.approver} ({why})" for entry, why in tally.ignored}) if tally else []
+    parts = [
+        f"at activation: policy {policy_name} changed and the approvals no longer reach its quorum "
+        f"({len(tally.counted) if tally else 0} of {tally.needed if tally else '?'} count"
+        + (f": {counted}" if counted else "")
+        + ")"
+    ]
+    if no_longer:
+        parts.append(f"not counted under the policy as it is now: {'; '.join(no_longer)}")
+    parts.append("nothing was granted; file the request again")
+    return "; ".join(parts)
+
+
+def live_grant_step(
+    *,
+    request: AccessRequest,
+    policy: GrantPolicySpec | None,
+    now: datetime,
+    inline_rules_enabled: bool,
+    operator_namespace: str,
+) -> Step | None:
+    """An Active grant held against its policy as it is now; None while the policy still allows it.
+
+    The scope, requester and justification rules are checked as at decision time; approvals are
+    not counted again (they counted at activation). A deleted policy ends its grants: the operator
+    records the end itself instead of holding the policy back with a finalizer (docs/architecture.md).
+    """
+    name = request.spec.policy
+    if policy is None:
+        return Step(
+            Action.REVOKE,
+            reason=Reason.POLICY_CHANGED,
+            message=f"GrantPolicy {name!r} was deleted: the grants it allowed end with it",
+        )
+    if request.spec.requester is None:
+        return None  # cannot be Active (decide_new fails it); nothing to hold against the policy
+    decision = decide(
+        policy_name=name,
+        policy=policy,
+        request=request.spec,
+        requester=request.spec.requester,
+        operator_namespace=operator_namespace,
+        inline_rules_enabled=inline_rules_enabled,
+        check_duration=False,
+    )
+    if not decision.allowed:
+        return Step(
+            Action.REVOKE,
+            reason=Reason.POLICY_CHANGED,
+            message=f"policy {name} changed and no longer allows this grant: {decision.message}",
+            decision=decision,
+        )
+    activated, expires_at = request.status.activated_at, request.status.expires_at
+    if activated is None or expires_at is None:
+        return None
+    latest = activated + policy.max_duration_delta
+    if latest >= expires_at:
+        return None
+    maximum = policy.max_duration
+    if now >= latest:
+        return Step(
+            Action.REVOKE,
+            reason=Reason.POLICY_CHANGED,
+            message=f"policy {name}'s maxDuration is now {maximum}: the grant's window closed at "
+            f"{format_time(latest)}",
+        )
+    return Step(
+        Action.SHORTEN,
+        reason=Reason.POLICY_CHANGED,
+        message=f"policy {name}'s maxDuration is now {maximum}: the grant now ends at {format_time(latest)}",
+        wake_at=latest,
+    )
 
 
 GRANTED_CONDITION = "Granted"

@@ -64,6 +64,9 @@ class Reason(StrEnum):
     PENDING_TIMEOUT = "PendingTimeout"
     POLICY_INVALID = "PolicyInvalid"
     CLUSTER_ROLE_WIDENED = "ClusterRoleWidened"
+    # The policy changed (narrowed, deleted, an approver removed) under a live request: continuous
+    # authorization ended it, denied it at activation, or shortened its window.
+    POLICY_CHANGED = "PolicyChanged"
     # The grant.
     GRANTED = "Granted"
     EXPIRED = "Expired"

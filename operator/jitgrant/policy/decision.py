@@ -130,11 +130,13 @@ def decide(
     requester: RequesterStamp,
     operator_namespace: str = DEFAULT_OPERATOR_NAMESPACE,
     inline_rules_enabled: bool,
+    check_duration: bool = True,
 ) -> PolicyDecision:
     """Decide whether `request`, made by `requester`, fits the GrantPolicy named `policy_name`.
 
     `requester` is the stamp the admission webhook set (or the verified OIDC identity), passed
-    separately so the caller states which identity it trusts.
+    separately so the caller states which identity it trusts. `check_duration=False` leaves the
+    window out: a live grant under a shortened maxDuration is cut short, not ended (lifecycle).
     """
     duration = request.duration_delta or policy.default_duration_delta
     candidates: list[str | None] = [
@@ -151,7 +153,9 @@ def decide(
         *scope_reasons(
             policy_name=policy_name, policy=policy, request=request, inline_rules_enabled=inline_rules_enabled
         ),
-        _duration_reason(policy_name=policy_name, duration=duration, maximum=policy.max_duration_delta),
+        _duration_reason(policy_name=policy_name, duration=duration, maximum=policy.max_duration_delta)
+        if check_duration
+        else None,
         _justification_reason(
             policy_name=policy_name, rule=policy.justification, justification=request.justification
         ),
