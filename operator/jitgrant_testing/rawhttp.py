@@ -35,6 +35,7 @@ class RawHTTPServer:
     content_length: bool = True  # send Content-Length (unless chunked)
     stall: bool = False  # complete TLS, read the request, never answer
     silent: bool = False  # accept TCP, never answer (not even the TLS handshake)
+    stall_paths: set[str] = field(default_factory=set)  # read the request for these, never answer
     tls_enabled: bool = True
     requests: int = 0
     url: str = ""
@@ -80,10 +81,10 @@ class RawHTTPServer:
                 return
             head = await reader.readuntil(b"\r\n\r\n")
             self.requests += 1
-            if self.stall:
+            path = head.split(b" ", 2)[1].decode()
+            if self.stall or path in self.stall_paths:
                 await reader.read()
                 return
-            path = head.split(b" ", 2)[1].decode()
             route = self.routes.get(path, Route(b"not found", status=404))
             await self._answer(writer, route)
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError, ssl.SSLError):

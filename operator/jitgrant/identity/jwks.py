@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import json
 import re
 import ssl
@@ -130,6 +131,7 @@ class JWKSCache:
         self._cache: dict[tuple[str, str], _IssuerKeys] = {}
         self._inflight: dict[tuple[str, str], asyncio.Task[_IssuerKeys]] = {}
         self._contexts: dict[str, ssl.SSLContext] = {}
+        self._unreadable = itertools.count()
         self.fetches = 0  # how many times a JWKS was fetched; for metrics and tests
 
     @property
@@ -186,7 +188,7 @@ class JWKSCache:
                 return await self._refresh.mark(issuer)
         except Exception:
             # Unsure whether a refresh was asked for: fetch again (this mark matches nothing cached).
-            return f"unreadable-{self._clock().isoformat()}"
+            return f"unreadable-{next(self._unreadable)}"
 
     async def _shared_refresh(
         self, slot: tuple[str, str], issuer: str, ca_bundle: CABundleRef | None, mark: str | None
@@ -196,9 +198,14 @@ class JWKSCache:
         if task is None:
             task = asyncio.create_task(self._refresh_keys(slot, issuer, ca_bundle, mark))
             self._inflight[slot] = task
-            task.add_done_callback(lambda _: self._inflight.pop(slot, None))
+            task.add_done_callback(lambda done: self._settled(slot, done))
         # shield: one caller giving up (its own budget) does not cancel the fetch others wait on.
         return await asyncio.shield(task)
+
+    def _settled(self, slot: tuple[str, str], task: asyncio.Task[_IssuerKeys]) -> None:
+        self._inflight.pop(slot, None)
+        if not task.cancelled():
+            task.exception()  # retrieved here: every waiter may have given up already
 
     async def _refresh_keys(
         self, slot: tuple[str, str], issuer: str, ca_bundle: CABundleRef | None, mark: str | None
