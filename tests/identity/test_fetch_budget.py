@@ -20,8 +20,7 @@ import pytest
 from jitgrant.identity.jwks import IssuerUnavailable, JWKSCache
 from jitgrant.identity.oidc import OIDCVerifier, TokenRefused
 from jitgrant.models import OIDCRequester
-
-from .rawissuer import KID, raw_issuer
+from jitgrant_testing.rawissuer import KID, raw_issuer
 
 BUDGET = timedelta(seconds=3)
 

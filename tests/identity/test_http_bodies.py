@@ -21,8 +21,7 @@ from jitgrant.identity.jwks import MAX_DOCUMENT_BYTES, JWKSCache, JWKSError
 from jitgrant.identity.oidc import OIDCVerifier
 from jitgrant.models import OIDCRequester
 from jitgrant_testing.rawhttp import RawHTTPServer, Route
-
-from .rawissuer import KID, raw_issuer
+from jitgrant_testing.rawissuer import KID, raw_issuer
 
 FETCHES = 40
 
