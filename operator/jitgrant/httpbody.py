@@ -61,7 +61,9 @@ async def read_body(
     while True:
         try:
             piece = await stream.read(min(_PIECE, limit + 1 - received))
-        except (aiohttp.ClientPayloadError, ConnectionError, EOFError) as error:
+        except aiohttp.ClientPayloadError as error:  # the byte counts say all its message says
+            raise BodyCutOff(what, received=received, declared=declared) from error
+        except (ConnectionError, EOFError) as error:
             raise BodyCutOff(what, received=received, declared=declared, cause=_cause(error)) from error
         if not piece:
             break
