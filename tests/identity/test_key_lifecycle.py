@@ -8,7 +8,7 @@ ignored and there was no way to make the cache fetch again.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -64,6 +64,14 @@ async def accepted(verifier: OIDCVerifier, issuer: LocalIssuer, kid: str = "rsa-
         assert "unknown signing key id" in str(refused), refused
         return False
     return True
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    for _ in range(500):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the issuer was not asked in 5 s")
 
 
 def remove(issuer: LocalIssuer, kid: str) -> None:
@@ -176,3 +184,21 @@ async def test_an_unreadable_refresh_mark_means_fetch_again(issuer: LocalIssuer)
     remove(issuer, "rsa-1")
     clock.now += timedelta(seconds=1)
     assert not await accepted(verifier, issuer)
+
+
+async def test_a_fetch_begun_before_a_refresh_is_not_shared_with_tokens_after_it(issuer: LocalIssuer) -> None:
+    """A token verified after `jitgrant identity refresh` never uses keys fetched before it, even
+    when that fetch is still in flight and would otherwise be shared."""
+    clock = Clock()
+    marks = Marks()
+    verifier = verifier_for(issuer, clock, refresh=marks)
+    issuer.jwks_gate = asyncio.Event()
+    before = asyncio.create_task(accepted(verifier, issuer))  # its JWKS answer still holds rsa-1
+    await until(lambda: issuer.jwks_requests == 1)
+    remove(issuer, "rsa-1")
+    marks.value = "1"
+    after = asyncio.create_task(accepted(verifier, issuer))
+    await until(lambda: issuer.jwks_requests == 2)
+    issuer.jwks_gate.set()
+    assert await before  # began before the refresh: the key was still published then
+    assert not await after

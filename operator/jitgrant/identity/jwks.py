@@ -129,19 +129,10 @@ class JWKSCache:
         self._ca_bundles = ca_bundles
         self._refresh = refresh
         self._cache: dict[tuple[str, str], _IssuerKeys] = {}
-        self._inflight: dict[tuple[str, str], asyncio.Task[_IssuerKeys]] = {}
+        self._inflight: dict[tuple[str, str], tuple[str | None, asyncio.Task[_IssuerKeys]]] = {}
         self._contexts: dict[str, ssl.SSLContext] = {}
         self._unreadable = itertools.count()
         self.fetches = 0  # how many times a JWKS was fetched; for metrics and tests
-
-    @property
-    def fetch_budget(self) -> timedelta:
-        return self._budget
-
-    def forget(self, issuer: str | None = None) -> None:
-        """Drop the cached keys of `issuer` (of every issuer with None): the next use fetches."""
-        for cached in [k for k in self._cache if issuer is None or k[0] == issuer]:
-            del self._cache[cached]
 
     async def key(self, issuer: str, kid: str, *, ca_bundle: CABundleRef | None = None) -> Mapping[str, Any]:
         """The JWK with this `kid` from the issuer's JWKS, or JWKSError saying why there is none."""
@@ -193,17 +184,21 @@ class JWKSCache:
     async def _shared_refresh(
         self, slot: tuple[str, str], issuer: str, ca_bundle: CABundleRef | None, mark: str | None
     ) -> _IssuerKeys:
-        """One fetch per issuer at a time: callers arriving while it runs wait for its result."""
-        task = self._inflight.get(slot)
-        if task is None:
+        """One fetch per issuer at a time: callers arriving while it runs wait for its result. Not
+        across a refresh: a fetch started under another mark may have begun before the refresh."""
+        running = self._inflight.get(slot)
+        if running is not None and running[0] == mark:
+            task = running[1]
+        else:
             task = asyncio.create_task(self._refresh_keys(slot, issuer, ca_bundle, mark))
-            self._inflight[slot] = task
+            self._inflight[slot] = (mark, task)
             task.add_done_callback(lambda done: self._settled(slot, done))
         # shield: one caller giving up (its own budget) does not cancel the fetch others wait on.
         return await asyncio.shield(task)
 
     def _settled(self, slot: tuple[str, str], task: asyncio.Task[_IssuerKeys]) -> None:
-        self._inflight.pop(slot, None)
+        if self._inflight.get(slot, (None, None))[1] is task:
+            del self._inflight[slot]
         if not task.cancelled():
             task.exception()  # retrieved here: every waiter may have given up already
 
