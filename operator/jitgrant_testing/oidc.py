@@ -7,6 +7,7 @@ Okta, Azure AD, Google or the EKS service-account issuer. Tests reach into `keys
 
 from __future__ import annotations
 
+import asyncio
 import json
 import ssl
 import time
@@ -53,6 +54,9 @@ class OIDCIssuer:
     published: list[dict[str, Any]] = field(default_factory=list)
     jwks_requests: int = 0
     discovery_issuer: str | None = None  # publish a discovery document naming another issuer
+    jwks_headers: dict[str, str] = field(default_factory=dict)  # e.g. Cache-Control on the JWKS
+    # Hold JWKS answers (taken when asked) until set: a fetch in flight while the test acts.
+    jwks_gate: asyncio.Event | None = None
     tls: WebhookTLS = field(init=False, repr=False)
     _runner: web.AppRunner | None = field(init=False, default=None, repr=False)
 
@@ -73,7 +77,10 @@ class OIDCIssuer:
 
         async def jwks(_: web.Request) -> web.Response:
             self.jwks_requests += 1
-            return web.json_response({"keys": self.published})
+            keys = [dict(jwk) for jwk in self.published]
+            if self.jwks_gate is not None:
+                await self.jwks_gate.wait()
+            return web.json_response({"keys": keys}, headers=self.jwks_headers)
 
         app = web.Application()
         app.router.add_get("/.well-known/openid-configuration", discovery)
