@@ -123,6 +123,8 @@ class Environment:
     # An audit config file (the chart's format) instead of the default JSON-lines file + spool.
     audit_config: Path | None = None
     runtime_hook: Callable[[Runtime], None] | None = None
+    # More OperatorSettings fields for the next operator start (tests/realapi/hydra: the key cache's).
+    operator_settings: dict[str, Any] = field(default_factory=dict)
 
     cluster: EmbeddedCluster = field(init=False)
     operator: OperatorThread = field(init=False)
@@ -337,6 +339,7 @@ class Environment:
             operator_username=OPERATOR_USERNAME,
             metrics_port=self.metrics_port,
             health_port=self.health_port,
+            **self.operator_settings,
         )
         runtime = build_runtime(settings, kubeconfig=self._operator_kubeconfig(), state_dir=self.state_dir)
         if self.runtime_hook is not None:

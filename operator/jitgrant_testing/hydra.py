@@ -98,7 +98,7 @@ class Hydra:
         self,
         bin_dir: Path | str | None = None,
         *,
-        access_token_ttl: str = "10m",
+        access_token_ttl: str = "10m",  # noqa: S107 - a lifetime, not a secret
         start_timeout: float = 60.0,
     ) -> None:
         self._bin_dir = Path(bin_dir) if bin_dir is not None else None
@@ -299,7 +299,9 @@ class Hydra:
             payload["client_credentials_grant_access_token_lifespan"] = access_token_lifespan
         created = self._json("POST", f"{self.admin_url}/admin/clients", payload, expect=201)
         return MachineClient(
-            client_id=str(created["client_id"]), secret=str(created["client_secret"]), audience=tuple(audience)
+            client_id=str(created["client_id"]),
+            secret=str(created["client_secret"]),
+            audience=tuple(audience),
         )
 
     def token(self, client: MachineClient, *, audience: str) -> str:
