@@ -16,6 +16,9 @@ Three groups, because least privilege depends on the chart's values:
   operator does not hold needs `escalate`; binding that Role needs `bind`. Neither can be narrowed
   by name, because the Role names are generated per request; that is why it is an opt-in.
 
+`CA_BUNDLE_PERMISSIONS`: a Role in the operator's namespace, only on the ConfigMaps the values name
+(`identity.caBundleConfigMaps`); a caBundle in a Secret needs nothing more than `secrets: get`.
+
 `UNINSTALL_HOOK_PERMISSIONS` is what the chart's pre-delete Job (`jitgrant revoke --all`) needs.
 """
 
@@ -119,6 +122,16 @@ INLINE_RULES_PERMISSIONS: tuple[Permission, ...] = (
         ("list", "escalate", "bind"),
         "inline-rules mode only, on top of get/create/delete: a Role per grant with rules the "
         "operator does not hold (escalate), bound by the grant's RoleBinding (bind), listed by the sweep",
+    ),
+)
+
+CA_BUNDLE_PERMISSIONS: tuple[Permission, ...] = (
+    Permission(
+        "",
+        "configmaps",
+        ("get",),
+        "only the ConfigMaps named in identity.caBundleConfigMaps (resourceNames), in the operator's "
+        "namespace: extra CA certificates for an identity provider behind a private CA",
     ),
 )
 

@@ -23,6 +23,7 @@ from jitgrant.audit.config import AuditConfig, FileSinkConfig, StdoutSinkConfig
 from jitgrant.audit.trail import AuditTrail
 from jitgrant.clusters.connection import kubeconfig_connection, own_cluster_connection
 from jitgrant.clusters.eks import EKSAccess
+from jitgrant.clusters.identity import ClusterCABundles, LeaseRefreshMarks
 from jitgrant.clusters.own import ClusterApi, api_client_from
 from jitgrant.clusters.registry import TargetClusters
 from jitgrant.clusters.replay import SharedReplayCache
@@ -86,7 +87,14 @@ def build_runtime(
     # The replay set lives in the API server, so a token used through one replica's webhook is
     # refused by every other, and after restarts.
     runtime.oidc = OIDCVerifier(
-        keys=JWKSCache(), replay=SharedReplayCache(client, namespace=settings.operator_namespace)
+        keys=JWKSCache(
+            ttl=settings.jwks_cache_ttl,
+            refetch_interval=settings.jwks_refetch_interval,
+            fetch_budget=settings.identity_fetch_budget,
+            ca_bundles=ClusterCABundles(client, namespace=settings.operator_namespace),
+            refresh=LeaseRefreshMarks(client, namespace=settings.operator_namespace),
+        ),
+        replay=SharedReplayCache(client, namespace=settings.operator_namespace),
     )
     if settings.eks_enabled:
         runtime.targets = TargetClusters(

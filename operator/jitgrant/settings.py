@@ -38,6 +38,18 @@ class OperatorSettings(BaseModel):
     finished_retention: timedelta = Field(default=timedelta(days=7), ge=timedelta(0))
     # Requests reconciled at once; the rest wait their turn in the order they became due.
     concurrency: int = Field(default=8, ge=1, le=256)
+    # Identity provider keys (docs/identity-and-approvals.md, "Signing keys"): the JWKS is kept for
+    # its Cache-Control max-age up to `jwks_cache_ttl`, so a key the IdP removed stops being accepted
+    # within it; a token with an unknown kid refetches at once, at most once per
+    # `jwks_refetch_interval` per issuer; discovery + JWKS together get `identity_fetch_budget`, well
+    # inside the API server's 10 s webhook timeout.
+    jwks_cache_ttl: timedelta = Field(default=timedelta(minutes=5), gt=timedelta(0), le=timedelta(hours=24))
+    jwks_refetch_interval: timedelta = Field(
+        default=timedelta(seconds=5), ge=timedelta(0), le=timedelta(hours=1)
+    )
+    identity_fetch_budget: timedelta = Field(
+        default=timedelta(seconds=3), gt=timedelta(0), le=timedelta(seconds=8)
+    )
     audit_config: Path | None = None
     audit_file: Path | None = None
     audit_stdout: bool = True

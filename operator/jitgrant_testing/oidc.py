@@ -52,6 +52,7 @@ class OIDCIssuer:
     published: list[dict[str, Any]] = field(default_factory=list)
     jwks_requests: int = 0
     discovery_issuer: str | None = None  # publish a discovery document naming another issuer
+    jwks_headers: dict[str, str] = field(default_factory=dict)  # e.g. Cache-Control on the JWKS
     tls: WebhookTLS = field(init=False, repr=False)
     _runner: web.AppRunner | None = field(init=False, default=None, repr=False)
 
@@ -72,7 +73,7 @@ class OIDCIssuer:
 
         async def jwks(_: web.Request) -> web.Response:
             self.jwks_requests += 1
-            return web.json_response({"keys": self.published})
+            return web.json_response({"keys": self.published}, headers=self.jwks_headers)
 
         app = web.Application()
         app.router.add_get("/.well-known/openid-configuration", discovery)

@@ -28,6 +28,9 @@ EXPECTED_ARGS = [
     "--log-format", "text",
     "--finished-retention", "168h",
     "--concurrency", "8",
+    "--jwks-cache-ttl", "300",
+    "--jwks-refetch-interval", "5",
+    "--identity-fetch-budget", "3",
 ]  # fmt: skip
 
 

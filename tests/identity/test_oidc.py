@@ -102,7 +102,8 @@ async def test_alg_none_is_refused_before_any_key_is_fetched(
 ) -> None:
     token = unsigned_token(issuer.claims(), header={"alg": "none", "typ": "JWT", "kid": "rsa-1"})
     reason = await refused(verifier, token, config(issuer))
-    assert reason == f"algorithm 'none' is not allowed for issuer {issuer.url} (allowed: RS256, ES256)"
+    allowed = "RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512, EdDSA"
+    assert reason == f"algorithm 'none' is not allowed for issuer {issuer.url} (allowed: {allowed})"
     assert issuer.jwks_requests == 0
 
 

@@ -13,6 +13,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from jitgrant.cli.completion import add_completion_subcommand, completion_script
 from jitgrant.cli.exitcodes import EXIT_CODES_HELP, ExitCode
+from jitgrant.cli.identity import add_identity_subcommand
 from jitgrant.cli.parsers import (
     add_activity_subcommand,
     add_agent_subcommands,
@@ -50,6 +51,7 @@ def build_parser(prog: str = "jitgrant") -> argparse.ArgumentParser:
     add_agent_subcommands(sub)
     add_activity_subcommand(sub)
     add_receiver_subcommand(sub)
+    add_identity_subcommand(sub)
     try:
         from jitgrant.audit.cli import add_audit_subcommands
     except ImportError:  # pragma: no cover - the audit CLI ships with the package

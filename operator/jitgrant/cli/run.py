@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import os
 import sys
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,30 @@ def add_run_subcommand(sub: Any) -> None:
         "operator audits its removal and deletes it, e.g. 168h (the default) or 30m; 0 keeps them forever",
     )
     p.add_argument(
+        "--jwks-cache-ttl",
+        type=_seconds_between(1, 86400),
+        default=OperatorSettings.model_fields["jwks_cache_ttl"].default,
+        metavar="SECONDS",
+        help="longest an identity provider's keys are kept (its Cache-Control max-age is honoured up to "
+        "this; default 300): a key the IdP removed stops being accepted within it",
+    )
+    p.add_argument(
+        "--jwks-refetch-interval",
+        type=_seconds_between(0, 3600),
+        default=OperatorSettings.model_fields["jwks_refetch_interval"].default,
+        metavar="SECONDS",
+        help="a token naming an unknown key id refetches the keys at once, but at most once per this "
+        "many seconds per issuer (default 5)",
+    )
+    p.add_argument(
+        "--identity-fetch-budget",
+        type=_seconds_between(0.1, 8),
+        default=OperatorSettings.model_fields["identity_fetch_budget"].default,
+        metavar="SECONDS",
+        help="time for an identity provider's discovery document and keys together (default 3; at most 8, "
+        "inside the API server's 10 s webhook timeout); past it the token is refused, nothing is filed",
+    )
+    p.add_argument(
         "--leader-elect",
         action="store_true",
         default=os.environ.get("JITGRANT_LEADER_ELECT", "") == "true",
@@ -104,6 +129,21 @@ def _concurrency(text: str) -> int:
     if not 1 <= value <= 256:
         raise argparse.ArgumentTypeError(f"{text!r} is not accepted: expected a whole number from 1 to 256")
     return value
+
+
+def _seconds_between(low: float, high: float) -> Callable[[str], timedelta]:
+    def parse(text: str) -> timedelta:
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        if not low <= value <= high:  # NaN fails too
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not accepted: expected a number of seconds from {low:g} to {high:g}"
+            )
+        return timedelta(seconds=value)
+
+    return parse
 
 
 def _retention(text: str) -> timedelta:
@@ -137,6 +177,9 @@ def settings_from_args(args: argparse.Namespace) -> OperatorSettings:
         "sweep_interval": timedelta(seconds=args.sweep_interval),
         "finished_retention": args.finished_retention,
         "concurrency": args.concurrency,
+        "jwks_cache_ttl": args.jwks_cache_ttl,
+        "jwks_refetch_interval": args.jwks_refetch_interval,
+        "identity_fetch_budget": args.identity_fetch_budget,
         "audit_config": args.audit_config,
         "metrics_port": args.metrics_port,
         "health_port": args.health_port,

@@ -49,7 +49,7 @@ from jitgrant.clusters.errors import ClusterAccessError
 from jitgrant.handlers.dry_run import answer_dry_run
 from jitgrant.handlers.telemetry import measured
 from jitgrant.identity.claims import requester_refusal
-from jitgrant.identity.jwks import JWKSCache
+from jitgrant.identity.jwks import IssuerUnavailable, JWKSCache
 from jitgrant.identity.oidc import OIDCVerifier, TokenRefused, unverified_issuer
 from jitgrant.identity.stamp import (
     Revoker,
@@ -168,6 +168,11 @@ async def _oidc_stamp(
     try:
         identity = await _verifier(runtime).verify(token, issuer=issuer, consume=not dryrun)
     except TokenRefused as error:
+        # An IdP that did not answer is not the token's fault: say that nothing happened, so the
+        # agent retries rather than giving up (and the refusal comes well inside the API server's
+        # webhook timeout, never as its HTTP 500).
+        if isinstance(error.__cause__, IssuerUnavailable):
+            raise _refuse(f"OIDC token refused: {error}; nothing was filed", code=503) from error
         raise _refuse(f"OIDC token refused: {error}") from error
     refusal = requester_refusal(identity, issuer=issuer, policy_name=name)
     if refusal is not None:

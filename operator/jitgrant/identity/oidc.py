@@ -27,6 +27,7 @@ from jitgrant.identity.claims import (
     replay_key_for,
 )
 from jitgrant.models import OIDCRequester
+from jitgrant.models.policy import CABundleRef
 
 _KEY_TYPE_FOR_ALGORITHM = {"RS": "RSA", "PS": "RSA", "ES": "EC", "Ed": "OKP"}
 
@@ -49,7 +50,9 @@ class TokenRefused(Exception):
 
 
 class KeySource(Protocol):
-    async def key(self, issuer: str, kid: str) -> Mapping[str, Any]: ...
+    async def key(
+        self, issuer: str, kid: str, *, ca_bundle: CABundleRef | None = None
+    ) -> Mapping[str, Any]: ...
 
 
 def _utcnow() -> datetime:
@@ -125,7 +128,7 @@ class OIDCVerifier:
         if not isinstance(kid, str) or not kid:
             raise TokenRefused("token header has no 'kid'; the signing key cannot be chosen")
         try:
-            jwk = await self._keys.key(issuer.issuer, kid)
+            jwk = await self._keys.key(issuer.issuer, kid, ca_bundle=issuer.ca_bundle)
         except Exception as error:  # the adapter's errors (JWKSError, network) all mean "no key"
             raise TokenRefused(str(error) or type(error).__name__) from error
         _check_key(jwk, alg=alg, issuer=issuer.issuer)

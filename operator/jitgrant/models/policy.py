@@ -38,8 +38,46 @@ class ServiceAccountRef(WireModel):
         return f"system:serviceaccount:{self.namespace}:{self.name}"
 
 
+# What mainstream identity providers sign with (Okta, Entra ID, Google, Keycloak, Auth0, Hydra):
+# every asymmetric JWS algorithm. `none` and HMAC (HS*) are never accepted, whatever a policy lists.
+DEFAULT_OIDC_ALGORITHMS = (
+    "RS256",
+    "RS384",
+    "RS512",
+    "PS256",
+    "PS384",
+    "PS512",
+    "ES256",
+    "ES384",
+    "ES512",
+    "EdDSA",
+)
+
+
+class CABundleRef(WireModel):
+    """A PEM bundle in the operator's namespace, trusted for one issuer *in addition to* the system
+    roots (an IdP behind a private CA), from a ConfigMap or a Secret."""
+
+    config_map: str | None = Field(default=None, description="ConfigMap in the operator's namespace.")
+    secret: str | None = Field(default=None, description="Secret in the operator's namespace.")
+    key: str = Field(default="ca.crt", min_length=1, description="The key holding the PEM bundle.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> CABundleRef:
+        if (self.config_map is None) == (self.secret is None):
+            raise ValueError(
+                "caBundle names exactly one of configMap or secret (a name in the operator's namespace)"
+            )
+        return self
+
+    @property
+    def source(self) -> str:
+        return f"ConfigMap {self.config_map}" if self.config_map else f"Secret {self.secret}"
+
+
 class OIDCRequester(WireModel):
-    """External agents proving themselves with an ID token from this issuer."""
+    """External agents proving themselves with an OIDC token (an ID token, or a JWT access token of a
+    machine client) from this issuer."""
 
     issuer: str = Field(min_length=1, description="Exact `iss` claim and base of the discovery document.")
     audience: str = Field(min_length=1, description="The `aud` the token must carry.")
@@ -49,7 +87,13 @@ class OIDCRequester(WireModel):
     )
     groups_claim: str = Field(default="groups", description="The token claim holding the caller's groups.")
     algorithms: tuple[str, ...] = Field(
-        default=("RS256", "ES256"), description="Signature algorithms accepted (never none or HS*)."
+        default=DEFAULT_OIDC_ALGORITHMS,
+        description="Signature algorithms accepted (default: RS, PS and ES 256/384/512 and EdDSA; "
+        "never none or HS*).",
+    )
+    ca_bundle: CABundleRef | None = Field(
+        default=None,
+        description="Extra CA certificates for this issuer's TLS, added to the system roots.",
     )
     dangerously_allow_system_claims: bool = Field(
         default=False,

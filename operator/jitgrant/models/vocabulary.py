@@ -42,6 +42,11 @@ OWNER_SEAL_ANNOTATION: Final = f"{API_GROUP}/owner-seal"
 # On the Leases that record used OIDC tokens (the replay set every replica shares).
 REPLAY_LABEL: Final = f"{API_GROUP}/replay"
 FINALIZER: Final = f"{API_GROUP}/revoke-grant"
+# `jitgrant identity refresh`: a Lease in the operator's namespace whose annotations are refresh
+# marks, one for every issuer (`all`) and one per issuer (`issuer-<sha256 of the URL, 16 hex>`). Each
+# replica reads them before using cached IdP keys and fetches the keys again when a mark changed.
+IDENTITY_REFRESH_LEASE: Final = "jitgrant-identity-refresh"
+IDENTITY_REFRESH_PREFIX: Final = f"identity-refresh.{API_GROUP}/"
 CREATED_BY_EXTRA: Final = f"{API_GROUP}/created-by"
 LAST_APPLIED_ANNOTATION: Final = "kubectl.kubernetes.io/last-applied-configuration"
 # Prefix of the admission warnings (allowed, pending) and the refusal (denied) of a dryRun create.
@@ -115,6 +120,8 @@ class Reason(StrEnum):
     POLICY_READY = "PolicyReady"
     CLUSTER_ROLE_NOT_FOUND = "ClusterRoleNotFound"
     CLUSTER_ROLE_NOT_BINDABLE = "ClusterRoleNotBindable"
+    ISSUER_MISMATCH = "IssuerMismatch"  # the IdP's discovery document names itself otherwise
+    ISSUER_UNAVAILABLE = "IssuerUnavailable"  # the IdP's discovery document could not be fetched
 
 
 def format_time(value: datetime) -> str:
