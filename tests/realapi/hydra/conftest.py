@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import ssl
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,20 +18,26 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from kubernetes.client import CoreV1Api, CustomObjectsApi
+from kubernetes.client.exceptions import ApiException
 
+from jitgrant.models import API_GROUP, API_VERSION
 from jitgrant.settings import OperatorSettings
 from jitgrant_testing.controlplane import ControlPlane
+from jitgrant_testing.environment import OPERATOR_NAMESPACE, wait_until
 from jitgrant_testing.hydra import Hydra, HydraError, HydraUnavailable, MachineClient, ensure_hydra
 from jitgrant_testing.realenv import RealEnvironment
 
 HERE = Path(__file__).resolve().parent
 AUDIENCE = "jitgrant"
-# The operator's key cache in this tier (issue 29 section 3): short, so rotation and deletion are
-# measured in seconds. Applied only where OperatorSettings has these fields.
+# The operator's key cache in this tier (chart values identity.jwksCacheTTLSeconds and
+# jwksRefetchIntervalSeconds): short, so rotation and deletion are measured in seconds.
 KEY_CACHE_SETTINGS = {
     "jwks_cache_ttl": timedelta(seconds=6),
     "jwks_refetch_interval": timedelta(seconds=2),
 }
+POLICY = "hydra-agents"
+CA_SECRET = "hydra-ca"  # in the operator's namespace: the issuer entry's caBundle
 _build: dict[str, object] = {}
 
 
@@ -105,24 +110,6 @@ def hydra() -> Iterator[Hydra]:
         yield idp
 
 
-def key_cache_configurable() -> bool:
-    return all(name in OperatorSettings.model_fields for name in KEY_CACHE_SETTINGS)
-
-
-def _trust_bundle(hydra: Hydra, directory: Path) -> Path:
-    """The system's roots plus Hydra's CA in one file: SSL_CERT_FILE replaces the system bundle."""
-    parts = []
-    defaults = ssl.get_default_verify_paths()
-    for candidate in (os.environ.get("SSL_CERT_FILE"), defaults.cafile, defaults.openssl_cafile):
-        if candidate and Path(candidate).is_file():
-            parts.append(Path(candidate).read_text())
-            break
-    parts.append(hydra.ca_path.read_text())
-    bundle = directory / "roots-and-hydra.pem"
-    bundle.write_text("\n".join(parts))
-    return bundle
-
-
 @dataclass
 class Tier:
     """The operator on the real API server trusting Hydra, and the machine clients a policy admits."""
@@ -147,26 +134,28 @@ def tier(
     real_env: RealEnvironment,
     control_plane: ControlPlane,
     hydra: Hydra,
-    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Tier]:
-    """The shared operator restarted to trust Hydra's CA, with the tier's key-cache settings.
+    """The shared operator restarted with the tier's key-cache settings, and a policy for Hydra.
 
-    The CA goes in through SSL_CERT_FILE (a bundle of the system roots and Hydra's CA), the only way
-    the operator's key fetcher trusts a private CA today (issue 29 section 5 asks for per-issuer CA
-    bundles). Both are undone at the end, and the operator restarted as it was.
+    Hydra's CA reaches the operator as an operator would give it: a Secret in the operator's namespace
+    named by the policy's issuer entry (`caBundle`), added to the system roots for that issuer only.
+    The operator is restarted with its usual settings at the end.
     """
-    bundle = _trust_bundle(hydra, tmp_path_factory.mktemp("hydra-trust"))
-    before = os.environ.get("SSL_CERT_FILE")
     real_env.operator.stop()
-    os.environ["SSL_CERT_FILE"] = str(bundle)
-    if key_cache_configurable():
-        real_env.operator_settings = dict(KEY_CACHE_SETTINGS)
+    real_env.operator_settings = dict(KEY_CACHE_SETTINGS)
     try:
         real_env.start_operator(timeout=60.0)
+        CoreV1Api(real_env.admin).create_namespaced_secret(
+            OPERATOR_NAMESPACE,
+            {
+                "metadata": {"name": CA_SECRET},
+                "stringData": {"ca.crt": hydra.ca_path.read_text()},
+            },
+        )
         agent = hydra.create_client(audience=[AUDIENCE, "other-api"])
         short_lived = hydra.create_client(audience=[AUDIENCE], access_token_lifespan="1s")
         stranger = hydra.create_client(audience=[AUDIENCE])
-        policy = "hydra-agents"
+        policy = POLICY
         real_env.apply(
             [
                 {
@@ -180,6 +169,7 @@ def tier(
                                     "issuer": hydra.issuer,
                                     "audience": AUDIENCE,
                                     "subjects": [agent.client_id, short_lived.client_id],
+                                    "caBundle": {"secret": CA_SECRET},
                                 }
                             ]
                         },
@@ -193,6 +183,9 @@ def tier(
             ]
         )
         real_env.allow_to_request("agents", user="agent")
+        # Ready means the operator fetched Hydra's discovery document through the caBundle and found
+        # the issuer spelled as the policy spells it.
+        wait_until(lambda: _ready(real_env, policy), timeout=30, what=f"GrantPolicy {policy} to be Ready")
         yield Tier(
             env=real_env,
             plane=control_plane,
@@ -204,9 +197,20 @@ def tier(
         )
     finally:
         real_env.operator.stop()
-        if before is None:
-            os.environ.pop("SSL_CERT_FILE", None)
-        else:
-            os.environ["SSL_CERT_FILE"] = before
         real_env.operator_settings = {}
         real_env.start_operator(timeout=60.0)
+        custom, core = CustomObjectsApi(real_env.admin), CoreV1Api(real_env.admin)
+        try:
+            custom.delete_cluster_custom_object(API_GROUP, API_VERSION, "grantpolicies", POLICY)
+            core.delete_namespaced_secret(CA_SECRET, OPERATOR_NAMESPACE)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+
+def _ready(env: RealEnvironment, policy: str) -> bool:
+    found = CustomObjectsApi(env.admin).get_cluster_custom_object(
+        API_GROUP, API_VERSION, "grantpolicies", policy
+    )
+    conditions = (found.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)

@@ -34,13 +34,13 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from kubernetes.client import ApiClient, CustomObjectsApi
 from kubernetes.client.exceptions import ApiException
 
+from jitgrant.clusters.identity import request_refresh
 from jitgrant.identity.jwks import JWKSCache
-from jitgrant.identity.oidc import OIDCVerifier
 from jitgrant.models import API_GROUP, API_VERSION
 from jitgrant.models.vocabulary import OIDC_TOKEN_ANNOTATION
-from jitgrant_testing.environment import wait_until
+from jitgrant_testing.environment import OPERATOR_NAMESPACE, wait_until
 
-from .conftest import AUDIENCE, KEY_CACHE_SETTINGS, Tier, key_cache_configurable
+from .conftest import AUDIENCE, KEY_CACHE_SETTINGS, Tier
 
 NS = "agents"
 FIRST_USES = 40
@@ -337,17 +337,10 @@ def test_a_token_whose_kid_names_another_of_hydras_keys_is_refused(tier: Tier) -
 
 def configured_key_cache(tier: Tier) -> tuple[float, float]:
     """(TTL, minimum refetch interval) in seconds, as the running operator is configured."""
-    if not key_cache_configurable():
-        pytest.fail(
-            "the operator's JWKS cache is not configurable: OperatorSettings has no "
-            f"{' / '.join(KEY_CACHE_SETTINGS)} (issue 29 section 3); the cache keeps keys 15 minutes "
-            "and refetches at most once a minute, hard-coded"
-        )
     settings = tier.runtime_settings
-    ttl = getattr(settings, "jwks_cache_ttl").total_seconds()  # noqa: B009 - a field newer than mypy's view
-    refetch = getattr(settings, "jwks_refetch_interval").total_seconds()  # noqa: B009
-    assert (ttl, refetch) == tuple(v.total_seconds() for v in KEY_CACHE_SETTINGS.values())
-    return ttl, refetch
+    configured = (settings.jwks_cache_ttl, settings.jwks_refetch_interval)
+    assert configured == (KEY_CACHE_SETTINGS["jwks_cache_ttl"], KEY_CACHE_SETTINGS["jwks_refetch_interval"])
+    return configured[0].total_seconds(), configured[1].total_seconds()
 
 
 def test_a_rotated_in_key_is_accepted_within_the_refetch_interval(
@@ -405,6 +398,23 @@ def test_a_key_deleted_at_the_idp_is_refused_within_the_ttl(tier: Tier, pytestco
     assert file_request(tier, fresh, dry_run=True) is None
 
 
+def test_identity_refresh_refuses_a_deleted_key_at_once(tier: Tier, pytestconfig: pytest.Config) -> None:
+    """The compromised-key runbook: delete the key at the IdP, then `jitgrant identity refresh`. The
+    next token signed by that key is refused, without waiting for the TTL."""
+    doomed_token = tier.hydra.token(tier.agent, audience=AUDIENCE)
+    doomed_kid = parts(doomed_token)[0]["kid"]
+    assert file_request(tier, doomed_token, dry_run=True) is None  # cached and accepted
+    tier.hydra.rotate_signing_key()
+    tier.hydra.delete_signing_key(doomed_kid)
+    started = time.monotonic()
+    request_refresh(tier.env.admin, namespace=OPERATOR_NAMESPACE, issuer=tier.hydra.issuer)
+    message = file_request(tier, doomed_token, dry_run=True)
+    took = time.monotonic() - started
+    assert message is not None, "a token of the deleted key was accepted after the refresh"
+    assert f"unknown signing key id (kid) '{doomed_kid}'" in message, message
+    say(pytestconfig, f"after jitgrant identity refresh, a deleted key was refused in {took:.2f}s")
+
+
 # --- first uses after fresh key caches ---------------------------------------------------------------
 
 
@@ -430,24 +440,17 @@ def test_every_key_fetch_from_hydra_succeeds(tier: Tier, pytestconfig: pytest.Co
     assert not failures, f"{len(failures)} of {FIRST_USES} fetches failed, e.g. {failures[:3]}"
 
 
-def test_every_first_use_after_a_fresh_key_cache_is_accepted(tier: Tier, pytestconfig: pytest.Config) -> None:
-    """End to end: before each request the operator's verifier starts with an empty key cache (as after
-    a restart), and a valid token goes through the API server and the webhook. 40 of 40 must pass."""
-    runtime = tier.env.operator.runtime
-    assert runtime is not None
-    original = runtime.oidc
-    context = tier.hydra.ssl_context()
+def test_every_first_use_after_a_key_refresh_is_accepted(tier: Tier, pytestconfig: pytest.Config) -> None:
+    """End to end, 40 times: `jitgrant identity refresh` (what it writes), so the operator fetches
+    Hydra's keys again for the next token, and a valid token through the API server and the webhook.
+    Every one must be accepted."""
     refusals: list[str] = []
-    try:
-        for _ in range(FIRST_USES):
-            runtime.oidc = OIDCVerifier(keys=JWKSCache(ssl_context=context), replay=original.replay)
-            message = file_request(tier, tier.hydra.token(tier.agent, audience=AUDIENCE), dry_run=True)
-            if message is not None:
-                refusals.append(message)
-    finally:
-        runtime.oidc = original
+    for _ in range(FIRST_USES):
+        request_refresh(tier.env.admin, namespace=OPERATOR_NAMESPACE, issuer=tier.hydra.issuer)
+        message = file_request(tier, tier.hydra.token(tier.agent, audience=AUDIENCE), dry_run=True)
+        if message is not None:
+            refusals.append(message)
     say(
-        pytestconfig,
-        f"first uses after a fresh key cache: {FIRST_USES - len(refusals)} of {FIRST_USES} accepted",
+        pytestconfig, f"first uses after a key refresh: {FIRST_USES - len(refusals)} of {FIRST_USES} accepted"
     )
     assert not refusals, f"{len(refusals)} of {FIRST_USES} valid tokens refused, e.g. {refusals[:3]}"
