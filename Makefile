@@ -93,10 +93,11 @@ test: kube
 # its sqlite driver); without them it only warns, and pytest skips tests/realapi/hydra saying why.
 .PHONY: hydra
 hydra:
-	@if command -v go >/dev/null 2>&1 && command -v $${CC:-cc} >/dev/null 2>&1; then \
-		bash tests/hydra/build.sh >/dev/null; \
+	@if command -v go >/dev/null 2>&1; then \
+		bash tests/hydra/build.sh >/dev/null || { rc=$$?; [ $$rc -eq 2 ] || exit $$rc; \
+			echo "WARNING: no C compiler on PATH: Ory Hydra cannot be built, tests/realapi/hydra will be skipped"; }; \
 	else \
-		echo "WARNING: no Go toolchain or no C compiler on PATH: Ory Hydra cannot be built, tests/realapi/hydra will be skipped"; \
+		echo "WARNING: no Go toolchain on PATH: Ory Hydra cannot be built, tests/realapi/hydra will be skipped"; \
 	fi
 
 test: hydra

@@ -30,11 +30,6 @@ if ! command -v go >/dev/null 2>&1; then
     say "no Go toolchain on PATH: cannot build Ory Hydra"
     exit 2
 fi
-if ! command -v "${CC:-cc}" >/dev/null 2>&1; then
-    say "no C compiler (${CC:-cc}) on PATH: Hydra's sqlite driver (the memory DSN) needs cgo"
-    exit 2
-fi
-
 cache_root="${JITGRANT_HYDRA_CACHE:-${HOME}/.cache/jitgrant/hydra}"
 dest="${cache_root}/${HYDRA_VERSION}"
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -56,6 +51,10 @@ if complete; then
     exit 0
 fi
 
+if ! command -v "${CC:-cc}" >/dev/null 2>&1; then
+    say "no C compiler (${CC:-cc}) on PATH: Hydra's sqlite driver (the memory DSN) needs cgo"
+    exit 2
+fi
 say "building Ory Hydra ${HYDRA_VERSION} with $(go env GOVERSION) into ${dest} (a few minutes on 2 cores)"
 start=$(date +%s)
 staging="$(mktemp -d "${cache_root}/.build-XXXXXX")"
