@@ -431,14 +431,20 @@ class Environment:
         if group:
             subjects.append({"kind": "Group", "name": group, "apiGroup": "rbac.authorization.k8s.io"})
         suffix = (service_account or user or group or "x").replace(":", "-").lower()
-        rbac.create_namespaced_role_binding(
-            namespace,
-            {
-                "metadata": {"name": f"{role}-{suffix}"},
-                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role},
-                "subjects": subjects,
-            },
-        )
+        try:
+            rbac.create_namespaced_role_binding(
+                namespace,
+                {
+                    "metadata": {"name": f"{role}-{suffix}"},
+                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role},
+                    "subjects": subjects,
+                },
+            )
+        except ApiException as exc:
+            # The same name binds the same subject to the same Role: another module of a session
+            # sharing the installation (tests/realapi) allowed it already.
+            if exc.status != 409:
+                raise
 
     # -- objects ----------------------------------------------------------------------------------
     def apply(self, manifests: Iterable[Mapping[str, Any]]) -> None:

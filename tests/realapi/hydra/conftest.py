@@ -15,10 +15,11 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 
 import pytest
-from kubernetes.client import CoreV1Api, CustomObjectsApi
+from kubernetes.client import CoreV1Api, CustomObjectsApi, RbacAuthorizationV1Api
 from kubernetes.client.exceptions import ApiException
 
 from jitgrant.models import API_GROUP, API_VERSION
@@ -38,6 +39,8 @@ KEY_CACHE_SETTINGS = {
 }
 POLICY = "hydra-agents"
 CA_SECRET = "hydra-ca"  # in the operator's namespace: the issuer entry's caBundle
+# The RoleBinding allow_to_request(user="agent") makes (tests/realapi/test_jitgrant.py makes it again).
+AGENT_BINDING = "jitgrant-requester-agent"
 _build: dict[str, object] = {}
 
 
@@ -202,13 +205,19 @@ def tier(hydra: Hydra, real_env: RealEnvironment, control_plane: ControlPlane) -
         real_env.operator.stop()
         real_env.operator_settings = {}
         real_env.start_operator(timeout=60.0)
+        # What this module added to the shared installation goes, so later modules start as before.
         custom, core = CustomObjectsApi(real_env.admin), CoreV1Api(real_env.admin)
-        try:
-            custom.delete_cluster_custom_object(API_GROUP, API_VERSION, "grantpolicies", POLICY)
-            core.delete_namespaced_secret(CA_SECRET, OPERATOR_NAMESPACE)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
+        rbac = RbacAuthorizationV1Api(real_env.admin)
+        for delete in (
+            partial(custom.delete_cluster_custom_object, API_GROUP, API_VERSION, "grantpolicies", POLICY),
+            partial(core.delete_namespaced_secret, CA_SECRET, OPERATOR_NAMESPACE),
+            partial(rbac.delete_namespaced_role_binding, AGENT_BINDING, "agents"),
+        ):
+            try:
+                delete()
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
 
 
 def _ready(env: RealEnvironment, policy: str) -> bool:
