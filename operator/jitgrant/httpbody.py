@@ -13,9 +13,10 @@ CloudWatch) read whole bodies themselves and check them against Content-Length; 
 from __future__ import annotations
 
 import http.client
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-import aiohttp
+if TYPE_CHECKING:
+    import aiohttp
 
 _PIECE = 64 * 1024
 
@@ -55,13 +56,18 @@ async def read_body(
     `declared` is the Content-Length, if any: a body declared over the limit is refused before any of
     it is read. `what` names the body in messages ("the identity provider's discovery document").
     """
+    # Imported here: the notifier (and with it `jitgrant --help`) reads bodies with read_body_sync only.
+    import aiohttp
+
     declared = _declared(declared, what=what, limit=limit)
     pieces: list[bytes] = []
     received = 0
     while True:
         try:
             piece = await stream.read(min(_PIECE, limit + 1 - received))
-        except (aiohttp.ClientPayloadError, ConnectionError, EOFError) as error:
+        except aiohttp.ClientPayloadError as error:  # the byte counts say all its message says
+            raise BodyCutOff(what, received=received, declared=declared) from error
+        except (ConnectionError, EOFError) as error:
             raise BodyCutOff(what, received=received, declared=declared, cause=_cause(error)) from error
         if not piece:
             break

@@ -86,15 +86,15 @@ def build_runtime(
     )
     # The replay set lives in the API server, so a token used through one replica's webhook is
     # refused by every other, and after restarts.
+    runtime.identity_keys = JWKSCache(
+        ttl=settings.jwks_cache_ttl,
+        refetch_interval=settings.jwks_refetch_interval,
+        fetch_budget=settings.identity_fetch_budget,
+        ca_bundles=ClusterCABundles(client, namespace=settings.operator_namespace),
+        refresh=LeaseRefreshMarks(client, namespace=settings.operator_namespace),
+    )
     runtime.oidc = OIDCVerifier(
-        keys=JWKSCache(
-            ttl=settings.jwks_cache_ttl,
-            refetch_interval=settings.jwks_refetch_interval,
-            fetch_budget=settings.identity_fetch_budget,
-            ca_bundles=ClusterCABundles(client, namespace=settings.operator_namespace),
-            refresh=LeaseRefreshMarks(client, namespace=settings.operator_namespace),
-        ),
-        replay=SharedReplayCache(client, namespace=settings.operator_namespace),
+        keys=runtime.identity_keys, replay=SharedReplayCache(client, namespace=settings.operator_namespace)
     )
     if settings.eks_enabled:
         runtime.targets = TargetClusters(

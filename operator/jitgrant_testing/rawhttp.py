@@ -82,6 +82,12 @@ class RawHTTPServer:
             head = await reader.readuntil(b"\r\n\r\n")
             self.requests += 1
             path = head.split(b" ", 2)[1].decode()
+            # Read the request's body: closing with unread bytes makes the kernel send a reset,
+            # which can overtake the answer on its way to the client.
+            for line in head.split(b"\r\n"):
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length" and int(value.strip() or 0):
+                    await reader.readexactly(int(value.strip()))
             if self.stall or path in self.stall_paths:
                 await reader.read()
                 return

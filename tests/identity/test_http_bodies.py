@@ -11,15 +11,25 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
+import logging
+import threading
 from pathlib import Path
 
 import aiohttp
 import pytest
+from aiohttp import web
+from prometheus_client import CollectorRegistry
 
+from jitgrant.activity.webhook import MAX_BODY_BYTES, AuditWebhookReceiver
+from jitgrant.client._api import Connection, Tls
+from jitgrant.client.errors import ApiUnreachable
 from jitgrant.httpbody import BodyCutOff, BodyTooLarge, read_body, read_body_sync
 from jitgrant.identity.jwks import MAX_DOCUMENT_BYTES, JWKSCache, JWKSError
 from jitgrant.identity.oidc import OIDCVerifier
 from jitgrant.models import OIDCRequester
+from jitgrant.notify.config import NotifierConfig, NotifyEvent
+from jitgrant.notify.dispatch import Notifier
+from jitgrant.notify.messages import Notice
 from jitgrant_testing.rawhttp import RawHTTPServer, Route
 from jitgrant_testing.rawissuer import KID, raw_issuer
 
@@ -194,3 +204,138 @@ async def test_read_body_refuses_past_the_limit(tmp_path: Path) -> None:
     finally:
         await server.stop()
     assert str(big.value) == "the body is more than 4,096 bytes; at most 4,096 are accepted"
+
+
+# --- every other reader goes through the helper: the agent's client, the audit receiver, notices ---
+
+
+async def test_the_agent_client_reads_an_answer_sent_in_1_byte_pieces(tmp_path: Path) -> None:
+    answer = json.dumps({"kind": "AccessRequest", "metadata": {"name": "r"}, "pad": "x" * 3000}).encode()
+    server = RawHTTPServer(tmp_path, piece=1)
+    server.routes["/apis/x"] = Route(answer)
+    await server.start()
+    connection = Connection(
+        host=server.url,
+        tls=Tls(ca_file=str(server.tls.cafile) if server.tls else None),
+        authorization=lambda: None,
+    )
+    try:
+        result = await connection.call("GET", "/apis/x")
+    finally:
+        await connection.close()
+        await server.stop()
+    assert result.body["metadata"] == {"name": "r"}
+
+
+async def test_the_agent_client_says_when_an_answer_was_cut_off(tmp_path: Path) -> None:
+    server = RawHTTPServer(tmp_path, piece=100, cut_after=500)
+    server.routes["/apis/x"] = Route(json.dumps({"pad": "x" * 3000}).encode())
+    await server.start()
+    connection = Connection(
+        host=server.url,
+        tls=Tls(ca_file=str(server.tls.cafile) if server.tls else None),
+        authorization=lambda: None,
+    )
+    try:
+        with pytest.raises(ApiUnreachable) as cut:
+            await connection.call("GET", "/apis/x")
+    finally:
+        await connection.close()
+        await server.stop()
+    assert str(cut.value).endswith(
+        "the API server's answer to GET /apis/x was cut off after 500 of 3,011 bytes"
+    )
+
+
+async def _post_raw(port: int, head: bytes, pieces: list[bytes], *, close_early: bool = False) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(head)
+    for piece in pieces:
+        writer.write(piece)
+        await writer.drain()
+        await asyncio.sleep(0)
+    if close_early:
+        writer.close()
+        return b""
+    answer = await reader.read()
+    writer.close()
+    return answer
+
+
+async def test_the_audit_receiver_reads_a_batch_sent_in_1_byte_pieces_and_refuses_one_cut_off(
+    tmp_path: Path,
+) -> None:
+    receiver = AuditWebhookReceiver(tmp_path / "audit.log")
+    runner = web.AppRunner(receiver.app())
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    batch = json.dumps(
+        {"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "items": [{"auditID": "a", "verb": "get"}]}
+    ).encode()
+    head = (
+        f"POST /audit HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(batch)}\r\nConnection: close\r\n\r\n"
+    ).encode()
+    try:
+        answer = await _post_raw(port, head, [batch[i : i + 1] for i in range(len(batch))])
+        assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+        assert receiver.events == 1
+        await _post_raw(port, head, [batch[: len(batch) // 2]], close_early=True)
+        await asyncio.sleep(0.2)
+        assert receiver.events == 1  # half a batch is never appended
+        big = b'{"kind": "EventList", "items": [' + b" " * (MAX_BODY_BYTES + 1)
+        chunked = (
+            b"POST /audit HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        )
+        piece = 1 << 20
+        pieces = [
+            b"%x\r\n%s\r\n" % (len(big[i : i + piece]), big[i : i + piece]) for i in range(0, len(big), piece)
+        ]
+        answer = await _post_raw(port, chunked, [*pieces, b"0\r\n\r\n"])
+        assert answer.startswith(b"HTTP/1.1 413"), answer[:300]
+        assert f"the audit event batch is more than {MAX_BODY_BYTES:,} bytes".encode() in answer
+    finally:
+        await runner.cleanup()
+
+
+def test_a_notifiers_reply_is_read_whole_and_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    loop = asyncio.new_event_loop()
+    server = RawHTTPServer(tmp_path, tls_enabled=False, piece=1)
+    server.routes["/hook"] = Route(b"invalid_payload: missing text field", status=400)
+    loop.run_until_complete(server.start())
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    notifier = NotifierConfig(name="ops", type="webhook", url=f"{server.url}/hook")
+    try:
+        with caplog.at_level(logging.WARNING, logger="jitgrant.notify"):
+            notify = Notifier((notifier,), registry=CollectorRegistry())
+            try:
+                notify._post(notifier, _notice())
+            finally:
+                notify.close()
+    finally:
+        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(5)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        loop.close()
+    assert "answered 400" in caplog.text
+    assert "invalid_payload: missing text field" in caplog.text
+
+
+def _notice() -> Notice:
+    return Notice(
+        event=NotifyEvent.PENDING,
+        namespace="agents",
+        name="r-1",
+        phase="Pending",
+        reason="AwaitingApproval",
+        message="",
+        requester="agent",
+        policy="oncall",
+        scope="payments",
+        justification="INC-29",
+        duration="15m",
+        expires_at=None,
+    )

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes.client import CoordinationV1Api
+from kubernetes.client import CoordinationV1Api, CoreV1Api, CustomObjectsApi
 from kubernetes.client.exceptions import ApiException
 
 from jitgrant.cli.main import main as jitgrant
@@ -24,6 +24,7 @@ from jitgrant.models import OIDCRequester
 from jitgrant.models.vocabulary import IDENTITY_REFRESH_LEASE, OIDC_TOKEN_ANNOTATION
 from jitgrant_testing.aws import ServiceLoop
 from jitgrant_testing.controlplane import ControlPlane
+from jitgrant_testing.environment import wait_until
 from jitgrant_testing.oidc import AUDIENCE, OIDCIssuer, public_jwk
 from jitgrant_testing.rawhttp import RawHTTPServer
 from jitgrant_testing.rawissuer import RawIssuer
@@ -221,3 +222,111 @@ def test_identity_refresh_needs_rights_on_the_lease(
     code = jitgrant(["identity", "refresh", "--kubeconfig", str(kubeconfig)])
     assert code == 4
     assert "forbidden" in capsys.readouterr().err.lower()
+
+
+# --- per-issuer CA bundles and the policy's Ready condition -----------------------------------------
+
+
+def _ready(real_env: RealEnvironment, name: str, *, status: str) -> dict[str, Any]:
+    def condition() -> dict[str, Any] | None:
+        body = CustomObjectsApi(real_env.admin).get_cluster_custom_object(
+            "jitgrant.dev", "v1alpha1", "grantpolicies", name
+        )
+        for entry in (body.get("status") or {}).get("conditions") or ():
+            if entry.get("type") == "Ready" and entry.get("status") == status:
+                return dict(entry)
+        return None
+
+    return wait_until(condition, timeout=30, what=f"GrantPolicy {name} Ready={status}")
+
+
+def _oidc_policy(real_env: RealEnvironment, entry: dict[str, Any]) -> str:
+    name = f"idp-{secrets.token_hex(3)}"
+    real_env.apply(
+        [
+            {
+                "apiVersion": "jitgrant.dev/v1alpha1",
+                "kind": "GrantPolicy",
+                "metadata": {"name": name},
+                "spec": {
+                    "requesters": {"oidc": [{"audience": AUDIENCE, "subjects": [SUBJECT], **entry}]},
+                    "target": {"type": "InCluster"},
+                    "namespaces": ["payments"],
+                    "grants": [{"clusterRole": "jit-restart-checkout"}],
+                    "maxDuration": "15m",
+                    "approval": {"required": False},
+                },
+            }
+        ]
+    )
+    return name
+
+
+@pytest.fixture(scope="module")
+def private_idp(
+    real_env: RealEnvironment, loop: ServiceLoop, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[OIDCIssuer, str]]:
+    """An IdP whose certificate only its own CA vouches for, that CA in a Secret of the operator's
+    namespace (name returned)."""
+    issuer = OIDCIssuer(directory=tmp_path_factory.mktemp("private-idp"))
+    loop.run(issuer.start())
+    secret = f"idp-ca-{secrets.token_hex(3)}"
+    core = CoreV1Api(real_env.admin)
+    core.create_namespaced_secret(
+        OPERATOR_NAMESPACE,
+        {"metadata": {"name": secret}, "stringData": {"ca.crt": issuer.tls.ca_pem.decode()}},
+    )
+    try:
+        yield issuer, secret
+    finally:
+        core.delete_namespaced_secret(secret, OPERATOR_NAMESPACE)
+        loop.run(issuer.stop())
+
+
+def test_an_issuer_spelled_otherwise_than_its_discovery_document_makes_the_policy_not_ready(
+    real_env: RealEnvironment, private_idp: tuple[OIDCIssuer, str]
+) -> None:
+    issuer, secret = private_idp
+    slash = _oidc_policy(real_env, {"issuer": issuer.url + "/", "caBundle": {"secret": secret}})
+    condition = _ready(real_env, slash, status="False")
+    print(f"\ntrailing slash: Ready=False ({condition['reason']}) {condition['message']}")
+    assert condition["reason"] == "IssuerMismatch"
+    assert condition["message"] == (
+        f"requesters.oidc[0].issuer is '{issuer.url}/' but its discovery document names '{issuer.url}'; "
+        "tokens carry the IdP's spelling and are compared exactly, so every one would be refused: "
+        f"write '{issuer.url}'"
+    )
+    exact = _oidc_policy(real_env, {"issuer": issuer.url, "caBundle": {"secret": secret}})
+    assert _ready(real_env, exact, status="True")["reason"] == "PolicyReady"
+
+
+def test_a_private_ca_is_trusted_only_through_the_issuers_ca_bundle(
+    real_env: RealEnvironment, private_idp: tuple[OIDCIssuer, str]
+) -> None:
+    issuer, _ = private_idp
+    untrusted = _oidc_policy(real_env, {"issuer": issuer.url})
+    condition = _ready(real_env, untrusted, status="Unknown")
+    assert condition["reason"] == "IssuerUnavailable"
+    assert "the TLS certificate is not trusted" in condition["message"]
+    assert "name it in the issuer's caBundle" in condition["message"]
+    # A ConfigMap needs the chart's identity.caBundleConfigMaps (none here): refused by RBAC, and said so.
+    configmap = _oidc_policy(real_env, {"issuer": issuer.url, "caBundle": {"configMap": "idp-ca"}})
+    condition = _ready(real_env, configmap, status="Unknown")
+    assert "the operator may not read it" in condition["message"], condition
+
+
+def test_a_token_from_an_idp_behind_a_private_ca_files_through_the_ca_bundle(
+    real_env: RealEnvironment, private_idp: tuple[OIDCIssuer, str]
+) -> None:
+    """The operator's own JWKS cache (the runner's, with the Secret reader): the production path."""
+    issuer, secret = private_idp
+    policy = _oidc_policy(real_env, {"issuer": issuer.url, "caBundle": {"secret": secret}})
+    runtime = real_env.operator.runtime
+    assert runtime is not None and runtime.identity_keys is not None
+    before = runtime.oidc
+    runtime.oidc = OIDCVerifier(keys=runtime.identity_keys)
+    try:
+        _, refused = _file(real_env, policy=policy, token=issuer.mint(SUBJECT))
+    finally:
+        runtime.oidc = before
+    assert refused is None, refused and refused.body

@@ -32,6 +32,8 @@ from typing import Any
 
 from aiohttp import web
 
+from jitgrant.httpbody import BodyError, BodyTooLarge, read_body
+
 #: kube-apiserver's default batch is 400 Events; at level RequestResponse each can carry two objects.
 MAX_BODY_BYTES = 64 * 2**20
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -76,7 +78,18 @@ class AuditWebhookReceiver:
             ):
                 return _status(401, "a bearer token is required: the one in the audit webhook kubeconfig")
         try:
-            body = json.loads(await request.read())
+            raw = await read_body(
+                request.content,
+                limit=MAX_BODY_BYTES,
+                what="the audit event batch",
+                declared=request.content_length,
+            )
+        except BodyTooLarge as exc:
+            return _status(413, f"{exc}; lower the API server's --audit-webhook-batch-max-size")
+        except BodyError as exc:
+            return _status(400, str(exc))
+        try:
+            body = json.loads(raw)
         except ValueError:
             return _status(400, "the body is not JSON (expected an audit.k8s.io/v1 EventList)")
         if (

@@ -157,7 +157,10 @@ def add_agent_subcommands(sub: Any) -> None:
     )
     p.add_argument("--name", help="the request's name (default: generated from the policy's)")
     p.add_argument(
-        "--oidc-token-file", metavar="F", help="prove yourself with this OIDC ID token ('-' reads stdin)"
+        "--oidc-token-file",
+        metavar="F",
+        help="prove yourself with this OIDC token: an ID token, or a machine client's JWT access token "
+        "('-' reads stdin)",
     )
     p.add_argument("--wait", action="store_true", help="wait until the grant is active or the request ends")
     p.add_argument("--timeout", default="30m", help="with --wait: give up after this long (default 30m)")

@@ -26,6 +26,7 @@ from kubernetes.config.config_exception import ConfigException
 from multidict import CIMultiDict
 
 from jitgrant.client.errors import ApiRefused, ApiUnreachable, JitgrantError
+from jitgrant.httpbody import BodyError, read_body
 from jitgrant.models import API_GROUP, API_VERSION
 from jitgrant.models.vocabulary import Reason
 
@@ -36,6 +37,8 @@ POLICIES = "grantpolicies"
 WATCH_SECONDS = 290
 _CONNECT_TIMEOUT = 10.0
 _READ_TIMEOUT = 30.0
+# The largest answer the client reads: an AccessRequest or a page of them, with room to spare.
+MAX_RESPONSE_BYTES = 64 * 2**20
 
 
 @dataclass
@@ -197,11 +200,13 @@ class Connection:
                 data=json.dumps(body) if body is not None else None,
                 headers=self._headers(content_type if body is not None else None),
             ) as response:
-                text = await response.text()
+                text = await _text(response, what=f"the API server's answer to {method} {path}")
                 warnings = [_warning_text(value) for value in response.headers.getall("Warning", [])]
                 if response.status >= 400:
                     raise refused(response.status, text)
                 return ApiResponse(body=json.loads(text) if text else {}, warnings=warnings)
+        except BodyError as exc:
+            raise ApiUnreachable(str(exc), reason=Reason.API_UNREACHABLE) from exc
         except (aiohttp.ClientError, TimeoutError, ssl.SSLError) as exc:
             raise ApiUnreachable(
                 f"cannot reach the API server at {self.host} ({exc or type(exc).__name__})",
@@ -223,7 +228,9 @@ class Connection:
                 self.host + path, params=query, headers=self._headers(), timeout=timeout
             ) as response:
                 if response.status >= 400:
-                    raise refused(response.status, await response.text())
+                    raise refused(
+                        response.status, await _text(response, what=f"the API server's answer to {path}")
+                    )
                 async for line in response.content:
                     if line.strip():
                         yield json.loads(line)
@@ -246,6 +253,14 @@ def policy_path(name: str | None = None) -> str:
 
 def secret_path(namespace: str, name: str) -> str:
     return f"/api/v1/namespaces/{quote(namespace)}/secrets/{quote(name)}"
+
+
+async def _text(response: aiohttp.ClientResponse, *, what: str) -> str:
+    """The whole body as text, read by the one helper (a body cut off says so, with its size)."""
+    body = await read_body(
+        response.content, limit=MAX_RESPONSE_BYTES, what=what, declared=response.content_length
+    )
+    return body.decode(response.get_encoding() if response.charset else "utf-8", errors="replace")
 
 
 def refused(status: int, text: str) -> ApiRefused:

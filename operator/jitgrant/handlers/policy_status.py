@@ -6,7 +6,8 @@
 - `cluster_role_refusal`: at grant time, the live rules of the ClusterRole to bind, held against the
   dangerous list; anything the policy did not accept refuses the grant (`ClusterRoleWidened`).
 - The `Ready` condition in `status` (what `kubectl get gp` shows): valid, each ClusterRole exists,
-  the operator may bind it, and it holds nothing dangerous the policy did not accept. Written when a
+  the operator may bind it, and it holds nothing dangerous the policy did not accept; and each OIDC
+  issuer's discovery document names the issuer exactly as the policy does. Written when a
   policy changes and re-checked every `RECHECK_SECONDS`, since a ClusterRole can change under it.
   The status is a view: requests are decided on the live checks above, never on a cached condition.
 """
@@ -111,8 +112,42 @@ async def _role_states(api: Any, spec: GrantPolicySpec) -> list[ClusterRoleState
     return states
 
 
+async def issuer_condition(runtime: Any, spec: GrantPolicySpec) -> tuple[str, str, str] | None:
+    """Why the policy's OIDC issuers would refuse every token, or None when each names itself as the
+    policy does. An issuer written `https://idp/` whose discovery document says `https://idp` (or
+    the reverse) looks fine in the policy and refuses every token: the `iss` claim is compared exactly.
+    """
+    keys = getattr(runtime, "identity_keys", None)
+    if keys is None:
+        return None
+    for index, entry in enumerate(spec.requesters.oidc):
+        field = f"requesters.oidc[{index}].issuer"
+        try:
+            found = await keys.discovery(entry.issuer, ca_bundle=entry.ca_bundle)
+        except Exception as exc:  # an IdP that cannot be reached: say so, decide nothing from it
+            return "Unknown", Reason.ISSUER_UNAVAILABLE, f"{field}: {exc}"
+        if found.issuer != entry.issuer:
+            return (
+                "False",
+                Reason.ISSUER_MISMATCH,
+                f"{field} is {entry.issuer!r} but its discovery document names {found.issuer!r}; tokens "
+                f"carry the IdP's spelling and are compared exactly, so every one would be refused: "
+                f"write {found.issuer!r}",
+            )
+    return None
+
+
 async def ready_condition(runtime: Any, body: Mapping[str, Any]) -> tuple[str, str, str]:
     """(status "True"/"False"/"Unknown", reason, message) for the policy as it is now."""
+    condition = await _rbac_condition(runtime, body)
+    if condition[0] != "True":
+        return condition
+    check = check_policy(body.get("spec"))
+    assert check.spec is not None  # Ready so far means valid
+    return await issuer_condition(runtime, check.spec) or condition
+
+
+async def _rbac_condition(runtime: Any, body: Mapping[str, Any]) -> tuple[str, str, str]:
     name = str((body.get("metadata") or {}).get("name") or "")
     check = check_policy(body.get("spec"))
     if not check.valid or check.spec is None:

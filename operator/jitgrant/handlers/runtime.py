@@ -78,6 +78,9 @@ class Runtime:
     stopping: bool = False
     # The OIDC verifier the admission webhook uses (JWKS cache and jti replay memory live in it).
     oidc: Any = None
+    # The verifier's JWKS cache (jitgrant.identity.jwks.JWKSCache): the policy Ready check fetches each
+    # OIDC issuer's discovery document through it. None: issuers are not checked.
+    identity_keys: Any = None
     # Posts notices of transitions (jitgrant.notify.Notifier); None: no notifications configured.
     notifier: Any = None
     # kopf's Event queue and its loop, taken from a kopf handler (kopf sets them only in its own

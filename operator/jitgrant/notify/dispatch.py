@@ -16,15 +16,31 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
 
+from jitgrant.httpbody import BodyError, read_body_sync
 from jitgrant.models import AccessRequest, Phase
 from jitgrant.notify.config import NotifierConfig, NotifyConfig
 from jitgrant.notify.messages import Notice, notice_for, render
 
 log = logging.getLogger(__name__)
 _STOP = object()
+# Slack answers "ok" or an error word ("invalid_payload", "no_service"), Teams a line of text: a reply
+# bigger than this is not one of theirs, and only its start is worth a log line anyway.
+MAX_REPLY_BYTES = 64 * 1024
+
+
+def _reply(response: Any, notifier: NotifierConfig) -> str:
+    """The reply's text (what Slack or Teams said), read whole by the one helper, for the log."""
+    body = read_body_sync(
+        response,
+        limit=MAX_REPLY_BYTES,
+        what=f"the reply of {notifier.type} notifier {notifier.name}",
+        declared=getattr(response, "length", None),
+    )
+    return body.decode("utf-8", errors="replace").strip()[:300]
 
 
 class Notifier:
@@ -97,11 +113,24 @@ class Notifier:
             )
             with urllib.request.urlopen(request, timeout=notifier.timeout_seconds) as response:  # noqa: S310
                 result = "sent" if 200 <= response.status < 300 else "failed"
+                _reply(response, notifier)  # read whole, so a reply cut off is not mistaken for one
         except urllib.error.HTTPError as exc:
-            exc.close()  # it holds the response's socket
+            try:
+                why = _reply(exc, notifier)
+            except BodyError as cut:
+                why = str(cut)
+            finally:
+                exc.close()  # it holds the response's socket
             log.warning(
-                "notify %s: %s answered %s for %s", notifier.name, notifier.type, exc.code, notice.title
+                "notify %s: %s answered %s for %s: %s",
+                notifier.name,
+                notifier.type,
+                exc.code,
+                notice.title,
+                why or "(no reply text)",
             )
+        except BodyError as exc:  # delivered (2xx), but the reply did not arrive whole: say so
+            log.warning("notify %s: %s for %s", notifier.name, exc, notice.title)
         except Exception as exc:
             log.warning("notify %s: could not post %s: %s", notifier.name, notice.title, exc)
         self.outcomes.labels(notifier.name, notice.event.value, result).inc()
