@@ -25,7 +25,7 @@ from kubernetes.client.exceptions import ApiException
 from jitgrant.models import API_GROUP, API_VERSION
 from jitgrant.settings import OperatorSettings
 from jitgrant_testing.controlplane import ControlPlane
-from jitgrant_testing.environment import OPERATOR_NAMESPACE, wait_until
+from jitgrant_testing.environment import EXAMPLES, OPERATOR_NAMESPACE, load_manifests, wait_until
 from jitgrant_testing.hydra import Hydra, HydraError, HydraUnavailable, MachineClient, ensure_hydra
 from jitgrant_testing.realenv import RealEnvironment
 
@@ -138,7 +138,7 @@ class Tier:
 
 @pytest.fixture(scope="module")
 def tier(hydra: Hydra, real_env: RealEnvironment, control_plane: ControlPlane) -> Iterator[Tier]:
-    """The shared operator restarted with the tier's key-cache settings, and a policy for Hydra.
+    """The shared operator restarted with the tier's key-cache settings, and examples/hydra's policy.
     (`hydra` first: where it cannot be built, the tests skip before a control plane starts.)
 
     Hydra's CA reaches the operator as an operator would give it: a Secret in the operator's namespace
@@ -160,33 +160,17 @@ def tier(hydra: Hydra, real_env: RealEnvironment, control_plane: ControlPlane) -
         short_lived = hydra.create_client(audience=[AUDIENCE], access_token_lifespan="1s")
         stranger = hydra.create_client(audience=[AUDIENCE])
         expired_token = hydra.token(short_lived, audience=AUDIENCE)
+        # The worked example (examples/hydra/policy.yaml) as the docs tell an operator to apply it,
+        # with this Hydra's issuer and client ids: the example is what the tests run.
+        [policy_manifest] = load_manifests(EXAMPLES / "hydra" / "policy.yaml")
+        [issuer_entry] = policy_manifest["spec"]["requesters"]["oidc"]
+        assert policy_manifest["metadata"]["name"] == POLICY
+        assert issuer_entry["caBundle"] == {"secret": CA_SECRET, "key": "ca.crt"}
+        assert issuer_entry["audience"] == AUDIENCE
+        issuer_entry["issuer"] = hydra.issuer
+        issuer_entry["subjects"] = [agent.client_id, short_lived.client_id]
+        real_env.apply([policy_manifest])
         policy = POLICY
-        real_env.apply(
-            [
-                {
-                    "apiVersion": "jitgrant.dev/v1alpha1",
-                    "kind": "GrantPolicy",
-                    "metadata": {"name": policy},
-                    "spec": {
-                        "requesters": {
-                            "oidc": [
-                                {
-                                    "issuer": hydra.issuer,
-                                    "audience": AUDIENCE,
-                                    "subjects": [agent.client_id, short_lived.client_id],
-                                    "caBundle": {"secret": CA_SECRET},
-                                }
-                            ]
-                        },
-                        "target": {"type": "InCluster"},
-                        "namespaces": ["payments"],
-                        "grants": [{"clusterRole": "jit-restart-checkout"}],
-                        "maxDuration": "15m",
-                        "approval": {"required": False},
-                    },
-                }
-            ]
-        )
         real_env.allow_to_request("agents", user="agent")
         # Ready means the operator fetched Hydra's discovery document through the caBundle and found
         # the issuer spelled as the policy spells it.
