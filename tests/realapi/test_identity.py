@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes.client import CoordinationV1Api, CoreV1Api, CustomObjectsApi
+from kubernetes.client import CoordinationV1Api, CoreV1Api, CustomObjectsApi, RbacAuthorizationV1Api
 from kubernetes.client.exceptions import ApiException
 
 from jitgrant.cli.main import main as jitgrant
@@ -36,12 +36,18 @@ SUBJECT = "hydra-client-1"
 
 
 @pytest.fixture(scope="module", autouse=True)
-def agent_may_file(real_env: RealEnvironment) -> None:
+def agent_may_file(real_env: RealEnvironment) -> Iterator[None]:
+    """The agent's right to file, removed afterwards when this module granted it (other modules of
+    the session grant it themselves and would meet a 409)."""
     try:
         real_env.allow_to_request(NS, user="agent")
     except ApiException as exc:
-        if exc.status != 409:  # another module of the session allowed it already
+        if exc.status != 409:
             raise
+        yield
+        return
+    yield
+    RbacAuthorizationV1Api(real_env.admin).delete_namespaced_role_binding("jitgrant-requester-agent", NS)
 
 
 @pytest.fixture(scope="module")
