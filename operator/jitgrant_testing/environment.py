@@ -123,6 +123,8 @@ class Environment:
     # An audit config file (the chart's format) instead of the default JSON-lines file + spool.
     audit_config: Path | None = None
     runtime_hook: Callable[[Runtime], None] | None = None
+    # More OperatorSettings fields for the next operator start (tests/realapi/hydra: the key cache's).
+    operator_settings: dict[str, Any] = field(default_factory=dict)
 
     cluster: EmbeddedCluster = field(init=False)
     operator: OperatorThread = field(init=False)
@@ -337,6 +339,7 @@ class Environment:
             operator_username=OPERATOR_USERNAME,
             metrics_port=self.metrics_port,
             health_port=self.health_port,
+            **self.operator_settings,
         )
         runtime = build_runtime(settings, kubeconfig=self._operator_kubeconfig(), state_dir=self.state_dir)
         if self.runtime_hook is not None:
@@ -428,14 +431,20 @@ class Environment:
         if group:
             subjects.append({"kind": "Group", "name": group, "apiGroup": "rbac.authorization.k8s.io"})
         suffix = (service_account or user or group or "x").replace(":", "-").lower()
-        rbac.create_namespaced_role_binding(
-            namespace,
-            {
-                "metadata": {"name": f"{role}-{suffix}"},
-                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role},
-                "subjects": subjects,
-            },
-        )
+        try:
+            rbac.create_namespaced_role_binding(
+                namespace,
+                {
+                    "metadata": {"name": f"{role}-{suffix}"},
+                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role},
+                    "subjects": subjects,
+                },
+            )
+        except ApiException as exc:
+            # The same name binds the same subject to the same Role: another module of a session
+            # sharing the installation (tests/realapi) allowed it already.
+            if exc.status != 409:
+                raise
 
     # -- objects ----------------------------------------------------------------------------------
     def apply(self, manifests: Iterable[Mapping[str, Any]]) -> None:
