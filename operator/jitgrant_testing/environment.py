@@ -308,6 +308,13 @@ class Environment:
                     webhook("validate-request", resource="accessrequests", operations=["CREATE", "UPDATE"]),
                     # Only the operator writes status (RBAC should already keep everyone else out).
                     webhook("guard-status", resource="accessrequests/status", operations=["UPDATE"]),
+                    # Records who deletes a request (it writes, except on dry runs: NoneOnDryRun).
+                    webhook(
+                        "record-deletion",
+                        resource="accessrequests",
+                        operations=["DELETE"],
+                        side_effects="NoneOnDryRun",
+                    ),
                     # A GrantPolicy the operator could not use is refused at apply time.
                     webhook(
                         "validate-policy",

@@ -116,6 +116,13 @@ def test_each_webhook_covers_exactly_what_its_handler_needs(chart: helm.Chart) -
         ),
         # Only the operator writes status.
         "guard-status.jitgrant.dev": ("/guard-status", ["UPDATE"], ["accessrequests/status"], "None"),
+        # Records who deletes a request (issue 20 §2): its write is its side effect.
+        "record-deletion.jitgrant.dev": (
+            "/record-deletion",
+            ["DELETE"],
+            ["accessrequests"],
+            "NoneOnDryRun",
+        ),
         # A GrantPolicy the operator could not use is refused at apply time.
         "validate-policy.jitgrant.dev": ("/validate-policy", ["CREATE", "UPDATE"], ["grantpolicies"], "None"),
     }
