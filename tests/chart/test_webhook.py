@@ -155,7 +155,7 @@ def test_generated_certificate_is_trusted_through_the_ca_bundle(chart: helm.Char
 
     # Every webhook of both configurations carries the CA that signed the serving certificate.
     entries = all_webhooks(manifests)
-    assert len(entries) == 4
+    assert len(entries) == 5
     for entry in entries.values():
         assert decode(entry["clientConfig"]["caBundle"]) == decode(secret["data"]["ca.crt"])
     ca_key = ca.public_key()
