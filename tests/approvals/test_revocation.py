@@ -251,8 +251,8 @@ def test_the_deleter_is_stamped_once_and_the_garbage_collector_with_the_owner_it
     assert deletion_message(
         key=KEY, uid="uid-a", stamp=stamp, garbage_collector=GARBAGE_COLLECTOR_USERNAME
     ) == (
-        f"the AccessRequest was deleted by the garbage collector ({GARBAGE_COLLECTOR_USERNAME}) following its "
-        "owner ConfigMap agents/ghost (uid u-ghost)"
+        f"the AccessRequest was deleted by the garbage collector ({GARBAGE_COLLECTOR_USERNAME}) "
+        "following its owner ConfigMap agents/ghost (uid u-ghost)"
     )
     # The API server runs delete admission again after the stamp's write: nothing more to write then.
     old["metadata"]["annotations"][DELETED_BY_ANNOTATION] = stamp
