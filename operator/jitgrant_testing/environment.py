@@ -123,6 +123,9 @@ class Environment:
     # An audit config file (the chart's format) instead of the default JSON-lines file + spool.
     audit_config: Path | None = None
     runtime_hook: Callable[[Runtime], None] | None = None
+    # The CA of the API server's client certificate for webhooks: with it, the webhook server refuses
+    # any TLS handshake without a certificate it signed (the chart's webhook.clientCA).
+    webhook_client_ca: Path | None = None
 
     cluster: EmbeddedCluster = field(init=False)
     operator: OperatorThread = field(init=False)
@@ -250,7 +253,12 @@ class Environment:
         tls = generate_webhook_tls(self.state_dir / "webhook", hosts=["127.0.0.1", "localhost"])
         port = free_port()
         self._webhook = WebhookSettings(
-            host="127.0.0.1", port=port, certfile=tls.certfile, keyfile=tls.pkeyfile, public_host="127.0.0.1"
+            host="127.0.0.1",
+            port=port,
+            certfile=tls.certfile,
+            keyfile=tls.pkeyfile,
+            public_host="127.0.0.1",
+            client_ca_file=self.webhook_client_ca,
         )
         ca_bundle = base64.b64encode(tls.ca_pem).decode()
 
