@@ -238,3 +238,23 @@ def test_cert_manager_private_key_is_ecdsa_and_rotated(chart: helm.Chart) -> Non
         "size": 256,
         "rotationPolicy": "Always",
     }
+
+
+def test_the_webhook_can_require_the_api_servers_client_certificate(chart: helm.Chart) -> None:
+    """Issue 20 §7: webhook.clientCA passes the CA to the operator, which then refuses any TLS handshake
+    without a client certificate it signed (tests/realapi/test_webhook_client_cert.py)."""
+    values = {"webhook": {"clientCA": {"enabled": True, "configMap": "apiserver-webhook-client-ca"}}}
+    deployment = only(render(chart, values), "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    [operator] = pod["containers"]
+    args = operator["args"]
+    assert args[args.index("--webhook-client-ca") + 1] == "/etc/jitgrant/webhook-client-ca/ca.crt"
+    [mount] = [m for m in operator["volumeMounts"] if m["name"] == "webhook-client-ca"]
+    assert mount["mountPath"] == "/etc/jitgrant/webhook-client-ca"
+    [volume] = [v for v in pod["volumes"] if v["name"] == "webhook-client-ca"]
+    assert volume["configMap"]["name"] == "apiserver-webhook-client-ca"
+    # Off by default: EKS and most managed control planes present no client certificate.
+    default = only(render(chart), "Deployment")["spec"]["template"]["spec"]
+    assert "--webhook-client-ca" not in default["containers"][0]["args"]
+    with pytest.raises(Exception, match="webhook.clientCA.configMap"):
+        render(chart, {"webhook": {"clientCA": {"enabled": True}}})
