@@ -355,9 +355,17 @@ def test_the_requester_may_tie_its_request_to_an_owner_and_its_own_deletion_name
     patch_metadata(env, "restart-checkout", {"finalizers": []}, client=agent_a)
 
 
-def test_an_approver_of_the_policy_may_set_owner_references_and_the_grant_ends(env: Environment) -> None:
+def test_an_approver_of_the_policy_may_set_owner_references_and_the_collector_is_recorded(
+    env: Environment,
+) -> None:
+    """Standing allows it; the embedded garbage collector, like upstream's, deletes through admission
+    as itself, so the record names it and the owner it followed."""
     alice = env.client_for_user("alice", groups=("sre",))
     patch_metadata(env, "restart-checkout", {"ownerReferences": [GHOST_OWNER]}, client=alice)
     wait_until(lambda: env.jit_bindings("payments") == [], timeout=10, what="the grant revoked")
     [record] = revoked_records(env)
-    assert record["reason"].startswith("the AccessRequest was deleted")
+    assert record["reason"] == (
+        "the AccessRequest was deleted by the garbage collector "
+        "(system:serviceaccount:kube-system:generic-garbage-collector) following its owner ConfigMap "
+        f"agents/ghost (uid {GHOST_OWNER['uid']})"
+    )
