@@ -256,5 +256,5 @@ def test_the_webhook_can_require_the_api_servers_client_certificate(chart: helm.
     # Off by default: EKS and most managed control planes present no client certificate.
     default = only(render(chart), "Deployment")["spec"]["template"]["spec"]
     assert "--webhook-client-ca" not in default["containers"][0]["args"]
-    with pytest.raises(Exception, match="webhook.clientCA.configMap"):
+    with pytest.raises(Exception, match=r"webhook\.clientCA\.configMap"):
         render(chart, {"webhook": {"clientCA": {"enabled": True}}})
