@@ -153,6 +153,10 @@ class WebhookCaller:
                     out.append(hook)
         return out
 
+    def intercepts(self, attrs: Attributes, obj: Mapping[str, Any]) -> bool:
+        """Whether any webhook (mutating or validating) is called for this request on `obj`."""
+        return any(self._hooks(key, attrs, None, obj) for key in (MUTATING, VALIDATING))
+
     # ---- the review -----------------------------------------------------------------------------
 
     def _review(

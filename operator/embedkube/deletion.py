@@ -100,12 +100,17 @@ class Reaper:
         owner = self.store.peek(rt.key, namespace if rt.namespaced else "", str(ref.get("name", "")))
         return owner is not None and owner["metadata"].get("uid") == ref.get("uid")
 
+    def orphaned(self, obj: Obj) -> bool:
+        """Whether every owner the object names is absent (so the collector deletes it)."""
+        refs = obj["metadata"].get("ownerReferences") or []
+        namespace = obj["metadata"].get("namespace", "")
+        return bool(refs) and all(self._owner_exists(r, namespace) is False for r in refs)
+
     def collect_if_orphaned(self, rt: ResourceType, obj: Obj) -> None:
         """The collector also deletes a dependent whose owners are all absent, e.g. an owner named in
         another namespace: cross-namespace owner references are invalid by design."""
-        refs = obj["metadata"].get("ownerReferences") or []
         namespace = obj["metadata"].get("namespace", "")
-        if refs and all(self._owner_exists(r, namespace) is False for r in refs):
+        if self.orphaned(obj):
             current = self.store.get(rt.key, namespace, obj["metadata"]["name"])
             if current is not None:
                 self.delete(rt, current)

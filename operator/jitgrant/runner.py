@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import tempfile
 import threading
 from collections.abc import Mapping
@@ -182,6 +183,9 @@ async def run(
             host=webhook.public_host,
             certfile=str(webhook.certfile) if webhook.certfile else None,
             pkeyfile=str(webhook.keyfile) if webhook.keyfile else None,
+            # Only a caller with a client certificate from this CA (the API server) gets past TLS.
+            verify_mode=ssl.CERT_REQUIRED if webhook.client_ca_file else None,
+            verify_cafile=str(webhook.client_ca_file) if webhook.client_ca_file else None,
         )
     if runtime.settings.metrics_port is not None:
         runtime.metrics.start_server(host="0.0.0.0", port=runtime.settings.metrics_port)  # noqa: S104

@@ -22,6 +22,10 @@ class WebhookSettings(BaseModel):
     self_signed: bool = False
     manage_configurations: bool = False
     public_host: str | None = None  # the address the API server uses to reach the webhook server
+    # The CA that signed the API server's client certificate for webhooks (its
+    # --admission-control-config-file kubeconfig): a TLS handshake without a certificate it signed
+    # fails, so only the API server can call the webhooks. None: any caller that reaches the port.
+    client_ca_file: Path | None = None
 
 
 class OperatorSettings(BaseModel):

@@ -125,6 +125,9 @@ class Environment:
     runtime_hook: Callable[[Runtime], None] | None = None
     # More OperatorSettings fields for the next operator start (tests/realapi/hydra: the key cache's).
     operator_settings: dict[str, Any] = field(default_factory=dict)
+    # The CA of the API server's client certificate for webhooks: with it, the webhook server refuses
+    # any TLS handshake without a certificate it signed (the chart's webhook.clientCA).
+    webhook_client_ca: Path | None = None
 
     cluster: EmbeddedCluster = field(init=False)
     operator: OperatorThread = field(init=False)
@@ -252,7 +255,12 @@ class Environment:
         tls = generate_webhook_tls(self.state_dir / "webhook", hosts=["127.0.0.1", "localhost"])
         port = free_port()
         self._webhook = WebhookSettings(
-            host="127.0.0.1", port=port, certfile=tls.certfile, keyfile=tls.pkeyfile, public_host="127.0.0.1"
+            host="127.0.0.1",
+            port=port,
+            certfile=tls.certfile,
+            keyfile=tls.pkeyfile,
+            public_host="127.0.0.1",
+            client_ca_file=self.webhook_client_ca,
         )
         ca_bundle = base64.b64encode(tls.ca_pem).decode()
 
@@ -310,6 +318,13 @@ class Environment:
                     webhook("validate-request", resource="accessrequests", operations=["CREATE", "UPDATE"]),
                     # Only the operator writes status (RBAC should already keep everyone else out).
                     webhook("guard-status", resource="accessrequests/status", operations=["UPDATE"]),
+                    # Records who deletes a request (it writes, except on dry runs: NoneOnDryRun).
+                    webhook(
+                        "record-deletion",
+                        resource="accessrequests",
+                        operations=["DELETE"],
+                        side_effects="NoneOnDryRun",
+                    ),
                     # A GrantPolicy the operator could not use is refused at apply time.
                     webhook(
                         "validate-policy",

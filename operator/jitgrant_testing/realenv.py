@@ -181,7 +181,12 @@ class RealEnvironment(Environment):
         tls = generate_webhook_tls(self.state_dir / "webhook", hosts=["127.0.0.1"])
         port = free_port()
         self._webhook = WebhookSettings(
-            host="127.0.0.1", port=port, certfile=tls.certfile, keyfile=tls.pkeyfile, public_host="127.0.0.1"
+            host="127.0.0.1",
+            port=port,
+            certfile=tls.certfile,
+            keyfile=tls.pkeyfile,
+            public_host="127.0.0.1",
+            client_ca_file=self.webhook_client_ca,
         )
         ca_bundle = base64.b64encode(tls.ca_pem).decode()
         admission = AdmissionregistrationV1Api(self.admin)

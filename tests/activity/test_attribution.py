@@ -53,11 +53,28 @@ def test_calls_outside_the_window_or_by_others_are_not_the_grants() -> None:
     assert attribute(before, after, someone_else, admin) == []
 
 
-def test_the_binding_reason_is_exact_even_for_a_late_logged_call() -> None:
-    # Exactness does not depend on clocks: the API server itself says this binding allowed it.
-    assert attribute(audit_event(at=T0 + timedelta(minutes=16))) == [
+def test_the_binding_reason_is_exact_within_the_clock_skew_after_the_end() -> None:
+    # The API server's clock and the operator's differ a little: a call stamped just after the end.
+    assert attribute(audit_event(at=T0 + timedelta(minutes=15, seconds=3))) == [
         ("patch", Outcome.THIS_GRANT, Basis.AUTHORIZATION_REASON)
     ]
+
+
+def test_a_binding_recreated_under_an_ended_grants_name_does_not_make_others_calls_the_grants() -> None:
+    """Issue 20 §7: the reason names the binding by name alone, and the name is deterministic."""
+    recreated = (
+        'RBAC: allowed by RoleBinding "jit-restart-checkout/payments" of ClusterRole "edit" to User "mallory"'
+    )
+    later = T0 + timedelta(hours=2)
+    mallory = audit_event(user="mallory", reason=recreated, at=later)
+    # Even the grant's own identity, once the grant has ended, is not using this grant any more.
+    agent_later = audit_event(
+        reason=recreated.replace('User "mallory"', f'ServiceAccount "{AGENT}"'), at=later
+    )
+    # And inside the window, someone else bound by a same-named binding is not the grant either.
+    mallory_inside = audit_event(user="mallory", reason=recreated)
+    assert attribute(mallory, agent_later, mallory_inside) == []
+    assert attribute(audit_event()) == [("patch", Outcome.THIS_GRANT, Basis.AUTHORIZATION_REASON)]
 
 
 def test_a_per_grant_service_account_has_no_other_permission_to_use() -> None:

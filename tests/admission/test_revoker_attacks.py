@@ -11,11 +11,13 @@ GrantPolicy, or someone the API server lets delete the request may set jitgrant.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from kubernetes.client import CustomObjectsApi
 from kubernetes.client.exceptions import ApiException
 
 from jitgrant_testing.agents import bind_agent
@@ -198,4 +200,172 @@ def test_who_may_delete_the_request_may_revoke_it_and_patch_alone_may_not(env: E
     env.annotate_request("agents", "restart-checkout", {"jitgrant.dev/revoke": "break glass"}, client=admin)
     assert env.wait_for_phase("agents", "restart-checkout", "Revoked")["status"]["message"] == (
         "revoked by platform-admin: break glass"
+    )
+
+
+# --- metadata that decides a request's fate (issue 20 §2) ---------------------------------------------
+# ownerReferences to a missing owner make the garbage collector delete the request, and the finalizer
+# then revokes its grant; a foreign finalizer holds a deleted request (and its name). Each is revoking
+# by another road, so each follows the same standing rule.
+
+GHOST_OWNER = {
+    "apiVersion": "v1",
+    "kind": "ConfigMap",
+    "name": "ghost",
+    "uid": "0e5d7a4c-0000-4000-8000-00000000dead",
+}
+STANDING = (
+    f"only the requester ({USERNAME_A}), an approver of GrantPolicy oncall-restart, or someone allowed "
+    "to delete AccessRequest agents/restart-checkout may change"
+)
+
+
+def patch_metadata(
+    env: Environment, name: str, metadata: dict[str, Any], *, client: Any, namespace: str = "agents"
+) -> Any:
+    return CustomObjectsApi(client).patch_namespaced_custom_object(
+        "jitgrant.dev", "v1alpha1", namespace, "accessrequests", name, {"metadata": metadata}
+    )
+
+
+def refused_metadata(env: Environment, name: str, metadata: dict[str, Any], *, client: Any) -> str:
+    with pytest.raises(ApiException) as raised:
+        patch_metadata(env, name, metadata, client=client)
+    assert raised.value.status == 403, raised.value.body
+    message: str = json.loads(raised.value.body)["message"]
+    return message
+
+
+def test_another_agent_cannot_end_a_grant_through_owner_references(env: Environment) -> None:
+    agent_b = env.client_for_service_account("agents", AGENT_B)
+    message = refused_metadata(env, "restart-checkout", {"ownerReferences": [GHOST_OWNER]}, client=agent_b)
+    assert (
+        f"{STANDING} metadata.ownerReferences (the garbage collector deletes the request, and deleting it "
+        f"ends its grant, once its owners are gone); {USERNAME_B} is none of these"
+    ) in message
+    time.sleep(0.5)  # the garbage collector took 0.2 s here before the fix
+    stored = env.get_request("agents", "restart-checkout")
+    assert "ownerReferences" not in stored["metadata"]
+    assert stored["status"]["phase"] == "Active"
+    assert len(env.jit_bindings("payments")) == 1
+
+
+def test_another_agent_cannot_make_a_pending_request_vanish_through_owner_references(
+    env: Environment,
+) -> None:
+    env.apply(
+        [
+            {
+                **POLICY,
+                "metadata": {"name": "oncall-approved"},
+                "spec": {**POLICY["spec"], "approval": {"required": True, "approvers": {"users": ["alice"]}}},
+            }
+        ]
+    )
+    agent_a = env.client_for_service_account("agents", AGENT_A)
+    pending = {**REQUEST, "metadata": {"name": "waiting", "namespace": "agents"}}
+    env.create_request({**pending, "spec": {**REQUEST["spec"], "policy": "oncall-approved"}}, client=agent_a)
+    env.wait_for_phase("agents", "waiting", "Pending")
+    agent_b = env.client_for_service_account("agents", AGENT_B)
+    message = refused_metadata(env, "waiting", {"ownerReferences": [GHOST_OWNER]}, client=agent_b)
+    assert "may change metadata.ownerReferences" in message
+    assert f"{USERNAME_B} is none of these" in message
+    time.sleep(0.5)
+    assert env.get_request("agents", "waiting")["status"]["phase"] == "Pending"
+
+
+def test_an_approver_of_another_policy_cannot_end_a_grant_through_owner_references(env: Environment) -> None:
+    # dave approves under some other policy, with the chart's approver role (patch on every request).
+    env.apply(
+        [
+            {
+                **POLICY,
+                "metadata": {"name": "other-team"},
+                "spec": {**POLICY["spec"], "approval": {"required": True, "approvers": {"users": ["dave"]}}},
+            }
+        ]
+    )
+    env.allow_to_approve("agents", user="dave")
+    dave = env.client_for_user("dave", groups=("other-team",))
+    message = refused_metadata(env, "restart-checkout", {"ownerReferences": [GHOST_OWNER]}, client=dave)
+    assert f"{STANDING} metadata.ownerReferences" in message
+    assert "dave is none of these" in message
+    assert env.get_request("agents", "restart-checkout")["status"]["phase"] == "Active"
+
+
+def test_a_stranger_cannot_add_or_remove_finalizers_or_touch_deletion_fields(env: Environment) -> None:
+    agent_b = env.client_for_service_account("agents", AGENT_B)
+    stored = env.get_request("agents", "restart-checkout")
+    held = [*stored["metadata"]["finalizers"], "example.com/hold-forever"]
+    message = refused_metadata(env, "restart-checkout", {"finalizers": held}, client=agent_b)
+    assert f"{STANDING} metadata.finalizers (they decide when a deleted request" in message
+    assert f"{USERNAME_B} is none of these" in message
+    # Its own finalizer only the operator removes, whoever asks.
+    message = refused_metadata(env, "restart-checkout", {"finalizers": []}, client=agent_b)
+    assert "only the jitgrant operator removes the finalizer jitgrant.dev/revoke-grant" in message
+    # Set only by deleting: the API server ignores or refuses it on update; the webhook refuses what
+    # gets through (approvals/revocation.py FATE_FIELDS).
+    try:
+        patch_metadata(env, "restart-checkout", {"deletionGracePeriodSeconds": 0}, client=agent_b)
+    except ApiException as exc:
+        assert exc.status in (403, 422), exc.body
+    after = env.get_request("agents", "restart-checkout")
+    assert after["metadata"]["finalizers"] == stored["metadata"]["finalizers"]
+    assert "deletionTimestamp" not in after["metadata"]
+    assert "deletionGracePeriodSeconds" not in after["metadata"]
+    assert after["status"]["phase"] == "Active"
+
+
+def test_labels_and_other_annotations_stay_free_for_anyone_with_patch(env: Environment) -> None:
+    """Not every metadata edit is revoking: the operator reads no label and no foreign annotation."""
+    agent_b = env.client_for_service_account("agents", AGENT_B)
+    patch_metadata(
+        env,
+        "restart-checkout",
+        {"labels": {"team": "b"}, "annotations": {"example.com/note": "x"}},
+        client=agent_b,
+    )
+    assert env.get_request("agents", "restart-checkout")["metadata"]["labels"] == {"team": "b"}
+
+
+def test_the_requester_may_tie_its_request_to_an_owner_and_its_own_deletion_names_it(
+    env: Environment,
+) -> None:
+    agent_a = env.client_for_service_account("agents", AGENT_A)
+    patch_metadata(
+        env,
+        "restart-checkout",
+        {
+            "finalizers": [
+                *env.get_request("agents", "restart-checkout")["metadata"]["finalizers"],
+                "example.com/mine",
+            ]
+        },
+        client=agent_a,
+    )
+    rules = [{"apiGroups": ["jitgrant.dev"], "resources": ["accessrequests"], "verbs": ["delete"]}]
+    env.allow("agents", role="delete-own", rules=rules, service_account=AGENT_A)
+    CustomObjectsApi(agent_a).delete_namespaced_custom_object(
+        "jitgrant.dev", "v1alpha1", "agents", "accessrequests", "restart-checkout"
+    )
+    [record] = revoked_records(env)
+    assert record["reason"] == f"the AccessRequest was deleted by {USERNAME_A}"
+    wait_until(lambda: env.jit_bindings("payments") == [], timeout=10, what="the grant revoked")
+    # Its own finalizer is the requester's to remove; then the request goes.
+    patch_metadata(env, "restart-checkout", {"finalizers": []}, client=agent_a)
+
+
+def test_an_approver_of_the_policy_may_set_owner_references_and_the_collector_is_recorded(
+    env: Environment,
+) -> None:
+    """Standing allows it; the embedded garbage collector, like upstream's, deletes through admission
+    as itself, so the record names it and the owner it followed."""
+    alice = env.client_for_user("alice", groups=("sre",))
+    patch_metadata(env, "restart-checkout", {"ownerReferences": [GHOST_OWNER]}, client=alice)
+    wait_until(lambda: env.jit_bindings("payments") == [], timeout=10, what="the grant revoked")
+    [record] = revoked_records(env)
+    assert record["reason"] == (
+        "the AccessRequest was deleted by the garbage collector "
+        "(system:serviceaccount:kube-system:generic-garbage-collector) following its owner ConfigMap "
+        f"agents/ghost (uid {GHOST_OWNER['uid']})"
     )

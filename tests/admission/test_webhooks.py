@@ -269,8 +269,11 @@ def test_webhook_configurations_fail_closed_and_cover_status() -> None:
         "stamp-requester.jitgrant.dev",
         "validate-request.jitgrant.dev",
         "guard-status.jitgrant.dev",
+        "record-deletion.jitgrant.dev",
     }
     assert {hook["failurePolicy"] for hook in hooks.values()} == {"Fail"}
+    assert hooks["record-deletion.jitgrant.dev"]["rules"][0]["operations"] == ["DELETE"]
+    assert hooks["record-deletion.jitgrant.dev"]["sideEffects"] == "NoneOnDryRun"
     assert hooks["stamp-requester.jitgrant.dev"]["sideEffects"] == "NoneOnDryRun"
     assert hooks["stamp-requester.jitgrant.dev"]["rules"][0]["operations"] == ["CREATE", "UPDATE"]
     assert hooks["guard-status.jitgrant.dev"]["rules"][0]["resources"] == ["accessrequests/status"]

@@ -9,9 +9,17 @@ from typing import Any
 import pytest
 
 from jitgrant.approvals.review import Caller
-from jitgrant.approvals.revocation import Standing, review_revoke, revoke_touched, revoker_standing
-from jitgrant.identity.stamp import seal_requester
+from jitgrant.approvals.revocation import (
+    Standing,
+    deletion_stamp,
+    fate_touched,
+    review_revoke,
+    revoke_touched,
+    revoker_standing,
+)
+from jitgrant.identity.stamp import Revoker, deletion_message, seal_requester, stamp_revoker
 from jitgrant.models import GrantPolicySpec
+from jitgrant.models.vocabulary import DELETED_BY_ANNOTATION, GARBAGE_COLLECTOR_USERNAME
 
 KEY = b"k" * 32
 AGENT_A = "system:serviceaccount:agents:agent-a"
@@ -161,3 +169,117 @@ def test_standing_is_decided_without_the_api_server() -> None:
     assert standing(caller(OPERATOR)) is Standing.OPERATOR
     assert standing(caller(AGENT_B, *SA_GROUPS)) is None
     assert standing(caller("")) is None
+
+
+# --- the other fields that decide a request's fate (issue 20 §2) -------------------------------------
+
+GHOST = {"apiVersion": "v1", "kind": "ConfigMap", "name": "ghost", "uid": "u-ghost"}
+
+
+def with_metadata(old: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    new = copy.deepcopy(old)
+    for name, value in fields.items():
+        if value is None:
+            new["metadata"].pop(name, None)
+        else:
+            new["metadata"][name] = value
+    return new
+
+
+@pytest.mark.parametrize(
+    ("field", "change"),
+    [
+        ("metadata.ownerReferences", {"ownerReferences": [GHOST]}),
+        ("metadata.finalizers", {"finalizers": ["jitgrant.dev/revoke-grant", "example.com/hold"]}),
+        ("metadata.deletionTimestamp", {"deletionTimestamp": "2026-01-01T00:00:00Z"}),
+        ("metadata.deletionGracePeriodSeconds", {"deletionGracePeriodSeconds": 0}),
+    ],
+)
+def test_every_fate_field_follows_the_standing_rule(field: str, change: dict[str, Any]) -> None:
+    old = sealed_request()
+    old["metadata"]["finalizers"] = ["jitgrant.dev/revoke-grant"]
+    new = with_metadata(old, **change)
+    assert fate_touched(old, new) == (field,)
+    refusal = review(caller(AGENT_B, *SA_GROUPS), old=old, new=new, may_delete=False)
+    assert refusal is not None
+    assert refusal.startswith(
+        f"only the requester ({AGENT_A}), an approver of GrantPolicy staging, or someone allowed to delete "
+        f"AccessRequest agents/a may change {field} ("
+    )
+    assert refusal.endswith(f"; {AGENT_B} is none of these")
+    for allowed in (caller(AGENT_A, *SA_GROUPS), caller("alice"), caller(OPERATOR)):
+        assert review(allowed, old=old, new=new, may_delete=False) is None, allowed
+    assert review(caller("platform-admin"), old=old, new=new, may_delete=True) is None
+    # An approver of another policy is no approver here.
+    other = GrantPolicySpec.model_validate(
+        {
+            **POLICY.model_dump(by_alias=True, exclude_none=True),
+            "approval": {"approvers": {"users": ["dave"]}},
+        }
+    )
+    assert review(caller("alice"), old=old, new=new, policy=other, may_delete=False) is not None
+
+
+def test_reordering_finalizers_or_equal_owner_references_is_no_change() -> None:
+    old = with_metadata(sealed_request(), finalizers=["a/x", "b/y"], ownerReferences=[GHOST])
+    new = with_metadata(old, finalizers=["b/y", "a/x"], ownerReferences=[dict(reversed(list(GHOST.items())))])
+    assert fate_touched(old, new) == ()
+
+
+def test_removing_the_operators_finalizer_is_refused_even_for_the_requester() -> None:
+    old = with_metadata(sealed_request(), finalizers=["jitgrant.dev/revoke-grant"])
+    new = with_metadata(old, finalizers=None)
+    refusal = review(caller(AGENT_A, *SA_GROUPS), old=old, new=new)
+    assert refusal is not None and refusal.startswith(
+        "only the jitgrant operator removes the finalizer jitgrant.dev/revoke-grant"
+    )
+    assert review(caller(OPERATOR), old=old, new=new) is None
+
+
+# --- who deletes -----------------------------------------------------------------------------------------
+
+
+def deleting() -> dict[str, Any]:
+    return with_metadata(sealed_request(), finalizers=["jitgrant.dev/revoke-grant"], ownerReferences=[GHOST])
+
+
+def test_the_deleter_is_stamped_once_and_the_garbage_collector_with_the_owner_it_followed() -> None:
+    old = deleting()
+    gc = caller(GARBAGE_COLLECTOR_USERNAME, "system:serviceaccounts")
+    stamp = deletion_stamp(old=old, caller=gc, key=KEY)
+    assert stamp is not None
+    assert deletion_message(
+        key=KEY, uid="uid-a", stamp=stamp, garbage_collector=GARBAGE_COLLECTOR_USERNAME
+    ) == (
+        f"the AccessRequest was deleted by the garbage collector ({GARBAGE_COLLECTOR_USERNAME}) "
+        "following its owner ConfigMap agents/ghost (uid u-ghost)"
+    )
+    # The API server runs delete admission again after the stamp's write: nothing more to write then.
+    old["metadata"]["annotations"][DELETED_BY_ANNOTATION] = stamp
+    assert deletion_stamp(old=old, caller=gc, key=KEY) is None
+    # Someone else deleting after all is stamped over it.
+    admin = deletion_stamp(old=old, caller=caller("admin", "system:masters"), key=KEY)
+    assert deletion_message(
+        key=KEY, uid="uid-a", stamp=admin, garbage_collector=GARBAGE_COLLECTOR_USERNAME
+    ) == ("the AccessRequest was deleted by admin")
+
+
+def test_nothing_is_stamped_when_there_is_no_grant_left_to_revoke() -> None:
+    finished = deleting()
+    finished["status"]["phase"] = "Expired"
+    assert deletion_stamp(old=finished, caller=caller("admin"), key=KEY) is None
+    assert (
+        deletion_stamp(old=with_metadata(deleting(), finalizers=None), caller=caller("admin"), key=KEY)
+        is None
+    )
+    already = with_metadata(deleting(), deletionTimestamp="2026-01-01T00:00:00Z")
+    assert deletion_stamp(old=already, caller=caller("admin"), key=KEY) is None
+
+
+def test_a_stamp_for_another_request_or_a_revoked_by_stamp_names_nobody() -> None:
+    stamp = deletion_stamp(old=deleting(), caller=caller("admin"), key=KEY)
+    unknown = "the AccessRequest was deleted (no valid jitgrant.dev/deleted-by stamp: deleter unknown)"
+    assert deletion_message(key=KEY, uid="uid-b", stamp=stamp, garbage_collector="gc") == unknown
+    revoker = stamp_revoker(key=KEY, uid="uid-a", revoker=Revoker(username="admin", groups=(), reason=""))
+    assert deletion_message(key=KEY, uid="uid-a", stamp=revoker, garbage_collector="gc") == unknown
+    assert deletion_message(key=KEY, uid="uid-a", stamp=None, garbage_collector="gc") == unknown

@@ -33,6 +33,9 @@ COMBINATIONS: dict[str, dict[str, Any]] = {
         }
     },
     "generated-cert": {"webhook": {"certManager": {"enabled": False}}},
+    "webhook-client-ca": {
+        "webhook": {"clientCA": {"enabled": True, "configMap": "apiserver-webhook-client-ca"}}
+    },
     "inline-rules": {"inlineRules": {"enabled": True}},
     "service-monitor": {"serviceMonitor": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}}},
     "network-policy": {

@@ -116,6 +116,13 @@ def test_each_webhook_covers_exactly_what_its_handler_needs(chart: helm.Chart) -
         ),
         # Only the operator writes status.
         "guard-status.jitgrant.dev": ("/guard-status", ["UPDATE"], ["accessrequests/status"], "None"),
+        # Records who deletes a request (issue 20 §2): its write is its side effect.
+        "record-deletion.jitgrant.dev": (
+            "/record-deletion",
+            ["DELETE"],
+            ["accessrequests"],
+            "NoneOnDryRun",
+        ),
         # A GrantPolicy the operator could not use is refused at apply time.
         "validate-policy.jitgrant.dev": ("/validate-policy", ["CREATE", "UPDATE"], ["grantpolicies"], "None"),
     }
@@ -148,7 +155,7 @@ def test_generated_certificate_is_trusted_through_the_ca_bundle(chart: helm.Char
 
     # Every webhook of both configurations carries the CA that signed the serving certificate.
     entries = all_webhooks(manifests)
-    assert len(entries) == 4
+    assert len(entries) == 5
     for entry in entries.values():
         assert decode(entry["clientConfig"]["caBundle"]) == decode(secret["data"]["ca.crt"])
     ca_key = ca.public_key()
@@ -231,3 +238,23 @@ def test_cert_manager_private_key_is_ecdsa_and_rotated(chart: helm.Chart) -> Non
         "size": 256,
         "rotationPolicy": "Always",
     }
+
+
+def test_the_webhook_can_require_the_api_servers_client_certificate(chart: helm.Chart) -> None:
+    """Issue 20 §7: webhook.clientCA passes the CA to the operator, which then refuses any TLS handshake
+    without a client certificate it signed (tests/realapi/test_webhook_client_cert.py)."""
+    values = {"webhook": {"clientCA": {"enabled": True, "configMap": "apiserver-webhook-client-ca"}}}
+    deployment = only(render(chart, values), "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    [operator] = pod["containers"]
+    args = operator["args"]
+    assert args[args.index("--webhook-client-ca") + 1] == "/etc/jitgrant/webhook-client-ca/ca.crt"
+    [mount] = [m for m in operator["volumeMounts"] if m["name"] == "webhook-client-ca"]
+    assert mount["mountPath"] == "/etc/jitgrant/webhook-client-ca"
+    [volume] = [v for v in pod["volumes"] if v["name"] == "webhook-client-ca"]
+    assert volume["configMap"]["name"] == "apiserver-webhook-client-ca"
+    # Off by default: EKS and most managed control planes present no client certificate.
+    default = only(render(chart), "Deployment")["spec"]["template"]["spec"]
+    assert "--webhook-client-ca" not in default["containers"][0]["args"]
+    with pytest.raises(Exception, match=r"webhook\.clientCA\.configMap"):
+        render(chart, {"webhook": {"clientCA": {"enabled": True}}})

@@ -123,6 +123,62 @@ def test_the_file_source_attributes_a_real_api_servers_calls(
     _assert_attributed(_attributed(control_plane.audit_log_path, namespace, start), namespace)
 
 
+def _rebind_to(plane: ControlPlane, namespace: str, user: str) -> None:
+    """The grant ends (its RoleBinding goes), and someone else is bound under the same name."""
+    with config.new_client_from_config(config_file=str(plane.kubeconfig_path("admin"))) as admin:
+        rbac = client.RbacAuthorizationV1Api(admin)
+        rbac.delete_namespaced_role_binding("jit-pods", namespace)
+        rbac.create_namespaced_role_binding(
+            namespace,
+            client.V1RoleBinding(
+                metadata=client.V1ObjectMeta(name="jit-pods"),
+                role_ref=client.V1RoleRef(
+                    api_group="rbac.authorization.k8s.io", kind="Role", name="pod-reader"
+                ),
+                subjects=[
+                    client.RbacV1Subject(kind="User", name=user, api_group="rbac.authorization.k8s.io")
+                ],
+            ),
+        )
+
+
+def test_a_binding_recreated_under_an_ended_grants_name_does_not_lend_it_others_calls(
+    control_plane: ControlPlane, namespace: str
+) -> None:
+    """Issue 20 §7: the RBAC reason names a binding by name alone, and a grant's binding name is
+    deterministic. mallory's calls through a same-named binding made after the grant ended carry the
+    very reason the grant's did; they are not the grant's."""
+    start = datetime.now(UTC) - timedelta(seconds=1)
+    _act_as_agent(control_plane, namespace)
+    end = datetime.now(UTC)
+    time.sleep(6)  # past the clock skew the window allows (DEFAULT_CLOCK_SKEW, 5 s)
+    _rebind_to(control_plane, namespace, "mallory")
+    with config.new_client_from_config(config_file=str(control_plane.kubeconfig_path("mallory"))) as mallory:
+        core, deadline = client.CoreV1Api(mallory), time.monotonic() + 30
+        while True:
+            try:
+                core.list_namespaced_pod(namespace)
+                break
+            except ApiException as exc:
+                if exc.status != 403 or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+    grant = GrantIdentity(
+        binding_name="jit-pods",
+        binding_namespace=namespace,
+        usernames=frozenset({"agent"}),
+        start=start,
+        end=end,
+    )
+    calls = list(AuditLogFiles(control_plane.audit_log_path).calls(Window(start=start, end=None)))
+    reason = f'RBAC: allowed by RoleBinding "jit-pods/{namespace}" of Role "pod-reader" to User "mallory"'
+    assert [c for c in calls if c.username == "mallory" and c.reason == reason]  # the log has them...
+    found = activity(calls, grant)
+    assert [item for item in found if item.call.username != "agent"] == []  # ...the grant does not
+    # (The window's clock skew may reach back to another test's calls by `agent`: this namespace only.)
+    _assert_attributed([item for item in found if item.call.namespace == namespace], namespace)
+
+
 # -- the audit webhook backend -----------------------------------------------------------------
 
 

@@ -3,7 +3,11 @@
 Pure. Two ways to tie a call to a grant, best first:
 
 * **exact** (`authorization-reason`): the RBAC authorizer wrote, in the call's
-  `authorization.k8s.io/reason`, that this grant's RoleBinding allowed it. Nothing else can have.
+  `authorization.k8s.io/reason`, that this grant's RoleBinding allowed it, for a call by the grant's
+  identity within its window. The reason names the binding only by name and namespace, and a grant's
+  binding name is deterministic: once the grant has ended, anyone who may create RoleBindings there
+  can make one under the same name for someone else, whose calls then carry the same reason. So
+  the name counts only together with the grant's identity and window, like the basis below.
 * **identity and window** (`identity-window`): the call was made by the grant's identity while the
   grant was live. For a per-grant ServiceAccount (agents that receive a kubeconfig) or an EKS role
   session named after the request, that identity is the grant's alone; for an in-cluster agent's own
@@ -106,12 +110,13 @@ class AttributedCall:
 
 
 def attribute(call: ApiCall, grant: GrantIdentity) -> AttributedCall | None:
-    """The call as one of the grant's, or None when it is not."""
+    """The call as one of the grant's, or None when it is not: only the grant's identity, within the
+    grant's window, ever makes one (a binding recreated under its name binds someone else, later)."""
+    if not (grant.is_identity(call) and grant.in_window(call.time)):
+        return None
     allowed_by = call.allowed_by
     if grant.is_binding(allowed_by):
         return AttributedCall(call, Outcome.THIS_GRANT, Basis.AUTHORIZATION_REASON)
-    if not (grant.is_identity(call) and grant.in_window(call.time)):
-        return None
     if call.refused:
         outcome = Outcome.REFUSED
     elif allowed_by is not None:

@@ -280,6 +280,11 @@ def _review_operator_metadata(*, old: Mapping[str, Any], new: Mapping[str, Any])
             continue  # checked on its own: jitgrant.identity.stamp.revoker_refusal
         if old_annotations.get(name) != new_annotations.get(name):
             return f"annotation {name} belongs to the jitgrant operator and cannot be changed by you"
+    return operator_finalizer_refusal(old=old, new=new)
+
+
+def operator_finalizer_refusal(*, old: Mapping[str, Any], new: Mapping[str, Any]) -> str | None:
+    """Why removing the operator's finalizer must be refused (for anyone but the operator), or None."""
     old_finalizers = _meta(old).get("finalizers") or []
     new_finalizers = _meta(new).get("finalizers") or []
     if FINALIZER in old_finalizers and FINALIZER not in new_finalizers:

@@ -40,6 +40,12 @@ def add_run_subcommand(sub: Any) -> None:
     p.add_argument("--instance", default=os.environ.get("HOSTNAME", "jitgrant"))
     p.add_argument("--webhook-port", type=int, default=None)
     p.add_argument("--webhook-cert", type=Path, default=None)
+    p.add_argument(
+        "--webhook-client-ca",
+        type=Path,
+        default=None,
+        help="CA file: accept webhook calls only with a client certificate it signed (the API server's)",
+    )
     p.add_argument("--webhook-key", type=Path, default=None)
     p.add_argument("--metrics-port", type=int, default=None, help="serve /metrics on this port")
     p.add_argument("--health-port", type=int, default=None, help="serve /healthz and /readyz on this port")
@@ -163,7 +169,10 @@ def settings_from_args(args: argparse.Namespace) -> OperatorSettings:
         if not (args.webhook_cert and args.webhook_key):
             raise SystemExit("error: --webhook-port needs --webhook-cert and --webhook-key")
         webhook = WebhookSettings(
-            port=args.webhook_port, certfile=args.webhook_cert, keyfile=args.webhook_key
+            port=args.webhook_port,
+            certfile=args.webhook_cert,
+            keyfile=args.webhook_key,
+            client_ca_file=args.webhook_client_ca,
         )
     kwargs: dict[str, Any] = {
         "operator_namespace": args.namespace_of_operator,

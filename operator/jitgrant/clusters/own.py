@@ -166,6 +166,22 @@ class ClusterApi:
         )
         return StoredRequest(result)
 
+    async def annotate_request(
+        self, namespace: str, name: str, annotations: Mapping[str, str], *, uid: str
+    ) -> StoredRequest:
+        """Merge-patch annotations onto the request with this uid (the API server refuses a patch that
+        changes metadata.uid, so a request recreated under the name is never written)."""
+        result = await self.call(
+            self.custom.patch_namespaced_custom_object,
+            API_GROUP,
+            API_VERSION,
+            namespace,
+            "accessrequests",
+            name,
+            {"metadata": {"uid": uid, "annotations": dict(annotations)}},
+        )
+        return StoredRequest(result)
+
     async def delete_request(self, namespace: str, name: str, *, uid: str) -> bool:
         options = V1DeleteOptions(preconditions=V1Preconditions(uid=uid))
         try:

@@ -10,6 +10,10 @@ Importing this module registers three handlers on kopf's default registry:
   hand-written approvals, approvals by the wrong people, revocations by anyone but the requester, an
   eligible approver or someone who may delete the request, and edits of the operator's own metadata.
 - `guard-status` (validating, UPDATE of the status subresource): only the operator writes status.
+- `record-deletion` (validating, DELETE): never refuses (RBAC's `delete` is standing to revoke); before
+  allowing, it writes who is deleting (sealed, from `userInfo`; for the garbage collector, the owners
+  it followed) into `jitgrant.dev/deleted-by`, where the leader's finalizer reads it for the `revoked`
+  record. The note is on the object itself, so it reaches whichever replica leads, across restarts.
 
 The decisions are pure functions in `jitgrant.approvals` (review, release, revocation); this module
 parses, calls them and answers, with refusals as `kopf.AdmissionError` so their message reaches
@@ -23,6 +27,7 @@ requester, an eligible approver or the operator may revoke).
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, datetime
@@ -43,7 +48,7 @@ from jitgrant.approvals.review import (
     review_update,
     scrub_last_applied,
 )
-from jitgrant.approvals.revocation import review_revoke, revoke_touched, revoker_standing
+from jitgrant.approvals.revocation import deletion_stamp, fate_touched, review_revoke, revoker_standing
 from jitgrant.clusters.access import AccessSubject, own_cluster_api, subject_may
 from jitgrant.clusters.errors import ClusterAccessError
 from jitgrant.handlers.dry_run import answer_dry_run
@@ -64,6 +69,7 @@ from jitgrant.models.vocabulary import (
     APPROVALS_ANNOTATION,
     APPROVE_ANNOTATION,
     CREATED_BY_EXTRA,
+    DELETED_BY_ANNOTATION,
     DENY_ANNOTATION,
     FINALIZER,
     LAST_APPLIED_ANNOTATION,
@@ -78,9 +84,11 @@ PLURAL = "accessrequests"
 MUTATE_ID = "stamp-requester"
 VALIDATE_ID = "validate-request"
 STATUS_ID = "guard-status"
+DELETE_ID = "record-deletion"
 _NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # the alphabet the API server uses for generateName
 
 _default_verifier: OIDCVerifier | None = None
+log = logging.getLogger("jitgrant.admission")
 
 
 # --- the runtime the webhooks need ------------------------------------------------------------------
@@ -312,9 +320,10 @@ def _revoker_refusal(
 async def _revoke_refusal(
     *, runtime: Any, old: Mapping[str, Any], new: Mapping[str, Any], userinfo: Mapping[str, Any]
 ) -> str | None:
-    """Who may set jitgrant.dev/revoke (approvals/revocation.py): the API server is asked whether the
-    caller may delete the request only when nothing on the request itself gives them standing."""
-    if not revoke_touched(old, new):
+    """Who may set jitgrant.dev/revoke, or change any other metadata that decides the request's fate
+    (approvals/revocation.py): the API server is asked whether the caller may delete the request only
+    when nothing on the request itself gives them standing."""
+    if not fate_touched(old, new):
         return None
     caller, key = Caller.from_userinfo(userinfo), _key(runtime)
     policy = await _policy(runtime, str((old.get("spec") or {}).get("policy") or ""))
@@ -355,6 +364,31 @@ async def _may_delete(runtime: Any, *, old: Mapping[str, Any], userinfo: Mapping
             "try again shortly",
             code=503,
         ) from error
+
+
+# --- DELETE: record who deletes -------------------------------------------------------------------------
+
+
+async def _record_deleter(runtime: Any, *, old: Mapping[str, Any], userinfo: Mapping[str, Any]) -> None:
+    """Stamp the deleter onto the request before the API server marks it deleted.
+
+    A DELETE webhook cannot mutate, so this one writes (as the operator, from whichever replica the API
+    server called: a write caused by an admission request, not by a watch event, so no replica repeats
+    it). The API server runs delete admission inside its retrying update of the object: this write
+    makes that update conflict once and admission run again, and the second time the same stamp is
+    already there (`deletion_stamp` is deterministic), so nothing is written and the deletion goes on.
+    A failed write never blocks a deletion: the record then says the deleter is unknown.
+    """
+    stamp = deletion_stamp(old=old, caller=Caller.from_userinfo(userinfo), key=_key(runtime))
+    api = own_cluster_api(getattr(runtime, "own", None))
+    if stamp is None or api is None:
+        return
+    meta = old.get("metadata") or {}
+    namespace, name, uid = str(meta.get("namespace")), str(meta.get("name")), str(meta.get("uid"))
+    try:
+        await api.annotate_request(namespace, name, {DELETED_BY_ANNOTATION: stamp}, uid=uid)
+    except ClusterAccessError as error:
+        log.warning("could not record who deletes AccessRequest %s/%s: %s", namespace, name, error)
 
 
 # --- kopf registrations -------------------------------------------------------------------------------
@@ -399,6 +433,20 @@ def _guarding_status(registry: kopf.OperatorRegistry | None = None) -> WebhookDe
         registry=registry,
     )
     return measured(STATUS_ID, decorator)
+
+
+def _recording_deletion(registry: kopf.OperatorRegistry | None = None) -> WebhookDecorator:
+    decorator = kopf.on.validate(
+        API_GROUP,
+        API_VERSION,
+        PLURAL,
+        id=DELETE_ID,
+        operations=["DELETE"],
+        side_effects=True,  # it writes the deleter's stamp, except on dry runs: NoneOnDryRun
+        ignore_failures=False,  # every deletion is attributed; the operator must be up to finish one anyway
+        registry=registry,
+    )
+    return measured(DELETE_ID, decorator)
 
 
 @_mutating()
@@ -480,8 +528,18 @@ async def guard_status(*, userinfo: Mapping[str, Any], memo: Any, **_: Any) -> N
         raise _refuse(refusal)
 
 
+@_recording_deletion()
+async def record_deletion(
+    *, body: kopf.Body, userinfo: Mapping[str, Any], dryrun: bool, memo: Any, **_: Any
+) -> None:
+    if dryrun:
+        return
+    await _record_deleter(_runtime(memo), old=body, userinfo=userinfo)
+
+
 def register(registry: kopf.OperatorRegistry) -> None:
     """Register the same webhooks on another registry (embedded operators, tests)."""
     _mutating(registry)(stamp_requester)
     _validating(registry)(validate_request)
     _guarding_status(registry)(guard_status)
+    _recording_deletion(registry)(record_deletion)

@@ -35,7 +35,7 @@ from jitgrant.grants.objects import GrantOwner
 from jitgrant.grants.plan import GrantPlan, plan_grant
 from jitgrant.handlers.audit_events import audit_event
 from jitgrant.handlers.policy_status import cluster_role_refusal, invalid_policy_step, load_policy
-from jitgrant.handlers.revoker import named_revoker
+from jitgrant.handlers.revoker import named_deleter, named_revoker
 from jitgrant.handlers.runtime import Runtime
 from jitgrant.identity.stamp import verify_requester_seal
 from jitgrant.lifecycle import Action, Step, granted_condition, next_step
@@ -1007,7 +1007,10 @@ class Reconciler:
                 return
             if request.status.phase is None or request.status.phase.terminal:
                 return
-            step = Step(Action.REVOKE, reason=Reason.DELETED, message="the AccessRequest was deleted")
+            message = named_deleter(
+                key=runtime.settings.receipt_key, uid=current.uid, annotations=current.annotations
+            )
+            step = Step(Action.REVOKE, reason=Reason.DELETED, message=message)
             # No status write: the object is going away, and a write now would make kopf's own
             # finalizer removal conflict and wait for an event that may never come.
             await self._end_grant(step, stored=current, request=request, write_status=False)

@@ -104,10 +104,10 @@ class Revoker:
     reason: str
 
 
-def _revoker_seal(*, key: bytes, uid: str, revoker: Revoker) -> str:
+def _revoker_seal(*, key: bytes, uid: str, revoker: Revoker, domain: str = _REVOKER_DOMAIN) -> str:
     message = canonical_json(
         {
-            "domain": _REVOKER_DOMAIN,
+            "domain": domain,
             "uid": uid,
             "username": revoker.username,
             "groups": list(revoker.groups),
@@ -117,7 +117,7 @@ def _revoker_seal(*, key: bytes, uid: str, revoker: Revoker) -> str:
     return f"{SEAL_VERSION}:{hmac.new(key, message, hashlib.sha256).hexdigest()}"
 
 
-def stamp_revoker(*, key: bytes, uid: str, revoker: Revoker) -> str:
+def stamp_revoker(*, key: bytes, uid: str, revoker: Revoker, domain: str = _REVOKER_DOMAIN) -> str:
     """The value of `jitgrant.dev/revoked-by`: who, their groups, the reason, sealed for this request."""
     if not key or not uid or not revoker.username:
         raise ValueError("a revoker stamp needs the operator's key, the request's uid and a username")
@@ -126,14 +126,16 @@ def stamp_revoker(*, key: bytes, uid: str, revoker: Revoker) -> str:
             "username": revoker.username,
             "groups": list(revoker.groups),
             "reason": revoker.reason,
-            "seal": _revoker_seal(key=key, uid=uid, revoker=revoker),
+            "seal": _revoker_seal(key=key, uid=uid, revoker=revoker, domain=domain),
         },
         separators=(",", ":"),
         ensure_ascii=False,
     )
 
 
-def verified_revoker(*, key: bytes, uid: str, value: str | None) -> Revoker | None:
+def verified_revoker(
+    *, key: bytes, uid: str, value: str | None, domain: str = _REVOKER_DOMAIN
+) -> Revoker | None:
     """The revoker the annotation names, only if the webhook sealed it for this request."""
     if not value or not key or not uid:
         return None
@@ -149,7 +151,7 @@ def verified_revoker(*, key: bytes, uid: str, value: str | None) -> Revoker | No
     if not isinstance(groups, list) or not all(isinstance(group, str) for group in groups):
         return None
     revoker = Revoker(username=username, groups=tuple(groups), reason=reason)
-    expected = _revoker_seal(key=key, uid=uid, revoker=revoker)
+    expected = _revoker_seal(key=key, uid=uid, revoker=revoker, domain=domain)
     return revoker if hmac.compare_digest(expected.encode(), seal.encode("utf-8", "replace")) else None
 
 
@@ -188,3 +190,32 @@ def revoker_refusal(
             f"{revoke_annotation}; it cannot be set or changed by hand"
         )
     return None
+
+
+# --- Who deleted ----------------------------------------------------------------------------------------
+
+# Its own domain: a revoked-by stamp cannot be passed off as a deleted-by one, nor the reverse.
+_DELETER_DOMAIN = "jitgrant.dev/deleted-by/v1"
+
+
+def stamp_deleter(*, key: bytes, uid: str, deleter: Revoker) -> str:
+    """The value of `jitgrant.dev/deleted-by`: who sent the DELETE (as the API server authenticated
+    them), their groups and, in `reason`, what led to it (the owners a garbage collector followed).
+    Deterministic: the same deleter stamped twice is the same value, so the webhook can skip a write."""
+    return stamp_revoker(key=key, uid=uid, revoker=deleter, domain=_DELETER_DOMAIN)
+
+
+def verified_deleter(*, key: bytes, uid: str, value: str | None) -> Revoker | None:
+    """The deleter the annotation names, only if the webhook sealed it for this request."""
+    return verified_revoker(key=key, uid=uid, value=value, domain=_DELETER_DOMAIN)
+
+
+def deletion_message(*, key: bytes, uid: str, stamp: str | None, garbage_collector: str) -> str:
+    """The audit reason of a deletion's revocation: who deleted the request, as proven by the stamp."""
+    deleter = verified_deleter(key=key, uid=uid, value=stamp)
+    if deleter is None:
+        return "the AccessRequest was deleted (no valid jitgrant.dev/deleted-by stamp: deleter unknown)"
+    if deleter.username == garbage_collector:
+        followed = f" {deleter.reason}" if deleter.reason else ""
+        return f"the AccessRequest was deleted by the garbage collector ({deleter.username}){followed}"
+    return f"the AccessRequest was deleted by {deleter.username}"

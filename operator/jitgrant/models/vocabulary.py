@@ -26,6 +26,10 @@ APPROVALS_ANNOTATION: Final = f"{API_GROUP}/approvals"
 REQUESTER_SEAL_ANNOTATION: Final = f"{API_GROUP}/requester-seal"
 # Who set jitgrant.dev/revoke, stamped by the mutating webhook from userInfo and sealed like a receipt.
 REVOKED_BY_ANNOTATION: Final = f"{API_GROUP}/revoked-by"
+# Who deleted the request, stamped and sealed by the webhook on DELETE (record-deletion) and read by
+# the finalizer, so the `revoked` record of a deletion names the deleter (or the garbage collector
+# and the owner it followed).
+DELETED_BY_ANNOTATION: Final = f"{API_GROUP}/deleted-by"
 
 # --- Labels and annotations on the objects of a grant. Labels select; they never prove ownership. ---
 MANAGED_BY_LABEL: Final = "app.kubernetes.io/managed-by"
@@ -48,6 +52,9 @@ FINALIZER: Final = f"{API_GROUP}/revoke-grant"
 IDENTITY_REFRESH_LEASE: Final = "jitgrant-identity-refresh"
 IDENTITY_REFRESH_PREFIX: Final = f"identity-refresh.{API_GROUP}/"
 CREATED_BY_EXTRA: Final = f"{API_GROUP}/created-by"
+# kube-controller-manager's garbage collector, as the API server authenticates it when the controller
+# manager runs with --use-service-account-credentials (the default of kubeadm and managed services).
+GARBAGE_COLLECTOR_USERNAME: Final = "system:serviceaccount:kube-system:generic-garbage-collector"
 LAST_APPLIED_ANNOTATION: Final = "kubectl.kubernetes.io/last-applied-configuration"
 # Prefix of the admission warnings (allowed, pending) and the refusal (denied) of a dryRun create.
 DRY_RUN_WARNING: Final = f"{API_GROUP}/dry-run"
