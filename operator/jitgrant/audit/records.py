@@ -51,6 +51,9 @@ class EventType(StrEnum):
     GRANTED = "granted"  # they exist and the request is Active
     EXPIRED = "expired"
     REVOKED = "revoked"
+    # The grant's window closed (or it was revoked) and its objects could not be removed: written
+    # once, when the removal becomes overdue; the expired/revoked record follows when it is done.
+    REMOVAL_OVERDUE = "removal-overdue"
     TIMED_OUT = "timed-out"
     FAILED = "failed"
     CLEANED_UP = "cleaned-up"  # an orphaned binding removed by the sweep
