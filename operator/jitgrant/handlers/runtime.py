@@ -134,7 +134,9 @@ class Runtime:
         self.waiting.setdefault(cluster, set()).add(key)
         attempt = max(0, self.failures.get(cluster, 1) - 1)
         delay = max(at_least, backoff_delay(attempt, cap=TARGET_RETRY_CAP_SECONDS), 1.0)
-        return self.clock().replace(microsecond=0) + timedelta(seconds=round(delay))
+        at = self.clock() + timedelta(seconds=delay)
+        # Whole seconds, as status shows times: rounded up, so no attempt comes before its delay.
+        return at.replace(microsecond=0) + timedelta(seconds=1) if at.microsecond else at
 
     def removal_overdue(self, cluster: str, uid: str, overdue: bool) -> None:
         """Count (or stop counting) one request's removal in `cluster` as overdue."""
