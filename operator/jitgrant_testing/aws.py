@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import boto3
 from kubernetes.client import ApiClient, AppsV1Api, CoreV1Api, RbacAuthorizationV1Api
@@ -53,6 +54,7 @@ from jitgrant.permissions import (
     Permission,
     as_rbac_rules,
 )
+from jitgrant_testing.darkproxy import DarkableProxy
 from jitgrant_testing.eks_authenticator import verify_eks_token
 from jitgrant_testing.environment import deployment_manifest
 from jitgrant_testing.oidc import OIDCIssuer
@@ -349,6 +351,9 @@ class AWSStandIns:
     # Stand-in key -> API server URL to use instead of the stand-in's (e.g. one that never answers).
     # A stand-in's key is its cluster name, or NAME@REGION when two clusters share the name.
     api_overrides: Mapping[str, str] = field(default_factory=dict)
+    # Stand-in keys whose API server the operator reaches through a DarkableProxy (`proxies[key]`),
+    # so a test can make the cluster go dark and come back.
+    dark_proxies: Sequence[str] = ()
     # (connect, read) seconds for the operator's calls to target API servers (Runtime's default if None).
     target_request_timeout: tuple[float, float] | None = None
 
@@ -360,6 +365,7 @@ class AWSStandIns:
     # Each stand-in's audit log is <audit_dir>/<cluster>.log (EKS control-plane audit logging on).
     audit_dir: Path = field(init=False)
     assume_calls: list[AssumeRoleCall] = field(init=False, default_factory=list)
+    proxies: dict[str, DarkableProxy] = field(init=False, default_factory=dict)
 
     def __enter__(self) -> AWSStandIns:
         self.start()
@@ -410,6 +416,11 @@ class AWSStandIns:
             overrides[spec.arn] = (standin.cluster.https_url, standin.cluster.ca_pem)
             if standin_key in self.api_overrides:
                 overrides[spec.arn] = (self.api_overrides[standin_key], None)
+            if standin_key in self.dark_proxies:
+                served = urlsplit(standin.cluster.https_url)
+                proxy = DarkableProxy(served.hostname or "127.0.0.1", served.port or 443)
+                self.proxies[standin_key] = proxy
+                overrides[spec.arn] = (proxy.url, standin.cluster.ca_pem)
         moto = RegionEndpoints(sts=self.moto.url, eks=self.moto.url)
         self.access = EKSAccess(
             base_session=self.moto.operator_session(),
@@ -424,6 +435,8 @@ class AWSStandIns:
 
     def stop(self) -> None:
         try:
+            for proxy in self.proxies.values():
+                proxy.close()
             for standin in self.standins.values():
                 standin.stop(loop=self.loop)
             if self.issuer is not None:
