@@ -64,3 +64,23 @@ async def test_a_cluster_that_answers_again_sends_its_waiting_requests_at_once(w
     # Another request (or the sweep) reached the cluster: the probe succeeded.
     world.runtime.cluster_reached(world.port.name)
     assert scheduler.next_due() == world.clock()
+
+
+async def test_the_trail_separates_the_plan_from_the_time_the_binding_existed(world: World) -> None:
+    uid = world.file("slow", duration="10m")
+    planned = world.clock()
+    world.port.fail("create_object", dark())
+    await world.reconcile("slow")
+    world.clock.advance(93)  # the cluster answered 93 s after the plan was written
+    await world.reconcile("slow")
+    status = world.status("slow")
+    assert status["phase"] == "Active"
+    granted_at = planned.replace(microsecond=0) + (world.clock() - planned)
+    by_type = {event.type: event for event in world.audit.events if event.request_uid == uid}
+    issuing, granted = by_type[E.ISSUING], by_type[E.GRANTED]
+    assert issuing.time == planned and issuing.window is not None and issuing.window.activated_at == planned
+    assert granted.time == granted_at and granted.window is not None
+    assert granted.window.activated_at == granted_at
+    # The approved window still starts with the plan, and status names both times.
+    assert parse_time(status["activatedAt"]) == planned
+    assert f"planned at {format_time(planned)}, granted at {format_time(granted_at)}" in status["message"]
