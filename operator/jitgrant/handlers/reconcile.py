@@ -723,7 +723,7 @@ class Reconciler:
     ) -> None:
         runtime = self.runtime
         # The plan's time is when it was recorded (the `issuing` record); access began only now, once
-        # its binding exists, which can be much later on a slow cluster: the trail keeps both.
+        # its binding exists, which can be later on a slow cluster: the trail keeps both.
         granted_at = self._now()
         message = f"{describe_grant(request)} until {format_time(plan.expires_at)}" + (
             f"; kubeconfig in Secret {plan.secret_name}" if plan.secret_name else ""
@@ -734,7 +734,9 @@ class Reconciler:
             "phase": Phase.ACTIVE,
             "reason": step.reason,
             "message": message,
-            "activated_at": granted_at,
+            # The window the policy allowed started with the plan; `expiresAt - activatedAt` stays
+            # the approved duration. The trail's `granted` record says when access really began.
+            "activated_at": plan.now,
             "expires_at": plan.expires_at,
             "grant": record,
         }
