@@ -164,6 +164,9 @@ class Runtime:
         for cluster, uids in self.overdue.items():
             if uid in uids:
                 self.removal_overdue(cluster, uid, False)
+        namespace, _, name = key.partition("/")
+        for waiting in self.waiting.values():
+            waiting.discard((namespace, name))
         lock = self._locks.get(key)
         if lock is not None and not lock.locked():
             del self._locks[key]
