@@ -203,8 +203,8 @@ class Runtime:
         if self.targets is None:
             raise Refused(
                 reason=Reason.EKS_NOT_CONFIGURED,
-                message=f"policy targets EKS cluster {target.cluster_name}, but this operator has no EKS access "
-                "configured (run it with AWS credentials, e.g. IRSA, and --eks)",
+                message=f"policy targets EKS cluster {target.cluster_name}, but this operator has no EKS "
+                "access configured (run it with AWS credentials, e.g. IRSA, and --eks)",
                 retryable=False,
             )
         return await self.targets.connection(
