@@ -157,6 +157,20 @@ class Metrics:
             ["cluster", "kind"],
             registry=self.registry,
         )
+        self._overdue = Gauge(
+            "jitgrant_removal_overdue_grants",
+            "Grants past their expiresAt (or revoked) whose objects could not yet be removed from the "
+            "cluster, by target cluster: the RemovalOverdue alert fires while this is above zero.",
+            ["cluster"],
+            registry=self.registry,
+        )
+        self._reachable = Gauge(
+            "jitgrant_target_reachable",
+            "1 while the last call to the target cluster (AWS or its API server) succeeded, 0 after a "
+            "failure, by target cluster.",
+            ["cluster"],
+            registry=self.registry,
+        )
         self._active: dict[str, int] = {}
         self._lock = threading.Lock()
         self._sinks = _SinkHealth()
@@ -258,6 +272,12 @@ class Metrics:
 
     def set_unproven_objects(self, *, cluster: str, kind: str, count: int) -> None:
         self._unproven.labels(cluster=cluster, kind=kind).set(count)
+
+    def set_removal_overdue(self, *, cluster: str, count: int) -> None:
+        self._overdue.labels(cluster=cluster).set(count)
+
+    def set_target_reachable(self, *, cluster: str, reachable: bool) -> None:
+        self._reachable.labels(cluster=cluster).set(1 if reachable else 0)
 
     def reconcile_error(self, *, handler: str) -> None:
         self._reconcile_errors.labels(handler=handler).inc()

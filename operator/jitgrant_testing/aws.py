@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import boto3
 from kubernetes.client import ApiClient, AppsV1Api, CoreV1Api, RbacAuthorizationV1Api
@@ -53,6 +54,7 @@ from jitgrant.permissions import (
     Permission,
     as_rbac_rules,
 )
+from jitgrant_testing.darkproxy import DarkableProxy
 from jitgrant_testing.eks_authenticator import verify_eks_token
 from jitgrant_testing.environment import deployment_manifest
 from jitgrant_testing.oidc import OIDCIssuer
@@ -320,6 +322,10 @@ class ClusterSpec:
     region: str = REGION
     role_name: str = "jitgrant-target"
 
+    @property
+    def arn(self) -> str:
+        return f"arn:aws:eks:{self.region}:{ACCOUNT}:cluster/{self.name}"
+
 
 @dataclass
 class AWSStandIns:
@@ -342,8 +348,12 @@ class AWSStandIns:
     region_endpoints: Mapping[str, RegionEndpoints] = field(default_factory=dict)
     connect_timeout: float = 5.0
     read_timeout: float = 10.0
-    # Cluster name -> API server URL to use instead of the stand-in's (e.g. one that never answers).
+    # Stand-in key -> API server URL to use instead of the stand-in's (e.g. one that never answers).
+    # A stand-in's key is its cluster name, or NAME@REGION when two clusters share the name.
     api_overrides: Mapping[str, str] = field(default_factory=dict)
+    # Stand-in keys whose API server the operator reaches through a DarkableProxy (`proxies[key]`),
+    # so a test can make the cluster go dark and come back.
+    dark_proxies: Sequence[str] = ()
     # (connect, read) seconds for the operator's calls to target API servers (Runtime's default if None).
     target_request_timeout: tuple[float, float] | None = None
 
@@ -355,6 +365,7 @@ class AWSStandIns:
     # Each stand-in's audit log is <audit_dir>/<cluster>.log (EKS control-plane audit logging on).
     audit_dir: Path = field(init=False)
     assume_calls: list[AssumeRoleCall] = field(init=False, default_factory=list)
+    proxies: dict[str, DarkableProxy] = field(init=False, default_factory=dict)
 
     def __enter__(self) -> AWSStandIns:
         self.start()
@@ -384,6 +395,7 @@ class AWSStandIns:
         overrides: dict[str, tuple[str, bytes | None]] = {}
         roles: dict[tuple[str, str], str] = {}
         for spec in self.clusters:
+            standin_key = self.key_of(spec)
             key = (ACCOUNT, spec.role_name)
             if key not in roles:
                 roles[key] = self.moto.create_target_role(spec.role_name)
@@ -395,14 +407,20 @@ class AWSStandIns:
                 grantable_cluster_roles=self.grantable_cluster_roles,
                 namespaces=self.namespaces,
                 deployments=self.deployments,
-                audit_log=self.audit_dir / f"{spec.name}.log",
+                audit_log=self.audit_dir / f"{standin_key}.log",
             )
-            self.standins[spec.name] = standin
+            self.standins[standin_key] = standin
             standin.start(loop=self.loop, moto_url=self.moto.url)
-            # moto's endpoint is made up and its CA data is not a PEM certificate.
-            overrides[spec.name] = (standin.cluster.https_url, standin.cluster.ca_pem)
-            if spec.name in self.api_overrides:
-                overrides[spec.name] = (self.api_overrides[spec.name], None)
+            # moto's endpoint is made up and its CA data is not a PEM certificate. Keyed by the
+            # cluster's ARN, as two clusters may share a name.
+            overrides[spec.arn] = (standin.cluster.https_url, standin.cluster.ca_pem)
+            if standin_key in self.api_overrides:
+                overrides[spec.arn] = (self.api_overrides[standin_key], None)
+            if standin_key in self.dark_proxies:
+                served = urlsplit(standin.cluster.https_url)
+                proxy = DarkableProxy(served.hostname or "127.0.0.1", served.port or 443)
+                self.proxies[standin_key] = proxy
+                overrides[spec.arn] = (proxy.url, standin.cluster.ca_pem)
         moto = RegionEndpoints(sts=self.moto.url, eks=self.moto.url)
         self.access = EKSAccess(
             base_session=self.moto.operator_session(),
@@ -417,6 +435,8 @@ class AWSStandIns:
 
     def stop(self) -> None:
         try:
+            for proxy in self.proxies.values():
+                proxy.close()
             for standin in self.standins.values():
                 standin.stop(loop=self.loop)
             if self.issuer is not None:
@@ -429,8 +449,13 @@ class AWSStandIns:
             self.moto.stop()
             self.loop.stop()
 
+    def key_of(self, spec: ClusterSpec) -> str:
+        """The stand-in's key: its name, or NAME@REGION when another cluster has the same name."""
+        shared = sum(1 for other in self.clusters if other.name == spec.name) > 1
+        return f"{spec.name}@{spec.region}" if shared else spec.name
+
     def standin(self, name: str | None = None) -> EKSStandIn:
-        return self.standins[name or self.clusters[0].name]
+        return self.standins[name or self.key_of(self.clusters[0])]
 
     def target(self, name: str | None = None) -> dict[str, Any]:
         """A GrantPolicy's `target` for one of the stand-in clusters."""

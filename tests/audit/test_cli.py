@@ -88,6 +88,10 @@ def test_source_is_required_and_exclusive() -> None:
         run(["audit", "verify", "--file", "a", "--s3", "s3://b/p"])
 
 
+# Records name an EKS cluster by ARN; --cluster finds it by ARN or by name.
+STAGING = "arn:aws:eks:us-east-1:111122223333:cluster/staging"
+
+
 def review_trail(tmp_path: Path) -> Path:
     """Three requests: one expired after approval, one denied, one revoked in another cluster."""
     steps: list[tuple[EventType, dict[str, Any]]] = [
@@ -96,9 +100,9 @@ def review_trail(tmp_path: Path) -> Path:
         (EventType.GRANTED, {"uid": "a"}),
         (EventType.REQUESTED, {"uid": "b", "approver": None, "requester": "system:serviceaccount:ci:bot"}),
         (EventType.DENIED, {"uid": "b", "approver": None, "requester": "system:serviceaccount:ci:bot"}),
-        (EventType.GRANTED, {"uid": "c", "approver": "bob@example.com", "cluster": "staging"}),
+        (EventType.GRANTED, {"uid": "c", "approver": "bob@example.com", "cluster": STAGING}),
         (EventType.EXPIRED, {"uid": "a", "reason": "window ended"}),
-        (EventType.REVOKED, {"uid": "c", "approver": "bob@example.com", "cluster": "staging"}),
+        (EventType.REVOKED, {"uid": "c", "approver": "bob@example.com", "cluster": STAGING}),
     ]
     head, items = ChainHead(), []
     for minute, (type_, options) in enumerate(steps):
@@ -136,6 +140,8 @@ def test_query_lists_one_row_per_request(tmp_path: Path, capsys: pytest.CaptureF
     ("options", "expected"),
     [
         (["--cluster", "staging"], ["c"]),
+        (["--cluster", "arn:aws:eks:us-east-1:*"], ["c"]),
+        (["--cluster", "prod-*"], ["a", "b"]),
         (["--requester", "system:serviceaccount:ci:*"], ["b"]),
         (["--approver", "alice@*"], ["a"]),
         (["--outcome", "revoked", "--outcome", "denied"], ["b", "c"]),

@@ -203,3 +203,63 @@ async def test_connections_act_as_the_session_they_were_opened_for(
     assert first_token.value != second_token.value
     session = access.assume(target, session_name="req-1", source_identity="alice")
     assert first_token.value == access.eks_token(session, "prod-eu").value
+
+
+async def test_after_a_long_sts_outage_the_next_try_is_at_most_the_cap_away_and_success_resets(
+    moto_url: str, base_session: boto3.Session, target: EKSTarget, clock: FakeClock
+) -> None:
+    """An STS outage of many failures in a row: the quiet time stops growing at 30 s (it doubled to
+    minutes, so grants waited 27-116 s after STS recovered), and one success starts it over."""
+    create_eks_cluster(moto_url, target.cluster_name)
+    eks_access = EKSAccess(
+        base_session=base_session,
+        default_endpoints=RegionEndpoints(sts=moto_url, eks=moto_url),
+        endpoint_overrides={target.cluster_name: DEV_SERVER},
+        clock=clock,
+    )
+    targets = TargetClusters(own=OWN, eks=eks_access, clock=clock)
+    with Stubber(eks_access.sts_client(REGION)) as stub:
+        delays = []
+        for _ in range(10):
+            stub.add_client_error(
+                "assume_role", service_error_code="ServiceUnavailable", http_status_code=503
+            )
+            with pytest.raises(ClusterAccessError) as failed:
+                await targets.connection(eks(target), session_name="req", source_identity="alice")
+            delays.append(failed.value.retry_after)
+            clock.advance(timedelta(seconds=failed.value.retry_after))
+        assert max(delays) <= 30.0, delays
+        assert delays[-1] >= 15.0, "still backing off, at the cap"
+        stub.assert_no_pending_responses()
+    # STS is back: the first call after the quiet time goes through, and a new failure starts small.
+    await targets.connection(eks(target), session_name="req", source_identity="alice")
+    with Stubber(eks_access.sts_client(REGION)) as stub:
+        stub.add_client_error("assume_role", service_error_code="ServiceUnavailable", http_status_code=503)
+        with pytest.raises(ClusterAccessError) as again:
+            await targets.connection(eks(target), session_name="fresh", source_identity="carol")
+        assert 1.0 <= again.value.retry_after <= 2.0
+
+
+async def test_same_named_clusters_in_two_regions_get_their_own_endpoint(
+    moto_url: str, base_session: boto3.Session
+) -> None:
+    create_eks_cluster(moto_url, "prod", region=REGION)
+    create_eks_cluster(moto_url, "prod", region="us-east-1")
+    eu = EKSTarget(cluster_name="prod", region=REGION, role_arn=TARGET_ROLE)
+    us = EKSTarget(cluster_name="prod", region="us-east-1", role_arn=TARGET_ROLE)
+    assert eu.arn == f"arn:aws:eks:{REGION}:{ACCOUNT}:cluster/prod" and us.arn != eu.arn
+    moto = RegionEndpoints(sts=moto_url, eks=moto_url)
+    access = EKSAccess(
+        base_session=base_session,
+        region_endpoints={REGION: moto, "us-east-1": moto},
+        endpoint_overrides={
+            eu.arn: ("http://127.0.0.1:1", None),
+            us.arn: ("http://127.0.0.1:2", None),
+            "prod": ("http://127.0.0.1:3", None),  # the name is only a fallback: the ARN wins
+        },
+    )
+    targets = TargetClusters(own=OWN, eks=access)
+    to_eu = await targets.connection(eks(eu), session_name="req", source_identity="alice")
+    to_us = await targets.connection(eks(us), session_name="req", source_identity="alice")
+    assert (to_eu.server, to_us.server) == ("http://127.0.0.1:1", "http://127.0.0.1:2")
+    assert (to_eu.name, to_us.name) == (eu.arn, us.arn)

@@ -133,7 +133,10 @@ def test_the_grant_lands_in_the_eks_cluster_as_the_request_session_and_goes_at_e
     assert (f"jitgrant:{session}", (OPERATORS_GROUP,)) in target.authenticated
 
     grant = obj["status"]["grant"]
-    assert grant["cluster"] == "prod-eu" and grant["target"]["type"] == "EKS"
+    assert (
+        grant["cluster"] == f"arn:aws:eks:{REGION}:{ACCOUNT}:cluster/prod-eu"
+        and grant["target"]["type"] == "EKS"
+    )
     [binding] = [b for b in target.role_bindings("payments") if b["metadata"]["name"] == grant["roleBinding"]]
     assert binding["roleRef"]["name"] == "jit-restart-checkout"
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "oncall-agent", "namespace": NS}]
@@ -253,7 +256,7 @@ def test_a_cluster_that_does_not_map_the_role_fails_the_request_as_unauthorized(
     file_request(env, "unmapped", policy="unmapped")
     status = wait_for_phase(env, NS, "unmapped", "Failed")["status"]
     assert status["reason"] == "ClusterUnauthorized"
-    assert "cluster prod-eu did not accept the operator's credentials (401)" in status["message"]
+    assert "cluster/prod-eu did not accept the operator's credentials (401)" in status["message"]
     assert "access entry" in status["message"]
     assert aws.standin().managed("payments") == []
 

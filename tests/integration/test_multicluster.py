@@ -94,7 +94,7 @@ def test_grants_land_only_in_the_cluster_their_policy_targets() -> None:
 
         file_request(env, "to-eu", EU)
         grant = wait_for_phase(env, NS, "to-eu", "Active")["status"]["grant"]
-        assert grant["cluster"] == EU
+        assert grant["cluster"] == CLUSTERS[0].arn
         assert eu.managed("payments") == [f"RoleBinding/{grant['roleBinding']}"]
         assert us.managed("payments") == [] and jit_bindings(env, "payments") == []
         assert can_restart(agent_eu) and not can_restart(agent_us)
@@ -103,7 +103,7 @@ def test_grants_land_only_in_the_cluster_their_policy_targets() -> None:
         # however slowly a loaded machine gets through the checks in between.
         file_request(env, "to-us", US, duration="25s")
         grant_us = wait_for_phase(env, NS, "to-us", "Active")["status"]["grant"]
-        assert grant_us["cluster"] == US
+        assert grant_us["cluster"] == CLUSTERS[1].arn
         assert us.managed("payments") == [f"RoleBinding/{grant_us['roleBinding']}"]
         assert eu.managed("payments") == [f"RoleBinding/{grant['roleBinding']}"]
         assert can_restart(agent_us)
@@ -174,7 +174,7 @@ def test_a_target_whose_api_server_never_answers_does_not_hold_up_the_other() ->
         with two_targets(api_overrides={US: silent_api}, target_request_timeout=(1.0, 2.0)) as (aws, env):
             file_request(env, "to-us", US)
             file_request(env, "to-eu", EU, duration="1m")
-            assert wait_for_phase(env, NS, "to-eu", "Active")["status"]["grant"]["cluster"] == EU
+            assert wait_for_phase(env, NS, "to-eu", "Active")["status"]["grant"]["cluster"] == CLUSTERS[0].arn
 
             def unreachable() -> dict[str, Any] | None:
                 status = env.get_request(NS, "to-us").get("status") or {}
@@ -182,7 +182,7 @@ def test_a_target_whose_api_server_never_answers_does_not_hold_up_the_other() ->
 
             status = wait_until(unreachable, timeout=15, what="prod-us's unanswered API server in status")
             assert status["phase"] == "Approved"
-            assert "could not reach the API server of cluster prod-us" in status["message"]
+            assert f"could not reach the API server of cluster {CLUSTERS[1].arn}" in status["message"]
             assert aws.standin(US).managed("payments") == []
 
             env.annotate_request(NS, "to-us", {"jitgrant.dev/revoke": "prod-us is down"}, client=env.admin)

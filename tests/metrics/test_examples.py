@@ -34,6 +34,8 @@ def exported() -> dict[str, set[str]]:
     metrics.agent_calls_refused(policy="p", count=1)
     metrics.set_audit_spool_depth(1)
     metrics.reconcile_error(handler="h")
+    metrics.set_removal_overdue(cluster="c", count=1)
+    metrics.set_target_reachable(cluster="c", reachable=False)
     metrics.track_request("uid", policy="p", phase="Pending")
     metrics.observe_webhook(
         webhook="w", operation="CREATE", outcome="refused", reason="Forbidden", seconds=0.1
@@ -112,6 +114,10 @@ def test_the_alerts_the_issue_names_exist() -> None:
     assert "jitgrant_revocation_lag_seconds" in rules["JitgrantRevocationLagHigh"]["expr"]
     assert "jitgrant_audit_delivery_failures_total" in rules["JitgrantAuditDeliveryFailing"]["expr"]
     assert "jitgrant_active_grants" in rules["JitgrantGrantsStuckActive"]["expr"]
+    # While a removal is overdue, within a minute: no `for` to wait out, no window to average over.
+    overdue = rules["JitgrantRemovalOverdue"]
+    assert overdue["expr"] == "max by (cluster) (jitgrant_removal_overdue_grants) > 0"
+    assert "for" not in overdue and overdue["labels"]["severity"] == "critical"
     for name, rule in rules.items():
         assert rule["labels"]["severity"] in {"warning", "critical"}, name
         assert rule["annotations"]["summary"] and rule["annotations"]["description"], name

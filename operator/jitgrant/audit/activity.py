@@ -17,6 +17,7 @@ from jitgrant.activity.sources import AuditLogFiles, AuditSource, CloudWatchAudi
 from jitgrant.activity.summary import summarize
 from jitgrant.audit.config import ActivityConfig, ActivitySourceConfig, AuditLogActivityConfig
 from jitgrant.audit.records import ActivityRecord, AuditEvent, EventType
+from jitgrant.models import cluster_name_of
 
 #: The events that end a grant and so call for a summary of what it was used for.
 ENDING_EVENTS = frozenset({EventType.EXPIRED, EventType.REVOKED})
@@ -107,10 +108,16 @@ class ActivityReader:
     def delay_seconds(self) -> float:
         return self.config.delay_seconds
 
+    def _source(self, cluster: str) -> AuditSource | None:
+        # Records name an EKS cluster by ARN; a source may be configured under the ARN or the name.
+        return self._sources.get(cluster) or self._sources.get(cluster_name_of(cluster))
+
     def wants(self, event: AuditEvent) -> GrantIdentity | None:
-        if event.cluster not in self._sources:
+        if self._source(event.cluster) is None:
             return None
         return grant_identity(event)
 
     def summary(self, event: AuditEvent, grant: GrantIdentity, *, now: datetime) -> AuditEvent:
-        return summary_event(event, read_summary(self._sources[event.cluster], grant, now=now))
+        source = self._source(event.cluster)
+        assert source is not None  # wants() said so
+        return summary_event(event, read_summary(source, grant, now=now))

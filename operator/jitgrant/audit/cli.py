@@ -71,7 +71,7 @@ def add_audit_subcommands(subparsers: argparse._SubParsersAction[Any]) -> None:
 
     query = commands.add_parser("query", help="list grants: who, what scope, when, approved by whom")
     _add_source_arguments(query, several=True)
-    query.add_argument("--cluster", help="cluster name (wildcards allowed)")
+    query.add_argument("--cluster", help="cluster name or EKS cluster ARN (wildcards allowed)")
     query.add_argument("--namespace", help="namespace the grant was for (wildcards allowed)")
     query.add_argument("--requester", help="requester username (wildcards allowed)")
     query.add_argument("--approver", help="an approver (wildcards allowed)")

@@ -12,6 +12,7 @@ from fnmatch import fnmatchcase
 from typing import Any, cast
 
 from jitgrant.audit.records import ActivityRecord, AuditRecord, EventType
+from jitgrant.models import cluster_name_of
 from jitgrant.models.text import for_terminal
 
 #: Events after which a request is settled; "how it ended" is the last of these seen.
@@ -118,7 +119,9 @@ class GrantFilter:
         def like(pattern: str | None, value: str | None) -> bool:
             return pattern is None or (value is not None and fnmatchcase(value, pattern))
 
-        if not (like(self.cluster, row.cluster) and like(self.namespace, row.namespace)):
+        # An EKS cluster is recorded by ARN: `--cluster prod-eu` still finds it (and its namesakes).
+        clusters = (row.cluster, cluster_name_of(row.cluster))
+        if not (any(like(self.cluster, c) for c in clusters) and like(self.namespace, row.namespace)):
             return False
         if not like(self.requester, row.requester):
             return False

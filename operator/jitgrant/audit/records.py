@@ -52,6 +52,9 @@ class EventType(StrEnum):
     SHORTENED = "shortened"  # its policy's maxDuration was cut: expiresAt moved earlier
     EXPIRED = "expired"
     REVOKED = "revoked"
+    # The grant's window closed (or it was revoked) and its objects could not be removed: written
+    # once, when the removal becomes overdue; the expired/revoked record follows when it is done.
+    REMOVAL_OVERDUE = "removal-overdue"
     TIMED_OUT = "timed-out"
     FAILED = "failed"
     CLEANED_UP = "cleaned-up"  # an orphaned binding removed by the sweep

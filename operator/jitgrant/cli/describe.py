@@ -15,7 +15,7 @@ from typing import Any, TextIO, cast
 
 from jitgrant.approvals.receipts import parse_recorded
 from jitgrant.models.text import for_terminal, terminal_tree
-from jitgrant.models.vocabulary import APPROVALS_ANNOTATION
+from jitgrant.models.vocabulary import APPROVALS_ANNOTATION, REMOVAL_OVERDUE_CONDITION
 from jitgrant.policy.dangerous import Position, dangerous_parts
 from jitgrant.policy.rbac import Permission
 
@@ -81,6 +81,15 @@ def scope_of(spec: Mapping[str, Any]) -> str:
     return f"{'; '.join(parts)} in {spec.get('namespace')}"
 
 
+def removal_overdue(status: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The request's RemovalOverdue condition while it is True: its grant outlived its end."""
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == REMOVAL_OVERDUE_CONDITION and condition.get("status") == "True":
+            found: Mapping[str, Any] = condition
+            return found
+    return None
+
+
 def _when(text: str | None) -> str:
     return text or "-"
 
@@ -142,6 +151,13 @@ def describe_request(
         lines.append(f"Active since:   {status['activatedAt']}")
     if status.get("expiresAt"):
         lines.append(f"Expires:        {status['expiresAt']}")
+    overdue = removal_overdue(status)
+    if overdue is not None:
+        lines.append(
+            paint.red(
+                f"Removal:        OVERDUE since {overdue.get('lastTransitionTime')} ({overdue.get('reason')})"
+            )
+        )
     if status.get("message"):
         lines.append(f"\n{status.get('reason') or status.get('phase') or 'Status'}: {status['message']}")
     return "\n".join(lines) + "\n"

@@ -29,7 +29,7 @@ from pydantic import ValidationError
 
 from jitgrant.approvals.counting import eligibility, person_key
 from jitgrant.approvals.receipts import parse_recorded
-from jitgrant.cli.describe import Paint, approvals_needed, describe_request, scope_of
+from jitgrant.cli.describe import Paint, approvals_needed, describe_request, removal_overdue, scope_of
 from jitgrant.cli.exitcodes import ExitCode
 from jitgrant.cli.kubeconfig import CliError, client_from_args, namespace_from_args
 from jitgrant.cli.output import as_list, render_structured
@@ -143,7 +143,10 @@ def row_of(obj: Mapping[str, Any], now: datetime, *, wide: bool = False) -> dict
         "AGE": _age(meta.get("creationTimestamp"), now),
     }
     if wide:
+        overdue = removal_overdue(status)
         row |= {
+            # An ended grant whose objects its cluster has not let go of yet: since when.
+            "REMOVAL-OVERDUE": str(overdue.get("lastTransitionTime")) if overdue is not None else "-",
             "POLICY": spec.get("policy", ""),
             "REASON": status.get("reason") or "-",
             "JUSTIFICATION": spec.get("justification") or "-",

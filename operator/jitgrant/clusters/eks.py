@@ -156,9 +156,10 @@ class EKSAccess:
         connect_timeout: float = 5.0,
         read_timeout: float = 10.0,
     ) -> None:
-        """`endpoint_overrides` (dev and tests only) maps a cluster name to the (server URL, CA PEM
-        or None) to use instead of what DescribeCluster says; DescribeCluster is still called, so a
-        missing cluster or a denied call fails as it would in production."""
+        """`endpoint_overrides` (dev and tests only) maps a cluster ARN (or, for a name unique in
+        the fleet, the bare name) to the (server URL, CA PEM or None) to use instead of what
+        DescribeCluster says; DescribeCluster is still called, so a missing cluster or a denied call
+        fails as it would in production. The ARN wins over the name."""
         # boto3 comes with the `aws` extra: imported here, so a plain install never loads it.
         require("aws", feature="EKS targets (jitgrant run --eks)")
         import boto3
@@ -301,10 +302,10 @@ class EKSAccess:
             cluster = self.eks_client(session).describe_cluster(name=target.cluster_name)["cluster"]
         except Exception as error:
             raise classify_aws_error(error, target=target) from error
-        override = self._overrides.get(target.cluster_name)
+        override = self._overrides.get(target.arn) or self._overrides.get(target.cluster_name)
         if override is not None:
             server, ca_pem = override
-            log.info("using the configured endpoint override for EKS cluster %s", target.cluster_name)
+            log.info("using the configured endpoint override for EKS cluster %s", target.arn)
             return ClusterEndpoint(server=server, ca_pem=ca_pem)
         status = str(cluster.get("status", ""))
         endpoint = str(cluster.get("endpoint") or "")

@@ -60,6 +60,10 @@ EXPIRED_CREDENTIAL_CODES = frozenset({"ExpiredToken", "ExpiredTokenException", "
 
 BACKOFF_BASE_SECONDS = 2.0
 BACKOFF_CAP_SECONDS = 300.0
+# How long a request waiting on a target cluster (to grant, or to remove an ended grant) waits at
+# most between attempts: a removal is overdue all that time, and a recovered cluster (an STS outage
+# over) must not wait out minutes of a backoff that kept doubling while it was down.
+TARGET_RETRY_CAP_SECONDS = 30.0
 
 
 class ClusterAccessError(Exception):

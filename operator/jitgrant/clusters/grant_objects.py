@@ -18,7 +18,7 @@ from typing import Any
 from jitgrant.clusters.errors import Conflict
 from jitgrant.clusters.port import ClusterObject, ClusterPort
 from jitgrant.grants.ownership import owner_seal, verify_owner_seal
-from jitgrant.models import GrantObjectRef
+from jitgrant.models import GrantObjectRef, cluster_name_of
 from jitgrant.models.vocabulary import (
     EXPIRES_AT_ANNOTATION,
     MANAGED_BY_LABEL,
@@ -46,14 +46,21 @@ def proven_ours(obj: ClusterObject, *, key: bytes, cluster: str, request_uid: st
     uid = obj.labels.get(REQUEST_UID_LABEL, "")
     if request_uid is not None and uid != request_uid:
         return False
-    return verify_owner_seal(
-        key=key,
-        cluster=cluster,
-        kind=obj.kind,
-        namespace=obj.namespace,
-        name=obj.name,
-        request_uid=uid,
-        seal=obj.annotations.get(OWNER_SEAL_ANNOTATION),
+    # Objects an operator made before clusters were keyed by ARN are sealed over the bare name; they
+    # still prove ours (to be removed), or an upgrade would leave them for ever.
+    names = dict.fromkeys((cluster, cluster_name_of(cluster)))
+    seal = obj.annotations.get(OWNER_SEAL_ANNOTATION)
+    return any(
+        verify_owner_seal(
+            key=key,
+            cluster=name,
+            kind=obj.kind,
+            namespace=obj.namespace,
+            name=obj.name,
+            request_uid=uid,
+            seal=seal,
+        )
+        for name in names
     )
 
 

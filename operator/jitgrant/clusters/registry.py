@@ -1,5 +1,8 @@
 """Which cluster a policy targets, and a connection to it.
 
+Clusters are keyed by identity (region and role, so account and partition, with the name), never by
+name alone: two clusters called `prod` in two regions get two cache entries and two connections.
+
 One operator serves many target clusters. Each cluster has its own lock, its own cached endpoint
 and its own failure count: a cluster whose STS or API endpoint hangs holds only its own lock (and
 one worker thread, for at most the AWS client's timeouts), so requests for other clusters go on.
@@ -18,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 
 from jitgrant.clusters.connection import ClusterConnection
 from jitgrant.clusters.eks import ClusterEndpoint, EKSAccess, EKSTokenProvider
-from jitgrant.clusters.errors import ClusterAccessError, backoff_delay
+from jitgrant.clusters.errors import TARGET_RETRY_CAP_SECONDS, ClusterAccessError, backoff_delay
 from jitgrant.models import EKSTarget, Target, TargetType
 
 log = logging.getLogger(__name__)
@@ -128,11 +131,13 @@ class TargetClusters:
                 "cannot reach EKS cluster %s: %s (%s)", target.cluster_name, error.message, error.reason
             )
             return error
-        error = error.with_retry_after(backoff_delay(state.failures))
+        # Capped low: the first call after the cluster (or STS) recovers is at most this far off.
+        error = error.with_retry_after(backoff_delay(state.failures, cap=TARGET_RETRY_CAP_SECONDS))
         state.failures += 1
         state.last_error = error
         state.quiet_until = self._clock() + timedelta(seconds=error.retry_after)
-        log.warning(
+        # Debug: the handlers log the cluster's change of state once (Runtime.cluster_failed).
+        log.debug(
             "EKS cluster %s failed %d time(s) in a row: %s (%s); next try in %.1fs",
             target.cluster_name,
             state.failures,

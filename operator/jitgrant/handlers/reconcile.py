@@ -44,17 +44,20 @@ from jitgrant.models import (
     AccessRequest,
     AccessRequestStatus,
     ApprovalEntry,
+    Condition,
     GrantObjectRef,
     GrantPolicySpec,
     GrantRef,
     Phase,
     TargetType,
+    cluster_name_of,
 )
 from jitgrant.models.text import log_field
 from jitgrant.models.vocabulary import (
     APPROVALS_ANNOTATION,
     CREATED_BY_EXTRA,
     FINALIZER,
+    REMOVAL_OVERDUE_CONDITION,
     REQUESTER_SEAL_ANNOTATION,
     Reason,
     format_time,
@@ -105,6 +108,10 @@ def _post_event(
         log.debug("could not queue an event", exc_info=True)
 
 
+class _WindowClosed(Exception):
+    """The grant's window ended before its RoleBinding was created: it is not created at all."""
+
+
 def _removal_order(objects: Sequence[GrantObjectRef]) -> list[GrantObjectRef]:
     """Bindings first (access ends with them), then the rest in reverse order of creation."""
     reverse = list(reversed(objects))
@@ -126,6 +133,9 @@ class Reconciler:
         # audit record is written already; a pass that ends with it still held writes it then,
         # one that fails loses only the write, and the next pass decides the approval again.
         self._deferred: tuple[StoredRequest, AccessRequest, dict[str, Any]] | None = None
+        # When a step had to wait for its target cluster: the next real attempt (shown in status),
+        # which the pass returns so the scheduler comes back then, not on a backoff of its own.
+        self._retry_at: datetime | None = None
 
     # Records written ahead of a status write: a 409 or a failed write makes the pass (or the next)
     # decide again, which must not write the same record twice; a crash in between repeats it once
@@ -186,6 +196,7 @@ class Reconciler:
                     )
                 continue
             try:
+                self._retry_at = None
                 await self._carry_out(step, stored=stored, request=request, policy=policy)
             except Conflict:
                 # Someone changed the request since we read it (a revoke landing mid-issue, an
@@ -194,6 +205,8 @@ class Reconciler:
                 log.debug("%s/%s changed while being reconciled; reading it again", namespace, name)
                 self._latest = self._deferred = None
                 continue
+            if self._retry_at is not None:
+                return self._retry_at  # waiting on a target cluster
             active = self._latest is not None and self._latest.phase is Phase.ACTIVE
             if step.action is Action.ACTIVATE and not active:
                 # Waiting on the target cluster (or failed): the scheduler retries after its
@@ -560,6 +573,11 @@ class Reconciler:
         kept = record.planned_at if record is not None and not waited else None
         started = kept or self._now()
         plan = plan_grant(request=request, decision=step.decision, duration=step.duration, now=started)
+        if self._now() >= plan.expires_at:
+            # A recorded plan whose window passed while its cluster could not be reached (only a
+            # recorded plan keeps its start): access is never issued outside its window.
+            await self._window_closed(stored, request, cluster=cluster, record=record, plan=plan)
+            return
         if self._deferred is not None and policy.target.type is not TargetType.IN_CLUSTER:
             # Reaching another cluster can take seconds (an AssumeRole, a slow endpoint): status
             # says Approved meanwhile instead of nothing.
@@ -576,6 +594,7 @@ class Reconciler:
         except ClusterAccessError as exc:
             await self._trouble(stored, request, exc, cluster=cluster, record=record)
             return
+        made: GrantRef | None = None
         try:
             if record is None:
                 record = plan.record(
@@ -598,6 +617,8 @@ class Reconciler:
                 await self._fail(stored, request, reason=why, message=widened, cluster=cluster, grant=record)
                 return
             made = await self._create(plan, record=record, request=request, target=target)
+        except _WindowClosed:
+            pass  # handled below, once the target's client is closed
         except ForeignObjectError as exc:
             await self._fail(
                 stored, request, reason=Reason.NAME_COLLISION, message=str(exc), cluster=cluster, grant=record
@@ -613,7 +634,32 @@ class Reconciler:
         finally:
             if target is not runtime.own:
                 target.close()
+        if made is None:
+            assert record is not None
+            await self._window_closed(stored, request, cluster=cluster, record=record, plan=plan)
+            return
+        runtime.cluster_reached(cluster)
         await self._mark_active(step, stored=stored, request=request, plan=plan, record=made, cluster=cluster)
+
+    async def _window_closed(
+        self,
+        stored: StoredRequest,
+        request: AccessRequest,
+        *,
+        cluster: str,
+        record: GrantRef | None,
+        plan: GrantPlan,
+    ) -> None:
+        """Failed, TargetUnreachable: whatever an earlier attempt made goes (never a binding: it is
+        created only inside the window), and the request never becomes Active."""
+        why = f" (last: {request.status.reason}: {request.status.message})" if request.status.reason else ""
+        message = (
+            f"the grant's window closed at {format_time(plan.expires_at)} before cluster {cluster} could "
+            f"be reached{why}; nothing was granted"
+        )
+        await self._fail(
+            stored, request, reason=Reason.TARGET_UNREACHABLE, message=message, cluster=cluster, grant=record
+        )
 
     async def _write_ahead(
         self, step: Step, *, stored: StoredRequest, request: AccessRequest, plan: GrantPlan, record: GrantRef
@@ -673,6 +719,8 @@ class Reconciler:
         made: dict[tuple[str, str, str], str] = {}
         # The identity and the Role first: the binding, which gives access, comes last.
         for body in (plan.service_account, plan.role, plan.binding):
+            if body is plan.binding and runtime.clock() >= plan.expires_at:
+                raise _WindowClosed  # a slow cluster took the rest of the window: no binding now
             if body is not None:
                 obj = await grant_objects.create_owned(target, body, key=key, request_uid=uid)
                 made[(obj.kind, obj.namespace, obj.name)] = obj.uid
@@ -724,13 +772,20 @@ class Reconciler:
         cluster: str,
     ) -> None:
         runtime = self.runtime
+        # The plan's time is when it was recorded (the `issuing` record); access began only now, once
+        # its binding exists, which can be later on a slow cluster: the trail keeps both.
+        granted_at = self._now()
         message = f"{describe_grant(request)} until {format_time(plan.expires_at)}" + (
             f"; kubeconfig in Secret {plan.secret_name}" if plan.secret_name else ""
         )
+        if granted_at > plan.now:
+            message += f" (planned at {format_time(plan.now)}, granted at {format_time(granted_at)})"
         fields: dict[str, Any] = {
             "phase": Phase.ACTIVE,
             "reason": step.reason,
             "message": message,
+            # The window the policy allowed started with the plan; `expiresAt - activatedAt` stays
+            # the approved duration. The trail's `granted` record says when access really began.
             "activated_at": plan.now,
             "expires_at": plan.expires_at,
             "grant": record,
@@ -745,9 +800,9 @@ class Reconciler:
             stored=stored,
             request=request,
             cluster=cluster,
-            now=plan.now,
+            now=granted_at,
             write=lambda: self._patch_status(stored, request, _status(**fields)),
-            activated_at=plan.now,
+            activated_at=granted_at,
             expires_at=plan.expires_at,
             binding=plan.binding_name,
         )
@@ -790,10 +845,14 @@ class Reconciler:
                 stored, request, reason=exc.reason, message=exc.message, cluster=cluster, grant=record
             )
             return
-        self.runtime.metrics.reconcile_error(handler="activate")
-        if request.status.reason == exc.reason:
+        runtime = self.runtime
+        runtime.metrics.reconcile_error(handler="activate")
+        runtime.cluster_failed(cluster, exc)
+        retry_at = runtime.next_attempt(cluster, (stored.namespace, stored.name), at_least=exc.retry_after)
+        self._retry_at = retry_at
+        message = f"{exc.message}; next attempt at {format_time(retry_at)}"
+        if request.status.reason == exc.reason and request.status.message == message:
             return  # already shown; writing again would only wake every watcher for nothing
-        message = f"{exc.message}; retrying with backoff (first retry in {exc.retry_after:.0f}s)"
         await self._patch_status(stored, request, _status(reason=exc.reason, message=message))
 
     async def _namespace_missing(
@@ -899,7 +958,7 @@ class Reconciler:
             )
         grant = request.status.grant
         if grant is not None:
-            cluster = grant.cluster
+            cluster = _cluster_of(grant)
         else:
             policy = await self.runtime.get_policy(request.spec.policy)
             cluster = policy.target.cluster if policy is not None else "unknown"
@@ -931,10 +990,22 @@ class Reconciler:
         if not policy_read:  # the pass read it already (None: missing or invalid, as here)
             policy = await runtime.get_policy(request.spec.policy)
         if grant is not None:
-            await self._remove_recorded(grant, request=request, policy=policy)
+            try:
+                await self._remove_recorded(grant, request=request, policy=policy)
+            except ClusterAccessError as exc:
+                if not (exc.retryable and write_status):
+                    raise
+                await self._removal_overdue(
+                    step, stored=stored, request=request, cluster=_cluster_of(grant), exc=exc
+                )
+                return
+            runtime.removal_overdue(_cluster_of(grant), stored.uid, False)
         now = self._now()
         status = _status(phase=step.consequence.phase, reason=step.reason, message=step.message, ended_at=now)
-        cluster = grant.cluster if grant is not None else (policy.target.cluster if policy else "unknown")
+        if grant is not None:
+            cluster = _cluster_of(grant)
+        else:
+            cluster = policy.target.cluster if policy is not None else "unknown"
         await self._record(
             step,
             stored=stored,
@@ -948,6 +1019,66 @@ class Reconciler:
             if step.action is Action.EXPIRE and request.status.expires_at is not None:
                 lag = (now - request.status.expires_at).total_seconds()
                 runtime.metrics.observe_revocation_lag(cluster=cluster, seconds=max(lag, 0.0))
+
+    async def _removal_overdue(
+        self,
+        step: Step,
+        *,
+        stored: StoredRequest,
+        request: AccessRequest,
+        cluster: str,
+        exc: ClusterAccessError,
+    ) -> None:
+        """The grant should be gone and its cluster does not answer: the request stays Active (its
+        objects may still exist) with the `RemovalOverdue` condition saying where, since when and
+        when the next attempt is. The trail and an Event hear of it once, when it becomes overdue;
+        the gauge behind the alert counts it until the removal is done."""
+        runtime = self.runtime
+        now = self._now()
+        runtime.cluster_failed(cluster, exc)
+        runtime.removal_overdue(cluster, stored.uid, True)
+        retry_at = runtime.next_attempt(cluster, (stored.namespace, stored.name), at_least=exc.retry_after)
+        self._retry_at = retry_at
+        shown = [c for c in request.status.conditions if c.type == REMOVAL_OVERDUE_CONDITION]
+        before = next((c for c in shown if c.status == "True"), None)
+        expires_at = request.status.expires_at
+        if before is not None:
+            since = before.last_transition_time
+        elif step.action is Action.EXPIRE and expires_at is not None:
+            since = expires_at
+        else:
+            since = now
+        what = "expired" if step.action is Action.EXPIRE else f"was revoked ({step.message})"
+        message = (
+            f"the grant {what}, but its removal from cluster {cluster} is overdue since "
+            f"{format_time(since)}: {exc.message} ({exc.reason}); next attempt at {format_time(retry_at)}"
+        )
+        condition = Condition(
+            type=REMOVAL_OVERDUE_CONDITION,
+            status="True",
+            reason=exc.reason,
+            message=message[:1000],
+            last_transition_time=since,
+        )
+        if before is None:
+            await runtime.audit.record(
+                audit_event(
+                    request=request,
+                    event_type=EventType.REMOVAL_OVERDUE,
+                    at=now,
+                    cluster=cluster,
+                    decision="overdue",
+                    reason=message,
+                )
+            )
+            _post_event(runtime, stored.body, warning=True, reason=Reason.REMOVAL_OVERDUE, message=message)
+            log.warning("%s/%s: %s", stored.namespace, stored.name, message)
+        others = [c for c in request.status.conditions if c.type != REMOVAL_OVERDUE_CONDITION]
+        await self._patch_status(
+            stored,
+            request,
+            _status(reason=Reason.REMOVAL_OVERDUE, message=message, conditions=(*others, condition)),
+        )
 
     async def _remove_recorded(
         self, grant: GrantRef, *, request: AccessRequest, policy: GrantPolicySpec | None
@@ -965,6 +1096,7 @@ class Reconciler:
         remote = grant.target is not None and grant.target.type is not TargetType.IN_CLUSTER
         confirmed = any(ref.uid for ref in objects if ref.cluster == grant.cluster)
         target: ClusterPort | None = None
+        reached = remote
         for ref in _removal_order(objects):
             in_target = ref.cluster == grant.cluster
             try:
@@ -975,6 +1107,7 @@ class Reconciler:
                     port, ref, key=key, request_uid=uid, trust_labels=not grant.objects
                 )
             except ClusterAccessError as exc:
+                reached = reached and not in_target
                 if exc.retryable and not (in_target and remote and not confirmed):
                     raise  # the timer tries again
                 # Asking again will not help (the operator lost its rights there), or nothing is
@@ -987,9 +1120,22 @@ class Reconciler:
                     ref.cluster,
                     exc,
                 )
+        if reached:
+            self.runtime.cluster_reached(_cluster_of(grant))
 
     async def _target_for_removal(self, grant: GrantRef, policy: GrantPolicySpec | None) -> ClusterPort:
-        target = grant.target or (policy.target if policy is not None else None)
+        """The cluster the grant was made in, from the target recorded with it (its identity: a
+        record written when clusters were keyed by name still carries region and role). Only a
+        record from before EKS targets has none: it was made in the operator's own cluster, unless
+        the policy still names a cluster of the recorded name, which is then the best there is."""
+        target = grant.target
+        if (
+            target is None
+            and policy is not None
+            and policy.target.type is not TargetType.IN_CLUSTER
+            and policy.target.cluster_name == cluster_name_of(grant.cluster)
+        ):
+            target = policy.target
         if target is None or target.type is TargetType.IN_CLUSTER:
             return self.runtime.own
         return await self.runtime.housekeeping_cluster(target)
@@ -1014,6 +1160,11 @@ class Reconciler:
             # No status write: the object is going away, and a write now would make kopf's own
             # finalizer removal conflict and wait for an event that may never come.
             await self._end_grant(step, stored=current, request=request, write_status=False)
+
+
+def _cluster_of(grant: GrantRef) -> str:
+    """The identity of the grant's cluster, also for records that stored only its name."""
+    return grant.target.cluster if grant.target is not None else grant.cluster
 
 
 def _legacy_objects(grant: GrantRef, *, request: AccessRequest, own: str) -> tuple[GrantObjectRef, ...]:

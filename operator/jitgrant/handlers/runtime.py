@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -13,7 +14,7 @@ from pydantic import ValidationError
 
 from jitgrant.audit.records import AuditEvent
 from jitgrant.clusters.connection import ClusterConnection
-from jitgrant.clusters.errors import Refused
+from jitgrant.clusters.errors import TARGET_RETRY_CAP_SECONDS, ClusterAccessError, Refused, backoff_delay
 from jitgrant.clusters.own import ClusterApi
 from jitgrant.clusters.port import ClusterPort, StoredRequest
 from jitgrant.clusters.registry import TargetClusters
@@ -24,6 +25,8 @@ from jitgrant.models.vocabulary import Reason
 from jitgrant.settings import OperatorSettings
 
 Clock = Callable[[], datetime]
+
+log = logging.getLogger("jitgrant.clusters")
 
 # The role session the operator uses for its own housekeeping (revocation, sweep) in a target
 # cluster: never a requester's session, so one request's credentials never act for another.
@@ -93,6 +96,62 @@ class Runtime:
     # echo of such a write is nothing new (the pass that wrote it went on from the write's answer).
     own_versions: dict[str, deque[str]] = field(default_factory=dict)
 
+    # Per target cluster: reachable at the last call (absent: not yet called). A change is logged
+    # once, instead of a line (or a traceback) per retry of every request waiting on it.
+    reachable: dict[str, bool] = field(default_factory=dict)
+    # Per target cluster, the uids of requests whose removal there is overdue (the alert's gauge).
+    overdue: dict[str, set[str]] = field(default_factory=dict)
+    # Per target cluster, failed attempts in a row (the backoff) and the requests waiting on it.
+    failures: dict[str, int] = field(default_factory=dict)
+    waiting: dict[str, set[tuple[str, str]]] = field(default_factory=dict)
+    # Called with the requests that waited on a cluster when any call to it succeeds again (the
+    # scheduler retries them at once instead of each waiting out its backoff).
+    on_reachable: Callable[[set[tuple[str, str]]], None] | None = None
+
+    def cluster_reached(self, cluster: str) -> None:
+        """A call to `cluster` succeeded: its backoff starts over, and whatever waited on it goes."""
+        if self.reachable.get(cluster) is False:
+            log.warning("target cluster %s is reachable again", cluster)
+        if self.reachable.get(cluster) is not True:
+            self.metrics.set_target_reachable(cluster=cluster, reachable=True)
+        self.reachable[cluster] = True
+        self.failures.pop(cluster, None)
+        waiting = self.waiting.pop(cluster, set())
+        if waiting and self.on_reachable is not None:
+            self.on_reachable(waiting)
+
+    def cluster_failed(self, cluster: str, error: ClusterAccessError) -> None:
+        """A failed call to `cluster`: logged when the cluster goes from reachable (or unknown) to
+        not, not on every retry."""
+        if not error.retryable:
+            return  # a refusal: the cluster answered
+        if self.reachable.get(cluster) is not False:
+            log.warning("target cluster %s is unreachable: %s (%s)", cluster, error.message, error.reason)
+            self.metrics.set_target_reachable(cluster=cluster, reachable=False)
+        self.reachable[cluster] = False
+        self.failures[cluster] = self.failures.get(cluster, 0) + 1
+
+    def next_attempt(self, cluster: str, key: tuple[str, str], *, at_least: float = 0.0) -> datetime:
+        """When a request waiting on `cluster` tries again: a backoff over the cluster's failures in a
+        row, capped at TARGET_RETRY_CAP_SECONDS, and never before the cluster's own quiet time."""
+        self.waiting.setdefault(cluster, set()).add(key)
+        attempt = max(0, self.failures.get(cluster, 1) - 1)
+        delay = max(at_least, backoff_delay(attempt, cap=TARGET_RETRY_CAP_SECONDS), 1.0)
+        at = self.clock() + timedelta(seconds=delay)
+        # Whole seconds, as status shows times: rounded up, so no attempt comes before its delay.
+        return at.replace(microsecond=0) + timedelta(seconds=1) if at.microsecond else at
+
+    def removal_overdue(self, cluster: str, uid: str, overdue: bool) -> None:
+        """Count (or stop counting) one request's removal in `cluster` as overdue."""
+        uids = self.overdue.setdefault(cluster, set())
+        before = len(uids)
+        if overdue:
+            uids.add(uid)
+        else:
+            uids.discard(uid)
+        if len(uids) != before or overdue:
+            self.metrics.set_removal_overdue(cluster=cluster, count=len(uids))
+
     def wrote(self, stored: StoredRequest) -> None:
         """Remember a version of a request this process wrote (the last few per request)."""
         if stored.resource_version is not None:
@@ -105,6 +164,12 @@ class Runtime:
         """A deleted request: drop what this process kept about it."""
         self.written_ahead.pop(uid, None)
         self.own_versions.pop(uid, None)
+        for cluster, uids in self.overdue.items():
+            if uid in uids:
+                self.removal_overdue(cluster, uid, False)
+        namespace, _, name = key.partition("/")
+        for waiting in self.waiting.values():
+            waiting.discard((namespace, name))
         lock = self._locks.get(key)
         if lock is not None and not lock.locked():
             del self._locks[key]
@@ -141,8 +206,8 @@ class Runtime:
         if self.targets is None:
             raise Refused(
                 reason=Reason.EKS_NOT_CONFIGURED,
-                message=f"policy targets EKS cluster {target.cluster}, but this operator has no EKS access "
-                "configured (run it with AWS credentials, e.g. IRSA, and --eks)",
+                message=f"policy targets EKS cluster {target.cluster_name}, but this operator has no EKS "
+                "access configured (run it with AWS credentials, e.g. IRSA, and --eks)",
                 retryable=False,
             )
         return await self.targets.connection(
@@ -164,7 +229,7 @@ class Runtime:
         )
 
     async def housekeeping_cluster(self, target: Target) -> ClusterPort:
-        """The operator's own client for `target` (revocation, sweep), cached per cluster."""
+        """The operator's own client for `target` (revocation, sweep), cached per cluster identity."""
         if target.type is TargetType.IN_CLUSTER:
             return self.own
         cached = self._housekeeping.get(target.cluster)
@@ -175,7 +240,8 @@ class Runtime:
         return api
 
     async def sweep_targets(self) -> list[Target]:
-        """Each EKS target some GrantPolicy names, once: the clusters the sweep covers besides ours."""
+        """Each EKS target some GrantPolicy names, once per cluster identity (ARN: same-named
+        clusters in two regions or accounts are two targets): the clusters the sweep covers."""
         targets: dict[str, Target] = {}
         for stored in await self.own.list_policies():
             try:

@@ -92,6 +92,7 @@ class Scheduler:
         # once instead of at their expiry.
         self._policy_specs: dict[str, GrantPolicySpec | None] = {}
         self._unchecked: dict[Key, Mapping[str, Any]] = {}
+        runtime.on_reachable = self._retry_now
 
     def __len__(self) -> int:
         return len(self._due)
@@ -234,6 +235,12 @@ class Scheduler:
         self.reconciles += 1
         try:
             wake = await Reconciler(self.runtime).reconcile(namespace, name, body=self._bodies.pop(key, None))
+        except ClusterAccessError as exc:
+            # A cluster that does not answer: its change of state is logged once (Runtime), not a
+            # traceback per retry of every request waiting on it.
+            self.runtime.metrics.reconcile_error(handler="scheduler")
+            log.debug("reconciling %s/%s failed: %s; will retry", namespace, name, exc)
+            wake = None
         except Exception as exc:
             self.runtime.metrics.reconcile_error(handler="scheduler")
             if self.acting():
@@ -258,6 +265,14 @@ class Scheduler:
             delay = self._retry_delays[min(attempt, len(self._retry_delays) - 1)]
             wake = self.runtime.clock() + timedelta(seconds=delay)
         self.schedule(key, wake)
+
+    def _retry_now(self, keys: set[Key]) -> None:
+        """A cluster answered again: the requests that waited on it go now, not after their backoff."""
+        now = self.runtime.clock()
+        for key in keys:
+            if key in self._due and key not in self._running:
+                self._attempts.pop(key, None)
+                self.schedule(key, min(now, self._due[key]))
 
     async def _reconcile_in_slot(self, key: Key) -> None:
         cutting = self._cutting.get(key)

@@ -79,10 +79,30 @@ def _report_unproven(runtime: Runtime, cluster: ClusterPort, obj: ClusterObject)
     )
 
 
-async def sweep_cluster(runtime: Runtime, cluster: ClusterPort) -> int:
+class RequestsOnce:
+    """The operator's AccessRequests, listed at most once per sweep however many clusters ask
+    (once per target made a sweep cost targets x stored requests)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+        self._listed: asyncio.Task[dict[RequestKey, StoredRequest]] | None = None
+
+    async def get(self) -> dict[RequestKey, StoredRequest]:
+        if self._listed is None:
+            self._listed = asyncio.ensure_future(self._list())
+        return await asyncio.shield(self._listed)
+
+    async def _list(self) -> dict[RequestKey, StoredRequest]:
+        return {(r.namespace, r.name): r for r in await self._runtime.own.list_requests()}
+
+
+async def sweep_cluster(
+    runtime: Runtime, cluster: ClusterPort, requests_once: RequestsOnce | None = None
+) -> int:
     """Remove every stale grant object in one cluster; returns how many the sweep itself removed.
 
-    Two LISTs decide everything: the labelled objects, then the AccessRequests (no GET per object).
+    Two LISTs decide everything: the labelled objects, then the AccessRequests (no GET per object;
+    listed once per sweep, shared by every cluster the sweep covers).
     A stale object whose request is still live is ended through the request's own lifecycle first
     (so the request says Expired and the trail says why); whatever is left after that is deleted.
     """
@@ -101,7 +121,7 @@ async def sweep_cluster(runtime: Runtime, cluster: ClusterPort) -> int:
     # (terminal phases stay terminal): at worst an object is kept until the next sweep.
     requests: dict[RequestKey, StoredRequest] = {}
     if proven:
-        requests = {(r.namespace, r.name): r for r in await runtime.own.list_requests()}
+        requests = await (requests_once or RequestsOnce(runtime)).get()
     active_bindings = 0
     stale: list[tuple[ClusterObject, RequestKey | None, str]] = []
     live_owners: set[RequestKey] = set()
@@ -167,27 +187,36 @@ async def sweep_cluster(runtime: Runtime, cluster: ClusterPort) -> int:
     return removed
 
 
-async def _sweep_target(runtime: Runtime, target: Target) -> int:
+async def _sweep_target(runtime: Runtime, target: Target, requests_once: RequestsOnce) -> int:
     try:
         cluster = await runtime.housekeeping_cluster(target)
+        removed = await sweep_cluster(runtime, cluster, requests_once)
     except ClusterAccessError as exc:
-        raise RuntimeError(f"cannot reach {target.cluster}: {exc}") from exc
-    return await sweep_cluster(runtime, cluster)
+        runtime.cluster_failed(target.cluster, exc)  # logged once per state change, not per sweep
+        raise
+    runtime.cluster_reached(target.cluster)
+    return removed
 
 
 async def sweep_all(runtime: Runtime) -> int:
-    """Sweep every cluster at once: connecting to and sweeping one never waits on another."""
+    """Sweep every cluster at once: connecting to and sweeping one never waits on another. Targets
+    are keyed by cluster identity, so same-named clusters in two regions are both swept."""
     targets = await runtime.sweep_targets()
     names = [runtime.own.name, *(target.cluster for target in targets)]
+    requests_once = RequestsOnce(runtime)
     results = await asyncio.gather(
-        sweep_cluster(runtime, runtime.own),
-        *(_sweep_target(runtime, target) for target in targets),
+        sweep_cluster(runtime, runtime.own, requests_once),
+        *(_sweep_target(runtime, target, requests_once) for target in targets),
         return_exceptions=True,
     )
     total = 0
     for name, result in zip(names, results, strict=True):
-        if isinstance(result, BaseException):
-            # One unreachable cluster must not stop the sweep of the others.
+        if isinstance(result, ClusterAccessError):
+            # One unreachable cluster must not stop the sweep of the others; its state change
+            # was logged already.
+            log.debug("sweep of cluster %s failed: %s", name, result)
+            runtime.metrics.reconcile_error(handler="sweep")
+        elif isinstance(result, BaseException):
             log.error("sweep of cluster %s failed: %s", name, result)
             runtime.metrics.reconcile_error(handler="sweep")
         else:

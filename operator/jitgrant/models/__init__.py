@@ -24,6 +24,7 @@ from jitgrant.models.policy import (
     ServiceAccountRef,
     Target,
     TargetType,
+    cluster_name_of,
 )
 from jitgrant.models.rbac import PolicyRule
 from jitgrant.models.request import (
@@ -72,6 +73,7 @@ __all__ = [
     "ServiceAccountRef",
     "Target",
     "TargetType",
+    "cluster_name_of",
     "format_duration",
     "parse_duration",
 ]

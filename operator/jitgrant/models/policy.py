@@ -145,6 +145,14 @@ class Requesters(WireModel):
         return self
 
 
+IN_CLUSTER = "in-cluster"
+
+
+def cluster_name_of(cluster: str) -> str:
+    """The bare name in a cluster identity (`arn:...:cluster/NAME` -> NAME; anything else as is)."""
+    return cluster.rpartition("/")[2] if cluster.startswith("arn:") else cluster
+
+
 class TargetType(StrEnum):
     IN_CLUSTER = "InCluster"
     EKS = "EKS"
@@ -162,6 +170,21 @@ class EKSTarget(WireModel):
     external_id: str | None = Field(
         default=None, description="sts:ExternalId the role's trust policy demands."
     )
+
+    @property
+    def partition(self) -> str:
+        """The AWS partition (aws, aws-cn, aws-us-gov), from the role's ARN."""
+        return self.role_arn.split(":")[1]
+
+    @property
+    def account(self) -> str:
+        """The cluster's account: the role's (an EKS access entry maps a role of the cluster's account)."""
+        return self.role_arn.split(":")[4]
+
+    @property
+    def arn(self) -> str:
+        """The cluster's identity: two clusters of one name in two regions or accounts differ here."""
+        return f"arn:{self.partition}:eks:{self.region}:{self.account}:cluster/{self.cluster_name}"
 
 
 class Target(WireModel):
@@ -182,8 +205,15 @@ class Target(WireModel):
 
     @property
     def cluster(self) -> str:
-        """The name the audit trail and metrics use for the target cluster."""
-        return self.eks.cluster_name if self.eks is not None else "in-cluster"
+        """The target's identity, which every connection, session, sweep, seal, metric label, audit
+        record and grant record is keyed by: the cluster ARN for EKS (a name alone is not unique
+        across regions and accounts), `in-cluster` for the operator's own."""
+        return self.eks.arn if self.eks is not None else IN_CLUSTER
+
+    @property
+    def cluster_name(self) -> str:
+        """The bare cluster name, for messages only (never a key)."""
+        return self.eks.cluster_name if self.eks is not None else IN_CLUSTER
 
 
 class GrantOption(WireModel):

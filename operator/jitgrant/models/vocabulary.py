@@ -56,6 +56,8 @@ CREATED_BY_EXTRA: Final = f"{API_GROUP}/created-by"
 # manager runs with --use-service-account-credentials (the default of kubeadm and managed services).
 GARBAGE_COLLECTOR_USERNAME: Final = "system:serviceaccount:kube-system:generic-garbage-collector"
 LAST_APPLIED_ANNOTATION: Final = "kubectl.kubernetes.io/last-applied-configuration"
+# The AccessRequest condition that is True while an ended grant's removal from its cluster is late.
+REMOVAL_OVERDUE_CONDITION: Final = "RemovalOverdue"
 # Prefix of the admission warnings (allowed, pending) and the refusal (denied) of a dryRun create.
 DRY_RUN_WARNING: Final = f"{API_GROUP}/dry-run"
 
@@ -103,6 +105,10 @@ class Reason(StrEnum):
     CLUSTER_OBJECT_NOT_FOUND = "ClusterObjectNotFound"
     CLUSTER_CONFLICT = "ClusterConflict"
     TARGET_UNAVAILABLE = "TargetUnavailable"
+    # The grant's window closed before its cluster could be reached: it ends Failed, nothing granted.
+    TARGET_UNREACHABLE = "TargetUnreachable"
+    # An ended grant whose objects could not yet be removed from its cluster (also a condition type).
+    REMOVAL_OVERDUE = "RemovalOverdue"
     # AWS and EKS.
     AWS_CLIENT_ERROR = "AWSClientError"
     AWS_CREDENTIALS_EXPIRED = "AWSCredentialsExpired"

@@ -31,7 +31,7 @@ from kubernetes.client.exceptions import ApiException
 from embedkube import User
 from jitgrant.clusters.eks import sts_name
 from jitgrant.handlers.runtime import OPERATOR_SESSION
-from jitgrant_testing.aws import OPERATORS_GROUP, TARGET_PERMISSIONS, AWSStandIns
+from jitgrant_testing.aws import OPERATORS_GROUP, TARGET_PERMISSIONS, AWSStandIns, ClusterSpec
 from jitgrant_testing.demo.prod_approval import run_cli
 from jitgrant_testing.demo.scenarios import (
     Reporter,
@@ -44,6 +44,7 @@ from jitgrant_testing.demo.scenarios import (
 from jitgrant_testing.environment import EXAMPLES, Environment, load_manifests
 
 CLUSTER = "prod-eu"
+CLUSTER_ARN = ClusterSpec(CLUSTER).arn  # how grant records, metrics and the audit trail name it
 POLICY = "eks-restart"
 AGENT_SUBJECT = "repo:acme/checkout:ref:refs/heads/main"
 FILER = "release-bot"  # the agent's runner: may file requests in `agents`, nothing else
@@ -228,7 +229,7 @@ def eks(report: Reporter) -> None:
             report.step("the grant landed in prod-eu, and nowhere else")
             grant = obj["status"]["grant"]
             report.check(
-                grant["cluster"] == CLUSTER and grant.get("kubeconfigSecret"),
+                grant["cluster"] == CLUSTER_ARN and grant.get("kubeconfigSecret"),
                 f"status.grant: cluster {grant['cluster']}, RoleBinding {grant['roleBinding']}, "
                 f"ServiceAccount {grant['serviceAccount']}, kubeconfig Secret {grant['kubeconfigSecret']}",
             )
@@ -323,7 +324,7 @@ def eks(report: Reporter) -> None:
             types = [r["event"]["type"] for r in records]
             report.check(
                 types[:5] == ["requested", "approved", "issuing", "granted", "expired"]
-                and all(r["event"]["cluster"] == CLUSTER for r in records),
+                and all(r["event"]["cluster"] == CLUSTER_ARN for r in records),
                 f"requested, approved, issuing, granted, expired recorded for {CLUSTER} ({', '.join(types)})",
             )
             report.note(f"audit file: {Path(env.audit_file)}")

@@ -1,0 +1,59 @@
+"""The sweep over a fleet, on the in-memory port: each target cluster (by identity: two of them share
+a name) is swept, and the operator's AccessRequests are listed once per sweep, not once per target."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jitgrant.clusters.grant_objects import sealed
+from jitgrant.clusters.port import ClusterPort
+from jitgrant.handlers.sweep import sweep_all
+from jitgrant.models import Target
+from jitgrant.models.vocabulary import EXPIRES_AT_ANNOTATION, REQUEST_ANNOTATION
+from jitgrant_testing.fakeport import FakeCluster, FakePort
+
+from .conftest import AUTO_POLICY, KEY, World
+
+ROLE = "arn:aws:iam::111122223333:role/jitgrant-target"
+REGIONS = ("eu-west-1", "us-east-1", "ap-south-1")
+
+
+def binding(name: str) -> dict[str, Any]:
+    return {
+        "kind": "RoleBinding",
+        "metadata": {
+            "namespace": "payments",
+            "name": name,
+            "annotations": {
+                EXPIRES_AT_ANNOTATION: "2020-01-01T00:00:00Z",
+                REQUEST_ANNOTATION: f"agents/{name}",
+            },
+        },
+    }
+
+
+async def test_every_same_named_target_is_swept_and_requests_are_listed_once(world: World) -> None:
+    targets: dict[str, FakePort] = {}
+    for region in REGIONS:
+        target = Target.model_validate(
+            {"type": "EKS", "eks": {"clusterName": "prod", "region": region, "roleArn": ROLE}}
+        )
+        world.cluster.add_policy(
+            f"prod-{region}", {**AUTO_POLICY, "target": target.model_dump(by_alias=True)}
+        )
+        cluster = FakeCluster()
+        cluster.namespaces.add("payments")
+        port = FakePort(cluster, name=target.cluster)
+        await port.create_object(
+            sealed(binding(f"jit-left-{region}"), key=KEY, cluster=port.name, request_uid="gone")
+        )
+        targets[target.cluster] = port
+
+    async def housekeeping(target: Target) -> ClusterPort:
+        return targets[target.cluster]  # a fake cluster per identity: what the operator reaches
+
+    world.runtime.housekeeping_cluster = housekeeping  # type: ignore[method-assign]
+    world.port.calls.clear()
+    assert await sweep_all(world.runtime) == len(REGIONS)
+    assert all(port.cluster.objects == {} for port in targets.values())
+    assert world.port.calls.count("list_requests") == 1
