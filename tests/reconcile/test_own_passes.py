@@ -15,6 +15,7 @@ from jitgrant.handlers.operator import reconcile_on_change
 from jitgrant.handlers.reconcile import Reconciler
 from jitgrant.handlers.scheduler import Scheduler
 from jitgrant.handlers.sweep import sweep_cluster
+from jitgrant.models.vocabulary import parse_time
 from jitgrant_testing.fakeport import YieldingPort
 
 from .conftest import NS, World
@@ -47,6 +48,8 @@ async def test_a_grant_this_process_activated_loses_its_binding_at_expiry_ahead_
     stored = world.cluster.requests[(NS, "fix")]["metadata"]
     assert world.runtime.is_own_echo(uid, stored["resourceVersion"])
     await _watch_event(memo, world, "fix", "MODIFIED")
+    assert scheduler._pop_due(world.clock()) == [], "the echo queued a pass"
+    assert scheduler.next_due() == parse_time(world.status("fix")["expiresAt"])
     world.clock.advance(301)
     [key] = scheduler._pop_due(world.clock())
     await asyncio.gather(*scheduler._tasks)
