@@ -9,6 +9,7 @@ a binding's creation and the status write), so every interleaving can be played 
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import itertools
 from collections.abc import Callable, Mapping, Sequence
@@ -290,11 +291,78 @@ class FakePort:
 
 
 @dataclass
+class YieldingPort(FakePort):
+    """A `FakePort` whose every call first yields to the event loop, as a real client's I/O does:
+    passes running at once interleave between their calls instead of each running to its end. Calls
+    take 1 to 3 turns of the loop (in a fixed rotation), so passes fall out of step with each other
+    as they do against a server."""
+
+    _turns: itertools.count[int] = field(default_factory=itertools.count)
+
+    async def _io(self) -> None:
+        for _ in range(1 + next(self._turns) % 3):
+            await asyncio.sleep(0)
+
+    async def get_request(self, namespace: str, name: str) -> StoredRequest | None:
+        await self._io()
+        return await super().get_request(namespace, name)
+
+    async def list_requests(self) -> list[StoredRequest]:
+        await self._io()
+        return await super().list_requests()
+
+    async def patch_request_status(
+        self, namespace: str, name: str, status: Mapping[str, Any], *, resource_version: str | None
+    ) -> StoredRequest:
+        await self._io()
+        return await super().patch_request_status(namespace, name, status, resource_version=resource_version)
+
+    async def update_finalizers(
+        self, namespace: str, name: str, finalizers: Sequence[str], *, resource_version: str | None
+    ) -> StoredRequest:
+        await self._io()
+        return await super().update_finalizers(namespace, name, finalizers, resource_version=resource_version)
+
+    async def delete_request(self, namespace: str, name: str, *, uid: str) -> bool:
+        await self._io()
+        return await super().delete_request(namespace, name, uid=uid)
+
+    async def get_policy(self, name: str) -> StoredPolicy | None:
+        await self._io()
+        return await super().get_policy(name)
+
+    async def list_policies(self) -> list[StoredPolicy]:
+        await self._io()
+        return await super().list_policies()
+
+    async def create_object(self, body: Mapping[str, Any]) -> ClusterObject:
+        await self._io()
+        return await super().create_object(body)
+
+    async def read_object(self, kind: str, namespace: str, name: str) -> ClusterObject | None:
+        await self._io()
+        return await super().read_object(kind, namespace, name)
+
+    async def delete_object(self, kind: str, namespace: str, name: str, *, uid: str) -> bool:
+        await self._io()
+        return await super().delete_object(kind, namespace, name, uid=uid)
+
+    async def list_labelled(self, kinds: Sequence[str], *, selector: str) -> list[ClusterObject]:
+        await self._io()
+        return await super().list_labelled(kinds, selector=selector)
+
+    async def mint_token(self, *, namespace: str, service_account: str, seconds: int) -> str:
+        await self._io()
+        return await super().mint_token(namespace=namespace, service_account=service_account, seconds=seconds)
+
+
+@dataclass
 class FakeAudit:
     """The audit trail as the handlers see it, keeping records in a list."""
 
     events: list[AuditEvent] = field(default_factory=list)
     unavailable: bool = False  # record_before_grant refuses, as a sink that must accept is down
+    yields: bool = False  # each record first yields to the event loop, as the trail's file I/O does
 
     async def start(self) -> None:
         pass
@@ -306,12 +374,16 @@ class FakeAudit:
         return 0
 
     async def record_before_grant(self, event: AuditEvent) -> object:
+        if self.yields:
+            await asyncio.sleep(0)
         if self.unavailable:
             raise AuditUnavailable("the fake sink is down")
         self.events.append(event)
         return event
 
     async def record(self, event: AuditEvent) -> object:
+        if self.yields:
+            await asyncio.sleep(0)
         self.events.append(event)
         return event
 
@@ -323,4 +395,4 @@ class Crash(Exception):
     """Injected with `FakePort.fail`: the operator process died in the middle of a call."""
 
 
-__all__ = ["Crash", "FakeAudit", "FakeCluster", "FakePort"]
+__all__ = ["Crash", "FakeAudit", "FakeCluster", "FakePort", "YieldingPort"]

@@ -110,7 +110,7 @@ class World:
         self.cluster.annotate(NS, name, {REVOKE_ANNOTATION: why})
 
     async def reconcile(self, name: str) -> datetime | None:
-        return await Reconciler(self.runtime).reconcile(NS, name)
+        return (await Reconciler(self.runtime).reconcile(NS, name)).requeue_at
 
     def status(self, name: str) -> dict[str, Any]:
         status: dict[str, Any] = self.cluster.requests[(NS, name)].get("status") or {}

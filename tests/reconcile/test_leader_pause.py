@@ -95,7 +95,7 @@ class Replica:
         )
 
     async def reconcile(self, name: str) -> datetime | None:
-        return await Reconciler(self.runtime).reconcile(NS, name)
+        return (await Reconciler(self.runtime).reconcile(NS, name)).requeue_at
 
 
 def _trail(replica: Replica) -> list[AuditRecord]:

@@ -9,6 +9,7 @@ from typing import Any, cast
 
 import pytest
 
+from jitgrant.handlers.reconcile import PassResult
 from jitgrant.handlers.runtime import Runtime
 from jitgrant.handlers.scheduler import Scheduler
 from jitgrant.settings import OperatorSettings
@@ -64,14 +65,14 @@ async def test_due_requests_are_reconciled_first_come_first_served_and_no_more_t
     started: list[str] = []
     most = 0
 
-    async def reconcile(self: Any, namespace: str, name: str, *, body: Any = None) -> datetime | None:
+    async def reconcile(self: Any, namespace: str, name: str, *, body: Any = None) -> PassResult:
         nonlocal most
         started.append(name)
         running.append(name)
         most = max(most, len(running))
         await asyncio.sleep(0.01)
         running.remove(name)
-        return NOW + timedelta(hours=1)
+        return PassResult(requeue_at=NOW + timedelta(hours=1))
 
     monkeypatch.setattr("jitgrant.handlers.scheduler.Reconciler.reconcile", reconcile)
     scheduler = Scheduler(cast(Runtime, _Runtime()), concurrency=3)

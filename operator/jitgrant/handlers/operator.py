@@ -260,7 +260,12 @@ async def reconcile_on_change(body: kopf.Body, type: str | None, memo: kopf.Memo
         return
     if runtime.is_own_echo(body.metadata.uid or "", body.metadata.get("resourceVersion")):
         # This process's own write coming back: the pass that wrote it went on from the write's
-        # answer and queued the request's next look itself.
+        # answer and queued the request's next look itself, so the echo triggers no pass. The
+        # scheduler still observes it (like kopf, which filters its own changes from cause
+        # detection, not from processing): a grant this process activated is cut at its expiry.
+        scheduler.observe(
+            namespace, name, body.get("status") or {}, body.metadata.annotations, body=body, own=True
+        )
         return
     stored = StoredRequest(body)
     if stored.deleting:

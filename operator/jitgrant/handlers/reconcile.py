@@ -14,6 +14,7 @@ import contextlib
 import copy
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
@@ -68,6 +69,20 @@ log = logging.getLogger("jitgrant.reconcile")
 # An approval reaches Active in the same pass: Pending -> Approved -> Active needs three steps; the
 # rest leaves room to decide again after a status write that lost to a concurrent change.
 _MAX_STEPS_PER_PASS = 6
+
+
+@dataclass(frozen=True)
+class PassResult:
+    """What a pass answers the scheduler, after controller-runtime's `reconcile.Result`: look again
+    at `requeue_at`; `done`: never again until an event says otherwise (a finished request kept
+    forever). Neither: the scheduler retries with its backoff, as it does when a pass raises."""
+
+    requeue_at: datetime | None = None
+    done: bool = False
+
+
+RETRY = PassResult()
+DONE = PassResult(done=True)
 
 
 def _status(**fields: Any) -> dict[str, Any]:
@@ -152,36 +167,42 @@ class Reconciler:
 
     async def reconcile(
         self, namespace: str, name: str, *, body: Mapping[str, Any] | None = None
-    ) -> datetime | None:
+    ) -> PassResult:
         """Run every step that is due now; return when the request next needs attention. `body`:
         the request as a watch event just delivered it, to start from instead of a read."""
+        # Each pass on a Reconciler of its own: the pass state above lives on the instance, and
+        # passes on one Reconciler run at once (the sweep runs up to 8); sharing it, one pass took
+        # up another's request or its held-back approval.
+        return await Reconciler(self.runtime)._pass(namespace, name, body)
+
+    async def _pass(self, namespace: str, name: str, body: Mapping[str, Any] | None) -> PassResult:
         async with self.runtime.lock_for(f"{namespace}/{name}"):
             if body is not None:
                 self._latest = StoredRequest(body)
-            wake = await self._steps(namespace, name)
+            result = await self._steps(namespace, name)
             if self._deferred is not None:
                 base, request, status = self._deferred
                 self._deferred = None
                 with contextlib.suppress(Conflict):  # changed meanwhile: its event brings it back
                     await self._patch_status(base, request, status)
-            return wake
+            return result
 
-    async def _steps(self, namespace: str, name: str) -> datetime | None:
+    async def _steps(self, namespace: str, name: str) -> PassResult:
         for _ in range(_MAX_STEPS_PER_PASS):
             if self.runtime.stopping:
-                return None
+                return RETRY
             stored, self._latest = self._latest, None
             if stored is None:
                 stored = await self.runtime.own.get_request(namespace, name)
             if stored is None or stored.deleting:
-                return None  # deletion is the delete handler's business
+                return RETRY  # deletion is the delete handler's business
             if stored.phase is not None and stored.phase.terminal:
                 return await self._finished(stored)
             step, request, policy = await self._next(stored)
             if step.action is Action.WAIT:
-                return step.wake_at
+                return PassResult(requeue_at=step.wake_at)
             if step.action is Action.NONE or request is None:
-                return None
+                return RETRY
             if step.action is Action.ACTIVATE and FINALIZER not in stored.finalizers:
                 # Without the finalizer a deletion could remove the request before its grant:
                 # access is issued only once deleting the request is guaranteed to revoke it.
@@ -211,8 +232,8 @@ class Reconciler:
             if step.action is Action.ACTIVATE and not active:
                 # Waiting on the target cluster (or failed): the scheduler retries after its
                 # backoff. Once Active, the next turn says when it expires.
-                return None
-        return None
+                return RETRY
+        return RETRY
 
     async def _patch_status(
         self, stored: StoredRequest, request: AccessRequest, status: dict[str, Any]
@@ -887,26 +908,27 @@ class Reconciler:
 
     # --- Removing a finished request after its retention --------------------------------------------
 
-    async def _finished(self, stored: StoredRequest) -> datetime | None:
-        """A request that ended: when it is due for removal (None: kept forever, or removed now)."""
+    async def _finished(self, stored: StoredRequest) -> PassResult:
+        """A request that ended: when it is due for removal; done when kept forever or removed."""
         runtime = self.runtime
         retention = runtime.settings.finished_retention
         verdict = removal(stored.body.get("status") or {}, retention=retention, now=runtime.clock())
         if verdict.disposal is Disposal.WAIT:
-            return verdict.remove_at
+            return PassResult(requeue_at=verdict.remove_at)
         if verdict.disposal is Disposal.STAMP:
             now = self._now()
             await runtime.own.patch_request_status(
                 stored.namespace, stored.name, _status(ended_at=now), resource_version=stored.resource_version
             )
-            return now + retention
+            return PassResult(requeue_at=now + retention)
         if verdict.disposal is Disposal.REMOVE:
-            await self._remove_finished(stored, verdict)
-        return None
+            return DONE if await self._remove_finished(stored, verdict) else RETRY
+        return DONE  # kept forever: nothing will ever be due, until an event says otherwise
 
-    async def _remove_finished(self, stored: StoredRequest, verdict: Removal) -> None:
+    async def _remove_finished(self, stored: StoredRequest, verdict: Removal) -> bool:
         """The removal is recorded (durably, like an intent to grant) before the request is deleted:
-        once it is gone the audit trail is the only record, so no record means no deletion."""
+        once it is gone the audit trail is the only record, so no record means no deletion.
+        Returns whether it is gone (removed, or not there to remove); False: kept, to try again."""
         runtime = self.runtime
         now = self._now()
         phase = stored.phase.value if stored.phase is not None else "finished"
@@ -922,16 +944,17 @@ class Reconciler:
             log.warning(
                 "%s/%s kept: its removal could not be recorded: %s", stored.namespace, stored.name, exc
             )
-            return
+            return False
         # The finalizer is then released as for any deletion: the revocation it waits for finds
         # nothing, since a finished request holds no access.
         if not await runtime.own.delete_request(stored.namespace, stored.name, uid=stored.uid):
-            return  # gone already, or recreated under the same name: not this one to delete
+            return True  # gone already, or recreated under the same name: not this one to delete
         # The object is gone; an Event on it still tells `kubectl get events` for an hour why.
         _post_event(
             self.runtime, stored.body, warning=False, reason=Reason.RETENTION_ELAPSED, message=message
         )
         log.info("%s/%s removed: message=%s", stored.namespace, stored.name, log_field(message))
+        return True
 
     async def _removal_event(
         self, stored: StoredRequest, verdict: Removal, now: datetime, message: str

@@ -23,7 +23,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from jitgrant.clusters.errors import ClusterAccessError
-from jitgrant.handlers.reconcile import Reconciler
+from jitgrant.handlers.reconcile import RETRY, Reconciler
 from jitgrant.handlers.runtime import Runtime
 from jitgrant.lifecycle.due import due
 from jitgrant.lifecycle.transitions import live_grant_step
@@ -111,10 +111,18 @@ class Scheduler:
         annotations: Mapping[str, str],
         *,
         body: Mapping[str, Any] | None = None,
+        own: bool = False,
     ) -> datetime | None:
         """A watch event: queue the request at its due time (an ended one: when its retention is
-        over; None: never again, forget it)."""
+        over; None: never again, forget it).
+
+        `own`: the echo of a write this process made. The pass that wrote it queued the request's
+        next look itself, so the echo triggers nothing; what it says is still observed (an Active
+        grant's bindings, cut the moment it expires; the policy it is held against)."""
         key = (namespace, name)
+        if own:
+            self._observe_grant(key, status, body)
+            return None
         self._attempts.pop(key, None)
         self._events[key] = self._events.get(key, 0) + 1
         retention = self.runtime.settings.finished_retention
@@ -122,16 +130,7 @@ class Scheduler:
         self._bodies.pop(key, None)
         if body is not None and when is not None and when <= self.runtime.clock():
             self._bodies[key] = body
-        self._expiring.pop(key, None)
-        policy = ((body or {}).get("spec") or {}).get("policy")
-        if isinstance(policy, str) and status.get("phase") not in _ENDED:
-            self._policy_of[key] = policy
-        else:
-            self._policy_of.pop(key, None)
-        objects = (status.get("grant") or {}).get("objects") or []
-        if status.get("phase") == "Active" and objects and isinstance(status.get("expiresAt"), str):
-            with contextlib.suppress(ValueError):
-                self._expiring[key] = (parse_time(status["expiresAt"]), list(objects))
+        policy = self._observe_grant(key, status, body)
         if when is None:
             self.forget(namespace, name)
             return when
@@ -142,6 +141,23 @@ class Scheduler:
                 return self._hold_against_policy(key, body, policy) or when
             self._unchecked[key] = body
         return when
+
+    def _observe_grant(
+        self, key: Key, status: Mapping[str, Any], body: Mapping[str, Any] | None
+    ) -> str | None:
+        """What an event says about the grant, whoever wrote it: the policy a live request is held
+        against, and an Active grant's expiresAt and objects. Returns the policy named."""
+        self._expiring.pop(key, None)
+        policy = ((body or {}).get("spec") or {}).get("policy")
+        if isinstance(policy, str) and status.get("phase") not in _ENDED:
+            self._policy_of[key] = policy
+        else:
+            self._policy_of.pop(key, None)
+        objects = (status.get("grant") or {}).get("objects") or []
+        if status.get("phase") == "Active" and objects and isinstance(status.get("expiresAt"), str):
+            with contextlib.suppress(ValueError):
+                self._expiring[key] = (parse_time(status["expiresAt"]), list(objects))
+        return policy if isinstance(policy, str) else None
 
     def _hold_against_policy(self, key: Key, body: Mapping[str, Any], policy: str) -> datetime | None:
         """The lifecycle's live check of an Active grant against its policy as last seen, from the
@@ -234,20 +250,22 @@ class Scheduler:
         self._running.add(key)
         self.reconciles += 1
         try:
-            wake = await Reconciler(self.runtime).reconcile(namespace, name, body=self._bodies.pop(key, None))
+            result = await Reconciler(self.runtime).reconcile(
+                namespace, name, body=self._bodies.pop(key, None)
+            )
         except ClusterAccessError as exc:
             # A cluster that does not answer: its change of state is logged once (Runtime), not a
             # traceback per retry of every request waiting on it.
             self.runtime.metrics.reconcile_error(handler="scheduler")
             log.debug("reconciling %s/%s failed: %s; will retry", namespace, name, exc)
-            wake = None
+            result = RETRY
         except Exception as exc:
             self.runtime.metrics.reconcile_error(handler="scheduler")
             if self.acting():
                 log.exception("reconciling %s/%s failed; will retry", namespace, name)
             else:
                 log.info("%s/%s not reconciled: %s", namespace, name, exc)
-            wake = None
+            result = RETRY  # an exception means backoff
         finally:
             self._running.discard(key)
         if key not in self._due:
@@ -259,6 +277,10 @@ class Scheduler:
             heapq.heappush(self._heap, (when, next(self._order), key))
             self._wake.set()
             return
+        if result.done:
+            self.forget(namespace, name)  # never again, until an event says otherwise
+            return
+        wake = result.requeue_at
         if wake is None:
             attempt = self._attempts.get(key, 0)
             self._attempts[key] = attempt + 1
