@@ -227,7 +227,7 @@ class Reconciler:
                 self._latest = self._deferred = None
                 continue
             if self._retry_at is not None:
-                return self._retry_at  # waiting on a target cluster
+                return PassResult(requeue_at=self._retry_at)  # waiting on a target cluster
             active = self._latest is not None and self._latest.phase is Phase.ACTIVE
             if step.action is Action.ACTIVATE and not active:
                 # Waiting on the target cluster (or failed): the scheduler retries after its
