@@ -28,6 +28,11 @@ class OperatorSettings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     operator_namespace: str = "jitgrant-system"
+    # The namespace the operator owns for the identities it hands out (in every cluster it grants
+    # in): per-grant ServiceAccounts and their tokens, and in its own cluster the kubeconfig Secrets
+    # and their reader Role/RoleBinding. Its rights on ServiceAccounts, tokens and Secrets exist only
+    # there (docs/install.md, "What the operator can do").
+    grants_namespace: str = "jitgrant-grants"
     instance: str = "jitgrant"
     inline_rules_enabled: bool = False
     # HMAC key for requester seals and approval receipts; only the operator holds it.

@@ -268,13 +268,16 @@ class FakePort:
         self._leave("delete_object")
         return True
 
-    async def list_labelled(self, kinds: Sequence[str], *, selector: str) -> list[ClusterObject]:
+    async def list_labelled(
+        self, kinds: Sequence[str], *, selector: str, namespace: str | None = None
+    ) -> list[ClusterObject]:
         self._enter("list_labelled")
         wanted = dict(part.split("=", 1) for part in selector.split(",") if part)
         return [
             self._view(body)
-            for (kind, _, _), body in self.cluster.objects.items()
+            for (kind, ns, _), body in self.cluster.objects.items()
             if kind in kinds
+            and (namespace is None or ns == namespace)
             and all((body["metadata"].get("labels") or {}).get(k) == v for k, v in wanted.items())
         ]
 

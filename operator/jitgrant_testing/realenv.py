@@ -3,8 +3,9 @@
 `RealEnvironment` is `Environment` with the embedded cluster swapped for a running `ControlPlane`:
 
 - the CRDs are the chart's own, as its templates render them (labels, helm.sh/resource-policy);
-- the ServiceAccount, ClusterRoles, ClusterRoleBindings and webhook configurations are the chart's
-  templates rendered by the Helm SDK (helm-python-sdk, as tests/chart renders them), with each
+- the ServiceAccount, the grants namespace, ClusterRoles, Roles, their bindings, the
+  ValidatingAdmissionPolicy on the operator's RoleBinding writes and the webhook configurations are
+  the chart's templates rendered by the Helm SDK (helm-python-sdk, as tests/chart renders them), with each
   webhook's `clientConfig.service` replaced by a URL on 127.0.0.1 and the generated CA as caBundle;
 - the operator runs in-process (OperatorThread) with a TokenRequest token of the chart's
   ServiceAccount, so every call it makes is authorised by the chart's RBAC on the real server;
@@ -29,6 +30,7 @@ from kubernetes.client import (
     ApiextensionsV1Api,
     Configuration,
     CoreV1Api,
+    RbacAuthorizationV1Api,
 )
 from kubernetes.client.exceptions import ApiException
 from kubernetes.utils import create_from_dict
@@ -50,7 +52,17 @@ CHART_DIR = REPO_ROOT / "charts" / "jitgrant"
 RELEASE = "jitgrant"
 # What the chart installs that a local operator needs; the Deployment, Services, Secrets, the audit
 # ConfigMap and the uninstall hook belong to a pod in a cluster with nodes.
-INSTALLED_KINDS = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding")
+# Namespaces first: the chart's Roles in the grants namespace need it to exist.
+INSTALLED_KINDS = (
+    "Namespace",
+    "ServiceAccount",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "Role",
+    "RoleBinding",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding",
+)
 WEBHOOK_KINDS = ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration")
 
 
@@ -171,11 +183,40 @@ class RealEnvironment(Environment):
         time.sleep(0.5)
 
     def _install_operator_rbac(self) -> None:
-        """The chart's ServiceAccount, ClusterRoles and bindings, exactly as rendered."""
+        """The chart's ServiceAccount, RBAC and admission policy, exactly as rendered."""
         self._rendered = render_chart(self._chart_values())
-        for manifest in self._rendered:
-            if manifest["kind"] in INSTALLED_KINDS and not _is_hook(manifest):
-                create_from_dict(self.admin, manifest, namespace=OPERATOR_NAMESPACE)
+        for kind in INSTALLED_KINDS:
+            for manifest in self._rendered:
+                if manifest["kind"] == kind and not _is_hook(manifest):
+                    create_from_dict(self.admin, manifest, namespace=OPERATOR_NAMESPACE)
+        self._wait_for_admission_policy()
+
+    def _wait_for_admission_policy(self) -> None:
+        """The API server compiles a new ValidatingAdmissionPolicy and its binding asynchronously: wait
+        until it refuses an unlabelled RoleBinding by the operator (a dry run), so no test runs before
+        the policy is in force."""
+        operator = self._client(
+            token=self.service_account_token(OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT, seconds=600)
+        )
+        # A ClusterRole the operator may bind, so RBAC's escalation check (which comes before
+        # admission) passes and the policy is what answers.
+        bindable = self.grantable_cluster_roles[0]
+        probe = {
+            "metadata": {"name": "jitgrant-policy-probe", "namespace": self.namespaces[0]},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": bindable},
+            "subjects": [{"kind": "User", "name": "nobody", "apiGroup": "rbac.authorization.k8s.io"}],
+        }
+
+        def enforced() -> bool:
+            try:
+                RbacAuthorizationV1Api(operator).create_namespaced_role_binding(
+                    self.namespaces[0], probe, dry_run="All"
+                )
+            except ApiException as exc:
+                return exc.status in (403, 422) and "jitgrant admission policy" in str(exc.body)
+            return False
+
+        wait_until(enforced, timeout=30, what="the chart's ValidatingAdmissionPolicy to be enforced")
 
     def _install_webhooks(self) -> None:
         tls = generate_webhook_tls(self.state_dir / "webhook", hosts=["127.0.0.1"])

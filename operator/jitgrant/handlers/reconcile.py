@@ -509,7 +509,13 @@ class Reconciler:
         record = request.status.grant
         # A retry keeps the recorded window, so objects made by an earlier attempt stay in step.
         started = record.planned_at if record is not None and record.planned_at is not None else self._now()
-        plan = plan_grant(request=request, decision=step.decision, duration=step.duration, now=started)
+        plan = plan_grant(
+            request=request,
+            decision=step.decision,
+            duration=step.duration,
+            now=started,
+            grants_namespace=runtime.settings.grants_namespace,
+        )
         if self._deferred is not None and policy.target.type is not TargetType.IN_CLUSTER:
             # Reaching another cluster can take seconds (an AssumeRole, a slow endpoint): status
             # says Approved meanwhile instead of nothing.
@@ -642,7 +648,7 @@ class Reconciler:
         """Token for the grant's ServiceAccount, wrapped in a kubeconfig only the requester can read."""
         assert plan.service_account_name is not None and request.spec.requester is not None
         token = await target.mint_token(
-            namespace=plan.namespace,
+            namespace=plan.grants_namespace,
             service_account=plan.service_account_name,
             seconds=token_seconds(plan.expires_at - plan.now),
         )
@@ -659,8 +665,13 @@ class Reconciler:
         reader = (
             request.spec.requester.extra.get(CREATED_BY_EXTRA, ("",))[0] or request.spec.requester.username
         )
-        role, binding = kubeconfig_reader(owner=plan.owner, expires_at=plan.expires_at, reader=reader)
-        secret = kubeconfig_secret(owner=plan.owner, expires_at=plan.expires_at, kubeconfig_text=text)
+        where = plan.grants_namespace
+        role, binding = kubeconfig_reader(
+            owner=plan.owner, namespace=where, expires_at=plan.expires_at, reader=reader
+        )
+        secret = kubeconfig_secret(
+            owner=plan.owner, namespace=where, expires_at=plan.expires_at, kubeconfig_text=text
+        )
         return [secret, role, binding]
 
     async def _mark_active(
