@@ -45,7 +45,7 @@ class FakeCluster:
     requests: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     policies: dict[str, dict[str, Any]] = field(default_factory=dict)
     objects: dict[Key, dict[str, Any]] = field(default_factory=dict)
-    namespaces: set[str] = field(default_factory=lambda: {"agents", "payments"})
+    namespaces: set[str] = field(default_factory=lambda: {"agents", "payments", "jitgrant-grants"})
     _counter: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def next_version(self) -> str:
