@@ -8,8 +8,9 @@
   `jitgrant:operators`, as an access entry would. That group gets exactly docs/eks.md's target
   permissions (`jitgrant.permissions.TARGET_*`: read RoleBindings, write them, bind the allowlist,
   and ServiceAccounts and their tokens only in the grants namespace), so the API server there
-  enforces least privilege and the `bind` allowlist just as in the operator's own cluster. Each writes an audit
-  log, which `deliver_audit_log` puts into CloudWatch Logs on moto as EKS control-plane logging does.
+  enforces least privilege and the `bind` allowlist just as in the operator's own cluster. Each
+  writes an audit log, which `deliver_audit_log` puts into CloudWatch Logs on moto as EKS
+  control-plane logging does.
 - **An OIDC issuer** on https://127.0.0.1 (discovery + JWKS, an RSA key), like the one a CI system
   gives its jobs, for external agents that have no identity in any cluster.
 

@@ -230,7 +230,9 @@ class Environment:
         core.create_namespaced_service_account(
             OPERATOR_NAMESPACE, {"metadata": {"name": OPERATOR_SERVICE_ACCOUNT}}
         )
-        subjects = [{"kind": "ServiceAccount", "name": OPERATOR_SERVICE_ACCOUNT, "namespace": OPERATOR_NAMESPACE}]
+        subjects = [
+            {"kind": "ServiceAccount", "name": OPERATOR_SERVICE_ACCOUNT, "namespace": OPERATOR_NAMESPACE}
+        ]
         cluster_roles: dict[str, list[dict[str, Any]]] = {
             "jitgrant-operator": as_rbac_rules(OPERATOR_PERMISSIONS),
             "jitgrant-operator-bind": as_rbac_rules(
@@ -259,7 +261,11 @@ class Environment:
                 namespace,
                 {
                     "metadata": meta,
-                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": meta["name"]},
+                    "roleRef": {
+                        "apiGroup": "rbac.authorization.k8s.io",
+                        "kind": "Role",
+                        "name": meta["name"],
+                    },
                     "subjects": subjects,
                 },
             )

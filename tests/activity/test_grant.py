@@ -53,7 +53,12 @@ def test_the_per_grant_service_account_is_looked_up_in_the_namespace_its_record_
     """Per-grant ServiceAccounts live in the grants namespace, not next to the RoleBinding."""
     objects = [
         {"cluster": "self", "kind": "ServiceAccount", "namespace": "jitgrant-grants", "name": "jit-sa"},
-        {"cluster": "self", "kind": "RoleBinding", "namespace": "payments", "name": "jit-restart-checkout-abc"},
+        {
+            "cluster": "self",
+            "kind": "RoleBinding",
+            "namespace": "payments",
+            "name": "jit-restart-checkout-abc",
+        },
     ]
     status = {"phase": "Active", "activatedAt": T0.isoformat()}
     grant = identity_of(request(**status, grant={**GRANT, "serviceAccount": "jit-sa", "objects": objects}))

@@ -147,7 +147,11 @@ def test_grant_writes_only_in_the_listed_namespaces(chart: helm.Chart) -> None:
     granted = granted_by_scope(render(chart, SCOPED["grant-namespaces"]), "jitgrant")
     write = ("rbac.authorization.k8s.io", "rolebindings", "create", "")
     assert write not in granted[CLUSTER]
-    assert {scope for scope, have in granted.items() if write in have} == {"payments", "orders", GRANTS_NAMESPACE}
+    assert {scope for scope, have in granted.items() if write in have} == {
+        "payments",
+        "orders",
+        GRANTS_NAMESPACE,
+    }
     default = granted_by_scope(render(chart), "jitgrant")
     assert write in default[CLUSTER]  # cluster-wide, limited by the admission policy below
 
@@ -157,7 +161,7 @@ def test_the_leader_lease_name_is_the_code_s(chart: helm.Chart) -> None:
 
 
 def test_the_grants_namespace_cannot_be_the_operator_s(chart: helm.Chart) -> None:
-    with pytest.raises(Exception, match="grantsNamespace.*the operator's own namespace"):
+    with pytest.raises(Exception, match=r"grantsNamespace.*the operator's own namespace"):
         render(chart, {"grantsNamespace": NAMESPACE})
 
 

@@ -468,7 +468,9 @@ def test_the_delivered_kubeconfig_works_only_for_the_grant_and_its_token_dies_wi
     secret = CoreV1Api(filer).read_namespaced_secret(grant["kubeconfigSecret"], GRANTS_NAMESPACE)
     config = yaml.safe_load(base64.b64decode(secret.data["kubeconfig"]))
     assert (
-        outcome(lambda: CoreV1Api(mallory).read_namespaced_secret(grant["kubeconfigSecret"], GRANTS_NAMESPACE))
+        outcome(
+            lambda: CoreV1Api(mallory).read_namespaced_secret(grant["kubeconfigSecret"], GRANTS_NAMESPACE)
+        )
         == 403
     )
     [user] = config["users"]

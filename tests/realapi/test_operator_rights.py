@@ -157,7 +157,9 @@ def test_the_operator_s_effective_rights_are_exactly_the_documented_ones(
         # Non-resource URLs: only the discovery and health endpoints every identity may GET.
         assert {verb for verb, _ in urls} == {"get"}, urls
         seen_urls = {url for _, url in urls}
-        assert seen_urls == DISCOVERY_URLS, f"extra {sorted(seen_urls - DISCOVERY_URLS)}, missing {sorted(DISCOVERY_URLS - seen_urls)}"
+        assert seen_urls == DISCOVERY_URLS, (
+            f"extra {sorted(seen_urls - DISCOVERY_URLS)}, missing {sorted(DISCOVERY_URLS - seen_urls)}"
+        )
     # The takeover rights, named: nowhere outside their namespaces.
     for namespace in ("kube-system", "default", "payments"):
         have, _ = effective_rights(operator, namespace)

@@ -1,8 +1,9 @@
 """The sweep: expiry that does not depend on a timer having fired.
 
 At start-up and then every `sweep_interval`, every RoleBinding labelled as jitgrant's, and every
-ServiceAccount, kubeconfig Secret and reader Role so labelled in the grants namespace, is looked at. One the operator cannot prove it made (no valid owner seal: someone wrote the
-labels) is never touched; it is counted in `jitgrant_unproven_objects` and logged, so whoever runs
+ServiceAccount, kubeconfig Secret and reader Role so labelled in the grants namespace, is looked at.
+One the operator cannot prove it made (no valid owner seal: someone wrote the labels) is never
+touched; it is counted in `jitgrant_unproven_objects` and logged, so whoever runs
 the operator notices objects being planted. One it made is checked against its own `expires-at`
 annotation and its AccessRequest: past its window, owned by a request that is gone, recreated (another
 uid) or already ended, it is removed. This is what revokes a grant whose window closed while the

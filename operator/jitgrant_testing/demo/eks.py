@@ -252,7 +252,9 @@ def eks(report: Reporter) -> None:
                 binding is not None
                 and binding["roleRef"]["name"] == "jit-restart-checkout"
                 and binding["subjects"]
-                == [{"kind": "ServiceAccount", "name": grant["serviceAccount"], "namespace": GRANTS_NAMESPACE}],
+                == [
+                    {"kind": "ServiceAccount", "name": grant["serviceAccount"], "namespace": GRANTS_NAMESPACE}
+                ],
                 f"prod-eu: RoleBinding payments/{grant['roleBinding']} binds jit-restart-checkout to "
                 f"ServiceAccount {GRANTS_NAMESPACE}/{grant['serviceAccount']} only",
             )
