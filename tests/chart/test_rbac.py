@@ -9,6 +9,8 @@ from typing import Any
 import helm_python as helm
 import pytest
 
+from jitgrant.cli.main import build_parser
+from jitgrant.cli.run import settings_from_args
 from jitgrant.clusters.leader import LEASE_NAME
 from jitgrant.permissions import (
     GRANT_WRITE_PERMISSIONS,
@@ -23,6 +25,7 @@ from jitgrant.permissions import (
     Permission,
     atoms,
 )
+from jitgrant.settings import OperatorSettings
 
 from .conftest import COMBINATIONS, NAMESPACE, Manifest, notes, only, render
 
@@ -172,6 +175,15 @@ def test_the_grants_namespace_is_created_and_passed_to_the_operator(chart: helm.
     assert args[args.index("--grants-namespace") + 1] == "agent-identities"
     existing = render(chart, {"grantsNamespace": "agent-identities", "createGrantsNamespace": False})
     assert not [m for m in existing if m["kind"] == "Namespace"]
+    # `jitgrant run` parses the chart's arguments into the setting the operator uses.
+    parsed = build_parser().parse_args([a.replace("$(POD_NAMESPACE)", NAMESPACE) for a in args])
+    parsed.receipt_key_file = None  # the chart's key file exists only in the pod
+    assert settings_from_args(parsed).grants_namespace == "agent-identities"
+
+
+def test_the_operator_refuses_its_own_namespace_as_the_grants_namespace() -> None:
+    with pytest.raises(ValueError, match=r"grants_namespace \(--grants-namespace\) 'jitgrant-system'"):
+        OperatorSettings(operator_namespace="jitgrant-system", grants_namespace="jitgrant-system")
 
 
 @pytest.mark.parametrize("combination", sorted(SCOPED))
