@@ -6,7 +6,7 @@ import secrets
 from datetime import timedelta
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class WebhookSettings(BaseModel):
@@ -32,6 +32,11 @@ class OperatorSettings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     operator_namespace: str = "jitgrant-system"
+    # The namespace the operator owns for the identities it hands out (in every cluster it grants
+    # in): per-grant ServiceAccounts and their tokens, and in its own cluster the kubeconfig Secrets
+    # and their reader Role/RoleBinding. Its rights on ServiceAccounts, tokens and Secrets exist only
+    # there (docs/install.md, "What the operator can do").
+    grants_namespace: str = "jitgrant-grants"
     instance: str = "jitgrant"
     inline_rules_enabled: bool = False
     # HMAC key for requester seals and approval receipts; only the operator holds it.
@@ -65,6 +70,16 @@ class OperatorSettings(BaseModel):
     # The operator's own authenticated username: its metadata and finalizer patches are the only
     # updates the validating webhook lets through without an approval receipt.
     operator_username: str = "system:serviceaccount:jitgrant-system:jitgrant"
+
+    @model_validator(mode="after")
+    def _grants_namespace_is_not_the_operator_s(self) -> OperatorSettings:
+        # The operator may read every Secret of the grants namespace; its own holds the receipt key.
+        if self.grants_namespace == self.operator_namespace:
+            raise ValueError(
+                f"grants_namespace (--grants-namespace) {self.grants_namespace!r} is the operator's own "
+                "namespace; name another (e.g. jitgrant-grants): the operator may read every Secret there"
+            )
+        return self
 
     @classmethod
     def with_receipt_key_file(cls, path: Path, **kwargs: object) -> OperatorSettings:

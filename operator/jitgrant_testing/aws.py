@@ -5,10 +5,12 @@
   GetCallerIdentity: what EKS does with a bearer token).
 - **EKS clusters**: each one a second `EmbeddedCluster` that authenticates EKS tokens with
   `verify_eks_token` and maps the target role to `jitgrant:{{SessionName}}` in group
-  `jitgrant:operators`, as an access entry would. That group gets exactly the chart's permissions
-  that matter in a target cluster (`TARGET_PERMISSIONS`), so the API server there enforces least
-  privilege and the `bind` allowlist just as in the operator's own cluster. Each writes an audit
-  log, which `deliver_audit_log` puts into CloudWatch Logs on moto as EKS control-plane logging does.
+  `jitgrant:operators`, as an access entry would. That group gets exactly docs/eks.md's target
+  permissions (`jitgrant.permissions.TARGET_*`: read RoleBindings, write them, bind the allowlist,
+  and ServiceAccounts and their tokens only in the grants namespace), so the API server there
+  enforces least privilege and the `bind` allowlist just as in the operator's own cluster. Each
+  writes an audit log, which `deliver_audit_log` puts into CloudWatch Logs on moto as EKS
+  control-plane logging does.
 - **An OIDC issuer** on https://127.0.0.1 (discovery + JWKS, an RSA key), like the one a CI system
   gives its jobs, for external agents that have no identity in any cluster.
 
@@ -49,14 +51,15 @@ from jitgrant.clusters.own import ClusterApi
 from jitgrant.clusters.registry import TargetClusters
 from jitgrant.handlers.runtime import Runtime
 from jitgrant.permissions import (
+    GRANT_WRITE_PERMISSIONS,
     GRANTABLE_CLUSTER_ROLE_PERMISSIONS,
-    OPERATOR_PERMISSIONS,
-    Permission,
+    TARGET_CLUSTER_PERMISSIONS,
+    TARGET_GRANTS_NAMESPACE_PERMISSIONS,
     as_rbac_rules,
 )
 from jitgrant_testing.darkproxy import DarkableProxy
 from jitgrant_testing.eks_authenticator import verify_eks_token
-from jitgrant_testing.environment import deployment_manifest
+from jitgrant_testing.environment import GRANTS_NAMESPACE, deployment_manifest
 from jitgrant_testing.oidc import OIDCIssuer
 from jitgrant_testing.presigned_sts import PresignedSTS
 
@@ -70,14 +73,6 @@ USERNAME_TEMPLATE = "jitgrant:{{SessionName}}"
 # The operator's own credentials (what IRSA would give it); moto accepts any key.
 OPERATOR_KEY_ID = "AKIAIOSFODNN7EXAMPLE"
 OPERATOR_SECRET = "operator-secret-wJalrXUtnFEMI"  # moto does not check secrets
-
-# What the operator does in a target cluster: bind (rolebindings) and, for agents without an
-# identity there, a ServiceAccount and its token. The kubeconfig Secret, its reader Role and
-# everything about AccessRequests stay in the operator's own cluster.
-_TARGET_RESOURCES = frozenset({"rolebindings", "serviceaccounts", "serviceaccounts/token"})
-TARGET_PERMISSIONS: tuple[Permission, ...] = tuple(
-    p for p in OPERATOR_PERMISSIONS if p.resource in _TARGET_RESOURCES
-)
 
 log = logging.getLogger(__name__)
 
@@ -234,28 +229,38 @@ class EKSStandIn:
         """What the platform team sets up in the target cluster before pointing a policy at it."""
         admin = self.admin
         core, rbac, apps = CoreV1Api(admin), RbacAuthorizationV1Api(admin), AppsV1Api(admin)
-        for namespace in self.namespaces:
+        for namespace in (*self.namespaces, GRANTS_NAMESPACE):
             core.create_namespace({"metadata": {"name": namespace}})
         names = tuple(str(role["metadata"]["name"]) for role in self.grantable_cluster_roles)
         roles = {
-            "jitgrant-operator": as_rbac_rules(TARGET_PERMISSIONS),
+            "jitgrant-operator": as_rbac_rules(TARGET_CLUSTER_PERMISSIONS + GRANT_WRITE_PERMISSIONS),
             "jitgrant-operator-bind": as_rbac_rules(GRANTABLE_CLUSTER_ROLE_PERMISSIONS, resource_names=names),
         }
+        subjects = [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": OPERATORS_GROUP}]
+        ref = {"apiGroup": "rbac.authorization.k8s.io"}
         for role_name, rules in roles.items():
             rbac.create_cluster_role({"metadata": {"name": role_name}, "rules": rules})
             rbac.create_cluster_role_binding(
                 {
                     "metadata": {"name": role_name},
-                    "roleRef": {
-                        "apiGroup": "rbac.authorization.k8s.io",
-                        "kind": "ClusterRole",
-                        "name": role_name,
-                    },
-                    "subjects": [
-                        {"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": OPERATORS_GROUP}
-                    ],
+                    "roleRef": {**ref, "kind": "ClusterRole", "name": role_name},
+                    "subjects": subjects,
                 }
             )
+        # ServiceAccounts and their tokens only in the grants namespace.
+        grants_role = {"name": "jitgrant-operator", "namespace": GRANTS_NAMESPACE}
+        rbac.create_namespaced_role(
+            GRANTS_NAMESPACE,
+            {"metadata": grants_role, "rules": as_rbac_rules(TARGET_GRANTS_NAMESPACE_PERMISSIONS)},
+        )
+        rbac.create_namespaced_role_binding(
+            GRANTS_NAMESPACE,
+            {
+                "metadata": grants_role,
+                "roleRef": {**ref, "kind": "Role", "name": "jitgrant-operator"},
+                "subjects": subjects,
+            },
+        )
         for role in self.grantable_cluster_roles:
             rbac.create_cluster_role(dict(role))
         for namespace, name in self.deployments:

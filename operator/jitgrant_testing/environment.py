@@ -30,8 +30,11 @@ from jitgrant.handlers.runtime import Runtime
 from jitgrant.models import API_GROUP, API_VERSION
 from jitgrant.models.crd import all_crds
 from jitgrant.permissions import (
+    GRANT_WRITE_PERMISSIONS,
     GRANTABLE_CLUSTER_ROLE_PERMISSIONS,
+    GRANTS_NAMESPACE_PERMISSIONS,
     INLINE_RULES_PERMISSIONS,
+    OPERATOR_NAMESPACE_PERMISSIONS,
     OPERATOR_PERMISSIONS,
     as_rbac_rules,
 )
@@ -42,6 +45,8 @@ from jitgrant_testing.tls import generate_webhook_tls
 OPERATOR_NAMESPACE = "jitgrant-system"
 OPERATOR_SERVICE_ACCOUNT = "jitgrant"
 OPERATOR_USERNAME = f"system:serviceaccount:{OPERATOR_NAMESPACE}:{OPERATOR_SERVICE_ACCOUNT}"
+# The chart's default grantsNamespace: per-grant ServiceAccounts and kubeconfig Secrets live here.
+GRANTS_NAMESPACE = "jitgrant-grants"
 
 
 def _examples_dir() -> Path:
@@ -166,7 +171,7 @@ class Environment:
         )
         self.cluster.start()
         core = CoreV1Api(self.admin)
-        for namespace in (OPERATOR_NAMESPACE, *self.namespaces):
+        for namespace in (OPERATOR_NAMESPACE, GRANTS_NAMESPACE, *self.namespaces):
             core.create_namespace({"metadata": {"name": namespace}})
         self._install_operator_rbac()
         self._install_webhooks()
@@ -221,34 +226,53 @@ class Environment:
         return self.state_dir / "audit.jsonl"
 
     def _install_operator_rbac(self) -> None:
-        """What the chart installs: the operator's ServiceAccount and least-privilege ClusterRoles."""
+        """What the chart installs, scope by scope (jitgrant.permissions): the operator's
+        ServiceAccount, its cluster-wide ClusterRoles, and Roles in the grants namespace and in its
+        own namespace. The embedded server has no ValidatingAdmissionPolicy: the chart's policy on
+        the operator's RoleBinding writes is exercised on the real kube-apiserver (tests/realapi)."""
         core = CoreV1Api(self.admin)
         rbac = RbacAuthorizationV1Api(self.admin)
         core.create_namespaced_service_account(
             OPERATOR_NAMESPACE, {"metadata": {"name": OPERATOR_SERVICE_ACCOUNT}}
         )
-        roles: dict[str, list[dict[str, Any]]] = {
+        subjects = [
+            {"kind": "ServiceAccount", "name": OPERATOR_SERVICE_ACCOUNT, "namespace": OPERATOR_NAMESPACE}
+        ]
+        cluster_roles: dict[str, list[dict[str, Any]]] = {
             "jitgrant-operator": as_rbac_rules(OPERATOR_PERMISSIONS),
             "jitgrant-operator-bind": as_rbac_rules(
                 GRANTABLE_CLUSTER_ROLE_PERMISSIONS, resource_names=tuple(self.grantable_cluster_roles)
             ),
+            "jitgrant-operator-grant-writer": as_rbac_rules(
+                GRANT_WRITE_PERMISSIONS + (INLINE_RULES_PERMISSIONS if self.inline_rules else ())
+            ),
         }
-        if self.inline_rules:
-            roles["jitgrant-operator-inline-rules"] = as_rbac_rules(INLINE_RULES_PERMISSIONS)
-        for name, rules in roles.items():
+        for name, rules in cluster_roles.items():
             rbac.create_cluster_role({"metadata": {"name": name}, "rules": rules})
             rbac.create_cluster_role_binding(
                 {
                     "metadata": {"name": name},
                     "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
-                    "subjects": [
-                        {
-                            "kind": "ServiceAccount",
-                            "name": OPERATOR_SERVICE_ACCOUNT,
-                            "namespace": OPERATOR_NAMESPACE,
-                        }
-                    ],
+                    "subjects": subjects,
                 }
+            )
+        for namespace, permissions in (
+            (GRANTS_NAMESPACE, GRANTS_NAMESPACE_PERMISSIONS),
+            (OPERATOR_NAMESPACE, OPERATOR_NAMESPACE_PERMISSIONS),
+        ):
+            meta = {"name": "jitgrant-operator", "namespace": namespace}
+            rbac.create_namespaced_role(namespace, {"metadata": meta, "rules": as_rbac_rules(permissions)})
+            rbac.create_namespaced_role_binding(
+                namespace,
+                {
+                    "metadata": meta,
+                    "roleRef": {
+                        "apiGroup": "rbac.authorization.k8s.io",
+                        "kind": "Role",
+                        "name": meta["name"],
+                    },
+                    "subjects": subjects,
+                },
             )
 
     def _install_webhooks(self) -> None:
@@ -343,6 +367,7 @@ class Environment:
     def _runtime_factory(self) -> Runtime:
         settings = OperatorSettings(
             operator_namespace=OPERATOR_NAMESPACE,
+            grants_namespace=GRANTS_NAMESPACE,
             instance="jitgrant-embedded",
             inline_rules_enabled=self.inline_rules,
             receipt_key=self.receipt_key,

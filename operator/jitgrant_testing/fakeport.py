@@ -46,7 +46,7 @@ class FakeCluster:
     requests: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     policies: dict[str, dict[str, Any]] = field(default_factory=dict)
     objects: dict[Key, dict[str, Any]] = field(default_factory=dict)
-    namespaces: set[str] = field(default_factory=lambda: {"agents", "payments"})
+    namespaces: set[str] = field(default_factory=lambda: {"agents", "payments", "jitgrant-grants"})
     _counter: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def next_version(self) -> str:
@@ -269,13 +269,16 @@ class FakePort:
         self._leave("delete_object")
         return True
 
-    async def list_labelled(self, kinds: Sequence[str], *, selector: str) -> list[ClusterObject]:
+    async def list_labelled(
+        self, kinds: Sequence[str], *, selector: str, namespace: str | None = None
+    ) -> list[ClusterObject]:
         self._enter("list_labelled")
         wanted = dict(part.split("=", 1) for part in selector.split(",") if part)
         return [
             self._view(body)
-            for (kind, _, _), body in self.cluster.objects.items()
+            for (kind, ns, _), body in self.cluster.objects.items()
             if kind in kinds
+            and (namespace is None or ns == namespace)
             and all((body["metadata"].get("labels") or {}).get(k) == v for k, v in wanted.items())
         ]
 
@@ -347,9 +350,11 @@ class YieldingPort(FakePort):
         await self._io()
         return await super().delete_object(kind, namespace, name, uid=uid)
 
-    async def list_labelled(self, kinds: Sequence[str], *, selector: str) -> list[ClusterObject]:
+    async def list_labelled(
+        self, kinds: Sequence[str], *, selector: str, namespace: str | None = None
+    ) -> list[ClusterObject]:
         await self._io()
-        return await super().list_labelled(kinds, selector=selector)
+        return await super().list_labelled(kinds, selector=selector, namespace=namespace)
 
     async def mint_token(self, *, namespace: str, service_account: str, seconds: int) -> str:
         await self._io()

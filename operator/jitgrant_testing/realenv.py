@@ -3,8 +3,9 @@
 `RealEnvironment` is `Environment` with the embedded cluster swapped for a running `ControlPlane`:
 
 - the CRDs are the chart's own, as its templates render them (labels, helm.sh/resource-policy);
-- the ServiceAccount, ClusterRoles, ClusterRoleBindings and webhook configurations are the chart's
-  templates rendered by the Helm SDK (helm-python-sdk, as tests/chart renders them), with each
+- the ServiceAccount, the grants namespace, ClusterRoles, Roles, their bindings, the
+  ValidatingAdmissionPolicy on the operator's RoleBinding writes and the webhook configurations are
+  the chart's templates rendered by the Helm SDK (helm-python-sdk, as tests/chart renders them), with each
   webhook's `clientConfig.service` replaced by a URL on 127.0.0.1 and the generated CA as caBundle;
 - the operator runs in-process (OperatorThread) with a TokenRequest token of the chart's
   ServiceAccount, so every call it makes is authorised by the chart's RBAC on the real server;
@@ -18,6 +19,8 @@ from __future__ import annotations
 
 import base64
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +32,7 @@ from kubernetes.client import (
     ApiextensionsV1Api,
     Configuration,
     CoreV1Api,
+    RbacAuthorizationV1Api,
 )
 from kubernetes.client.exceptions import ApiException
 from kubernetes.utils import create_from_dict
@@ -50,7 +54,17 @@ CHART_DIR = REPO_ROOT / "charts" / "jitgrant"
 RELEASE = "jitgrant"
 # What the chart installs that a local operator needs; the Deployment, Services, Secrets, the audit
 # ConfigMap and the uninstall hook belong to a pod in a cluster with nodes.
-INSTALLED_KINDS = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding")
+# Namespaces first: the chart's Roles in the grants namespace need it to exist.
+INSTALLED_KINDS = (
+    "Namespace",
+    "ServiceAccount",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "Role",
+    "RoleBinding",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding",
+)
 WEBHOOK_KINDS = ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration")
 
 
@@ -171,11 +185,73 @@ class RealEnvironment(Environment):
         time.sleep(0.5)
 
     def _install_operator_rbac(self) -> None:
-        """The chart's ServiceAccount, ClusterRoles and bindings, exactly as rendered."""
+        """The chart's ServiceAccount, RBAC and admission policy, exactly as rendered."""
         self._rendered = render_chart(self._chart_values())
-        for manifest in self._rendered:
-            if manifest["kind"] in INSTALLED_KINDS and not _is_hook(manifest):
-                create_from_dict(self.admin, manifest, namespace=OPERATOR_NAMESPACE)
+        for kind in INSTALLED_KINDS:
+            for manifest in self._rendered:
+                if manifest["kind"] == kind and not _is_hook(manifest):
+                    create_from_dict(self.admin, manifest, namespace=OPERATOR_NAMESPACE)
+        self._wait_for_admission_policy()
+
+    @contextmanager
+    def ca_bundle_secrets(self, *names: str) -> Iterator[None]:
+        """While inside: the operator may read these Secrets of its namespace, as an operator grants it
+        with the chart's `identity.caBundleSecrets` (the chart's own ca-bundles Role, rendered with
+        those names and applied); removed on the way out so later tests see the default rights."""
+        values = self._chart_values()
+        values["identity"] = {**values.get("identity", {}), "caBundleSecrets": list(names)}
+        extra = [
+            m
+            for m in render_chart(values)
+            if m["kind"] in ("Role", "RoleBinding") and m["metadata"]["name"].endswith("-ca-bundles")
+        ]
+        assert len(extra) == 2, (
+            f"the chart rendered {len(extra)} ca-bundles objects, expected a Role and a RoleBinding"
+        )
+        for manifest in extra:
+            create_from_dict(self.admin, manifest, namespace=OPERATOR_NAMESPACE)
+        try:
+            yield
+        finally:
+            rbac = RbacAuthorizationV1Api(self.admin)
+            for manifest in extra:
+                delete = (
+                    rbac.delete_namespaced_role
+                    if manifest["kind"] == "Role"
+                    else rbac.delete_namespaced_role_binding
+                )
+                try:
+                    delete(manifest["metadata"]["name"], OPERATOR_NAMESPACE)
+                except ApiException as exc:
+                    if exc.status != 404:
+                        raise
+
+    def _wait_for_admission_policy(self) -> None:
+        """The API server compiles a new ValidatingAdmissionPolicy and its binding asynchronously: wait
+        until it refuses an unlabelled RoleBinding by the operator (a dry run), so no test runs before
+        the policy is in force."""
+        operator = self._client(
+            token=self.service_account_token(OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT, seconds=600)
+        )
+        # A ClusterRole the operator may bind, so RBAC's escalation check (which comes before
+        # admission) passes and the policy is what answers.
+        bindable = self.grantable_cluster_roles[0]
+        probe = {
+            "metadata": {"name": "jitgrant-policy-probe", "namespace": self.namespaces[0]},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": bindable},
+            "subjects": [{"kind": "User", "name": "nobody", "apiGroup": "rbac.authorization.k8s.io"}],
+        }
+
+        def enforced() -> bool:
+            try:
+                RbacAuthorizationV1Api(operator).create_namespaced_role_binding(
+                    self.namespaces[0], probe, dry_run="All"
+                )
+            except ApiException as exc:
+                return exc.status in (403, 422) and "jitgrant admission policy" in str(exc.body)
+            return False
+
+        wait_until(enforced, timeout=30, what="the chart's ValidatingAdmissionPolicy to be enforced")
 
     def _install_webhooks(self) -> None:
         tls = generate_webhook_tls(self.state_dir / "webhook", hosts=["127.0.0.1"])

@@ -49,6 +49,23 @@ def test_a_kubeconfig_agent_is_identified_by_its_per_grant_service_account() -> 
     assert grant.dedicated and grant.end == T0.replace(minute=15)
 
 
+def test_the_per_grant_service_account_is_looked_up_in_the_namespace_its_record_names() -> None:
+    """Per-grant ServiceAccounts live in the grants namespace, not next to the RoleBinding."""
+    objects = [
+        {"cluster": "self", "kind": "ServiceAccount", "namespace": "jitgrant-grants", "name": "jit-sa"},
+        {
+            "cluster": "self",
+            "kind": "RoleBinding",
+            "namespace": "payments",
+            "name": "jit-restart-checkout-abc",
+        },
+    ]
+    status = {"phase": "Active", "activatedAt": T0.isoformat()}
+    grant = identity_of(request(**status, grant={**GRANT, "serviceAccount": "jit-sa", "objects": objects}))
+    assert grant.usernames == frozenset({"system:serviceaccount:jitgrant-grants:jit-sa"})
+    assert (grant.binding_namespace, grant.binding_name) == ("payments", "jit-restart-checkout-abc")
+
+
 def test_a_request_that_never_had_a_grant_says_so() -> None:
     with pytest.raises(NoGrant, match=r"agents/restart-checkout has no grant \(phase Denied\)"):
         identity_of(request(phase="Denied"))

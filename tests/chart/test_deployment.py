@@ -16,6 +16,7 @@ from .conftest import COMBINATIONS, ROLE_ARN, Manifest, only, render
 EXPECTED_ARGS = [
     "run",
     "--namespace-of-operator", "$(POD_NAMESPACE)",
+    "--grants-namespace", "jitgrant-grants",
     "--webhook-port", "9443",
     "--webhook-cert", "/etc/jitgrant/webhook/tls.crt",
     "--webhook-key", "/etc/jitgrant/webhook/tls.key",

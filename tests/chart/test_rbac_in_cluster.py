@@ -51,12 +51,22 @@ class ChartRbacEnvironment(Environment):
         ]
         account = only(manifests, "ServiceAccount", OPERATOR_SERVICE_ACCOUNT)
         assert account["metadata"]["namespace"] == OPERATOR_NAMESPACE
-        role = only(manifests, "ClusterRole", "jitgrant")
-        binding = only(manifests, "ClusterRoleBinding", "jitgrant")
         CoreV1Api(self.admin).create_namespaced_service_account(OPERATOR_NAMESPACE, account)
         rbac = RbacAuthorizationV1Api(self.admin)
-        rbac.create_cluster_role(role)
-        rbac.create_cluster_role_binding(binding)
+        # Every scope the chart binds (the grants namespace itself is made by Environment.start;
+        # the embedded server has no ValidatingAdmissionPolicy, tried on the real one instead).
+        create = {
+            "ClusterRole": lambda m: rbac.create_cluster_role(m),
+            "ClusterRoleBinding": lambda m: rbac.create_cluster_role_binding(m),
+            "Role": lambda m: rbac.create_namespaced_role(m["metadata"]["namespace"], m),
+            "RoleBinding": lambda m: rbac.create_namespaced_role_binding(m["metadata"]["namespace"], m),
+        }
+        for kind, make in create.items():
+            for manifest in manifests:
+                if manifest["kind"] == kind and not manifest["metadata"]["name"].endswith("-uninstall"):
+                    if kind.startswith("Cluster") and not manifest["metadata"]["name"].startswith("jitgrant"):
+                        continue  # the example and user ClusterRoles are not the operator's
+                    make(manifest)
 
 
 def wait_for_phase(env: Environment, name: str, phase: str, *, timeout: float = 20.0) -> dict[str, Any]:
@@ -127,7 +137,7 @@ def test_operator_runs_a_lifecycle_with_only_the_charts_permissions(env: Environ
         b.metadata.name
         for b in rbac.list_cluster_role_binding().items
         if b.metadata.name.startswith("jitgrant")
-    ] == ["jitgrant"]
+    ] == ["jitgrant", "jitgrant-grant-writer"]
     agent = env.client_for_service_account("agents", "oncall-agent")
 
     # Grant and expiry: create and delete RoleBindings, bind the allowlisted ClusterRole, status.

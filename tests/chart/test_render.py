@@ -18,8 +18,9 @@ import pytest
 from .conftest import CHART_DIR, COMBINATIONS, NAMESPACE, kinds, notes, render
 from .crd_subsets import SCHEMAS
 
-# The oldest Kubernetes the chart declares (Chart.yaml kubeVersion) and the newest known here.
-KUBE_VERSIONS = ("1.28.0", kubernetes_validate.utils.latest_version())
+# The oldest Kubernetes the chart declares (Chart.yaml kubeVersion: 1.30, the first with
+# ValidatingAdmissionPolicy GA) and the newest known here.
+KUBE_VERSIONS = ("1.30.0", kubernetes_validate.utils.latest_version())
 
 
 @pytest.mark.parametrize("combination", sorted(COMBINATIONS))
@@ -58,10 +59,12 @@ def test_default_install_objects(chart: helm.Chart) -> None:
         ("ClusterRole", "jit-restart-deployments"),
         ("ClusterRole", "jitgrant"),
         ("ClusterRole", "jitgrant-approver"),
+        ("ClusterRole", "jitgrant-grant-writer"),
         ("ClusterRole", "jitgrant-policy-reader"),
         ("ClusterRole", "jitgrant-requester"),
         ("ClusterRole", "jitgrant-uninstall"),
         ("ClusterRoleBinding", "jitgrant"),
+        ("ClusterRoleBinding", "jitgrant-grant-writer"),
         ("ClusterRoleBinding", "jitgrant-uninstall"),
         ("ConfigMap", "jitgrant-audit"),
         ("CustomResourceDefinition", "accessrequests.jitgrant.dev"),
@@ -69,14 +72,21 @@ def test_default_install_objects(chart: helm.Chart) -> None:
         ("Deployment", "jitgrant"),
         ("Job", "jitgrant-uninstall"),
         ("MutatingWebhookConfiguration", "jitgrant"),
+        ("Namespace", "jitgrant-grants"),
         ("NetworkPolicy", "jitgrant"),
         ("PodDisruptionBudget", "jitgrant"),
+        ("Role", "jitgrant"),
+        ("Role", "jitgrant"),
+        ("RoleBinding", "jitgrant"),
+        ("RoleBinding", "jitgrant"),
         ("Secret", "jitgrant-receipt-key"),
         ("Secret", "jitgrant-webhook-tls"),
         ("Service", "jitgrant-metrics"),
         ("Service", "jitgrant-webhook"),
         ("ServiceAccount", "jitgrant"),
         ("ServiceAccount", "jitgrant-uninstall"),
+        ("ValidatingAdmissionPolicy", "jitgrant-operator-writes"),
+        ("ValidatingAdmissionPolicyBinding", "jitgrant-operator-writes"),
         ("ValidatingWebhookConfiguration", "jitgrant"),
     ]
 

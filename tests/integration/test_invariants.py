@@ -25,7 +25,7 @@ from jitgrant.models.vocabulary import (
     REQUEST_UID_LABEL,
     REVOKE_ANNOTATION,
 )
-from jitgrant_testing.environment import EXAMPLES, Environment, load_manifests
+from jitgrant_testing.environment import EXAMPLES, GRANTS_NAMESPACE, Environment, load_manifests
 
 from .conftest import jit_bindings, request_manifest, wait_for_phase, wait_until
 
@@ -293,23 +293,30 @@ def _audit_records(env: Environment) -> list[dict[str, Any]]:
 
 
 def test_the_sweep_never_deletes_a_labelled_object_it_cannot_prove_it_made(env: Environment) -> None:
-    """Someone who may only patch ServiceAccounts labels kube-system/important-controller as ours."""
+    """Someone who may only write ServiceAccounts and Secrets labels objects as ours: an
+    important-controller in kube-system (outside the grants namespace the sweep does not even list
+    it: the operator has no rights on ServiceAccounts there) and one, with a Secret, in the grants
+    namespace (listed, counted, never deleted)."""
     core = CoreV1Api(env.admin)
-    core.create_namespaced_service_account(
-        "kube-system",
-        {
-            "metadata": {
-                "name": "important-controller",
-                "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE, REQUEST_UID_LABEL: "made-up"},
-                "annotations": {"jitgrant.dev/expires-at": "2020-01-01T00:00:00Z"},
-            }
-        },
-    )
+    planted = {
+        "name": "important-controller",
+        "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE, REQUEST_UID_LABEL: "made-up"},
+        "annotations": {"jitgrant.dev/expires-at": "2020-01-01T00:00:00Z"},
+    }
+    for namespace in ("kube-system", GRANTS_NAMESPACE):
+        core.create_namespaced_service_account(namespace, {"metadata": planted})
+    core.create_namespaced_secret(GRANTS_NAMESPACE, {"metadata": planted, "stringData": {"k": "v"}})
     runtime = env.operator.runtime
     assert runtime is not None
 
     time.sleep(2.5)  # more than two sweeps
-    survivor = core.read_namespaced_service_account("important-controller", "kube-system")
-    assert survivor.metadata.deletion_timestamp is None
-    counted = b'jitgrant_unproven_objects{cluster="in-cluster",kind="ServiceAccount"} 1.0'
-    assert counted in runtime.metrics.render()
+    for namespace in ("kube-system", GRANTS_NAMESPACE):
+        survivor = core.read_namespaced_service_account("important-controller", namespace)
+        assert survivor.metadata.deletion_timestamp is None
+    assert (
+        core.read_namespaced_secret("important-controller", GRANTS_NAMESPACE).metadata.deletion_timestamp
+        is None
+    )
+    metrics = runtime.metrics.render()
+    assert b'jitgrant_unproven_objects{cluster="in-cluster",kind="ServiceAccount"} 1.0' in metrics
+    assert b'jitgrant_unproven_objects{cluster="in-cluster",kind="Secret"} 1.0' in metrics

@@ -1,7 +1,8 @@
 """An external agent, proven by an OIDC ID token (a local issuer on https://127.0.0.1), gets a grant in an
 EKS target (an embedded cluster authenticating EKS tokens; the role assumed on moto in server mode):
-a ServiceAccount made for the grant, a TokenRequest token, and a kubeconfig Secret in the operator's
-cluster that only the identity which filed the request may read. The kubeconfig is loaded by the
+a ServiceAccount made for the grant in the target's grants namespace, a TokenRequest token, and a
+kubeconfig Secret in the operator's grants namespace that only the identity which filed the request
+may read. The kubeconfig is loaded by the
 official Kubernetes client and used; when the grant ends nothing of it remains in either cluster."""
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from kubernetes.client.exceptions import ApiException
 from embedkube import User
 from jitgrant.models.vocabulary import OWNER_SEAL_ANNOTATION
 from jitgrant_testing.aws import AWSStandIns, EKSStandIn
-from jitgrant_testing.environment import EXAMPLES, Environment, load_manifests
+from jitgrant_testing.environment import EXAMPLES, GRANTS_NAMESPACE, Environment, load_manifests
 
 from .conftest import wait_for_phase, wait_until
 
@@ -72,7 +73,7 @@ class World:
 
     def kubeconfig_of(self, obj: dict[str, Any], *, reader: ApiClient | None = None) -> dict[str, Any]:
         secret = CoreV1Api(reader or self.filer).read_namespaced_secret(
-            obj["status"]["grant"]["kubeconfigSecret"], NS
+            obj["status"]["grant"]["kubeconfigSecret"], GRANTS_NAMESPACE
         )
         config: dict[str, Any] = yaml.safe_load(base64.b64decode(secret.data["kubeconfig"]))
         return config
@@ -80,7 +81,7 @@ class World:
     def nothing_left(self, obj: dict[str, Any]) -> None:
         """Neither cluster holds anything of the grant any more."""
         grant = obj["status"]["grant"]
-        left = set(self.target.managed("payments"))
+        left = set(self.target.managed("payments")) | set(self.target.managed(GRANTS_NAMESPACE))
         assert not left & {f"RoleBinding/{grant['roleBinding']}", f"ServiceAccount/{grant['serviceAccount']}"}
         own_core, own_rbac = CoreV1Api(self.env.admin), RbacAuthorizationV1Api(self.env.admin)
         reader = grant["kubeconfigSecret"].removesuffix("-kubeconfig") + "-reader"
@@ -90,7 +91,7 @@ class World:
             (own_rbac.read_namespaced_role_binding, reader),
         ):
             with pytest.raises(ApiException) as gone:
-                read(name, NS)
+                read(name, GRANTS_NAMESPACE)
             assert gone.value.status == 404, name
 
 
@@ -161,7 +162,19 @@ def test_the_kubeconfig_works_with_the_official_client_only_for_the_grant_and_le
     assert context["context"]["namespace"] == "payments"
     token = config["users"][0]["user"]["token"]
     claims = claims_of(token)
-    assert claims["sub"] == f"system:serviceaccount:payments:{grant['serviceAccount']}"
+    assert claims["sub"] == f"system:serviceaccount:{GRANTS_NAMESPACE}:{grant['serviceAccount']}"
+    # The identity objects live in the grants namespaces (the only place the operator may mint a
+    # token or touch a Secret), and the record says so: the client reads the Secret from there.
+    where = {(ref["kind"], ref["name"]): ref["namespace"] for ref in grant["objects"]}
+    reader = grant["kubeconfigSecret"].removesuffix("-kubeconfig") + "-reader"
+    assert where == {
+        ("ServiceAccount", grant["serviceAccount"]): GRANTS_NAMESPACE,
+        ("RoleBinding", grant["roleBinding"]): "payments",
+        ("Secret", grant["kubeconfigSecret"]): GRANTS_NAMESPACE,
+        ("Role", reader): GRANTS_NAMESPACE,
+        ("RoleBinding", reader): GRANTS_NAMESPACE,
+    }
+    assert [s.metadata.name for s in CoreV1Api(world.env.admin).list_namespaced_secret(NS).items] == []
     assert claims["exp"] - claims["iat"] == 600  # the API server's minimum covers an 8 s grant
 
     agent = kubernetes.config.new_client_from_config_dict(config)  # the official loader, TLS verified
@@ -208,7 +221,8 @@ def test_revoking_or_deleting_removes_the_kubeconfig_and_its_identity_at_once(wo
         for name, obj in (("revoked", revoked), ("deleted", deleted))
     }
     assert all(restart(agent, "payments", "checkout") == 200 for agent in agents.values())
-    assert len(world.target.managed("payments")) == 4  # a RoleBinding and a ServiceAccount each
+    assert len(world.target.managed("payments")) == 2  # a RoleBinding each
+    assert len(world.target.managed(GRANTS_NAMESPACE)) == 2  # and a ServiceAccount each
 
     world.env.annotate_request(
         NS, "revoked", {"jitgrant.dev/revoke": "incident closed"}, client=world.env.admin
@@ -230,7 +244,7 @@ def test_revoking_or_deleting_removes_the_kubeconfig_and_its_identity_at_once(wo
 
     wait_until(gone, what="the deleted request to be released by its finalizer")
     world.nothing_left(deleted)
-    assert world.target.managed("payments") == []
+    assert world.target.managed("payments") == [] == world.target.managed(GRANTS_NAMESPACE)
     assert restart(agents["deleted"], "payments", "checkout") == 401
     for agent in agents.values():
         agent.close()
@@ -249,13 +263,13 @@ def test_a_window_that_closed_while_the_operator_was_down_leaves_nothing_either(
     world.env.start_operator()
 
     world.nothing_left(wait_for_phase(world.env, NS, "outage", "Expired"))
-    assert world.target.managed("payments") == []
+    assert world.target.managed("payments") == [] == world.target.managed(GRANTS_NAMESPACE)
     assert restart(agent, "payments", "checkout") == 401
     agent.close()
 
 
 def test_a_planted_kubeconfig_secret_is_never_handed_out_and_never_touched(world: World) -> None:
-    """Someone with only `create secrets` in the agent's namespace plants a Secret under the predictable
+    """Someone with `create secrets` in the grants namespace plants a Secret under the predictable
     kubeconfig name, labelled as jitgrant's, pointing at a server of their own. The request fails
     (NameCollision), the agent is handed nothing, and the planted Secret is left as it was."""
     runtime = world.env.operator.runtime
@@ -270,6 +284,7 @@ def test_a_planted_kubeconfig_secret_is_never_handed_out_and_never_touched(world
             namespace, body = args[0], args[1]
             metadata = body["metadata"]
             planted.append(metadata["name"])
+            assert namespace == GRANTS_NAMESPACE
             secret = {
                 "metadata": {
                     "name": metadata["name"],
@@ -289,7 +304,11 @@ def test_a_planted_kubeconfig_secret_is_never_handed_out_and_never_touched(world
     assert planted, "the operator never tried to create the kubeconfig Secret"
     assert failed["status"]["reason"] == "NameCollision", failed["status"]
     assert planted[0] in failed["status"]["message"]
-    left = core.read_namespaced_secret(planted[0], NS)
+    left = core.read_namespaced_secret(planted[0], GRANTS_NAMESPACE)
     assert base64.b64decode(left.data["kubeconfig"]).decode() == evil  # untouched, not deleted
     # Nothing of the grant is left in the target either.
-    wait_until(lambda: world.target.managed("payments") == [], timeout=5, what="the target to be clean")
+    wait_until(
+        lambda: world.target.managed("payments") == [] == world.target.managed(GRANTS_NAMESPACE),
+        timeout=5,
+        what="the target to be clean",
+    )

@@ -283,7 +283,8 @@ def private_idp(
         {"metadata": {"name": secret}, "stringData": {"ca.crt": issuer.tls.ca_pem.decode()}},
     )
     try:
-        yield issuer, secret
+        with real_env.ca_bundle_secrets(secret):  # the chart's identity.caBundleSecrets
+            yield issuer, secret
     finally:
         core.delete_namespaced_secret(secret, OPERATOR_NAMESPACE)
         loop.run(issuer.stop())

@@ -42,7 +42,7 @@ from jitgrant.models.vocabulary import (
 )
 from jitgrant_testing.aws import ServiceLoop
 from jitgrant_testing.controlplane import ControlPlane
-from jitgrant_testing.environment import EXAMPLES, load_manifests, wait_until
+from jitgrant_testing.environment import EXAMPLES, GRANTS_NAMESPACE, load_manifests, wait_until
 from jitgrant_testing.oidc import OIDCIssuer
 from jitgrant_testing.realenv import RealEnvironment
 
@@ -530,9 +530,20 @@ def test_the_delivered_kubeconfig_works_only_for_the_grant_and_its_token_dies_wi
     active = real_env.wait_for_phase(NS, name, "Active", timeout=30)
     grant = active["status"]["grant"]
 
-    secret = CoreV1Api(filer).read_namespaced_secret(grant["kubeconfigSecret"], NS)
+    # The Secret (like the ServiceAccount) is in the grants namespace, as the record says.
+    assert {(r["kind"], r["namespace"]) for r in grant["objects"] if r["kind"] != "RoleBinding"} == {
+        ("ServiceAccount", GRANTS_NAMESPACE),
+        ("Secret", GRANTS_NAMESPACE),
+        ("Role", GRANTS_NAMESPACE),
+    }
+    secret = CoreV1Api(filer).read_namespaced_secret(grant["kubeconfigSecret"], GRANTS_NAMESPACE)
     config = yaml.safe_load(base64.b64decode(secret.data["kubeconfig"]))
-    assert outcome(lambda: CoreV1Api(mallory).read_namespaced_secret(grant["kubeconfigSecret"], NS)) == 403
+    assert (
+        outcome(
+            lambda: CoreV1Api(mallory).read_namespaced_secret(grant["kubeconfigSecret"], GRANTS_NAMESPACE)
+        )
+        == 403
+    )
     [user] = config["users"]
     token = user["user"]["token"]
     [cluster] = config["clusters"]
@@ -548,12 +559,16 @@ def test_the_delivered_kubeconfig_works_only_for_the_grant_and_its_token_dies_wi
 
         real_env.wait_for_phase(NS, name, "Expired", timeout=30)
         assert (
-            outcome(lambda: CoreV1Api(real_env.admin).read_namespaced_secret(grant["kubeconfigSecret"], NS))
+            outcome(
+                lambda: CoreV1Api(real_env.admin).read_namespaced_secret(
+                    grant["kubeconfigSecret"], GRANTS_NAMESPACE
+                )
+            )
             == 404
         )
         gone = outcome(
             lambda: CoreV1Api(real_env.admin).read_namespaced_service_account(
-                grant["serviceAccount"], "payments"
+                grant["serviceAccount"], GRANTS_NAMESPACE
             )
         )
         assert gone == 404

@@ -21,11 +21,11 @@ from jitgrant.models.vocabulary import (
 from .conftest import KEY, World
 
 
-def _planted_service_account() -> dict[str, object]:
+def _planted_service_account(namespace: str = "jitgrant-grants") -> dict[str, object]:
     return {
         "kind": "ServiceAccount",
         "metadata": {
-            "namespace": "kube-system",
+            "namespace": namespace,
             "name": "important-controller",
             "uid": "sa-uid",
             "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE, REQUEST_UID_LABEL: "made-up"},
@@ -35,14 +35,25 @@ def _planted_service_account() -> dict[str, object]:
 
 
 async def test_a_labelled_object_without_the_seal_is_counted_and_never_deleted(world: World) -> None:
-    world.cluster.objects[("ServiceAccount", "kube-system", "important-controller")] = (
+    world.cluster.objects[("ServiceAccount", "jitgrant-grants", "important-controller")] = (
         _planted_service_account()
     )
     assert await sweep_all(world.runtime) == 0
-    assert ("ServiceAccount", "kube-system", "important-controller") in world.cluster.objects
+    assert ("ServiceAccount", "jitgrant-grants", "important-controller") in world.cluster.objects
     assert "delete_object" not in world.port.calls
     metrics = world.runtime.metrics.render()
     assert b'jitgrant_unproven_objects{cluster="in-cluster",kind="ServiceAccount"} 1.0' in metrics
+
+
+async def test_the_sweep_looks_at_identity_objects_only_in_the_grants_namespace(world: World) -> None:
+    """ServiceAccounts, Secrets and Roles elsewhere are not the operator's business: it may not even
+    list them (its rights on those kinds exist only in the grants namespace)."""
+    world.cluster.objects[("ServiceAccount", "kube-system", "important-controller")] = (
+        _planted_service_account("kube-system")
+    )
+    assert await sweep_all(world.runtime) == 0
+    metrics = world.runtime.metrics.render()
+    assert b'jitgrant_unproven_objects{cluster="in-cluster",kind="ServiceAccount"} 0.0' in metrics
 
 
 async def test_a_sealed_orphan_is_removed_and_audited(world: World) -> None:
@@ -62,6 +73,34 @@ async def test_a_sealed_orphan_is_removed_and_audited(world: World) -> None:
     assert world.objects() == []
     [event] = world.audit.events
     assert event.type is EventType.CLEANED_UP and "no longer exists" in (event.reason or "")
+
+
+async def test_the_identity_objects_of_a_vanished_request_are_swept_from_the_grants_namespace(
+    world: World,
+) -> None:
+    """The kubeconfig Secret and its reader Role/RoleBinding carry no ownerReference (their request is
+    in another namespace), so nothing but the sweep removes them when their request vanished while
+    the operator was not looking; the ServiceAccount likewise."""
+    meta = {
+        REQUEST_ANNOTATION: "agents/gone",
+        EXPIRES_AT_ANNOTATION: "2099-01-01T00:00:00Z",  # window still open: the request's absence decides
+    }
+    for kind, name in (
+        ("ServiceAccount", "jit-gone"),
+        ("Secret", "jit-gone-kubeconfig"),
+        ("Role", "jit-gone-reader"),
+        ("RoleBinding", "jit-gone-reader"),
+    ):
+        body = {"kind": kind, "metadata": {"namespace": "jitgrant-grants", "name": name, "annotations": meta}}
+        await world.port.create_object(sealed(body, key=KEY, cluster="in-cluster", request_uid="gone-uid"))
+    assert await sweep_all(world.runtime) == 4
+    assert world.objects() == []
+    assert sorted((e.reason or "").split(" removed")[0] for e in world.audit.events) == [
+        "Role jitgrant-grants/jit-gone-reader",
+        "RoleBinding jitgrant-grants/jit-gone-reader",
+        "Secret jitgrant-grants/jit-gone-kubeconfig",
+        "ServiceAccount jitgrant-grants/jit-gone",
+    ]
 
 
 async def test_a_live_grant_is_kept_and_one_whose_window_closed_while_down_is_ended(world: World) -> None:
@@ -94,7 +133,7 @@ async def test_a_seal_copied_onto_another_name_proves_nothing(world: World) -> N
 async def test_a_planted_object_is_logged_once_not_every_sweep(
     world: World, caplog: pytest.LogCaptureFixture
 ) -> None:
-    world.cluster.objects[("ServiceAccount", "kube-system", "important-controller")] = (
+    world.cluster.objects[("ServiceAccount", "jitgrant-grants", "important-controller")] = (
         _planted_service_account()
     )
     with caplog.at_level(logging.WARNING, logger="jitgrant.sweep"):
@@ -131,7 +170,8 @@ async def test_the_sweep_decides_from_two_lists_not_a_read_per_object(world: Wor
     world.restart()
     removed = await sweep_all(world.runtime)
     calls = world.port.calls
-    assert calls.count("list_requests") == 1 and calls.count("list_labelled") == 1
+    # RoleBindings cluster-wide, the identity objects in the grants namespace, then the requests.
+    assert calls.count("list_requests") == 1 and calls.count("list_labelled") == 2
     assert "get_request" not in calls and "read_object" not in calls
     assert removed == 201 and calls.count("delete_object") == 201
     left = {name for _, _, name in world.objects()}

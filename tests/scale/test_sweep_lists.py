@@ -79,7 +79,9 @@ def test_lists_read_every_page(api: ClusterApi, monkeypatch: pytest.MonkeyPatch)
         custom.create_namespaced_custom_object(
             "jitgrant.dev", "v1alpha1", "agents", "accessrequests", _request(f"r-{index}")
         )
-    assert sorted(o.name for o in asyncio.run(list_labelled(api))) == sorted(f"jit-{i}" for i in range(10))
+    assert sorted(
+        o.name for o in asyncio.run(list_labelled(api, grants_namespace="jitgrant-grants"))
+    ) == sorted(f"jit-{i}" for i in range(10))
     assert sorted(r.name for r in asyncio.run(api.list_requests())) == sorted(f"r-{i}" for i in range(7))
 
 
@@ -114,6 +116,9 @@ def test_the_sweep_keeps_only_what_a_live_request_owns(api: ClusterApi) -> None:
     # jit-1's request is live, so the sweep hands it to its lifecycle first (here it fails: no
     # requester seal); jit-1 is in no grant record, so the sweep deletes it itself.
     assert asyncio.run(sweep_all(runtime)) == 3
-    assert sorted(o.name for o in asyncio.run(list_labelled(api))) == ["jit-0", "planted"]
+    assert sorted(o.name for o in asyncio.run(list_labelled(api, grants_namespace="jitgrant-grants"))) == [
+        "jit-0",
+        "planted",
+    ]
     after = asyncio.run(api.get_request("agents", "live"))
     assert after is not None and after.phase is not None and after.phase.value == "Failed"

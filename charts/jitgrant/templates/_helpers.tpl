@@ -21,6 +21,15 @@
 {{- default .Release.Namespace .Values.namespaceOverride }}
 {{- end }}
 
+{{/* The grants namespace; never the operator's own (its Secrets include the receipt key, and the
+operator may read every Secret of the grants namespace). */}}
+{{- define "jitgrant.grantsNamespace" -}}
+{{- if eq .Values.grantsNamespace (include "jitgrant.namespace" .) }}
+{{- fail (printf "grantsNamespace: %q is the operator's own namespace; name another (the operator may read every Secret in the grants namespace, and its own holds the receipt key)" .Values.grantsNamespace) }}
+{{- end }}
+{{- .Values.grantsNamespace }}
+{{- end }}
+
 {{/* Objects of the chart are managed by Helm. Never `jitgrant`: that label marks the grant
 objects the operator creates, and its sweep deletes what carries it. */}}
 {{- define "jitgrant.labels" -}}

@@ -28,8 +28,17 @@ def identity_of(request: AccessRequest) -> GrantIdentity:
         raise NoGrant(f"AccessRequest {name} has no grant (phase {phase}): it made no calls with one")
     end = status.ended_at or (status.expires_at if status.phase and status.phase.terminal else None)
     if grant.service_account:
-        # The per-grant ServiceAccount is made in the grant's namespace, next to its RoleBinding.
-        usernames = frozenset({service_account_username(grant.namespace, grant.service_account)})
+        # The per-grant ServiceAccount lives where the record says (the grants namespace); a grant
+        # recorded before records named it was made in the grant's namespace.
+        where = next(
+            (
+                ref.namespace
+                for ref in grant.objects
+                if ref.kind == "ServiceAccount" and ref.name == grant.service_account
+            ),
+            grant.namespace,
+        )
+        usernames = frozenset({service_account_username(where, grant.service_account)})
         dedicated = True
     else:
         requester = request.spec.requester

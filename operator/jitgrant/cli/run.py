@@ -37,6 +37,12 @@ def add_run_subcommand(sub: Any) -> None:
         "--kubeconfig", default=os.environ.get("KUBECONFIG"), help="default: $KUBECONFIG or in-cluster"
     )
     p.add_argument("--namespace-of-operator", default=os.environ.get("POD_NAMESPACE", "jitgrant-system"))
+    p.add_argument(
+        "--grants-namespace",
+        default=OperatorSettings.model_fields["grants_namespace"].default,
+        help="the namespace (in every cluster) holding per-grant ServiceAccounts and kubeconfig Secrets; "
+        "the operator's rights on ServiceAccounts, tokens and Secrets exist only there",
+    )
     p.add_argument("--instance", default=os.environ.get("HOSTNAME", "jitgrant"))
     p.add_argument("--webhook-port", type=int, default=None)
     p.add_argument("--webhook-cert", type=Path, default=None)
@@ -181,6 +187,7 @@ def settings_from_args(args: argparse.Namespace) -> OperatorSettings:
             f"system:serviceaccount:{args.namespace_of_operator}:"
             f"{os.environ.get('OPERATOR_SERVICE_ACCOUNT') or 'jitgrant'}"
         ),
+        "grants_namespace": args.grants_namespace,
         "instance": args.instance,
         "inline_rules_enabled": args.inline_rules,
         "sweep_interval": timedelta(seconds=args.sweep_interval),

@@ -454,11 +454,21 @@ class AsyncClient:
             return int(found.group("needed")) if found else None
 
     async def kubeconfig(self, request: AccessRequest) -> str | None:
-        """The kubeconfig of a delivered grant (None when the grant binds your own identity)."""
+        """The kubeconfig of a delivered grant (None when the grant binds your own identity).
+
+        Read from the namespace the grant record names for its Secret (the operator's grants
+        namespace); a grant recorded before records named it lived in the request's namespace."""
         grant = request.status.grant
         if grant is None or not grant.kubeconfig_secret:
             return None
-        namespace = request.metadata.namespace or self.namespace
+        namespace = next(
+            (
+                ref.namespace
+                for ref in grant.objects
+                if ref.kind == "Secret" and ref.name == grant.kubeconfig_secret
+            ),
+            request.metadata.namespace or self.namespace,
+        )
         deadline = asyncio.get_running_loop().time() + SECRET_READ_GRACE_SECONDS
         while True:
             try:

@@ -31,9 +31,16 @@ from jitgrant.models.vocabulary import (
 
 log = logging.getLogger("jitgrant.grants")
 
-# What the sweep looks at: the objects that give access or identity. Secrets and reader Roles in
-# the operator's cluster carry an ownerReference to their request, so the API server removes them.
-SWEPT_KINDS = ("RoleBinding", "ServiceAccount")
+# What the sweep looks at. RoleBindings (which give access) in every namespace, where the operator
+# may list them; the identity objects only in the grants namespace, the one namespace where it may
+# touch ServiceAccounts, Secrets and Roles at all. Those carry no ownerReference (an owner cannot be
+# in another namespace), so the sweep is what removes them when the operator missed their end.
+# In a target cluster the grants namespace holds only ServiceAccounts (the operator has no rights on
+# Secrets or Roles there).
+CLUSTER_WIDE_KINDS = ("RoleBinding",)
+GRANTS_NAMESPACE_KINDS = ("ServiceAccount", "Secret", "Role")
+TARGET_GRANTS_NAMESPACE_KINDS = ("ServiceAccount",)
+SWEPT_KINDS = (*CLUSTER_WIDE_KINDS, *GRANTS_NAMESPACE_KINDS)
 
 
 class ForeignObjectError(Exception):
@@ -138,9 +145,16 @@ async def delete_owned(
     return await port.delete_object(ref.kind, ref.namespace, ref.name, uid=existing.uid)
 
 
-async def list_labelled(port: ClusterPort) -> list[ClusterObject]:
-    """Every object of the swept kinds labelled as jitgrant's, proven or not (the caller judges)."""
-    found = await port.list_labelled(SWEPT_KINDS, selector=MANAGED_SELECTOR)
+async def list_labelled(port: ClusterPort, *, grants_namespace: str, own: bool = True) -> list[ClusterObject]:
+    """Every object of the swept kinds labelled as jitgrant's, proven or not (the caller judges).
+
+    `own`: the operator's own cluster, whose grants namespace also holds kubeconfig Secrets and
+    their reader Roles."""
+    kinds = GRANTS_NAMESPACE_KINDS if own else TARGET_GRANTS_NAMESPACE_KINDS
+    found = [
+        *await port.list_labelled(CLUSTER_WIDE_KINDS, selector=MANAGED_SELECTOR),
+        *await port.list_labelled(kinds, selector=MANAGED_SELECTOR, namespace=grants_namespace),
+    ]
     # Never trust the server-side selector alone.
     return [obj for obj in found if obj.labels.get(MANAGED_BY_LABEL) == MANAGED_BY_VALUE]
 

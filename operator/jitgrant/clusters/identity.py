@@ -130,8 +130,8 @@ class ClusterCABundles:
                 raise JWKSError(f"{where}: not found") from exc
             if exc.status == 403:
                 raise JWKSError(
-                    f"{where}: the operator may not read it (list a ConfigMap under the chart's "
-                    "identity.caBundleConfigMaps)"
+                    f"{where}: the operator may not read it (list it under the chart's "
+                    "identity.caBundleConfigMaps or identity.caBundleSecrets)"
                 ) from exc
             raise JWKSError(f"{where}: cannot be read (HTTP {exc.status})") from exc
         except (binascii.Error, UnicodeDecodeError) as exc:

@@ -56,6 +56,7 @@ class _Methods(NamedTuple):
     read: Any
     delete: Any
     list_all: Any
+    list_namespaced: Any
 
 
 @dataclass
@@ -227,24 +228,28 @@ class ClusterApi:
                 rbac.read_namespaced_role_binding,
                 rbac.delete_namespaced_role_binding,
                 rbac.list_role_binding_for_all_namespaces,
+                rbac.list_namespaced_role_binding,
             ),
             "Role": _Methods(
                 rbac.create_namespaced_role,
                 rbac.read_namespaced_role,
                 rbac.delete_namespaced_role,
                 rbac.list_role_for_all_namespaces,
+                rbac.list_namespaced_role,
             ),
             "ServiceAccount": _Methods(
                 core.create_namespaced_service_account,
                 core.read_namespaced_service_account,
                 core.delete_namespaced_service_account,
                 core.list_service_account_for_all_namespaces,
+                core.list_namespaced_service_account,
             ),
             "Secret": _Methods(
                 core.create_namespaced_secret,
                 core.read_namespaced_secret,
                 core.delete_namespaced_secret,
                 core.list_secret_for_all_namespaces,
+                core.list_namespaced_secret,
             ),
         }
         return table[kind]
@@ -294,11 +299,18 @@ class ClusterApi:
             if not token:
                 return items
 
-    async def list_labelled(self, kinds: Sequence[str], *, selector: str) -> list[ClusterObject]:
+    async def list_labelled(
+        self, kinds: Sequence[str], *, selector: str, namespace: str | None = None
+    ) -> list[ClusterObject]:
         found: list[ClusterObject] = []
         for kind in kinds:
-            for item in await self._list_pages(self._methods(kind).list_all, label_selector=selector):
-                found.append(self._object(kind, item))
+            methods = self._methods(kind)
+            items = await (
+                self._list_pages(methods.list_all, label_selector=selector)
+                if namespace is None
+                else self._list_pages(methods.list_namespaced, namespace, label_selector=selector)
+            )
+            found.extend(self._object(kind, item) for item in items)
         return found
 
     async def mint_token(self, *, namespace: str, service_account: str, seconds: int) -> str:

@@ -148,8 +148,11 @@ class ClusterPort(Protocol):
         """Delete only the object with this uid; False when it is gone or has another uid."""
         ...
 
-    async def list_labelled(self, kinds: Sequence[str], *, selector: str) -> list[ClusterObject]:
-        """Every object of `kinds`, in all namespaces, that the label selector matches (paged)."""
+    async def list_labelled(
+        self, kinds: Sequence[str], *, selector: str, namespace: str | None = None
+    ) -> list[ClusterObject]:
+        """Every object of `kinds` that the label selector matches (paged), in all namespaces or,
+        with `namespace`, in that one only (where the operator may not list cluster-wide)."""
         ...
 
     async def mint_token(self, *, namespace: str, service_account: str, seconds: int) -> str: ...

@@ -2,7 +2,9 @@
 
 The plan names every object of the grant, the kubeconfig Secret and its reader Role/RoleBinding
 included, and `record()` turns it into the `status.grant` written before the first object exists:
-removal always works from that record and never re-derives a name.
+removal always works from that record and never re-derives a name. The identity objects (a
+ServiceAccount in the target, the kubeconfig Secret and its reader in the operator's cluster) live in
+the grants namespace, the only place the operator may touch ServiceAccounts, tokens and Secrets.
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ class GrantPlan:
     binding: dict[str, Any]
     role: dict[str, Any] | None
     # Set when the requester has no identity in the target cluster (proven by OIDC): the grant
-    # gets its own ServiceAccount and a kubeconfig Secret.
+    # gets its own ServiceAccount and a kubeconfig Secret, both in `grants_namespace`.
     service_account: dict[str, Any] | None
+    grants_namespace: str
 
     @property
     def binding_name(self) -> str:
@@ -56,7 +59,8 @@ class GrantPlan:
 
     def object_refs(self, *, target_cluster: str, own_cluster: str) -> tuple[GrantObjectRef, ...]:
         """Every object in creation order: in the target, the identity and the Role before the
-        binding that gives access; then, in the operator's cluster, the Secret and its reader."""
+        binding that gives access; then, in the operator's cluster, the Secret and its reader (all
+        three in the grants namespace, like the ServiceAccount)."""
 
         def ref(cluster: str, kind: str, namespace: str, name: str | None) -> list[GrantObjectRef]:
             if name is None:
@@ -67,14 +71,14 @@ class GrantPlan:
                 )
             ]
 
-        own_ns = self.owner.namespace
+        grants = self.grants_namespace
         return (
-            *ref(target_cluster, "ServiceAccount", self.namespace, self.service_account_name),
+            *ref(target_cluster, "ServiceAccount", grants, self.service_account_name),
             *ref(target_cluster, "Role", self.namespace, self.role_name),
             *ref(target_cluster, "RoleBinding", self.namespace, self.binding_name),
-            *ref(own_cluster, "Secret", own_ns, self.secret_name),
-            *ref(own_cluster, "Role", own_ns, self.reader_name),
-            *ref(own_cluster, "RoleBinding", own_ns, self.reader_name),
+            *ref(own_cluster, "Secret", grants, self.secret_name),
+            *ref(own_cluster, "Role", grants, self.reader_name),
+            *ref(own_cluster, "RoleBinding", grants, self.reader_name),
         )
 
     def record(self, *, target: Target, own_cluster: str, cluster_role: str | None) -> GrantRef:
@@ -95,9 +99,17 @@ class GrantPlan:
 
 
 def plan_grant(
-    *, request: AccessRequest, decision: PolicyDecision, duration: timedelta, now: datetime
+    *,
+    request: AccessRequest,
+    decision: PolicyDecision,
+    duration: timedelta,
+    now: datetime,
+    grants_namespace: str,
 ) -> GrantPlan:
-    """The objects for `request`; the window starts now, when the grant becomes active."""
+    """The objects for `request`; the window starts now, when the grant becomes active.
+
+    A per-grant ServiceAccount lives in `grants_namespace` and is bound from the grant's namespace
+    (a RoleBinding subject may name a ServiceAccount of another namespace)."""
     requester = request.spec.requester
     if requester is None:
         raise ValueError("a grant needs a verified requester")
@@ -112,12 +124,12 @@ def plan_grant(
         else None
     )
     service_account = (
-        grant_service_account(owner=owner, namespace=namespace, expires_at=expires_at)
+        grant_service_account(owner=owner, namespace=grants_namespace, expires_at=expires_at)
         if requester.proven_by is ProofKind.OIDC
         else None
     )
     subject = (
-        {"kind": "ServiceAccount", "name": service_account["metadata"]["name"], "namespace": namespace}
+        {"kind": "ServiceAccount", "name": service_account["metadata"]["name"], "namespace": grants_namespace}
         if service_account is not None
         else subject_for(requester)
     )
@@ -136,4 +148,5 @@ def plan_grant(
         binding=binding,
         role=role,
         service_account=service_account,
+        grants_namespace=grants_namespace,
     )

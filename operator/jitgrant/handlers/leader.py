@@ -99,8 +99,10 @@ class FencedCluster:
         self._check(f"delete {kind} {namespace}/{name}")
         return await self.inner.delete_object(kind, namespace, name, uid=uid)
 
-    async def list_labelled(self, kinds: Sequence[str], *, selector: str) -> list[ClusterObject]:
-        return await self.inner.list_labelled(kinds, selector=selector)
+    async def list_labelled(
+        self, kinds: Sequence[str], *, selector: str, namespace: str | None = None
+    ) -> list[ClusterObject]:
+        return await self.inner.list_labelled(kinds, selector=selector, namespace=namespace)
 
     async def mint_token(self, *, namespace: str, service_account: str, seconds: int) -> str:
         await self._confirm(f"mint a token for {namespace}/{service_account}")

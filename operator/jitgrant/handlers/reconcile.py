@@ -593,7 +593,13 @@ class Reconciler:
         waited = request.status.reason == Reason.WAITING_FOR_NAMESPACE
         kept = record.planned_at if record is not None and not waited else None
         started = kept or self._now()
-        plan = plan_grant(request=request, decision=step.decision, duration=step.duration, now=started)
+        plan = plan_grant(
+            request=request,
+            decision=step.decision,
+            duration=step.duration,
+            now=started,
+            grants_namespace=runtime.settings.grants_namespace,
+        )
         if self._now() >= plan.expires_at:
             # A recorded plan whose window passed while its cluster could not be reached (only a
             # recorded plan keeps its start): access is never issued outside its window.
@@ -761,7 +767,7 @@ class Reconciler:
         """Token for the grant's ServiceAccount, wrapped in a kubeconfig only the requester can read."""
         assert plan.service_account_name is not None and request.spec.requester is not None
         token = await target.mint_token(
-            namespace=plan.namespace,
+            namespace=plan.grants_namespace,
             service_account=plan.service_account_name,
             seconds=token_seconds(plan.expires_at - plan.now),
         )
@@ -778,8 +784,13 @@ class Reconciler:
         reader = (
             request.spec.requester.extra.get(CREATED_BY_EXTRA, ("",))[0] or request.spec.requester.username
         )
-        role, binding = kubeconfig_reader(owner=plan.owner, expires_at=plan.expires_at, reader=reader)
-        secret = kubeconfig_secret(owner=plan.owner, expires_at=plan.expires_at, kubeconfig_text=text)
+        where = plan.grants_namespace
+        role, binding = kubeconfig_reader(
+            owner=plan.owner, namespace=where, expires_at=plan.expires_at, reader=reader
+        )
+        secret = kubeconfig_secret(
+            owner=plan.owner, namespace=where, expires_at=plan.expires_at, kubeconfig_text=text
+        )
         return [secret, role, binding]
 
     async def _mark_active(

@@ -1,8 +1,9 @@
 """The sweep: expiry that does not depend on a timer having fired.
 
-At start-up and then every `sweep_interval`, every RoleBinding and ServiceAccount labelled as
-jitgrant's is looked at. One the operator cannot prove it made (no valid owner seal: someone wrote the
-labels) is never touched; it is counted in `jitgrant_unproven_objects` and logged, so whoever runs
+At start-up and then every `sweep_interval`, every RoleBinding labelled as jitgrant's, and every
+ServiceAccount, kubeconfig Secret and reader Role so labelled in the grants namespace, is looked at.
+One the operator cannot prove it made (no valid owner seal: someone wrote the labels) is never
+touched; it is counted in `jitgrant_unproven_objects` and logged, so whoever runs
 the operator notices objects being planted. One it made is checked against its own `expires-at`
 annotation and its AccessRequest: past its window, owned by a request that is gone, recreated (another
 uid) or already ended, it is removed. This is what revokes a grant whose window closed while the
@@ -101,8 +102,9 @@ async def sweep_cluster(
 ) -> int:
     """Remove every stale grant object in one cluster; returns how many the sweep itself removed.
 
-    Two LISTs decide everything: the labelled objects, then the AccessRequests (no GET per object;
-    listed once per sweep, shared by every cluster the sweep covers).
+    LISTs decide everything: the labelled objects (RoleBindings in every namespace, the identity
+    objects in the grants namespace), then the AccessRequests (no GET per object; listed once per
+    sweep, shared by every cluster the sweep covers).
     A stale object whose request is still live is ended through the request's own lifecycle first
     (so the request says Expired and the trail says why); whatever is left after that is deleted.
     """
@@ -110,7 +112,9 @@ async def sweep_cluster(
     unproven: Counter[str] = Counter()
     key = runtime.settings.receipt_key
     proven: list[ClusterObject] = []
-    for obj in await grant_objects.list_labelled(cluster):
+    grants_namespace = runtime.settings.grants_namespace
+    own = cluster is runtime.own
+    for obj in await grant_objects.list_labelled(cluster, grants_namespace=grants_namespace, own=own):
         if grant_objects.proven_ours(obj, key=key, cluster=cluster.name):
             proven.append(obj)
         else:

@@ -31,7 +31,12 @@ from kubernetes.client.exceptions import ApiException
 from embedkube import User
 from jitgrant.clusters.eks import sts_name
 from jitgrant.handlers.runtime import OPERATOR_SESSION
-from jitgrant_testing.aws import OPERATORS_GROUP, TARGET_PERMISSIONS, AWSStandIns, ClusterSpec
+from jitgrant.permissions import (
+    GRANT_WRITE_PERMISSIONS,
+    TARGET_CLUSTER_PERMISSIONS,
+    TARGET_GRANTS_NAMESPACE_PERMISSIONS,
+)
+from jitgrant_testing.aws import OPERATORS_GROUP, AWSStandIns, ClusterSpec
 from jitgrant_testing.demo.prod_approval import run_cli
 from jitgrant_testing.demo.scenarios import (
     Reporter,
@@ -41,7 +46,7 @@ from jitgrant_testing.demo.scenarios import (
     register,
     wait_for_phase,
 )
-from jitgrant_testing.environment import EXAMPLES, Environment, load_manifests
+from jitgrant_testing.environment import EXAMPLES, GRANTS_NAMESPACE, Environment, load_manifests
 
 CLUSTER = "prod-eu"
 CLUSTER_ARN = ClusterSpec(CLUSTER).arn  # how grant records, metrics and the audit trail name it
@@ -129,8 +134,17 @@ def eks(report: Reporter) -> None:
         operator_role = rbac.read_cluster_role("jitgrant-operator").to_dict()
         bind_role = rbac.read_cluster_role("jitgrant-operator-bind").to_dict()
         held = sorted(f"{','.join(r['verbs'])} {','.join(r['resources'])}" for r in operator_role["rules"])
-        expected = sorted(f"{','.join(p.verbs)} {p.resource}" for p in TARGET_PERMISSIONS)
+        expected = sorted(
+            f"{','.join(p.verbs)} {p.resource}" for p in TARGET_CLUSTER_PERMISSIONS + GRANT_WRITE_PERMISSIONS
+        )
         report.check(held == expected, f"group {OPERATORS_GROUP} may: {'; '.join(held)}")
+        grants_role = rbac.read_namespaced_role("jitgrant-operator", GRANTS_NAMESPACE).to_dict()
+        in_grants = sorted(f"{','.join(r['verbs'])} {','.join(r['resources'])}" for r in grants_role["rules"])
+        report.check(
+            in_grants
+            == sorted(f"{','.join(p.verbs)} {p.resource}" for p in TARGET_GRANTS_NAMESPACE_PERMISSIONS),
+            f"and only in namespace {GRANTS_NAMESPACE}: {'; '.join(in_grants)} (no Secrets anywhere)",
+        )
         report.check(
             bind_role["rules"][0]["resource_names"] == ["jit-restart-checkout"],
             "and bind only ClusterRole jit-restart-checkout (resourceNames); the role maps to user "
@@ -239,13 +253,16 @@ def eks(report: Reporter) -> None:
                 binding is not None
                 and binding["roleRef"]["name"] == "jit-restart-checkout"
                 and binding["subjects"]
-                == [{"kind": "ServiceAccount", "name": grant["serviceAccount"], "namespace": "payments"}],
+                == [
+                    {"kind": "ServiceAccount", "name": grant["serviceAccount"], "namespace": GRANTS_NAMESPACE}
+                ],
                 f"prod-eu: RoleBinding payments/{grant['roleBinding']} binds jit-restart-checkout to "
-                f"ServiceAccount payments/{grant['serviceAccount']} only",
+                f"ServiceAccount {GRANTS_NAMESPACE}/{grant['serviceAccount']} only",
             )
             report.check(
-                f"ServiceAccount/{grant['serviceAccount']}" in target.managed("payments"),
-                f"prod-eu: ServiceAccount payments/{grant['serviceAccount']} exists, made for this grant",
+                f"ServiceAccount/{grant['serviceAccount']}" in target.managed(GRANTS_NAMESPACE),
+                f"prod-eu: ServiceAccount {GRANTS_NAMESPACE}/{grant['serviceAccount']} exists, made for "
+                "this grant in the grants namespace (the only place the operator may mint tokens)",
             )
             own_bindings = [
                 b["metadata"]["name"]
@@ -253,10 +270,10 @@ def eks(report: Reporter) -> None:
                 if b["metadata"]["name"].startswith("jit-")
             ]
             report.check(not own_bindings, "own cluster: no jitgrant RoleBinding in payments")
-            secret = CoreV1Api(env.admin).read_namespaced_secret(grant["kubeconfigSecret"], "agents")
+            secret = CoreV1Api(env.admin).read_namespaced_secret(grant["kubeconfigSecret"], GRANTS_NAMESPACE)
             report.check(
                 secret.metadata.labels.get("app.kubernetes.io/managed-by") == "jitgrant",
-                f"own cluster: Secret agents/{grant['kubeconfigSecret']} holds the kubeconfig",
+                f"own cluster: Secret {GRANTS_NAMESPACE}/{grant['kubeconfigSecret']} holds the kubeconfig",
             )
 
             report.step("the agent uses the kubeconfig with the official Kubernetes client")
@@ -281,7 +298,7 @@ def eks(report: Reporter) -> None:
             report.check(refused, f"restarting checkout in namespace orders is refused: {why}")
             other = env.cluster.api_client(token=other_token)
             refused, message = forbidden(
-                lambda: CoreV1Api(other).read_namespaced_secret(grant["kubeconfigSecret"], "agents")
+                lambda: CoreV1Api(other).read_namespaced_secret(grant["kubeconfigSecret"], GRANTS_NAMESPACE)
             )
             report.check(refused, f"another requester in agents cannot read the Secret: {message}")
 
@@ -299,18 +316,20 @@ def eks(report: Reporter) -> None:
                 refused, why = _refused(lambda ns=namespace, d=deployment: _restart(agent, ns, d))
                 report.check(refused, f"{namespace}/{deployment}: refused ({why})")
             report.check(
-                not target.managed("payments"),
-                "prod-eu: no jitgrant RoleBinding or ServiceAccount left in payments (the agent's token "
-                "died with its ServiceAccount)",
+                not target.managed("payments") and not target.managed(GRANTS_NAMESPACE),
+                f"prod-eu: no jitgrant RoleBinding in payments, no ServiceAccount left in {GRANTS_NAMESPACE} "
+                "(the agent's token died with its ServiceAccount)",
             )
             own_core = CoreV1Api(env.admin)
-            left = [s.metadata.name for s in own_core.list_namespaced_secret("agents").items]
+            left = [s.metadata.name for s in own_core.list_namespaced_secret(GRANTS_NAMESPACE).items]
             left += [
                 r.metadata.name
-                for r in RbacAuthorizationV1Api(env.admin).list_namespaced_role("agents").items
+                for r in RbacAuthorizationV1Api(env.admin).list_namespaced_role(GRANTS_NAMESPACE).items
             ]
             left = [n for n in left if n.startswith("jit-")]
-            report.check(not left, "own cluster: no kubeconfig Secret and no reader Role left in agents")
+            report.check(
+                not left, f"own cluster: no kubeconfig Secret and no reader Role left in {GRANTS_NAMESPACE}"
+            )
             housekeeping = [c for c in aws.assume_calls if c.session_name == OPERATOR_SESSION]
             report.check(
                 bool(housekeeping) and housekeeping[-1].source_identity == OPERATOR_SESSION,

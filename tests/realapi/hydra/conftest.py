@@ -147,6 +147,8 @@ def tier(hydra: Hydra, real_env: RealEnvironment, control_plane: ControlPlane) -
     """
     real_env.operator.stop()
     real_env.operator_settings = dict(KEY_CACHE_SETTINGS)
+    ca_access = real_env.ca_bundle_secrets(CA_SECRET)  # the chart's identity.caBundleSecrets
+    ca_access.__enter__()
     try:
         real_env.start_operator(timeout=60.0)
         CoreV1Api(real_env.admin).create_namespaced_secret(
@@ -186,6 +188,7 @@ def tier(hydra: Hydra, real_env: RealEnvironment, control_plane: ControlPlane) -
             policy=policy,
         )
     finally:
+        ca_access.__exit__(None, None, None)
         real_env.operator.stop()
         real_env.operator_settings = {}
         real_env.start_operator(timeout=60.0)
