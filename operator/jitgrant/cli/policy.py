@@ -1,0 +1,28 @@
+"""`jitgrant policy test|lint`, `who-can` and `exposure`: flags only (policy_run.py runs them).
+
+Offline: they read GrantPolicies, ClusterRoles and policy test files from a directory and compute
+with jitgrant.offline, the same pure code the webhook and reconciler run. See docs/policies-as-code.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jitgrant.cli.parsers import Command
+
+_FORMATS = ("table", "json", "junit")
+
+
+def add_policy_subcommands(sub: Any) -> None:
+    policy = sub.add_parser("policy", help="test and lint GrantPolicies offline, from files")
+    actions = policy.add_subparsers(dest="policy_command", metavar="ACTION", required=True)
+    test = actions.add_parser(
+        "test",
+        help="evaluate every GrantPolicyTest case below DIR with the operator's own decision",
+        description="Exit 0 when every case's outcome matches its expectation, 1 otherwise.",
+    )
+    test.add_argument("dir", metavar="DIR", nargs="+", help="directories (or files) of YAML manifests")
+    test.add_argument(
+        "-o", "--output", choices=_FORMATS, default="table", help="table (default), json, junit"
+    )
+    test.set_defaults(func=Command("policy_run", "run_test"))
