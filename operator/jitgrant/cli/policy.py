@@ -26,3 +26,12 @@ def add_policy_subcommands(sub: Any) -> None:
         "-o", "--output", choices=_FORMATS, default="table", help="table (default), json, junit"
     )
     test.set_defaults(func=Command("policy_run", "run_test"))
+    lint = actions.add_parser(
+        "lint",
+        help="the apply-time validation of every GrantPolicy below DIR, plus reviewer warnings",
+        description="Exit 1 when a policy would be refused at apply time (or with --strict, any warning).",
+    )
+    lint.add_argument("dir", metavar="DIR", nargs="+", help="directories (or files) of YAML manifests")
+    lint.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    lint.add_argument("--strict", action="store_true", help="warnings fail too")
+    lint.set_defaults(func=Command("policy_run", "run_lint"))

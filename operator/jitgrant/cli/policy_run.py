@@ -4,12 +4,15 @@ jitgrant.offline, print."""
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 from jitgrant.cli.exitcodes import ExitCode
+from jitgrant.models.text import visible
 from jitgrant.offline import report
 from jitgrant.offline.cases import run_tests
+from jitgrant.offline.lint import Level, lint
 from jitgrant.offline.loader import ManifestError, Manifests, load
 
 
@@ -32,3 +35,33 @@ def run_test(args: argparse.Namespace) -> int:
     sys.stdout.write(render(results, errors))
     ok = all(r.passed for r in results) and not errors
     return int(ExitCode.OK if ok else ExitCode.CHECK_FAILED)
+
+
+def run_lint(args: argparse.Namespace) -> int:
+    manifests = _load(args.dir)
+    if manifests is None:
+        return int(ExitCode.USAGE)
+    findings = lint(manifests)
+    if args.output == "json":
+        rows = [
+            {
+                "file": str(f.path or ""),
+                "policy": f.policy,
+                "level": str(f.level),
+                "field": f.field,
+                "message": f.message,
+            }
+            for f in findings
+        ]
+        sys.stdout.write(json.dumps({"policies": len(manifests.policies), "findings": rows}, indent=2) + "\n")
+    else:
+        for f in findings:
+            where = f"{f.path}: " if f.path else ""
+            policy = f"GrantPolicy {f.policy}: " if f.policy else ""
+            sys.stdout.write(f"{f.level.upper()} {where}{policy}{f.field}: {visible(f.message)}\n")
+        errors = sum(f.level is Level.ERROR for f in findings)
+        sys.stdout.write(
+            f"{len(manifests.policies)} policies: {errors} error(s), {len(findings) - errors} warning(s)\n"
+        )
+    failing = [f for f in findings if f.level is Level.ERROR or args.strict]
+    return int(ExitCode.CHECK_FAILED if failing else ExitCode.OK)
