@@ -6,6 +6,7 @@ with jitgrant.offline, the same pure code the webhook and reconciler run. See do
 
 from __future__ import annotations
 
+import argparse
 from typing import Any
 
 from jitgrant.cli.parsers import Command
@@ -35,3 +36,43 @@ def add_policy_subcommands(sub: Any) -> None:
     lint.add_argument("-o", "--output", choices=("table", "json"), default="table")
     lint.add_argument("--strict", action="store_true", help="warnings fail too")
     lint.set_defaults(func=Command("policy_run", "run_lint"))
+
+
+def add_who_can_subcommands(sub: Any) -> None:
+    who = sub.add_parser(
+        "who-can",
+        help="every identity that could obtain VERB RESOURCE through a GrantPolicy, and the route",
+    )
+    who.add_argument("verb", metavar="VERB")
+    who.add_argument("resource", metavar="RESOURCE", help="e.g. deployments, deployments.apps, pods/exec")
+    who.add_argument("-n", "--namespace", default=None, help="the namespace (default: any)")
+    who.add_argument("--name", default=None, help="one object's name (resourceNames)")
+    _source_flags(who)
+    who.set_defaults(func=Command("policy_run", "run_who_can"))
+    exposure = sub.add_parser(
+        "exposure", help="for each identity, everything it could obtain through GrantPolicies"
+    )
+    exposure.add_argument(
+        "--identity",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a user, group or system:serviceaccount:NS:NAME (repeatable; default: every one named)",
+    )
+    exposure.add_argument("-o", "--output", choices=("table", "json", "markdown"), default="table")
+    _source_flags(exposure, output=False)
+    exposure.set_defaults(func=Command("policy_run", "run_exposure"))
+
+
+def _source_flags(parser: argparse.ArgumentParser, *, output: bool = True) -> None:
+    parser.add_argument(
+        "-f",
+        "--from",
+        dest="sources",
+        action="append",
+        required=True,
+        metavar="DIR",
+        help="directory (or file) of GrantPolicy and ClusterRole manifests (repeatable)",
+    )
+    if output:
+        parser.add_argument("-o", "--output", choices=("table", "json"), default="table")

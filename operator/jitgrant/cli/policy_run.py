@@ -12,6 +12,7 @@ from jitgrant.cli.exitcodes import ExitCode
 from jitgrant.models.text import visible
 from jitgrant.offline import report
 from jitgrant.offline.cases import run_tests
+from jitgrant.offline.exposure import routes, who_can
 from jitgrant.offline.lint import Level, lint
 from jitgrant.offline.loader import ManifestError, Manifests, load
 
@@ -65,3 +66,33 @@ def run_lint(args: argparse.Namespace) -> int:
         )
     failing = [f for f in findings if f.level is Level.ERROR or args.strict]
     return int(ExitCode.CHECK_FAILED if failing else ExitCode.OK)
+
+
+def run_who_can(args: argparse.Namespace) -> int:
+    manifests = _load(args.sources)
+    if manifests is None:
+        return int(ExitCode.USAGE)
+    for error in manifests.errors:
+        sys.stderr.write(f"warning: {error}\n")
+    found = who_can(
+        manifests, verb=args.verb, resource=args.resource, namespace=args.namespace, name=args.name
+    )
+    if args.output == "json":
+        sys.stdout.write(json.dumps({"routes": [report.route_dict(r) for r in found]}, indent=2) + "\n")
+    else:
+        sys.stdout.write(report.who_can_table(found))
+    return int(ExitCode.OK)
+
+
+def run_exposure(args: argparse.Namespace) -> int:
+    manifests = _load(args.sources)
+    if manifests is None:
+        return int(ExitCode.USAGE)
+    for error in manifests.errors:
+        sys.stderr.write(f"warning: {error}\n")
+    found = routes(manifests, only=args.identity)
+    render = {"json": report.exposure_json, "markdown": report.exposure_markdown}.get(
+        args.output, report.exposure_table
+    )
+    sys.stdout.write(render(found))
+    return int(ExitCode.OK)

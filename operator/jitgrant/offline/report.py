@@ -10,6 +10,7 @@ from xml.etree import ElementTree as ET
 from jitgrant.models import format_duration
 from jitgrant.models.text import visible
 from jitgrant.offline.cases import CaseResult
+from jitgrant.offline.exposure import Route, rules_text
 
 
 def result_dict(result: CaseResult) -> dict[str, Any]:
@@ -90,3 +91,100 @@ def as_junit(results: Sequence[CaseResult], errors: Sequence[str]) -> str:
         ET.SubElement(case, "error", message=error)
     ET.indent(suites)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
+
+
+def route_dict(route: Route) -> dict[str, Any]:
+    return {
+        "identity": route.identity.label,
+        "kind": str(route.identity.kind),
+        "policy": route.policy,
+        "grant": route.grant,
+        "rules": [rule.to_k8s() for rule in route.rules] if route.rules is not None else None,
+        "namespaces": list(route.namespaces),
+        "approval": {"needed": route.approvals, "from": list(route.approvers)},
+        "maxDuration": route.max_duration,
+        "dangerous": list(route.dangerous),
+    }
+
+
+def _table(rows: Sequence[tuple[str, ...]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def who_can_table(found: Sequence[Route]) -> str:
+    if not found:
+        return "no identity could obtain this through any policy on file\n"
+    rows = [("IDENTITY", "POLICY", "GRANT", "NAMESPACES", "APPROVAL", "MAX")]
+    rows += [
+        (r.identity.label, r.policy, r.grant, ",".join(r.namespaces), r.approval_text, r.max_duration)
+        for r in found
+    ]
+    return _table(rows)
+
+
+def _by_identity(found: Sequence[Route]) -> dict[str, list[Route]]:
+    grouped: dict[str, list[Route]] = {}
+    for route in found:
+        grouped.setdefault(route.identity.label, []).append(route)
+    return grouped
+
+
+def exposure_json(found: Sequence[Route]) -> str:
+    document = [
+        {
+            "identity": label,
+            "automatically": [route_dict(r) for r in items if not r.approvals],
+            "withApproval": [route_dict(r) for r in items if r.approvals],
+        }
+        for label, items in _by_identity(found).items()
+    ]
+    return json.dumps({"identities": document}, indent=2) + "\n"
+
+
+def _route_line(route: Route) -> str:
+    danger = f"  DANGEROUS: {', '.join(route.dangerous)}" if route.dangerous else ""
+    approval = f"; approval {route.approval_text}" if route.approvals else ""
+    return (
+        f"{route.grant} via policy {route.policy} in {','.join(route.namespaces)} for up to "
+        f"{route.max_duration}{approval}: {rules_text(route.rules)}{danger}"
+    )
+
+
+def exposure_table(found: Sequence[Route]) -> str:
+    lines = []
+    for label, items in _by_identity(found).items():
+        lines.append(label)
+        for title, chosen in (
+            ("automatically", [r for r in items if not r.approvals]),
+            ("with approval", [r for r in items if r.approvals]),
+        ):
+            lines.append(f"  {title}:" + ("" if chosen else " nothing"))
+            lines += [f"    {_route_line(r)}" for r in chosen]
+    return "\n".join(lines) + "\n" if lines else "no identity is named by any policy on file\n"
+
+
+def exposure_markdown(found: Sequence[Route]) -> str:
+    lines = ["# Access exposure through GrantPolicies", ""]
+    lines.append("What each identity could obtain through jitgrant; dangerous permissions are in **bold**.")
+    for label, items in _by_identity(found).items():
+        lines += ["", f"## `{label}`", ""]
+        lines += [
+            "| How | Policy | Grant | Namespaces | Max | Permissions | Dangerous |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for r in sorted(items, key=lambda r: r.approvals):
+            how = "automatically" if not r.approvals else f"approval: {r.approval_text}"
+            danger = f"**{', '.join(r.dangerous)}**" if r.dangerous else ""
+            cells = [
+                how,
+                r.policy,
+                r.grant,
+                ", ".join(r.namespaces),
+                r.max_duration,
+                rules_text(r.rules),
+                danger,
+            ]
+            lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines) + "\n"
