@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from jitgrant.cli.kubeconfig import add_cluster_flags
 from jitgrant.cli.parsers import Command
 
 _FORMATS = ("table", "json", "junit")
@@ -70,9 +71,11 @@ def _source_flags(parser: argparse.ArgumentParser, *, output: bool = True) -> No
         "--from",
         dest="sources",
         action="append",
-        required=True,
+        default=[],
         metavar="DIR",
-        help="directory (or file) of GrantPolicy and ClusterRole manifests (repeatable)",
+        help="directory (or file) of GrantPolicy and ClusterRole manifests (repeatable); without it, "
+        "read them from the cluster",
     )
+    add_cluster_flags(parser, namespace=False)
     if output:
         parser.add_argument("-o", "--output", choices=("table", "json"), default="table")

@@ -6,13 +6,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from jitgrant.cli.exitcodes import ExitCode
 from jitgrant.models.text import visible
 from jitgrant.offline import report
 from jitgrant.offline.cases import run_tests
-from jitgrant.offline.exposure import routes, who_can
+from jitgrant.offline.exposure import active_grants, routes, who_can
 from jitgrant.offline.lint import Level, lint
 from jitgrant.offline.loader import ManifestError, Manifests, load
 
@@ -68,10 +69,24 @@ def run_lint(args: argparse.Namespace) -> int:
     return int(ExitCode.CHECK_FAILED if failing else ExitCode.OK)
 
 
-def run_who_can(args: argparse.Namespace) -> int:
+def _from_sources(
+    args: argparse.Namespace,
+    render: Callable[[argparse.Namespace, Manifests], int],
+    *,
+    requests: bool = False,
+) -> int:
+    """Files with -f; otherwise the cluster the kubeconfig names."""
+    if not args.sources:
+        from jitgrant.cli.policy_cluster import from_cluster  # the Kubernetes client, only when needed
+
+        return from_cluster(render, requests=requests)(args)
     manifests = _load(args.sources)
     if manifests is None:
         return int(ExitCode.USAGE)
+    return render(args, manifests)
+
+
+def _who_can(args: argparse.Namespace, manifests: Manifests) -> int:
     for error in manifests.errors:
         sys.stderr.write(f"warning: {error}\n")
     found = who_can(
@@ -84,15 +99,21 @@ def run_who_can(args: argparse.Namespace) -> int:
     return int(ExitCode.OK)
 
 
-def run_exposure(args: argparse.Namespace) -> int:
-    manifests = _load(args.sources)
-    if manifests is None:
-        return int(ExitCode.USAGE)
+def _exposure(args: argparse.Namespace, manifests: Manifests) -> int:
     for error in manifests.errors:
         sys.stderr.write(f"warning: {error}\n")
     found = routes(manifests, only=args.identity)
+    held = active_grants(manifests, only=args.identity)
     render = {"json": report.exposure_json, "markdown": report.exposure_markdown}.get(
         args.output, report.exposure_table
     )
-    sys.stdout.write(render(found))
+    sys.stdout.write(render(found, held))
     return int(ExitCode.OK)
+
+
+def run_who_can(args: argparse.Namespace) -> int:
+    return _from_sources(args, _who_can)
+
+
+def run_exposure(args: argparse.Namespace) -> int:
+    return _from_sources(args, _exposure, requests=True)

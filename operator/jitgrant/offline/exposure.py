@@ -12,15 +12,18 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from pydantic import ValidationError
+
 from jitgrant.identity.claims import oidc_username
 from jitgrant.identity.stamp import requester_from_userinfo
-from jitgrant.models import GrantPolicySpec, PolicyRule, ProofKind, RequesterStamp
+from jitgrant.models import AccessRequest, GrantPolicySpec, Phase, PolicyRule, ProofKind, RequesterStamp
 from jitgrant.offline.loader import Manifests
 from jitgrant.policy import (
     DEFAULT_OPERATOR_NAMESPACE,
     Permission,
     breakdown,
     dangerous_parts,
+    describe_scope,
     is_system_namespace,
     requester_matches,
 )
@@ -215,3 +218,43 @@ def rules_text(rules: tuple[PolicyRule, ...] | None) -> str:
         names = f" [{','.join(rule.resource_names)}]" if rule.resource_names else ""
         parts.append(f"{','.join(rule.verbs)} {','.join(rule.resources)}.{groups}{names}")
     return "; ".join(parts)
+
+
+@dataclass(frozen=True)
+class Held:
+    """A grant an identity holds right now: an Active AccessRequest."""
+
+    requester: str
+    request: str  # NAMESPACE/NAME
+    policy: str
+    scope: str
+    namespace: str
+    expires_at: str
+
+
+def active_grants(manifests: Manifests, only: Sequence[str] = ()) -> list[Held]:
+    """Active AccessRequests (status read from the cluster, or from files), by requester."""
+    held = []
+    for raw in manifests.requests:
+        status = raw.get("status") or {}
+        if status.get("phase") != Phase.ACTIVE:
+            continue
+        try:
+            request = AccessRequest.from_object(raw)
+        except ValidationError:
+            continue
+        requester = request.spec.requester.username if request.spec.requester is not None else ""
+        if only and requester not in only:
+            continue
+        expires = request.status.expires_at
+        held.append(
+            Held(
+                requester=requester,
+                request=f"{request.metadata.namespace}/{request.metadata.name}",
+                policy=request.spec.policy,
+                scope=describe_scope(request.spec),
+                namespace=request.spec.namespace,
+                expires_at=expires.isoformat() if expires is not None else "",
+            )
+        )
+    return sorted(held, key=lambda h: (h.requester, h.request))

@@ -7,7 +7,7 @@ document and field.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ class Manifests:
     policies: dict[str, LoadedPolicy] = field(default_factory=dict)
     cluster_roles: dict[str, tuple[PolicyRule, ...]] = field(default_factory=dict)
     tests: list[tuple[Path, Mapping[str, Any]]] = field(default_factory=list)
+    requests: list[Mapping[str, Any]] = field(default_factory=list)  # AccessRequests (with status)
     errors: list[str] = field(default_factory=list)
 
 
@@ -90,3 +91,13 @@ def _add(found: Manifests, path: Path, index: int, doc: Mapping[str, Any]) -> No
             found.cluster_roles[name] = rules_of(doc)
     elif kind == TEST_KIND:
         found.tests.append((path, doc))
+    elif kind == "AccessRequest":
+        found.requests.append(doc)
+
+
+def from_objects(objects: Iterable[Mapping[str, Any]], *, source: str) -> Manifests:
+    """Manifests from objects read elsewhere (a cluster's lists), each placed at `source/KIND/NAME`."""
+    found = Manifests()
+    for index, doc in enumerate(objects):
+        _add(found, Path(source) / str(doc.get("kind")) / _name(doc), index, doc)
+    return found

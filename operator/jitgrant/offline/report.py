@@ -10,7 +10,7 @@ from xml.etree import ElementTree as ET
 from jitgrant.models import format_duration
 from jitgrant.models.text import visible
 from jitgrant.offline.cases import CaseResult
-from jitgrant.offline.exposure import Route, rules_text
+from jitgrant.offline.exposure import Held, Route, rules_text
 
 
 def result_dict(result: CaseResult) -> dict[str, Any]:
@@ -131,14 +131,29 @@ def _by_identity(found: Sequence[Route]) -> dict[str, list[Route]]:
     return grouped
 
 
-def exposure_json(found: Sequence[Route]) -> str:
+def _held_by(held: Sequence[Held]) -> dict[str, list[Held]]:
+    grouped: dict[str, list[Held]] = {}
+    for item in held:
+        grouped.setdefault(item.requester, []).append(item)
+    return grouped
+
+
+def _held_text(item: Held) -> str:
+    return f"{item.scope} via policy {item.policy} ({item.request}) until {item.expires_at}"
+
+
+def exposure_json(found: Sequence[Route], held: Sequence[Held] = ()) -> str:
+    now = _held_by(held)
+    labels = list(dict.fromkeys([*_by_identity(found), *now]))
+    routes_by = _by_identity(found)
     document = [
         {
             "identity": label,
-            "automatically": [route_dict(r) for r in items if not r.approvals],
-            "withApproval": [route_dict(r) for r in items if r.approvals],
+            "automatically": [route_dict(r) for r in routes_by.get(label, []) if not r.approvals],
+            "withApproval": [route_dict(r) for r in routes_by.get(label, []) if r.approvals],
+            "activeNow": [item.__dict__ for item in now.get(label, [])],
         }
-        for label, items in _by_identity(found).items()
+        for label in labels
     ]
     return json.dumps({"identities": document}, indent=2) + "\n"
 
@@ -152,9 +167,12 @@ def _route_line(route: Route) -> str:
     )
 
 
-def exposure_table(found: Sequence[Route]) -> str:
+def exposure_table(found: Sequence[Route], held: Sequence[Held] = ()) -> str:
     lines = []
-    for label, items in _by_identity(found).items():
+    now = _held_by(held)
+    routes_by = _by_identity(found)
+    for label in dict.fromkeys([*routes_by, *now]):
+        items = routes_by.get(label, [])
         lines.append(label)
         for title, chosen in (
             ("automatically", [r for r in items if not r.approvals]),
@@ -162,14 +180,20 @@ def exposure_table(found: Sequence[Route]) -> str:
         ):
             lines.append(f"  {title}:" + ("" if chosen else " nothing"))
             lines += [f"    {_route_line(r)}" for r in chosen]
+        lines.append("  active now:" + ("" if now.get(label) else " nothing"))
+        lines += [f"    {_held_text(item)}" for item in now.get(label, [])]
     return "\n".join(lines) + "\n" if lines else "no identity is named by any policy on file\n"
 
 
-def exposure_markdown(found: Sequence[Route]) -> str:
+def exposure_markdown(found: Sequence[Route], held: Sequence[Held] = ()) -> str:
     lines = ["# Access exposure through GrantPolicies", ""]
     lines.append("What each identity could obtain through jitgrant; dangerous permissions are in **bold**.")
-    for label, items in _by_identity(found).items():
-        lines += ["", f"## `{label}`", ""]
+    now = _held_by(held)
+    routes_by = _by_identity(found)
+    for label in dict.fromkeys([*routes_by, *now]):
+        items = routes_by.get(label, [])
+        safe = label.replace("`", "'")
+        lines += ["", f"## `{safe}`", ""]
         lines += [
             "| How | Policy | Grant | Namespaces | Max | Permissions | Dangerous |",
             "|---|---|---|---|---|---|---|",
@@ -187,4 +211,6 @@ def exposure_markdown(found: Sequence[Route]) -> str:
                 danger,
             ]
             lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+        if now.get(label):
+            lines += ["", "Active now:", ""] + [f"- {_held_text(item)}" for item in now[label]]
     return "\n".join(lines) + "\n"
