@@ -37,6 +37,15 @@ def add_policy_subcommands(sub: Any) -> None:
     lint.add_argument("-o", "--output", choices=("table", "json"), default="table")
     lint.add_argument("--strict", action="store_true", help="warnings fail too")
     lint.set_defaults(func=Command("policy_run", "run_lint"))
+    diff = actions.add_parser(
+        "diff",
+        help="the routes (who can get what, how) an edit of the policies adds and removes",
+        description="Compare two trees of manifests, e.g. a checkout of main and of a branch.",
+    )
+    diff.add_argument("old", metavar="OLD", help="directory (or file) before the change")
+    diff.add_argument("new", metavar="NEW", help="directory (or file) after the change")
+    diff.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    diff.set_defaults(func=Command("policy_run", "run_diff"))
 
 
 def add_who_can_subcommands(sub: Any) -> None:

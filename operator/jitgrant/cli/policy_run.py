@@ -13,7 +13,7 @@ from jitgrant.cli.exitcodes import ExitCode
 from jitgrant.models.text import visible
 from jitgrant.offline import report
 from jitgrant.offline.cases import run_tests
-from jitgrant.offline.exposure import active_grants, routes, who_can
+from jitgrant.offline.exposure import active_grants, diff_routes, routes, who_can
 from jitgrant.offline.lint import Level, lint
 from jitgrant.offline.loader import ManifestError, Manifests, load
 
@@ -117,3 +117,21 @@ def run_who_can(args: argparse.Namespace) -> int:
 
 def run_exposure(args: argparse.Namespace) -> int:
     return _from_sources(args, _exposure, requests=True)
+
+
+def run_diff(args: argparse.Namespace) -> int:
+    old, new = _load([args.old]), _load([args.new])
+    if old is None or new is None:
+        return int(ExitCode.USAGE)
+    for error in [*old.errors, *new.errors]:
+        sys.stderr.write(f"warning: {error}\n")
+    added, removed = diff_routes(old, new)
+    if args.output == "json":
+        document = {
+            "added": [report.route_dict(r) for r in added],
+            "removed": [report.route_dict(r) for r in removed],
+        }
+        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+    else:
+        sys.stdout.write(report.diff_table(added, removed))
+    return int(ExitCode.OK)

@@ -258,3 +258,25 @@ def active_grants(manifests: Manifests, only: Sequence[str] = ()) -> list[Held]:
             )
         )
     return sorted(held, key=lambda h: (h.requester, h.request))
+
+
+def route_key(route: Route) -> tuple[str, ...]:
+    """What makes two routes the same: everything a reviewer reads, not where the file was."""
+    return (
+        route.identity.label,
+        route.policy,
+        route.grant,
+        ",".join(route.namespaces),
+        route.approval_text,
+        route.max_duration,
+        rules_text(route.rules),
+    )
+
+
+def diff_routes(old: Manifests, new: Manifests) -> tuple[list[Route], list[Route]]:
+    """(added, removed): the routes an edit of the policies (or ClusterRoles) opens and closes."""
+    before = {route_key(r): r for r in routes(old)}
+    after = {route_key(r): r for r in routes(new)}
+    added = [after[key] for key in sorted(after.keys() - before.keys())]
+    removed = [before[key] for key in sorted(before.keys() - after.keys())]
+    return added, removed

@@ -214,3 +214,12 @@ def exposure_markdown(found: Sequence[Route], held: Sequence[Held] = ()) -> str:
         if now.get(label):
             lines += ["", "Active now:", ""] + [f"- {_held_text(item)}" for item in now[label]]
     return "\n".join(lines) + "\n"
+
+
+def diff_table(added: Sequence[Route], removed: Sequence[Route]) -> str:
+    if not added and not removed:
+        return "no route changes: the same identities can obtain the same access the same way\n"
+    lines = [f"+ {r.identity.label}: {_route_line(r)}" for r in added]
+    lines += [f"- {r.identity.label}: {_route_line(r)}" for r in removed]
+    lines.append(f"{len(added)} route(s) added, {len(removed)} removed")
+    return "\n".join(lines) + "\n"
