@@ -72,47 +72,67 @@ class Route:
         return "none" if not self.approvals else f"{self.approvals} of {', '.join(self.approvers)}"
 
 
+def policy_identities(spec: GrantPolicySpec) -> list[Identity]:
+    """Every subject and group one policy names as a requester, with a member's stamp."""
+    found: list[Identity] = []
+    people = spec.requesters
+    for sa in people.service_accounts:
+        userinfo = {
+            "username": sa.username,
+            "groups": ["system:serviceaccounts", f"system:serviceaccounts:{sa.namespace}", AUTHENTICATED],
+        }
+        found.append(Identity(IdentityKind.SERVICE_ACCOUNT, sa.username, requester_from_userinfo(userinfo)))
+    for user in people.users:
+        found.append(
+            Identity(IdentityKind.USER, user, RequesterStamp(username=user, groups=(AUTHENTICATED,)))
+        )
+    for group in people.groups:
+        # Any member: known only by the group (the empty username matches no user entry).
+        stamp = RequesterStamp(username="", groups=(group, AUTHENTICATED))
+        found.append(Identity(IdentityKind.GROUP, group, stamp))
+    for entry in people.oidc:
+        for subject in entry.subjects:
+            name = oidc_username(issuer=entry.issuer, subject=subject)
+            stamp = RequesterStamp(
+                username=name, proven_by=ProofKind.OIDC, issuer=entry.issuer, subject=subject
+            )
+            found.append(Identity(IdentityKind.OIDC_SUBJECT, name, stamp))
+        for group in entry.groups:
+            name = f"oidc:{entry.issuer}#group:{group}"
+            stamp = RequesterStamp(
+                username=name,
+                groups=(group,),
+                proven_by=ProofKind.OIDC,
+                issuer=entry.issuer,
+                subject="(any member)",
+            )
+            found.append(Identity(IdentityKind.OIDC_GROUP, name, stamp))
+    return found
+
+
 def identities(manifests: Manifests) -> list[Identity]:
     """Every subject and group named as a requester in any valid policy, each once."""
     found: dict[tuple[IdentityKind, str], Identity] = {}
     for loaded in manifests.policies.values():
-        spec = loaded.check.spec
-        if spec is None or not loaded.check.valid:
-            continue
-        people = spec.requesters
-        for sa in people.service_accounts:
-            userinfo = {
-                "username": sa.username,
-                "groups": ["system:serviceaccounts", f"system:serviceaccounts:{sa.namespace}", AUTHENTICATED],
-            }
-            found[(IdentityKind.SERVICE_ACCOUNT, sa.username)] = Identity(
-                IdentityKind.SERVICE_ACCOUNT, sa.username, requester_from_userinfo(userinfo)
-            )
-        for user in people.users:
-            stamp = RequesterStamp(username=user, groups=(AUTHENTICATED,))
-            found[(IdentityKind.USER, user)] = Identity(IdentityKind.USER, user, stamp)
-        for group in people.groups:
-            # Any member: known only by the group (the empty username matches no user entry).
-            stamp = RequesterStamp(username="", groups=(group, AUTHENTICATED))
-            found[(IdentityKind.GROUP, group)] = Identity(IdentityKind.GROUP, group, stamp)
-        for entry in people.oidc:
-            for subject in entry.subjects:
-                name = oidc_username(issuer=entry.issuer, subject=subject)
-                stamp = RequesterStamp(
-                    username=name, proven_by=ProofKind.OIDC, issuer=entry.issuer, subject=subject
-                )
-                found[(IdentityKind.OIDC_SUBJECT, name)] = Identity(IdentityKind.OIDC_SUBJECT, name, stamp)
-            for group in entry.groups:
-                name = f"oidc:{entry.issuer}#group:{group}"
-                stamp = RequesterStamp(
-                    username=name,
-                    groups=(group,),
-                    proven_by=ProofKind.OIDC,
-                    issuer=entry.issuer,
-                    subject="(any member)",
-                )
-                found[(IdentityKind.OIDC_GROUP, name)] = Identity(IdentityKind.OIDC_GROUP, name, stamp)
+        if loaded.check.spec is not None and loaded.check.valid:
+            for identity in policy_identities(loaded.check.spec):
+                found.setdefault((identity.kind, identity.name), identity)
     return sorted(found.values(), key=lambda i: (i.kind, i.name))
+
+
+def dangerous_without_approval(spec: GrantPolicySpec) -> dict[str, int]:
+    """Per dangerous entry the policy lets be granted without a human, how many distinct identities
+    (subjects and groups it names) could obtain it. A ClusterRole counts with the entries its grants
+    entry accepts (any other dangerous rule refuses the grant: ClusterRoleWidened); inline rules with
+    the entries they name. The policy's statement, an upper bound of what its ClusterRoles hold."""
+    if spec.approval.required:
+        return {}
+    entries: set[str] = set()
+    for option in spec.grants:
+        entries.update(option.accept_dangerous)
+        entries.update(_dangerous(option.rules or ()))
+    count = len({(i.kind, i.name) for i in policy_identities(spec)})
+    return {entry: count for entry in sorted(entries)}
 
 
 def _dangerous(rules: Iterable[PolicyRule]) -> tuple[str, ...]:
