@@ -8,19 +8,22 @@ refusal. Its wire answer is parsed back (reason, message, duration, approvals) a
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import jsonpatch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from jitgrant.handlers import admission
 from jitgrant.lifecycle.dry_run import Outcome
-from jitgrant.models import format_duration
+from jitgrant.models import GrantPolicySpec, format_duration
 from jitgrant.models.vocabulary import DRY_RUN_WARNING, Reason
 from jitgrant.offline.cases import Case, Settings, evaluate
-from jitgrant.offline.loader import load
+from jitgrant.offline.loader import LoadedPolicy, load
+from jitgrant.policy import check_policy
 
 from .apiserver import WebhookEndpoint
 from .conftest import NS, WebhookRuntime
@@ -29,6 +32,14 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 MANIFESTS = load(EXAMPLES)
 MANIFESTS.cluster_roles.clear()  # the webhook's dry run reads no ClusterRole: compare the decision only
 POLICIES = {name: loaded.check.spec for name, loaded in MANIFESTS.policies.items() if loaded.check.spec}
+
+
+def _loaded(spec: GrantPolicySpec) -> LoadedPolicy:
+    """The random policy as `policy test` loads one from a file: through check_policy."""
+    check = check_policy(spec.model_dump(mode="json", by_alias=True, exclude_none=True))
+    assert check.valid, check.message
+    return LoadedPolicy(name="random", path=Path("random.yaml"), check=check)
+
 
 IDENTITIES: list[dict[str, Any]] = [
     {"serviceAccount": {"namespace": "agents", "name": "oncall-agent"}},
@@ -44,9 +55,55 @@ RULES = [
 
 
 @st.composite
+def random_policies(draw: st.DrawFn) -> GrantPolicySpec:
+    """A policy of random shape, filed as `random` next to the examples'."""
+    requesters = draw(
+        st.sampled_from(
+            [
+                {"serviceAccounts": [{"namespace": "agents", "name": "oncall-agent"}]},
+                {"groups": ["ci-agents", "sre-oncall"]},
+                {"users": ["alice"], "groups": ["system:serviceaccounts:agents"]},
+            ]
+        )
+    )
+    grants = draw(
+        st.lists(
+            st.sampled_from(
+                [
+                    {"clusterRole": "jit-restart-checkout"},
+                    {"clusterRole": "cluster-admin", "acceptDangerous": ["*"]},
+                    {"rules": RULES[1]},
+                    {"rules": RULES[2]},
+                ]
+            ),
+            min_size=1,
+            max_size=3,
+            unique_by=json.dumps,
+        )
+    )
+    maximum = draw(st.sampled_from(["10m", "15m", "1h"]))
+    spec: dict[str, Any] = {
+        "requesters": requesters,
+        "namespaces": draw(st.sampled_from([["payments"], ["*"], ["payments", "kube-system"]])),
+        "grants": grants,
+        "maxDuration": maximum,
+        "justification": draw(
+            st.sampled_from([{}, {"required": True}, {"pattern": "^(INC|CHG)-[0-9]+"}, {"pattern": "stuck$"}])
+        ),
+    }
+    if draw(st.booleans()):
+        spec["approval"] = {
+            "required": True,
+            "approvers": draw(st.sampled_from([{"groups": ["sre-oncall"]}, {"users": ["bob", "carol"]}])),
+            "minApprovals": draw(st.sampled_from([1, 2])),
+        }
+    return GrantPolicySpec.model_validate(spec)
+
+
+@st.composite
 def requests(draw: st.DrawFn) -> dict[str, Any]:
     spec: dict[str, Any] = {
-        "policy": draw(st.sampled_from([*sorted(POLICIES), "no-such-policy"])),
+        "policy": draw(st.sampled_from([*sorted(POLICIES), "random", "no-such-policy"])),
         "namespace": draw(st.sampled_from(["payments", "orders", "kube-system", "jitgrant-system", "*"])),
         "justification": draw(st.sampled_from(["", "INC-4711 stuck", "CHG-1", "because", "  INC-2"])),
     }
@@ -75,26 +132,63 @@ def _webhook_answer(review: dict[str, Any]) -> tuple[Outcome, str, str, str | No
     return outcome, reason, message, duration, int(fields["approvals"])
 
 
+def fitting(policy: GrantPolicySpec) -> st.SearchStrategy[tuple[dict[str, Any], dict[str, Any]]]:
+    """An identity and a request that the random policy is likely to allow (most random requests are
+    refused for one reason or another; these reach AutoApproved and AwaitingApproval too)."""
+    people = policy.requesters
+    named: list[dict[str, Any]] = [
+        {"serviceAccount": {"namespace": sa.namespace, "name": sa.name}} for sa in people.service_accounts
+    ]
+    named += [{"user": user} for user in people.users]
+    named += [{"user": "member", "groups": [group]} for group in people.groups]
+    grants = [
+        {"clusterRole": g.cluster_role} if g.cluster_role else {"rules": [r.to_k8s() for r in g.rules or ()]}
+        for g in policy.grants
+    ]
+    namespaces = [ns if ns != "*" else "orders" for ns in policy.namespaces]
+    return st.tuples(
+        st.sampled_from(named),
+        st.builds(
+            lambda namespace, grant, duration: {
+                "policy": "random",
+                "namespace": namespace,
+                "justification": "INC-4711 stuck",
+                **grant,
+                **({"duration": duration} if duration else {}),
+            },
+            st.sampled_from(namespaces),
+            st.sampled_from(grants),
+            st.sampled_from([None, "5m", "10m"]),
+        ),
+    )
+
+
 @settings(
-    max_examples=60,
+    max_examples=150,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(identity=st.sampled_from(IDENTITIES), spec=requests(), inline=st.booleans())
+@given(data=st.data(), inline=st.booleans(), random=random_policies())
 async def test_policy_test_answers_what_the_webhook_dry_run_answers(
     endpoint: WebhookEndpoint,
     runtime: WebhookRuntime,
-    identity: dict[str, Any],
-    spec: dict[str, Any],
+    data: st.DataObject,
     inline: bool,
+    random: GrantPolicySpec,
 ) -> None:
-    runtime.policies = dict(POLICIES)
+    runtime.policies = {**POLICIES, "random": random}
+    manifests = replace(MANIFESTS, policies={**MANIFESTS.policies, "random": _loaded(random)})
     runtime.settings = runtime.settings.model_copy(update={"inline_rules_enabled": inline})
+    if data.draw(st.booleans(), label="fitting"):
+        identity, spec = data.draw(fitting(random), label="identity, request")
+    else:
+        identity = data.draw(st.sampled_from(IDENTITIES), label="identity")
+        spec = data.draw(requests(), label="request")
     case = Case.model_validate(
         {"name": "random", "identity": identity, "request": spec, "expect": {"outcome": "allowed"}}
     )
     offline = evaluate(
-        case, MANIFESTS, Settings(inline_rules_enabled=inline, operator_namespace="jitgrant-system")
+        case, manifests, Settings(inline_rules_enabled=inline, operator_namespace="jitgrant-system")
     )
 
     body = {
@@ -113,6 +207,7 @@ async def test_policy_test_answers_what_the_webhook_dry_run_answers(
         admission.VALIDATE_ID, operation="CREATE", obj=stamped, userinfo=userinfo, dry_run=True
     )
     outcome, reason, message, duration, approvals = _webhook_answer(verdict.raw)
+    event(f"{outcome}: {reason}")  # --hypothesis-show-statistics: every outcome is reached
 
     assert (offline.outcome, offline.reason, offline.message) == (outcome, reason, message)
     assert (format_duration(offline.duration) if offline.duration else None) == duration
