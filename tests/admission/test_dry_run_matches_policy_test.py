@@ -14,19 +14,21 @@ from pathlib import Path
 from typing import Any
 
 import jsonpatch
+import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from identity.issuer import LocalIssuer
 from jitgrant.handlers import admission
 from jitgrant.lifecycle.dry_run import Outcome
 from jitgrant.models import GrantPolicySpec, format_duration
-from jitgrant.models.vocabulary import DRY_RUN_WARNING, Reason
+from jitgrant.models.vocabulary import DRY_RUN_WARNING, OIDC_TOKEN_ANNOTATION, Reason
 from jitgrant.offline.cases import Case, Settings, evaluate
-from jitgrant.offline.loader import LoadedPolicy, load
+from jitgrant.offline.loader import LoadedPolicy, Manifests, load
 from jitgrant.policy import check_policy
 
 from .apiserver import WebhookEndpoint
-from .conftest import NS, WebhookRuntime
+from .conftest import AGENT, NS, WebhookRuntime, request_body
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 MANIFESTS = load(EXAMPLES)
@@ -209,6 +211,64 @@ async def test_policy_test_answers_what_the_webhook_dry_run_answers(
     outcome, reason, message, duration, approvals = _webhook_answer(verdict.raw)
     event(f"{outcome}: {reason}")  # --hypothesis-show-statistics: every outcome is reached
 
+    assert (offline.outcome, offline.reason, offline.message) == (outcome, reason, message)
+    assert (format_duration(offline.duration) if offline.duration else None) == duration
+    assert offline.approvals == approvals
+
+
+@pytest.mark.parametrize(
+    ("subject", "groups", "policy"),
+    [
+        ("agent-7", [], "prod"),  # a named subject
+        ("agent-9", ["release"], "prod"),  # a named group
+        ("agent-9", ["other"], "prod"),  # neither: the mutating webhook refuses the token
+        ("agent-7", [], "no-such-policy"),  # the webhook refuses a token naming no policy
+    ],
+)
+async def test_an_oidc_case_answers_what_the_webhook_answers_for_its_verified_token(
+    endpoint: WebhookEndpoint,
+    runtime: WebhookRuntime,
+    issuer: LocalIssuer,
+    subject: str,
+    groups: list[str],
+    policy: str,
+) -> None:
+    spec = request_body(policy=policy)["spec"]
+    case = Case.model_validate(
+        {
+            "name": "oidc",
+            "identity": {"oidc": {"issuer": issuer.url, "subject": subject, "groups": groups}},
+            "request": spec,
+            "expect": {"outcome": "allowed"},
+        }
+    )
+    manifests = Manifests(
+        policies={
+            name: LoadedPolicy(
+                name=name,
+                path=Path(f"{name}.yaml"),
+                check=check_policy(spec_.model_dump(mode="json", by_alias=True, exclude_none=True)),
+            )
+            for name, spec_ in runtime.policies.items()
+        }
+    )
+    offline = evaluate(case, manifests, Settings(operator_namespace="jitgrant-system"))
+
+    body = request_body(policy=policy)
+    body["metadata"]["annotations"] = {OIDC_TOKEN_ANNOTATION: issuer.mint(sub=subject, groups=groups)}
+    mutated = await endpoint.review(
+        admission.MUTATE_ID, operation="CREATE", obj=body, userinfo=AGENT, dry_run=True
+    )
+    if not mutated.allowed:
+        assert (subject == "agent-9" and groups == ["other"]) or policy == "no-such-policy"
+        assert (offline.outcome, offline.reason) == (Outcome.DENIED, Reason.REQUESTER_NOT_VERIFIED)
+        assert offline.message == mutated.message
+        return
+    stamped = jsonpatch.apply_patch(body, mutated.patch)
+    verdict = await endpoint.review(
+        admission.VALIDATE_ID, operation="CREATE", obj=stamped, userinfo=AGENT, dry_run=True
+    )
+    outcome, reason, message, duration, approvals = _webhook_answer(verdict.raw)
     assert (offline.outcome, offline.reason, offline.message) == (outcome, reason, message)
     assert (format_duration(offline.duration) if offline.duration else None) == duration
     assert offline.approvals == approvals

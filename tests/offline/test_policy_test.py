@@ -129,7 +129,7 @@ def test_an_identity_naming_two_kinds_is_refused_by_field(
     code, out, _ = run(capsys, "policy", "test", str(repo))
     assert code == 1
     assert f"{path}: GrantPolicyTest is malformed: case 1 'staging restart': identity:" in out
-    assert "exactly one of user or serviceAccount" in out
+    assert "exactly one of user, serviceAccount or oidc" in out
 
 
 def test_a_typed_requester_is_refused(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -12,14 +12,22 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
+from jitgrant.identity.claims import (
+    VerifiedIdentity,
+    issuer_entry,
+    oidc_username,
+    policy_not_found,
+    requester_refusal,
+)
 from jitgrant.identity.stamp import requester_from_userinfo, stamp_to_wire
 from jitgrant.lifecycle.dry_run import DryRunAnswer, Outcome, dry_run_answer
-from jitgrant.models import GROUP_VERSION, PolicyRule, format_duration
+from jitgrant.models import GROUP_VERSION, GrantPolicySpec, PolicyRule, RequesterStamp, format_duration
 from jitgrant.models.base import Duration, WireModel, parse_duration
 from jitgrant.models.policy import ServiceAccountRef
 from jitgrant.models.vocabulary import Reason
@@ -27,24 +35,42 @@ from jitgrant.offline.loader import TEST_KIND, ManifestError, Manifests
 from jitgrant.policy import DEFAULT_OPERATOR_NAMESPACE, widened_reason
 
 AUTHENTICATED = "system:authenticated"
+_NEVER = datetime.max.replace(tzinfo=UTC)  # a verified token's expiry plays no part in the decision
+
+
+class OIDCIdentity(WireModel):
+    """An agent outside the cluster, as its verified token would prove it (the token itself is
+    taken as valid: signature, audience and expiry are the IdP's and the verifier's business)."""
+
+    issuer: str = Field(min_length=1)
+    subject: str = Field(min_length=1)
+    groups: tuple[str, ...] = ()
 
 
 class Identity(WireModel):
     """Who files the request: a user (with groups) or a ServiceAccount, as the API server would
-    authenticate them (system:authenticated, and for a ServiceAccount its namespace's groups)."""
+    authenticate them (system:authenticated, and for a ServiceAccount its namespace's groups), or an
+    OIDC agent as its verified token would prove it."""
 
     user: str | None = Field(default=None, min_length=1)
     service_account: ServiceAccountRef | None = None
+    oidc: OIDCIdentity | None = None
     groups: tuple[str, ...] = ()
 
     @model_validator(mode="after")
     def _one(self) -> Identity:
-        if (self.user is None) == (self.service_account is None):
-            raise ValueError("identity needs exactly one of user or serviceAccount (groups are optional)")
+        if sum(kind is not None for kind in (self.user, self.service_account, self.oidc)) != 1:
+            raise ValueError(
+                "identity needs exactly one of user, serviceAccount or oidc (groups are optional)"
+            )
+        if self.oidc is not None and self.groups:
+            raise ValueError("an oidc identity's groups go in oidc.groups (the token's groups claim)")
         return self
 
     def userinfo(self) -> dict[str, Any]:
         """The AdmissionReview userInfo the API server would send for this identity."""
+        if self.oidc is not None:
+            raise ValueError("an oidc identity is proven by its token, not by the API server's userInfo")
         if self.service_account is not None:
             sa = self.service_account
             groups = ["system:serviceaccounts", f"system:serviceaccounts:{sa.namespace}", AUTHENTICATED]
@@ -53,7 +79,26 @@ class Identity(WireModel):
 
     @property
     def label(self) -> str:
+        if self.oidc is not None:
+            return oidc_username(issuer=self.oidc.issuer, subject=self.oidc.subject)
         return self.service_account.username if self.service_account is not None else str(self.user)
+
+
+def _oidc_stamp(
+    oidc: OIDCIdentity, *, policy_name: str, policy: GrantPolicySpec | None
+) -> RequesterStamp | str:
+    """The stamp the mutating webhook writes for a verified token, or why it refuses the token: the
+    same pure checks it runs around the signature verification (handlers/admission.py)."""
+    if policy is None:
+        return policy_not_found(policy_name)
+    issuer = issuer_entry(policy, policy_name=policy_name, claimed=oidc.issuer)
+    if isinstance(issuer, str):
+        return issuer
+    identity = VerifiedIdentity(
+        issuer=oidc.issuer, subject=oidc.subject, groups=oidc.groups, expires_at=_NEVER, replay_key=""
+    )
+    refusal = requester_refusal(identity, issuer=issuer, policy_name=policy_name)
+    return refusal if refusal is not None else identity.to_stamp()
 
 
 class LiveClusterRole(WireModel):
@@ -151,15 +196,23 @@ class CaseResult:
 
 def evaluate(case: Case, manifests: Manifests, settings: Settings) -> DryRunAnswer:
     """What filing `case.request` as `case.identity` would do, given the policies and ClusterRoles."""
-    stamp = requester_from_userinfo(case.identity.userinfo())
+    name = str(case.request.get("policy") or "")
+    loaded = manifests.policies.get(name)
+    if case.identity.oidc is not None:
+        usable = loaded.check.spec if loaded is not None and loaded.check.valid else None
+        oidc = _oidc_stamp(case.identity.oidc, policy_name=name, policy=usable)
+        if isinstance(oidc, str):
+            # The mutating webhook refuses the creation itself: nothing is filed.
+            return DryRunAnswer(Outcome.DENIED, Reason.REQUESTER_NOT_VERIFIED, f"OIDC token refused: {oidc}")
+        stamp = oidc
+    else:
+        stamp = requester_from_userinfo(case.identity.userinfo())
     body = {
         "apiVersion": GROUP_VERSION,
         "kind": "AccessRequest",
         "metadata": {"name": "policy-test", "namespace": "default"},
         "spec": {**case.request, "requester": stamp_to_wire(stamp)},
     }
-    name = str(case.request.get("policy") or "")
-    loaded = manifests.policies.get(name)
     if loaded is not None and not loaded.check.valid:
         # What the reconciler does with a stored policy that fails check_policy (policy_status.py).
         message = f"GrantPolicy {name!r} is invalid: {loaded.check.message}; the platform team must fix it"
