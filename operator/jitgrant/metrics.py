@@ -171,6 +171,14 @@ class Metrics:
             ["cluster"],
             registry=self.registry,
         )
+        self._unapproved_dangerous = Gauge(
+            "jitgrant_policy_dangerous_identities_without_approval",
+            "Distinct identities (requester subjects and groups) a GrantPolicy lets obtain a dangerous "
+            "permission without approval, per dangerous entry (secrets, pods/exec, *, ...).",
+            ["policy", "permission"],
+            registry=self.registry,
+        )
+        self._exposure_labels: dict[str, set[str]] = {}
         self._active: dict[str, int] = {}
         self._lock = threading.Lock()
         self._sinks = _SinkHealth()
@@ -278,6 +286,18 @@ class Metrics:
 
     def set_target_reachable(self, *, cluster: str, reachable: bool) -> None:
         self._reachable.labels(cluster=cluster).set(1 if reachable else 0)
+
+    def set_policy_exposure(self, *, policy: str, counts: Mapping[str, int]) -> None:
+        """The policy's dangerous-without-approval counts now; entries it no longer has are removed
+        (an empty mapping, e.g. for a deleted policy, removes them all)."""
+        with self._lock:
+            before = self._exposure_labels.pop(policy, set())
+            for permission in before - set(counts):
+                self._unapproved_dangerous.remove(policy, permission)
+            for permission, count in counts.items():
+                self._unapproved_dangerous.labels(policy=policy, permission=permission).set(count)
+            if counts:
+                self._exposure_labels[policy] = set(counts)
 
     def reconcile_error(self, *, handler: str) -> None:
         self._reconcile_errors.labels(handler=handler).inc()

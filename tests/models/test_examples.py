@@ -8,9 +8,14 @@ import pytest
 import yaml
 
 from jitgrant.models import AccessRequest, GrantPolicy
+from jitgrant.offline.cases import PolicyTestFile
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-MODELS = {"GrantPolicy": GrantPolicy, "AccessRequest": AccessRequest}
+MODELS: dict[str, type[GrantPolicy] | type[AccessRequest] | type[PolicyTestFile]] = {
+    "GrantPolicy": GrantPolicy,
+    "AccessRequest": AccessRequest,
+    "GrantPolicyTest": PolicyTestFile,  # policy test cases (jitgrant policy test examples/)
+}
 
 
 def _jitgrant_documents() -> list[tuple[str, dict[str, object]]]:
@@ -24,7 +29,7 @@ def _jitgrant_documents() -> list[tuple[str, dict[str, object]]]:
 
 def test_there_are_examples_of_both_kinds() -> None:
     kinds = {doc["kind"] for _, doc in _jitgrant_documents()}
-    assert kinds == {"GrantPolicy", "AccessRequest"}
+    assert kinds == {"GrantPolicy", "AccessRequest", "GrantPolicyTest"}
 
 
 @pytest.mark.parametrize(
@@ -33,7 +38,8 @@ def test_there_are_examples_of_both_kinds() -> None:
 def test_example_loads_into_its_model(path: str, document: dict[str, object]) -> None:
     model = MODELS[str(document["kind"])]
     parsed = model.model_validate(document)
-    assert parsed.metadata.name == document["metadata"]["name"]  # type: ignore[index]
+    name = parsed.metadata["name"] if isinstance(parsed, PolicyTestFile) else parsed.metadata.name
+    assert name == document["metadata"]["name"]  # type: ignore[index]
 
 
 def test_a_typo_in_a_manifest_is_an_error_not_ignored() -> None:

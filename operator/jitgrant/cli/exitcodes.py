@@ -12,6 +12,7 @@ from enum import IntEnum
 
 class ExitCode(IntEnum):
     OK = 0
+    CHECK_FAILED = 1  # policy test/lint: a case did not match, or a file or policy has an error
     USAGE = 2  # a malformed option or argument; the message names it and the expected form
     NOT_FOUND = 3  # the named AccessRequest does not exist
     REFUSED = 4  # the API server refused, could not be reached, or the webhook did not record it
@@ -25,6 +26,7 @@ class ExitCode(IntEnum):
 EXIT_CODES_HELP = """\
 exit codes (the same for every command):
   0   done (request: the grant is active, or filed without --wait; watch: the stream ended)
+  1   policy test/lint: a case's outcome differed from its expectation, or a file is unusable
   2   usage: a malformed option, a missing kubeconfig or unknown context (the message says which)
   3   not found: the named AccessRequest does not exist
   4   the API server refused or could not be reached (RBAC, webhook, credentials, network)

@@ -20,6 +20,7 @@ from jitgrant.cli.parsers import (
     add_receiver_subcommand,
     add_request_subcommands,
 )
+from jitgrant.cli.policy import add_policy_subcommands, add_who_can_subcommands
 from jitgrant.cli.run import add_run_subcommand
 
 
@@ -52,6 +53,8 @@ def build_parser(prog: str = "jitgrant") -> argparse.ArgumentParser:
     add_activity_subcommand(sub)
     add_receiver_subcommand(sub)
     add_identity_subcommand(sub)
+    add_policy_subcommands(sub)
+    add_who_can_subcommands(sub)
     try:
         from jitgrant.audit.cli import add_audit_subcommands
     except ImportError:  # pragma: no cover - the audit CLI ships with the package

@@ -53,7 +53,7 @@ from jitgrant.clusters.access import AccessSubject, own_cluster_api, subject_may
 from jitgrant.clusters.errors import ClusterAccessError
 from jitgrant.handlers.dry_run import answer_dry_run
 from jitgrant.handlers.telemetry import measured
-from jitgrant.identity.claims import requester_refusal
+from jitgrant.identity.claims import issuer_entry, policy_not_found, requester_refusal
 from jitgrant.identity.jwks import IssuerUnavailable, JWKSCache
 from jitgrant.identity.oidc import OIDCVerifier, TokenRefused, unverified_issuer
 from jitgrant.identity.stamp import (
@@ -162,17 +162,14 @@ async def _oidc_stamp(
     name = str(spec.get("policy") or "")
     policy = await _policy(runtime, name)
     if policy is None:
-        raise _refuse(f"OIDC token refused: GrantPolicy {name!r} not found")
+        raise _refuse(f"OIDC token refused: {policy_not_found(name)}")
     try:
         claimed = unverified_issuer(token)
     except TokenRefused as error:
         raise _refuse(f"OIDC token refused: {error}") from error
-    issuer = next((item for item in policy.requesters.oidc if item.issuer == claimed), None)
-    if issuer is None:
-        named = ", ".join(item.issuer for item in policy.requesters.oidc) or "none"
-        raise _refuse(
-            f"OIDC token refused: issuer {claimed!r} is not named by policy {name} (named: {named})"
-        )
+    issuer = issuer_entry(policy, policy_name=name, claimed=claimed)
+    if isinstance(issuer, str):
+        raise _refuse(f"OIDC token refused: {issuer}")
     try:
         identity = await _verifier(runtime).verify(token, issuer=issuer, consume=not dryrun)
     except TokenRefused as error:

@@ -31,6 +31,7 @@ from jitgrant.clusters.policy_checks import (
 from jitgrant.lifecycle import Action, Step
 from jitgrant.models import API_GROUP, API_VERSION, GrantPolicySpec, TargetType
 from jitgrant.models.vocabulary import Reason, format_time
+from jitgrant.offline.exposure import dangerous_without_approval
 from jitgrant.policy import ClusterRoleState, check_policy, readiness, rules_of, widened_reason
 from jitgrant.policy.scope import policy_cluster_roles
 
@@ -212,14 +213,28 @@ def _standby(runtime: Any) -> bool:
 
 
 async def refresh_status(runtime: Any, body: Mapping[str, Any]) -> None:
+    name = str((body.get("metadata") or {}).get("name") or "")
+    # Derived from the spec alone, so every replica exports the same value (no stale standby).
+    _set_exposure(runtime, name, body)
     if _standby(runtime):
         return
-    name = str((body.get("metadata") or {}).get("name") or "")
     condition = await ready_condition(runtime, body)
     patch = _status_patch(body, condition, format_time(runtime.clock()))
     if patch is not None:
         await patch_policy_status(runtime.own, name, patch)
         log.info("GrantPolicy %s: Ready=%s (%s) %s", name, *condition)
+
+
+def _set_exposure(runtime: Any, name: str, body: Mapping[str, Any] | None) -> None:
+    """jitgrant_policy_dangerous_identities_without_approval for this policy (no series once it is
+    deleted or invalid)."""
+    metrics = getattr(runtime, "metrics", None)
+    if metrics is None:
+        return
+    check = check_policy(body.get("spec")) if body is not None else None
+    valid = check is not None and check.valid and check.spec is not None
+    counts = dangerous_without_approval(check.spec) if valid and check and check.spec else {}
+    metrics.set_policy_exposure(policy=name, counts=counts)
 
 
 async def recheck_forever(runtime: Any, *, interval: float | None = None) -> None:
@@ -240,7 +255,10 @@ async def recheck_forever(runtime: Any, *, interval: float | None = None) -> Non
 @kopf.on.event(*_RESOURCE, id=STATUS_ID)
 async def policy_changed(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:
     runtime = getattr(memo, "runtime", None)
-    if runtime is None or type == "DELETED":
+    if runtime is None:
+        return
+    if type == "DELETED":
+        _set_exposure(runtime, str(body.metadata.name or ""), None)
         return
     try:
         await refresh_status(runtime, body)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from jitgrant.models import OIDCRequester, ProofKind, RequesterStamp
+from jitgrant.models import GrantPolicySpec, OIDCRequester, ProofKind, RequesterStamp
 from jitgrant.models.policy import SYSTEM_CLAIMS_OPT_IN, SYSTEM_PREFIX
 
 DEFAULT_LEEWAY = timedelta(seconds=30)
@@ -244,6 +244,20 @@ def check_claims(
         expires_at=expires_at,
         replay_key=replay_key,
     )
+
+
+def policy_not_found(policy_name: str) -> str:
+    """Why a token naming a policy that does not exist is refused (the webhook, `policy test`)."""
+    return f"GrantPolicy {policy_name!r} not found"
+
+
+def issuer_entry(policy: GrantPolicySpec, *, policy_name: str, claimed: str) -> OIDCRequester | str:
+    """The policy's entry for the token's (still unverified) issuer, or why the token is refused."""
+    issuer = next((item for item in policy.requesters.oidc if item.issuer == claimed), None)
+    if issuer is not None:
+        return issuer
+    named = ", ".join(item.issuer for item in policy.requesters.oidc) or "none"
+    return f"issuer {claimed!r} is not named by policy {policy_name} (named: {named})"
 
 
 def requester_refusal(identity: VerifiedIdentity, *, issuer: OIDCRequester, policy_name: str) -> str | None:

@@ -1,0 +1,37 @@
+"""`jitgrant who-can` against the real kube-apiserver answers what it answers from the files the
+cluster was set up from (the real_env fixture applies examples/oncall-restart/)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from jitgrant.cli.main import main
+from jitgrant_testing.controlplane import ControlPlane
+from jitgrant_testing.environment import EXAMPLES
+from jitgrant_testing.realenv import RealEnvironment
+
+ASK = ["who-can", "patch", "deployments.apps", "-n", "payments", "--name", "checkout", "-o", "json"]
+
+
+def _routes(capsys: pytest.CaptureFixture[str], *argv: str) -> list[dict[str, Any]]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    routes: list[dict[str, Any]] = json.loads(captured.out)["routes"]
+    return sorted(routes, key=lambda r: (r["identity"], r["policy"], r["grant"]))
+
+
+def test_who_can_on_the_real_cluster_equals_who_can_from_the_files(
+    real_env: RealEnvironment, control_plane: ControlPlane, capsys: pytest.CaptureFixture[str]
+) -> None:
+    live = _routes(capsys, *ASK, "--kubeconfig", str(control_plane.kubeconfig_path("admin")))
+    offline = _routes(capsys, *ASK, "-f", str(EXAMPLES / "oncall-restart"))
+    # Other tests of the session may add policies of their own; the examples' must answer alike.
+    assert [r for r in live if r["policy"] == "oncall-restart"] == offline
+    live = [r for r in live if r["policy"] == "oncall-restart"]
+    assert [(r["identity"], r["policy"], r["approval"]["needed"]) for r in live] == [
+        ("system:serviceaccount:agents:oncall-agent", "oncall-restart", 0)
+    ]
