@@ -44,16 +44,28 @@ OPERATOR_SERVICE_ACCOUNT = "jitgrant"
 OPERATOR_USERNAME = f"system:serviceaccount:{OPERATOR_NAMESPACE}:{OPERATOR_SERVICE_ACCOUNT}"
 
 
+#: Where a wheel carries the repository files the demo and the playground apply (setup.py copies
+#: them there); a checkout (an editable install) has none and reads the repository's own.
+PACKAGED_DATA = Path(__file__).resolve().parent / "_data"
+CHECKOUT = Path(__file__).resolve().parents[2]
+
+
+def repository_file(packaged: str, in_checkout: str) -> Path:
+    """A repository file the demo needs: the wheel's copy if this is an install, else the checkout's."""
+    copy = PACKAGED_DATA / packaged
+    return copy if copy.exists() else CHECKOUT / in_checkout
+
+
 def _examples_dir() -> Path:
     """The repository's examples/: the demo applies the same manifests the README shows.
 
-    `JITGRANT_EXAMPLES` (set by `jitgrant demo --examples PATH`) wins; otherwise the checkout this
-    package runs from. An installed wheel has no checkout, so the demo then asks for the path.
+    `JITGRANT_EXAMPLES` (set by `jitgrant demo --examples PATH`) wins; otherwise the copy in the wheel,
+    or the checkout this package runs from.
     """
     configured = os.environ.get("JITGRANT_EXAMPLES")
     if configured:
         return Path(configured)
-    return Path(__file__).resolve().parents[2] / "examples"
+    return repository_file("examples", "examples")
 
 
 EXAMPLES = _examples_dir()

@@ -22,10 +22,11 @@ from typing import Any
 import yaml
 
 from embedkube import User
-from jitgrant_testing.environment import EXAMPLES, Environment, load_manifests
+from jitgrant_testing.environment import EXAMPLES, Environment, load_manifests, repository_file
 
-CHART_DIR = Path(__file__).resolve().parents[2] / "charts" / "jitgrant"
-USER_CLUSTER_ROLES = CHART_DIR / "templates" / "user-clusterroles.yaml"
+USER_CLUSTER_ROLES = repository_file(
+    "user-clusterroles.yaml", "charts/jitgrant/templates/user-clusterroles.yaml"
+)
 AGENT_NAMESPACE = "agents"
 AGENT = "oncall-agent"
 APPROVER = "alice"
