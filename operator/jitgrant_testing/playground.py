@@ -134,7 +134,7 @@ policies oncall-restart (auto-approved) and prod-restart (needs an approver); De
 
 try it:
   KUBECONFIG={k["agent"]} jitgrant request --policy prod-restart --target-namespace payments \\
-      --cluster-role jit-restart-checkout --for 10m --reason "INC-1 checkout stuck" --wait
+      --cluster-role jit-restart-checkout --for 10m --justification "INC-1 checkout stuck" --wait
   KUBECONFIG={k["approver"]} jitgrant list --pending
   KUBECONFIG={k["approver"]} jitgrant get NAME      # then: jitgrant approve NAME --reason ...
 press Ctrl-C to stop

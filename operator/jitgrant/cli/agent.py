@@ -218,6 +218,23 @@ def _check(client: Client, kwargs: dict[str, Any], err: Any) -> int:
     return EXIT_DENIED if result.outcome == "denied" else EXIT_ACTIVE
 
 
+def _justification(args: argparse.Namespace, err: Any) -> str:
+    """--justification, or its deprecated spelling --reason (with a warning); usage error if neither."""
+    given: str | None = args.justification
+    if args.deprecated_reason is not None:
+        print("warning: --reason is deprecated (removed in 0.2): use --justification", file=err)
+        if given is not None and given != args.deprecated_reason:
+            raise CliError("give --justification once (--reason is its deprecated spelling)", EXIT_USAGE)
+        given = args.deprecated_reason
+    if not given or not given.strip():
+        raise CliError(
+            "--justification is required: why you need the access, e.g. --justification 'INC-4711 "
+            "checkout pods stuck' (approvers and the audit trail read it)",
+            EXIT_USAGE,
+        )
+    return given
+
+
 def cmd_request(args: argparse.Namespace) -> int:
     err = sys.stderr
     try:
@@ -234,6 +251,7 @@ def cmd_request(args: argparse.Namespace) -> int:
             timeout = parse_duration(args.timeout).total_seconds()
         except ValueError as exc:
             raise CliError(f"--timeout: {exc}", EXIT_USAGE) from exc
+        justification = _justification(args, err)
         token = read_oidc_token(args.oidc_token_file) if args.oidc_token_file else None
         try:
             rules = [parse_rule(text) for text in args.rule or ()]
@@ -252,7 +270,7 @@ def cmd_request(args: argparse.Namespace) -> int:
     kwargs: dict[str, Any] = {
         "policy": args.policy,
         "namespace": args.grant_namespace,
-        "reason": args.reason,
+        "justification": justification,
         "cluster_role": args.cluster_role,
         "rules": rules or None,
         "duration": args.duration,

@@ -150,8 +150,12 @@ def add_agent_subcommands(sub: Any) -> None:
     )
     p.add_argument("--for", dest="duration", metavar="DURATION", help="e.g. 10m (default: the policy's)")
     p.add_argument(
-        "--reason", required=True, help="the justification (INC-123 ...); approvers and the audit read it"
+        "--justification",
+        metavar="TEXT",
+        help="required: why (INC-123 ...); approvers and the audit read it (spec.justification)",
     )
+    # The spelling 0.1 shipped; deprecated, removed in 0.2 (cmd_request says so when it is used).
+    p.add_argument("--reason", dest="deprecated_reason", help=argparse.SUPPRESS)
     _request_namespace_flag(
         p, "where the AccessRequest is filed (default: the kubeconfig context's namespace)"
     )
