@@ -27,6 +27,7 @@ from kubernetes.client.exceptions import ApiException
 
 from embedkube import EmbeddedCluster, User
 from jitgrant.handlers.runtime import Runtime
+from jitgrant.logs import quiet_refusals
 from jitgrant.models import API_GROUP, API_VERSION
 from jitgrant.models.crd import all_crds
 from jitgrant.permissions import (
@@ -166,6 +167,7 @@ class Environment:
         self.stop()
 
     def start(self) -> None:
+        quiet_refusals()  # as `jitgrant run` does: webhook refusals at INFO, not ERROR
         self.cluster = EmbeddedCluster(
             name="embedded",
             crd_manifests=list(all_crds().values()),

@@ -115,7 +115,15 @@ def kubeconfig_paths(explicit: str | None) -> tuple[str, ...]:
         return (str(Path(explicit).expanduser()),)
     listed = os.environ.get("KUBECONFIG", "")
     candidates = [p for p in listed.split(PATH_SEPARATOR) if p] or [str(Path.home() / ".kube" / "config")]
-    return tuple(str(Path(p).expanduser()) for p in candidates if Path(p).expanduser().exists())
+    found = tuple(str(Path(p).expanduser()) for p in candidates if Path(p).expanduser().exists())
+    if listed.strip(PATH_SEPARATOR) and not found:
+        # kubectl ignores missing files in KUBECONFIG; none at all is almost always a typo.
+        raise CliError(
+            f"KUBECONFIG={listed}: no such file{'s' if len(candidates) > 1 else ''}; point KUBECONFIG "
+            "(or --kubeconfig) at an existing kubeconfig",
+            ExitCode.USAGE,
+        )
+    return found
 
 
 def merge_kubeconfigs(paths: Sequence[str]) -> dict[str, Any]:
@@ -151,6 +159,19 @@ def cluster_config(args: argparse.Namespace) -> ClusterConfig:
     merged = merge_kubeconfigs(paths)
     name = context or merged.get("current-context")
     known = [entry.get("name") for entry in merged["contexts"]]
+    where = PATH_SEPARATOR.join(paths)
+    if not known:
+        raise CliError(
+            f"{where} has no contexts: add one (kubectl config set-context NAME --cluster C --user U) "
+            "or point --kubeconfig/KUBECONFIG at another kubeconfig",
+            ExitCode.USAGE,
+        )
+    if not name:
+        raise CliError(
+            f"{where} sets no current-context: pass --context NAME (contexts: {', '.join(map(str, known))}) "
+            "or run kubectl config use-context NAME",
+            ExitCode.USAGE,
+        )
     if name not in known:
         what = f"--context {context}" if context else f"current-context {name!r}"
         raise CliError(

@@ -41,6 +41,7 @@ from jitgrant.models.vocabulary import (
     DENY_ANNOTATION,
     REVOKE_ANNOTATION,
 )
+from jitgrant.unreachable import unreachable
 
 # The names cli/agent.py imports; the values are the shared table's.
 EXIT_OK = int(ExitCode.OK)
@@ -87,11 +88,7 @@ def with_cluster(command: Callable[[argparse.Namespace, ApiClient], int]) -> Cal
             print(f"error: {describe_api_error(exc)}", file=sys.stderr)
             return EXIT_REFUSED
         except urllib3.exceptions.HTTPError as exc:
-            print(
-                f"error: cannot reach the API server at {client.configuration.host} ({exc}); check that the "
-                "cluster is up and that --kubeconfig (or KUBECONFIG) points at it",
-                file=sys.stderr,
-            )
+            print(f"error: {for_terminal(unreachable(client.configuration.host, exc))}", file=sys.stderr)
             return EXIT_REFUSED
         except KeyboardInterrupt:
             return int(ExitCode.INTERRUPTED)

@@ -28,6 +28,7 @@ from multidict import CIMultiDict
 from jitgrant.client.errors import ApiRefused, ApiUnreachable, JitgrantError
 from jitgrant.models import API_GROUP, API_VERSION
 from jitgrant.models.vocabulary import Reason
+from jitgrant.unreachable import unreachable
 
 IN_CLUSTER_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 REQUESTS = "accessrequests"
@@ -203,10 +204,7 @@ class Connection:
                     raise refused(response.status, text)
                 return ApiResponse(body=json.loads(text) if text else {}, warnings=warnings)
         except (aiohttp.ClientError, TimeoutError, ssl.SSLError) as exc:
-            raise ApiUnreachable(
-                f"cannot reach the API server at {self.host} ({exc or type(exc).__name__})",
-                reason=Reason.API_UNREACHABLE,
-            ) from exc
+            raise ApiUnreachable(unreachable(self.host, exc), reason=Reason.API_UNREACHABLE) from exc
 
     async def watch(self, path: str, params: Mapping[str, str]) -> AsyncIterator[dict[str, Any]]:
         """One watch connection's events, until the server ends it; the caller resumes."""
