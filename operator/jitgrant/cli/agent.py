@@ -44,7 +44,7 @@ from jitgrant.client import (
 )
 from jitgrant.client._api import Connection
 from jitgrant.client._async import ending_words
-from jitgrant.models import parse_duration
+from jitgrant.models import Phase, parse_duration
 from jitgrant.models.rbac import PolicyRule
 from jitgrant.models.text import for_terminal
 from jitgrant.models.vocabulary import Reason
@@ -153,6 +153,8 @@ def agent_client(args: argparse.Namespace, *, namespace: str) -> Client:
 
 def _show(err: Any) -> Callable[[Progress], None]:
     def show(progress: Progress) -> None:
+        if progress.phase is not None and Phase(progress.phase).terminal:
+            return  # the ending is said once, with its exit code's words, by wait_for_grant
         print(for_terminal(progress.describe()), file=err, flush=True)
 
     return show

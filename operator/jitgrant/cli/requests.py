@@ -33,7 +33,15 @@ from jitgrant.cli.describe import Paint, approvals_needed, describe_request, sco
 from jitgrant.cli.exitcodes import ExitCode
 from jitgrant.cli.kubeconfig import CliError, client_from_args, namespace_from_args
 from jitgrant.cli.output import as_list, render_structured
-from jitgrant.models import API_GROUP, API_VERSION, ApprovalPolicy, RequesterStamp, parse_duration
+from jitgrant.models import (
+    API_GROUP,
+    API_VERSION,
+    TERMINAL_PHASES,
+    ApprovalPolicy,
+    Phase,
+    RequesterStamp,
+    parse_duration,
+)
 from jitgrant.models.text import CELL_LIMIT, for_terminal, terminal_tree
 from jitgrant.models.vocabulary import (
     APPROVALS_ANNOTATION,
@@ -136,7 +144,7 @@ def row_of(obj: Mapping[str, Any], now: datetime, *, wide: bool = False) -> dict
         "REQUESTER": (spec.get("requester") or {}).get("username", "-"),
         "SCOPE": scope_of(spec),
         "APPROVALS": f"{len(approvals)} ({len(recorded)} recorded)" if recorded else str(len(approvals)),
-        "EXPIRES": status.get("expiresAt") or "-",
+        "EXPIRES": _expires(status),
         "AGE": _age(meta.get("creationTimestamp"), now),
     }
     if wide:
@@ -151,6 +159,15 @@ def row_of(obj: Mapping[str, Any], now: datetime, *, wide: bool = False) -> dict
         column: for_terminal(str(value), limit=CELL_LIMIT if column in _FREE_TEXT else None)
         for column, value in row.items()
     }
+
+
+def _expires(status: Mapping[str, Any]) -> str:
+    """When the access ends: the planned expiry while it may still come; for a request that ended
+    otherwise (revoked, released, denied, failed, timed out), when it ended, marked so."""
+    phase, ended = status.get("phase"), status.get("endedAt")
+    if ended and phase in TERMINAL_PHASES and phase != Phase.EXPIRED:
+        return f"ended:{ended}"
+    return str(status.get("expiresAt") or "-")
 
 
 # Columns cut at CELL_LIMIT (names are never cut: an approver types them; describe shows all).
