@@ -114,10 +114,21 @@ class Playground:
             ),
             "admin": env.cluster.admin_token,
         }
-        for who, token in tokens.items():
+        # Each identity its own context, user and (shared) cluster name, so KUBECONFIG=a:b keeps both
+        # (kubectl's merge keeps the first entry of each name), and one merged file with all three.
+        configs = {
+            who: _named(env.cluster.kubeconfig(token=token, namespace=AGENT_NAMESPACE), who)
+            for who, token in tokens.items()
+        }
+        merged = {
+            **configs["agent"],
+            "users": [user for config in configs.values() for user in config["users"]],
+            "contexts": [context for config in configs.values() for context in config["contexts"]],
+        }
+        for who, config in [*configs.items(), ("merged", merged)]:
             path = self.state_dir / f"{who}.kubeconfig"
-            env.cluster.write_kubeconfig(path, token=token, namespace=AGENT_NAMESPACE)
-            path.chmod(0o600)
+            path.touch(mode=0o600)  # bearer tokens: never readable by others, not even for a moment
+            path.write_text(yaml.safe_dump(config))
             self.kubeconfigs[who] = path
 
     def banner(self) -> str:
@@ -129,6 +140,7 @@ kubeconfigs in {self.state_dir}{removed}:
   agent     {k["agent"]}  (ServiceAccount {AGENT_NAMESPACE}/{AGENT}, ClusterRole jitgrant-requester)
   approver  {k["approver"]}  ({APPROVER}, group {APPROVER_GROUP}, ClusterRole jitgrant-approver)
   admin     {k["admin"]}
+  all three {k["merged"]}  (contexts {", ".join(context_name(w) for w in ("agent", "approver", "admin"))})
 policies oncall-restart (auto-approved) and prod-restart (needs an approver); Deployments
 {", ".join(f"{ns}/{name}" for ns, name in SAMPLE_DEPLOYMENTS)}; audit trail: {self.env.audit_file}
 
@@ -139,6 +151,28 @@ try it:
   KUBECONFIG={k["approver"]} jitgrant get NAME      # then: jitgrant approve NAME --reason ...
 press Ctrl-C to stop
 """
+
+
+CLUSTER_NAME = "jitgrant-playground"
+
+
+def context_name(who: str) -> str:
+    return f"{who}@jitgrant"
+
+
+def _named(config: dict[str, Any], who: str) -> dict[str, Any]:
+    """`config` (one cluster, user and context) with the playground's names for `who`."""
+    name = context_name(who)
+    (cluster,), (user,), (context,) = config["clusters"], config["users"], config["contexts"]
+    return {
+        **config,
+        "clusters": [{**cluster, "name": CLUSTER_NAME}],
+        "users": [{**user, "name": name}],
+        "contexts": [
+            {"name": name, "context": {**context["context"], "cluster": CLUSTER_NAME, "user": name}}
+        ],
+        "current-context": name,
+    }
 
 
 def _sa(namespace: str, name: str) -> dict[str, str]:

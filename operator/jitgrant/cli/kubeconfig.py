@@ -115,15 +115,7 @@ def kubeconfig_paths(explicit: str | None) -> tuple[str, ...]:
         return (str(Path(explicit).expanduser()),)
     listed = os.environ.get("KUBECONFIG", "")
     candidates = [p for p in listed.split(PATH_SEPARATOR) if p] or [str(Path.home() / ".kube" / "config")]
-    found = tuple(str(Path(p).expanduser()) for p in candidates if Path(p).expanduser().exists())
-    if listed.strip(PATH_SEPARATOR) and not found:
-        # kubectl ignores missing files in KUBECONFIG; none at all is almost always a typo.
-        raise CliError(
-            f"KUBECONFIG={listed}: no such file{'s' if len(candidates) > 1 else ''}; point KUBECONFIG "
-            "(or --kubeconfig) at an existing kubeconfig",
-            ExitCode.USAGE,
-        )
-    return found
+    return tuple(str(Path(p).expanduser()) for p in candidates if Path(p).expanduser().exists())
 
 
 def merge_kubeconfigs(paths: Sequence[str]) -> dict[str, Any]:
@@ -148,6 +140,14 @@ def cluster_config(args: argparse.Namespace) -> ClusterConfig:
     paths = kubeconfig_paths(getattr(args, "kubeconfig", None))
     context = getattr(args, "context", None)
     if not paths:
+        listed = os.environ.get("KUBECONFIG", "")
+        if listed.strip(PATH_SEPARATOR) and not os.environ.get("KUBERNETES_SERVICE_HOST"):
+            # kubectl skips missing files in KUBECONFIG; none existing at all is almost always a typo.
+            raise CliError(
+                f"KUBECONFIG={listed}: no such file; point KUBECONFIG (or --kubeconfig) at an existing "
+                "kubeconfig",
+                ExitCode.USAGE,
+            )
         if not os.environ.get("KUBERNETES_SERVICE_HOST"):
             raise CliError(
                 "no kubeconfig found and not running in a cluster: pass --kubeconfig PATH or set KUBECONFIG",
