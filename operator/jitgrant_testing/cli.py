@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import signal
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -39,8 +41,23 @@ def embedded(args: argparse.Namespace) -> int:
         health_port=getattr(args, "health_port", None),
         audit_stdout=True,
     ) as playground:
-        print(playground.banner(), flush=True)
         stop: threading.Event = getattr(args, "stop", None) or threading.Event()
-        with contextlib.suppress(KeyboardInterrupt):
+        # Set up before the banner: whoever reads it may stop the playground at once.
+        with contextlib.suppress(KeyboardInterrupt), _stopped_by_sigterm(stop):
+            print(playground.banner(), flush=True)
             stop.wait()
     return 0
+
+
+@contextlib.contextmanager
+def _stopped_by_sigterm(stop: threading.Event) -> Iterator[None]:
+    """SIGTERM (kill, a service manager, a container runtime) ends the playground as Ctrl-C does:
+    the cluster and operator stop and the temporary state directory with its tokens is removed."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers belong to the main thread; tests stop it through `stop`
+        return
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

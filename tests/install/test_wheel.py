@@ -10,7 +10,9 @@ So `import jitgrant` in that venv is the wheel's, and a file the wheel lacks is 
 
 from __future__ import annotations
 
+import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -18,10 +20,14 @@ import sysconfig
 import time
 import zipfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters
 
 ROOT = Path(__file__).resolve().parents[2]
 HIDE_ENV = "JITGRANT_TEST_HIDE_MODULES"
@@ -151,12 +157,13 @@ def test_demo_list_and_one_scenario_run_from_the_wheel(installed: Installed) -> 
     assert "every step checked against the cluster" in scenario.stdout
 
 
-@pytest.mark.timeout(300)
-def test_the_playground_runs_from_the_wheel_and_stops_on_ctrl_c(installed: Installed) -> None:
+@contextmanager
+def playground(installed: Installed) -> Iterator[tuple[subprocess.Popen[str], dict[str, Path]]]:
+    """`jitgrant run --embedded` from the wheel, until its banner; the kubeconfigs it printed."""
     process = subprocess.Popen(
         [str(installed.bin / "jitgrant"), "run", "--embedded"],
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
         text=True,
         cwd=installed.home,
         env=installed.env(),
@@ -173,19 +180,103 @@ def test_the_playground_runs_from_the_wheel_and_stops_on_ctrl_c(installed: Insta
             if "press Ctrl-C to stop" in line:
                 break
         banner = "".join(seen)
-        assert "press Ctrl-C to stop" in banner, banner + (process.stderr.read() if process.stderr else "")
-        agent = next(line.split()[1] for line in seen if line.startswith("  agent "))
-        assert Path(agent).is_file()
-        process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=60) == 0
-        assert not Path(agent).exists()  # the temporary state directory went with it
+        assert "press Ctrl-C to stop" in banner, banner
+        paths = {
+            who: Path(path)
+            for who, path in re.findall(r"^  (agent|approver|admin|all three)\s+(\S+)", banner, re.M)
+        }
+        yield process, paths
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
-        for stream in (process.stdout, process.stderr):
-            if stream is not None:
-                stream.close()
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_the_playground_runs_from_the_wheel_and_cleans_up_on_ctrl_c_or_sigterm(
+    installed: Installed, stop: signal.Signals
+) -> None:
+    with playground(installed) as (process, paths):
+        assert paths["agent"].is_file() and paths["all three"].is_file()
+        process.send_signal(stop)
+        assert process.wait(timeout=60) == 0
+        assert not paths["agent"].parent.exists()  # the temporary state directory with its tokens
+
+
+async def _mcp_agent(installed: Installed, kubeconfig: Path) -> tuple[dict[str, Any], str, dict[str, Any]]:
+    params = StdioServerParameters(
+        command=str(installed.bin / "jitgrant"),
+        args=["mcp", "--kubeconfig", str(kubeconfig), "--context", "agent@jitgrant"],
+        env=installed.env(),
+        cwd=str(installed.home),
+    )
+    async with Client(params, cache=None) as client:
+        grantable = await client.call_tool("list_grantable", {})
+        ask = {
+            "policy": "prod-restart",
+            "namespace": "payments",
+            "cluster_role": "jit-restart-checkout",
+            "justification": "INC-2 checkout stuck",
+        }
+        bad = await client.call_tool("request_access", {**ask, "duration": "10 minutes"})
+        assert bad.is_error
+        check = await client.call_tool("check_access", {**ask, "duration": "10m"})
+    assert grantable.structured_content is not None and check.structured_content is not None
+    text = " ".join(getattr(block, "text", "") for block in bad.content)
+    return grantable.structured_content, text, check.structured_content
+
+
+@pytest.mark.timeout(300)
+def test_the_newcomer_path_from_the_wheel(installed: Installed) -> None:
+    """The playground, then request / approve / release as three identities through its one merged
+    kubeconfig, then MCP over stdio with the SDK's client (a bad argument included)."""
+    with playground(installed) as (process, paths):
+        merged = str(paths["all three"])
+
+        def jitgrant(who: str, *args: str) -> subprocess.CompletedProcess[str]:
+            return installed.run(*args, "--kubeconfig", merged, "--context", f"{who}@jitgrant", timeout=60)
+
+        ask = ["--policy", "prod-restart", "--target-namespace", "payments"]
+        ask += ["--cluster-role", "jit-restart-checkout", "--for", "10m", "--justification", "INC-1 stuck"]
+        as_agent = ["--kubeconfig", merged, "--context", "agent@jitgrant"]
+        agent = subprocess.Popen(
+            [str(installed.bin / "jitgrant"), "request", *ask, "--wait", "--timeout", "90s", *as_agent],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=installed.home,
+            env=installed.env(),
+        )
+        try:
+            assert agent.stdout is not None
+            name = agent.stdout.readline().strip()
+            assert name.startswith("prod-restart-"), name
+            deadline = time.monotonic() + 30
+            approve = ("approve", name, "-n", "agents", "--reason", "ok")
+            while (approved := jitgrant("approver", *approve)).returncode:
+                assert time.monotonic() < deadline, approved.stderr
+                time.sleep(0.5)
+            _, err = agent.communicate(timeout=90)
+            assert agent.returncode == 0, err
+        finally:
+            if agent.poll() is None:
+                agent.kill()
+                agent.communicate()
+        released = jitgrant("agent", "release", name, "-n", "agents")
+        assert released.returncode == 0 and "Released" in released.stdout, released.stderr
+        listed = jitgrant("admin", "list", "-n", "agents")
+        assert listed.returncode == 0 and "Revoked" in listed.stdout and "ended:" in listed.stdout
+
+        grantable, bad, check = asyncio.run(_mcp_agent(installed, Path(merged)))
+        assert {p["policy"] for p in grantable["policies"]} >= {"oncall-restart", "prod-restart"}
+        assert "InvalidRequest: duration: got '10 minutes'" in bad and "Next:" in bad, bad
+        assert check["outcome"] == "pending-approval", check
+
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
 
 
 @pytest.mark.parametrize("command", [("demo", "--list"), ("demo",), ("run", "--embedded")])
