@@ -382,9 +382,17 @@ def cmd_policies(args: argparse.Namespace) -> int:
             if g.justification_pattern
             else ("justification required" if g.justification_required else "no justification needed")
         )
+        # Marked first: a request under a policy that is not Ready ends Failed.
+        mark = (
+            f"NOT READY ({g.ready_reason}: {g.ready_message}) "
+            if g.ready is False
+            else ("not judged yet " if g.ready is None else "")
+        )
         print(
-            f"{g.policy}: {grants} in {', '.join(g.namespaces)} on {g.cluster}; up to {g.max_duration} "
-            f"(default {g.default_duration}); {approval}; {justification}"
+            for_terminal(
+                f"{g.policy}: {mark}{grants} in {', '.join(g.namespaces)} on {g.cluster}; up to "
+                f"{g.max_duration} (default {g.default_duration}); {approval}; {justification}"
+            )
         )
     return EXIT_ACTIVE
 

@@ -46,7 +46,15 @@ from jitgrant.client.errors import (
     NotYourRequest,
     RequestNotFound,
 )
-from jitgrant.client.results import CheckResult, Grant, Grantable, Identity, Outcome, Progress
+from jitgrant.client.results import (
+    CheckResult,
+    Grant,
+    Grantable,
+    Identity,
+    Outcome,
+    PolicyReadiness,
+    Progress,
+)
 from jitgrant.grants.delivery import KUBECONFIG_KEY
 from jitgrant.models import (
     API_GROUP,
@@ -381,6 +389,9 @@ class AsyncClient:
                 reason, message = found
                 details = _details(answer.warnings)
                 outcome: Outcome = "pending-approval" if reason == Reason.AWAITING_APPROVAL else "allowed"
+                not_ready = await self._not_ready(str(manifest["spec"]["policy"]))
+                if not_ready is not None:
+                    return not_ready
                 return CheckResult(
                     outcome=outcome,
                     reason=reason,
@@ -392,6 +403,25 @@ class AsyncClient:
         raise JitgrantError(
             "the operator did not answer the dry run (its webhook predates dry-run support: upgrade it)",
             reason=Reason.API_REFUSED,
+        )
+
+    async def _not_ready(self, policy: str) -> CheckResult | None:
+        """The answer when the policy's Ready condition is False: the webhook's dry run decides on the
+        spec alone, but a request filed under a policy that is not Ready ends Failed. A caller who
+        may not read the policy gets the webhook's answer unchanged."""
+        try:
+            answer = await self._api.call("GET", policy_path(policy))
+        except ApiRefused:
+            return None
+        readiness = PolicyReadiness.of(answer.body)
+        if readiness.ready is not False:
+            return None
+        return CheckResult(
+            outcome="denied",
+            reason=readiness.reason or Reason.POLICY_INVALID,
+            message=f"policy {policy} is not Ready ({readiness.message or 'no message'}): a request "
+            "under it would end Failed; ask the platform team to fix the policy, or use another "
+            "(list_grantable / jitgrant policies show which are Ready)",
         )
 
     async def _get(self, namespace: str, name: str) -> tuple[AccessRequest, str]:
@@ -461,7 +491,7 @@ class AsyncClient:
             except ValidationError:
                 continue
             if requester_matches(spec.requesters, stamp):
-                found.append(Grantable.of(str(item["metadata"]["name"]), spec))
+                found.append(Grantable.of(str(item["metadata"]["name"]), spec, PolicyReadiness.of(item)))
         return sorted(found, key=lambda g: g.policy)
 
     # -- waiting ------------------------------------------------------------------------------

@@ -219,7 +219,8 @@ class GrantableList(BaseModel):
     policies: list[dict[str, Any]] = Field(
         description="each: policy, cluster, namespaces, cluster_roles, rule_shapes, max_duration, "
         "default_duration, approval {required, min_approvals, approver_groups, approver_users}, "
-        "justification_required, justification_pattern"
+        "justification_required, justification_pattern, ready (false: the policy is not Ready and a "
+        "request under it would end Failed; null: not judged yet), ready_reason, ready_message"
     )
 
 
