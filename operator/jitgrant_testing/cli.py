@@ -9,7 +9,10 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
+
+from jitgrant.notify import NotifyConfig
 
 
 def demo(args: argparse.Namespace) -> int:
@@ -34,12 +37,23 @@ def embedded(args: argparse.Namespace) -> int:
     from jitgrant_testing.playground import Playground
 
     state_dir = getattr(args, "state_dir", None)
+    notify_path = getattr(args, "notify_config", None)
+    try:
+        notify_config = NotifyConfig.from_file(Path(notify_path)) if notify_path else None
+    except (OSError, ValueError) as exc:
+        print(f"error: --notify-config {notify_path}: {exc}", file=sys.stderr)
+        return 2
+    sweep = getattr(args, "sweep_interval", None)
     with Playground(
         state_dir=Path(state_dir) if state_dir else None,
         keep=bool(getattr(args, "keep", False)),
         metrics_port=getattr(args, "metrics_port", None),
         health_port=getattr(args, "health_port", None),
         audit_stdout=True,
+        notify_config=notify_config,
+        inline_rules=bool(getattr(args, "inline_rules", False)),
+        sweep_interval=timedelta(seconds=sweep) if sweep else None,
+        audit_config=getattr(args, "audit_config", None),
     ) as playground:
         stop: threading.Event = getattr(args, "stop", None) or threading.Event()
         # Set up before the banner: whoever reads it may stop the playground at once.

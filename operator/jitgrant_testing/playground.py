@@ -16,12 +16,15 @@ import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from embedkube import User
+from jitgrant.handlers.runtime import Runtime
+from jitgrant.notify import Notifier, NotifyConfig
 from jitgrant_testing.environment import EXAMPLES, Environment, load_manifests, repository_file
 
 USER_CLUSTER_ROLES = repository_file(
@@ -52,8 +55,14 @@ class Playground:
     metrics_port: int | None = None
     health_port: int | None = None
     audit_stdout: bool = False
+    # `jitgrant run`'s flags that mean the same here, so notifications and the rest can be tried locally.
+    notify_config: NotifyConfig | None = None
+    inline_rules: bool = False
+    sweep_interval: timedelta | None = None
+    audit_config: Path | None = None
 
     env: Environment = field(init=False)
+    notifier: Notifier | None = field(init=False, default=None)
     kubeconfigs: dict[str, Path] = field(init=False, default_factory=dict)
     _owned: bool = field(init=False, default=False)
 
@@ -63,11 +72,18 @@ class Playground:
         directory.mkdir(parents=True, exist_ok=True)
         self.state_dir = directory
         try:
+            optional: dict[str, Any] = {}
+            if self.sweep_interval is not None:
+                optional["sweep_interval"] = self.sweep_interval
             self.env = Environment(
                 state_dir=directory,
                 audit_stdout=self.audit_stdout,
                 metrics_port=self.metrics_port,
                 health_port=self.health_port,
+                inline_rules=self.inline_rules,
+                audit_config=self.audit_config,
+                runtime_hook=self._attach_notifier if self.notify_config is not None else None,
+                **optional,
             )
             self.env.__enter__()
             try:
@@ -76,6 +92,7 @@ class Playground:
                 self.env.stop()
                 raise
         except BaseException:
+            self._close_notifier()
             self._clean()
             raise
         return self
@@ -84,7 +101,20 @@ class Playground:
         try:
             self.env.stop()
         finally:
+            self._close_notifier()
             self._clean()
+
+    def _attach_notifier(self, runtime: Runtime) -> None:
+        """As `jitgrant run --notify-config` does (the operator restarts reuse the one notifier)."""
+        assert self.notify_config is not None
+        if self.notifier is None:
+            self.notifier = Notifier.from_config(self.notify_config, registry=runtime.metrics.registry)
+        runtime.notifier = self.notifier
+
+    def _close_notifier(self) -> None:
+        if self.notifier is not None:
+            self.notifier.close()
+            self.notifier = None
 
     def _clean(self) -> None:
         if self._owned and not self.keep and self.state_dir is not None:
