@@ -174,6 +174,17 @@ def _expires(status: Mapping[str, Any]) -> str:
 _FREE_TEXT = frozenset({"REQUESTER", "SCOPE", "JUSTIFICATION"})
 
 
+#: The widest a cell of these columns gets as a request moves on, so rows --watch prints later (New ->
+#: Pending -> Active with an expiry -> ended:<time>) stay aligned with the first ones.
+WATCH_WIDTHS = {
+    "PHASE": max(len(phase) for phase in Phase),
+    "EXPIRES": len("ended:2006-01-02T15:04:05Z"),
+    "APPROVALS": len("10 (10 recorded)"),
+    "AGE": len("999d"),
+    "REASON": len("AwaitingApproval"),
+}
+
+
 class Table:
     """kubectl's table: widths fixed by the first rows, so rows printed later by --watch line up."""
 
@@ -197,7 +208,9 @@ class Table:
                 print("No AccessRequests found.", file=self.out, flush=True)
             return
         if not self.widths:
-            self.widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in rows[0]}
+            self.widths = {
+                c: max(len(c), WATCH_WIDTHS.get(c, 0), *(len(r[c]) for r in rows)) for c in rows[0]
+            }
             if header:
                 print(self._line({c: c for c in rows[0]}), file=self.out, flush=True)
         for row in rows:
