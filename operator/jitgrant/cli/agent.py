@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from jitgrant.cli.exitcodes import ExitCode
 from jitgrant.cli.kubeconfig import configuration_from_args
+from jitgrant.cli.output import render_structured
 from jitgrant.cli.parsers import RULE_FORM
 from jitgrant.cli.requests import (
     EXIT_NOT_FOUND,
@@ -44,7 +45,7 @@ from jitgrant.client import (
 )
 from jitgrant.client._api import Connection
 from jitgrant.client._async import ending_words
-from jitgrant.models import Phase, parse_duration
+from jitgrant.models import AccessRequest, Phase, parse_duration
 from jitgrant.models.rbac import PolicyRule
 from jitgrant.models.text import for_terminal
 from jitgrant.models.vocabulary import Reason
@@ -288,7 +289,7 @@ def cmd_request(args: argparse.Namespace) -> int:
             return EXIT_CLUSTER
         name = created.metadata.name
         requester = created.spec.requester.username if created.spec.requester else "?"
-        print(name, flush=True)
+        print(_rendered(created, args.output) or name, flush=True)
         spec = created.spec.model_dump(mode="json", by_alias=True, exclude_none=True)
         print(
             f"filed AccessRequest {namespace}/{name} as {requester}: {scope_of(spec)}, policy {args.policy}",
@@ -335,10 +336,26 @@ def cmd_release(args: argparse.Namespace) -> int:
         return EXIT_CLUSTER
     finally:
         client.close()
+    rendered = _rendered(ended, args.output)
+    if rendered is not None:
+        print(rendered)
+        return EXIT_ACTIVE
     status = ended.status
     phase = status.phase.value if status.phase else "releasing"
     print(f"{namespace}/{args.name}: {phase}: {for_terminal(status.message or '')}")
     return EXIT_ACTIVE
+
+
+def _rendered(request: AccessRequest, fmt: str | None) -> str | None:
+    """The object in an -o format (json/yaml keep others' text as data; only `name` and jsonpath are
+    read as lines, so they are shown escaped); None for the command's usual line."""
+    if fmt is None or fmt in ("table", "wide"):
+        return None
+    text = render_structured(request.model_dump(mode="json", by_alias=True, exclude_none=True), fmt)
+    if text is None:
+        return None
+    text = text.rstrip("\n")
+    return text if fmt in ("json", "yaml") else for_terminal(text)
 
 
 def cmd_policies(args: argparse.Namespace) -> int:
