@@ -144,7 +144,7 @@ class RefusalsAreNotErrors(logging.Filter):
             return True
         _refusal.set(None)
         record.levelno, record.levelname = logging.INFO, logging.getLevelName(logging.INFO)
-        return logging.getLogger().isEnabledFor(logging.INFO)
+        return logging.getLogger(record.name).isEnabledFor(logging.INFO)
 
 
 _REFUSALS_FILTER: Final = RefusalsAreNotErrors()

@@ -18,6 +18,10 @@ from jitgrant.notify import NotifyConfig
 def demo(args: argparse.Namespace) -> int:
     if getattr(args, "examples", None):
         os.environ["JITGRANT_EXAMPLES"] = str(args.examples)
+    if getattr(args, "keep", False):
+        from jitgrant_testing import environment
+
+        environment.KEEP_STATE_DIRS = True
     from jitgrant_testing.demo.scenarios import run_scenarios
     from jitgrant_testing.environment import EXAMPLES
 

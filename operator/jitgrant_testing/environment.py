@@ -13,6 +13,7 @@ import os
 import secrets
 import shutil
 import socket
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -113,6 +114,9 @@ def deployment_manifest(name: str) -> dict[str, Any]:
     }
 
 
+#: Keep the fresh state directories instead of removing them (`jitgrant demo --keep`).
+KEEP_STATE_DIRS = False
+
 # Sentinel for "no state_dir given": a fresh temporary one is made (and removed by stop()).
 FRESH_STATE_DIR = Path("<a fresh temporary directory>")
 
@@ -127,7 +131,8 @@ class Environment:
     # Where the audit file, webhook key and kubeconfigs (with bearer tokens) go. Unset: a fresh
     # temporary directory, removed by stop() unless keep_state_dir; a directory passed in is kept.
     state_dir: Path = FRESH_STATE_DIR
-    keep_state_dir: bool = False
+    # `jitgrant demo --keep` sets KEEP_STATE_DIRS for every scenario's environment.
+    keep_state_dir: bool = field(default_factory=lambda: KEEP_STATE_DIRS)
     # The playground's --metrics-port/--health-port, passed to the operator as `jitgrant run` does.
     metrics_port: int | None = None
     health_port: int | None = None
@@ -162,6 +167,11 @@ class Environment:
     def _remove_state_dir(self) -> None:
         if self._owns_state_dir and not self.keep_state_dir:
             shutil.rmtree(self.state_dir, ignore_errors=True)
+        elif self._owns_state_dir:
+            print(
+                f"kept the state directory {self.state_dir} (kubeconfigs with tokens: remove it when done)",
+                file=sys.stderr,
+            )
 
     def __exit__(self, *exc: object) -> None:
         self.stop()

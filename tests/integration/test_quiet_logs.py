@@ -17,6 +17,7 @@ from jitgrant_testing.agents import REASON, start_environment
 
 def test_refusals_are_logged_at_info_not_error(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO)
+    caplog.set_level(logging.INFO, logger="kopf")  # the demo quiets kopf process-wide; not here
     for agents in start_environment(tmp_path):
         with Client.from_kubeconfig(agents.kubeconfig()) as client:
             answer = client.check(
