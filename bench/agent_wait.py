@@ -93,7 +93,7 @@ async def calls_while_pending(agents: Agents, seconds: float) -> int:
             namespace="payments",
             cluster_role="jit-restart-checkout",
             duration="10m",
-            reason=REASON,
+            justification=REASON,
         )
         before = client.api_calls
         with contextlib.suppress(AccessTimedOut):

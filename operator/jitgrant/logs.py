@@ -120,6 +120,43 @@ class TextFormatter(logging.Formatter):
         return line
 
 
+# The refusal the current webhook call just answered with (telemetry.measured notes it): kopf then logs
+# it as "Webhook ... failed permanently" at ERROR, in the same task and context.
+_refusal: contextvars.ContextVar[str | None] = contextvars.ContextVar("jitgrant_refusal", default=None)
+
+
+def note_refusal(message: str) -> None:
+    """The current admission call refused with `message`: a policy outcome, not a fault."""
+    _refusal.set(message)
+
+
+class RefusalsAreNotErrors(logging.Filter):
+    """kopf logs every webhook refusal at ERROR ("Webhook 'x' failed permanently: <message>"). A
+    refusal is the answer working (an agent asked for more than the policy allows, someone who is not
+    an approver tried to approve): logged at INFO, so ERROR is left for faults (a refusal for want of
+    a receipt key, code 500, stays ERROR: telemetry notes only codes below 500)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        refused = _refusal.get()
+        if refused is None or record.levelno != logging.ERROR or record.exc_info:
+            return True
+        if not record.getMessage().endswith(f"failed permanently: {refused}"):
+            return True
+        _refusal.set(None)
+        record.levelno, record.levelname = logging.INFO, logging.getLevelName(logging.INFO)
+        return logging.getLogger(record.name).isEnabledFor(logging.INFO)
+
+
+_REFUSALS_FILTER: Final = RefusalsAreNotErrors()
+
+
+def quiet_refusals() -> None:
+    """Install RefusalsAreNotErrors on kopf's per-object logger (idempotent)."""
+    kopf_objects = logging.getLogger("kopf.objects")
+    if _REFUSALS_FILTER not in kopf_objects.filters:
+        kopf_objects.addFilter(_REFUSALS_FILTER)
+
+
 def configure(*, level: str = "info", fmt: str = "text") -> None:
     """Set up the root logger once, at start-up (`jitgrant run --log-level/--log-format`)."""
     if level not in LEVELS:
@@ -131,3 +168,4 @@ def configure(*, level: str = "info", fmt: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    quiet_refusals()

@@ -13,6 +13,7 @@ import os
 import secrets
 import shutil
 import socket
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -27,6 +28,7 @@ from kubernetes.client.exceptions import ApiException
 
 from embedkube import EmbeddedCluster, User
 from jitgrant.handlers.runtime import Runtime
+from jitgrant.logs import quiet_refusals
 from jitgrant.models import API_GROUP, API_VERSION
 from jitgrant.models.crd import all_crds
 from jitgrant.permissions import (
@@ -49,16 +51,28 @@ OPERATOR_USERNAME = f"system:serviceaccount:{OPERATOR_NAMESPACE}:{OPERATOR_SERVI
 GRANTS_NAMESPACE = "jitgrant-grants"
 
 
+#: Where a wheel carries the repository files the demo and the playground apply (setup.py copies
+#: them there); a checkout (an editable install) has none and reads the repository's own.
+PACKAGED_DATA = Path(__file__).resolve().parent / "_data"
+CHECKOUT = Path(__file__).resolve().parents[2]
+
+
+def repository_file(packaged: str, in_checkout: str) -> Path:
+    """A repository file the demo needs: the wheel's copy if this is an install, else the checkout's."""
+    copy = PACKAGED_DATA / packaged
+    return copy if copy.exists() else CHECKOUT / in_checkout
+
+
 def _examples_dir() -> Path:
     """The repository's examples/: the demo applies the same manifests the README shows.
 
-    `JITGRANT_EXAMPLES` (set by `jitgrant demo --examples PATH`) wins; otherwise the checkout this
-    package runs from. An installed wheel has no checkout, so the demo then asks for the path.
+    `JITGRANT_EXAMPLES` (set by `jitgrant demo --examples PATH`) wins; otherwise the copy in the wheel,
+    or the checkout this package runs from.
     """
     configured = os.environ.get("JITGRANT_EXAMPLES")
     if configured:
         return Path(configured)
-    return Path(__file__).resolve().parents[2] / "examples"
+    return repository_file("examples", "examples")
 
 
 EXAMPLES = _examples_dir()
@@ -105,6 +119,9 @@ def deployment_manifest(name: str) -> dict[str, Any]:
     }
 
 
+#: Keep the fresh state directories instead of removing them (`jitgrant demo --keep`).
+KEEP_STATE_DIRS = False
+
 # Sentinel for "no state_dir given": a fresh temporary one is made (and removed by stop()).
 FRESH_STATE_DIR = Path("<a fresh temporary directory>")
 
@@ -119,7 +136,8 @@ class Environment:
     # Where the audit file, webhook key and kubeconfigs (with bearer tokens) go. Unset: a fresh
     # temporary directory, removed by stop() unless keep_state_dir; a directory passed in is kept.
     state_dir: Path = FRESH_STATE_DIR
-    keep_state_dir: bool = False
+    # `jitgrant demo --keep` sets KEEP_STATE_DIRS for every scenario's environment.
+    keep_state_dir: bool = field(default_factory=lambda: KEEP_STATE_DIRS)
     # The playground's --metrics-port/--health-port, passed to the operator as `jitgrant run` does.
     metrics_port: int | None = None
     health_port: int | None = None
@@ -159,11 +177,17 @@ class Environment:
     def _remove_state_dir(self) -> None:
         if self._owns_state_dir and not self.keep_state_dir:
             shutil.rmtree(self.state_dir, ignore_errors=True)
+        elif self._owns_state_dir:
+            print(
+                f"kept the state directory {self.state_dir} (kubeconfigs with tokens: remove it when done)",
+                file=sys.stderr,
+            )
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
     def start(self) -> None:
+        quiet_refusals()  # as `jitgrant run` does: webhook refusals at INFO, not ERROR
         self.cluster = EmbeddedCluster(
             name="embedded",
             crd_manifests=list(all_crds().values()),

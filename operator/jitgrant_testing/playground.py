@@ -16,16 +16,20 @@ import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from embedkube import User
-from jitgrant_testing.environment import EXAMPLES, Environment, load_manifests
+from jitgrant.handlers.runtime import Runtime
+from jitgrant.notify import Notifier, NotifyConfig
+from jitgrant_testing.environment import EXAMPLES, Environment, load_manifests, repository_file
 
-CHART_DIR = Path(__file__).resolve().parents[2] / "charts" / "jitgrant"
-USER_CLUSTER_ROLES = CHART_DIR / "templates" / "user-clusterroles.yaml"
+USER_CLUSTER_ROLES = repository_file(
+    "user-clusterroles.yaml", "charts/jitgrant/templates/user-clusterroles.yaml"
+)
 AGENT_NAMESPACE = "agents"
 AGENT = "oncall-agent"
 APPROVER = "alice"
@@ -51,8 +55,14 @@ class Playground:
     metrics_port: int | None = None
     health_port: int | None = None
     audit_stdout: bool = False
+    # `jitgrant run`'s flags that mean the same here, so notifications and the rest can be tried locally.
+    notify_config: NotifyConfig | None = None
+    inline_rules: bool = False
+    sweep_interval: timedelta | None = None
+    audit_config: Path | None = None
 
     env: Environment = field(init=False)
+    notifier: Notifier | None = field(init=False, default=None)
     kubeconfigs: dict[str, Path] = field(init=False, default_factory=dict)
     _owned: bool = field(init=False, default=False)
 
@@ -62,11 +72,18 @@ class Playground:
         directory.mkdir(parents=True, exist_ok=True)
         self.state_dir = directory
         try:
+            optional: dict[str, Any] = {}
+            if self.sweep_interval is not None:
+                optional["sweep_interval"] = self.sweep_interval
             self.env = Environment(
                 state_dir=directory,
                 audit_stdout=self.audit_stdout,
                 metrics_port=self.metrics_port,
                 health_port=self.health_port,
+                inline_rules=self.inline_rules,
+                audit_config=self.audit_config,
+                runtime_hook=self._attach_notifier if self.notify_config is not None else None,
+                **optional,
             )
             self.env.__enter__()
             try:
@@ -75,6 +92,7 @@ class Playground:
                 self.env.stop()
                 raise
         except BaseException:
+            self._close_notifier()
             self._clean()
             raise
         return self
@@ -83,7 +101,20 @@ class Playground:
         try:
             self.env.stop()
         finally:
+            self._close_notifier()
             self._clean()
+
+    def _attach_notifier(self, runtime: Runtime) -> None:
+        """As `jitgrant run --notify-config` does (the operator restarts reuse the one notifier)."""
+        assert self.notify_config is not None
+        if self.notifier is None:
+            self.notifier = Notifier.from_config(self.notify_config, registry=runtime.metrics.registry)
+        runtime.notifier = self.notifier
+
+    def _close_notifier(self) -> None:
+        if self.notifier is not None:
+            self.notifier.close()
+            self.notifier = None
 
     def _clean(self) -> None:
         if self._owned and not self.keep and self.state_dir is not None:
@@ -113,10 +144,21 @@ class Playground:
             ),
             "admin": env.cluster.admin_token,
         }
-        for who, token in tokens.items():
+        # Each identity its own context, user and (shared) cluster name, so KUBECONFIG=a:b keeps both
+        # (kubectl's merge keeps the first entry of each name), and one merged file with all three.
+        configs = {
+            who: _named(env.cluster.kubeconfig(token=token, namespace=AGENT_NAMESPACE), who)
+            for who, token in tokens.items()
+        }
+        merged = {
+            **configs["agent"],
+            "users": [user for config in configs.values() for user in config["users"]],
+            "contexts": [context for config in configs.values() for context in config["contexts"]],
+        }
+        for who, config in [*configs.items(), ("merged", merged)]:
             path = self.state_dir / f"{who}.kubeconfig"
-            env.cluster.write_kubeconfig(path, token=token, namespace=AGENT_NAMESPACE)
-            path.chmod(0o600)
+            path.touch(mode=0o600)  # bearer tokens: never readable by others, not even for a moment
+            path.write_text(yaml.safe_dump(config))
             self.kubeconfigs[who] = path
 
     def banner(self) -> str:
@@ -128,16 +170,39 @@ kubeconfigs in {self.state_dir}{removed}:
   agent     {k["agent"]}  (ServiceAccount {AGENT_NAMESPACE}/{AGENT}, ClusterRole jitgrant-requester)
   approver  {k["approver"]}  ({APPROVER}, group {APPROVER_GROUP}, ClusterRole jitgrant-approver)
   admin     {k["admin"]}
+  all three {k["merged"]}  (contexts {", ".join(context_name(w) for w in ("agent", "approver", "admin"))})
 policies oncall-restart (auto-approved) and prod-restart (needs an approver); Deployments
 {", ".join(f"{ns}/{name}" for ns, name in SAMPLE_DEPLOYMENTS)}; audit trail: {self.env.audit_file}
 
 try it:
   KUBECONFIG={k["agent"]} jitgrant request --policy prod-restart --target-namespace payments \\
-      --cluster-role jit-restart-checkout --for 10m --reason "INC-1 checkout stuck" --wait
+      --cluster-role jit-restart-checkout --for 10m --justification "INC-1 checkout stuck" --wait
   KUBECONFIG={k["approver"]} jitgrant list --pending
   KUBECONFIG={k["approver"]} jitgrant get NAME      # then: jitgrant approve NAME --reason ...
 press Ctrl-C to stop
 """
+
+
+CLUSTER_NAME = "jitgrant-playground"
+
+
+def context_name(who: str) -> str:
+    return f"{who}@jitgrant"
+
+
+def _named(config: dict[str, Any], who: str) -> dict[str, Any]:
+    """`config` (one cluster, user and context) with the playground's names for `who`."""
+    name = context_name(who)
+    (cluster,), (user,), (context,) = config["clusters"], config["users"], config["contexts"]
+    return {
+        **config,
+        "clusters": [{**cluster, "name": CLUSTER_NAME}],
+        "users": [{**user, "name": name}],
+        "contexts": [
+            {"name": name, "context": {**context["context"], "cluster": CLUSTER_NAME, "user": name}}
+        ],
+        "current-context": name,
+    }
 
 
 def _sa(namespace: str, name: str) -> dict[str, str]:

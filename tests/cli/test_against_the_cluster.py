@@ -282,7 +282,7 @@ def test_request_release_and_policies_act_as_whom_as_names(playground: Playgroun
         "payments",
         "--cluster-role",
         "jit-restart-checkout",
-        "--reason",
+        "--justification",
         "INC-4711 checkout pods stuck",
         "-n",
         NS,

@@ -27,7 +27,7 @@ RESTART: dict[str, Any] = {
     "namespace": "payments",
     "cluster_role": "jit-restart-checkout",
     "duration": "10m",
-    "reason": REASON,
+    "justification": REASON,
 }
 
 

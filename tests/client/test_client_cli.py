@@ -23,14 +23,16 @@ def test_dry_run_files_nothing_and_exits_10_when_it_would_be_denied(
     agents: Agents, capsys: pytest.CaptureFixture[str]
 ) -> None:
     kubeconfig = str(agents.kubeconfig())
-    code, out, err = run(capsys, "request", *ASK, "--reason", REASON, "--dry-run", "--kubeconfig", kubeconfig)
+    code, out, err = run(
+        capsys, "request", *ASK, "--justification", REASON, "--dry-run", "--kubeconfig", kubeconfig
+    )
     assert (code, out.strip()) == (0, "pending-approval"), err
     assert "AwaitingApproval: needs 1 approval(s) from groups sre-oncall" in err
     code, out, err = run(
         capsys,
         "request",
         *ASK,
-        "--reason",
+        "--justification",
         "no ticket",
         "--for",
         "2h",
@@ -62,7 +64,9 @@ def test_release_ends_your_grant_and_refuses_someone_elses(
 ) -> None:
     kubeconfig = str(agents.kubeconfig())
     ask = ["--policy", "oncall-restart", *ASK[2:]]
-    code, out, err = run(capsys, "request", *ask, "--reason", REASON, "--wait", "--kubeconfig", kubeconfig)
+    code, out, err = run(
+        capsys, "request", *ask, "--justification", REASON, "--wait", "--kubeconfig", kubeconfig
+    )
     assert code == 0, err
     name = out.strip()
     code, _, err = run(capsys, "release", name, "--kubeconfig", str(agents.kubeconfig(OTHER)))

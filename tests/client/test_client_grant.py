@@ -19,7 +19,7 @@ RESTART = {
     "namespace": "payments",
     "cluster_role": "jit-restart-checkout",
     "duration": "10m",
-    "reason": REASON,
+    "justification": REASON,
 }
 
 

@@ -40,7 +40,7 @@ def test_wait_resumes_after_the_server_ends_the_watch_and_after_410_gone(
             namespace="payments",
             cluster_role="jit-restart-checkout",
             duration="10m",
-            reason=REASON,
+            justification=REASON,
         )
         name = filed.metadata.name
 
@@ -151,7 +151,7 @@ def test_wait_reconnects_when_the_connection_drops(agents: Agents, tmp_path: Pat
                 policy="prod-restart",
                 namespace="payments",
                 cluster_role="jit-restart-checkout",
-                reason=REASON,
+                justification=REASON,
             )
             name = filed.metadata.name
             cuts: list[int] = []

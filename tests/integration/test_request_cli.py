@@ -75,7 +75,7 @@ def restart(policy: str = "oncall-restart", *extra: str, namespace: str = "payme
         namespace,
         "--cluster-role",
         "jit-restart-checkout",
-        "--reason",
+        "--justification",
         REASON,
         *extra,
     ]
@@ -109,7 +109,7 @@ def test_without_wait_it_files_and_exits_0_with_rules_as_typed(env: Environment,
         "apiGroups=apps,resources=deployments,verbs=get;patch,resourceNames=checkout",
         "--rule",
         "apiGroups=,resources=pods,verbs=list",
-        "--reason",
+        "--justification",
         REASON,
         "--name",
         "by-rules",
@@ -286,7 +286,9 @@ def test_revoked_before_it_was_used_exits_13(env: Environment, agent: Agent) -> 
 def test_bad_input_exits_2_saying_what_and_the_expected_form(
     args: list[str], expected: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = main(["request", "--policy", "p", "--target-namespace", "payments", "--reason", REASON, *args])
+    code = main(
+        ["request", "--policy", "p", "--target-namespace", "payments", "--justification", REASON, *args]
+    )
     assert code == 2
     assert expected in capsys.readouterr().err
 
@@ -300,7 +302,7 @@ def test_cluster_role_and_rule_together_is_a_usage_error(capsys: pytest.CaptureF
                 "p",
                 "--target-namespace",
                 "n",
-                "--reason",
+                "--justification",
                 "r",
                 "--cluster-role",
                 "x",

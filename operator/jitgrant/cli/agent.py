@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from jitgrant.cli.exitcodes import ExitCode
 from jitgrant.cli.kubeconfig import configuration_from_args
+from jitgrant.cli.output import render_structured
 from jitgrant.cli.parsers import RULE_FORM
 from jitgrant.cli.requests import (
     EXIT_NOT_FOUND,
@@ -44,7 +45,7 @@ from jitgrant.client import (
 )
 from jitgrant.client._api import Connection
 from jitgrant.client._async import ending_words
-from jitgrant.models import parse_duration
+from jitgrant.models import AccessRequest, Phase, parse_duration
 from jitgrant.models.rbac import PolicyRule
 from jitgrant.models.text import for_terminal
 from jitgrant.models.vocabulary import Reason
@@ -153,6 +154,8 @@ def agent_client(args: argparse.Namespace, *, namespace: str) -> Client:
 
 def _show(err: Any) -> Callable[[Progress], None]:
     def show(progress: Progress) -> None:
+        if progress.phase is not None and Phase(progress.phase).terminal:
+            return  # the ending is said once, with its exit code's words, by wait_for_grant
         print(for_terminal(progress.describe()), file=err, flush=True)
 
     return show
@@ -218,6 +221,23 @@ def _check(client: Client, kwargs: dict[str, Any], err: Any) -> int:
     return EXIT_DENIED if result.outcome == "denied" else EXIT_ACTIVE
 
 
+def _justification(args: argparse.Namespace, err: Any) -> str:
+    """--justification, or its deprecated spelling --reason (with a warning); usage error if neither."""
+    given: str | None = args.justification
+    if args.deprecated_reason is not None:
+        print("warning: --reason is deprecated (removed in 0.2): use --justification", file=err)
+        if given is not None and given != args.deprecated_reason:
+            raise CliError("give --justification once (--reason is its deprecated spelling)", EXIT_USAGE)
+        given = args.deprecated_reason
+    if not given or not given.strip():
+        raise CliError(
+            "--justification is required: why you need the access, e.g. --justification 'INC-4711 "
+            "checkout pods stuck' (approvers and the audit trail read it)",
+            EXIT_USAGE,
+        )
+    return given
+
+
 def cmd_request(args: argparse.Namespace) -> int:
     err = sys.stderr
     try:
@@ -234,6 +254,7 @@ def cmd_request(args: argparse.Namespace) -> int:
             timeout = parse_duration(args.timeout).total_seconds()
         except ValueError as exc:
             raise CliError(f"--timeout: {exc}", EXIT_USAGE) from exc
+        justification = _justification(args, err)
         token = read_oidc_token(args.oidc_token_file) if args.oidc_token_file else None
         try:
             rules = [parse_rule(text) for text in args.rule or ()]
@@ -252,7 +273,7 @@ def cmd_request(args: argparse.Namespace) -> int:
     kwargs: dict[str, Any] = {
         "policy": args.policy,
         "namespace": args.grant_namespace,
-        "reason": args.reason,
+        "justification": justification,
         "cluster_role": args.cluster_role,
         "rules": rules or None,
         "duration": args.duration,
@@ -268,7 +289,7 @@ def cmd_request(args: argparse.Namespace) -> int:
             return EXIT_CLUSTER
         name = created.metadata.name
         requester = created.spec.requester.username if created.spec.requester else "?"
-        print(name, flush=True)
+        print(_rendered(created, args.output) or name, flush=True)
         spec = created.spec.model_dump(mode="json", by_alias=True, exclude_none=True)
         print(
             f"filed AccessRequest {namespace}/{name} as {requester}: {scope_of(spec)}, policy {args.policy}",
@@ -315,10 +336,26 @@ def cmd_release(args: argparse.Namespace) -> int:
         return EXIT_CLUSTER
     finally:
         client.close()
+    rendered = _rendered(ended, args.output)
+    if rendered is not None:
+        print(rendered)
+        return EXIT_ACTIVE
     status = ended.status
     phase = status.phase.value if status.phase else "releasing"
     print(f"{namespace}/{args.name}: {phase}: {for_terminal(status.message or '')}")
     return EXIT_ACTIVE
+
+
+def _rendered(request: AccessRequest, fmt: str | None) -> str | None:
+    """The object in an -o format (json/yaml keep others' text as data; only `name` and jsonpath are
+    read as lines, so they are shown escaped); None for the command's usual line."""
+    if fmt is None or fmt in ("table", "wide"):
+        return None
+    text = render_structured(request.model_dump(mode="json", by_alias=True, exclude_none=True), fmt)
+    if text is None:
+        return None
+    text = text.rstrip("\n")
+    return text if fmt in ("json", "yaml") else for_terminal(text)
 
 
 def cmd_policies(args: argparse.Namespace) -> int:
@@ -362,9 +399,17 @@ def cmd_policies(args: argparse.Namespace) -> int:
             if g.justification_pattern
             else ("justification required" if g.justification_required else "no justification needed")
         )
+        # Marked first: a request under a policy that is not Ready ends Failed.
+        mark = (
+            f"NOT READY ({g.ready_reason}: {g.ready_message}) "
+            if g.ready is False
+            else ("not judged yet " if g.ready is None else "")
+        )
         print(
-            f"{g.policy}: {grants} in {', '.join(g.namespaces)} on {g.cluster}; up to {g.max_duration} "
-            f"(default {g.default_duration}); {approval}; {justification}"
+            for_terminal(
+                f"{g.policy}: {mark}{grants} in {', '.join(g.namespaces)} on {g.cluster}; up to "
+                f"{g.max_duration} (default {g.default_duration}); {approval}; {justification}"
+            )
         )
     return EXIT_ACTIVE
 

@@ -140,6 +140,14 @@ def cluster_config(args: argparse.Namespace) -> ClusterConfig:
     paths = kubeconfig_paths(getattr(args, "kubeconfig", None))
     context = getattr(args, "context", None)
     if not paths:
+        listed = os.environ.get("KUBECONFIG", "")
+        if listed.strip(PATH_SEPARATOR) and not os.environ.get("KUBERNETES_SERVICE_HOST"):
+            # kubectl skips missing files in KUBECONFIG; none existing at all is almost always a typo.
+            raise CliError(
+                f"KUBECONFIG={listed}: no such file; point KUBECONFIG (or --kubeconfig) at an existing "
+                "kubeconfig",
+                ExitCode.USAGE,
+            )
         if not os.environ.get("KUBERNETES_SERVICE_HOST"):
             raise CliError(
                 "no kubeconfig found and not running in a cluster: pass --kubeconfig PATH or set KUBECONFIG",
@@ -151,6 +159,19 @@ def cluster_config(args: argparse.Namespace) -> ClusterConfig:
     merged = merge_kubeconfigs(paths)
     name = context or merged.get("current-context")
     known = [entry.get("name") for entry in merged["contexts"]]
+    where = PATH_SEPARATOR.join(paths)
+    if not known:
+        raise CliError(
+            f"{where} has no contexts: add one (kubectl config set-context NAME --cluster C --user U) "
+            "or point --kubeconfig/KUBECONFIG at another kubeconfig",
+            ExitCode.USAGE,
+        )
+    if not name:
+        raise CliError(
+            f"{where} sets no current-context: pass --context NAME (contexts: {', '.join(map(str, known))}) "
+            "or run kubectl config use-context NAME",
+            ExitCode.USAGE,
+        )
     if name not in known:
         what = f"--context {context}" if context else f"current-context {name!r}"
         raise CliError(

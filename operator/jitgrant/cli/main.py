@@ -47,6 +47,11 @@ def build_parser(prog: str = "jitgrant") -> argparse.ArgumentParser:
     demo.add_argument(
         "--examples", metavar="PATH", help="the examples/ directory of a checkout (default: this one)"
     )
+    demo.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep each scenario's state directory (kubeconfigs, audit trail) and say where it is",
+    )
     demo.set_defaults(func=_demo)
     add_request_subcommands(sub, epilog=EXIT_CODES_HELP)
     add_agent_subcommands(sub)

@@ -18,7 +18,7 @@ from typing import Any
 
 from jitgrant.cli.exitcodes import EXIT_CODES_HELP
 from jitgrant.cli.kubeconfig import add_cluster_flags
-from jitgrant.cli.output import add_output_flag
+from jitgrant.cli.output import add_output_flag, output_format
 
 RULE_FORM = "apiGroups=apps,resources=deployments,verbs=get;patch[,resourceNames=checkout]"
 
@@ -120,6 +120,18 @@ def _request_namespace_flag(parser: argparse.ArgumentParser, help_text: str) -> 
     )
 
 
+def _object_output_flag(p: argparse.ArgumentParser, what: str) -> None:
+    """-o for a command that writes one object: kubectl's object formats; unset, the usual line."""
+    p.add_argument(
+        "-o",
+        "--output",
+        type=output_format,
+        default=None,
+        metavar="FORMAT",
+        help=f"print {what} as json, yaml, name or jsonpath=TEMPLATE (kubectl's shapes)",
+    )
+
+
 def add_agent_subcommands(sub: Any) -> None:
     """The agent's commands: request, release, policies, mcp (agent.py runs them)."""
     p = sub.add_parser(
@@ -150,8 +162,13 @@ def add_agent_subcommands(sub: Any) -> None:
     )
     p.add_argument("--for", dest="duration", metavar="DURATION", help="e.g. 10m (default: the policy's)")
     p.add_argument(
-        "--reason", required=True, help="the justification (INC-123 ...); approvers and the audit read it"
+        "--justification",
+        metavar="TEXT",
+        help="required: why (INC-123 ...); approvers and the audit read it (spec.justification)",
     )
+    # The spelling 0.1 shipped; deprecated, removed in 0.2 (cmd_request says so when it is used).
+    p.add_argument("--reason", dest="deprecated_reason", help=argparse.SUPPRESS)
+    _object_output_flag(p, "the created AccessRequest")
     _request_namespace_flag(
         p, "where the AccessRequest is filed (default: the kubeconfig context's namespace)"
     )
@@ -183,6 +200,7 @@ def add_agent_subcommands(sub: Any) -> None:
     )
     r.add_argument("name", help="the AccessRequest's name")
     r.add_argument("--reason", default="", help="why (recorded in status, the Event and the audit trail)")
+    _object_output_flag(r, "the released AccessRequest")
     _request_namespace_flag(r, "where it is (default: the kubeconfig context's namespace)")
     add_cluster_flags(r, namespace=False)
     r.set_defaults(func=Command("agent", "cmd_release"))

@@ -11,9 +11,14 @@ import argparse
 import sys
 from collections.abc import Callable
 from importlib.metadata import entry_points
+from importlib.util import find_spec
 
 Command = Callable[[argparse.Namespace], int]
 INSTALL_HINT = "pip install 'jitgrant[demo]'"
+#: What the demo extra adds that the commands import only once they run (the embedded API server's
+#: schema and CEL checks, the AWS stand-ins, the MCP client): checked before the command starts, so a
+#: plain install gets the hint instead of a traceback from deep inside the command.
+DEMO_MODULES = ("jsonschema", "celpy", "moto", "boto3", "mcp")
 
 
 def run_plugin(name: str, args: argparse.Namespace) -> int:
@@ -21,6 +26,14 @@ def run_plugin(name: str, args: argparse.Namespace) -> int:
     found = [ep for ep in entry_points(group="jitgrant.commands") if ep.name == name]
     if not found:
         print(f"jitgrant: '{name}' is not installed; install it with: {INSTALL_HINT}", file=sys.stderr)
+        return 2
+    missing = next((module for module in DEMO_MODULES if find_spec(module) is None), None)
+    if missing is not None:
+        print(
+            f"jitgrant: '{name}' needs the demo extra ({missing} is missing); "
+            f"install it with: {INSTALL_HINT}",
+            file=sys.stderr,
+        )
         return 2
     try:
         command: Command = found[0].load()

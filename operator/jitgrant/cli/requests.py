@@ -33,7 +33,15 @@ from jitgrant.cli.describe import Paint, approvals_needed, describe_request, rem
 from jitgrant.cli.exitcodes import ExitCode
 from jitgrant.cli.kubeconfig import CliError, client_from_args, namespace_from_args
 from jitgrant.cli.output import as_list, render_structured
-from jitgrant.models import API_GROUP, API_VERSION, ApprovalPolicy, RequesterStamp, parse_duration
+from jitgrant.models import (
+    API_GROUP,
+    API_VERSION,
+    TERMINAL_PHASES,
+    ApprovalPolicy,
+    Phase,
+    RequesterStamp,
+    parse_duration,
+)
 from jitgrant.models.text import CELL_LIMIT, for_terminal, terminal_tree
 from jitgrant.models.vocabulary import (
     APPROVALS_ANNOTATION,
@@ -41,6 +49,7 @@ from jitgrant.models.vocabulary import (
     DENY_ANNOTATION,
     REVOKE_ANNOTATION,
 )
+from jitgrant.unreachable import unreachable
 
 # The names cli/agent.py imports; the values are the shared table's.
 EXIT_OK = int(ExitCode.OK)
@@ -87,11 +96,7 @@ def with_cluster(command: Callable[[argparse.Namespace, ApiClient], int]) -> Cal
             print(f"error: {describe_api_error(exc)}", file=sys.stderr)
             return EXIT_REFUSED
         except urllib3.exceptions.HTTPError as exc:
-            print(
-                f"error: cannot reach the API server at {client.configuration.host} ({exc}); check that the "
-                "cluster is up and that --kubeconfig (or KUBECONFIG) points at it",
-                file=sys.stderr,
-            )
+            print(f"error: {for_terminal(unreachable(client.configuration.host, exc))}", file=sys.stderr)
             return EXIT_REFUSED
         except KeyboardInterrupt:
             return int(ExitCode.INTERRUPTED)
@@ -139,7 +144,7 @@ def row_of(obj: Mapping[str, Any], now: datetime, *, wide: bool = False) -> dict
         "REQUESTER": (spec.get("requester") or {}).get("username", "-"),
         "SCOPE": scope_of(spec),
         "APPROVALS": f"{len(approvals)} ({len(recorded)} recorded)" if recorded else str(len(approvals)),
-        "EXPIRES": status.get("expiresAt") or "-",
+        "EXPIRES": _expires(status),
         "AGE": _age(meta.get("creationTimestamp"), now),
     }
     if wide:
@@ -159,8 +164,28 @@ def row_of(obj: Mapping[str, Any], now: datetime, *, wide: bool = False) -> dict
     }
 
 
+def _expires(status: Mapping[str, Any]) -> str:
+    """When the access ends: the planned expiry while it may still come; for a request that ended
+    otherwise (revoked, released, denied, failed, timed out), when it ended, marked so."""
+    phase, ended = status.get("phase"), status.get("endedAt")
+    if ended and phase in TERMINAL_PHASES and phase != Phase.EXPIRED:
+        return f"ended:{ended}"
+    return str(status.get("expiresAt") or "-")
+
+
 # Columns cut at CELL_LIMIT (names are never cut: an approver types them; describe shows all).
 _FREE_TEXT = frozenset({"REQUESTER", "SCOPE", "JUSTIFICATION"})
+
+
+#: The widest a cell of these columns gets as a request moves on, so rows --watch prints later (New ->
+#: Pending -> Active with an expiry -> ended:<time>) stay aligned with the first ones.
+WATCH_WIDTHS = {
+    "PHASE": max(len(phase) for phase in Phase),
+    "EXPIRES": len("ended:2006-01-02T15:04:05Z"),
+    "APPROVALS": len("10 (10 recorded)"),
+    "AGE": len("999d"),
+    "REASON": len("AwaitingApproval"),
+}
 
 
 class Table:
@@ -186,7 +211,9 @@ class Table:
                 print("No AccessRequests found.", file=self.out, flush=True)
             return
         if not self.widths:
-            self.widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in rows[0]}
+            self.widths = {
+                c: max(len(c), WATCH_WIDTHS.get(c, 0), *(len(r[c]) for r in rows)) for c in rows[0]
+            }
             if header:
                 print(self._line({c: c for c in rows[0]}), file=self.out, flush=True)
         for row in rows:

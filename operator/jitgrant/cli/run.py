@@ -212,10 +212,29 @@ def settings_from_args(args: argparse.Namespace) -> OperatorSettings:
     return OperatorSettings(**kwargs)
 
 
+#: Without its admission webhooks the operator cannot stamp who filed a request or check approvals
+#: (every request would end Failed, RequesterNotVerified), and kopf would stop at start-up with "no
+#: admission server/tunnel is configured": refused before anything starts, with the ways that work.
+NO_WEBHOOK = """\
+error: jitgrant run needs its admission webhooks: pass --webhook-port PORT --webhook-cert CERT \
+--webhook-key KEY (the API server must reach https://<this host>:PORT with a certificate it trusts).
+The supported ways to run it:
+  in the cluster: helm install jitgrant charts/jitgrant (the chart sets these flags and registers the
+    webhook configuration with its CA);
+  out of the cluster against a dev cluster: serve the webhooks on a port the API server can reach, with
+    a certificate for that address, and point the chart's ValidatingWebhookConfiguration and
+    MutatingWebhookConfiguration at it (url and caBundle), then
+    jitgrant run --kubeconfig DEV --webhook-port 9443 --webhook-cert tls.crt --webhook-key tls.key
+To try jitgrant without a cluster: jitgrant run --embedded (everything on this machine)."""
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     configure_logging(level="debug" if args.verbose else args.log_level, fmt=args.log_format)
     if args.embedded:
         return _run_embedded(args)
+    if args.webhook_port is None:
+        print(NO_WEBHOOK, file=sys.stderr)
+        return 2
     from jitgrant.runner import build_runtime, leader_election, run
 
     settings = settings_from_args(args)

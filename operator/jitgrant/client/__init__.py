@@ -4,7 +4,7 @@
 
     client = Client.from_kubeconfig()
     with client.grant(policy="oncall-restart", namespace="payments",
-                      cluster_role="jit-restart-checkout", duration="10m", reason="INC-1") as grant:
+                      cluster_role="jit-restart-checkout", duration="10m", justification="INC-1") as grant:
         ...  # the access exists here; grant.kubeconfig holds a delivered kubeconfig, if any
 
 `AsyncClient` is the asyncio core; `Client` wraps it for blocking code. Errors are one family,
@@ -28,6 +28,7 @@ from jitgrant.client.errors import (
     ActivityUnavailable,
     ApiRefused,
     ApiUnreachable,
+    InvalidRequest,
     JitgrantError,
     NotYourRequest,
     RequestNotFound,
@@ -52,6 +53,7 @@ __all__ = [
     "Grant",
     "Grantable",
     "Identity",
+    "InvalidRequest",
     "JitgrantError",
     "NotYourRequest",
     "Progress",

@@ -29,6 +29,7 @@ from jitgrant.client.errors import ApiRefused, ApiUnreachable, JitgrantError
 from jitgrant.httpbody import BodyError, read_body
 from jitgrant.models import API_GROUP, API_VERSION
 from jitgrant.models.vocabulary import Reason
+from jitgrant.unreachable import unreachable
 
 IN_CLUSTER_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 REQUESTS = "accessrequests"
@@ -208,10 +209,7 @@ class Connection:
         except BodyError as exc:
             raise ApiUnreachable(str(exc), reason=Reason.API_UNREACHABLE) from exc
         except (aiohttp.ClientError, TimeoutError, ssl.SSLError) as exc:
-            raise ApiUnreachable(
-                f"cannot reach the API server at {self.host} ({exc or type(exc).__name__})",
-                reason=Reason.API_UNREACHABLE,
-            ) from exc
+            raise ApiUnreachable(unreachable(self.host, exc), reason=Reason.API_UNREACHABLE) from exc
 
     async def watch(self, path: str, params: Mapping[str, str]) -> AsyncIterator[dict[str, Any]]:
         """One watch connection's events, until the server ends it; the caller resumes."""

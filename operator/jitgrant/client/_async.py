@@ -15,6 +15,7 @@ import asyncio
 import base64
 import contextlib
 import re
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -40,11 +41,20 @@ from jitgrant.client.errors import (
     ActivityUnavailable,
     ApiRefused,
     ApiUnreachable,
+    InvalidRequest,
     JitgrantError,
     NotYourRequest,
     RequestNotFound,
 )
-from jitgrant.client.results import CheckResult, Grant, Grantable, Identity, Outcome, Progress
+from jitgrant.client.results import (
+    CheckResult,
+    Grant,
+    Grantable,
+    Identity,
+    Outcome,
+    PolicyReadiness,
+    Progress,
+)
 from jitgrant.grants.delivery import KUBECONFIG_KEY
 from jitgrant.models import (
     API_GROUP,
@@ -84,21 +94,82 @@ _ENDINGS: dict[Phase, tuple[type[JitgrantError], str]] = {
     Phase.REVOKED: (AccessEnded, "revoked before it could be used"),
 }
 DurationLike = str | timedelta | float
+#: The keyword arguments `manifest` takes (`reason`: the deprecated spelling of `justification`).
+MANIFEST_ARGUMENTS = frozenset(
+    {"policy", "namespace", "justification", "cluster_role", "rules", "duration", "name"}
+    | {"request_namespace", "oidc_token", "reason"}
+)
 
 
 def _seconds(value: DurationLike) -> float:
     if isinstance(value, timedelta):
         return value.total_seconds()
-    if isinstance(value, int | float):
+    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
         return float(value)
-    return parse_duration(value).total_seconds()
+    try:
+        if isinstance(value, str):
+            return parse_duration(value).total_seconds()
+    except ValueError:
+        pass
+    raise InvalidRequest(
+        field="timeout",
+        given=value,
+        accepted="how long to wait: seconds as a number (0 or more), a duration such as '90s' or '30m', "
+        "or a timedelta",
+        example="'5m'",
+    )
 
 
-def _duration_text(value: str | timedelta | None) -> str | None:
+_DURATION_ACCEPTED = (
+    "a duration as text, hours/minutes/seconds such as '90s', '10m' or '1h30m' (longer than zero, at "
+    "most a year), or a timedelta"
+)
+
+
+def _duration_text(value: object) -> str | None:
     if value is None or isinstance(value, str):
         return value
+    if not isinstance(value, timedelta):
+        # 600 or 10.0: seconds or minutes? Refused rather than guessed.
+        raise InvalidRequest(field="duration", given=value, accepted=_DURATION_ACCEPTED, example="'10m'")
     seconds = int(value.total_seconds())
     return f"{seconds // 3600}h{seconds % 3600 // 60}m{seconds % 60}s"
+
+
+def _rule(rule: object) -> dict[str, Any]:
+    """One inline rule as the CRD stores it; InvalidRequest names what is wrong with it."""
+    if isinstance(rule, PolicyRule):
+        return rule.to_k8s()
+    try:
+        return PolicyRule.model_validate(rule).to_k8s()
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        where = ".".join(str(part) for part in problem["loc"]) or "rule"
+        raise InvalidRequest(
+            field=f"rules[].{where}",
+            given=problem.get("input", rule),
+            accepted=f"a rule with apiGroups, resources and verbs, each a list of strings ({problem['msg']})",
+            example="{'apiGroups': ['apps'], 'resources': ['deployments'], 'verbs': ['get', 'patch']}",
+        ) from exc
+
+
+def withdrawn_on_exit(exc: AccessTimedOut) -> AccessTimedOut:
+    """grant()'s own wait bound passed: unlike wait(), grant() withdraws the request on the way out,
+    so the message says so instead of "stays filed"."""
+    if exc.reason != Reason.WAIT_TIMEOUT:
+        return exc
+    request = exc.request
+    where = (
+        f"AccessRequest {request.metadata.namespace}/{request.metadata.name}" if request else "the request"
+    )
+    phase = request.status.phase.value if request and request.status.phase else "undecided"
+    head = exc.message.split(";")[0]
+    return AccessTimedOut(
+        f"{head}; {where} was still {phase}, and grant() withdrew it on the way out (released): "
+        "to wait longer pass a larger timeout=, or file with request() and wait() to keep it filed",
+        reason=Reason.WAIT_TIMEOUT,
+        request=request,
+    )
 
 
 def ending_error(request: AccessRequest) -> JitgrantError | None:
@@ -204,30 +275,58 @@ class AsyncClient:
         *,
         policy: str,
         namespace: str,
-        reason: str,
+        justification: str | None = None,
         cluster_role: str | None = None,
         rules: Sequence[PolicyRule | Mapping[str, Any]] | None = None,
         duration: str | timedelta | None = None,
         name: str | None = None,
         request_namespace: str | None = None,
         oidc_token: str | None = None,
+        reason: str | None = None,
     ) -> dict[str, Any]:
-        """The AccessRequest these arguments describe; ValueError names a bad argument."""
+        """The AccessRequest these arguments describe; InvalidRequest names a bad argument.
+
+        `justification` is the CRD's spec.justification; `reason` is its deprecated spelling (until
+        0.2), kept because 0.1 shipped it."""
+        if reason is not None:
+            warnings.warn(
+                "jitgrant.client: reason= is deprecated, use justification= (the CRD's field)",
+                DeprecationWarning,
+                stacklevel=3,
+            )
+            justification = reason if justification is None else justification
+        for field, value, example in (
+            ("policy", policy, "'oncall-restart'"),
+            ("namespace", namespace, "'payments'"),
+            ("justification", justification, "'INC-4711 checkout pods stuck'"),
+        ):
+            if not isinstance(value, str) or not value.strip():
+                raise InvalidRequest(field=field, given=value, accepted="a non-empty string", example=example)
+        assert justification is not None  # checked just above
         if (cluster_role is None) == (not rules):
-            raise ValueError("give exactly one of cluster_role or rules")
-        spec: dict[str, Any] = {"policy": policy, "namespace": namespace, "justification": reason}
+            raise InvalidRequest(
+                field="cluster_role/rules",
+                given={"cluster_role": cluster_role, "rules": rules},
+                accepted="exactly one of cluster_role (a ClusterRole the policy offers) or rules",
+                example="cluster_role='jit-restart-checkout'",
+            )
+        if cluster_role is not None and not isinstance(cluster_role, str):
+            raise InvalidRequest(
+                field="cluster_role", given=cluster_role, accepted="a string", example="'jit-restart'"
+            )
+        spec: dict[str, Any] = {"policy": policy, "namespace": namespace, "justification": justification}
         if cluster_role is not None:
             spec["clusterRole"] = cluster_role
         else:
-            spec["rules"] = [
-                PolicyRule.model_validate(rule).to_k8s()
-                if not isinstance(rule, PolicyRule)
-                else rule.to_k8s()
-                for rule in rules or ()
-            ]
+            spec["rules"] = [_rule(rule) for rule in rules or ()]
         text = _duration_text(duration)
         if text is not None:
-            parse_duration(text)  # ValueError says what is wrong with it
+            try:
+                parse_duration(text)
+            except ValueError as exc:
+                raise InvalidRequest(
+                    field="duration", given=duration, accepted=_DURATION_ACCEPTED, example="'10m'"
+                ) from exc
             spec["duration"] = text
         metadata: dict[str, Any] = {"namespace": request_namespace or self.namespace}
         if name:
@@ -252,15 +351,27 @@ class AsyncClient:
         self._filed.add((namespace, request.metadata.name))
         return request
 
+    def _manifest(self, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(kwargs) - MANIFEST_ARGUMENTS)
+        if unknown:
+            raise InvalidRequest(
+                field=unknown[0],
+                given=kwargs[unknown[0]],
+                accepted=f"only the arguments {', '.join(sorted(MANIFEST_ARGUMENTS - {'reason'}))}",
+                example="policy='oncall-restart', namespace='payments', cluster_role='jit-restart-checkout', "
+                "justification='INC-4711', duration='10m'",
+            )
+        return self.manifest(**kwargs)
+
     async def request(self, **kwargs: Any) -> AccessRequest:
         """File an AccessRequest; the arguments are those of `manifest`. Returns it as stored."""
-        return await self.file(self.manifest(**kwargs))
+        return await self.file(self._manifest(kwargs))
 
     async def check(self, **kwargs: Any) -> CheckResult:
         """Would this request be allowed, wait for approval, or be denied, and exactly why? Asked of
         the operator's own decision code through a dryRun create: nothing is stored or audited."""
         kwargs.pop("name", None)
-        manifest = self.manifest(**kwargs)
+        manifest = self._manifest(kwargs)
         namespace = str(manifest["metadata"]["namespace"])
         try:
             answer = await self._api.call(
@@ -278,6 +389,9 @@ class AsyncClient:
                 reason, message = found
                 details = _details(answer.warnings)
                 outcome: Outcome = "pending-approval" if reason == Reason.AWAITING_APPROVAL else "allowed"
+                not_ready = await self._not_ready(str(manifest["spec"]["policy"]))
+                if not_ready is not None:
+                    return not_ready
                 return CheckResult(
                     outcome=outcome,
                     reason=reason,
@@ -289,6 +403,25 @@ class AsyncClient:
         raise JitgrantError(
             "the operator did not answer the dry run (its webhook predates dry-run support: upgrade it)",
             reason=Reason.API_REFUSED,
+        )
+
+    async def _not_ready(self, policy: str) -> CheckResult | None:
+        """The answer when the policy's Ready condition is False: the webhook's dry run decides on the
+        spec alone, but a request filed under a policy that is not Ready ends Failed. A caller who
+        may not read the policy gets the webhook's answer unchanged."""
+        try:
+            answer = await self._api.call("GET", policy_path(policy))
+        except ApiRefused:
+            return None
+        readiness = PolicyReadiness.of(answer.body)
+        if readiness.ready is not False:
+            return None
+        return CheckResult(
+            outcome="denied",
+            reason=readiness.reason or Reason.POLICY_INVALID,
+            message=f"policy {policy} is not Ready ({readiness.message or 'no message'}): a request "
+            "under it would end Failed; ask the platform team to fix the policy, or use another "
+            "(list_grantable / jitgrant policies show which are Ready)",
         )
 
     async def _get(self, namespace: str, name: str) -> tuple[AccessRequest, str]:
@@ -358,7 +491,7 @@ class AsyncClient:
             except ValidationError:
                 continue
             if requester_matches(spec.requesters, stamp):
-                found.append(Grantable.of(str(item["metadata"]["name"]), spec))
+                found.append(Grantable.of(str(item["metadata"]["name"]), spec, PolicyReadiness.of(item)))
         return sorted(found, key=lambda g: g.policy)
 
     # -- waiting ------------------------------------------------------------------------------
@@ -550,10 +683,15 @@ class AsyncClient:
         **kwargs: Any,
     ) -> AsyncIterator[Grant]:
         """File, wait until active, yield the grant, release it on the way out (also on errors)."""
+        _seconds(timeout)  # a bad timeout is refused before anything is filed
         request = await self.request(**kwargs)
         name, namespace = request.metadata.name, request.metadata.namespace or self.namespace
         try:
-            yield await self.wait(name, namespace=namespace, timeout=timeout, on_progress=on_progress)
+            try:
+                granted = await self.wait(name, namespace=namespace, timeout=timeout, on_progress=on_progress)
+            except AccessTimedOut as exc:
+                raise withdrawn_on_exit(exc) from None
+            yield granted
         finally:
             await asyncio.shield(self.release(name, namespace=namespace, reason="released on exit"))
 

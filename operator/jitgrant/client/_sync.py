@@ -16,7 +16,8 @@ import kubernetes.client
 
 from jitgrant.activity.base import AuditSource
 from jitgrant.activity.report import Activity
-from jitgrant.client._async import AsyncClient, DurationLike, ProgressCallback
+from jitgrant.client._async import AsyncClient, DurationLike, ProgressCallback, _seconds, withdrawn_on_exit
+from jitgrant.client.errors import AccessTimedOut
 from jitgrant.client.results import CheckResult, Grant, Grantable, Identity
 from jitgrant.models import AccessRequest
 
@@ -118,9 +119,14 @@ class Client:
         self, *, timeout: DurationLike = "30m", on_progress: ProgressCallback | None = None, **kwargs: Any
     ) -> Iterator[Grant]:
         """File, wait until active, yield the grant, release it on exit (also on exceptions)."""
+        _seconds(timeout)  # a bad timeout is refused before anything is filed
         request = self.request(**kwargs)
         name, namespace = request.metadata.name, request.metadata.namespace
         try:
-            yield self.wait(name, namespace=namespace, timeout=timeout, on_progress=on_progress)
+            try:
+                granted = self.wait(name, namespace=namespace, timeout=timeout, on_progress=on_progress)
+            except AccessTimedOut as exc:
+                raise withdrawn_on_exit(exc) from None
+            yield granted
         finally:
             self.release(name, namespace=namespace, reason="released on exit")

@@ -23,6 +23,23 @@ class JitgrantError(Exception):
         return f"{self.reason}: {self.message}"
 
 
+class InvalidRequest(JitgrantError, ValueError):
+    """An argument cannot make a valid request: nothing was sent. Names the field, what was given,
+    what is accepted and an example. Also a ValueError, for code written before it existed."""
+
+    def __init__(self, *, field: str, given: object, accepted: str, example: str) -> None:
+        self.field, self.given, self.accepted, self.example = field, given, accepted, example
+        super().__init__(
+            f"{field}: got {_shown(given)}; accepted: {accepted}; e.g. {example}",
+            reason=Reason.INVALID_REQUEST,
+        )
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:77]}..."
+
+
 class AccessDenied(JitgrantError):
     """The policy or an approver refused the request (phase Denied, or a dry run that would be)."""
 

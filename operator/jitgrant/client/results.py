@@ -3,8 +3,10 @@ MCP client) can read field by field, serialised with the same camelCase aliases 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from jitgrant.models import AccessRequest, GrantPolicySpec, PolicyRule, format_duration
 from jitgrant.models.base import WireModel
@@ -41,11 +43,20 @@ class Grantable(WireModel):
     approval: ApprovalNeeds
     justification_required: bool
     justification_pattern: str | None = None
+    # The policy's Ready condition, as the operator last wrote it: a request under a policy that is not
+    # Ready ends Failed. None: the operator has not judged it yet.
+    ready: bool | None = None
+    ready_reason: str | None = None
+    ready_message: str = ""
 
     @classmethod
-    def of(cls, name: str, spec: GrantPolicySpec) -> Grantable:
+    def of(cls, name: str, spec: GrantPolicySpec, readiness: PolicyReadiness | None = None) -> Grantable:
         approval = spec.approval
+        ready = readiness or PolicyReadiness()
         return cls(
+            ready=ready.ready,
+            ready_reason=ready.reason,
+            ready_message=ready.message,
             policy=name,
             cluster=spec.target.cluster,
             namespaces=spec.namespaces,
@@ -63,6 +74,28 @@ class Grantable(WireModel):
             justification_required=spec.justification.required,
             justification_pattern=spec.justification.pattern,
         )
+
+
+@dataclass(frozen=True)
+class PolicyReadiness:
+    """A GrantPolicy's Ready condition (status.conditions[type=Ready]); ready None: not judged yet."""
+
+    ready: bool | None = None
+    reason: str | None = None
+    message: str = ""
+
+    @classmethod
+    def of(cls, policy: Mapping[str, Any]) -> PolicyReadiness:
+        conditions = (policy.get("status") or {}).get("conditions") or ()
+        for condition in conditions:
+            if isinstance(condition, Mapping) and condition.get("type") == "Ready":
+                status = condition.get("status")
+                return cls(
+                    ready=True if status == "True" else False if status == "False" else None,
+                    reason=str(condition.get("reason") or "") or None,
+                    message=str(condition.get("message") or ""),
+                )
+        return cls()
 
 
 class CheckResult(WireModel):

@@ -17,7 +17,7 @@ from typing import Any
 import kopf
 from kopf.on import WebhookDecorator
 
-from jitgrant.logs import bind_request, remember_uid, unbind_request
+from jitgrant.logs import bind_request, note_refusal, remember_uid, unbind_request
 from jitgrant.metrics import Metrics
 from jitgrant.models import API_GROUP, API_VERSION
 
@@ -72,6 +72,8 @@ def measured(webhook: str, register: WebhookDecorator) -> WebhookDecorator:
                 return await fn(**kwargs)
             except kopf.AdmissionError as exc:
                 outcome, reason = "refused", status_reason(exc.code)
+                if exc.code is None or exc.code < 500:
+                    note_refusal(str(exc) or repr(exc))  # logged at INFO by logs.RefusalsAreNotErrors
                 raise
             except Exception:
                 outcome, reason = "error", "InternalError"

@@ -17,14 +17,16 @@ import argparse
 import os
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
-from pydantic import BaseModel, Field
+from mcp.server.mcpserver.tools import Tool
+from mcp_types import ToolAnnotations
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
 from jitgrant.activity.base import AuditSource
 from jitgrant.activity.files import AuditLogFiles
@@ -38,6 +40,7 @@ from jitgrant.client import (
     ApiRefused,
     ApiUnreachable,
     AsyncClient,
+    InvalidRequest,
     JitgrantError,
     NotYourRequest,
     Progress,
@@ -63,13 +66,105 @@ LOG_GROUP_ENV = "JITGRANT_ACTIVITY_LOG_GROUP"
 MAX_WAIT_SECONDS = 3600
 
 
+#: Tools that only read (what the client may host-approve without asking); none is open-world: every
+#: tool talks to the one Kubernetes API server the client's identity belongs to.
+READ_ONLY = ToolAnnotations(readOnlyHint=True, openWorldHint=False)
+FILES = ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=False, openWorldHint=False)
+#: Releasing ends access (destructive); releasing what is already released changes nothing more.
+ENDS = ToolAnnotations(readOnlyHint=False, destructiveHint=True, idempotentHint=True, openWorldHint=False)
+
+#: For an argument the schema refuses: what is accepted and an example (the tool error says both).
+ACCEPTED: dict[str, tuple[str, str]] = {
+    "policy": ("a GrantPolicy name, as text, from list_grantable", '"oncall-restart"'),
+    "namespace": ("a namespace name, as text", '"payments"'),
+    "justification": ("text saying why you need the access", '"INC-4711 checkout pods stuck"'),
+    "cluster_role": ("a ClusterRole name, as text, that the policy offers", '"jit-restart-checkout"'),
+    "rules": (
+        "a list of rules, each {api_groups, resources, verbs, resource_names (optional)}: lists of text",
+        '[{"api_groups": ["apps"], "resources": ["deployments"], "verbs": ["get", "patch"]}]',
+    ),
+    "duration": (
+        "a duration as text: hours/minutes/seconds such as '90s', '10m' or '1h30m', at most the "
+        "policy's max_duration (omit it for the policy's default)",
+        '"10m"',
+    ),
+    "wait_seconds": (f"whole seconds from 0 to {MAX_WAIT_SECONDS}", "300"),
+    "kubeconfig_path": ("a file path, as text", '"/tmp/grant.kubeconfig"'),
+    "name": (
+        "the request's name, as text, from request_access or list_my_requests",
+        '"oncall-restart-x7k2p"',
+    ),
+    "reason": ("text saying why you release it", '"task done"'),
+}
+
+
+class CheckedTool(Tool):
+    """A tool whose arguments are checked before the SDK's own validation: an unknown argument is
+    refused (the schema says additionalProperties: false), and every argument error is a tool error
+    in the shape of the domain errors (reason, field, what was given, what is accepted, an example,
+    next step) instead of pydantic's dump."""
+
+    def model_post_init(self, context: Any, /) -> None:
+        super().model_post_init(context)
+        self.parameters["additionalProperties"] = False
+
+    async def run(self, arguments: dict[str, Any], context: Any, convert_result: bool = False) -> Any:
+        known = {field.alias or name for name, field in self.fn_metadata.arg_model.model_fields.items()}
+        unknown = sorted(set(arguments) - known)
+        if unknown:
+            raise self._refuse(
+                unknown[0],
+                arguments[unknown[0]],
+                f"only the arguments {', '.join(sorted(known))}",
+                f"the arguments of {self.name} as its inputSchema lists them",
+                f"drop {unknown[0]} (misspelt? the schema has each argument's description) and call again",
+            )
+        try:
+            self.fn_metadata.validate_arguments(arguments)
+        except ValidationError as exc:
+            problem = exc.errors(include_url=False)[0]
+            loc = [str(part) for part in problem["loc"]]
+            field = loc[0] if loc else "arguments"
+            accepted, example = ACCEPTED.get(field, (problem["msg"], "see the tool's inputSchema"))
+            if len(loc) > 1:
+                accepted = f"{accepted} ({'.'.join(loc)}: {problem['msg']})"
+            given = problem.get("input") if loc else arguments
+            raise self._refuse(field, given, accepted, example, f"fix {field} and call again") from None
+        return await super().run(arguments, context, convert_result)
+
+    def _refuse(self, field: str, given: object, accepted: str, example: str, step: str) -> ToolError:
+        shown = repr(given) if len(repr(given)) <= 80 else f"{repr(given)[:77]}..."
+        return ToolError(
+            f"Error executing tool {self.name}: {Reason.INVALID_REQUEST}: {field}: got {shown}; "
+            f"accepted: {accepted}; e.g. {field}={example}. Next: {step}"
+        )
+
+
 class RuleInput(BaseModel):
     """One RBAC rule, for policies that allow inline rules instead of a ClusterRole."""
 
-    apiGroups: list[str] = Field(description='API groups, "" for the core group, e.g. ["apps"]')
+    # snake_case like every other input; the camelCase 0.1 shipped is still read (deprecated).
+    model_config = ConfigDict(extra="forbid")
+
+    api_groups: list[str] = Field(
+        validation_alias=AliasChoices("api_groups", "apiGroups"),
+        description='API groups, "" for the core group, e.g. ["apps"]',
+    )
     resources: list[str] = Field(description='e.g. ["deployments"]')
     verbs: list[str] = Field(description='e.g. ["get", "patch"]')
-    resourceNames: list[str] = Field(default_factory=list, description="optional: only these objects")
+    resource_names: list[str] = Field(
+        default_factory=list,
+        validation_alias=AliasChoices("resource_names", "resourceNames"),
+        description="optional: only these objects",
+    )
+
+    def to_client(self) -> dict[str, list[str]]:
+        return {
+            "apiGroups": self.api_groups,
+            "resources": self.resources,
+            "verbs": self.verbs,
+            "resourceNames": self.resource_names,
+        }
 
 
 class RequestSummary(BaseModel):
@@ -122,9 +217,10 @@ class AccessResult(RequestSummary):
 
 class GrantableList(BaseModel):
     policies: list[dict[str, Any]] = Field(
-        description="each: policy, cluster, namespaces, clusterRoles, ruleShapes, maxDuration, "
-        "defaultDuration, approval {required, minApprovals, approverGroups, approverUsers}, "
-        "justificationRequired, justificationPattern"
+        description="each: policy, cluster, namespaces, cluster_roles, rule_shapes, max_duration, "
+        "default_duration, approval {required, min_approvals, approver_groups, approver_users}, "
+        "justification_required, justification_pattern, ready (false: the policy is not Ready and a "
+        "request under it would end Failed; null: not judged yet), ready_reason, ready_message"
     )
 
 
@@ -181,7 +277,12 @@ class Agents:
 
 def tool_error(exc: JitgrantError) -> ToolError:
     """A refusal a model can act on: what was refused, and what to do next."""
-    if isinstance(exc, AccessDenied):
+    if isinstance(exc, InvalidRequest):
+        hint = (
+            f"fix {exc.field} and call again (list_grantable shows what each policy offers; "
+            "check_access answers without filing anything)"
+        )
+    elif isinstance(exc, AccessDenied):
         hint = (
             "change what the message names (check_access answers without filing), or pick another "
             "policy from list_grantable"
@@ -234,25 +335,38 @@ def build_server(
         finally:
             await base.close()
 
-    server: MCPServer[None] = MCPServer(
-        name="jitgrant", instructions=INSTRUCTIONS, version="0.1.0", lifespan=lifespan
-    )
     agents = Agents(base, pass_through=pass_through, namespace=namespace)
+    tools: list[Tool] = []
 
-    @server.tool(
+    def tool(
+        title: str, description: str, annotations: ToolAnnotations
+    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+            tools.append(
+                CheckedTool.from_function(fn, title=title, description=description, annotations=annotations)
+            )
+            return fn
+
+        return register
+
+    @tool(
+        title="What you may request",
+        annotations=READ_ONLY,
         description="List the GrantPolicies you may request access under: for each, the namespaces, "
         "ClusterRoles (or inline rule shapes), maximum and default duration, whether a human must "
-        "approve and who, and the justification pattern. Call this first."
+        "approve and who, and the justification pattern. Call this first.",
     )
     async def list_grantable(ctx: Context[Any, Any]) -> GrantableList:
         async with agents.client(ctx) as client:
             found: list[Grantable] = await client.grantable()
-        return GrantableList(policies=[g.model_dump(mode="json", by_alias=True) for g in found])
+        return GrantableList(policies=[g.model_dump(mode="json") for g in found])
 
-    @server.tool(
+    @tool(
+        title="Would this request be allowed? (dry run)",
+        annotations=READ_ONLY,
         description="Dry run: would this access request be allowed right away, wait for human approval "
         "(and by whom), or be denied, and exactly why. Answered by the operator's own decision; "
-        "nothing is filed, stored or audited. Give clusterRole or rules, not both."
+        "nothing is filed, stored or audited. Give clusterRole or rules, not both.",
     )
     async def check_access(
         ctx: Context[Any, Any],
@@ -269,12 +383,14 @@ def build_server(
             )
         return CheckAnswer(**result.model_dump())
 
-    @server.tool(
+    @tool(
+        title="Request access and wait for it",
+        annotations=FILES,
         description="File an access request and wait (up to wait_seconds) until the access is active. "
         "Sends progress notifications: pending, k of N approvals, approved, active until T. Returns "
         "the phase, expiry and granted scope; for grants that deliver one, the kubeconfig to use. If "
         "it is still pending when wait_seconds pass, the request stays filed: call access_status "
-        "with wait_seconds to keep waiting. Release it with release_access when the task is done."
+        "with wait_seconds to keep waiting. Release it with release_access when the task is done.",
     )
     async def request_access(
         ctx: Context[Any, Any],
@@ -301,9 +417,11 @@ def build_server(
                 kubeconfig_path=None if pass_through else kubeconfig_path,
             )
 
-    @server.tool(
+    @tool(
+        title="The state of one of your requests",
+        annotations=READ_ONLY,
         description="The current state of one of your access requests; with wait_seconds > 0, wait "
-        "that long for it to become active (with progress notifications)."
+        "that long for it to become active (with progress notifications).",
     )
     async def access_status(
         ctx: Context[Any, Any],
@@ -324,9 +442,11 @@ def build_server(
             )
             return _result(request, kubeconfig=kubeconfig)
 
-    @server.tool(
+    @tool(
+        title="Give your access back now",
+        annotations=ENDS,
         description="End your own access now, as soon as the task is done (or withdraw a pending "
-        "request). Recorded as Released by you. Returns once the access is gone."
+        "request). Recorded as Released by you. Returns once the access is gone.",
     )
     async def release_access(
         ctx: Context[Any, Any],
@@ -338,7 +458,11 @@ def build_server(
             ended = await client.release(name, namespace=namespace, reason=reason)
         return _result(ended, next_step="nothing: the access is gone")
 
-    @server.tool(description="Your access requests in a namespace (default: your own), newest first.")
+    @tool(
+        title="Your access requests",
+        annotations=READ_ONLY,
+        description="Your access requests in a namespace (default: your own), newest first.",
+    )
     async def list_my_requests(
         ctx: Context[Any, Any],
         namespace: Annotated[str | None, Field(description="where requests are filed")] = None,
@@ -347,7 +471,9 @@ def build_server(
             mine = await client.my_requests(namespace=namespace)
         return MyRequests(requests=[RequestSummary.of(r) for r in mine])
 
-    @server.tool(
+    @tool(
+        title="What you did with a grant",
+        annotations=READ_ONLY,
         description="What you did with one of your grants, from the Kubernetes API server's own audit "
         "log: every API call the grant's RoleBinding allowed, and every call your grant's identity made "
         "during its window that was refused (or allowed by other permissions), in time order. Each call "
@@ -355,7 +481,7 @@ def build_server(
         "'refused', ...) and attribution: 'authorization-reason' (exact: the API server named this "
         "grant's RoleBinding) or 'identity-window' (made by the grant's identity while it was live). "
         "Use it after a task to confirm what changed, or to see which calls were refused. Only your own "
-        "requests. The log can lag (about a minute on EKS): call again if your latest calls are missing."
+        "requests. The log can lag (about a minute on EKS): call again if your latest calls are missing.",
     )
     async def access_activity(
         ctx: Context[Any, Any],
@@ -374,7 +500,9 @@ def build_server(
         async with agents.client(ctx) as client:
             return await client.activity(name, source=activity_source, namespace=namespace)
 
-    return server
+    return MCPServer(
+        name="jitgrant", instructions=INSTRUCTIONS, version="0.1.0", lifespan=lifespan, tools=tools
+    )
 
 
 def activity_source_from(args: argparse.Namespace, environ: Mapping[str, str]) -> AuditSource | None:
@@ -409,17 +537,12 @@ def _args(
     rules: list[RuleInput] | None,
     duration: str | None,
 ) -> dict[str, Any]:
-    if (cluster_role is None) == (not rules):
-        raise ToolError(
-            "InvalidRequest: give exactly one of cluster_role or rules. Next: list_grantable shows which "
-            "ClusterRoles or rule shapes each policy offers"
-        )
     return {
         "policy": policy,
         "namespace": namespace,
-        "reason": justification,
+        "justification": justification,
         "cluster_role": cluster_role,
-        "rules": [rule.model_dump() for rule in rules] if rules else None,
+        "rules": [rule.to_client() for rule in rules] if rules else None,
         "duration": duration,
     }
 

@@ -183,7 +183,7 @@ def eks(report: Reporter) -> None:
                     "jit-restart-checkout",
                     "--for",
                     WINDOW,
-                    "--reason",
+                    "--justification",
                     "INC-4711 checkout pods stuck; rollout restart",
                     "-n",
                     "agents",

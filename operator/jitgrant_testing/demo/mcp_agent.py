@@ -73,13 +73,13 @@ async def _story(report: Reporter, agents: Agents) -> None:
         for policy in grantable["policies"]:
             approval = policy["approval"]
             who = (
-                f"{approval['minApprovals']} approval(s) from {approval['approverGroups']}"
+                f"{approval['min_approvals']} approval(s) from {approval['approver_groups']}"
                 if approval["required"]
                 else "no approval"
             )
             report.note(
-                f"{policy['policy']}: {policy['clusterRoles']} in {policy['namespaces']}, "
-                f"up to {policy['maxDuration']}, {who}"
+                f"{policy['policy']}: {policy['cluster_roles']} in {policy['namespaces']}, "
+                f"up to {policy['max_duration']}, {who}"
             )
         report.check(
             {p["policy"] for p in grantable["policies"]} == {"oncall-restart", "prod-restart"},
