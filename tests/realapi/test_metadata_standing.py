@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -124,7 +124,7 @@ def grant_bindings(env: RealEnvironment, uid: str) -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def people(real_env: RealEnvironment) -> dict[str, ApiClient]:
+def people(real_env: RealEnvironment) -> Iterator[dict[str, ApiClient]]:
     """The requester, another agent with `patch` (what the chart's requester role gives every agent),
     and `mallory`, an approver with `patch` but under another policy."""
     real_env.allow(
@@ -140,11 +140,35 @@ def people(real_env: RealEnvironment) -> dict[str, ApiClient]:
     real_env.apply([policy("md-standing", approvers=["approver"], required=False)])
     real_env.apply([policy("md-pending", approvers=["approver"], required=True)])
     real_env.apply([policy("md-other-team", approvers=["mallory"], required=True)])
-    return {
+    yield {
         "agent": real_env.client_for_service_account(NS, "oncall-agent"),
         "intruder": real_env.client_for_service_account(NS, "intruder"),
         "mallory": real_env.client_for_user("mallory"),
     }
+    # The shared installation goes on to later modules: the grants made here (10 minutes each, for
+    # the same agent and scope) must not outlive this module, or they answer for later tests' agents.
+    api = CustomObjectsApi(real_env.admin)
+    ours = [
+        item["metadata"]["name"]
+        for item in api.list_namespaced_custom_object("jitgrant.dev", "v1alpha1", NS, "accessrequests")[
+            "items"
+        ]
+        if item["metadata"]["name"].startswith("md-")
+    ]
+    for name in ours:
+        try:
+            api.delete_namespaced_custom_object("jitgrant.dev", "v1alpha1", NS, "accessrequests", name)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    def gone() -> bool:
+        items = api.list_namespaced_custom_object("jitgrant.dev", "v1alpha1", NS, "accessrequests")["items"]
+        return not any(item["metadata"]["name"] in ours for item in items)
+
+    wait_until(gone, timeout=30, what="this module's AccessRequests to be revoked and gone")
+    for name in ("md-standing", "md-pending", "md-other-team"):
+        api.delete_cluster_custom_object("jitgrant.dev", "v1alpha1", "grantpolicies", name)
 
 
 def test_no_one_without_standing_ends_a_grant_through_owner_references_or_finalizers(
