@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import hashlib
+import json
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -59,6 +61,7 @@ from jitgrant.models import (
 from jitgrant.models.vocabulary import (
     CREATED_BY_EXTRA,
     DRY_RUN_WARNING,
+    EXISTING_REQUEST_MARKER,
     OIDC_TOKEN_ANNOTATION,
     RELEASE_ANNOTATION,
     Reason,
@@ -211,8 +214,14 @@ class AsyncClient:
         name: str | None = None,
         request_namespace: str | None = None,
         oidc_token: str | None = None,
+        request_key: str | None = None,
     ) -> dict[str, Any]:
-        """The AccessRequest these arguments describe; ValueError names a bad argument."""
+        """The AccessRequest these arguments describe; ValueError names a bad argument.
+
+        `request_key` (spec.requestKey) makes filing idempotent: while a request filed with the same
+        key is open, filing again returns that request. By default it is derived from the arguments,
+        so the same call repeated (a timed-out tool call, a looping plan) is the same request.
+        """
         if (cluster_role is None) == (not rules):
             raise ValueError("give exactly one of cluster_role or rules")
         spec: dict[str, Any] = {"policy": policy, "namespace": namespace, "justification": reason}
@@ -229,6 +238,7 @@ class AsyncClient:
         if text is not None:
             parse_duration(text)  # ValueError says what is wrong with it
             spec["duration"] = text
+        spec["requestKey"] = request_key or _derived_key(spec)
         metadata: dict[str, Any] = {"namespace": request_namespace or self.namespace}
         if name:
             metadata["name"] = name
@@ -247,10 +257,31 @@ class AsyncClient:
     async def file(self, manifest: Mapping[str, Any]) -> AccessRequest:
         """Create an AccessRequest from a manifest (see `manifest`)."""
         namespace = str(manifest["metadata"]["namespace"])
-        answer = await self._api.call("POST", request_path(namespace), body=manifest)
+        try:
+            answer = await self._api.call("POST", request_path(namespace), body=manifest)
+        except ApiRefused as exc:
+            existing = await self._existing(exc, manifest)
+            if existing is None:
+                raise
+            return existing
         request = AccessRequest.from_object(answer.body)
         self._filed.add((namespace, request.metadata.name))
         return request
+
+    async def _existing(self, exc: ApiRefused, manifest: Mapping[str, Any]) -> AccessRequest | None:
+        """An AlreadyRequested refusal: the open request when it was filed with this manifest's
+        requestKey (a retry gets it back); otherwise raises the refusal with that reason."""
+        if exc.status != 409 or f"{EXISTING_REQUEST_MARKER}: " not in exc.message:
+            return None
+        ref = exc.message.split(f"{EXISTING_REQUEST_MARKER}: ", 1)[1].split(")", 1)[0].strip()
+        namespace, _, name = ref.partition("/")
+        key = (manifest.get("spec") or {}).get("requestKey")
+        with contextlib.suppress(JitgrantError):
+            request, _ = await self._get_own(namespace, name)
+            if key and request.spec.request_key == key:
+                self._filed.add((namespace, name))
+                return request
+        raise ApiRefused(exc.message, status=exc.status, reason=Reason.ALREADY_REQUESTED) from exc
 
     async def request(self, **kwargs: Any) -> AccessRequest:
         """File an AccessRequest; the arguments are those of `manifest`. Returns it as stored."""
@@ -617,6 +648,12 @@ class _Follower:
             return False
         self._shown = progress
         return True
+
+
+def _derived_key(spec: Mapping[str, Any]) -> str:
+    """The default requestKey: a digest of what is asked (policy, scope, duration, justification)."""
+    text = json.dumps(spec, sort_keys=True, separators=(",", ":"))
+    return "auto-" + hashlib.sha256(text.encode()).hexdigest()[:40]
 
 
 def parse_dry_run(text: str) -> tuple[str, str] | None:

@@ -64,6 +64,7 @@ from jitgrant.identity.stamp import (
     stamp_revoker,
     stamp_to_wire,
 )
+from jitgrant.lifecycle.open_requests import OpenRequest, OpenRequests, already_requested_message
 from jitgrant.models import API_GROUP, API_VERSION, GrantPolicySpec, RequesterStamp
 from jitgrant.models.vocabulary import (
     APPROVALS_ANNOTATION,
@@ -71,12 +72,14 @@ from jitgrant.models.vocabulary import (
     CREATED_BY_EXTRA,
     DELETED_BY_ANNOTATION,
     DENY_ANNOTATION,
+    EXISTING_REQUEST_MARKER,
     FINALIZER,
     LAST_APPLIED_ANNOTATION,
     OIDC_TOKEN_ANNOTATION,
     REQUESTER_SEAL_ANNOTATION,
     REVOKE_ANNOTATION,
     REVOKED_BY_ANNOTATION,
+    Reason,
 )
 from jitgrant.policy import DEFAULT_OPERATOR_NAMESPACE
 
@@ -482,8 +485,11 @@ async def validate_request(
     refusal: str | None = None
     if operation == "CREATE":
         refusal = review_create(body, key=key)
+        existing = _existing(runtime, body) if refusal is None else None
         if refusal is None and kwargs.get("dryrun"):
-            await _answer_dry_run(runtime, body, kwargs.get("warnings"))
+            await _answer_dry_run(runtime, body, kwargs.get("warnings"), existing=existing)
+        elif existing is not None:
+            raise _already_requested(body, existing)
     elif operation == "UPDATE" and old is not None:
         caller = Caller.from_userinfo(userinfo)
         refusal = review_release(old=old, new=body, caller=caller, key=key)
@@ -506,11 +512,30 @@ async def validate_request(
         raise _refuse(refusal)
 
 
-async def _answer_dry_run(runtime: Any, body: Mapping[str, Any], warnings: Any) -> None:
+def _existing(runtime: Any, body: Mapping[str, Any]) -> OpenRequest | None:
+    """The open request a new one duplicates, from this replica's index (lifecycle/open_requests.py)."""
+    index = getattr(runtime, "open_requests", None)
+    return index.existing_for(body) if isinstance(index, OpenRequests) else None
+
+
+def _already_requested(body: Mapping[str, Any], existing: OpenRequest) -> kopf.AdmissionError:
+    """409 with the reason first and the existing request's marker last: a client that sent the same
+    requestKey takes that request as its answer; anyone else reads why and what to do."""
+    key = (body.get("spec") or {}).get("requestKey")
+    same_key = bool(key) and key == existing.request_key
+    message = already_requested_message(existing, same_key=same_key)
+    marker = f"{EXISTING_REQUEST_MARKER}: {existing.namespace}/{existing.name}"
+    return _refuse(f"{Reason.ALREADY_REQUESTED}: {message} ({marker})", code=409)
+
+
+async def _answer_dry_run(
+    runtime: Any, body: Mapping[str, Any], warnings: Any, *, existing: OpenRequest | None = None
+) -> None:
     """A dryRun create is answered with the operator's decision (handlers/dry_run.py)."""
     settings = runtime.settings
     await answer_dry_run(
         body=body,
+        existing=existing,
         policy=await _policy(runtime, str((body.get("spec") or {}).get("policy") or "")),
         inline_rules_enabled=bool(getattr(settings, "inline_rules_enabled", False)),
         operator_namespace=str(getattr(settings, "operator_namespace", DEFAULT_OPERATOR_NAMESPACE)),

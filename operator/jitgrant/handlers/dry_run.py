@@ -15,6 +15,7 @@ import kopf
 from pydantic import ValidationError
 
 from jitgrant.lifecycle import Action
+from jitgrant.lifecycle.open_requests import OpenRequest
 from jitgrant.lifecycle.transitions import decide_new
 from jitgrant.models import AccessRequest, GrantPolicySpec, format_duration
 from jitgrant.models.vocabulary import DRY_RUN_WARNING
@@ -34,6 +35,7 @@ async def answer_dry_run(
     inline_rules_enabled: bool,
     operator_namespace: str,
     warnings: list[str],
+    existing: OpenRequest | None = None,
 ) -> None:
     """Append the decision to `warnings`, or raise the denial as an AdmissionError."""
     try:
@@ -47,6 +49,7 @@ async def answer_dry_run(
         seal_valid=True,  # review_create verified the seal before this runs
         inline_rules_enabled=inline_rules_enabled,
         operator_namespace=operator_namespace,
+        existing=existing,
     )
     if step.action in (Action.FAIL, Action.DENY):
         raise kopf.AdmissionError(f"{DRY_RUN_WARNING}: {step.reason}: {step.message}", code=403)

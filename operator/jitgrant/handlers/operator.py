@@ -255,9 +255,11 @@ async def reconcile_on_change(body: kopf.Body, type: str | None, memo: kopf.Memo
     scheduler = scheduler_of(memo)
     namespace, name = body.metadata.namespace or "", body.metadata.name or ""
     if type == "DELETED":
+        runtime.open_requests.forget(namespace, name)
         scheduler.forget(namespace, name)
         runtime.forget_request(f"{namespace}/{name}", body.metadata.uid or "")
         return
+    runtime.open_requests.observe(body)
     if runtime.is_own_echo(body.metadata.uid or "", body.metadata.get("resourceVersion")):
         # This process's own write coming back: the pass that wrote it went on from the write's
         # answer and queued the request's next look itself.

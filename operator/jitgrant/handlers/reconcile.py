@@ -274,6 +274,7 @@ class Reconciler:
             tally=self._tally(stored, request, policy),
             inline_rules_enabled=settings.inline_rules_enabled,
             operator_namespace=settings.operator_namespace,
+            existing=self.runtime.open_requests.supersedes(stored.body) if stored.phase is None else None,
         )
         if policy_problem is not None:  # an invalid policy is not a missing one: say what is wrong
             step = invalid_policy_step(step, problem=policy_problem)

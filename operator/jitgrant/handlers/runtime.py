@@ -18,6 +18,7 @@ from jitgrant.clusters.own import ClusterApi
 from jitgrant.clusters.port import ClusterPort, StoredRequest
 from jitgrant.clusters.registry import TargetClusters
 from jitgrant.health import Health
+from jitgrant.lifecycle.open_requests import OpenRequests
 from jitgrant.metrics import Metrics
 from jitgrant.models import GrantPolicySpec, Target, TargetType
 from jitgrant.models.vocabulary import Reason
@@ -92,9 +93,14 @@ class Runtime:
     # Per request uid, the resourceVersions of this process's latest writes to it: the watch's
     # echo of such a write is nothing new (the pass that wrote it went on from the write's answer).
     own_versions: dict[str, deque[str]] = field(default_factory=dict)
+    # Open requests by requester and scope, from this replica's watch and its own writes: admission
+    # refuses duplicates from it, the reconciler closes the races it misses (lifecycle/open_requests.py).
+    open_requests: OpenRequests = field(default_factory=OpenRequests)
 
     def wrote(self, stored: StoredRequest) -> None:
         """Remember a version of a request this process wrote (the last few per request)."""
+        # Its own decision is in the index at once, before the watch's echo (which it then skips).
+        self.open_requests.observe(stored.body)
         if stored.resource_version is not None:
             self.own_versions.setdefault(stored.uid, deque(maxlen=4)).append(stored.resource_version)
 

@@ -1,0 +1,92 @@
+"""One open request per requester and scope (issue 31 §1): the index every replica keeps and the rule
+the reconciler applies to duplicates that raced past admission."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from jitgrant.lifecycle.open_requests import OpenRequests, scope_of
+
+
+def body(
+    name: str,
+    *,
+    created: str = "2026-01-01T00:00:00Z",
+    phase: str | None = None,
+    requester: str = "system:serviceaccount:agents:bot",
+    role: str = "jit-restart",
+    namespace: str = "payments",
+    key: str | None = None,
+) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "policy": "oncall",
+        "namespace": namespace,
+        "clusterRole": role,
+        "requester": {"username": requester},
+    }
+    if key:
+        spec["requestKey"] = key
+    out: dict[str, Any] = {
+        "metadata": {"namespace": "agents", "name": name, "creationTimestamp": created},
+        "spec": spec,
+    }
+    if phase:
+        out["status"] = {"phase": phase}
+    return out
+
+
+def test_a_duplicate_names_the_open_request_other_scopes_and_requesters_do_not() -> None:
+    index = OpenRequests()
+    index.observe(body("first", phase="Pending"))
+    found = index.existing_for(body("second"))
+    assert found is not None and (found.name, found.shown_phase) == ("first", "Pending")
+    assert index.existing_for(body("other-role", role="jit-scale")) is None
+    assert index.existing_for(body("other-ns", namespace="orders")) is None
+    assert index.existing_for(body("other-agent", requester="alice")) is None
+
+
+def test_an_ended_or_deleted_request_frees_its_scope() -> None:
+    index = OpenRequests()
+    index.observe(body("first", phase="Active"))
+    index.observe(body("first", phase="Expired"))
+    assert index.existing_for(body("second")) is None and len(index) == 0
+    index.observe(body("third", phase="Pending"))
+    index.forget("agents", "third")
+    assert index.existing_for(body("fourth")) is None
+
+
+def test_inline_rules_are_one_scope_however_their_keys_are_ordered() -> None:
+    a = {"policy": "p", "namespace": "n", "rules": [{"verbs": ["get"], "resources": ["pods"]}]}
+    b = {"policy": "p", "namespace": "n", "rules": [{"resources": ["pods"], "verbs": ["get"]}]}
+    assert scope_of(a) == scope_of(b)
+
+
+def test_racing_duplicates_leave_exactly_one_whatever_order_the_leader_decides_them_in() -> None:
+    """Three duplicates created within one second reached the store (admission had not heard of any).
+    However the leader's watch and decisions interleave, exactly one is decided on."""
+    names = ["b", "a", "c"]  # same creationTimestamp: the name breaks the tie
+    for seen_order in itertools.permutations(names):
+        for decide_order in itertools.permutations(names):
+            index, survivors = OpenRequests(), []
+            for name in seen_order:
+                index.observe(body(name))
+            for name in decide_order:
+                if index.supersedes(body(name)) is None:
+                    survivors.append(name)
+                    index.observe(body(name, phase="Pending"))  # the leader's own write
+                else:
+                    index.observe(body(name, phase="Denied"))
+            assert len(survivors) == 1, (seen_order, decide_order, survivors)
+
+
+def test_a_duplicate_seen_only_after_the_first_was_decided_is_the_one_refused() -> None:
+    index = OpenRequests()
+    index.observe(body("z-late-name", created="2026-01-01T00:00:05Z"))
+    assert index.supersedes(body("z-late-name", created="2026-01-01T00:00:05Z")) is None
+    index.observe(body("z-late-name", created="2026-01-01T00:00:05Z", phase="Pending"))
+    # An earlier-ordered duplicate the leader hears of only now loses to the decided one.
+    early = body("a-early", created="2026-01-01T00:00:01Z")
+    index.observe(early)
+    found = index.supersedes(early)
+    assert found is not None and found.name == "z-late-name"

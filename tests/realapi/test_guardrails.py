@@ -1,0 +1,142 @@
+"""Guardrails for agents that loop (issue 31 §1) on a real kube-apiserver: one open request per
+requester and scope, refused at admission with AlreadyRequested, and idempotent retries by requestKey.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from kubernetes.client import ApiClient, CustomObjectsApi
+from kubernetes.client.exceptions import ApiException
+
+from jitgrant.client import Client
+from jitgrant.models.vocabulary import EXISTING_REQUEST_MARKER
+from jitgrant_testing.environment import EXAMPLES, load_manifests, wait_until
+from jitgrant_testing.realenv import RealEnvironment
+
+from .test_jitgrant import NS, request, unique
+
+POLICY = "loop-guard-pending"
+
+
+class Recorder:
+    """Stands in for the operator's notifier: every transition the approvers would be told of."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str]] = []
+
+    def transition(self, request: Any, *, phase: Any, **_: Any) -> None:
+        self.seen.append((request.metadata.name, str(phase)))
+
+
+@pytest.fixture(scope="module")
+def agent(real_env: RealEnvironment) -> ApiClient:
+    return real_env.client_for_service_account(NS, "oncall-agent")
+
+
+@pytest.fixture(scope="module")
+def pending_policy(real_env: RealEnvironment) -> str:
+    """examples/prod-approval renamed: every request waits for a human, so each open one notifies."""
+    [policy] = load_manifests(EXAMPLES / "prod-approval" / "policy.yaml")
+    policy["metadata"]["name"] = POLICY
+    policy["spec"]["approval"]["approvers"] = {"groups": ["jitgrant:approvers"]}
+    real_env.apply([policy])
+    return POLICY
+
+
+@pytest.fixture
+def notifications(real_env: RealEnvironment) -> Iterator[Recorder]:
+    runtime = real_env.operator.runtime
+    assert runtime is not None
+    before, recorder = runtime.notifier, Recorder()
+    runtime.notifier = recorder
+    try:
+        yield recorder
+    finally:
+        runtime.notifier = before
+
+
+def _filed(real_env: RealEnvironment, justification: str) -> list[dict[str, Any]]:
+    listed = CustomObjectsApi(real_env.admin).list_namespaced_custom_object(
+        "jitgrant.dev", "v1alpha1", NS, "accessrequests"
+    )
+    return [item for item in listed["items"] if item["spec"].get("justification") == justification]
+
+
+@pytest.fixture
+def justification(real_env: RealEnvironment) -> Iterator[str]:
+    """A justification of the test's own; its requests are deleted after it (one open per scope)."""
+    text = f"INC-{secrets.randbelow(10**9)} pods stuck"
+    yield text
+    api = CustomObjectsApi(real_env.admin)
+    for item in _filed(real_env, text):
+        api.delete_namespaced_custom_object(
+            "jitgrant.dev", "v1alpha1", NS, "accessrequests", item["metadata"]["name"]
+        )
+    wait_until(lambda: not _filed(real_env, text), timeout=30, what="the test's requests deleted")
+
+
+def test_a_looping_agent_leaves_one_open_request_and_one_approver_notification(
+    real_env: RealEnvironment,
+    agent: ApiClient,
+    pending_policy: str,
+    notifications: Recorder,
+    justification: str,
+) -> None:
+    refusals: list[str] = []
+    for _ in range(100):
+        body = request(unique("loop"), policy=pending_policy, duration="8s", justification=justification)
+        try:
+            real_env.create_request(body, client=agent)
+        except ApiException as exc:
+            assert exc.status == 409, exc.body
+            refusals.append(json.loads(exc.body)["message"])
+    assert len(refusals) >= 90, f"only {len(refusals)} of 100 duplicates were refused at admission"
+
+    def settled() -> list[dict[str, Any]] | None:
+        items = _filed(real_env, justification)
+        return items if all((item.get("status") or {}).get("phase") for item in items) else None
+
+    items = wait_until(settled, timeout=30, what="every stored request decided")
+    still_open = [item for item in items if item["status"]["phase"] == "Pending"]
+    assert len(still_open) == 1, [(i["metadata"]["name"], i["status"]["phase"]) for i in items]
+    name = still_open[0]["metadata"]["name"]
+    # Any that admission let through before the index heard of the first were denied by the reconciler.
+    for other in items:
+        if other["metadata"]["name"] != name:
+            assert other["status"]["reason"] == "AlreadyRequested", other["status"]
+    assert f"AlreadyRequested: you already have {name} Pending" in refusals[-1]
+    assert f"{EXISTING_REQUEST_MARKER}: {NS}/{name}" in refusals[-1]
+    filed = {item["metadata"]["name"] for item in items}
+    told = [seen for seen in notifications.seen if seen[0] in filed and seen[1] == "Pending"]
+    assert told == [(name, "Pending")]
+
+
+def test_a_retry_with_the_same_request_key_gets_the_existing_request_and_the_dry_run_says_so(
+    real_env: RealEnvironment, agent: ApiClient, pending_policy: str, justification: str
+) -> None:
+    asked: dict[str, Any] = {
+        "policy": pending_policy,
+        "namespace": "payments",
+        "cluster_role": "jit-restart-checkout",
+        "reason": justification,
+        "duration": "6s",
+    }
+    with Client.from_configuration(agent.configuration, namespace=NS) as client:
+        first = client.request(**asked)
+        real_env.wait_for_phase(NS, first.metadata.name, "Pending", timeout=30)
+        assert first.spec.request_key  # the client sends one by default
+        again = client.request(**asked)
+        assert again.metadata.name == first.metadata.name
+        check = client.check(**asked)
+        assert (check.outcome, check.reason) == ("denied", "AlreadyRequested")
+        assert f"you already have {first.metadata.name} Pending" in check.message
+        # Another attempt for the same scope (a different key) is refused, with the reason to branch on.
+        with pytest.raises(Exception) as refused:
+            client.request(**asked, request_key=unique("other-attempt"))
+    assert getattr(refused.value, "reason", None) == "AlreadyRequested"
+    assert len([i for i in _filed(real_env, justification) if i["status"].get("phase") == "Pending"]) == 1
