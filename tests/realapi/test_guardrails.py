@@ -14,7 +14,7 @@ from kubernetes.client import ApiClient, CustomObjectsApi
 from kubernetes.client.exceptions import ApiException
 
 from jitgrant.client import Client
-from jitgrant.models.vocabulary import EXISTING_REQUEST_MARKER
+from jitgrant.models.vocabulary import APPROVE_ANNOTATION, EXISTING_REQUEST_MARKER
 from jitgrant_testing.environment import EXAMPLES, load_manifests, wait_until
 from jitgrant_testing.realenv import RealEnvironment
 
@@ -140,3 +140,78 @@ def test_a_retry_with_the_same_request_key_gets_the_existing_request_and_the_dry
             client.request(**asked, request_key=unique("other-attempt"))
     assert getattr(refused.value, "reason", None) == "AlreadyRequested"
     assert len([i for i in _filed(real_env, justification) if i["status"].get("phase") == "Pending"]) == 1
+
+
+# --- §6: approvals with reasons, duration floors --------------------------------------------------
+
+STRICT = "loop-guard-strict"
+
+
+@pytest.fixture(scope="module")
+def strict_policy(real_env: RealEnvironment) -> str:
+    """A fixed 10m duration (minDuration = maxDuration) and approvals that need a 12-character reason."""
+    [policy] = load_manifests(EXAMPLES / "prod-approval" / "policy.yaml")
+    policy["metadata"]["name"] = STRICT
+    policy["spec"]["approval"]["approvers"] = {"groups": ["jitgrant:approvers"]}
+    policy["spec"]["approval"]["reasonRequired"] = True
+    policy["spec"]["approval"]["minReasonLength"] = 12
+    policy["spec"]["minDuration"] = policy["spec"]["maxDuration"] = "10m"
+    real_env.apply([policy])
+    real_env.allow_to_approve(NS, user="approver")
+    return STRICT
+
+
+def _refused(call: Any, status: int = 403) -> str:
+    with pytest.raises(ApiException) as refused:
+        call()
+    assert refused.value.status == status, refused.value.body
+    message: str = json.loads(refused.value.body)["message"]
+    return message
+
+
+def test_a_duration_off_a_fixed_window_is_refused_at_admission_with_the_range(
+    real_env: RealEnvironment, agent: ApiClient, strict_policy: str, justification: str
+) -> None:
+    for asked in ("1s", "9m"):
+        body = request(unique("short"), policy=strict_policy, duration=asked, justification=justification)
+        message = _refused(lambda body=body: real_env.create_request(body, client=agent))
+        assert "PolicyRefused: duration" in message
+        assert f"shorter than policy {STRICT}'s minDuration 10m (ask for exactly 10m)" in message
+    assert _filed(real_env, justification) == []
+    with Client.from_configuration(agent.configuration, namespace=NS) as client:
+        check = client.check(
+            policy=strict_policy,
+            namespace="payments",
+            cluster_role="jit-restart-checkout",
+            reason=justification,
+            duration="1s",
+        )
+    assert (check.outcome, check.reason) == ("denied", "PolicyRefused")
+    assert "ask for exactly 10m" in check.message
+    # No duration named: the policy's (the fixed 10m) is taken, and filed.
+    name = unique("fixed")
+    body = request(name, policy=strict_policy, justification=justification)
+    del body["spec"]["duration"]
+    real_env.create_request(body, client=agent)
+    real_env.wait_for_phase(NS, name, "Pending", timeout=30)
+
+
+def test_an_approval_without_the_policys_reason_is_refused_by_the_webhook(
+    real_env: RealEnvironment, agent: ApiClient, strict_policy: str, justification: str
+) -> None:
+    approver = real_env.client_for_user("approver")
+    name = unique("reasoned")
+    real_env.create_request(
+        request(name, policy=strict_policy, duration="10m", justification=justification), client=agent
+    )
+    real_env.wait_for_phase(NS, name, "Pending", timeout=30)
+    for said in ("", "   ", "\u200b\u200b\u200b\u200b\u200b\u200b\u200b\u200b\u200b\u200b\u200b\u200b", "ok"):
+        message = _refused(
+            lambda said=said: real_env.annotate_request(NS, name, {APPROVE_ANNOTATION: said}, client=approver)
+        )
+        assert f"policy {STRICT} requires a reason of at least 12 character(s) for an approval" in message
+    assert real_env.get_request(NS, name)["status"]["phase"] == "Pending"
+    real_env.annotate_request(NS, name, {APPROVE_ANNOTATION: "INC-7 checked the rollout"}, client=approver)
+    active = real_env.wait_for_phase(NS, name, "Active", timeout=30)
+    [entry] = active["status"]["approvals"]
+    assert entry["reason"] == "INC-7 checked the rollout"

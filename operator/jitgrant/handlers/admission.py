@@ -65,7 +65,7 @@ from jitgrant.identity.stamp import (
     stamp_to_wire,
 )
 from jitgrant.lifecycle.open_requests import OpenRequest, OpenRequests, already_requested_message
-from jitgrant.models import API_GROUP, API_VERSION, GrantPolicySpec, RequesterStamp
+from jitgrant.models import API_GROUP, API_VERSION, GrantPolicySpec, RequesterStamp, parse_duration
 from jitgrant.models.vocabulary import (
     APPROVALS_ANNOTATION,
     APPROVE_ANNOTATION,
@@ -82,6 +82,7 @@ from jitgrant.models.vocabulary import (
     Reason,
 )
 from jitgrant.policy import DEFAULT_OPERATOR_NAMESPACE
+from jitgrant.policy.decision import duration_reason
 
 PLURAL = "accessrequests"
 MUTATE_ID = "stamp-requester"
@@ -490,6 +491,8 @@ async def validate_request(
             await _answer_dry_run(runtime, body, kwargs.get("warnings"), existing=existing)
         elif existing is not None:
             raise _already_requested(body, existing)
+        elif refusal is None:
+            refusal = await _duration_refusal(runtime, body)
     elif operation == "UPDATE" and old is not None:
         caller = Caller.from_userinfo(userinfo)
         refusal = review_release(old=old, new=body, caller=caller, key=key)
@@ -510,6 +513,23 @@ async def validate_request(
         )
     if refusal is not None:
         raise _refuse(refusal)
+
+
+async def _duration_refusal(runtime: Any, body: Mapping[str, Any]) -> str | None:
+    """A duration outside the policy's minDuration..maxDuration, refused before it is stored; the same
+    check the reconciler's decision makes (policy/decision.py), so the two never disagree."""
+    spec = body.get("spec") or {}
+    name = str(spec.get("policy") or "")
+    policy = await _policy(runtime, name)
+    if policy is None:
+        return None  # the reconciler denies it with PolicyNotFound
+    try:
+        asked = spec.get("duration")
+        duration = parse_duration(str(asked)) if asked else policy.default_duration_delta
+    except ValueError:
+        return None  # the reconciler fails it with InvalidRequest, naming the field
+    reason = duration_reason(policy_name=name, policy=policy, duration=duration)
+    return f"{Reason.POLICY_REFUSED}: {reason}" if reason is not None else None
 
 
 def _existing(runtime: Any, body: Mapping[str, Any]) -> OpenRequest | None:
