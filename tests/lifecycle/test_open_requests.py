@@ -4,9 +4,11 @@ the reconciler applies to duplicates that raced past admission."""
 from __future__ import annotations
 
 import itertools
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from jitgrant.lifecycle.open_requests import OpenRequests, scope_of
+from jitgrant.lifecycle.open_requests import OpenRequests, RefusalTally, limit_refusal, scope_of
+from jitgrant.models.policy import RequestLimits
 
 
 def body(
@@ -90,3 +92,67 @@ def test_a_duplicate_seen_only_after_the_first_was_decided_is_the_one_refused() 
     index.observe(early)
     found = index.supersedes(early)
     assert found is not None and found.name == "z-late-name"
+
+
+# --- §2: caps and rates per requester ----------------------------------------------------------------
+
+LIMITS_OPEN = RequestLimits(max_open_per_requester=2)
+LIMITS_RATE = RequestLimits(max_requests_per_hour=3)
+NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+
+def test_the_open_cap_counts_every_scope_of_the_policy_and_says_when_a_slot_frees() -> None:
+    index = OpenRequests()
+    index.observe(body("a", phase="Pending", namespace="payments"))
+    active = body("b", phase="Active", namespace="orders")
+    active["status"]["expiresAt"] = "2026-01-01T12:10:00Z"
+    index.observe(active)
+    said = limit_refusal(index, body("c", namespace="ledger"), limits=LIMITS_OPEN, now=NOW)
+    assert said is not None
+    assert "allows 2 open request(s) per requester (spec.limits.maxOpenPerRequester)" in said
+    assert (
+        "you have 2 (a Pending, b Active); the next slot frees at 2026-01-01T12:10:00Z, when b ends" in said
+    )
+    assert limit_refusal(index, body("c", requester="alice"), limits=LIMITS_OPEN, now=NOW) is None
+    index.observe(body("a", phase="Denied", namespace="payments"))
+    assert limit_refusal(index, body("c", namespace="ledger"), limits=LIMITS_OPEN, now=NOW) is None
+
+
+def test_the_hourly_rate_counts_ended_and_deleted_requests_and_names_the_next_slot() -> None:
+    index = OpenRequests()
+    for minute, name in ((5, "a"), (20, "b"), (40, "c")):
+        created = f"2026-01-01T11:{minute:02d}:00Z"
+        index.observe(body(name, created=created, namespace=name))
+        index.observe(body(name, created=created, namespace=name, phase="Expired"))
+        index.forget("agents", name)
+    said = limit_refusal(index, body("d", namespace="d"), limits=LIMITS_RATE, now=NOW)
+    assert said is not None
+    assert "allows 3 request(s) per hour per requester" in said
+    assert "you filed 3 in the last hour; the next slot frees at 2026-01-01T12:05:00Z" in said
+    later = NOW + timedelta(minutes=6)
+    assert limit_refusal(index, body("d", namespace="d"), limits=LIMITS_RATE, now=later) is None
+
+
+def test_racing_requests_past_the_open_cap_leave_exactly_the_cap_at_the_reconciler() -> None:
+    names = ["a", "b", "c", "d"]  # four scopes, racing past admission; the cap is two
+    for decide_order in itertools.permutations(names):
+        index, survivors = OpenRequests(), []
+        for name in names:
+            index.observe(body(name, namespace=name))
+        for name in decide_order:
+            if limit_refusal(
+                index, body(name, namespace=name), limits=LIMITS_OPEN, now=NOW, at_reconcile=True
+            ):
+                index.observe(body(name, namespace=name, phase="Denied"))
+            else:
+                survivors.append(name)
+                index.observe(body(name, namespace=name, phase="Pending"))
+        assert len(survivors) == 2, (decide_order, survivors)
+
+
+def test_refusals_are_audited_once_per_requester_per_minute_with_their_count() -> None:
+    tally = RefusalTally()
+    due = [tally.note("bot", NOW + timedelta(seconds=s)) for s in range(0, 125, 5)]
+    # The first at once, then one a minute standing for the ones counted meanwhile.
+    assert [n for n in due if n is not None] == [1, 12, 12]
+    assert tally.note("alice", NOW) == 1

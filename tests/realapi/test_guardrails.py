@@ -67,6 +67,19 @@ def _filed(real_env: RealEnvironment, justification: str) -> list[dict[str, Any]
     return [item for item in listed["items"] if item["spec"].get("justification") == justification]
 
 
+def _refused_records(env: RealEnvironment, names: set[str]) -> list[dict[str, Any]]:
+    if not env.audit_file.exists():
+        return []
+    records = [json.loads(line) for line in env.audit_file.read_text().splitlines() if line.strip()]
+    return [
+        r["event"]
+        for r in records
+        if r.get("kind") == "record"
+        and r["event"]["type"] == "refused"
+        and r["event"]["requestName"] in names
+    ]
+
+
 @pytest.fixture
 def justification(real_env: RealEnvironment) -> Iterator[str]:
     """A justification of the test's own; its requests are deleted after it (one open per scope)."""
@@ -88,8 +101,10 @@ def test_a_looping_agent_leaves_one_open_request_and_one_approver_notification(
     justification: str,
 ) -> None:
     refusals: list[str] = []
+    asked: set[str] = set()
     for _ in range(100):
         body = request(unique("loop"), policy=pending_policy, duration="8s", justification=justification)
+        asked.add(body["metadata"]["name"])
         try:
             real_env.create_request(body, client=agent)
         except ApiException as exc:
@@ -114,6 +129,11 @@ def test_a_looping_agent_leaves_one_open_request_and_one_approver_notification(
     filed = {item["metadata"]["name"] for item in items}
     told = [seen for seen in notifications.seen if seen[0] in filed and seen[1] == "Pending"]
     assert told == [(name, "Pending")]
+    # The trail is bounded: the refusals are audited at most once per requester per minute, each
+    # record saying how many it stands for.
+    refused = wait_until(lambda: _refused_records(real_env, asked), timeout=10, what="the refusal audited")
+    assert 1 <= len(refused) <= 2, refused
+    assert refused[0]["reason"].startswith("AlreadyRequested: ")
 
 
 def test_a_retry_with_the_same_request_key_gets_the_existing_request_and_the_dry_run_says_so(
@@ -215,3 +235,51 @@ def test_an_approval_without_the_policys_reason_is_refused_by_the_webhook(
     active = real_env.wait_for_phase(NS, name, "Active", timeout=30)
     [entry] = active["status"]["approvals"]
     assert entry["reason"] == "INC-7 checked the rollout"
+
+
+# --- §2: caps and rates per requester -------------------------------------------------------------
+
+CAPPED = "loop-guard-capped"
+
+
+@pytest.fixture(scope="module")
+def capped_policy(real_env: RealEnvironment) -> str:
+    """One open request per requester and two per hour, over two namespaces (so two scopes)."""
+    [policy] = load_manifests(EXAMPLES / "prod-approval" / "policy.yaml")
+    policy["metadata"]["name"] = CAPPED
+    policy["spec"]["namespaces"] = ["payments", "orders"]
+    policy["spec"]["approval"]["approvers"] = {"groups": ["jitgrant:approvers"]}
+    policy["spec"]["limits"] = {"maxOpenPerRequester": 1, "maxRequestsPerHour": 2}
+    real_env.apply([policy])
+    return CAPPED
+
+
+def test_caps_on_open_requests_and_requests_per_hour_are_refused_with_when_a_slot_frees(
+    real_env: RealEnvironment, agent: ApiClient, capped_policy: str, justification: str
+) -> None:
+    api = CustomObjectsApi(real_env.admin)
+    first = unique("cap")
+    real_env.create_request(request(first, policy=capped_policy, justification=justification), client=agent)
+    real_env.wait_for_phase(NS, first, "Pending", timeout=30)
+    other = request(unique("cap"), policy=capped_policy, justification=justification)
+    other["spec"]["namespace"] = "orders"  # another scope: not a duplicate, but past the open cap
+    message = _refused(lambda: real_env.create_request(other, client=agent))
+    assert "LimitReached: policy loop-guard-capped allows 1 open request(s) per requester" in message
+    assert f"you have 1 ({first} Pending); the next slot frees when one of them ends" in message
+
+    api.delete_namespaced_custom_object("jitgrant.dev", "v1alpha1", NS, "accessrequests", first)
+    wait_until(
+        lambda: first not in {i["metadata"]["name"] for i in _filed(real_env, justification)},
+        timeout=30,
+        what="the first request gone",
+    )
+    real_env.create_request(other, client=agent)  # its slot is free now
+    real_env.wait_for_phase(NS, other["metadata"]["name"], "Pending", timeout=30)
+    api.delete_namespaced_custom_object(
+        "jitgrant.dev", "v1alpha1", NS, "accessrequests", other["metadata"]["name"]
+    )
+    wait_until(lambda: not _filed(real_env, justification), timeout=30, what="both requests gone")
+    third = request(unique("cap"), policy=capped_policy, justification=justification)
+    message = _refused(lambda: real_env.create_request(third, client=agent))
+    assert "LimitReached: policy loop-guard-capped allows 2 request(s) per hour per requester" in message
+    assert "you filed 2 in the last hour; the next slot frees at 20" in message

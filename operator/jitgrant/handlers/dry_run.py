@@ -36,6 +36,7 @@ async def answer_dry_run(
     operator_namespace: str,
     warnings: list[str],
     existing: OpenRequest | None = None,
+    limit: str | None = None,
 ) -> None:
     """Append the decision to `warnings`, or raise the denial as an AdmissionError."""
     try:
@@ -50,6 +51,7 @@ async def answer_dry_run(
         inline_rules_enabled=inline_rules_enabled,
         operator_namespace=operator_namespace,
         existing=existing,
+        limit=limit,
     )
     if step.action in (Action.FAIL, Action.DENY):
         raise kopf.AdmissionError(f"{DRY_RUN_WARNING}: {step.reason}: {step.message}", code=403)

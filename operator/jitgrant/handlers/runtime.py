@@ -18,7 +18,7 @@ from jitgrant.clusters.own import ClusterApi
 from jitgrant.clusters.port import ClusterPort, StoredRequest
 from jitgrant.clusters.registry import TargetClusters
 from jitgrant.health import Health
-from jitgrant.lifecycle.open_requests import OpenRequests
+from jitgrant.lifecycle.open_requests import OpenRequests, RefusalTally
 from jitgrant.metrics import Metrics
 from jitgrant.models import GrantPolicySpec, Target, TargetType
 from jitgrant.models.vocabulary import Reason
@@ -96,6 +96,8 @@ class Runtime:
     # Open requests by requester and scope, from this replica's watch and its own writes: admission
     # refuses duplicates from it, the reconciler closes the races it misses (lifecycle/open_requests.py).
     open_requests: OpenRequests = field(default_factory=OpenRequests)
+    # Guardrail refusals at admission, audited at most once per requester per minute.
+    refusals: RefusalTally = field(default_factory=RefusalTally)
 
     def wrote(self, stored: StoredRequest) -> None:
         """Remember a version of a request this process wrote (the last few per request)."""

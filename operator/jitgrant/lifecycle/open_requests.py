@@ -19,9 +19,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
+from jitgrant.models.policy import RequestLimits
 from jitgrant.models.request import TERMINAL_PHASES, Phase
+from jitgrant.models.vocabulary import format_time, parse_time
+
+HOUR = timedelta(hours=1)
 
 Scope = tuple[str, str, str]
 Key = tuple[str, str]  # (namespace, name) of a request
@@ -38,6 +43,11 @@ class OpenRequest:
     phase: str | None  # None: filed, not decided yet
     request_key: str | None
     created: str  # creationTimestamp as the API server wrote it (RFC 3339, sorts as text)
+    expires_at: str | None = None  # status.expiresAt of an active grant: when its slot frees
+
+    @property
+    def policy(self) -> str:
+        return self.scope[0]
 
     @property
     def order(self) -> tuple[str, str, str]:
@@ -82,7 +92,16 @@ def open_request(body: Mapping[str, Any]) -> OpenRequest | None:
         phase=str(phase) if phase else None,
         request_key=str(key) if key else None,
         created=str(meta.get("creationTimestamp") or ""),
+        expires_at=(body.get("status") or {}).get("expiresAt"),
     )
+
+
+def _created(body: Mapping[str, Any]) -> datetime | None:
+    text = (body.get("metadata") or {}).get("creationTimestamp")
+    try:
+        return parse_time(str(text)) if text else None
+    except ValueError:
+        return None
 
 
 class OpenRequests:
@@ -91,6 +110,10 @@ class OpenRequests:
     def __init__(self) -> None:
         self._by_name: dict[Key, OpenRequest] = {}
         self._by_scope: dict[tuple[str, Scope], dict[Key, OpenRequest]] = {}
+        self._by_policy: dict[tuple[str, str], dict[Key, OpenRequest]] = {}
+        # When each request of a requester under a policy was filed, open or not, for the hourly
+        # rate; entries older than an hour are dropped as they are read.
+        self._filed: dict[tuple[str, str], dict[Key, datetime]] = {}
 
     def __len__(self) -> int:
         return len(self._by_name)
@@ -99,6 +122,10 @@ class OpenRequests:
         """A watch event's object (ADDED, MODIFIED): index it, or drop it once it is no longer open."""
         meta = body.get("metadata") or {}
         key = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+        spec, created = body.get("spec") or {}, _created(body)
+        requester = requester_of(spec)
+        if requester and created is not None:
+            self._filed.setdefault((requester, str(spec.get("policy") or "")), {})[key] = created
         entry = open_request(body)
         if entry is None:
             self.forget(*key)
@@ -108,16 +135,30 @@ class OpenRequests:
             self.forget(*key)  # a spec never changes once sealed; kept safe all the same
         self._by_name[key] = entry
         self._by_scope.setdefault((entry.requester, entry.scope), {})[key] = entry
+        self._by_policy.setdefault((entry.requester, entry.policy), {})[key] = entry
 
     def forget(self, namespace: str, name: str) -> None:
         entry = self._by_name.pop((namespace, name), None)
         if entry is None:
             return
-        bucket = self._by_scope.get((entry.requester, entry.scope))
-        if bucket is not None:
-            bucket.pop((namespace, name), None)
-            if not bucket:
-                del self._by_scope[(entry.requester, entry.scope)]
+        by_scope = self._by_scope.get((entry.requester, entry.scope)) or {}
+        by_scope.pop((namespace, name), None)
+        if not by_scope:
+            self._by_scope.pop((entry.requester, entry.scope), None)
+        by_policy = self._by_policy.get((entry.requester, entry.policy)) or {}
+        by_policy.pop((namespace, name), None)
+        if not by_policy:
+            self._by_policy.pop((entry.requester, entry.policy), None)
+
+    def open_under(self, requester: str, policy: str) -> list[OpenRequest]:
+        return list((self._by_policy.get((requester, policy)) or {}).values())
+
+    def filed_between(self, requester: str, policy: str, start: datetime, end: datetime) -> list[datetime]:
+        """When this requester's requests under the policy were filed in [start, end), oldest first."""
+        bucket = self._filed.get((requester, policy)) or {}
+        for key in [key for key, at in bucket.items() if at < end - HOUR - HOUR]:
+            del bucket[key]  # older than any window still asked about
+        return sorted(at for at in bucket.values() if start <= at < end)
 
     def same_scope(self, requester: str, scope: Scope) -> Iterator[OpenRequest]:
         yield from (self._by_scope.get((requester, scope)) or {}).values()
@@ -165,3 +206,73 @@ def already_requested_message(existing: OpenRequest, *, same_key: bool = False) 
         f"you already have {existing.name} {existing.shown_phase} for this scope ({why}); wait on "
         f"{ref} or release it before asking again"
     )
+
+
+def limit_refusal(
+    index: OpenRequests,
+    body: Mapping[str, Any],
+    *,
+    limits: RequestLimits,
+    now: datetime,
+    at_reconcile: bool = False,
+) -> str | None:
+    """Why this request is past the policy's spec.limits, or None (issue 31 §2).
+
+    At admission it counts what the index holds. At the reconciler's first decision (closing the races
+    admission missed), only requests that come before this one count: those already decided or earlier
+    in (creationTimestamp, namespace, name), and those filed in the hour before it was, so the answer is
+    the same on every replica.
+    """
+    spec, meta = body.get("spec") or {}, body.get("metadata") or {}
+    own = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+    requester, policy = requester_of(spec), str(spec.get("policy") or "")
+    mine = open_request(body)
+    if limits.max_open_per_requester is not None:
+        others = [e for e in index.open_under(requester, policy) if (e.namespace, e.name) != own]
+        if at_reconcile and mine is not None:
+            others = [e for e in others if e.phase is not None or e.order < mine.order]
+        if len(others) >= limits.max_open_per_requester:
+            ends = sorted(e.expires_at for e in others if e.expires_at)
+            frees = f"at {ends[0]}, when {_ending(others, ends[0])} ends" if ends else "when one of them ends"
+            names = ", ".join(f"{e.name} {e.shown_phase}" for e in sorted(others, key=lambda e: e.order)[:5])
+            return (
+                f"policy {policy} allows {limits.max_open_per_requester} open request(s) per requester "
+                f"(spec.limits.maxOpenPerRequester) and you have {len(others)} ({names}); the next "
+                f"slot frees {frees}, or release one"
+            )
+    if limits.max_requests_per_hour is not None:
+        end = (_created(body) if at_reconcile else None) or now
+        filed = index.filed_between(requester, policy, end - HOUR, end)  # not itself: `end` is excluded
+        if len(filed) >= limits.max_requests_per_hour:
+            next_slot = filed[len(filed) - limits.max_requests_per_hour] + HOUR
+            return (
+                f"policy {policy} allows {limits.max_requests_per_hour} request(s) per hour per requester "
+                f"(spec.limits.maxRequestsPerHour) and you filed {len(filed)} in the last hour; the next "
+                f"slot frees at {format_time(next_slot)}"
+            )
+    return None
+
+
+def _ending(others: list[OpenRequest], at: str) -> str:
+    return next(e.name for e in others if e.expires_at == at)
+
+
+class RefusalTally:
+    """Admission refusals to audit: one record per requester per minute, carrying how many refusals
+    it stands for, so a looping agent cannot fill the trail (each replica keeps its own)."""
+
+    def __init__(self, every: timedelta = timedelta(minutes=1), *, keep: int = 10_000) -> None:
+        self.every, self.keep = every, keep
+        self._since: dict[str, tuple[datetime, int]] = {}
+
+    def note(self, requester: str, now: datetime) -> int | None:
+        """Count a refusal; the number of refusals to record now, or None while the minute runs."""
+        since, count = self._since.get(requester, (None, 0))
+        count += 1
+        if since is None or now - since >= self.every:
+            if len(self._since) >= self.keep:
+                self._since = {k: v for k, v in self._since.items() if now - v[0] < self.every}
+            self._since[requester] = (now, 0)
+            return count
+        self._since[requester] = (since, count)
+        return None

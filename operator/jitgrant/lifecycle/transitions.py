@@ -98,11 +98,13 @@ def decide_new(
     inline_rules_enabled: bool,
     operator_namespace: str,
     existing: OpenRequest | None = None,
+    limit: str | None = None,
 ) -> Step:
     """The first decision on a request that has no phase yet.
 
-    `existing`: an open request of the same requester and scope that this one duplicates
-    (lifecycle/open_requests.py), found by the reconciler or, for a dry run, by admission.
+    `existing`: an open request of the same requester and scope that this one duplicates;
+    `limit`: why it is past the policy's spec.limits (lifecycle/open_requests.py). Both found by the
+    reconciler or, for a dry run, by admission.
     """
     if request.spec.requester is None or not seal_valid:
         return Step(
@@ -126,6 +128,8 @@ def decide_new(
             reason=Reason.ALREADY_REQUESTED,
             message=already_requested_message(existing, same_key=same_key),
         )
+    if limit is not None:
+        return Step(Action.DENY, reason=Reason.LIMIT_REACHED, message=limit)
     decision = decide(
         policy_name=request.spec.policy,
         policy=policy,
@@ -167,6 +171,7 @@ def next_step(
     inline_rules_enabled: bool,
     operator_namespace: str,
     existing: OpenRequest | None = None,
+    limit: str | None = None,
 ) -> Step:
     status = request.status
     phase = status.phase
@@ -182,6 +187,7 @@ def next_step(
             inline_rules_enabled=inline_rules_enabled,
             operator_namespace=operator_namespace,
             existing=existing,
+            limit=limit,
         )
 
     if revoke_reason is not None:

@@ -284,6 +284,17 @@ class JustificationPolicy(WireModel):
         return value
 
 
+class RequestLimits(WireModel):
+    """Caps per requester under this policy (issue 31 §2): refused at admission with LimitReached."""
+
+    max_open_per_requester: int | None = Field(
+        default=None, ge=1, le=1000, description="Most open (not yet ended) requests one requester may have."
+    )
+    max_requests_per_hour: int | None = Field(
+        default=None, ge=1, le=10000, description="Most requests one requester may file in any hour."
+    )
+
+
 class GrantPolicySpec(WireModel):
     requesters: Requesters = Field(description="Who may request under this policy.")
     target: Target = Field(default=Target(), description="Where grants are made (default: this cluster).")
@@ -305,6 +316,9 @@ class GrantPolicySpec(WireModel):
     )
     justification: JustificationPolicy = Field(
         default=JustificationPolicy(), description="Rules for the request's justification."
+    )
+    limits: RequestLimits = Field(
+        default=RequestLimits(), description="Caps and rates per requester (default: none)."
     )
 
     @field_validator("namespaces")

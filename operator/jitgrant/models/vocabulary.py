@@ -81,6 +81,8 @@ class Reason(StrEnum):
     CLUSTER_ROLE_WIDENED = "ClusterRoleWidened"
     # Guardrails (issue 31): the requester already has an open request for this scope.
     ALREADY_REQUESTED = "AlreadyRequested"
+    # ... or is past the policy's spec.limits (open requests, or requests per hour).
+    LIMIT_REACHED = "LimitReached"
     # The policy changed (narrowed, deleted, an approver removed) under a live request: continuous
     # authorization ended it, denied it at activation, or shortened its window.
     POLICY_CHANGED = "PolicyChanged"
