@@ -538,8 +538,12 @@ async def _guardrails(runtime: Any, body: Mapping[str, Any], *, dryrun: bool, wa
     """
     spec = body.get("spec") or {}
     name = str(spec.get("policy") or "")
-    existing = _existing(runtime, body)
-    policy = await _policy(runtime, name)
+    # A real create reads the policy from this replica's watch (no call per request); a dry run,
+    # rare and asked right after editing a policy, reads it fresh.
+    watched = getattr(runtime, "watched_policies", None)
+    policy = watched.get(name) if isinstance(watched, dict) and not dryrun else None
+    policy = policy or await _policy(runtime, name)
+    existing = _existing(runtime, body) if policy is None or policy.limits.one_open_per_scope else None
     limit = _limit(runtime, body, policy)
     if dryrun:
         await _answer_dry_run(runtime, body, warnings, policy=policy, existing=existing, limit=limit)

@@ -39,7 +39,7 @@ from jitgrant.handlers.revoker import named_deleter, named_revoker
 from jitgrant.handlers.runtime import Runtime
 from jitgrant.identity.stamp import verify_requester_seal
 from jitgrant.lifecycle import Action, Step, granted_condition, next_step
-from jitgrant.lifecycle.open_requests import limit_refusal
+from jitgrant.lifecycle.open_requests import OpenRequest, limit_refusal
 from jitgrant.lifecycle.retention import Disposal, Removal, describe_retention, removal
 from jitgrant.models import (
     AccessRequest,
@@ -275,13 +275,19 @@ class Reconciler:
             tally=self._tally(stored, request, policy),
             inline_rules_enabled=settings.inline_rules_enabled,
             operator_namespace=settings.operator_namespace,
-            existing=self.runtime.open_requests.supersedes(stored.body) if stored.phase is None else None,
+            existing=self._duplicate_of(stored, policy),
             limit=self._limit(stored, policy),
         )
         if policy_problem is not None:  # an invalid policy is not a missing one: say what is wrong
             step = invalid_policy_step(step, problem=policy_problem)
         step = named_revoker(step, key=settings.receipt_key, uid=stored.uid, annotations=stored.annotations)
         return step, request, policy
+
+    def _duplicate_of(self, stored: StoredRequest, policy: GrantPolicySpec | None) -> OpenRequest | None:
+        """Another open request of the same requester and scope that this new one loses to."""
+        if stored.phase is not None or (policy is not None and not policy.limits.one_open_per_scope):
+            return None
+        return self.runtime.open_requests.supersedes(stored.body)
 
     def _limit(self, stored: StoredRequest, policy: GrantPolicySpec | None) -> str | None:
         """Past the policy's spec.limits, counting only what comes before this request (a race

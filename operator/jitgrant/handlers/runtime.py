@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -98,6 +99,15 @@ class Runtime:
     open_requests: OpenRequests = field(default_factory=OpenRequests)
     # Guardrail refusals at admission, audited at most once per requester per minute.
     refusals: RefusalTally = field(default_factory=RefusalTally)
+    # GrantPolicy specs from this replica's watch: admission's guardrails read them without a call
+    # (the reconciler reads the policy itself before deciding, so a moment's lag decides nothing).
+    watched_policies: dict[str, GrantPolicySpec] = field(default_factory=dict)
+
+    def policy_seen(self, name: str, spec: Any, *, deleted: bool) -> None:
+        self.watched_policies.pop(name, None)
+        if not deleted and spec is not None:
+            with contextlib.suppress(ValidationError):
+                self.watched_policies[name] = GrantPolicySpec.model_validate(spec)
 
     def wrote(self, stored: StoredRequest) -> None:
         """Remember a version of a request this process wrote (the last few per request)."""

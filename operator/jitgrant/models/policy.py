@@ -285,7 +285,14 @@ class JustificationPolicy(WireModel):
 
 
 class RequestLimits(WireModel):
-    """Caps per requester under this policy (issue 31 §2): refused at admission with LimitReached."""
+    """Caps per requester under this policy (issue 31): refused at admission with AlreadyRequested or
+    LimitReached."""
+
+    one_open_per_scope: bool = Field(
+        default=True,
+        description="true: a requester may have one open request per namespace and role or rules under "
+        "this policy, and a second is refused as AlreadyRequested (false: for load tests and fan-out).",
+    )
 
     max_open_per_requester: int | None = Field(
         default=None, ge=1, le=1000, description="Most open (not yet ended) requests one requester may have."
