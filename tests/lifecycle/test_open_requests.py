@@ -156,3 +156,28 @@ def test_refusals_are_audited_once_per_requester_per_minute_with_their_count() -
     # The first at once, then one a minute standing for the ones counted meanwhile.
     assert [n for n in due if n is not None] == [1, 12, 12]
     assert tally.note("alice", NOW) == 1
+
+
+def test_a_claimed_decision_is_not_undone_by_an_older_event_of_the_same_request() -> None:
+    index = OpenRequests()
+    index.observe(body("first"))
+    index.claim(body("first"))  # decided; its status write has not landed yet
+    index.observe(body("first"))  # a watch event from before the write
+    index.observe(body("a-second", created="2025-12-31T23:59:59Z"))  # earlier in order, seen late
+    found = index.supersedes(body("a-second", created="2025-12-31T23:59:59Z"))
+    assert found is not None and found.name == "first"
+
+
+def test_a_request_evaluated_again_before_its_write_lands_keeps_its_claim() -> None:
+    """The leader decided on `late` (claimed), then heard of an earlier-ordered duplicate, then
+    evaluated `late` again (a new event) before its write landed: `late` still wins."""
+    index = OpenRequests()
+    late = body("z-late", created="2026-01-01T00:00:05Z")
+    index.observe(late)
+    assert index.supersedes(late) is None
+    index.claim(late)
+    early = body("a-early", created="2026-01-01T00:00:01Z")
+    index.observe(early)
+    assert index.supersedes(late) is None
+    found = index.supersedes(early)
+    assert found is not None and found.name == "z-late"

@@ -127,13 +127,50 @@ def test_a_looping_agent_leaves_one_open_request_and_one_approver_notification(
     assert f"AlreadyRequested: you already have {name} Pending" in refusals[-1]
     assert f"{EXISTING_REQUEST_MARKER}: {NS}/{name}" in refusals[-1]
     filed = {item["metadata"]["name"] for item in items}
-    told = [seen for seen in notifications.seen if seen[0] in filed and seen[1] == "Pending"]
+    told = [seen for seen in notifications.seen if seen[0] in filed]
     assert told == [(name, "Pending")]
     # The trail is bounded: the refusals are audited at most once per requester per minute, each
     # record saying how many it stands for.
     refused = wait_until(lambda: _refused_records(real_env, asked), timeout=10, what="the refusal audited")
     assert 1 <= len(refused) <= 2, refused
     assert refused[0]["reason"].startswith("AlreadyRequested: ")
+
+
+def test_duplicates_admitted_by_a_replica_that_had_not_heard_of_the_first_are_denied_by_the_leader(
+    real_env: RealEnvironment,
+    agent: ApiClient,
+    pending_policy: str,
+    notifications: Recorder,
+    justification: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every replica answers admission from its own index; one that has not yet heard of the first
+    request (another replica admitted it a moment ago, or it restarted and its list is not done)
+    admits the duplicates. The leader's first decision refuses all but one, whatever order."""
+    runtime = real_env.operator.runtime
+    assert runtime is not None
+    monkeypatch.setattr(runtime.open_requests, "existing_for", lambda body: None)
+    names = [unique("race") for _ in range(6)]
+    for name in names:
+        real_env.create_request(
+            request(name, policy=pending_policy, justification=justification), client=agent
+        )
+
+    def settled() -> list[dict[str, Any]] | None:
+        items = _filed(real_env, justification)
+        done = len(items) == len(names) and all((i.get("status") or {}).get("phase") for i in items)
+        return items if done else None
+
+    items = wait_until(settled, timeout=30, what="every admitted duplicate decided")
+    phases = sorted((i["status"]["phase"], i["status"]["reason"]) for i in items)
+    assert phases == [("Denied", "AlreadyRequested")] * 5 + [("Pending", "AwaitingApproval")], phases
+    [kept] = [i["metadata"]["name"] for i in items if i["status"]["phase"] == "Pending"]
+    for item in items:
+        if item["status"]["phase"] == "Denied":
+            # Names the open one it lost to: the kept one, or (when it was decided before the kept one
+            # reached the leader's watch) an earlier duplicate that then lost to the kept one.
+            assert any(f"you already have {n} Pending" in item["status"]["message"] for n in names)
+    assert [seen for seen in notifications.seen if seen[0] in names] == [(kept, "Pending")]
 
 
 def test_a_retry_with_the_same_request_key_gets_the_existing_request_and_the_dry_run_says_so(

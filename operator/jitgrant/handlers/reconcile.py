@@ -68,6 +68,9 @@ log = logging.getLogger("jitgrant.reconcile")
 _MAX_STEPS_PER_PASS = 6
 
 
+_QUIET_REASONS = frozenset({Reason.ALREADY_REQUESTED, Reason.LIMIT_REACHED})
+
+
 def _status(**fields: Any) -> dict[str, Any]:
     """A status patch built from the model, so only fields the model knows are ever written."""
     return AccessRequestStatus(**fields).model_dump(mode="json", by_alias=True, exclude_unset=True)
@@ -281,6 +284,10 @@ class Reconciler:
         if policy_problem is not None:  # an invalid policy is not a missing one: say what is wrong
             step = invalid_policy_step(step, problem=policy_problem)
         step = named_revoker(step, key=settings.receipt_key, uid=stored.uid, annotations=stored.annotations)
+        if stored.phase is None and step.action in (Action.PEND, Action.APPROVE):
+            # Decided on: a duplicate reconciled before this decision's write lands loses to it (no
+            # await between the check above and this mark, so no other pass runs in between).
+            self.runtime.open_requests.claim(stored.body)
         return step, request, policy
 
     def _duplicate_of(self, stored: StoredRequest, policy: GrantPolicySpec | None) -> OpenRequest | None:
@@ -390,7 +397,10 @@ class Reconciler:
         log.info(
             "%s/%s -> %s: message=%s", stored.namespace, stored.name, phase.value, log_field(step.message)
         )
-        if runtime.notifier is not None:  # queued, never awaited: a receiver cannot slow a grant
+        # A guardrail's denial (a duplicate or a request past a limit that raced past admission) is the
+        # agent's to read in status, not news for approvers: a looping agent never floods their channel.
+        if runtime.notifier is not None and step.reason not in _QUIET_REASONS:
+            # queued, never awaited: a receiver cannot slow a grant
             expires_at = audit.get("expires_at")
             runtime.notifier.transition(
                 request, phase=phase, reason=step.reason, message=step.message, expires_at=expires_at

@@ -131,11 +131,22 @@ class OpenRequests:
             self.forget(*key)
             return
         old = self._by_name.get(key)
+        if old is not None and old.phase is not None and entry.phase is None:
+            return  # an event older than the leader's claim: a phase never goes back to none
         if old is not None and (old.requester, old.scope) != (entry.requester, entry.scope):
             self.forget(*key)  # a spec never changes once sealed; kept safe all the same
         self._by_name[key] = entry
         self._by_scope.setdefault((entry.requester, entry.scope), {})[key] = entry
         self._by_policy.setdefault((entry.requester, entry.policy), {})[key] = entry
+
+    def claimed(self, namespace: str, name: str) -> bool:
+        entry = self._by_name.get((namespace, name))
+        return entry is not None and entry.phase is not None
+
+    def claim(self, body: Mapping[str, Any]) -> None:
+        """The leader decided on this new request: it counts as decided before its status is written."""
+        status = {**(body.get("status") or {}), "phase": Phase.PENDING.value}
+        self.observe({**body, "status": status})
 
     def forget(self, namespace: str, name: str) -> None:
         entry = self._by_name.pop((namespace, name), None)
@@ -182,15 +193,16 @@ class OpenRequests:
         exactly one is decided on, whatever order the leader sees them in.
         """
         mine = open_request(body)
-        if mine is None:
-            return None
+        if mine is None or self.claimed(mine.namespace, mine.name):
+            return None  # already decided on by this leader: rivals checked since saw it and lost
         rivals = [
             entry
             for entry in self.same_scope(mine.requester, mine.scope)
             if (entry.namespace, entry.name) != (mine.namespace, mine.name)
             and (entry.phase is not None or entry.order < mine.order)
         ]
-        return min(rivals, key=lambda entry: entry.order, default=None)
+        # Named in the denial: one already decided on if there is one (it stays), else the earliest.
+        return min(rivals, key=lambda entry: (entry.phase is None, entry.order), default=None)
 
 
 def already_requested_message(existing: OpenRequest, *, same_key: bool = False) -> str:
@@ -227,6 +239,8 @@ def limit_refusal(
     own = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
     requester, policy = requester_of(spec), str(spec.get("policy") or "")
     mine = open_request(body)
+    if at_reconcile and index.claimed(*own):
+        return None  # decided on already (a pass evaluated again before its write landed)
     if limits.max_open_per_requester is not None:
         others = [e for e in index.open_under(requester, policy) if (e.namespace, e.name) != own]
         if at_reconcile and mine is not None:
