@@ -44,6 +44,7 @@ def pending_policy(real_env: RealEnvironment) -> str:
     [policy] = load_manifests(EXAMPLES / "prod-approval" / "policy.yaml")
     policy["metadata"]["name"] = POLICY
     policy["spec"]["approval"]["approvers"] = {"groups": ["jitgrant:approvers"]}
+    policy["spec"]["limits"] = {"oneOpenPerScope": True}  # the product's default (the harness opts out)
     real_env.apply([policy])
     return POLICY
 
@@ -210,6 +211,7 @@ def strict_policy(real_env: RealEnvironment) -> str:
     [policy] = load_manifests(EXAMPLES / "prod-approval" / "policy.yaml")
     policy["metadata"]["name"] = STRICT
     policy["spec"]["approval"]["approvers"] = {"groups": ["jitgrant:approvers"]}
+    policy["spec"]["limits"] = {"oneOpenPerScope": True}  # the product's default (the harness opts out)
     policy["spec"]["approval"]["reasonRequired"] = True
     policy["spec"]["approval"]["minReasonLength"] = 12
     policy["spec"]["minDuration"] = policy["spec"]["maxDuration"] = "10m"
@@ -286,7 +288,7 @@ def capped_policy(real_env: RealEnvironment) -> str:
     policy["metadata"]["name"] = CAPPED
     policy["spec"]["namespaces"] = ["payments", "orders"]
     policy["spec"]["approval"]["approvers"] = {"groups": ["jitgrant:approvers"]}
-    policy["spec"]["limits"] = {"maxOpenPerRequester": 1, "maxRequestsPerHour": 2}
+    policy["spec"]["limits"] = {"oneOpenPerScope": True, "maxOpenPerRequester": 1, "maxRequestsPerHour": 2}
     real_env.apply([policy])
     return CAPPED
 
