@@ -139,6 +139,13 @@ class Metrics:
             ["policy"],
             registry=self.registry,
         )
+        self._guardrail_refused = Counter(
+            "jitgrant_guardrail_refusals",
+            "Requests refused at admission by a guardrail (AlreadyRequested, LimitReached, PolicyRefused), "
+            "by policy and reason; no per-identity label.",
+            ["policy", "reason"],
+            registry=self.registry,
+        )
         self._spool_depth = Gauge(
             "jitgrant_audit_spool_depth",
             "Audit records accepted into the local spool and not yet delivered to every sink.",
@@ -256,6 +263,9 @@ class Metrics:
 
     def audit_delivery_failed(self, *, sink: str) -> None:
         self._audit_failures.labels(sink=sink).inc()
+
+    def guardrail_refused(self, *, policy: str, reason: str) -> None:
+        self._guardrail_refused.labels(policy=policy, reason=reason).inc()
 
     def agent_calls_refused(self, *, policy: str, count: int) -> None:
         """Refused calls of one ended grant: an agent hammering at the edge of its grant shows here."""

@@ -27,6 +27,8 @@ AUTO_POLICY = {
         "maxDuration": "1h",
         "defaultDuration": "10m",
         "approval": {"required": False},
+        # One agent files many requests for one scope here: the guardrail (issue 31) is off.
+        "limits": {"oneOpenPerScope": False},
     },
 }
 

@@ -335,6 +335,25 @@ def _review_decision(
     return decision_refusal(old=old, entry=entry, policy=policy, key=key, earlier=before)
 
 
+def _reason_refusal(entry: RecordedApproval, *, policy: GrantPolicySpec, name: str) -> str | None:
+    """An approval without the reason the policy asks for (approval.reasonRequired, minReasonLength).
+
+    Counted without whitespace and invisible characters, so neither spaces nor zero-width characters
+    pass for a reason. A denial is never held up for want of one.
+    """
+    floor = policy.approval.reason_floor
+    if entry.decision != "approve" or floor == 0:
+        return None
+    written = sum(1 for ch in entry.reason if ch.isprintable() and not ch.isspace())
+    if written >= floor:
+        return None
+    return (
+        f"policy {name} requires a reason of at least {floor} character(s) for an approval "
+        f"(approval.reasonRequired, approval.minReasonLength); this one has {written}. Approve with "
+        f"{APPROVE_ANNOTATION}=<reason>, e.g. jitgrant approve <request> --reason 'INC-4711 checked'"
+    )
+
+
 def decision_refusal(
     *,
     old: Mapping[str, Any],
@@ -366,6 +385,9 @@ def decision_refusal(
     )
     if refusal is not None:
         return refusal.replace("this policy", f"policy {name}")
+    refusal = _reason_refusal(entry, policy=policy, name=name)
+    if refusal is not None:
+        return refusal
     uid = str(_meta(old).get("uid") or "")
     digest = spec_hash(_spec(old))
     for item in earlier:

@@ -59,7 +59,10 @@ class EventType(StrEnum):
     FAILED = "failed"
     CLEANED_UP = "cleaned-up"  # an orphaned binding removed by the sweep
     REMOVED = "removed"  # a finished request deleted after its retention (written before deletion)
-    ACTIVITY_SUMMARY = "activity-summary"  # what the grant's identity did, from the API server's audit log
+    ACTIVITY_SUMMARY = "activity-summary"
+    # Requests a guardrail refused at admission (never stored): one record per requester per minute,
+    # its reason saying how many refusals it stands for (issue 31).
+    REFUSED = "refused"  # what the grant's identity did, from the API server's audit log
 
 
 def _to_utc(value: datetime) -> datetime:

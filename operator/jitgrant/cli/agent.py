@@ -278,6 +278,7 @@ def cmd_request(args: argparse.Namespace) -> int:
         "rules": rules or None,
         "duration": args.duration,
         "oidc_token": token,
+        "request_key": getattr(args, "request_key", None),
     }
     try:
         if args.dry_run:

@@ -174,6 +174,11 @@ def add_agent_subcommands(sub: Any) -> None:
     )
     p.add_argument("--name", help="the request's name (default: generated from the policy's)")
     p.add_argument(
+        "--request-key",
+        help="idempotency key (spec.requestKey): while a request filed with it is open, the same key "
+        "returns that request (default: derived from the arguments, so a repeated command is one request)",
+    )
+    p.add_argument(
         "--oidc-token-file",
         metavar="F",
         help="prove yourself with this OIDC token: an ID token, or a machine client's JWT access token "

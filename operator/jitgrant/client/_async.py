@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import hashlib
+import json
 import re
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -69,6 +71,7 @@ from jitgrant.models import (
 from jitgrant.models.vocabulary import (
     CREATED_BY_EXTRA,
     DRY_RUN_WARNING,
+    EXISTING_REQUEST_MARKER,
     OIDC_TOKEN_ANNOTATION,
     RELEASE_ANNOTATION,
     Reason,
@@ -97,7 +100,7 @@ DurationLike = str | timedelta | float
 #: The keyword arguments `manifest` takes (`reason`: the deprecated spelling of `justification`).
 MANIFEST_ARGUMENTS = frozenset(
     {"policy", "namespace", "justification", "cluster_role", "rules", "duration", "name"}
-    | {"request_namespace", "oidc_token", "reason"}
+    | {"request_namespace", "oidc_token", "reason", "request_key"}
 )
 
 
@@ -283,11 +286,15 @@ class AsyncClient:
         request_namespace: str | None = None,
         oidc_token: str | None = None,
         reason: str | None = None,
+        request_key: str | None = None,
     ) -> dict[str, Any]:
         """The AccessRequest these arguments describe; InvalidRequest names a bad argument.
 
         `justification` is the CRD's spec.justification; `reason` is its deprecated spelling (until
-        0.2), kept because 0.1 shipped it."""
+        0.2), kept because 0.1 shipped it. `request_key` (spec.requestKey) makes filing idempotent:
+        while a request filed with the same key is open, filing again returns that request. By
+        default it is derived from the arguments, so the same call repeated (a timed-out tool call,
+        a looping plan) is the same request."""
         if reason is not None:
             warnings.warn(
                 "jitgrant.client: reason= is deprecated, use justification= (the CRD's field)",
@@ -328,6 +335,7 @@ class AsyncClient:
                     field="duration", given=duration, accepted=_DURATION_ACCEPTED, example="'10m'"
                 ) from exc
             spec["duration"] = text
+        spec["requestKey"] = request_key or _derived_key(spec)
         metadata: dict[str, Any] = {"namespace": request_namespace or self.namespace}
         if name:
             metadata["name"] = name
@@ -346,7 +354,13 @@ class AsyncClient:
     async def file(self, manifest: Mapping[str, Any]) -> AccessRequest:
         """Create an AccessRequest from a manifest (see `manifest`)."""
         namespace = str(manifest["metadata"]["namespace"])
-        answer = await self._api.call("POST", request_path(namespace), body=manifest)
+        try:
+            answer = await self._api.call("POST", request_path(namespace), body=manifest)
+        except ApiRefused as exc:
+            existing = await self._existing(exc, manifest)
+            if existing is None:
+                raise
+            return existing
         request = AccessRequest.from_object(answer.body)
         self._filed.add((namespace, request.metadata.name))
         return request
@@ -362,6 +376,21 @@ class AsyncClient:
                 "justification='INC-4711', duration='10m'",
             )
         return self.manifest(**kwargs)
+
+    async def _existing(self, exc: ApiRefused, manifest: Mapping[str, Any]) -> AccessRequest | None:
+        """An AlreadyRequested refusal: the open request when it was filed with this manifest's
+        requestKey (a retry gets it back); otherwise raises the refusal with that reason."""
+        if exc.status != 409 or f"{EXISTING_REQUEST_MARKER}: " not in exc.message:
+            return None
+        ref = exc.message.split(f"{EXISTING_REQUEST_MARKER}: ", 1)[1].split(")", 1)[0].strip()
+        namespace, _, name = ref.partition("/")
+        key = (manifest.get("spec") or {}).get("requestKey")
+        with contextlib.suppress(JitgrantError):
+            request, _ = await self._get_own(namespace, name)
+            if key and request.spec.request_key == key:
+                self._filed.add((namespace, name))
+                return request
+        raise ApiRefused(exc.message, status=exc.status, reason=Reason.ALREADY_REQUESTED) from exc
 
     async def request(self, **kwargs: Any) -> AccessRequest:
         """File an AccessRequest; the arguments are those of `manifest`. Returns it as stored."""
@@ -765,6 +794,12 @@ class _Follower:
             return False
         self._shown = progress
         return True
+
+
+def _derived_key(spec: Mapping[str, Any]) -> str:
+    """The default requestKey: a digest of what is asked (policy, scope, duration, justification)."""
+    text = json.dumps(spec, sort_keys=True, separators=(",", ":"))
+    return "auto-" + hashlib.sha256(text.encode()).hexdigest()[:40]
 
 
 def parse_dry_run(text: str) -> tuple[str, str] | None:

@@ -49,8 +49,10 @@ from jitgrant.approvals.review import (
     scrub_last_applied,
 )
 from jitgrant.approvals.revocation import deletion_stamp, fate_touched, review_revoke, revoker_standing
+from jitgrant.audit.records import EventType
 from jitgrant.clusters.access import AccessSubject, own_cluster_api, subject_may
 from jitgrant.clusters.errors import ClusterAccessError
+from jitgrant.handlers.audit_events import audit_event
 from jitgrant.handlers.dry_run import answer_dry_run
 from jitgrant.handlers.telemetry import measured
 from jitgrant.identity.claims import issuer_entry, policy_not_found, requester_refusal
@@ -64,21 +66,39 @@ from jitgrant.identity.stamp import (
     stamp_revoker,
     stamp_to_wire,
 )
-from jitgrant.models import API_GROUP, API_VERSION, GrantPolicySpec, RequesterStamp
+from jitgrant.lifecycle.open_requests import (
+    OpenRequest,
+    OpenRequests,
+    RefusalTally,
+    already_requested_message,
+    limit_refusal,
+    requester_of,
+)
+from jitgrant.models import (
+    API_GROUP,
+    API_VERSION,
+    AccessRequest,
+    GrantPolicySpec,
+    RequesterStamp,
+    parse_duration,
+)
 from jitgrant.models.vocabulary import (
     APPROVALS_ANNOTATION,
     APPROVE_ANNOTATION,
     CREATED_BY_EXTRA,
     DELETED_BY_ANNOTATION,
     DENY_ANNOTATION,
+    EXISTING_REQUEST_MARKER,
     FINALIZER,
     LAST_APPLIED_ANNOTATION,
     OIDC_TOKEN_ANNOTATION,
     REQUESTER_SEAL_ANNOTATION,
     REVOKE_ANNOTATION,
     REVOKED_BY_ANNOTATION,
+    Reason,
 )
 from jitgrant.policy import DEFAULT_OPERATOR_NAMESPACE
+from jitgrant.policy.decision import duration_reason
 
 PLURAL = "accessrequests"
 MUTATE_ID = "stamp-requester"
@@ -479,8 +499,10 @@ async def validate_request(
     refusal: str | None = None
     if operation == "CREATE":
         refusal = review_create(body, key=key)
-        if refusal is None and kwargs.get("dryrun"):
-            await _answer_dry_run(runtime, body, kwargs.get("warnings"))
+        if refusal is None:
+            await _guardrails(
+                runtime, body, dryrun=bool(kwargs.get("dryrun")), warnings=kwargs.get("warnings")
+            )
     elif operation == "UPDATE" and old is not None:
         caller = Caller.from_userinfo(userinfo)
         refusal = review_release(old=old, new=body, caller=caller, key=key)
@@ -503,12 +525,116 @@ async def validate_request(
         raise _refuse(refusal)
 
 
-async def _answer_dry_run(runtime: Any, body: Mapping[str, Any], warnings: Any) -> None:
+async def _guardrails(runtime: Any, body: Mapping[str, Any], *, dryrun: bool, warnings: Any) -> None:
+    """Issue 31's checks on a new request, answered before it is stored: a duplicate of an open request
+    (AlreadyRequested), past the policy's spec.limits (LimitReached), a duration outside
+    minDuration..maxDuration. A dry run gets the same answers through `decide_new`.
+
+    The index is this replica's (lifecycle/open_requests.py); what it has not heard of yet, the
+    reconciler refuses before its first decision, by the same rules.
+    """
+    spec = body.get("spec") or {}
+    name = str(spec.get("policy") or "")
+    # A real create reads the policy from this replica's watch (no call per request); a dry run,
+    # rare and asked right after editing a policy, reads it fresh.
+    watched = getattr(runtime, "watched_policies", None)
+    policy = watched.get(name) if isinstance(watched, dict) and not dryrun else None
+    policy = policy or await _policy(runtime, name)
+    existing = _existing(runtime, body) if policy is None or policy.limits.one_open_per_scope else None
+    limit = _limit(runtime, body, policy)
+    if dryrun:
+        await _answer_dry_run(runtime, body, warnings, policy=policy, existing=existing, limit=limit)
+        return
+    if existing is not None:
+        key = spec.get("requestKey")
+        message = already_requested_message(existing, same_key=bool(key) and key == existing.request_key)
+        marker = f"{EXISTING_REQUEST_MARKER}: {existing.namespace}/{existing.name}"
+        # 409 with the marker last: a client that sent the same requestKey takes that request as
+        # its answer, anyone else reads why and what to do.
+        await _guardrail_refused(runtime, body, Reason.ALREADY_REQUESTED, f"{message} ({marker})", code=409)
+    if limit is not None:
+        await _guardrail_refused(runtime, body, Reason.LIMIT_REACHED, limit)
+    refusal = _duration_refusal(body, policy)
+    if refusal is not None:
+        await _guardrail_refused(runtime, body, Reason.POLICY_REFUSED, refusal)
+
+
+async def _guardrail_refused(
+    runtime: Any, body: Mapping[str, Any], reason: Reason, message: str, *, code: int = 403
+) -> None:
+    """Count the refusal (per policy), audit it (at most once per requester per minute), refuse."""
+    spec = body.get("spec") or {}
+    policy = str(spec.get("policy") or "")
+    metrics = getattr(runtime, "metrics", None)
+    if metrics is not None:
+        metrics.guardrail_refused(policy=policy, reason=reason.value)
+    tally = getattr(runtime, "refusals", None)
+    audit = getattr(runtime, "audit", None)
+    now = _now(runtime)
+    count = tally.note(requester_of(spec), now) if isinstance(tally, RefusalTally) else None
+    if count is not None and audit is not None:
+        try:
+            request = AccessRequest.from_object(body)
+            own = getattr(getattr(runtime, "own", None), "name", "") or ""
+            event = audit_event(
+                request=request,
+                event_type=EventType.REFUSED,
+                at=now,
+                cluster=str(own),
+                decision="refused",
+                reason=f"{reason}: {count} refusal(s) of this requester since the last record; {message}",
+            )
+            await audit.record(event)
+        except Exception:  # the refusal stands whether or not its record could be written
+            log.warning("could not audit a %s refusal under policy %s", reason, policy, exc_info=True)
+    raise _refuse(f"{reason}: {message}", code=code)
+
+
+def _duration_refusal(body: Mapping[str, Any], policy: GrantPolicySpec | None) -> str | None:
+    """A duration under the policy's minDuration, with the allowed range: the same check the
+    reconciler's decision makes (policy/decision.py), so the two never disagree."""
+    spec = body.get("spec") or {}
+    if policy is None:
+        return None  # the reconciler denies it with PolicyNotFound
+    try:
+        asked = spec.get("duration")
+        duration = parse_duration(str(asked)) if asked else policy.default_duration_delta
+    except ValueError:
+        return None  # the reconciler fails it with InvalidRequest, naming the field
+    if duration >= policy.min_duration_delta:
+        return None  # past maxDuration: Denied by the reconciler, as before minDuration existed
+    return duration_reason(policy_name=str(spec.get("policy") or ""), policy=policy, duration=duration)
+
+
+def _limit(runtime: Any, body: Mapping[str, Any], policy: GrantPolicySpec | None) -> str | None:
+    index = getattr(runtime, "open_requests", None)
+    if policy is None or not isinstance(index, OpenRequests):
+        return None
+    return limit_refusal(index, body, limits=policy.limits, now=_now(runtime))
+
+
+def _existing(runtime: Any, body: Mapping[str, Any]) -> OpenRequest | None:
+    """The open request a new one duplicates, from this replica's index (lifecycle/open_requests.py)."""
+    index = getattr(runtime, "open_requests", None)
+    return index.existing_for(body) if isinstance(index, OpenRequests) else None
+
+
+async def _answer_dry_run(
+    runtime: Any,
+    body: Mapping[str, Any],
+    warnings: Any,
+    *,
+    policy: GrantPolicySpec | None,
+    existing: OpenRequest | None = None,
+    limit: str | None = None,
+) -> None:
     """A dryRun create is answered with the operator's decision (handlers/dry_run.py)."""
     settings = runtime.settings
     await answer_dry_run(
         body=body,
-        policy=await _policy(runtime, str((body.get("spec") or {}).get("policy") or "")),
+        existing=existing,
+        limit=limit,
+        policy=policy,
         inline_rules_enabled=bool(getattr(settings, "inline_rules_enabled", False)),
         operator_namespace=str(getattr(settings, "operator_namespace", DEFAULT_OPERATOR_NAMESPACE)),
         warnings=warnings if isinstance(warnings, list) else [],

@@ -16,6 +16,7 @@ from typing import Any
 import kopf
 
 from jitgrant.lifecycle.dry_run import Outcome, dry_run_answer
+from jitgrant.lifecycle.open_requests import OpenRequest
 from jitgrant.models import GrantPolicySpec
 
 
@@ -26,6 +27,8 @@ async def answer_dry_run(
     inline_rules_enabled: bool,
     operator_namespace: str,
     warnings: list[str],
+    existing: OpenRequest | None = None,
+    limit: str | None = None,
 ) -> None:
     """Append the decision to `warnings`, or raise the denial as an AdmissionError."""
     answer = dry_run_answer(
@@ -33,6 +36,8 @@ async def answer_dry_run(
         policy=policy,
         inline_rules_enabled=inline_rules_enabled,
         operator_namespace=operator_namespace,
+        existing=existing,
+        limit=limit,
     )
     if answer.outcome is Outcome.DENIED:
         raise kopf.AdmissionError(answer.refusal, code=answer.code)

@@ -231,6 +231,9 @@ async def recheck_grants_on_policy_change(
     body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any
 ) -> None:
     """A policy's spec changed or it was deleted: its live requests are held against it now."""
+    runtime = getattr(memo, "runtime", None)
+    if isinstance(runtime, Runtime):
+        runtime.policy_seen(body.metadata.name or "", body.get("spec"), deleted=type == "DELETED")
     scheduler = getattr(memo, "scheduler", None)
     if isinstance(scheduler, Scheduler):
         generation = body.metadata.get("generation")
@@ -255,9 +258,11 @@ async def reconcile_on_change(body: kopf.Body, type: str | None, memo: kopf.Memo
     scheduler = scheduler_of(memo)
     namespace, name = body.metadata.namespace or "", body.metadata.name or ""
     if type == "DELETED":
+        runtime.open_requests.forget(namespace, name)
         scheduler.forget(namespace, name)
         runtime.forget_request(f"{namespace}/{name}", body.metadata.uid or "")
         return
+    runtime.open_requests.observe(body)
     if runtime.is_own_echo(body.metadata.uid or "", body.metadata.get("resourceVersion")):
         # This process's own write coming back: the pass that wrote it went on from the write's
         # answer and queued the request's next look itself, so the echo triggers no pass. The

@@ -40,6 +40,7 @@ from jitgrant.handlers.revoker import named_deleter, named_revoker
 from jitgrant.handlers.runtime import Runtime
 from jitgrant.identity.stamp import verify_requester_seal
 from jitgrant.lifecycle import Action, Step, granted_condition, next_step
+from jitgrant.lifecycle.open_requests import OpenRequest, limit_refusal
 from jitgrant.lifecycle.retention import Disposal, Removal, describe_retention, removal
 from jitgrant.models import (
     AccessRequest,
@@ -83,6 +84,8 @@ class PassResult:
 
 RETRY = PassResult()
 DONE = PassResult(done=True)
+
+_QUIET_REASONS = frozenset({Reason.ALREADY_REQUESTED, Reason.LIMIT_REACHED})
 
 
 def _status(**fields: Any) -> dict[str, Any]:
@@ -308,11 +311,36 @@ class Reconciler:
             tally=self._tally(stored, request, policy),
             inline_rules_enabled=settings.inline_rules_enabled,
             operator_namespace=settings.operator_namespace,
+            existing=self._duplicate_of(stored, policy),
+            limit=self._limit(stored, policy),
         )
         if policy_problem is not None:  # an invalid policy is not a missing one: say what is wrong
             step = invalid_policy_step(step, problem=policy_problem)
         step = named_revoker(step, key=settings.receipt_key, uid=stored.uid, annotations=stored.annotations)
+        if stored.phase is None and step.action in (Action.PEND, Action.APPROVE):
+            # Decided on: a duplicate reconciled before this decision's write lands loses to it (no
+            # await between the check above and this mark, so no other pass runs in between).
+            self.runtime.open_requests.claim(stored.body)
         return step, request, policy
+
+    def _duplicate_of(self, stored: StoredRequest, policy: GrantPolicySpec | None) -> OpenRequest | None:
+        """Another open request of the same requester and scope that this new one loses to."""
+        if stored.phase is not None or (policy is not None and not policy.limits.one_open_per_scope):
+            return None
+        return self.runtime.open_requests.supersedes(stored.body)
+
+    def _limit(self, stored: StoredRequest, policy: GrantPolicySpec | None) -> str | None:
+        """Past the policy's spec.limits, counting only what comes before this request (a race
+        between replicas' admissions is closed here, the same way on any leader)."""
+        if stored.phase is not None or policy is None:
+            return None
+        return limit_refusal(
+            self.runtime.open_requests,
+            stored.body,
+            limits=policy.limits,
+            now=self.runtime.clock(),
+            at_reconcile=True,
+        )
 
     def _tally(
         self, stored: StoredRequest, request: AccessRequest, policy: GrantPolicySpec | None
@@ -402,7 +430,10 @@ class Reconciler:
         log.info(
             "%s/%s -> %s: message=%s", stored.namespace, stored.name, phase.value, log_field(step.message)
         )
-        if runtime.notifier is not None:  # queued, never awaited: a receiver cannot slow a grant
+        # A guardrail's denial (a duplicate or a request past a limit that raced past admission) is the
+        # agent's to read in status, not news for approvers: a looping agent never floods their channel.
+        if runtime.notifier is not None and step.reason not in _QUIET_REASONS:
+            # queued, never awaited: a receiver cannot slow a grant
             expires_at = audit.get("expires_at")
             runtime.notifier.transition(
                 request, phase=phase, reason=step.reason, message=step.message, expires_at=expires_at

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from jitgrant.clusters.own import ClusterApi
 from jitgrant.clusters.port import ClusterPort, StoredRequest
 from jitgrant.clusters.registry import TargetClusters
 from jitgrant.health import Health
+from jitgrant.lifecycle.open_requests import OpenRequests, RefusalTally
 from jitgrant.metrics import Metrics
 from jitgrant.models import GrantPolicySpec, Target, TargetType
 from jitgrant.models.vocabulary import Reason
@@ -95,6 +97,20 @@ class Runtime:
     # Per request uid, the resourceVersions of this process's latest writes to it: the watch's
     # echo of such a write is nothing new (the pass that wrote it went on from the write's answer).
     own_versions: dict[str, deque[str]] = field(default_factory=dict)
+    # Open requests by requester and scope, from this replica's watch and its own writes: admission
+    # refuses duplicates from it, the reconciler closes the races it misses (lifecycle/open_requests.py).
+    open_requests: OpenRequests = field(default_factory=OpenRequests)
+    # Guardrail refusals at admission, audited at most once per requester per minute.
+    refusals: RefusalTally = field(default_factory=RefusalTally)
+    # GrantPolicy specs from this replica's watch: admission's guardrails read them without a call
+    # (the reconciler reads the policy itself before deciding, so a moment's lag decides nothing).
+    watched_policies: dict[str, GrantPolicySpec] = field(default_factory=dict)
+
+    def policy_seen(self, name: str, spec: Any, *, deleted: bool) -> None:
+        self.watched_policies.pop(name, None)
+        if not deleted and spec is not None:
+            with contextlib.suppress(ValidationError):
+                self.watched_policies[name] = GrantPolicySpec.model_validate(spec)
 
     # Per target cluster: reachable at the last call (absent: not yet called). A change is logged
     # once, instead of a line (or a traceback) per retry of every request waiting on it.
@@ -154,6 +170,8 @@ class Runtime:
 
     def wrote(self, stored: StoredRequest) -> None:
         """Remember a version of a request this process wrote (the last few per request)."""
+        # Its own decision is in the index at once, before the watch's echo (which it then skips).
+        self.open_requests.observe(stored.body)
         if stored.resource_version is not None:
             self.own_versions.setdefault(stored.uid, deque(maxlen=4)).append(stored.resource_version)
 

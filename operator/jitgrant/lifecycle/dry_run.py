@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from jitgrant.lifecycle.open_requests import OpenRequest
 from jitgrant.lifecycle.transitions import Action, decide_new
 from jitgrant.models import AccessRequest, GrantPolicySpec, format_duration
 from jitgrant.models.vocabulary import DRY_RUN_WARNING, Reason
@@ -77,8 +78,11 @@ def dry_run_answer(
     policy: GrantPolicySpec | None,
     inline_rules_enabled: bool,
     operator_namespace: str,
+    existing: OpenRequest | None = None,
+    limit: str | None = None,
 ) -> DryRunAnswer:
-    """The first decision on a request whose requester the webhook has stamped and sealed."""
+    """The first decision on a request whose requester the webhook has stamped and sealed;
+    `existing` and `limit` are the guardrails' findings, as the reconciler would have them."""
     request = parse_request(body)
     if isinstance(request, DryRunAnswer):
         return request
@@ -88,6 +92,8 @@ def dry_run_answer(
         seal_valid=True,  # the webhook verified the seal (review_create) before this runs
         inline_rules_enabled=inline_rules_enabled,
         operator_namespace=operator_namespace,
+        existing=existing,
+        limit=limit,
     )
     if step.action in (Action.FAIL, Action.DENY) or policy is None:
         return DryRunAnswer(Outcome.DENIED, step.reason, step.message, request=request)

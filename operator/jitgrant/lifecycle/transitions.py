@@ -20,6 +20,7 @@ from typing import Literal
 
 from jitgrant.approvals.counting import ApprovalTally
 from jitgrant.approvals.release import release_message
+from jitgrant.lifecycle.open_requests import OpenRequest, already_requested_message
 from jitgrant.models import AccessRequest, Condition, GrantPolicySpec, Phase
 from jitgrant.models.text import visible
 from jitgrant.models.vocabulary import RELEASE_ANNOTATION, REVOKE_ANNOTATION, Reason, format_time
@@ -96,8 +97,15 @@ def decide_new(
     seal_valid: bool,
     inline_rules_enabled: bool,
     operator_namespace: str,
+    existing: OpenRequest | None = None,
+    limit: str | None = None,
 ) -> Step:
-    """The first decision on a request that has no phase yet."""
+    """The first decision on a request that has no phase yet.
+
+    `existing`: an open request of the same requester and scope that this one duplicates;
+    `limit`: why it is past the policy's spec.limits (lifecycle/open_requests.py). Both found by the
+    reconciler or, for a dry run, by admission.
+    """
     if request.spec.requester is None or not seal_valid:
         return Step(
             Action.FAIL,
@@ -113,6 +121,15 @@ def decide_new(
             reason=Reason.POLICY_NOT_FOUND,
             message=f"GrantPolicy {request.spec.policy!r} does not exist; ask the platform team which to use",
         )
+    if existing is not None:
+        same_key = request.spec.request_key is not None and request.spec.request_key == existing.request_key
+        return Step(
+            Action.DENY,
+            reason=Reason.ALREADY_REQUESTED,
+            message=already_requested_message(existing, same_key=same_key),
+        )
+    if limit is not None:
+        return Step(Action.DENY, reason=Reason.LIMIT_REACHED, message=limit)
     decision = decide(
         policy_name=request.spec.policy,
         policy=policy,
@@ -153,6 +170,8 @@ def next_step(
     tally: ApprovalTally | None,
     inline_rules_enabled: bool,
     operator_namespace: str,
+    existing: OpenRequest | None = None,
+    limit: str | None = None,
 ) -> Step:
     status = request.status
     phase = status.phase
@@ -167,6 +186,8 @@ def next_step(
             seal_valid=seal_valid,
             inline_rules_enabled=inline_rules_enabled,
             operator_namespace=operator_namespace,
+            existing=existing,
+            limit=limit,
         )
 
     if revoke_reason is not None:

@@ -404,10 +404,18 @@ def build_server(
         kubeconfig_path: Annotated[
             str | None, Field(description="stdio only: write a delivered kubeconfig here (0600)")
         ] = None,
+        request_key: Annotated[
+            str | None,
+            Field(
+                description="idempotency key: a retry with the same key gets the open request back "
+                "(default: derived from the other arguments, so a repeated call is one request)"
+            ),
+        ] = None,
     ) -> AccessResult:
         async with agents.client(ctx) as client:
             filed = await client.request(
-                **_args(policy, namespace, justification, cluster_role, rules, duration)
+                **_args(policy, namespace, justification, cluster_role, rules, duration),
+                request_key=request_key,
             )
             return await _follow(
                 client,

@@ -264,6 +264,21 @@ class ApprovalPolicy(WireModel):
     pending_timeout: Duration = Field(
         default="30m", description="How long a request waits for approval before it is TimedOut."
     )
+    reason_required: bool = Field(
+        default=False,
+        description="true: an approval without a reason (empty or whitespace) is refused by the webhook.",
+    )
+    min_reason_length: int = Field(
+        default=0,
+        ge=0,
+        le=1024,
+        description="Fewest characters (whitespace trimmed) an approval's reason must have (0-1024).",
+    )
+
+    @property
+    def reason_floor(self) -> int:
+        """Characters an approval's reason needs: 0 when none is required."""
+        return max(self.min_reason_length, 1 if self.reason_required else 0)
 
     @model_validator(mode="after")
     def _approvers_named(self) -> ApprovalPolicy:
@@ -299,6 +314,24 @@ class JustificationPolicy(WireModel):
         return value
 
 
+class RequestLimits(WireModel):
+    """Caps per requester under this policy (issue 31): refused at admission with AlreadyRequested or
+    LimitReached."""
+
+    one_open_per_scope: bool = Field(
+        default=True,
+        description="true: a requester may have one open request per namespace and role or rules under "
+        "this policy, and a second is refused as AlreadyRequested (false: for load tests and fan-out).",
+    )
+
+    max_open_per_requester: int | None = Field(
+        default=None, ge=1, le=1000, description="Most open (not yet ended) requests one requester may have."
+    )
+    max_requests_per_hour: int | None = Field(
+        default=None, ge=1, le=10000, description="Most requests one requester may file in any hour."
+    )
+
+
 class GrantPolicySpec(WireModel):
     requesters: Requesters = Field(description="Who may request under this policy.")
     target: Target = Field(default=Target(), description="Where grants are made (default: this cluster).")
@@ -311,11 +344,18 @@ class GrantPolicySpec(WireModel):
     default_duration: Duration | None = Field(
         default=None, description="Duration of a request that names none (default: maxDuration)."
     )
+    min_duration: Duration | None = Field(
+        default=None,
+        description="Shortest grant a request may ask for; equal to maxDuration for a fixed duration.",
+    )
     approval: ApprovalPolicy = Field(
         default=ApprovalPolicy(), description="Approval rules (default: none required)."
     )
     justification: JustificationPolicy = Field(
         default=JustificationPolicy(), description="Rules for the request's justification."
+    )
+    limits: RequestLimits = Field(
+        default=RequestLimits(), description="Caps and rates per requester (default: none)."
     )
 
     @field_validator("namespaces")
@@ -335,7 +375,23 @@ class GrantPolicySpec(WireModel):
             raise ValueError(
                 f"defaultDuration {self.default_duration} is longer than maxDuration {self.max_duration}"
             )
+        if self.min_duration is not None:
+            if self.min_duration_delta > self.max_duration_delta:
+                raise ValueError(
+                    f"minDuration {self.min_duration} is longer than maxDuration {self.max_duration} "
+                    "(for a fixed duration set both to the same value)"
+                )
+            if self.min_duration_delta > self.default_duration_delta:
+                raise ValueError(
+                    f"minDuration {self.min_duration} is longer than defaultDuration "
+                    f"{self.default_duration or self.max_duration}, so a request naming no duration "
+                    "would be refused (raise defaultDuration or lower minDuration)"
+                )
         return self
+
+    @property
+    def min_duration_delta(self) -> timedelta:
+        return parse_duration(self.min_duration) if self.min_duration is not None else timedelta(0)
 
     @property
     def max_duration_delta(self) -> timedelta:

@@ -13,6 +13,8 @@ from jitgrant.models.policy import ObjectMeta, Target
 from jitgrant.models.rbac import PolicyRule
 from jitgrant.models.text import MAX_JUSTIFICATION_LENGTH
 
+MAX_REQUEST_KEY_LENGTH = 128
+
 
 class ProofKind(StrEnum):
     KUBERNETES = "kubernetes"  # the API server authenticated the creator (admission userInfo)
@@ -52,6 +54,17 @@ class AccessRequestSpec(WireModel):
         description=(
             f"Why (e.g. INC-4711 ...), at most {MAX_JUSTIFICATION_LENGTH} characters; approvers and the "
             "audit trail read it, and the policy's pattern applies."
+        ),
+    )
+    request_key: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_REQUEST_KEY_LENGTH,
+        pattern=r"^[A-Za-z0-9._:-]+$",
+        description=(
+            "Idempotency key of the caller's attempt (letters, digits, '.', '_', ':', '-'; at most "
+            f"{MAX_REQUEST_KEY_LENGTH} characters): a retry with the same key while the first request "
+            "is open gets that request back instead of a second one."
         ),
     )
     requester: RequesterStamp | None = Field(

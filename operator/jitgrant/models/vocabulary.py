@@ -60,6 +60,9 @@ LAST_APPLIED_ANNOTATION: Final = "kubectl.kubernetes.io/last-applied-configurati
 REMOVAL_OVERDUE_CONDITION: Final = "RemovalOverdue"
 # Prefix of the admission warnings (allowed, pending) and the refusal (denied) of a dryRun create.
 DRY_RUN_WARNING: Final = f"{API_GROUP}/dry-run"
+# In an AlreadyRequested refusal: `jitgrant.dev/existing-request: <namespace>/<name>`, the open request
+# the new one duplicates, so a client finds it without parsing the prose around it.
+EXISTING_REQUEST_MARKER: Final = f"{API_GROUP}/existing-request"
 
 
 class Reason(StrEnum):
@@ -78,6 +81,10 @@ class Reason(StrEnum):
     PENDING_TIMEOUT = "PendingTimeout"
     POLICY_INVALID = "PolicyInvalid"
     CLUSTER_ROLE_WIDENED = "ClusterRoleWidened"
+    # Guardrails (issue 31): the requester already has an open request for this scope.
+    ALREADY_REQUESTED = "AlreadyRequested"
+    # ... or is past the policy's spec.limits (open requests, or requests per hour).
+    LIMIT_REACHED = "LimitReached"
     # The policy changed (narrowed, deleted, an approver removed) under a live request: continuous
     # authorization ended it, denied it at activation, or shortened its window.
     POLICY_CHANGED = "PolicyChanged"

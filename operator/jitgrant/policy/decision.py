@@ -81,13 +81,26 @@ def _namespace_reason(
     return f"namespace '{namespace}' is not in policy {policy_name} (allowed: {allowed_text})"
 
 
-def _duration_reason(*, policy_name: str, duration: timedelta, maximum: timedelta) -> str | None:
-    if duration <= maximum:
+def allowed_durations(policy: GrantPolicySpec) -> str:
+    """The range a request's duration must fall in, as the refusal states it."""
+    low, high = policy.min_duration_delta, policy.max_duration_delta
+    if low == high:
+        return f"exactly {format_duration(high)}"
+    if low > timedelta(0):
+        return f"{format_duration(low)} to {format_duration(high)}"
+    return f"{format_duration(high)} or less"
+
+
+def duration_reason(*, policy_name: str, policy: GrantPolicySpec, duration: timedelta) -> str | None:
+    """Why this duration is outside the policy's minDuration..maxDuration, or None."""
+    low, high = policy.min_duration_delta, policy.max_duration_delta
+    if duration > high:
+        limit = f"longer than policy {policy_name}'s maxDuration {format_duration(high)}"
+    elif duration < low:
+        limit = f"shorter than policy {policy_name}'s minDuration {format_duration(low)}"
+    else:
         return None
-    return (
-        f"duration {format_duration(duration)} is longer than policy {policy_name}'s maxDuration "
-        f"{format_duration(maximum)} (ask for {format_duration(maximum)} or less)"
-    )
+    return f"duration {format_duration(duration)} is {limit} (ask for {allowed_durations(policy)})"
 
 
 def _quote(text: str) -> str:
@@ -153,7 +166,7 @@ def decide(
         *scope_reasons(
             policy_name=policy_name, policy=policy, request=request, inline_rules_enabled=inline_rules_enabled
         ),
-        _duration_reason(policy_name=policy_name, duration=duration, maximum=policy.max_duration_delta)
+        duration_reason(policy_name=policy_name, policy=policy, duration=duration)
         if check_duration
         else None,
         _justification_reason(
