@@ -35,3 +35,24 @@ def test_who_can_on_the_real_cluster_equals_who_can_from_the_files(
     assert [(r["identity"], r["policy"], r["approval"]["needed"]) for r in live] == [
         ("system:serviceaccount:agents:oncall-agent", "oncall-restart", 0)
     ]
+
+
+def test_exposure_on_the_real_cluster_equals_exposure_from_the_files(
+    real_env: RealEnvironment, control_plane: ControlPlane, capsys: pytest.CaptureFixture[str]
+) -> None:
+    agent = "system:serviceaccount:agents:oncall-agent"
+
+    def identity(*argv: str) -> dict[str, Any]:
+        code = main(["exposure", "--identity", agent, "-o", "json", *argv])
+        captured = capsys.readouterr()
+        assert code == 0, captured.err
+        (found,) = json.loads(captured.out)["identities"]
+        return dict(found)
+
+    live = identity("--kubeconfig", str(control_plane.kubeconfig_path("admin")))
+    offline = identity("-f", str(EXAMPLES / "oncall-restart"))
+    # Other tests of the session may add policies naming this agent; the example's must answer alike.
+    for route_kind in ("automatically", "withApproval"):
+        ours = [r for r in live[route_kind] if r["policy"] == "oncall-restart"]
+        assert ours == offline[route_kind], route_kind
+    assert [r["policy"] for r in offline["automatically"]] == ["oncall-restart"]
