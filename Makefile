@@ -71,12 +71,13 @@ chaos: venv
 	$(BIN)/python tests/chaos/run_chaos.py
 
 # A real control plane (etcd, kube-apiserver, kube-controller-manager, kubectl) built from upstream
-# source for tests/realapi, cached under ~/.cache/jitgrant/kube/<version>/ (docs/real-cluster.md).
+# source for tests/realapi, and the node half for make e2e (kubelet, kube-proxy, kube-scheduler, a
+# pause program), cached under ~/.cache/jitgrant/kube/<version>/ (docs/real-cluster.md).
 # Without Go it only warns, and pytest skips tests/realapi saying why.
 .PHONY: kube kube-up
 kube:
 	@if command -v go >/dev/null 2>&1; then \
-		bash tests/kube/build.sh >/dev/null; \
+		bash tests/kube/build.sh --node >/dev/null; \
 	else \
 		echo "WARNING: no Go toolchain on PATH: kube-apiserver cannot be built, tests/realapi will be skipped"; \
 	fi
