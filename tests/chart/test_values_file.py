@@ -54,27 +54,6 @@ def test_chart_yaml_files_have_no_duplicate_keys(path: Path) -> None:
     strict_load(path.read_text())
 
 
-def test_every_default_grantable_cluster_role_is_created_by_the_chart(chart: helm.Chart) -> None:
-    """A default install can bind what it says is grantable: each name is a ClusterRole it creates."""
-    manifests = render(chart)
-    created = {m["metadata"]["name"] for m in manifests if m["kind"] == "ClusterRole"}
-    grantable = set(chart.values["grantableClusterRoles"])
-    assert grantable, "the default grantableClusterRoles is empty"
-    assert grantable <= created, f"named but not created by the chart: {sorted(grantable - created)}"
-
-
-def test_the_readme_s_role_matches_the_example_directory(chart: helm.Chart) -> None:
-    """The chart's jit-restart-checkout is examples/oncall-restart's, so applying both agrees."""
-    example = next(
-        doc
-        for path in (CHART_DIR.parents[1] / "examples" / "oncall-restart").glob("*.yaml")
-        for doc in yaml.safe_load_all(path.read_text())
-        if doc and doc.get("kind") == "ClusterRole"
-    )
-    rendered = only(render(chart), "ClusterRole", "jit-restart-checkout")
-    assert rendered["rules"] == example["rules"]
-
-
 def test_a_default_rollout_starts_the_new_pod_first(chart: helm.Chart) -> None:
     strategy = only(render(chart), "Deployment")["spec"]["strategy"]
     assert strategy["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
