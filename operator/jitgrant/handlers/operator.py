@@ -124,6 +124,13 @@ async def _take_up_finalizers(runtime: Runtime, finalizers: finalizer.Finalizers
             except ClusterAccessError as exc:
                 # The reconciler adds it before granting anyway; taking over must not fail for it.
                 log.warning("finalizer on %s/%s not added yet: %s", stored.namespace, stored.name, exc)
+        elif finalizer.releasable(stored):
+            try:
+                await finalizer.release_finished(runtime, stored.namespace, stored.name)
+            except ClusterAccessError as exc:
+                log.warning(
+                    "finalizer of finished %s/%s not released yet: %s", stored.namespace, stored.name, exc
+                )
 
 
 async def _start_leading(
@@ -161,6 +168,39 @@ async def _stop_leading(
         runtime.sweep_task = None
 
 
+# How long start-up waits for the AccessRequest storage to answer before kopf's watchers start.
+STORAGE_WAIT_SECONDS = 60.0
+
+
+async def _wait_for_request_storage(runtime: Runtime, wait_seconds: float = STORAGE_WAIT_SECONDS) -> None:
+    """On a fresh install the CRDs are created moments before the operator starts, and the API
+    server answers 429 ("storage is (re)initializing") until their storage is ready: kopf's watcher
+    logged that at ERROR on every fresh install (issue 23). Startup handlers run before kopf
+    watches, so one LIST that succeeds here means the watch starts on a served resource."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_seconds
+    while True:
+        try:
+            await runtime.own.list_requests()
+            return
+        except ClusterAccessError as exc:
+            if loop.time() >= deadline:
+                log.warning(
+                    "AccessRequests still not served after %.0fs (%s); starting anyway", wait_seconds, exc
+                )
+                return
+            log.info("waiting for the AccessRequest storage to answer: %s", exc)
+            await asyncio.sleep(1.0)
+
+
+async def _release_finalizer(runtime: Runtime, namespace: str, name: str) -> None:
+    """A finished request's grant ended: its finalizer has nothing left to guard (issue 23)."""
+    try:
+        await finalizer.release_finished(runtime, namespace, name)
+    except ClusterAccessError as exc:  # the next event, or the next leader's take-over, retries
+        log.warning("finalizer of finished %s/%s not released yet: %s", namespace, name, exc)
+
+
 @kopf.on.startup(id="start-runtime")
 async def start_runtime(memo: kopf.Memo, settings: kopf.OperatorSettings, **_: Any) -> None:
     runtime = runtime_of(memo)
@@ -171,6 +211,7 @@ async def start_runtime(memo: kopf.Memo, settings: kopf.OperatorSettings, **_: A
     if runtime.settings.health_port is not None:
         # On kopf's own event loop, so a blocked loop fails liveness.
         await runtime.health.start_server(host="0.0.0.0", port=runtime.settings.health_port)  # noqa: S104
+    await _wait_for_request_storage(runtime)
     runtime.health.expect_watch("accessrequests")
     await runtime.audit.start()
     scheduler = Scheduler(runtime, concurrency=runtime.settings.concurrency, acting=lambda: acting(memo))
@@ -242,11 +283,14 @@ async def reconcile_on_change(body: kopf.Body, type: str | None, memo: kopf.Memo
         scheduler.forget(namespace, name)
         runtime.forget_request(f"{namespace}/{name}", body.metadata.uid or "")
         return
+    stored = StoredRequest(body)
     if runtime.is_own_echo(body.metadata.uid or "", body.metadata.get("resourceVersion")):
         # This process's own write coming back: the pass that wrote it went on from the write's
-        # answer and queued the request's next look itself.
+        # answer and queued the request's next look itself. Only the finalizer of a request that
+        # write finished is given back here (that write is the last event such a request gets).
+        if finalizer.releasable(stored) and acting(memo) and not runtime.stopping:
+            await _release_finalizer(runtime, namespace, name)
         return
-    stored = StoredRequest(body)
     if stored.deleting:
         # Deleting a request revokes its access first; the finalizer stays until that succeeded.
         scheduler.forget(namespace, name)
@@ -265,6 +309,8 @@ async def reconcile_on_change(body: kopf.Body, type: str | None, memo: kopf.Memo
             await finalizer.ensure(runtime, namespace, name)
         except ClusterAccessError as exc:
             log.warning("finalizer on %s/%s not added yet: %s", namespace, name, exc)
+    elif finalizer.releasable(stored):
+        await _release_finalizer(runtime, namespace, name)
     # What is due now is reconciled by the scheduler, in the order it became due and no more than
     # `--concurrency` at a time: a burst of requests is served first come, first served, instead
     # of every request in it advancing a step at a time and all of them finishing last.
