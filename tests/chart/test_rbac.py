@@ -156,12 +156,13 @@ def test_the_operator_account_is_bound_to_its_role(chart: helm.Chart, combinatio
             "namespace": NAMESPACE,
         }
     ]
-    # Only the operator's own binding and the uninstall hook's exist: nothing else gets the role.
+    # Only the operator's own binding and the uninstall hooks' exist: nothing else gets the role.
     assert {
         m["metadata"]["name"] for m in manifests if m["kind"] in ("ClusterRoleBinding", "RoleBinding")
     } <= {
         "jitgrant",
         "jitgrant-uninstall",
+        "jitgrant-cleanup",
     }
 
 

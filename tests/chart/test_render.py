@@ -67,15 +67,19 @@ def test_default_install_objects(chart: helm.Chart) -> None:
         ("CustomResourceDefinition", "accessrequests.jitgrant.dev"),
         ("CustomResourceDefinition", "grantpolicies.jitgrant.dev"),
         ("Deployment", "jitgrant"),
+        ("Job", "jitgrant-cleanup"),
         ("Job", "jitgrant-uninstall"),
         ("MutatingWebhookConfiguration", "jitgrant"),
         ("NetworkPolicy", "jitgrant"),
         ("PodDisruptionBudget", "jitgrant"),
+        ("Role", "jitgrant-cleanup"),
+        ("RoleBinding", "jitgrant-cleanup"),
         ("Secret", "jitgrant-receipt-key"),
         ("Secret", "jitgrant-webhook-tls"),
         ("Service", "jitgrant-metrics"),
         ("Service", "jitgrant-webhook"),
         ("ServiceAccount", "jitgrant"),
+        ("ServiceAccount", "jitgrant-cleanup"),
         ("ServiceAccount", "jitgrant-uninstall"),
         ("ValidatingWebhookConfiguration", "jitgrant"),
     ]
@@ -97,6 +101,10 @@ def test_optional_objects_follow_their_values(chart: helm.Chart) -> None:
         ("ClusterRoleBinding", "jitgrant-uninstall"),
         ("Job", "jitgrant-uninstall"),
         ("ServiceAccount", "jitgrant-uninstall"),
+        ("Job", "jitgrant-cleanup"),
+        ("Role", "jitgrant-cleanup"),
+        ("RoleBinding", "jitgrant-cleanup"),
+        ("ServiceAccount", "jitgrant-cleanup"),
     }
 
     everything = set(kinds(render(chart, COMBINATIONS["everything"])))
