@@ -125,12 +125,7 @@ async def _take_up_finalizers(runtime: Runtime, finalizers: finalizer.Finalizers
                 # The reconciler adds it before granting anyway; taking over must not fail for it.
                 log.warning("finalizer on %s/%s not added yet: %s", stored.namespace, stored.name, exc)
         elif finalizer.releasable(stored):
-            try:
-                await finalizer.release_finished(runtime, stored.namespace, stored.name)
-            except ClusterAccessError as exc:
-                log.warning(
-                    "finalizer of finished %s/%s not released yet: %s", stored.namespace, stored.name, exc
-                )
+            await _release_finalizer(runtime, stored.namespace, stored.name)
 
 
 async def _start_leading(
@@ -168,31 +163,6 @@ async def _stop_leading(
         runtime.sweep_task = None
 
 
-# How long start-up waits for the AccessRequest storage to answer before kopf's watchers start.
-STORAGE_WAIT_SECONDS = 60.0
-
-
-async def _wait_for_request_storage(runtime: Runtime, wait_seconds: float = STORAGE_WAIT_SECONDS) -> None:
-    """On a fresh install the CRDs are created moments before the operator starts, and the API
-    server answers 429 ("storage is (re)initializing") until their storage is ready: kopf's watcher
-    logged that at ERROR on every fresh install (issue 23). Startup handlers run before kopf
-    watches, so one LIST that succeeds here means the watch starts on a served resource."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + wait_seconds
-    while True:
-        try:
-            await runtime.own.list_requests()
-            return
-        except ClusterAccessError as exc:
-            if loop.time() >= deadline:
-                log.warning(
-                    "AccessRequests still not served after %.0fs (%s); starting anyway", wait_seconds, exc
-                )
-                return
-            log.info("waiting for the AccessRequest storage to answer: %s", exc)
-            await asyncio.sleep(1.0)
-
-
 async def _release_finalizer(runtime: Runtime, namespace: str, name: str) -> None:
     """A finished request's grant ended: its finalizer has nothing left to guard (issue 23)."""
     try:
@@ -211,7 +181,6 @@ async def start_runtime(memo: kopf.Memo, settings: kopf.OperatorSettings, **_: A
     if runtime.settings.health_port is not None:
         # On kopf's own event loop, so a blocked loop fails liveness.
         await runtime.health.start_server(host="0.0.0.0", port=runtime.settings.health_port)  # noqa: S104
-    await _wait_for_request_storage(runtime)
     runtime.health.expect_watch("accessrequests")
     await runtime.audit.start()
     scheduler = Scheduler(runtime, concurrency=runtime.settings.concurrency, acting=lambda: acting(memo))
