@@ -96,3 +96,13 @@ test: kube
 .PHONY: image
 image:
 	bash tests/image/build.sh
+
+# The operator image and the chart on a real one-node cluster on this machine (issue 23): needs
+# root; builds the node binaries (make kube) and the image (make image) first, installs containerd,
+# runc, the CNI plugins, iptables and conntrack with apt-get when missing (tests/kube/node-packages.sh).
+# tests/e2e/test_node.py checks the node alone; run_e2e.py installs the chart and prints a table of
+# steps (agent pod, approval, leader deletion, SIGKILL, API server outage, upgrade, uninstall).
+.PHONY: e2e
+e2e: venv kube image
+	$(BIN)/python -m pytest tests/e2e --e2e -q -p no:cacheprovider
+	$(BIN)/python tests/e2e/run_e2e.py

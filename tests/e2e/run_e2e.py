@@ -449,7 +449,7 @@ class E2E:
             self.wait("the request Pending", lambda: self.phase("e2e-approved") == "Pending", 120)
             approver = self.node.plane.kubeconfig_path("approver")
             done = subprocess.run(
-                [sys.executable, "-m", "jitgrant", "approve", "e2e-approved", "-n", AGENTS,
+                [str(Path(sys.executable).with_name("jitgrant")), "approve", "e2e-approved", "-n", AGENTS,
                  "--kubeconfig", str(approver), "--reason", "INC-23 looks right"],
                 capture_output=True, text=True, check=False, timeout=60,
             )  # fmt: skip
