@@ -482,8 +482,14 @@ class E2E:
             old = self.leader_pod()
             start = time.monotonic()
             self.core.delete_namespaced_pod(old, NAMESPACE)
-            failover = self.wait("a new leader", lambda: bool(self.leader()) and old not in self.leader(), 60)
-            notes.append(f"deleted leader {old}; {self.leader()} leads after {failover:.1f}s")
+            seen: list[str] = []
+
+            def new_leader() -> bool:
+                seen.append(self.leader())
+                return bool(seen[-1]) and old not in seen[-1]
+
+            failover = self.wait("a new leader", new_leader, 60)
+            notes.append(f"deleted leader {old}; {seen[-1]} leads after {failover:.1f}s")
             lag = self.watch_expiries(names, 120)
             notes.append(f"8 grants: expiry lag max {max(lag.values()):+.1f}s")
             self.wait("2 replicas Ready again", lambda: self.ready_replicas() == 2, 120)
