@@ -40,6 +40,7 @@ import hashlib
 import io
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -745,6 +746,9 @@ state = "{root / "state"}"
                 [str(self._bin_dir / "kube-proxy"), "--cleanup"], check=False, capture_output=True, timeout=60
             )
         _quiet([shutil.which("ip") or "/usr/sbin/ip", "link", "del", self.settings.bridge])
+        # The bridge plugin's masquerade chains of sandboxes not torn down in time (CNI DEL never
+        # ran): found by the network name in their comment.
+        _remove_cni_chains(self.settings.cni_network)
         # The kubelet's own chains (kube-proxy --cleanup leaves them): upstream names, hence the lock.
         for tool in ("iptables", "ip6tables"):
             for table, chain, parents in KUBELET_CHAINS:
@@ -752,6 +756,25 @@ state = "{root / "state"}"
                     _quiet([_tool(tool), "-t", table, "-D", parent, "-j", chain])
                 _quiet([_tool(tool), "-t", table, "-F", chain])
                 _quiet([_tool(tool), "-t", table, "-X", chain])
+
+
+def _remove_cni_chains(network: str) -> None:
+    """Delete the nat rules and CNI-* chains whose comment names this CNI network."""
+    saved = subprocess.run(  # noqa: S603
+        [_tool("iptables-save"), "-t", "nat"], capture_output=True, text=True, check=False, timeout=30
+    ).stdout
+    marker = f'name: \\"{network}\\"'  # as iptables-save quotes the comment
+    chains: set[str] = set()
+    for line in saved.splitlines():
+        if line.startswith("-A POSTROUTING ") and marker in line:
+            rule = shlex.split(line)[2:]
+            _quiet([_tool("iptables"), "-t", "nat", "-D", "POSTROUTING", *rule])
+            if "-j" in rule:
+                chains.add(rule[rule.index("-j") + 1])
+    for chain in chains:
+        if chain.startswith("CNI-"):
+            _quiet([_tool("iptables"), "-t", "nat", "-F", chain])
+            _quiet([_tool("iptables"), "-t", "nat", "-X", chain])
 
 
 def _tool(name_: str) -> str:

@@ -609,6 +609,19 @@ def _gone(core: CoreV1Api, namespace: str) -> bool:
     return False
 
 
+def _leftovers(node: Node) -> str:
+    """What the node left on the machine: iptables chains, its bridge (empty when nothing)."""
+    saved = subprocess.run(["iptables-save"], capture_output=True, text=True, check=False).stdout
+    chains = [line for line in saved.splitlines() if line.startswith((":KUBE-", ":CNI-"))]
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=False).stdout
+    found = []
+    if chains:
+        found.append(f"FAIL iptables chains left: {chains[:4]}")
+    if node.settings.bridge in links:
+        found.append(f"FAIL bridge {node.settings.bridge} left")
+    return "; ".join(found)
+
+
 def export_image() -> tuple[str, Path]:
     """The image `make image` built, as a docker-archive for `ctr images import`."""
     env_file = ROOT / "build" / "image" / "image.env"
@@ -674,7 +687,8 @@ def main() -> int:
     finally:
         t = time.monotonic()
         node.stop()
-        rows.append(Row("teardown", time.monotonic() - t, "node stopped, nothing left", True))
+        left = _leftovers(node)
+        rows.append(Row("teardown", time.monotonic() - t, left or "node stopped, nothing left", not left))
         archive.unlink(missing_ok=True)
         archive.parent.rmdir()
     print("\n=== e2e (issue 23)")
