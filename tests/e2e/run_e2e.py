@@ -408,7 +408,13 @@ class E2E:
                 timeout=180, wait="watcher",
             )  # fmt: skip
             notes.append(f"installed, 2/2 Ready in {time.monotonic() - start:.1f}s")
-            took = self.wait("a leader", lambda: bool(self.leader()), 60)
+            try:
+                took = self.wait("a leader", lambda: bool(self.leader()), 60)
+            except AssertionError:
+                for pod in self.operator_pods():  # why: the operators' own words
+                    log = self.node.kubectl("logs", "-n", NAMESPACE, pod.metadata.name, check=False)
+                    print(f"== {pod.metadata.name}\n{log[-3000:]}", file=sys.stderr)
+                raise
             notes.append(f"leader {self.leader()} after {took:.1f}s")
             errors = []
             for pod in self.operator_pods():
