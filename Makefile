@@ -72,6 +72,8 @@ chaos: venv
 
 # A real control plane (etcd, kube-apiserver, kube-controller-manager, kubectl) built from upstream
 # source for tests/realapi, cached under ~/.cache/jitgrant/kube/<version>/ (docs/real-cluster.md).
+# `make kube-node` adds the node half for make e2e (kubelet, kube-proxy, kube-scheduler, a pause
+# program), cached beside it.
 # Without Go it only warns, and pytest skips tests/realapi saying why.
 .PHONY: kube kube-up
 kube:
@@ -109,3 +111,16 @@ test: hydra
 .PHONY: image
 image:
 	bash tests/image/build.sh
+
+# The operator image and the chart on a real one-node cluster on this machine (issue 23): needs
+# root; builds the node binaries (make kube) and the image (make image) first, installs containerd,
+# runc, the CNI plugins, iptables and conntrack with apt-get when missing (tests/kube/node-packages.sh).
+# tests/e2e/test_node.py checks the node alone; run_e2e.py installs the chart and prints a table of
+# steps (agent pod, approval, leader deletion, SIGKILL, API server outage, upgrade, uninstall).
+.PHONY: e2e kube-node
+kube-node:
+	bash tests/kube/build.sh --node >/dev/null
+
+e2e: venv kube-node image
+	$(BIN)/python -m pytest tests/e2e --e2e -q -p no:cacheprovider
+	$(BIN)/python tests/e2e/run_e2e.py

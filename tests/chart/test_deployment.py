@@ -11,7 +11,7 @@ import yaml
 
 from jitgrant.audit.config import AuditConfig
 
-from .conftest import COMBINATIONS, ROLE_ARN, Manifest, only, render
+from .conftest import COMBINATIONS, NAMESPACE, ROLE_ARN, Manifest, only, render
 
 EXPECTED_ARGS = [
     "run",
@@ -49,9 +49,13 @@ def operator(manifests: list[Manifest]) -> dict[str, Any]:
 def test_replicas_elect_a_leader_and_roll_one_at_a_time(chart: helm.Chart, combination: str) -> None:
     deployment = only(render(chart, COMBINATIONS[combination]), "Deployment")
     assert deployment["spec"]["replicas"] == 2
+    # On the host network a surge pod cannot share a node with the pod it replaces (its ports).
+    one_at_a_time = {"maxUnavailable": 1, "maxSurge": 0}
+    surge = {"maxUnavailable": 0, "maxSurge": 1}
+    host_network = COMBINATIONS[combination].get("hostNetwork", False)
     assert deployment["spec"]["strategy"] == {
         "type": "RollingUpdate",
-        "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+        "rollingUpdate": one_at_a_time if host_network else surge,
     }
     assert "--leader-elect" in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
     anti = deployment["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]
@@ -217,8 +221,34 @@ def test_uninstall_hook_revokes_before_the_operator_goes(chart: helm.Chart) -> N
     container = job["spec"]["template"]["spec"]["containers"][0]
     assert container["args"] == ["revoke", "--all", "--reason", "uninstall", "--wait", "--timeout", "300s"]
     assert job["spec"]["template"]["spec"]["serviceAccountName"] == "jitgrant-uninstall"
-    hook_objects = [m for m in manifests if m["metadata"].get("annotations", {}).get("helm.sh/hook")]
+    hook_objects = [
+        m for m in manifests if m["metadata"].get("annotations", {}).get("helm.sh/hook") == "pre-delete"
+    ]
     # Its ServiceAccount and RBAC exist before the Job runs (lower weight), and are hooks themselves.
     weights = {(m["kind"], int(m["metadata"]["annotations"]["helm.sh/hook-weight"])) for m in hook_objects}
     assert weights == {("ServiceAccount", -10), ("ClusterRole", -10), ("ClusterRoleBinding", -10), ("Job", 0)}
     assert job["spec"]["activeDeadlineSeconds"] > 300
+
+
+def test_a_post_delete_hook_removes_the_leases_the_operator_created(chart: helm.Chart) -> None:
+    """Issue 23: `jitgrant-leader` (and the replay set's Leases) outlived `helm uninstall`: Helm does
+    not know objects the operator creates. A post-delete Job deletes those names, in the release
+    namespace only, with a Role that reaches nothing but Leases there."""
+    manifests = render(chart)
+    job = only(manifests, "Job", "jitgrant-cleanup")
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "post-delete"
+    script = job["spec"]["template"]["spec"]["containers"][0]["args"][0]
+    assert '"jitgrant-leader"' in script and '"jitgrant-replay-"' in script
+    assert f"namespace = {NAMESPACE!r}".replace("'", '"') in script
+    role = only(manifests, "Role", "jitgrant-cleanup")
+    assert role["metadata"]["namespace"] == NAMESPACE
+    assert role["rules"] == [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["list", "delete"]}
+    ]
+    binding = only(manifests, "RoleBinding", "jitgrant-cleanup")
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "jitgrant-cleanup", "namespace": NAMESPACE}
+    ]
+    # Off with the revoke hook (a cluster where no pod runs would wait for it).
+    off = render(chart, {"uninstallRevoke": {"enabled": False}})
+    assert not [m for m in off if m["metadata"]["name"] == "jitgrant-cleanup"]

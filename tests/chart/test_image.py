@@ -115,7 +115,10 @@ def test_entrypoint_is_the_cli_the_chart_calls(chart: helm.Chart) -> None:
     assert "jitgrant" in scripts
     manifests = render(chart)
     assert only(manifests, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"][0] == "run"
-    assert only(manifests, "Job")["spec"]["template"]["spec"]["containers"][0]["args"][0] == "revoke"
+    assert (
+        only(manifests, "Job", "jitgrant-uninstall")["spec"]["template"]["spec"]["containers"][0]["args"][0]
+        == "revoke"
+    )
     exposed = {int(port) for i in final if i.keyword == "EXPOSE" for port in i.arguments.split()}
     container = only(manifests, "Deployment")["spec"]["template"]["spec"]["containers"][0]
     assert exposed == {port["containerPort"] for port in container["ports"]}

@@ -307,18 +307,20 @@ def test_the_operator_account_is_bound_to_its_role(chart: helm.Chart, combinatio
             "namespace": NAMESPACE,
         }
     ]
-    # Only the operator's own bindings and the uninstall hook's exist, and each names only the
-    # operator's (or the hook's) ServiceAccount: nothing else gets these rights.
+    # Only the operator's own bindings and the uninstall hooks' exist, and each names only the
+    # operator's (or a hook's) ServiceAccount: nothing else gets these rights.
     bindings = [m for m in manifests if m["kind"] in ("ClusterRoleBinding", "RoleBinding")]
     assert {m["metadata"]["name"] for m in bindings} <= {
         "jitgrant",
         "jitgrant-grant-writer",
         "jitgrant-uninstall",
+        "jitgrant-cleanup",
     }
     for m in bindings:
         assert [s["name"] for s in m["subjects"]] in (
             [deployment["spec"]["template"]["spec"]["serviceAccountName"]],
             ["jitgrant-uninstall"],
+            ["jitgrant-cleanup"],
         )
 
 

@@ -578,3 +578,29 @@ def test_the_delivered_kubeconfig_works_only_for_the_grant_and_its_token_dies_wi
         eventually_status(
             lambda: CoreV1Api(delivered).list_namespace(), 401, timeout=40, what="the token is dead"
         )
+
+
+def test_a_finished_request_gives_its_finalizer_back_so_nothing_blocks_its_namespace(
+    real_env: RealEnvironment, agent: ApiClient
+) -> None:
+    """Issue 23: after `helm uninstall` no operator is left to release jitgrant.dev/revoke-grant, so
+    a finished request that still held it kept its namespace Terminating forever. The finalizer
+    guards a live grant only: once the grant ended the operator releases it, and deleting the
+    request (as a namespace deletion does) no longer waits for anyone."""
+    name = unique("finished")
+    real_env.create_request(request(name, duration="10m"), client=agent)
+    active = real_env.wait_for_phase(NS, name, "Active", timeout=30)
+    assert FINALIZER in active["metadata"]["finalizers"]  # guards the live grant
+    real_env.annotate_request(NS, name, {REVOKE_ANNOTATION: "test done"}, client=real_env.admin)
+    real_env.wait_for_phase(NS, name, "Revoked", timeout=30)
+
+    def released() -> bool:
+        return FINALIZER not in (real_env.get_request(NS, name)["metadata"].get("finalizers") or [])
+
+    wait_until(released, timeout=20, what="the finished request's finalizer released")
+    assert not bindings_of(real_env, active["metadata"]["uid"])
+    custom = CustomObjectsApi(real_env.admin)
+    custom.delete_namespaced_custom_object("jitgrant.dev", "v1alpha1", NS, "accessrequests", name)
+    with pytest.raises(ApiException) as gone:  # deleted at once: nothing holds it
+        custom.get_namespaced_custom_object("jitgrant.dev", "v1alpha1", NS, "accessrequests", name)
+    assert gone.value.status == 404

@@ -107,7 +107,16 @@ class LeaderElection:
                     leading = True
                     self.transitions += 1
                     log.warning("leader election: %s is now the leader", self.identity)
-                    await on_started()
+                    try:
+                        await on_started()
+                    except Exception:
+                        # Taking over failed (a fresh install's API server answers 429 while the CRDs'
+                        # storage initializes): give the Lease up and try again, instead of ending
+                        # this loop and leaving no replica renewing it (issue 23, make e2e).
+                        log.warning("leader election: starting to lead failed; retrying", exc_info=True)
+                        leading = False
+                        await on_stopped()
+                        await self.release()
                 elif leading and not self.holds():
                     leading = False
                     log.warning("leader election: %s lost the Lease; stopped acting", self.identity)

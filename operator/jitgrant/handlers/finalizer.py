@@ -5,7 +5,9 @@ it, such as `on.delete`), before any handler runs, and writes its progress and d
 from every replica too: a standby, which must not write at all, wrote to AccessRequests. So no kopf
 handler on AccessRequests needs a finalizer (kopf's own is a name no object carries), and the replica
 holding the Lease does the finalizer's work here: it adds the finalizer before a request can be
-granted and, once the request is being deleted, revokes its access and then releases it.
+granted and, once the request is being deleted, revokes its access and then releases it. A request
+that finished (its grant ended) gives the finalizer back at once: nothing is left to revoke, and
+without an operator (after `helm uninstall`) it would keep the request's namespace Terminating.
 """
 
 from __future__ import annotations
@@ -47,6 +49,32 @@ def needs_finalizer(stored: StoredRequest) -> bool:
     # reach our own webhooks, which may not be listening yet).
     finished = stored.phase is not None and stored.phase.terminal
     return not stored.deleting and not finished and FINALIZER not in stored.finalizers
+
+
+def releasable(stored: StoredRequest) -> bool:
+    """A finished request still holding the finalizer: its grant has ended, nothing is left to revoke,
+    and the finalizer would only block deleting it (and its namespace) once no operator runs, as
+    after `helm uninstall` (issue 23)."""
+    finished = stored.phase is not None and stored.phase.terminal
+    return finished and not stored.deleting and FINALIZER in stored.finalizers
+
+
+async def release_finished(runtime: Runtime, namespace: str, name: str) -> None:
+    """Drop the finalizer of a finished request (a no-op when it is not `releasable`)."""
+    for _ in range(3):
+        stored = await runtime.own.get_request(namespace, name)
+        if stored is None or not releasable(stored):
+            return
+        remaining = [f for f in stored.finalizers if f != FINALIZER]
+        try:
+            await runtime.own.update_finalizers(
+                namespace, name, remaining, resource_version=stored.resource_version
+            )
+            return
+        except Conflict:
+            continue  # changed since read: read again
+        except NotFound:
+            return
 
 
 async def finalize(runtime: Runtime, namespace: str, name: str) -> bool:

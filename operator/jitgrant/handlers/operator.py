@@ -124,6 +124,8 @@ async def _take_up_finalizers(runtime: Runtime, finalizers: finalizer.Finalizers
             except ClusterAccessError as exc:
                 # The reconciler adds it before granting anyway; taking over must not fail for it.
                 log.warning("finalizer on %s/%s not added yet: %s", stored.namespace, stored.name, exc)
+        elif finalizer.releasable(stored):
+            await _release_finalizer(runtime, stored.namespace, stored.name)
 
 
 async def _start_leading(
@@ -159,6 +161,14 @@ async def _stop_leading(
         runtime.sweep_task.cancel()
         await asyncio.gather(runtime.sweep_task, return_exceptions=True)
         runtime.sweep_task = None
+
+
+async def _release_finalizer(runtime: Runtime, namespace: str, name: str) -> None:
+    """A finished request's grant ended: its finalizer has nothing left to guard (issue 23)."""
+    try:
+        await finalizer.release_finished(runtime, namespace, name)
+    except ClusterAccessError as exc:  # the next event, or the next leader's take-over, retries
+        log.warning("finalizer of finished %s/%s not released yet: %s", namespace, name, exc)
 
 
 @kopf.on.startup(id="start-runtime")
@@ -263,6 +273,7 @@ async def reconcile_on_change(body: kopf.Body, type: str | None, memo: kopf.Memo
         runtime.forget_request(f"{namespace}/{name}", body.metadata.uid or "")
         return
     runtime.open_requests.observe(body)
+    stored = StoredRequest(body)
     if runtime.is_own_echo(body.metadata.uid or "", body.metadata.get("resourceVersion")):
         # This process's own write coming back: the pass that wrote it went on from the write's
         # answer and queued the request's next look itself, so the echo triggers no pass. The
@@ -271,8 +282,11 @@ async def reconcile_on_change(body: kopf.Body, type: str | None, memo: kopf.Memo
         scheduler.observe(
             namespace, name, body.get("status") or {}, body.metadata.annotations, body=body, own=True
         )
+        # The finalizer of a request that write finished is given back here (that write is the
+        # last event such a request gets).
+        if finalizer.releasable(stored) and acting(memo) and not runtime.stopping:
+            await _release_finalizer(runtime, namespace, name)
         return
-    stored = StoredRequest(body)
     if stored.deleting:
         # Deleting a request revokes its access first; the finalizer stays until that succeeded.
         scheduler.forget(namespace, name)
@@ -291,6 +305,8 @@ async def reconcile_on_change(body: kopf.Body, type: str | None, memo: kopf.Memo
             await finalizer.ensure(runtime, namespace, name)
         except ClusterAccessError as exc:
             log.warning("finalizer on %s/%s not added yet: %s", namespace, name, exc)
+    elif finalizer.releasable(stored):
+        await _release_finalizer(runtime, namespace, name)
     # What is due now is reconciled by the scheduler, in the order it became due and no more than
     # `--concurrency` at a time: a burst of requests is served first come, first served, instead
     # of every request in it advancing a step at a time and all of them finishing last.
