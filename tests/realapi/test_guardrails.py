@@ -181,7 +181,7 @@ def test_a_retry_with_the_same_request_key_gets_the_existing_request_and_the_dry
         "policy": pending_policy,
         "namespace": "payments",
         "cluster_role": "jit-restart-checkout",
-        "reason": justification,
+        "justification": justification,
         "duration": "6s",
     }
     with Client.from_configuration(agent.configuration, namespace=NS) as client:
@@ -242,7 +242,7 @@ def test_a_duration_off_a_fixed_window_is_refused_at_admission_with_the_range(
             policy=strict_policy,
             namespace="payments",
             cluster_role="jit-restart-checkout",
-            reason=justification,
+            justification=justification,
             duration="1s",
         )
     assert (check.outcome, check.reason) == ("denied", "PolicyRefused")
