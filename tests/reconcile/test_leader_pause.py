@@ -21,10 +21,12 @@ from jitgrant.audit.chain import link
 from jitgrant.audit.query import grant_rows, unique_transitions
 from jitgrant.audit.records import AuditEvent, AuditRecord, ChainHead, EventType
 from jitgrant.clusters.port import ClusterObject
+from jitgrant.handlers.audit_events import audit_event
 from jitgrant.handlers.leader import FencedAudit, FencedCluster, NotLeader
 from jitgrant.handlers.reconcile import Reconciler
 from jitgrant.handlers.runtime import Runtime
 from jitgrant.metrics import Metrics
+from jitgrant.models import AccessRequest
 from jitgrant.settings import OperatorSettings
 from jitgrant_testing.fakeport import FakeAudit, FakePort
 
@@ -196,3 +198,27 @@ def test_transitions_of_different_requests_and_approvers_are_not_folded() -> Non
         head = ChainHead(seq=record.seq, hash=record.hash)
         records.append(record)
     assert unique_transitions(records) == (records, 0)
+
+
+async def test_a_standby_records_the_admission_refusals_it_made_but_no_transition(world: World) -> None:
+    """Every replica answers admission: a guardrail refusal a standby made is its own record to write
+    (not a transition of a request), while any transition it tries is refused by the fence."""
+    sink = FakeAudit()
+    standby = FencedAudit(sink, cast(Any, Election("standby", held=False)))
+    world.file("looping")
+    request = AccessRequest.from_object(world.cluster.requests[(NS, "looping")])
+
+    def event(event_type: EventType) -> AuditEvent:
+        return audit_event(
+            request=request,
+            event_type=event_type,
+            at=datetime(2026, 12, 7, tzinfo=UTC),
+            cluster="in-cluster",
+            decision="refused",
+            reason="AlreadyRequested: 3 refusal(s) of this requester since the last record",
+        )
+
+    await standby.record(event(EventType.REFUSED))
+    with pytest.raises(NotLeader):
+        await standby.record(event(EventType.GRANTED))
+    assert [e.type for e in sink.events] == [EventType.REFUSED]

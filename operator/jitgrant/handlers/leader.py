@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from jitgrant.audit.records import AuditEvent
+from jitgrant.audit.records import AuditEvent, EventType
 from jitgrant.clusters.leader import LeaderElection
 from jitgrant.clusters.port import ClusterObject, ClusterPort, StoredPolicy, StoredRequest
 from jitgrant.handlers.runtime import AuditPort
@@ -114,6 +114,11 @@ class FencedCluster:
         self.inner.close()
 
 
+# Not transitions of a request: every replica answers admission, so each records the refusals it made
+# itself (bounded per requester per minute); fencing them would lose those a standby made.
+_UNFENCED = frozenset({EventType.REFUSED})
+
+
 class FencedAudit:
     """The audit trail, written to only while this replica holds the Lease (a local check: the
     trail's own records, checkpoints and deliveries are not transitions and are not fenced)."""
@@ -127,6 +132,8 @@ class FencedAudit:
         return getattr(self.inner, name)
 
     def _check(self, event: AuditEvent) -> None:
+        if event.type in _UNFENCED:
+            return
         if not self.election.holds():
             raise NotLeader(
                 f"{self.election.identity} does not hold the Lease; refused to record "
