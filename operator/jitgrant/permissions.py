@@ -220,6 +220,18 @@ TARGET_GRANTS_NAMESPACE_PERMISSIONS: tuple[Permission, ...] = tuple(
     p for p in GRANTS_NAMESPACE_PERMISSIONS if p.resource in ("serviceaccounts", "serviceaccounts/token")
 )
 
+# The chart's post-delete hook (`<release>-cleanup`), in the release namespace only: the Leases the
+# operator created (the leader Lease and the OIDC replay set) would otherwise outlive `helm uninstall`.
+CLEANUP_HOOK_PERMISSIONS: tuple[Permission, ...] = (
+    Permission(
+        "coordination.k8s.io",
+        "leases",
+        ("list", "delete"),
+        "after helm uninstall: delete jitgrant-leader and the jitgrant-replay-* Leases in the release "
+        "namespace (a Role there, nothing cluster-wide)",
+    ),
+)
+
 UNINSTALL_HOOK_PERMISSIONS: tuple[Permission, ...] = (
     Permission(
         "jitgrant.dev",

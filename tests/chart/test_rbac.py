@@ -13,6 +13,7 @@ from jitgrant.cli.main import build_parser
 from jitgrant.cli.run import settings_from_args
 from jitgrant.clusters.leader import LEASE_NAME
 from jitgrant.permissions import (
+    CLEANUP_HOOK_PERMISSIONS,
     GRANT_WRITE_PERMISSIONS,
     GRANTABLE_CLUSTER_ROLE_PERMISSIONS,
     GRANTS_NAMESPACE_PERMISSIONS,
@@ -332,6 +333,23 @@ def test_uninstall_hook_role_matches_the_code(chart: helm.Chart) -> None:
     assert binding["roleRef"]["name"] == "jitgrant-uninstall"
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": "jitgrant-uninstall", "namespace": NAMESPACE}
+    ]
+
+
+def test_cleanup_hook_role_matches_the_code(chart: helm.Chart) -> None:
+    """The post-delete hook reaches only Leases, only in the release namespace."""
+    manifests = render(chart)
+    role = only(manifests, "Role", "jitgrant-cleanup")
+    assert role["metadata"]["namespace"] == NAMESPACE
+    assert rule_atoms(role["rules"]) == atoms(CLEANUP_HOOK_PERMISSIONS)
+    binding = only(manifests, "RoleBinding", "jitgrant-cleanup")
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": "jitgrant-cleanup",
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "jitgrant-cleanup", "namespace": NAMESPACE}
     ]
 
 
