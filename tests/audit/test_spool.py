@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from jitgrant.audit.chain import ChainHead, link
@@ -74,3 +75,33 @@ def test_a_new_sink_receives_whatever_is_still_spooled(tmp_path: Path) -> None:
     again = reopen(tmp_path, ["a", "b"])
     assert [entry.seq for entry in again.queued("b")] == [2, 3]
     assert reopen(tmp_path, ["b"]).unknown_sinks() == ["a"]
+
+
+def test_a_batch_is_one_file_kept_until_every_sink_has_all_of_it(tmp_path: Path) -> None:
+    spool = reopen(tmp_path, ["a", "b"])
+    items = entries(7)
+    spool.put_batch(items[:3])
+    spool.put_batch(items[3:6])
+    spool.put(items[6])
+    assert sorted(path.stem for path in (tmp_path / "entries").iterdir()) == [
+        items[0].key,
+        items[3].key,
+        items[6].key,
+    ]
+    spool.delivered("a", items[4].key)
+    spool.delivered("b", items[6].key)
+    # "a" lacks the end of the second batch: it stays whole, the first goes.
+    assert sorted(path.stem for path in (tmp_path / "entries").iterdir()) == [items[3].key, items[6].key]
+    again = reopen(tmp_path, ["a", "b"])
+    assert [entry.line for entry in again.queued("a")] == [entry.line for entry in items[5:]]
+    assert again.queued("b") == []
+    assert again.head() == ChainHead(7, json.loads(items[6].line)["hash"])
+
+
+def test_the_batch_holding_the_head_is_kept(tmp_path: Path) -> None:
+    spool = reopen(tmp_path, ["a"])
+    items = entries(4)
+    spool.put_batch(items)
+    spool.delivered("a", items[-1].key)
+    assert [path.stem for path in (tmp_path / "entries").iterdir()] == [items[0].key]
+    assert reopen(tmp_path, ["a"]).head().seq == 4

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -102,3 +103,29 @@ async def test_unreadable_spool_refuses_to_start(tmp_path: Path) -> None:
     trail = AuditTrail.from_config(file_config(tmp_path), instance="op-1")
     with pytest.raises(AuditUnavailable, match="cannot be read"):
         await trail.start()
+
+
+async def test_records_made_together_share_one_spool_write(tmp_path: Path) -> None:
+    # The sink cannot be written (its directory is a file), so every entry stays in the spool.
+    (tmp_path / "blocked").write_text("a file, not a directory")
+    config = AuditConfig.model_validate(
+        {
+            "sinks": [{"type": "file", "path": str(tmp_path / "blocked" / "audit.jsonl")}],
+            "spoolDir": str(tmp_path / "spool"),
+            "retryInitialSeconds": 60,
+            "closeTimeoutSeconds": 0,
+        }
+    )
+    trail = AuditTrail.from_config(config, instance="op-1")
+    await trail.start()
+    records = await asyncio.gather(
+        *(trail.record_before_grant(make_event(uid=f"uid-{index}")) for index in range(50))
+    )
+    assert sorted(record.seq for record in records) == list(range(1, 51))
+    # Each caller returned once its batch was written: far fewer files (two fsyncs each) than records.
+    batches = sorted((tmp_path / "spool" / "entries").iterdir())
+    assert 1 <= len(batches) <= 3, [path.name for path in batches]
+    lines = [json.loads(line) for path in batches for line in path.read_bytes().splitlines()]
+    assert [line["seq"] for line in lines] == list(range(1, 51))
+    assert all(record_hash(line) == line["hash"] for line in lines)
+    await trail.close()

@@ -5,15 +5,22 @@ Layout under the spool directory::
     head.json              {"seq": N, "hash": "..."}: the chain's head, saved at shutdown
     checkpoint.json        {"hash": "...", "time": "..."}: the last signed checkpoint, which the
                            next one names (saved with each checkpoint, so it survives a restart)
-    entries/<key>.json     one file per entry some configured sink has not accepted yet
+    entries/<key>.json     one batch of entries some configured sink has not accepted yet: their
+                           lines, oldest first, one per line; named after the batch's first entry
     cursors/<sink>.json    {"key": "..."}: the last entry that sink accepted (sinks take entries in order)
     tmp/                   files being written; anything left here after a crash is discarded
 
-An entry counts as spooled once its file is fsynced and renamed into `entries/` and that directory
-is fsynced: two fsyncs, however many sinks there are. Because every sink accepts entries strictly in
-key order, one cursor per sink says what it still lacks. An entry file goes once every configured
-sink's cursor has passed it, except the newest record, which stays as the chain's head (so the head
-survives a crash without a write per record; `head.json` is written at shutdown as a second copy).
+A batch counts as spooled once its file is fsynced and renamed into `entries/` and that directory
+is fsynced: two fsyncs per batch, however many entries it holds (group commit: the trail writes
+together every record that arrived while the previous batch was being written) and however many
+sinks there are. A batch file is written whole or not at all (tmp, fsync, rename), so a crash
+leaves every batch either complete or absent. A batch of one is byte for byte the one-entry file
+earlier versions wrote, so a spool they left is read as it is.
+
+Because every sink accepts entries strictly in key order, one cursor per sink says what it still
+lacks. A batch file goes once every configured sink's cursor has passed its last entry, except the
+one holding the newest record, which stays as the chain's head (so the head survives a crash
+without a write per record; `head.json` is written at shutdown as a second copy).
 
 Cursors are replaced atomically but not fsynced: a cursor lost in a crash only means that entries
 still spooled are delivered again, as repeats that readers skip, and it saves two fsyncs per batch.
@@ -26,6 +33,8 @@ import os
 import re
 import threading
 from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -34,6 +43,24 @@ from jitgrant.audit.records import ChainHead
 from jitgrant.audit.sinks.base import Entry
 
 _KEY = re.compile(r"^[0-9]{20}-(a|b-[0-9]{20})$")
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """One file of `entries/`: the keys it holds, oldest first (its name is the first)."""
+
+    keys: tuple[str, ...]
+
+    @property
+    def first(self) -> str:
+        return self.keys[0]
+
+    @property
+    def last(self) -> str:
+        return self.keys[-1]
+
+    def holds(self, key: str) -> bool:
+        return self.first <= key <= self.last
 
 
 class Spool:
@@ -49,8 +76,8 @@ class Spool:
         self._lock = threading.Lock()
         self._sinks: list[str] = []
         self._cursors: dict[str, str] = {}
-        self._keys: deque[str] = deque()  # keys of the entry files, oldest first
-        self._head_key = ""  # the newest record's key: its file is kept
+        self._batches: deque[_Batch] = deque()  # the batch files, oldest first
+        self._head_key = ""  # the newest record's key: the batch holding it is kept
         self._saved_head_seq = 0
 
     def open(self, sink_names: list[str]) -> None:
@@ -62,18 +89,27 @@ class Spool:
         self._cursors = {
             path.stem: str(json.loads(path.read_text())["key"]) for path in self._cursors_dir.glob("*.json")
         }
-        self._keys = deque(
-            sorted(path.stem for path in self._entries.glob("*.json") if _KEY.match(path.stem))
-        )
-        self._head_key = max((key for key in self._keys if key.endswith("-a")), default="")
+        names = sorted(path.stem for path in self._entries.glob("*.json") if _KEY.match(path.stem))
+        self._batches = deque(_Batch(tuple(entry.key for entry in self._read(name))) for name in names)
+        records = [key for batch in self._batches for key in batch.keys if key.endswith("-a")]
+        self._head_key = max(records, default="")
         if self._head_path.exists():
             self._saved_head_seq = int(json.loads(self._head_path.read_text())["seq"])
+
+    def _read(self, name: str) -> list[Entry]:
+        data = (self._entries / f"{name}.json").read_bytes()
+        # Canonical JSON escapes newlines inside strings: a newline only ever separates entries.
+        return [Entry.parse(line) for line in data.split(b"\n") if line]
 
     def queued(self, sink_name: str) -> list[Entry]:
         """Entries the sink has not accepted yet, oldest first (all spooled ones for a new sink)."""
         cursor = self._cursors.get(sink_name, "")
         return [
-            Entry.parse((self._entries / f"{key}.json").read_bytes()) for key in self._keys if key > cursor
+            entry
+            for batch in self._batches
+            if batch.last > cursor
+            for entry in self._read(batch.first)
+            if entry.key > cursor
         ]
 
     def unknown_sinks(self) -> list[str]:
@@ -86,49 +122,58 @@ class Spool:
         if self._head_path.exists():
             raw = json.loads(self._head_path.read_text())
             head = ChainHead(seq=int(raw["seq"]), hash=str(raw["hash"]))
-        for key in reversed(self._keys):
-            if key.endswith("-a"):
-                raw = json.loads((self._entries / f"{key}.json").read_bytes())
-                if raw["seq"] > head.seq:
+        if self._head_key:
+            batch = next(batch for batch in reversed(self._batches) if batch.holds(self._head_key))
+            for entry in self._read(batch.first):
+                if entry.key == self._head_key and entry.seq > head.seq:
+                    raw = json.loads(entry.line)
                     head = ChainHead(seq=int(raw["seq"]), hash=str(raw["hash"]))
-                break
         return head
 
     def put(self, entry: Entry) -> None:
-        """Durably spools the entry for every sink, or raises OSError and leaves no trace."""
-        tmp = self._tmp / f"{entry.key}.json"
+        """Durably spools one entry (a batch of one)."""
+        self.put_batch([entry])
+
+    def put_batch(self, entries: Sequence[Entry]) -> None:
+        """Durably spools the entries (in key order) with one file and two fsyncs, or raises
+        OSError and leaves no trace."""
+        if not entries:
+            return
+        name = entries[0].key
+        tmp = self._tmp / f"{name}.json"
         try:
-            _write_synced(tmp, entry.line)
-            os.replace(tmp, self._entries / f"{entry.key}.json")
+            _write_synced(tmp, b"\n".join(entry.line for entry in entries))
+            os.replace(tmp, self._entries / f"{name}.json")
             _fsync_dir(self._entries)
         except OSError:
             tmp.unlink(missing_ok=True)
             raise
         with self._lock:
-            self._keys.append(entry.key)
-            if entry.kind == "record":
-                self._head_key = entry.key
+            self._batches.append(_Batch(tuple(entry.key for entry in entries)))
+            records = [entry.key for entry in entries if entry.kind == "record"]
+            if records:
+                self._head_key = records[-1]
 
     def delivered(self, sink_name: str, key: str) -> None:
-        """Records that the sink accepted everything up to `key`; drops entries all sinks have."""
+        """Records that the sink accepted everything up to `key`; drops batches all sinks have."""
         with self._lock:
             if key <= self._cursors.get(sink_name, ""):
                 return
             self._write_atomically(self._cursors_dir / f"{sink_name}.json", {"key": key}, durable=False)
             self._cursors[sink_name] = key
             done = min(self._cursors.get(name, "") for name in self._sinks)
-            gone: list[str] = []
+            gone: list[_Batch] = []
             kept = None
-            while self._keys and self._keys[0] <= done:
-                oldest = self._keys.popleft()
-                if oldest == self._head_key:
+            while self._batches and self._batches[0].last <= done:
+                oldest = self._batches.popleft()
+                if oldest.holds(self._head_key):
                     kept = oldest
                 else:
                     gone.append(oldest)
             if kept is not None:
-                self._keys.appendleft(kept)
+                self._batches.appendleft(kept)
             for oldest in gone:
-                (self._entries / f"{oldest}.json").unlink(missing_ok=True)
+                (self._entries / f"{oldest.first}.json").unlink(missing_ok=True)
 
     def last_checkpoint(self) -> CheckpointRef | None:
         path = self.directory / "checkpoint.json"
