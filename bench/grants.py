@@ -79,6 +79,13 @@ THREADS = 8  # concurrent clients filing requests, for the floor and for jitgran
 # Revoke lag is measured this long after the last grant went Active, so it times the revocations and
 # not the tail of the activations' own follow-up passes (which made it 0.5 s worse at 20).
 REVOKE_SETTLE_S = 4.0
+# CPU and API calls of a throughput part are counted this long past the last grant's Active, so the
+# follow-up passes a grant causes count against it (the floor gets the same wait).
+SETTLE_S = 3.0
+# Natural expiry: requests filed evenly over this many seconds, each granted for NATURAL_DURATION_S
+# (or until one shared instant that long after the last filing).
+NATURAL_FILING_S = 40
+NATURAL_DURATION_S = 20
 POLICY = {
     "apiVersion": "jitgrant.dev/v1alpha1",
     "kind": "GrantPolicy",
@@ -125,6 +132,66 @@ def _dist(values: Sequence[float]) -> dict[str, float]:
 def _lead(count: int) -> timedelta:
     """Time to write `count` expiresAt values before the first is due."""
     return timedelta(seconds=5 + count / 20)
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (all its threads) so far, from /proc/<pid>/stat."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) ": state is fields[0]
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+OPERATOR_USER = f"system:serviceaccount:{OPERATOR_NAMESPACE}:{OPERATOR_SERVICE_ACCOUNT}"
+AGENT_USER = "system:serviceaccount:agents:bench-agent"
+
+
+@dataclass
+class Meter:
+    """CPU seconds of each process and API calls by user (the server's audit log) over one part.
+
+    CPU is what is stable on a shared machine where wall time is not; the audit log counts every
+    request that completed (ResponseComplete), watches included, by who made it.
+    """
+
+    pids: dict[str, int]
+    audit_log: Path | None
+    _cpu: dict[str, float] = field(default_factory=dict)
+    _offset: int = 0
+
+    def start(self) -> Meter:
+        self._cpu = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        self._offset = self.audit_log.stat().st_size if self.audit_log and self.audit_log.exists() else 0
+        return self
+
+    def stop(self, grants: int) -> dict[str, Any]:
+        cpu = {name: (cpu_seconds(pid) - self._cpu[name]) * 1000 / grants for name, pid in self.pids.items()}
+        out: dict[str, Any] = {"cpu_s_per_1000": cpu}
+        if self.audit_log is not None and self.audit_log.exists():
+            with self.audit_log.open("rb") as log:
+                log.seek(self._offset)
+                data = log.read()
+            calls = {"operator": 0, "agent": 0, "other": 0}
+            for line in data.splitlines():
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    continue  # a line being written as we read
+                if event.get("stage") != "ResponseComplete":
+                    continue
+                user = (event.get("user") or {}).get("username", "")
+                who = "operator" if user == OPERATOR_USER else "agent" if user == AGENT_USER else "other"
+                calls[who] += 1
+            out["calls_per_grant"] = {who: count / grants for who, count in calls.items()}
+        return out
+
+
+def server_processes(env: Environment) -> tuple[dict[str, int], Path | None]:
+    """The API server's processes to meter, and its audit log. The embedded server runs inside this
+    process, beside the bench's own clients and watches: its figure is that whole process's."""
+    plane = getattr(env, "plane", None)
+    if plane is not None:
+        return plane.pids(), plane.audit_log_path
+    return {"bench process (embedded server, clients)": os.getpid()}, env.cluster.audit_log
 
 
 def _request(name: str, duration: str) -> dict[str, Any]:
@@ -349,11 +416,16 @@ class Bench:
         duration: str | Callable[[int], str],
         *,
         then: Callable[[str], None] | None = None,
+        over: float = 0.0,
     ) -> dict[str, float]:
-        """File every request from THREADS clients at once; returns when each create returned."""
+        """File every request from THREADS clients at once (or spread evenly over `over` seconds);
+        returns when each create returned."""
         created: dict[str, float] = {}
+        begin = _now()
 
         def one(index: int) -> None:
+            if over:
+                time.sleep(max(0.0, begin + over * index / len(names) - _now()))
             name = names[index]
             text = duration(index) if callable(duration) else duration
             started = _now()
@@ -399,14 +471,21 @@ class Bench:
             },
         )
 
-    def floor_throughput(self, count: int, watcher: Watcher) -> dict[str, Any]:
+    def meter(self, operator: OperatorProcess) -> Meter:
+        assert operator.proc is not None
+        pids, audit_log = server_processes(self.env)
+        return Meter({"operator": operator.proc.pid, **pids}, audit_log).start()
+
+    def floor_throughput(self, count: int, watcher: Watcher, standby: OperatorProcess) -> dict[str, Any]:
         names = self.names(count)
+        meter = self.meter(standby)
         started = _now()
         created = self.file(names, "30m", then=self.floor_grant)
         done = _now()
         _wait(lambda: all(n in watcher.active for n in names), timeout=60)
+        time.sleep(SETTLE_S)
         lat = [watcher.active[n] - created[n] for n in names if n in watcher.active]
-        return {"per_s": count / (done - started), "to_active": _dist(lat)}
+        return {"per_s": count / (done - started), "to_active": _dist(lat), **meter.stop(count)}
 
     def floor_sweep(self, count: int) -> float:
         self.plant_expired(count, prefix="floor-sweep")
@@ -426,15 +505,22 @@ class Bench:
     # ---- jitgrant ----------------------------------------------------------------------------
 
     def throughput(
-        self, count: int, watcher: Watcher, duration: str = "30m"
+        self, count: int, watcher: Watcher, operator: OperatorProcess | None = None, duration: str = "30m"
     ) -> tuple[dict[str, Any], list[str]]:
+        """`count` requests at once; with `operator`, also its CPU and API calls per grant (and the
+        API server's), measured until every grant is Active plus SETTLE_S for follow-up passes."""
         names = self.names(count)
+        meter = self.meter(operator) if operator is not None else None
         started = _now()
         created = self.file(names, duration)
         _wait(lambda: all(n in watcher.active for n in names), timeout=max(120, count))
         last = max((watcher.active.get(n, _now()) for n in names), default=started)
         lat = [watcher.active[n] - created[n] for n in names if n in watcher.active]
-        return {"per_s": count / (last - started), "to_active": _dist(lat), "active": len(lat)}, names
+        out = {"per_s": count / (last - started), "to_active": _dist(lat), "active": len(lat)}
+        if meter is not None:
+            time.sleep(SETTLE_S)
+            out.update(meter.stop(count))
+        return out, names
 
     def set_expiry(self, names: list[str], at: Callable[[int], datetime]) -> dict[str, float]:
         """Move each grant's expiresAt (as the operator would have written it) to `at(i)`."""
@@ -471,6 +557,24 @@ class Bench:
         _wait(lambda: all(n in watcher.expires for n in names), timeout=max(120, count))
         self.late_patches = 0  # nothing patched: expiresAt is the operator's own
         return self.expiry_lag(names, {n: watcher.expires[n] for n in names if n in watcher.expires}, watcher)
+
+    def natural_expiry_lag(self, count: int, watcher: Watcher, *, together: bool) -> dict[str, Any]:
+        """`count` grants filed evenly over NATURAL_FILING_S (activations spread, as users file them)
+        that expire on their own, nothing patched: each `NATURAL_DURATION_S` long (expiries spread
+        like the activations), or (`together`) each for the time left until one instant, so that all
+        expire in the same second. `expires_within_s` says how close together they really fell."""
+        names = self.names(count)
+        end = _now() + NATURAL_FILING_S + NATURAL_DURATION_S
+
+        def duration(_: int) -> str:
+            return f"{max(1, round(end - _now()))}s" if together else f"{NATURAL_DURATION_S}s"
+
+        self.file(names, duration, over=NATURAL_FILING_S)
+        _wait(lambda: all(n in watcher.expires for n in names), timeout=max(120, count))
+        due = {n: watcher.expires[n] for n in names if n in watcher.expires}
+        self.late_patches = 0
+        lag = self.expiry_lag(names, due, watcher)
+        return {**lag, "expires_within_s": max(due.values()) - min(due.values()) if due else float("nan")}
 
     def expiry_lag(self, names: list[str], due: dict[str, float], watcher: Watcher) -> dict[str, Any]:
         _wait(lambda: all(n in watcher.deleted for n in names), timeout=max(due.values()) - _now() + 120)
@@ -687,7 +791,7 @@ def _granted(count: int, server: str, out: dict[str, Any]) -> Iterator[tuple[Ben
         try:
             time.sleep(2)
             _phase(f"jitgrant: throughput {count}")
-            run, names = bench.throughput(count, watcher)
+            run, names = bench.throughput(count, watcher, operator)
             out["jitgrant"][f"throughput_{count}"] = run
             yield bench, watcher, names
         finally:
@@ -719,6 +823,66 @@ def measure_expiry(n2: int, server: str = "embedded") -> dict[str, Any]:
     return out
 
 
+def natural_expiry(bench: Bench, count: int, watcher: Watcher, out: dict[str, Any]) -> None:
+    _phase(f"jitgrant: natural expiry, spread ({count} filed over {NATURAL_FILING_S} s)")
+    out["jitgrant"]["expiry_lag_natural_spread_s"] = bench.natural_expiry_lag(count, watcher, together=False)
+    _phase(f"jitgrant: natural expiry, same second ({count} filed over {NATURAL_FILING_S} s)")
+    out["jitgrant"]["expiry_lag_natural_same_s"] = bench.natural_expiry_lag(count, watcher, together=True)
+
+
+def measure_natural_expiry(n2: int, server: str = "embedded") -> dict[str, Any]:
+    """Only the natural expiry lags (`--only natural-expiry`): grants that activate and expire on
+    their own, nothing patched; no floor (a floor deletes a binding at a time it already knows)."""
+    out: dict[str, Any] = {"n1": 0, "n2": n2, "threads": THREADS, "floor": {}, "jitgrant": {}}
+    with environment(server) as (env, workdir):
+        out.update(server=server, server_version=server_version(env))
+        bench = Bench(env, workdir)
+        watcher = Watcher(env).start()
+        operator = OperatorProcess(env, workdir, identity="bench", leader_elect=False, webhooks=True).start()
+        try:
+            time.sleep(2)
+            natural_expiry(bench, n2, watcher, out)
+        finally:
+            operator.stop()
+            watcher.stop()
+    return out
+
+
+def measure_throughput(n1: int, n2: int, server: str = "embedded") -> dict[str, Any]:
+    """Only throughput at n1 and n2, with CPU and API calls per grant, floor and jitgrant
+    (`--only throughput`)."""
+    out: dict[str, Any] = {"n1": n1, "n2": n2, "threads": THREADS, "floor": {}, "jitgrant": {}}
+    with environment(server) as (env, workdir):
+        out.update(server=server, server_version=server_version(env))
+        bench = Bench(env, workdir)
+        watcher = Watcher(env).start()
+        try:
+            _phase("floor: throughput")
+            hold_lease_elsewhere(env)
+            standby = OperatorProcess(
+                env, workdir, identity="bench-standby", leader_elect=True, webhooks=True
+            ).start()
+            try:
+                for n in (n1, n2):
+                    out["floor"][f"throughput_{n}"] = bench.floor_throughput(n, watcher, standby)
+            finally:
+                standby.stop()
+            release_lease(env)
+            operator = OperatorProcess(
+                env, workdir, identity="bench", leader_elect=False, webhooks=True
+            ).start()
+            try:
+                time.sleep(2)
+                for n in (n1, n2):
+                    _phase(f"jitgrant: throughput {n}")
+                    out["jitgrant"][f"throughput_{n}"], _ = bench.throughput(n, watcher, operator)
+            finally:
+                operator.stop()
+        finally:
+            watcher.stop()
+    return out
+
+
 def measure(n1: int, n2: int, server: str = "embedded") -> dict[str, Any]:
     out: dict[str, Any] = {"n1": n1, "n2": n2, "threads": THREADS}
     with environment(server) as (env, workdir):
@@ -733,7 +897,9 @@ def measure(n1: int, n2: int, server: str = "embedded") -> dict[str, Any]:
                 env, workdir, identity="bench-standby", leader_elect=True, webhooks=True
             ).start()
             try:
-                out["floor"] = {f"throughput_{n}": bench.floor_throughput(n, watcher) for n in (n1, n2)}
+                out["floor"] = {
+                    f"throughput_{n}": bench.floor_throughput(n, watcher, standby) for n in (n1, n2)
+                }
             finally:
                 standby.stop()
             release_lease(env)
@@ -747,10 +913,10 @@ def measure(n1: int, n2: int, server: str = "embedded") -> dict[str, Any]:
                 time.sleep(2)
                 rss = {"0": operator.rss_mb()}
                 _phase("jitgrant: throughput n1")
-                run1, names1 = bench.throughput(n1, watcher)
+                run1, names1 = bench.throughput(n1, watcher, operator)
                 rss[str(n1)] = operator.rss_mb()
                 _phase("jitgrant: throughput n2")
-                run2, names2 = bench.throughput(n2, watcher)
+                run2, names2 = bench.throughput(n2, watcher, operator)
                 rss[str(n1 + n2)] = operator.rss_mb()
                 out["jitgrant"] = {f"throughput_{n1}": run1, f"throughput_{n2}": run2}
                 # A new request while n1+n2 grants are live: unaffected by their number?
@@ -773,6 +939,7 @@ def measure(n1: int, n2: int, server: str = "embedded") -> dict[str, Any]:
                 out["jitgrant"]["expiry_lag_spread_40s_s"] = bench.expiry_lag(names3, due, watcher)
                 _phase("jitgrant: own expiry")
                 out["jitgrant"]["expiry_lag_own_s"] = bench.own_expiry_lag(n2, watcher)
+                natural_expiry(bench, n2, watcher, out)
                 time.sleep(3)
                 rss["after_churn"] = operator.rss_mb()
                 out["jitgrant"]["rss_mb"] = rss
@@ -817,6 +984,26 @@ def table(r: dict[str, Any]) -> str:
                     ratio(jg["to_active"][q], fl["to_active"][q]),
                 )
             )
+        for name, fcpu in fl.get("cpu_s_per_1000", {}).items():
+            jcpu = jg.get("cpu_s_per_1000", {}).get(name, float("nan"))
+            rows.append(
+                (
+                    f"CPU s per 1,000 grants, {name}, {n} at once",
+                    f"{fcpu:.1f}",
+                    f"{jcpu:.1f}",
+                    ratio(jcpu, fcpu),
+                )
+            )
+        if "calls_per_grant" in fl and "calls_per_grant" in jg:
+            fc, jc = fl["calls_per_grant"], jg["calls_per_grant"]
+            rows.append(
+                (
+                    f"API calls per grant, operator/agent/other, {n} at once",
+                    " / ".join(f"{fc[k]:.1f}" for k in ("operator", "agent", "other")),
+                    " / ".join(f"{jc[k]:.1f}" for k in ("operator", "agent", "other")),
+                    ratio(sum(jc.values()), sum(fc.values())),
+                )
+            )
     if "single_to_active_with_live_s" in j:
         rows.append(
             (
@@ -830,6 +1017,14 @@ def table(r: dict[str, Any]) -> str:
         ("expiry_lag_spread_40s_s", f"expiry lag, {n2} spread over 40 s"),
         ("expiry_lag_same_second_s", f"expiry lag, {n2} in the same second"),
         ("expiry_lag_own_s", f"expiry lag, {n2} due together, expiresAt the operator's"),
+        (
+            "expiry_lag_natural_spread_s",
+            f"natural expiry lag, {n2} filed over {NATURAL_FILING_S} s, {NATURAL_DURATION_S} s each",
+        ),
+        (
+            "expiry_lag_natural_same_s",
+            f"natural expiry lag, {n2} filed over {NATURAL_FILING_S} s, due together",
+        ),
     ):
         if key not in j:
             continue
@@ -840,7 +1035,8 @@ def table(r: dict[str, Any]) -> str:
                 "-",
                 f"{e['p50']:.2f} / {e['p99']:.2f} / {e['max']:.2f}",
                 f"{e['ended']}/{n2} ended"
-                + (f", {e['late_patches']} set late" if e.get("late_patches") else ""),
+                + (f", {e['late_patches']} set late" if e.get("late_patches") else "")
+                + (f", due within {e['expires_within_s']:.0f} s" if "expires_within_s" in e else ""),
             )
         )
     if "revoke_lag_s" in j:
@@ -898,8 +1094,9 @@ def main() -> None:
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON to FILE")
     parser.add_argument(
         "--only",
-        choices=("sweep", "revoke", "expiry"),
-        help="run one part: the start-up sweep (N2), revoke lag (N1) or N2 expiries due together",
+        choices=("sweep", "revoke", "expiry", "natural-expiry", "throughput"),
+        help="run one part: the start-up sweep (N2), revoke lag (N1), N2 expiries due together, N2 "
+        "grants that activate and expire on their own, or throughput with CPU and API calls (N1, N2)",
     )
     parser.add_argument(
         "--server",
@@ -924,6 +1121,10 @@ def main() -> None:
         result = measure_revoke(n1, args.server)
     elif args.only == "expiry":
         result = measure_expiry(n2, args.server)
+    elif args.only == "natural-expiry":
+        result = measure_natural_expiry(n2, args.server)
+    elif args.only == "throughput":
+        result = measure_throughput(n1, n2, args.server)
     else:
         result = measure(n1, n2, args.server)
     result["wall_s"] = time.monotonic() - started

@@ -267,6 +267,10 @@ class ControlPlane:
     def audit_log_path(self) -> Path:
         return self.dir / "audit" / "audit.log"
 
+    def pids(self) -> dict[str, int]:
+        """The running components' process ids by name (etcd, kube-apiserver, ...): for metering."""
+        return {proc.name: proc.popen.pid for proc in self._processes if proc.popen is not None}
+
     @property
     def audit_webhook_config_path(self) -> Path:
         """The kubeconfig given to `--audit-webhook-config-file` (written only with an AuditWebhook)."""
