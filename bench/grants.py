@@ -60,6 +60,8 @@ from jitgrant.clusters.leader import LEASE_NAME
 from jitgrant.handlers.sweep import sweep_all
 from jitgrant.models.vocabulary import (
     EXPIRES_AT_ANNOTATION,
+    MANAGED_BY_LABEL,
+    MANAGED_BY_VALUE,
     REQUEST_ANNOTATION,
     REVOKE_ANNOTATION,
     format_time,
@@ -446,7 +448,12 @@ class Bench:
         rbac.create_namespaced_role_binding(
             "payments",
             {
-                "metadata": {"name": f"floor-{name}", "annotations": {REQUEST_ANNOTATION: f"agents/{name}"}},
+                "metadata": {
+                    "name": f"floor-{name}",
+                    "annotations": {REQUEST_ANNOTATION: f"agents/{name}"},
+                    # The chart's admission policy lets the operator's identity write only these.
+                    "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE},
+                },
                 "roleRef": {
                     "apiGroup": "rbac.authorization.k8s.io",
                     "kind": "ClusterRole",
@@ -487,6 +494,19 @@ class Bench:
         lat = [watcher.active[n] - created[n] for n in names if n in watcher.active]
         return {"per_s": count / (done - started), "to_active": _dist(lat), **meter.stop(count)}
 
+    def remove_floor_bindings(self) -> None:
+        """The floor's grants go before jitgrant runs (untimed): labelled as the operator's but not
+        sealed, they would otherwise be work for its sweep."""
+        rbac = RbacAuthorizationV1Api(self.env.admin)
+        items = rbac.list_namespaced_role_binding("payments").items
+        names = [item.metadata.name for item in items if item.metadata.name.startswith("floor-b")]
+
+        def delete(name: str) -> None:
+            rbac.delete_namespaced_role_binding(name, "payments")
+
+        with ThreadPoolExecutor(THREADS) as pool:
+            list(pool.map(delete, names))
+
     def floor_sweep(self, count: int) -> float:
         self.plant_expired(count, prefix="floor-sweep")
         rbac = RbacAuthorizationV1Api(self.operator_client)
@@ -494,6 +514,7 @@ class Bench:
         items = rbac.list_role_binding_for_all_namespaces(
             label_selector="app.kubernetes.io/managed-by=jitgrant"
         ).items
+        items = [item for item in items if item.metadata.name.startswith("floor-sweep")]
 
         def delete(item: Any) -> None:
             rbac.delete_namespaced_role_binding(item.metadata.name, item.metadata.namespace)
@@ -868,6 +889,7 @@ def measure_throughput(n1: int, n2: int, server: str = "embedded") -> dict[str, 
             finally:
                 standby.stop()
             release_lease(env)
+            bench.remove_floor_bindings()
             operator = OperatorProcess(
                 env, workdir, identity="bench", leader_elect=False, webhooks=True
             ).start()
@@ -903,6 +925,7 @@ def measure(n1: int, n2: int, server: str = "embedded") -> dict[str, Any]:
             finally:
                 standby.stop()
             release_lease(env)
+            bench.remove_floor_bindings()
             _phase("floor: sweep")
             out["floor"]["sweep_s"] = bench.floor_sweep(n2)
 
