@@ -173,6 +173,7 @@ class Meter:
                 log.seek(self._offset)
                 data = log.read()
             calls = {"operator": 0, "agent": 0, "other": 0}
+            kinds: dict[str, int] = {}  # the operator's calls by verb and resource
             for line in data.splitlines():
                 try:
                     event = json.loads(line)
@@ -183,7 +184,15 @@ class Meter:
                 user = (event.get("user") or {}).get("username", "")
                 who = "operator" if user == OPERATOR_USER else "agent" if user == AGENT_USER else "other"
                 calls[who] += 1
+                if who == "operator":
+                    ref = event.get("objectRef") or {}
+                    sub = f"/{ref['subresource']}" if ref.get("subresource") else ""
+                    kind = f"{event.get('verb', '')} {ref.get('resource', '')}{sub}"
+                    kinds[kind] = kinds.get(kind, 0) + 1
             out["calls_per_grant"] = {who: count / grants for who, count in calls.items()}
+            out["operator_calls_per_grant"] = {
+                kind: round(count / grants, 2) for kind, count in sorted(kinds.items(), key=lambda kv: -kv[1])
+            }
         return out
 
 
@@ -595,7 +604,16 @@ class Bench:
         due = {n: watcher.expires[n] for n in names if n in watcher.expires}
         self.late_patches = 0
         lag = self.expiry_lag(names, due, watcher)
-        return {**lag, "expires_within_s": max(due.values()) - min(due.values()) if due else float("nan")}
+        # Whether the late ones fell due while grants were still being activated (their passes then
+        # share the operator with the backlog) or after the last activation.
+        last_active = max((watcher.active[n] for n in names if n in watcher.active), default=0.0)
+        late = [n for n in names if n in watcher.deleted and watcher.deleted[n] - due[n] > 1.0]
+        return {
+            **lag,
+            "expires_within_s": max(due.values()) - min(due.values()) if due else float("nan"),
+            "late_over_1s": len(late),
+            "late_due_while_activating": sum(1 for n in late if due[n] < last_active),
+        }
 
     def expiry_lag(self, names: list[str], due: dict[str, float], watcher: Watcher) -> dict[str, Any]:
         _wait(lambda: all(n in watcher.deleted for n in names), timeout=max(due.values()) - _now() + 120)
@@ -1027,6 +1045,15 @@ def table(r: dict[str, Any]) -> str:
                     ratio(sum(jc.values()), sum(fc.values())),
                 )
             )
+            kinds = jg.get("operator_calls_per_grant", {})
+            rows.append(
+                (
+                    f"  the operator's, by verb and resource, {n} at once",
+                    "-",
+                    "-",
+                    ", ".join(f"{kind} {count:g}" for kind, count in kinds.items() if count >= 0.05),
+                )
+            )
     if "single_to_active_with_live_s" in j:
         rows.append(
             (
@@ -1059,7 +1086,13 @@ def table(r: dict[str, Any]) -> str:
                 f"{e['p50']:.2f} / {e['p99']:.2f} / {e['max']:.2f}",
                 f"{e['ended']}/{n2} ended"
                 + (f", {e['late_patches']} set late" if e.get("late_patches") else "")
-                + (f", due within {e['expires_within_s']:.0f} s" if "expires_within_s" in e else ""),
+                + (f", due within {e['expires_within_s']:.0f} s" if "expires_within_s" in e else "")
+                + (
+                    f", {e['late_over_1s']} over 1 s late ({e['late_due_while_activating']} due while"
+                    " others were still activating)"
+                    if e.get("late_over_1s")
+                    else ""
+                ),
             )
         )
     if "revoke_lag_s" in j:
