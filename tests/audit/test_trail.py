@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 from pathlib import Path
 
@@ -129,3 +130,23 @@ async def test_records_made_together_share_one_spool_write(tmp_path: Path) -> No
     assert [line["seq"] for line in lines] == list(range(1, 51))
     assert all(record_hash(line) == line["hash"] for line in lines)
     await trail.close()
+
+
+async def test_a_caller_cancelled_while_its_batch_is_written_leaves_no_gap(tmp_path: Path) -> None:
+    trail = AuditTrail.from_config(file_config(tmp_path), instance="op-1")
+    await trail.start()
+    tasks = [
+        asyncio.create_task(trail.record_before_grant(make_event(uid=f"uid-{index}"))) for index in range(20)
+    ]
+    await asyncio.sleep(0)  # each has linked its record and waits for its batch
+    for task in tasks[::2]:
+        task.cancel()
+    done = await asyncio.gather(*tasks[1::2])
+    after = await trail.record(make_event(EventType.EXPIRED))
+    await trail.close()
+
+    assert after.seq == 21  # the cancelled callers' records kept their numbers
+    lines = read_lines(tmp_path / "audit.jsonl")
+    assert [line["seq"] for line in lines] == list(range(1, 22))
+    assert all(line["prevHash"] == before["hash"] for before, line in itertools.pairwise(lines))
+    assert {record.seq for record in done} <= set(range(1, 21))

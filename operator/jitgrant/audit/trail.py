@@ -133,6 +133,7 @@ class AuditTrail:
         self._ready = asyncio.Event()  # set when `_gathering` has entries for the writer
         self._writer: asyncio.Task[None] | None = None
         self._stopping = False
+        self._alone = asyncio.Lock()  # entries made after the writer stopped, written one by one
         self._last_checkpoint: CheckpointRef | None = None
         self._checkpoint_task: asyncio.Task[None] | None = None
         self._started = False
@@ -368,10 +369,11 @@ class AuditTrail:
         delivering it beats leaving a gap in the chain.
         """
         if self._writer is None or self._writer.done():  # closing: nothing gathers any more
-            alone = _Batch()
-            alone.entries.append(entry)
-            await self._write_batch(alone)
-            return alone.spooled.result()
+            async with self._alone:  # one at a time, so the spool and the sinks get them in order
+                alone = _Batch()
+                alone.entries.append(entry)
+                await self._write_batch(alone)
+                return alone.spooled.result()
         if self._gathering is None:
             self._gathering = _Batch()
         batch = self._gathering
@@ -384,14 +386,20 @@ class AuditTrail:
     async def _write_batches(self) -> None:
         """The one writer: spools whatever has gathered, one batch at a time, in order, until
         `_drain` asks it to stop and nothing is left."""
-        while True:
-            await self._ready.wait()
-            self._ready.clear()
-            batch, self._gathering = self._gathering, None
-            if batch is not None:
-                await self._write_batch(batch)
-            if self._stopping and self._gathering is None:
-                return
+        try:
+            while True:
+                await self._ready.wait()
+                self._ready.clear()
+                batch, self._gathering = self._gathering, None
+                if batch is not None:
+                    await self._write_batch(batch)
+                if self._stopping and self._gathering is None:
+                    return
+        finally:
+            # Only when the writer itself failed or was cancelled: nobody may wait for it forever.
+            left, self._gathering = self._gathering, None
+            if left is not None:
+                left.spooled.set_exception(AuditUnavailable("the audit spool writer stopped"))
 
     async def _write_batch(self, batch: _Batch) -> None:
         spool_error = None
