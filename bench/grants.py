@@ -10,8 +10,14 @@ watch sees Active); expiry lag (expiresAt -> RoleBinding DELETED) with expiries 
 with all in the same second; revoke lag (annotation -> RoleBinding DELETED); operator RSS at 0 / N1 /
 N2 active and after the churn; the start-up sweep of N2 expired bindings. The same-second and spread
 expiries move expiresAt by a status patch from outside; "expiresAt the operator's" files N2 grants
-for the time left until one instant, so their expiresAt is the one the operator wrote. Prints a
-table (and JSON with --json); asserts nothing (tests/scale guards the order of magnitude).
+for the time left until one instant, so their expiresAt is the one the operator wrote. Natural
+expiry files N2 requests evenly over 40 s that activate and expire on their own (20 s each, or
+each until one shared instant). Beside each throughput figure, for the floor and jitgrant alike:
+CPU seconds per 1,000 grants of each process (/proc/<pid>/stat: the operator; kube-apiserver, etcd
+and kube-controller-manager on the real server; the bench process, which holds the embedded server,
+on the embedded one) and API calls per grant by user from the server's audit log, the operator's by
+verb and resource. Prints a table (and JSON with --json); asserts nothing (tests/scale guards the
+order of magnitude).
 
 `--server embedded` (the default) is operator/embedkube; `--server real` is etcd + kube-apiserver +
 kube-controller-manager as `make kube` built them (jitgrant_testing.controlplane), with the chart's
