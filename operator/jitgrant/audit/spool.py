@@ -22,8 +22,10 @@ lacks. A batch file goes once every configured sink's cursor has passed its last
 one holding the newest record, which stays as the chain's head (so the head survives a crash
 without a write per record; `head.json` is written at shutdown as a second copy).
 
-Cursors are replaced atomically but not fsynced: a cursor lost in a crash only means that entries
-still spooled are delivered again, as repeats that readers skip, and it saves two fsyncs per batch.
+Cursors are replaced atomically but not fsynced, and each at most once a second (`CURSOR_SAVE_SECONDS`)
+and at shutdown: a cursor lost or behind after a crash only means that entries still spooled are
+delivered again, as repeats that readers skip, and it saves two fsyncs and a file write per
+delivered batch. Which batch files can go is decided from the cursors in memory.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import json
 import os
 import re
 import threading
+import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -43,6 +46,9 @@ from jitgrant.audit.records import ChainHead
 from jitgrant.audit.sinks.base import Entry
 
 _KEY = re.compile(r"^[0-9]{20}-(a|b-[0-9]{20})$")
+
+#: How often at most each sink's cursor file is rewritten while entries are being delivered.
+CURSOR_SAVE_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -76,6 +82,7 @@ class Spool:
         self._lock = threading.Lock()
         self._sinks: list[str] = []
         self._cursors: dict[str, str] = {}
+        self._cursors_saved: dict[str, float] = {}  # when each cursor file was last written (monotonic)
         self._batches: deque[_Batch] = deque()  # the batch files, oldest first
         self._head_key = ""  # the newest record's key: the batch holding it is kept
         self._saved_head_seq = 0
@@ -159,8 +166,11 @@ class Spool:
         with self._lock:
             if key <= self._cursors.get(sink_name, ""):
                 return
-            self._write_atomically(self._cursors_dir / f"{sink_name}.json", {"key": key}, durable=False)
             self._cursors[sink_name] = key
+            now = time.monotonic()
+            if now - self._cursors_saved.get(sink_name, -CURSOR_SAVE_SECONDS) >= CURSOR_SAVE_SECONDS:
+                self._save_cursor(sink_name)
+                self._cursors_saved[sink_name] = now
             done = min(self._cursors.get(name, "") for name in self._sinks)
             gone: list[_Batch] = []
             kept = None
@@ -174,6 +184,17 @@ class Spool:
                 self._batches.appendleft(kept)
             for oldest in gone:
                 (self._entries / f"{oldest.first}.json").unlink(missing_ok=True)
+
+    def save_cursors(self) -> None:
+        """Writes every configured sink's cursor as it is now (at shutdown)."""
+        with self._lock:
+            for name in self._sinks:
+                if name in self._cursors:
+                    self._save_cursor(name)
+
+    def _save_cursor(self, sink_name: str) -> None:
+        content: dict[str, object] = {"key": self._cursors[sink_name]}
+        self._write_atomically(self._cursors_dir / f"{sink_name}.json", content, durable=False)
 
     def last_checkpoint(self) -> CheckpointRef | None:
         path = self.directory / "checkpoint.json"

@@ -330,6 +330,10 @@ class AuditTrail:
             with contextlib.suppress(Exception):
                 await queue.sink.close()
         try:
+            await asyncio.to_thread(self._spool.save_cursors)
+        except OSError as exc:  # its entries are then delivered again after a restart, as repeats
+            logger.error("audit spool: sinks' progress not saved: %s", exc)
+        try:
             await asyncio.to_thread(self._spool.write_head, self._head)
         except OSError as exc:
             logger.error("audit chain head (seq %d) could not be saved: %s", self._head.seq, exc)
