@@ -13,10 +13,10 @@ from urllib.parse import urlencode, urlsplit
 
 import pytest
 
+from hostile_text import ACTING, HOSTILE
 from jitgrant.console.app import CONTENT_SECURITY_POLICY
 from jitgrant.models.text import for_html
 from jitgrant.models.vocabulary import APPROVALS_ANNOTATION
-from tests.hostile_text import ACTING, HOSTILE
 
 from .conftest import People, RunningConsole
 from .test_console_browser import NS, file_request
