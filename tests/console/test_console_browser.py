@@ -11,10 +11,10 @@ from typing import Any
 from jitgrant.models.vocabulary import APPROVALS_ANNOTATION
 from jitgrant_testing.environment import EXAMPLES, load_manifests, wait_until
 
-from .conftest import People, RunningConsole, save_to_docs
+from .conftest import People
+from .harness import RunningConsole, fits, open_page, save_to_docs, shot
 
 NS = "agents"
-WIDTH = 360
 
 
 def file_request(people: People, name: str, *, policy: str = "prod-restart", justification: str = "") -> None:
@@ -39,30 +39,6 @@ def file_request(people: People, name: str, *, policy: str = "prod-restart", jus
     finally:
         agent.close()
     env.wait_for_phase(NS, name, "Pending", timeout=30)
-
-
-def open_page(browser: Any, console: RunningConsole) -> Any:
-    """A fresh browser context at 360 px wide, signed in through the console's one-time link."""
-    context = browser.new_context(viewport={"width": WIDTH, "height": 900})
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
-    page.goto(console.login_url)
-    assert page.url == console.base + "/", page.url
-    page.errors = errors  # CSP violations are reported on the page's console
-    return page
-
-
-def fits(page: Any) -> None:
-    """Nothing sticks out sideways at 360 px (tables scroll inside their own box)."""
-    width = page.evaluate("document.documentElement.scrollWidth")
-    assert width <= WIDTH, f"{page.url} is {width}px wide at a {WIDTH}px viewport"
-
-
-def shot(page: Any, directory: Path, name: str) -> Path:
-    path = directory / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    return path
 
 
 def recorded(people: People, name: str) -> list[dict[str, Any]]:

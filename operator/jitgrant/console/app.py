@@ -397,6 +397,9 @@ class Console:
         while time.time() < session.expires_at:
             try:
                 listing = await session.api.requests()
+                # Changes before this list are on the page once it fetches itself again; the
+                # watch from the list's version brings every one after it.
+                await response.write(b"event: ready\ndata: \"watching\"\n\n")
                 async for event in session.api.watch_requests(listing):
                     if time.time() >= session.expires_at:
                         break

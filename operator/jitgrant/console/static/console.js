@@ -34,6 +34,11 @@
   }
   var source = new EventSource("/events");
   source.addEventListener("change", refresh);
+  // Sent once the watch is set up (and again after a reconnect): whatever changed before it is
+  // fetched now, whatever changes after it comes as a "change" event.
+  source.addEventListener("ready", function () {
+    refresh();
+    document.body.setAttribute("data-live", "watching");
+  });
   source.addEventListener("ended", function () { source.close(); });
-  document.body.setAttribute("data-live", "connected");
 })();
