@@ -74,6 +74,9 @@ class Login(Protocol):
 
     def sign_in_hint(self) -> str: ...
 
+    @property
+    def sign_in_link(self) -> str | None: ...
+
 
 @dataclass
 class Console:
@@ -84,6 +87,8 @@ class Console:
     secure_cookies: bool = False
     activity_source: AuditSource | None = None
     sessions: dict[str, Session] = field(default_factory=dict)
+    # Sessions that ended with their token, to tell the person why they are asked to sign in again.
+    ended: set[str] = field(default_factory=set)
 
     # -- sessions -----------------------------------------------------------------------------
     def start_session(self, response: web.StreamResponse, api: UserApi, *, expires_at: float) -> Session:
@@ -115,6 +120,7 @@ class Console:
         if time.time() >= session.expires_at:
             # The session ends when the token it acts with does.
             del self.sessions[sid]
+            self.ended.add(sid)
             await session.api.close()
             return None
         return session
@@ -165,8 +171,12 @@ class Console:
             response.headers.update(SECURITY_HEADERS)
         return response
 
-    def _unauthenticated(self) -> web.Response:
-        return _html(render.bare("Sign in", self.login.sign_in_hint()), 401)
+    def _unauthenticated(self, request: web.Request) -> web.Response:
+        hint = self.login.sign_in_hint()
+        if request.cookies.get(COOKIE, "") in self.ended:
+            hint = f"Your session ended when your sign-in expired. {hint}"
+        link = self.login.sign_in_link
+        return _html(render.bare("Sign in", hint, link=(link, "Sign in") if link else None), 401)
 
     def _page(
         self, view: Callable[[web.Request, Session, str], Awaitable[tuple[str, str, int]]]
@@ -174,14 +184,14 @@ class Console:
         async def handler(request: web.Request) -> web.StreamResponse:
             session = await self.session_of(request)
             if session is None:
-                return self._unauthenticated()
+                return self._unauthenticated(request)
             username = ""
             try:
                 username = (await session.api.whoami()).username
                 title, body, status = await view(request, session, username)
             except ApiRefused as exc:
                 if exc.status == 401:
-                    await self.end_session(request, response := self._unauthenticated())
+                    await self.end_session(request, response := self._unauthenticated(request))
                     return response
                 title, body, status = "Refused", f'<p class="error">{render.t(exc.message)}</p>', exc.status
             except ApiUnreachable as exc:
@@ -324,7 +334,7 @@ class Console:
     async def _act(self, request: web.Request) -> web.StreamResponse:
         session = await self.session_of(request)
         if session is None:
-            return self._unauthenticated()
+            return self._unauthenticated(request)
         form = await self._checked_form(request, session)
         namespace, name, action = (request.match_info[key] for key in ("namespace", "name", "action"))
         if action not in ACTIONS:
@@ -384,7 +394,7 @@ class Console:
         event per change, naming the request; the page's script fetches itself again."""
         session = await self.session_of(request)
         if session is None:
-            return self._unauthenticated()
+            return self._unauthenticated(request)
         response = web.StreamResponse(headers={**SECURITY_HEADERS, "Content-Type": "text/event-stream"})
         await response.prepare(request)
         # The page went away (the server also cancels this handler when it does).
@@ -399,7 +409,7 @@ class Console:
                 listing = await session.api.requests()
                 # Changes before this list are on the page once it fetches itself again; the
                 # watch from the list's version brings every one after it.
-                await response.write(b"event: ready\ndata: \"watching\"\n\n")
+                await response.write(b'event: ready\ndata: "watching"\n\n')
                 async for event in session.api.watch_requests(listing):
                     if time.time() >= session.expires_at:
                         break

@@ -54,6 +54,8 @@ class LocalLogin:
 
         return [web.get("/login", login)]
 
+    sign_in_link = None
+
     def sign_in_hint(self) -> str:
         return (
             "Open the sign-in link `jitgrant console` printed in its terminal (it works once); to sign "

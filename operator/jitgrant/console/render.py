@@ -60,14 +60,15 @@ def page(
     )
 
 
-def bare(title: str, message: str) -> str:
+def bare(title: str, message: str, *, link: tuple[str, str] | None = None) -> str:
     """A page for someone not signed in (or a broken link): no navigation, no form."""
+    more = f'<p><a href="{t(link[0])}" id="sign-in">{t(link[1])}</a></p>' if link else ""
     return (
         "<!doctype html>\n"
         '<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f'<title>{t(title)} · jitgrant console</title><link rel="stylesheet" href="/static/console.css">'
-        f'</head><body><main id="main"><h1>{t(title)}</h1><p>{t(message)}</p></main></body></html>'
+        f'</head><body><main id="main"><h1>{t(title)}</h1><p>{t(message)}</p>{more}</main></body></html>'
     )
 
 
