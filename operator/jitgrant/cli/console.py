@@ -36,10 +36,30 @@ def add_console_subcommand(sub: Any) -> None:
     console.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: $KUBECONFIG)")
     console.add_argument("--context", default=None, help="kubeconfig context")
     console.add_argument("-n", "--namespace", default=None, help="namespace listed when you cannot list all")
+    oidc = console.add_argument_group(
+        "in the cluster (OIDC)",
+        "sign people in with the issuer the API server trusts; act with their ID token",
+    )
+    oidc.add_argument(
+        "--oidc-issuer", metavar="URL", help="the issuer URL, exactly as the API server trusts it"
+    )
+    oidc.add_argument(
+        "--oidc-client-id", metavar="ID", help="this console's client id (the API server's audience)"
+    )
+    oidc.add_argument(
+        "--oidc-client-secret-file", metavar="PATH", help="the client secret, if the client has one"
+    )
+    oidc.add_argument(
+        "--oidc-ca-file", metavar="PATH", help="CA bundle to verify the issuer's TLS certificate"
+    )
+    oidc.add_argument("--public-url", metavar="URL", help="where people reach the console (https://...)")
+    oidc.add_argument("--listen", metavar="HOST:PORT", default="0.0.0.0:8080", help="default %(default)s")
     console.set_defaults(func=cmd_console)
 
 
 def cmd_console(args: argparse.Namespace) -> int:
+    if args.oidc_issuer:
+        return _in_cluster(args)
     try:
         from jitgrant.console.cli import serve_local
     except ImportError as exc:  # pragma: no cover - aiohttp is a dependency; the extra adds nothing yet
@@ -60,6 +80,39 @@ def cmd_console(args: argparse.Namespace) -> int:
                 port=args.port,
                 audit_logs=args.audit_log,
                 on_ready=opened,
+            )
+        )
+    return int(ExitCode.OK)
+
+
+def _in_cluster(args: argparse.Namespace) -> int:
+    from jitgrant.console.cli import serve_oidc
+
+    missing = [flag for flag in ("oidc_client_id", "public_url") if not getattr(args, flag)]
+    if missing:
+        names = ", ".join("--" + flag.replace("_", "-") for flag in missing)
+        print(f"error: with --oidc-issuer, also give {names}", file=sys.stderr)
+        return int(ExitCode.USAGE)
+    host, _, port = args.listen.rpartition(":")
+    if not host or not port.isdigit():
+        print(f"error: --listen {args.listen!r}: give HOST:PORT, such as 0.0.0.0:8080", file=sys.stderr)
+        return int(ExitCode.USAGE)
+    secret = None
+    if args.oidc_client_secret_file:
+        with open(args.oidc_client_secret_file) as handle:
+            secret = handle.read().strip()
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(
+            serve_oidc(
+                issuer=args.oidc_issuer,
+                client_id=args.oidc_client_id,
+                client_secret=secret,
+                ca_file=args.oidc_ca_file,
+                public_url=args.public_url,
+                host=host,
+                port=int(port),
+                kubeconfig=args.kubeconfig,
+                namespace=args.namespace,
             )
         )
     return int(ExitCode.OK)
