@@ -204,7 +204,8 @@ def request_page(
     history = f'<h2>Timeline</h2><ol class="timeline">{events}</ol>'
     actions = _actions(namespace, name, status, decision=decision, mine=mine, csrf=csrf)
     used = f"<h2>Activity</h2>{activity}"
-    return summary + actions + justification + scope + decided + history + used
+    # What the approver reads before deciding comes first: who, why, what; then the decision.
+    return summary + justification + scope + decided + actions + history + used
 
 
 def _actions(
