@@ -3,11 +3,14 @@ the requester and a second approver, on the embedded cluster with the operator a
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from jitgrant.client import AsyncClient, Grant
 from jitgrant.models.vocabulary import APPROVALS_ANNOTATION
 from jitgrant_testing.environment import EXAMPLES, load_manifests, wait_until
 
@@ -50,8 +53,9 @@ def recorded(people: People, name: str) -> list[dict[str, Any]]:
 def test_approver_sees_pending_request_and_approves_it(
     people: People, console_for: Callable[..., RunningConsole], browser: Any, screenshots: Path
 ) -> None:
+    env = people.env
     file_request(people, "console-approve")
-    page = open_page(browser, console_for("alice"))
+    page = open_page(browser, console_for("alice", audit_log=env.state_dir / "kube-apiserver-audit.log"))
     assert page.locator("#me").inner_text() == "alice"
     link = page.get_by_role("link", name=f"{NS}/console-approve")
     link.wait_for()
@@ -64,19 +68,40 @@ def test_approver_sees_pending_request_and_approves_it(
     assert "INC-4712 console-approve" in page.locator("#justification").inner_text()
     fits(page)
     docs_shot = shot(page, screenshots, "request-pending")
-    page.fill("#approve-reason", "INC-4712 checked")
-    page.click("#approve")
-    page.wait_for_load_state()
-    assert page.url.endswith("/requests/agents/console-approve?done=approve"), (page.url, page.content())
-    assert "Your approval was recorded" in page.get_by_role("status").inner_text()
+
+    # The agent waits as agents do (jitgrant.client, as `jitgrant request --wait`): it returns once
+    # the approval given in the browser has been counted and the grant is active.
+    # (The async client on a thread of its own: Playwright's sync API runs a loop in this one.)
+    async def wait_as_the_agent() -> Grant:
+        async with AsyncClient.from_kubeconfig(people.kubeconfigs["agent"]) as agent:
+            return await agent.wait("console-approve", namespace=NS, timeout=60)
+
+    with ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(asyncio.run, wait_as_the_agent())
+        page.fill("#approve-reason", "INC-4712 checked")
+        page.click("#approve")
+        page.wait_for_load_state()
+        assert page.url.endswith("/requests/agents/console-approve?done=approve"), page.url
+        assert "Your approval was recorded" in page.get_by_role("status").inner_text()
+        granted = waiting.result(timeout=60)
+    assert granted.request.status.phase is not None and granted.request.status.phase.value == "Active"
     [entry] = recorded(people, "console-approve")
     assert (entry["approver"], entry["decision"], entry["reason"]) == ("alice", "approve", "INC-4712 checked")
-    people.env.wait_for_phase(NS, "console-approve", "Active", timeout=30)
     # Live: the watch's event makes the page fetch itself; the phase shows Active without a reload.
     page.locator(".phase-active").first.wait_for(timeout=30_000)
     assert entry["receipt"] in page.locator(".receipt").inner_text()
     shot(page, screenshots, "request-active")
     save_to_docs(docs_shot, "console-request.png")
+    # After the grant: what it was used for, from the API server's audit log (as `jitgrant activity`).
+    agent_api = env.client_for_service_account(NS, "oncall-agent")
+    env.restart_deployment("payments", "checkout", client=agent_api)
+
+    def shows_the_restart() -> bool | None:
+        page.reload()
+        return "apps/deployments/payments/checkout" in page.locator(".activity").inner_text() or None
+
+    wait_until(shows_the_restart, timeout=30, what="the grant's restart in the request's activity")
+    assert "patch" in page.locator(".activity").inner_text()
     assert not page.errors, page.errors
     page.context.close()
 
