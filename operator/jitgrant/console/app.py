@@ -105,12 +105,19 @@ class Console:
         )
         return session
 
-    async def end_session(self, request: web.Request, response: web.StreamResponse) -> None:
+    async def end_session(
+        self, request: web.Request, response: web.StreamResponse | None, *, expired: bool = False
+    ) -> None:
         sid = request.cookies.get(COOKIE, "")
         session = self.sessions.pop(sid, None)
         if session is not None:
             await session.api.close()
-        response.del_cookie(COOKIE, path="/")
+        if expired:
+            # The cookie stays (it opens nothing now), so every page asked for after this one,
+            # by the person or by the live update, says why they must sign in again.
+            self.ended.add(sid)
+        elif response is not None:
+            response.del_cookie(COOKIE, path="/")
 
     async def session_of(self, request: web.Request) -> Session | None:
         sid = request.cookies.get(COOKIE, "")
@@ -175,7 +182,7 @@ class Console:
     def _unauthenticated(self, request: web.Request) -> web.Response:
         hint = self.login.sign_in_hint()
         if request.cookies.get(COOKIE, "") in self.ended:
-            hint = f"Your session ended when your sign-in expired. {hint}"
+            hint = f"Your session ended when your sign-in expired or was no longer accepted. {hint}"
         link = self.login.sign_in_link
         return _html(render.bare("Sign in", hint, link=(link, "Sign in") if link else None), 401)
 
@@ -192,8 +199,10 @@ class Console:
                 title, body, status = await view(request, session, username)
             except ApiRefused as exc:
                 if exc.status == 401:
-                    await self.end_session(request, response := self._unauthenticated(request))
-                    return response
+                    # The API server no longer accepts the token (expired a moment before our clock
+                    # said so, or revoked): the session ends as when its token expires.
+                    await self.end_session(request, None, expired=True)
+                    return self._unauthenticated(request)
                 title, body, status = "Refused", f'<p class="error">{render.t(exc.message)}</p>', exc.status
             except ApiUnreachable as exc:
                 title, body, status = "API server unreachable", f"<p>{render.t(exc.message)}</p>", 502
