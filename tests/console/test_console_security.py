@@ -160,3 +160,13 @@ def test_for_html_leaves_no_markup_and_no_acting_character(name: str) -> None:
     shown = for_html(HOSTILE[name])
     assert not set("<>\"'") & set(shown), shown
     assert not [char for char in ACTING if char in shown], shown
+
+
+def test_policies_page_says_who_may_request_what_and_who_approves(alice: RunningConsole) -> None:
+    cookie = sign_in(alice)
+    page = call(alice, "GET", "/policies", cookie=cookie).body
+    section = page.split('<section class="policy" id="prod-restart">')[1].split("</section>")[0]
+    assert "jit-restart-checkout" in section and "payments" in section and "15m" in section, section
+    assert "<dt>Approvals needed</dt><dd>1</dd>" in section
+    assert "users none; groups sre-oncall" in section
+    assert "oncall-agent" in section
