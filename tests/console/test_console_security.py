@@ -170,3 +170,13 @@ def test_policies_page_says_who_may_request_what_and_who_approves(alice: Running
     assert "<dt>Approvals needed</dt><dd>1</dd>" in section
     assert "users none; groups sre-oncall" in section
     assert "oncall-agent" in section
+
+
+def test_sign_out_needs_the_csrf_token_and_ends_the_session(alice: RunningConsole) -> None:
+    cookie = sign_in(alice)
+    token = csrf_of(call(alice, "GET", "/", cookie=cookie).body)
+    forged = call(alice, "POST", "/logout", cookie=cookie, form={})
+    assert forged.status == 403 and call(alice, "GET", "/", cookie=cookie).status == 200
+    out = call(alice, "POST", "/logout", cookie=cookie, form={"csrf": token})
+    assert out.status == 200 and "jitgrant_console=" in out.headers["Set-Cookie"]
+    assert call(alice, "GET", "/", cookie=cookie).status == 401
