@@ -21,9 +21,13 @@
       .then(function (response) { return response.ok ? response.text() : null; })
       .then(function (text) {
         if (text === null) { return; }
-        var fresh = new DOMParser().parseFromString(text, "text/html").getElementById("live");
+        var doc = new DOMParser().parseFromString(text, "text/html");
+        var fresh = doc.getElementById("live");
         if (fresh && !typing()) {
           live.replaceChildren.apply(live, Array.prototype.slice.call(fresh.childNodes));
+          var heading = document.querySelector("main h1"), freshHeading = doc.querySelector("main h1");
+          if (heading && freshHeading) { heading.textContent = freshHeading.textContent; }
+          document.title = doc.title;
           document.body.setAttribute("data-refreshed", String(Date.now()));
         }
       })
