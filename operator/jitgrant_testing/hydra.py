@@ -100,10 +100,15 @@ class Hydra:
         *,
         access_token_ttl: str = "10m",  # noqa: S107 - a lifetime, not a secret
         start_timeout: float = 60.0,
+        login_url: str | None = None,
     ) -> None:
         self._bin_dir = Path(bin_dir) if bin_dir is not None else None
         self._access_token_ttl = access_token_ttl
         self._start_timeout = start_timeout
+        # For the authorization code flow (the console's sign-in): the login and consent app the test
+        # runs, which accepts whoever it is told to through the admin API (GET {login_url}/login and
+        # {login_url}/consent).
+        self._login_url = login_url
         self._dir: Path | None = None
         self._process: _Process | None = None
         self._tls: WebhookTLS | None = None
@@ -199,7 +204,14 @@ class Hydra:
                     "key": {"path": str(tls.pkeyfile)},
                 },
             },
-            "urls": {"self": {"issuer": f"https://127.0.0.1:{self._public_port}"}},
+            "urls": {
+                "self": {"issuer": f"https://127.0.0.1:{self._public_port}"},
+                **(
+                    {"login": f"{self._login_url}/login", "consent": f"{self._login_url}/consent"}
+                    if self._login_url
+                    else {}
+                ),
+            },
             "secrets": {"system": [secrets.token_urlsafe(32)]},
             "strategies": {"access_token": "jwt"},
             "ttl": {"access_token": self._access_token_ttl},
@@ -303,6 +315,54 @@ class Hydra:
             secret=str(created["client_secret"]),
             audience=tuple(audience),
         )
+
+    def create_code_client(
+        self,
+        *,
+        redirect_uri: str,
+        scope: str = "openid email profile groups",
+        id_token_lifespan: str | None = None,
+    ) -> str:
+        """A public client for the authorization code flow with PKCE (no secret): its client_id."""
+        payload: dict[str, Any] = {
+            "client_name": f"jitgrant-console-{uuid.uuid4().hex[:8]}",
+            "grant_types": ["authorization_code"],
+            "response_types": ["code"],
+            "token_endpoint_auth_method": "none",
+            "redirect_uris": [redirect_uri],
+            "scope": scope,
+        }
+        if id_token_lifespan is not None:
+            payload["authorization_code_grant_id_token_lifespan"] = id_token_lifespan
+        created = self._json("POST", f"{self.admin_url}/admin/clients", payload, expect=201)
+        return str(created["client_id"])
+
+    def accept_login(self, challenge: str, *, subject: str) -> str:
+        """The login app's answer: the person is `subject`; returns where to send the browser next."""
+        answer = self._json(
+            "PUT",
+            f"{self.admin_url}/admin/oauth2/auth/requests/login/accept?login_challenge={urllib.parse.quote(challenge)}",
+            {"subject": subject, "remember": False},
+        )
+        return str(answer["redirect_to"])
+
+    def accept_consent(self, challenge: str, *, id_token_claims: Mapping[str, Any]) -> str:
+        """The consent app's answer: every scope asked, these claims in the ID token."""
+        quoted = urllib.parse.quote(challenge)
+        asked = self._json(
+            "GET", f"{self.admin_url}/admin/oauth2/auth/requests/consent?consent_challenge={quoted}"
+        )
+        answer = self._json(
+            "PUT",
+            f"{self.admin_url}/admin/oauth2/auth/requests/consent/accept?consent_challenge={quoted}",
+            {
+                "grant_scope": asked.get("requested_scope") or [],
+                "grant_access_token_audience": asked.get("requested_access_token_audience") or [],
+                "remember": False,
+                "session": {"id_token": dict(id_token_claims)},
+            },
+        )
+        return str(answer["redirect_to"])
 
     def token(self, client: MachineClient, *, audience: str) -> str:
         """An access token (a JWT) from the token endpoint, client_credentials grant, for `audience`."""

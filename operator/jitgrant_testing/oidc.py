@@ -1,4 +1,6 @@
-"""One local OIDC issuer for the demo and the tests: discovery and JWKS over HTTPS on 127.0.0.1.
+"""One local OIDC issuer for the demo and the tests: discovery and JWKS over HTTPS on 127.0.0.1, and
+for the console's sign-in an authorization endpoint and a token endpoint (authorization code with
+PKCE, S256 only), which log in whoever `signed_in` names, as if they had passed the IdP's own login.
 
 Nothing is mocked: the operator's JWKS adapter fetches these documents over TLS as it would from
 Okta, Azure AD, Google or the EKS service-account issuer. Tests reach into `keys`, `published` and
@@ -8,7 +10,10 @@ Okta, Azure AD, Google or the EKS service-account issuer. Tests reach into `keys
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import json
+import secrets
 import ssl
 import time
 import uuid
@@ -17,6 +22,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import jwt
 from aiohttp import web
@@ -57,6 +63,13 @@ class OIDCIssuer:
     jwks_headers: dict[str, str] = field(default_factory=dict)  # e.g. Cache-Control on the JWKS
     # Hold JWKS answers (taken when asked) until set: a fetch in flight while the test acts.
     jwks_gate: asyncio.Event | None = None
+    # The console's sign-in: client_id -> its one registered redirect URI; the claims of the person
+    # the IdP has authenticated (sub, email, groups); overrides for the next ID tokens (a wrong
+    # audience, a short lifetime in seconds as "lifetime").
+    clients: dict[str, str] = field(default_factory=dict)
+    signed_in: dict[str, Any] = field(default_factory=dict)
+    id_token_overrides: dict[str, Any] = field(default_factory=dict)
+    _codes: dict[str, dict[str, Any]] = field(init=False, default_factory=dict, repr=False)
     tls: WebhookTLS = field(init=False, repr=False)
     _runner: web.AppRunner | None = field(init=False, default=None, repr=False)
 
@@ -72,7 +85,13 @@ class OIDCIssuer:
 
         async def discovery(_: web.Request) -> web.Response:
             return web.json_response(
-                {"issuer": self.discovery_issuer or self.url, "jwks_uri": f"{self.url}/keys"}
+                {
+                    "issuer": self.discovery_issuer or self.url,
+                    "jwks_uri": f"{self.url}/keys",
+                    "authorization_endpoint": f"{self.url}/authorize",
+                    "token_endpoint": f"{self.url}/token",
+                    "code_challenge_methods_supported": ["S256"],
+                }
             )
 
         async def jwks(_: web.Request) -> web.Response:
@@ -85,6 +104,8 @@ class OIDCIssuer:
         app = web.Application()
         app.router.add_get("/.well-known/openid-configuration", discovery)
         app.router.add_get("/keys", jwks)
+        app.router.add_get("/authorize", self._authorize)
+        app.router.add_post("/token", self._token)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -92,6 +113,49 @@ class OIDCIssuer:
         site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=context)
         await site.start()
         self.url = f"https://127.0.0.1:{int(self._runner.addresses[0][1])}"
+
+    async def _authorize(self, request: web.Request) -> web.Response:
+        """The authorization endpoint: checks the client, its redirect URI and PKCE, then (the person
+        in `signed_in` having logged in) redirects back with a one-time code."""
+        query = request.query
+        client_id, redirect = query.get("client_id", ""), query.get("redirect_uri", "")
+        if self.clients.get(client_id) != redirect or not redirect:
+            return web.json_response(
+                {"error": "invalid_request", "error_description": "unknown client"}, status=400
+            )
+        if query.get("response_type") != "code" or query.get("code_challenge_method") != "S256":
+            raise web.HTTPFound(f"{redirect}?error=unsupported_response_type&state={query.get('state', '')}")
+        if not self.signed_in or not query.get("code_challenge"):
+            raise web.HTTPFound(f"{redirect}?error=access_denied&state={query.get('state', '')}")
+        code = secrets.token_urlsafe(24)
+        self._codes[code] = {
+            "client_id": client_id,
+            "redirect_uri": redirect,
+            "challenge": query["code_challenge"],
+            "nonce": query.get("nonce"),
+            "claims": dict(self.signed_in),
+        }
+        raise web.HTTPFound(f"{redirect}?{urlencode({'code': code, 'state': query.get('state', '')})}")
+
+    async def _token(self, request: web.Request) -> web.Response:
+        """The token endpoint: a code once, for its client and redirect URI, with the PKCE verifier."""
+        form = await request.post()
+        grant = self._codes.pop(str(form.get("code", "")), None)
+        verifier = str(form.get("code_verifier", ""))
+        digest = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+        if (
+            grant is None
+            or form.get("grant_type") != "authorization_code"
+            or form.get("client_id") != grant["client_id"]
+            or form.get("redirect_uri") != grant["redirect_uri"]
+            or digest != grant["challenge"]
+        ):
+            return web.json_response({"error": "invalid_grant"}, status=400)
+        overrides = dict(self.id_token_overrides)
+        lifetime = overrides.pop("lifetime", 300)
+        claims = {"aud": grant["client_id"], "nonce": grant["nonce"], **grant["claims"], **overrides}
+        token = self.mint(lifetime=int(lifetime), **claims)
+        return web.json_response({"id_token": token, "token_type": "Bearer", "expires_in": lifetime})
 
     async def stop(self) -> None:
         if self._runner is not None:

@@ -179,6 +179,7 @@ try it:
       --cluster-role jit-restart-checkout --for 10m --justification "INC-1 checkout stuck" --wait
   KUBECONFIG={k["approver"]} jitgrant list --pending
   KUBECONFIG={k["approver"]} jitgrant get NAME      # then: jitgrant approve NAME --reason ...
+  KUBECONFIG={k["approver"]} jitgrant console      # or approve in the browser (docs/console.md)
 press Ctrl-C to stop
 """
 

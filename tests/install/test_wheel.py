@@ -289,3 +289,39 @@ def test_without_the_demo_extra_a_one_line_hint_and_exit_2(
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "pip install 'jitgrant[demo]'" in lines[0], done.stderr
     assert "jsonschema" in lines[0]
+
+
+def test_jitgrant_console_serves_its_page_assets_from_the_wheel(installed: Installed, tmp_path: Path) -> None:
+    """`jitgrant console` from the wheel (issue 27): it starts with a kubeconfig and serves the script
+    and stylesheet its pages load, as packaged (no API call is made before someone signs in)."""
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        "clusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\n"
+        "users: [{name: u, user: {token: t}}]\n"
+        "contexts: [{name: c, context: {cluster: c, user: u}}]\n"
+    )
+    process = subprocess.Popen(
+        [str(installed.bin / "jitgrant"), "console", "--no-browser", "--kubeconfig", str(kubeconfig)],
+        cwd=installed.home,
+        env=installed.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert "jitgrant console: sign in at http://127.0.0.1:" in line, line
+        base = line.split(" at ")[1].split("/login")[0]
+        import urllib.request
+
+        for name in ("console.js", "console.css"):
+            with urllib.request.urlopen(f"{base}/static/{name}", timeout=30) as answer:
+                served = answer.read()
+            assert served == (ROOT / "operator" / "jitgrant" / "console" / "static" / name).read_bytes(), name
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        if process.stdout is not None:
+            process.stdout.close()

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
 from jitgrant.cli.completion import add_completion_subcommand, completion_script
+from jitgrant.cli.console import add_console_subcommand
 from jitgrant.cli.exitcodes import EXIT_CODES_HELP, ExitCode
 from jitgrant.cli.identity import add_identity_subcommand
 from jitgrant.cli.parsers import (
@@ -60,6 +61,7 @@ def build_parser(prog: str = "jitgrant") -> argparse.ArgumentParser:
     add_identity_subcommand(sub)
     add_policy_subcommands(sub)
     add_who_can_subcommands(sub)
+    add_console_subcommand(sub)
     try:
         from jitgrant.audit.cli import add_audit_subcommands
     except ImportError:  # pragma: no cover - the audit CLI ships with the package

@@ -10,6 +10,7 @@ composes around it (labels, its own sentences) is ours and is not passed through
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import unicodedata
@@ -151,3 +152,17 @@ def json_body(payload: object) -> bytes:
     JSON-encoded with every non-ASCII and control character as a `\\u` escape, so the body itself is
     plain ASCII on one line."""
     return json.dumps(payload, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+
+
+# ---- HTML (the approvers' console) -----------------------------------------------------------------
+
+
+def for_html(text: str, *, limit: int | None = None) -> str:
+    """Agent text for an HTML page, as element text or a quoted attribute value: `&`, `<`, `>`, `"`
+    and `'` as entities (no markup, no script, no attribute escape), hidden characters shown as
+    escapes as in a terminal (an ANSI colour code reads `\\e[31m`; a bidi override cannot reorder the
+    page), at most `limit` characters before escaping."""
+    shown = visible(text)
+    if limit is not None:
+        shown = shorten(shown, limit)
+    return html.escape(shown, quote=True)
