@@ -9,8 +9,10 @@ import argparse
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+import yaml
 
 from jitgrant.cli.main import build_parser
 from jitgrant.cli.parsers import Command
@@ -61,8 +63,33 @@ def test_the_parser_alone_imports_no_client(argv: tuple[str, ...]) -> None:
 
 def test_the_probe_sees_a_command_that_does_load_the_client() -> None:
     """The check can fail: a command that runs (and fails for want of a kubeconfig) has imported
-    the Kubernetes client by then."""
-    assert "kubernetes" in loaded_after("list", "--kubeconfig", "/nonexistent")
+    the agent client (aiohttp) by then."""
+    assert "aiohttp" in loaded_after("list", "--kubeconfig", "/nonexistent")
+
+
+@pytest.mark.parametrize("command", ["list", "get x", "describe x", "policies", "approve x"])
+def test_the_commands_read_the_cluster_without_the_kubernetes_client_kopf_or_boto3(
+    command: str, tmp_path: Path
+) -> None:
+    """The kubeconfig is read by jitgrant.client itself (a token, a CA): importing the Kubernetes
+    client alone cost a read-only command about half its time. The server is unreachable, so each
+    command has made its client and tried its first call when the probe looks."""
+    kubeconfig = tmp_path / "config"
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:9"}}],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+                "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u", "namespace": "ns"}}],
+                "current-context": "x",
+            }
+        )
+    )
+    loaded = loaded_after(*command.split(), "--kubeconfig", str(kubeconfig))
+    assert "aiohttp" in loaded  # the command did run
+    assert not {"kubernetes", "kopf", "boto3", "botocore"} & set(loaded), loaded
 
 
 def commands(parser: argparse.ArgumentParser) -> dict[str, object]:

@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from jitgrant.cli.exitcodes import ExitCode
-from jitgrant.cli.kubeconfig import configuration_from_args
+from jitgrant.cli.kubeconfig import connection_from_args
 from jitgrant.cli.output import render_structured
 from jitgrant.cli.parsers import RULE_FORM
 from jitgrant.cli.requests import (
@@ -29,6 +29,7 @@ from jitgrant.cli.requests import (
     CliError,
     namespace_from_args,
     scope_of,
+    wait_timeout,
 )
 from jitgrant.client import (
     AccessDenied,
@@ -42,9 +43,8 @@ from jitgrant.client import (
     JitgrantError,
     Progress,
     RequestNotFound,
+    ending_words,
 )
-from jitgrant.client._api import Connection
-from jitgrant.client._async import ending_words
 from jitgrant.models import AccessRequest, Phase, parse_duration
 from jitgrant.models.rbac import PolicyRule
 from jitgrant.models.text import for_terminal
@@ -145,11 +145,7 @@ def agent_client(args: argparse.Namespace, *, namespace: str) -> Client:
     """The jitgrant client for the identity the kubeconfig flags name (one path with the MCP server),
     or for whom --as (or the kubeconfig user's `as`) impersonates; the API server checks the
     caller's `impersonate` permission on every call and answers 403 without it."""
-    configuration, who = configuration_from_args(args)
-    connection = Connection.from_configuration(configuration, namespace=namespace)
-    if who is not None:
-        connection.impersonate = who.headers()
-    return Client(AsyncClient(connection))
+    return Client(AsyncClient(connection_from_args(args, namespace=namespace)))
 
 
 def _show(err: Any) -> Callable[[Progress], None]:
@@ -246,14 +242,14 @@ def cmd_request(args: argparse.Namespace) -> int:
                 "--kubeconfig-out needs --wait (the kubeconfig exists only once the grant is active)",
                 EXIT_USAGE,
             )
-        if args.dry_run and (args.wait or args.kubeconfig_out):
+        if args.dry_run != "none" and (args.wait or args.kubeconfig_out):
             raise CliError(
                 "--dry-run files nothing, so it takes neither --wait nor --kubeconfig-out", EXIT_USAGE
             )
         try:
-            timeout = parse_duration(args.timeout).total_seconds()
+            timeout = parse_duration(wait_timeout(args)).total_seconds()
         except ValueError as exc:
-            raise CliError(f"--timeout: {exc}", EXIT_USAGE) from exc
+            raise CliError(f"--wait-timeout: {exc}", EXIT_USAGE) from exc
         justification = _justification(args, err)
         token = read_oidc_token(args.oidc_token_file) if args.oidc_token_file else None
         try:
@@ -281,7 +277,12 @@ def cmd_request(args: argparse.Namespace) -> int:
         "request_key": getattr(args, "request_key", None),
     }
     try:
-        if args.dry_run:
+        if args.dry_run == "client":
+            # Never the OIDC token: it is a credential, and the webhook strips it before storing.
+            manifest = client.aio.manifest(name=args.name, **{**kwargs, "oidc_token": None})
+            print(render_structured(manifest, args.output or "yaml") or "", end="", flush=True)
+            return EXIT_ACTIVE
+        if args.dry_run == "server":
             return _check(client, kwargs, err)
         try:
             created = client.request(name=args.name, **kwargs)

@@ -18,6 +18,7 @@ What a grant was used for, from the API server's audit log (the same sources as 
 from jitgrant.activity.base import AuditSource
 from jitgrant.activity.files import AuditLogFiles
 from jitgrant.activity.report import Activity, ActivityCall
+from jitgrant.client._api import Connection
 from jitgrant.client._async import AsyncClient
 from jitgrant.client._sync import Client
 from jitgrant.client.errors import (
@@ -32,8 +33,10 @@ from jitgrant.client.errors import (
     JitgrantError,
     NotYourRequest,
     RequestNotFound,
+    ending_words,
 )
 from jitgrant.client.results import CheckResult, Grant, Grantable, Identity, Progress
+from jitgrant.models.vocabulary import Reason
 
 __all__ = [
     "AccessDenied",
@@ -50,6 +53,7 @@ __all__ = [
     "AuditSource",
     "CheckResult",
     "Client",
+    "Connection",
     "Grant",
     "Grantable",
     "Identity",
@@ -57,5 +61,7 @@ __all__ = [
     "JitgrantError",
     "NotYourRequest",
     "Progress",
+    "Reason",
     "RequestNotFound",
+    "ending_words",
 ]
