@@ -18,7 +18,7 @@ import tempfile
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import quote
 
 import aiohttp
@@ -95,6 +95,9 @@ class Connection:
     # Where exchanges go: a given transport (MockTransport in tests), else aiohttp, made on first use.
     transport: Transport | None = field(default=None, repr=False)
     _default: Transport | None = field(default=None, repr=False)
+    # What a connection without a given transport uses: aiohttp. Tests of code that builds its own
+    # connections (the CLI) put a MockTransport factory here, the HTTP layer's double.
+    transport_factory: ClassVar[Callable[[Tls], Transport]]
 
     # -- construction --------------------------------------------------------------------------
     @classmethod
@@ -236,7 +239,7 @@ class Connection:
         if self.transport is not None:
             return self.transport
         if self._default is None:
-            self._default = AiohttpTransport(self.tls)
+            self._default = Connection.transport_factory(self.tls)
         return self._default
 
     def _headers(self, content_type: str | None = None) -> tuple[tuple[str, str], ...]:
@@ -271,7 +274,7 @@ class Connection:
         )
         what = f"the API server's answer to {method} {path}"
         try:
-            async with self._transport().open(request) as response:
+            async with asyncio.timeout(self.request_timeout), self._transport().open(request) as response:
                 text = _decoded(await response.read(limit=MAX_RESPONSE_BYTES, what=what), response.headers)
                 warnings = [_warning_text(v) for k, v in response.headers if k.lower() == "warning"]
                 if response.status >= 400:
@@ -282,6 +285,12 @@ class Connection:
         except TransportError as exc:
             raise ApiUnreachable(
                 unreachable(self.host, exc.cause or exc), reason=Reason.API_UNREACHABLE
+            ) from exc
+        except TimeoutError as exc:  # only the bound above: a transport reports its own as TransportError
+            raise ApiUnreachable(
+                f"the API server at {self.host} did not answer {method} {path} within the request "
+                f"timeout of {self.request_timeout:g}s (--request-timeout)",
+                reason=Reason.API_UNREACHABLE,
             ) from exc
 
     async def watch(self, path: str, params: Mapping[str, str]) -> AsyncIterator[dict[str, Any]]:
@@ -422,3 +431,6 @@ def _warning_text(header: str) -> str:
     if rest.startswith('"') and rest.endswith('"'):
         rest = rest[1:-1].replace('\\"', '"').replace("\\\\", "\\")
     return rest or header
+
+
+Connection.transport_factory = AiohttpTransport
