@@ -28,6 +28,7 @@ def api(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeApi]:
         return fake.transport
 
     monkeypatch.setattr(Connection, "transport_factory", factory)
+    monkeypatch.setattr(Connection, "blocking_transport_factory", factory)
     yield fake
 
 

@@ -141,11 +141,11 @@ def write_private_file(path: Path, text: str) -> None:
     os.chmod(path, 0o600)
 
 
-def agent_client(args: argparse.Namespace, *, namespace: str) -> Client:
+def agent_client(args: argparse.Namespace, *, namespace: str, blocking: bool = False) -> Client:
     """The jitgrant client for the identity the kubeconfig flags name (one path with the MCP server),
     or for whom --as (or the kubeconfig user's `as`) impersonates; the API server checks the
     caller's `impersonate` permission on every call and answers 403 without it."""
-    return Client(AsyncClient(connection_from_args(args, namespace=namespace)))
+    return Client(AsyncClient(connection_from_args(args, namespace=namespace, blocking=blocking)))
 
 
 def _show(err: Any) -> Callable[[Progress], None]:
@@ -364,7 +364,7 @@ def cmd_policies(args: argparse.Namespace) -> int:
     """`jitgrant policies`: what this identity may request, matched by the operator's requester code."""
     err = sys.stderr
     try:
-        client = agent_client(args, namespace="default")
+        client = agent_client(args, namespace="default", blocking=True)  # read-only: no aiohttp
     except CliError as exc:
         print(f"error: {exc}", file=err)
         return exc.code

@@ -20,8 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
 from jitgrant.cli.exitcodes import ExitCode
 
 if TYPE_CHECKING:  # imported where a client is made: `jitgrant --help` must not pay for them
@@ -128,6 +126,8 @@ def kubeconfig_paths(explicit: str | None) -> tuple[str, ...]:
 
 def merge_kubeconfigs(paths: Sequence[str]) -> dict[str, Any]:
     """kubectl's merge: the first file to name a cluster, user, context or current-context wins."""
+    import yaml  # here: `jitgrant --help` reads no kubeconfig
+
     merged: dict[str, Any] = {"clusters": [], "users": [], "contexts": [], "current-context": None}
     for path in paths:
         try:
@@ -201,10 +201,13 @@ def impersonation(args: argparse.Namespace, config: ClusterConfig) -> Impersonat
     return Impersonation(user=str(user), groups=tuple(map(str, groups)), uid=config.user.get("as-uid"))
 
 
-def connection_from_args(args: argparse.Namespace, *, namespace: str = "default") -> Connection:
+def connection_from_args(
+    args: argparse.Namespace, *, namespace: str = "default", blocking: bool = True
+) -> Connection:
     """A connection to the cluster the flags (or kubeconfig, or pod) name, as the identity they name:
     --as/--as-group (or the kubeconfig user's `as`) become Impersonate-* headers, and the API
-    server checks the caller's `impersonate` permission on every call."""
+    server checks the caller's `impersonate` permission on every call. `blocking`: over the standard
+    library's HTTP client, which a short command imports in a fraction of aiohttp's time."""
     from jitgrant.client import Connection, JitgrantError
 
     config = cluster_config(args)
@@ -219,6 +222,7 @@ def connection_from_args(args: argparse.Namespace, *, namespace: str = "default"
         raise CliError(
             f"cannot use {config.where}: {exc.message}; pass another with --kubeconfig", ExitCode.USAGE
         ) from exc
+    connection.blocking = blocking
     who = impersonation(args, config)
     connection.impersonate = tuple(who.headers()) if who is not None else ()
     timeout = getattr(args, "request_timeout", None)

@@ -13,8 +13,6 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-import yaml
-
 from jitgrant.cli.exitcodes import ExitCode
 from jitgrant.cli.kubeconfig import CliError
 
@@ -71,6 +69,8 @@ def render_structured(data: Any, fmt: str) -> str | None:
     if fmt == "json":
         return json.dumps(data, indent=2) + "\n"
     if fmt == "yaml":
+        import yaml
+
         return str(yaml.safe_dump(data, sort_keys=False, default_flow_style=False))
     if fmt == "name":
         items = data.get("items", []) if data.get("kind") == "List" else [data]

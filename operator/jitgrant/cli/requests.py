@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from jitgrant.approvals.counting import eligibility, person_key
 from jitgrant.approvals.receipts import parse_recorded
 from jitgrant.cli.describe import Paint, approvals_needed, describe_request, removal_overdue, scope_of
 from jitgrant.cli.exitcodes import ExitCode
@@ -395,6 +394,8 @@ class PendingFor:
         if approval is None or approvals_needed({"approval": approval.model_dump(by_alias=True)}) == 0:
             return False
         annotations = (obj.get("metadata") or {}).get("annotations") or {}
+        from jitgrant.approvals.counting import eligibility, person_key  # --pending alone
+
         decided = {person_key(e.approver) for e in parse_recorded(annotations.get(APPROVALS_ANNOTATION))}
         if person_key(self.username) in decided:
             return False
