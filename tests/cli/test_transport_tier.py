@@ -141,3 +141,18 @@ def test_timeout_is_a_deprecated_spelling_of_wait_timeout(
     assert "--timeout is deprecated" in err and "--wait-timeout" in err
     _, _, err = run(capsys, "request", *ASK, "--dry-run", "--wait-timeout", "5m", "--kubeconfig", kubeconfig)
     assert "deprecated" not in err
+
+
+def test_release_takes_wide_and_custom_columns_like_every_object_command(
+    api: FakeApi, kubeconfig: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    api.requests["r3"] = access_request("r3", phase="Revoked", reason="Released")
+    columns = "custom-columns=NAME:.metadata.name,PHASE:.status.phase"
+    code, out, err = run(capsys, "release", "r3", "-o", columns, "--kubeconfig", kubeconfig)
+    assert code == 0, err
+    assert [line.split() for line in out.splitlines()] == [["NAME", "PHASE"], ["r3", "Revoked"]]
+    code, out, err = run(capsys, "release", "r3", "-o", "wide", "--kubeconfig", kubeconfig)
+    assert code == 0, err
+    header, row = out.splitlines()
+    assert header.split()[:3] == ["NAMESPACE", "NAME", "PHASE"] and "REASON" in header
+    assert row.split()[:3] == ["agents", "r3", "Revoked"] and "Released" in row

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import json
 import os
 import sys
@@ -21,12 +22,13 @@ from pydantic import ValidationError
 
 from jitgrant.cli.exitcodes import ExitCode
 from jitgrant.cli.kubeconfig import connection_from_args
-from jitgrant.cli.output import render_structured
+from jitgrant.cli.output import custom_columns, render_structured
 from jitgrant.cli.parsers import RULE_FORM
 from jitgrant.cli.requests import (
     EXIT_NOT_FOUND,
     EXIT_USAGE,
     CliError,
+    Table,
     namespace_from_args,
     scope_of,
     wait_timeout,
@@ -349,15 +351,25 @@ def cmd_release(args: argparse.Namespace) -> int:
 
 
 def _rendered(request: AccessRequest, fmt: str | None) -> str | None:
-    """The object in an -o format (json/yaml keep others' text as data; only `name` and jsonpath are
-    read as lines, so they are shown escaped); None for the command's usual line."""
-    if fmt is None or fmt in ("table", "wide"):
+    """The object in an -o format (json/yaml keep others' text as data; the others are read as lines,
+    so they are shown escaped); None for the command's usual line."""
+    if fmt is None or fmt == "table":
         return None
-    text = render_structured(request.model_dump(mode="json", by_alias=True, exclude_none=True), fmt)
+    obj = request.model_dump(mode="json", by_alias=True, exclude_none=True)
+    if fmt == "wide":
+        buffer = io.StringIO()
+        Table(namespaced=False, wide=True, out=buffer).print([obj])
+        return buffer.getvalue().rstrip("\n")
+    if fmt.startswith("custom-columns="):
+        text: str | None = custom_columns(fmt.partition("=")[2], [obj])
+    else:
+        text = render_structured(obj, fmt)
     if text is None:
         return None
     text = text.rstrip("\n")
-    return text if fmt in ("json", "yaml") else for_terminal(text)
+    if fmt in ("json", "yaml"):
+        return text
+    return "\n".join(for_terminal(line) for line in text.split("\n"))  # lines kept, controls shown
 
 
 def cmd_policies(args: argparse.Namespace) -> int:
