@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -91,13 +92,18 @@ class FakeApiServer(BaseHTTPRequestHandler):
         self._send(201, {"status": {"userInfo": {"username": "agent", "groups": ["system:authenticated"]}}})
 
 
-def median_seconds(argv: list[str], env: dict[str, str], runs: int) -> float:
-    times = []
+def median_seconds(argv: list[str], env: dict[str, str], runs: int) -> tuple[float, float]:
+    """Median wall time, and median CPU time (user + system: what the machine's other load changes
+    least, on a shared machine the steadier figure)."""
+    times, cpu = [], []
     for _ in range(runs):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
         subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)  # noqa: S603
         times.append(time.perf_counter() - started)
-    return statistics.median(times)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    return statistics.median(times), statistics.median(cpu)
 
 
 def main() -> None:
@@ -135,9 +141,12 @@ def main() -> None:
             "describe r1": ["describe", "r1"],
             "policies": ["policies"],
         }
-        floor = median_seconds([sys.executable, "-c", "pass"], dict(os.environ), args.runs)
-        print(f"floor `python -c pass`: {floor * 1000:.0f} ms (median of {args.runs})")
-        print(f"{'command':<14}" + "".join(f"{name:>22}" for name in trees))
+        floor, floor_cpu = median_seconds([sys.executable, "-c", "pass"], dict(os.environ), args.runs)
+        print(
+            f"floor `python -c pass`: {floor * 1000:.0f} ms wall, {floor_cpu * 1000:.0f} ms CPU "
+            f"(medians of {args.runs})"
+        )
+        print(f"{'command':<14}" + "".join(f"{name + ' wall':>22}{name + ' CPU':>22}" for name in trees))
         for label, argv in commands.items():
             cells = []
             for tree in trees.values():
@@ -146,8 +155,11 @@ def main() -> None:
                     '"describe"'
                 ):
                     argv = ["get", "r1"]  # before `describe` existed, `get NAME` printed the prose view
-                seconds = median_seconds([sys.executable, "-m", "jitgrant.cli.main", *argv], env, args.runs)
+                seconds, cpu = median_seconds(
+                    [sys.executable, "-m", "jitgrant.cli.main", *argv], env, args.runs
+                )
                 cells.append(f"{seconds * 1000:6.0f} ms ({seconds / floor:4.1f}x)")
+                cells.append(f"{cpu * 1000:6.0f} ms ({cpu / max(floor_cpu, 0.001):4.1f}x)")
             print(f"{label:<14}" + "".join(f"{cell:>22}" for cell in cells))
     server.shutdown()
 
