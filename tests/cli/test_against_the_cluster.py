@@ -294,7 +294,7 @@ def test_request_release_and_policies_act_as_whom_as_names(playground: Playgroun
     # Two groups: each must reach the API server as its own Impersonate-Group line.
     as_agent = ("--as", AGENT, "--as-group", "ci-agents", "--as-group", "sre-oncall")
 
-    filed = cli("admin", *request, "--name", "imp-agent", "--wait", "--timeout", "60s", *as_agent)
+    filed = cli("admin", *request, "--name", "imp-agent", "--wait", "--wait-timeout", "60s", *as_agent)
     assert (filed.code, filed.out.strip()) == (0, "imp-agent"), filed.err
     assert f"filed AccessRequest {NS}/imp-agent as {AGENT}" in filed.err
     requester = playground.env.get_request(NS, "imp-agent")["spec"]["requester"]
