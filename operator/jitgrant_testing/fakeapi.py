@@ -79,6 +79,10 @@ class FakeApi:
                 201, json={"status": {"userInfo": {"username": ME, "groups": ["system:authenticated"]}}}
             )
         requests = f"{GROUP}/namespaces/agents/accessrequests"
+        if request.path == f"{GROUP}/grantpolicies":
+            return MockResponse(
+                200, json={"kind": "GrantPolicyList", "metadata": {}, "items": list(self.policies.values())}
+            )
         if request.path.startswith(f"{GROUP}/grantpolicies/"):
             name = request.path.rsplit("/", 1)[1]
             if name in self.policies:
@@ -107,3 +111,20 @@ class FakeApi:
 
 def event(kind: str, obj: dict[str, Any]) -> bytes:
     return watch_event(kind, json.loads(json.dumps(obj)))
+
+
+def grant_policy(name: str) -> dict[str, Any]:
+    """A policy offering ME (agents/oncall-agent) a restart of checkout, as examples/oncall-restart."""
+    return {
+        "apiVersion": "jitgrant.dev/v1alpha1",
+        "kind": "GrantPolicy",
+        "metadata": {"name": name},
+        "spec": {
+            "requesters": {"serviceAccounts": [{"namespace": "agents", "name": "oncall-agent"}]},
+            "target": {"type": "InCluster"},
+            "namespaces": ["payments"],
+            "grants": [{"clusterRole": "jit-restart-checkout"}],
+            "maxDuration": "15m",
+            "approval": {"required": False},
+        },
+    }

@@ -13,7 +13,7 @@ import yaml
 from jitgrant.cli.main import main
 from jitgrant.client import Connection
 from jitgrant.client.transport import Transport
-from jitgrant_testing.fakeapi import GROUP, FakeApi, access_request
+from jitgrant_testing.fakeapi import GROUP, FakeApi, access_request, grant_policy
 
 ASK = ["--policy", "prod-restart", "--target-namespace", "payments", "--cluster-role", "jit-restart-checkout"]
 ASK += ["--justification", "INC-1 checkout stuck"]
@@ -156,3 +156,39 @@ def test_release_takes_wide_and_custom_columns_like_every_object_command(
     header, row = out.splitlines()
     assert header.split()[:3] == ["NAMESPACE", "NAME", "PHASE"] and "REASON" in header
     assert row.split()[:3] == ["agents", "r3", "Revoked"] and "Released" in row
+
+
+def test_policies_take_kubectls_output_formats(
+    api: FakeApi, kubeconfig: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    api.policies = {name: grant_policy(name) for name in ("oncall-restart", "staging-restart")}
+    code, out, err = run(capsys, "policies", "-o", "name", "--kubeconfig", kubeconfig)
+    assert (code, out) == (
+        0,
+        "grantpolicy.jitgrant.dev/oncall-restart\ngrantpolicy.jitgrant.dev/staging-restart\n",
+    ), err
+    code, out, err = run(capsys, "policies", "-o", "yaml", "--kubeconfig", kubeconfig)
+    assert code == 0 and [item["policy"] for item in yaml.safe_load(out)["items"]] == [
+        "oncall-restart",
+        "staging-restart",
+    ]
+    code, out, err = run(capsys, "policies", "-o", "jsonpath={.items[*].policy}", "--kubeconfig", kubeconfig)
+    assert (code, out.strip()) == (0, "oncall-restart staging-restart"), err
+    code, out, err = run(
+        capsys,
+        "policies",
+        "-o",
+        "custom-columns=POLICY:.policy,MAX:.maxDuration",
+        "--kubeconfig",
+        kubeconfig,
+    )
+    assert [line.split() for line in out.splitlines()] == [
+        ["POLICY", "MAX"],
+        ["oncall-restart", "15m"],
+        ["staging-restart", "15m"],
+    ], err
+    code, out, err = run(capsys, "policies", "-o", "json", "--kubeconfig", kubeconfig)
+    assert [g["policy"] for g in json.loads(out)] == [
+        "oncall-restart",
+        "staging-restart",
+    ]  # an array, as before

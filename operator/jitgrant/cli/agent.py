@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from jitgrant.cli.exitcodes import ExitCode
 from jitgrant.cli.kubeconfig import connection_from_args
-from jitgrant.cli.output import custom_columns, render_structured
+from jitgrant.cli.output import as_list, custom_columns, render_structured
 from jitgrant.cli.parsers import RULE_FORM
 from jitgrant.cli.requests import (
     EXIT_NOT_FOUND,
@@ -367,9 +367,12 @@ def _rendered(request: AccessRequest, fmt: str | None) -> str | None:
     if text is None:
         return None
     text = text.rstrip("\n")
-    if fmt in ("json", "yaml"):
-        return text
-    return "\n".join(for_terminal(line) for line in text.split("\n"))  # lines kept, controls shown
+    return text if fmt in ("json", "yaml") else _lines(text)
+
+
+def _lines(text: str) -> str:
+    """Text others wrote, shown line by line with its control characters escaped."""
+    return "\n".join(for_terminal(line) for line in text.split("\n"))
 
 
 def cmd_policies(args: argparse.Namespace) -> int:
@@ -387,8 +390,19 @@ def cmd_policies(args: argparse.Namespace) -> int:
         return EXIT_CLUSTER
     finally:
         client.close()
-    if args.output == "json":
-        print(json.dumps([g.model_dump(mode="json", by_alias=True) for g in found], indent=2))
+    items = [g.model_dump(mode="json", by_alias=True) for g in found]
+    if args.output == "json":  # an array, as 0.1 printed it
+        print(json.dumps(items, indent=2))
+        return EXIT_ACTIVE
+    if args.output == "name":
+        print("".join(f"grantpolicy.jitgrant.dev/{g.policy}\n" for g in found), end="")
+        return EXIT_ACTIVE
+    if args.output.startswith("custom-columns="):
+        print(_lines(custom_columns(args.output.partition("=")[2], items)), end="")
+        return EXIT_ACTIVE
+    if args.output != "text":
+        text = render_structured(as_list(items), args.output) or ""
+        print(text if args.output == "yaml" else _lines(text), end="")
         return EXIT_ACTIVE
     if not found:
         print("no GrantPolicy names you as a requester", file=err)

@@ -231,7 +231,15 @@ def add_agent_subcommands(sub: Any) -> None:
     r.set_defaults(func=Command("agent", "cmd_release"))
 
     q = sub.add_parser("policies", help="the GrantPolicies you may request under, and what each offers")
-    q.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    q.add_argument(
+        "-o",
+        "--output",
+        type=_policies_format,
+        default="text",
+        metavar="FORMAT",
+        help="text (default), json (an array), yaml, name, jsonpath=TEMPLATE (over a kind: List) or "
+        "custom-columns=SPEC",
+    )
     add_cluster_flags(q, namespace=False)
     q.set_defaults(func=Command("agent", "cmd_policies"))
 
@@ -259,6 +267,10 @@ def add_agent_subcommands(sub: Any) -> None:
     # Optional: without a source (or its JITGRANT_ACTIVITY_* variable) access_activity says so.
     add_activity_source_flags(m, required=False)
     m.set_defaults(func=Command("agent", "cmd_mcp"))
+
+
+def _policies_format(text: str) -> str:
+    return text if text == "text" else output_format(text)
 
 
 def _seconds(text: str) -> float:
