@@ -124,7 +124,9 @@ def test_selectors_output_formats_and_the_approver_s_view(playground: Playground
     ):
         assert line in got.out, got.out
     assert "\x1b[" not in got.out  # not a terminal: no colour codes
-    assert cli("approver", "approve", "sel-a", "--reason", "ok").code == 0
+    # -o on a command that changes an object prints the object as changed (here: the recorded approval).
+    approved = cli("approver", "approve", "sel-a", "--reason", "ok", "-o", "jsonpath={.metadata.name}")
+    assert (approved.code, approved.out) == (0, "sel-a"), approved.err
     assert "sel-a" not in cli("approver", "list", "--pending", "-l", "team").out
 
 
