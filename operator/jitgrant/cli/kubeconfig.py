@@ -4,9 +4,8 @@
   winning for each name and for `current-context`, else `~/.kube/config`, else the in-cluster
   ServiceAccount.
 - `--context` picks a context; `--as`/`--as-group` (or the kubeconfig user's `as`/`as-groups`)
-  impersonate, sent as `Impersonate-User`/`Impersonate-Group` headers like kubectl does. The Python
-  client ignores those kubeconfig keys, so without this a command meant to run as alice ran as the
-  kubeconfig's own user.
+  impersonate, sent as `Impersonate-User`/`Impersonate-Group` headers like kubectl does (one
+  Impersonate-Group line per group), on the jitgrant.client Connection every command talks through.
 - The namespace: `-n`, else the context's, else (in a pod) `POD_NAMESPACE` or the ServiceAccount
   mount's, else `default`.
 """

@@ -1,7 +1,9 @@
-"""`jitgrant get|list|approve|deny|revoke`: people's view of AccessRequests.
+"""`jitgrant list|get|describe|approve|deny|revoke`: people's view of AccessRequests.
 
-Read commands take kubectl's flags (-n, -A, -l, -o, --watch, --context, --as); `get NAME` shows what
-an approver decides on (see describe.py). Exit codes come from exitcodes.py, one table for all.
+Read commands take kubectl's flags (-n, -A, -l, -o, --watch, --request-timeout, --context, --as);
+`get NAME` prints its row and `describe NAME` what an approver decides on (describe.py). Every call
+goes through jitgrant.client's PeopleClient (no Kubernetes client here: an import-linter contract).
+Exit codes come from exitcodes.py, one table for all.
 """
 
 from __future__ import annotations
@@ -205,18 +207,6 @@ class Table:
                 print(self._line({c: c for c in rows[0]}), file=self.out, flush=True)
         for row in rows:
             print(self._line(row), file=self.out, flush=True)
-
-
-def print_table(rows: Sequence[Mapping[str, str]], *, out: Any = None) -> None:
-    out = out or sys.stdout
-    if not rows:
-        print("No AccessRequests found.", file=out)
-        return
-    columns = list(rows[0].keys())
-    widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in columns}
-    print("  ".join(c.ljust(widths[c]) for c in columns).rstrip(), file=out)
-    for row in rows:
-        print("  ".join(row[c].ljust(widths[c]) for c in columns).rstrip(), file=out)
 
 
 def _emit(data: Any, fmt: str, *, header: bool = True) -> bool:
