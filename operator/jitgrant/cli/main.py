@@ -9,7 +9,6 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from importlib.metadata import PackageNotFoundError, version
 
 from jitgrant.cli.completion import add_completion_subcommand, completion_script
 from jitgrant.cli.exitcodes import EXIT_CODES_HELP, ExitCode
@@ -29,10 +28,20 @@ RUN_HELP = "run the operator until interrupted"  # cli/run.py's RUN_HELP, likewi
 
 
 def package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version  # only for --version: it is slow
+
     try:
         return version("jitgrant")
     except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
         return "0+unknown"
+
+
+class _Version(argparse.Action):
+    """argparse's version action, with the version looked up only when asked for."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object, **kwargs: object) -> None:
+        print(f"{parser.prog} {package_version()}")
+        parser.exit()
 
 
 def build_parser(prog: str = "jitgrant", *, command: str | None = "completion") -> argparse.ArgumentParser:
@@ -46,7 +55,7 @@ def build_parser(prog: str = "jitgrant", *, command: str | None = "completion") 
         epilog=EXIT_CODES_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
+    parser.add_argument("--version", action=_Version, nargs=0, help="show the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     if command in ("run", "completion"):
         from jitgrant.cli.run import add_run_subcommand  # settings, logging, notifiers: run's alone
