@@ -8,16 +8,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from jitgrant.models import (
-    AccessRequest,
-    AccessRequestSpec,
-    AccessRequestStatus,
-    GrantPolicy,
-    GrantPolicySpec,
-    Phase,
-)
-
 if TYPE_CHECKING:
+    from jitgrant.models import (
+        AccessRequest,
+        AccessRequestSpec,
+        AccessRequestStatus,
+        GrantPolicy,
+        GrantPolicySpec,
+        Phase,
+    )
     from jitgrant.runner import run
 
 __version__ = "0.1.0"
@@ -34,7 +33,13 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    # The operator pulls in kopf and the Kubernetes client; importing the models must not.
+    # The operator pulls in kopf and the Kubernetes client; importing the models must not. The models
+    # are loaded on first use too: every `jitgrant` command imports this package, and `--help` has
+    # no use for pydantic.
+    if name in __all__ and name not in ("run", "__version__"):
+        import jitgrant.models
+
+        return getattr(jitgrant.models, name)
     if name == "run":
         from jitgrant.runner import run
 

@@ -178,8 +178,8 @@ try it:
   KUBECONFIG={k["agent"]} jitgrant request --policy prod-restart --target-namespace payments \\
       --cluster-role jit-restart-checkout --for 10m --justification "INC-1 checkout stuck" --wait
   KUBECONFIG={k["approver"]} jitgrant list --pending
-  KUBECONFIG={k["approver"]} jitgrant get NAME      # then: jitgrant approve NAME --reason ...
-  KUBECONFIG={k["approver"]} jitgrant console      # or approve in the browser (docs/console.md)
+  KUBECONFIG={k["approver"]} jitgrant describe NAME # then: jitgrant approve NAME --reason ...
+  KUBECONFIG={k["approver"]} jitgrant console       # or approve in the browser (docs/console.md)
 press Ctrl-C to stop
 """
 

@@ -22,7 +22,8 @@ from identity.issuer import LocalIssuer
 from jitgrant.handlers import admission
 from jitgrant.lifecycle.dry_run import Outcome
 from jitgrant.models import GrantPolicySpec, format_duration
-from jitgrant.models.vocabulary import DRY_RUN_WARNING, OIDC_TOKEN_ANNOTATION, Reason
+from jitgrant.models.dryrun import decode_refusal, decode_warnings
+from jitgrant.models.vocabulary import OIDC_TOKEN_ANNOTATION, Reason
 from jitgrant.offline.cases import Case, Settings, evaluate
 from jitgrant.offline.loader import LoadedPolicy, Manifests, load
 from jitgrant.policy import check_policy
@@ -120,18 +121,18 @@ def requests(draw: st.DrawFn) -> dict[str, Any]:
 
 
 def _webhook_answer(review: dict[str, Any]) -> tuple[Outcome, str, str, str | None, int]:
-    """(outcome, reason, message, duration, approvals) from the AdmissionReview response's wire form."""
+    """(outcome, reason, message, duration, approvals) from the AdmissionReview response's wire form,
+    read with the codec the client reads it with (models/dryrun.py)."""
     response = review["response"]
-    prefix = f"{DRY_RUN_WARNING}: "
     if not response["allowed"]:
-        reason, message = response["status"]["message"].removeprefix(prefix).split(": ", 1)
-        return Outcome.DENIED, reason, message, None, 0
-    first, detail = response["warnings"]
-    reason, rest = first.removeprefix(prefix).split(": ", 1)
-    message, duration = rest.rsplit("; would be granted for ", 1)
-    fields = dict(part.split("=", 1) for part in detail.split(": ", 1)[1].split("; ", 2))
-    outcome = Outcome.PENDING_APPROVAL if reason == Reason.AWAITING_APPROVAL else Outcome.ALLOWED
-    return outcome, reason, message, duration, int(fields["approvals"])
+        denied = decode_refusal(response["status"]["message"])
+        assert denied is not None, response
+        return Outcome.DENIED, denied.reason, denied.message, None, 0
+    answer = decode_warnings(response["warnings"])
+    assert answer is not None, response
+    message, duration = answer.message.rsplit("; would be granted for ", 1)
+    assert duration == (answer.duration or "")
+    return Outcome(answer.outcome), answer.reason, message, duration, answer.approvals_needed
 
 
 def fitting(policy: GrantPolicySpec) -> st.SearchStrategy[tuple[dict[str, Any], dict[str, Any]]]:

@@ -219,7 +219,15 @@ def test_uninstall_hook_revokes_before_the_operator_goes(chart: helm.Chart) -> N
     job = only(manifests, "Job", "jitgrant-uninstall")
     assert job["metadata"]["annotations"]["helm.sh/hook"] == "pre-delete"
     container = job["spec"]["template"]["spec"]["containers"][0]
-    assert container["args"] == ["revoke", "--all", "--reason", "uninstall", "--wait", "--timeout", "300s"]
+    assert container["args"] == [
+        "revoke",
+        "--all",
+        "--reason",
+        "uninstall",
+        "--wait",
+        "--wait-timeout",
+        "300s",
+    ]
     assert job["spec"]["template"]["spec"]["serviceAccountName"] == "jitgrant-uninstall"
     hook_objects = [
         m for m in manifests if m["metadata"].get("annotations", {}).get("helm.sh/hook") == "pre-delete"

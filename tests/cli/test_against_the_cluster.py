@@ -13,10 +13,11 @@ from typing import Any
 
 import pytest
 import yaml
-from kubernetes.client import CustomObjectsApi
 
 from jitgrant.cli.exitcodes import ExitCode
 from jitgrant.cli.requests import _wait_until_ended
+from jitgrant.client import Connection
+from jitgrant.client.people import PeopleClient
 from jitgrant.models.crd import all_crds
 from jitgrant_testing.playground import Playground
 
@@ -107,7 +108,10 @@ def test_selectors_output_formats_and_the_approver_s_view(playground: Playground
     as_requester = cli("admin", "list", "--pending", "--as", AGENT, "--as-group", "sre-oncall", "-l", "team")
     assert as_requester.out.strip() == "No AccessRequests found.", as_requester.err
 
-    got = cli("approver", "get", "sel-a")
+    row = cli("approver", "get", "sel-a")  # kubectl's habit: get prints rows, describe the prose
+    assert row.code == 0 and row.out.split()[:2] == ["NAME", "PHASE"], row.out
+    assert row.out.splitlines()[1].split()[:2] == ["sel-a", "Pending"], row.out
+    got = cli("approver", "describe", "sel-a")
     assert got.code == 0, got.err
     for line in (
         f"Requester:      {AGENT}",
@@ -120,7 +124,9 @@ def test_selectors_output_formats_and_the_approver_s_view(playground: Playground
     ):
         assert line in got.out, got.out
     assert "\x1b[" not in got.out  # not a terminal: no colour codes
-    assert cli("approver", "approve", "sel-a", "--reason", "ok").code == 0
+    # -o on a command that changes an object prints the object as changed (here: the recorded approval).
+    approved = cli("approver", "approve", "sel-a", "--reason", "ok", "-o", "jsonpath={.metadata.name}")
+    assert (approved.code, approved.out) == (0, "sel-a"), approved.err
     assert "sel-a" not in cli("approver", "list", "--pending", "-l", "team").out
 
 
@@ -238,8 +244,8 @@ def test_a_timeout_is_exit_code_11_for_every_command(
     revokes stands in for an operator that does not answer."""
     file_request(playground, "zz-live", example="restart-checkout.yaml")
     playground.env.wait_for_phase(NS, "zz-live", "Active")
-    custom = CustomObjectsApi(playground.env.admin)
-    assert _wait_until_ended(custom, [(NS, "zz-live")], timeout=1) == 11 == int(ExitCode.TIMED_OUT)
+    with PeopleClient(Connection.from_kubeconfig(playground.kubeconfigs["admin"])) as people:
+        assert _wait_until_ended(people, [(NS, "zz-live")], timeout=1) == 11 == int(ExitCode.TIMED_OUT)
     assert "still live after 1s: agents/zz-live; is the operator running?" in capsys.readouterr().err
 
 
@@ -290,7 +296,7 @@ def test_request_release_and_policies_act_as_whom_as_names(playground: Playgroun
     # Two groups: each must reach the API server as its own Impersonate-Group line.
     as_agent = ("--as", AGENT, "--as-group", "ci-agents", "--as-group", "sre-oncall")
 
-    filed = cli("admin", *request, "--name", "imp-agent", "--wait", "--timeout", "60s", *as_agent)
+    filed = cli("admin", *request, "--name", "imp-agent", "--wait", "--wait-timeout", "60s", *as_agent)
     assert (filed.code, filed.out.strip()) == (0, "imp-agent"), filed.err
     assert f"filed AccessRequest {NS}/imp-agent as {AGENT}" in filed.err
     requester = playground.env.get_request(NS, "imp-agent")["spec"]["requester"]

@@ -9,13 +9,16 @@ import argparse
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+import yaml
 
 from jitgrant.cli.main import build_parser
 from jitgrant.cli.parsers import Command
 
 HEAVY = ("kubernetes", "kopf", "boto3", "botocore", "aiohttp")
+REQUEST = ("--policy", "p", "--target-namespace", "n", "--cluster-role", "r", "--justification", "j")
 
 # Runs the installed entry point (pyproject: jitgrant = "jitgrant.cli.main:main") and prints which
 # heavy packages are loaded once it is done.
@@ -59,10 +62,40 @@ def test_the_parser_alone_imports_no_client(argv: tuple[str, ...]) -> None:
     assert loaded_after(*argv) == []
 
 
-def test_the_probe_sees_a_command_that_does_load_the_client() -> None:
-    """The check can fail: a command that runs (and fails for want of a kubeconfig) has imported
-    the Kubernetes client by then."""
-    assert "kubernetes" in loaded_after("list", "--kubeconfig", "/nonexistent")
+def unreachable_kubeconfig(directory: Path) -> Path:
+    kubeconfig = directory / "config"
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:9"}}],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+                "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u", "namespace": "ns"}}],
+                "current-context": "x",
+            }
+        )
+    )
+    return kubeconfig
+
+
+def test_the_probe_sees_a_command_that_does_load_the_client(tmp_path: Path) -> None:
+    """The check can fail: `request` (which waits with aiohttp, so a watch is cancelled at once) has
+    imported the agent client by the time it fails to reach the server."""
+    assert "aiohttp" in loaded_after(
+        "request", *REQUEST, "--kubeconfig", str(unreachable_kubeconfig(tmp_path))
+    )
+
+
+@pytest.mark.parametrize("command", ["list", "get x", "describe x", "policies", "approve x"])
+def test_the_commands_read_the_cluster_without_the_kubernetes_client_kopf_or_boto3(
+    command: str, tmp_path: Path
+) -> None:
+    """The kubeconfig is read by jitgrant.client itself (a token, a CA), and the calls go through
+    http.client: importing the Kubernetes client and aiohttp cost a read-only command most of its
+    time. The server is unreachable, so each command has tried its first call when the probe looks."""
+    loaded = loaded_after(*command.split(), "--kubeconfig", str(unreachable_kubeconfig(tmp_path)))
+    assert not set(HEAVY) & set(loaded), loaded
 
 
 def commands(parser: argparse.ArgumentParser) -> dict[str, object]:
@@ -82,3 +115,36 @@ def test_every_lazily_named_command_exists() -> None:
     for name, func in lazy.items():
         assert isinstance(func, Command)
         assert callable(func.load()), name
+
+
+def test_the_light_audit_entry_says_what_the_audit_commands_say() -> None:
+    """`jitgrant --help` lists `audit` without importing audit/cli.py; its line is that module's."""
+    from jitgrant.cli.main import AUDIT_HELP
+
+    full = build_parser(command="audit")
+    [action] = [a for a in full._actions if isinstance(a, argparse._SubParsersAction)]
+    [choice] = [c for c in action._choices_actions if c.dest == "audit"]
+    assert choice.help == AUDIT_HELP
+    assert "jitgrant.audit.cli" not in loaded_modules_after("--help")
+
+
+def loaded_modules_after(*argv: str) -> set[str]:
+    probe = (
+        "import contextlib, io, json, sys\nfrom jitgrant.cli.main import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):\n"
+        "    try:\n        main(sys.argv[1:])\n    except SystemExit:\n        pass\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", probe, *argv], capture_output=True, text=True, timeout=60, check=True
+    )
+    return set(json.loads(run.stdout))
+
+
+def test_the_light_run_entry_says_what_run_says() -> None:
+    from jitgrant.cli.main import RUN_HELP
+    from jitgrant.cli.run import RUN_HELP as OWN
+
+    assert RUN_HELP == OWN
+    assert "jitgrant.cli.run" not in loaded_modules_after("--help")
+    assert "jitgrant.cli.run" not in loaded_modules_after("list", "--help")

@@ -78,7 +78,7 @@ out = {"before": can(lambda: core.list_namespaced_pod(target))}
 start = time.monotonic()
 done = subprocess.run(["jitgrant", "request", "--policy", policy, "--target-namespace", target,
     "--cluster-role", "jit-read-logs", "--for", duration, "--reason", "INC-23 e2e", "--name", name,
-    "--wait", "--timeout", "180s"], capture_output=True, text=True)
+    "--wait", "--wait-timeout", "180s"], capture_output=True, text=True)
 out["request_rc"] = done.returncode
 out["request_seconds"] = round(time.monotonic() - start, 2)
 out["request_output"] = (done.stdout + done.stderr)[-600:]

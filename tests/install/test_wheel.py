@@ -243,7 +243,7 @@ def test_the_newcomer_path_from_the_wheel(installed: Installed) -> None:
         ask += ["--cluster-role", "jit-restart-checkout", "--for", "10m", "--justification", "INC-1 stuck"]
         as_agent = ["--kubeconfig", merged, "--context", "agent@jitgrant"]
         agent = subprocess.Popen(
-            [str(installed.bin / "jitgrant"), "request", *ask, "--wait", "--timeout", "90s", *as_agent],
+            [str(installed.bin / "jitgrant"), "request", *ask, "--wait", "--wait-timeout", "90s", *as_agent],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

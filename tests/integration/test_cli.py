@@ -100,7 +100,7 @@ def test_list_and_get_show_phase_requester_scope_and_why(env: Environment, cli: 
     assert as_json["kind"] == "List" and as_json["apiVersion"] == "v1"
     assert sorted(item["metadata"]["name"] for item in as_json["items"]) == [STAGING, PROD]
 
-    got = cli("alice", "get", PROD)
+    got = cli("alice", "describe", PROD)
     assert got.code == 0
     assert "Pending" in got.out and SCOPE in got.out
     assert "AwaitingApproval: waiting for 1 approval(s) under policy prod-restart" in got.out
@@ -120,7 +120,7 @@ def test_approve_as_the_requester_is_refused_and_an_approver_approves(env: Envir
     assert approved.code == 0, approved.err
     assert f"AccessRequest {NS}/{PROD}: approval recorded as alice" in approved.out
     wait_for_phase(env, NS, PROD, "Active")
-    got = cli("bob", "get", PROD)
+    got = cli("bob", "describe", PROD)
     assert "Active" in got.out
     assert "approved by alice at " in got.out and "(counted): INC-1 checked" in got.out
 
@@ -141,7 +141,7 @@ def test_deny_needs_a_reason_and_ends_the_request(env: Environment, cli: Cli) ->
     assert denied.code == 0, denied.err
     assert "denial recorded as alice" in denied.out
     wait_for_phase(env, NS, PROD, "Denied")
-    got = cli("agent", "get", PROD)
+    got = cli("agent", "describe", PROD)
     assert "DeniedByApprover: denied by alice: not during the freeze" in got.out
     assert jit_bindings(env, "payments") == []
 
@@ -173,7 +173,7 @@ def test_revoke_one_and_revoke_all_end_live_grants(env: Environment, cli: Cli) -
 
     # The chart's pre-delete hook: every live request, cluster-wide, and wait until they have ended.
     wait_for_phase(env, NS, PROD, "Pending")
-    everything = cli("admin", "revoke", "--all", "--reason", "uninstall", "--wait", "--timeout", "20s")
+    everything = cli("admin", "revoke", "--all", "--reason", "uninstall", "--wait", "--wait-timeout", "20s")
     assert everything.code == 0, everything.err
     # Only what is live: the already revoked request is left alone.
     assert everything.out.splitlines() == [f"revoking {NS}/{PROD}", f"{NS}/{PROD}: Revoked"]

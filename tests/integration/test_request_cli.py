@@ -208,7 +208,7 @@ def test_pending_timeout_exits_11(env: Environment, agent: Agent) -> None:
 
 
 def test_wait_timeout_exits_11_and_the_request_stays_filed(env: Environment, agent: Agent) -> None:
-    code, _, err = agent.run(*restart("prod-restart", "--name", "prod-2", "--wait", "--timeout", "2s"))
+    code, _, err = agent.run(*restart("prod-restart", "--name", "prod-2", "--wait", "--wait-timeout", "2s"))
     assert code == 11, err
     assert "gave up waiting after 2s; AccessRequest agents/prod-2 is still Pending and stays filed" in err
     assert env.get_request(NS, "prod-2")["status"]["phase"] == "Pending"

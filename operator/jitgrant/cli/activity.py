@@ -15,8 +15,6 @@ from io import StringIO
 from typing import Any, TextIO
 
 import yaml
-from kubernetes.client import ApiClient, CustomObjectsApi
-from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from jitgrant.activity.attribution import AttributedCall, GrantIdentity, Outcome, activity
@@ -24,8 +22,8 @@ from jitgrant.activity.grant import NoGrant, identity_of
 from jitgrant.activity.sources import AuditLogFiles, AuditSource, CloudWatchAuditLogs, SourceError, Window
 from jitgrant.cli.exitcodes import ExitCode
 from jitgrant.cli.kubeconfig import CliError
-from jitgrant.cli.requests import PLURAL, with_cluster
-from jitgrant.models import API_GROUP, API_VERSION
+from jitgrant.cli.requests import with_cluster
+from jitgrant.client.people import PeopleClient
 from jitgrant.models.request import AccessRequest, Phase
 from jitgrant.models.text import CELL_LIMIT, for_terminal
 
@@ -40,16 +38,8 @@ def source_from_args(args: argparse.Namespace) -> AuditSource:
     )
 
 
-def load_request(client: ApiClient, args: argparse.Namespace) -> AccessRequest:
-    try:
-        raw = CustomObjectsApi(client).get_namespaced_custom_object(
-            API_GROUP, API_VERSION, args.namespace, PLURAL, args.name
-        )
-    except ApiException as exc:
-        if exc.status == 404:
-            missing = f"AccessRequest {args.namespace}/{args.name} not found"
-            raise CliError(missing, ExitCode.NOT_FOUND) from exc
-        raise
+def load_request(client: PeopleClient, args: argparse.Namespace) -> AccessRequest:
+    raw = client.get_request(args.namespace, args.name)  # RequestNotFound: exit 3 (with_cluster)
     try:
         return AccessRequest.from_object(raw)
     except ValidationError as exc:
@@ -61,7 +51,7 @@ def read_activity(source: AuditSource, grant: GrantIdentity) -> list[AttributedC
     return activity(source.calls(Window(start=grant.start, end=grant.end, terms=terms)), grant)
 
 
-def cmd_activity(args: argparse.Namespace, client: ApiClient) -> int:
+def cmd_activity(args: argparse.Namespace, client: PeopleClient) -> int:
     source = source_from_args(args)
     try:
         request = load_request(client, args)
@@ -82,7 +72,7 @@ run_activity = with_cluster(cmd_activity)
 
 def follow(
     args: argparse.Namespace,
-    client: ApiClient,
+    client: PeopleClient,
     source: AuditSource,
     request: AccessRequest,
     grant: GrantIdentity,

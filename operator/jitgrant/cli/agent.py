@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import json
 import os
 import sys
@@ -20,15 +21,17 @@ from typing import Any
 from pydantic import ValidationError
 
 from jitgrant.cli.exitcodes import ExitCode
-from jitgrant.cli.kubeconfig import configuration_from_args
-from jitgrant.cli.output import render_structured
+from jitgrant.cli.kubeconfig import connection_from_args
+from jitgrant.cli.output import as_list, custom_columns, render_structured
 from jitgrant.cli.parsers import RULE_FORM
 from jitgrant.cli.requests import (
     EXIT_NOT_FOUND,
     EXIT_USAGE,
     CliError,
+    Table,
     namespace_from_args,
     scope_of,
+    wait_timeout,
 )
 from jitgrant.client import (
     AccessDenied,
@@ -42,9 +45,8 @@ from jitgrant.client import (
     JitgrantError,
     Progress,
     RequestNotFound,
+    ending_words,
 )
-from jitgrant.client._api import Connection
-from jitgrant.client._async import ending_words
 from jitgrant.models import AccessRequest, Phase, parse_duration
 from jitgrant.models.rbac import PolicyRule
 from jitgrant.models.text import for_terminal
@@ -141,15 +143,11 @@ def write_private_file(path: Path, text: str) -> None:
     os.chmod(path, 0o600)
 
 
-def agent_client(args: argparse.Namespace, *, namespace: str) -> Client:
+def agent_client(args: argparse.Namespace, *, namespace: str, blocking: bool = False) -> Client:
     """The jitgrant client for the identity the kubeconfig flags name (one path with the MCP server),
     or for whom --as (or the kubeconfig user's `as`) impersonates; the API server checks the
     caller's `impersonate` permission on every call and answers 403 without it."""
-    configuration, who = configuration_from_args(args)
-    connection = Connection.from_configuration(configuration, namespace=namespace)
-    if who is not None:
-        connection.impersonate = who.headers()
-    return Client(AsyncClient(connection))
+    return Client(AsyncClient(connection_from_args(args, namespace=namespace, blocking=blocking)))
 
 
 def _show(err: Any) -> Callable[[Progress], None]:
@@ -246,14 +244,14 @@ def cmd_request(args: argparse.Namespace) -> int:
                 "--kubeconfig-out needs --wait (the kubeconfig exists only once the grant is active)",
                 EXIT_USAGE,
             )
-        if args.dry_run and (args.wait or args.kubeconfig_out):
+        if args.dry_run != "none" and (args.wait or args.kubeconfig_out):
             raise CliError(
                 "--dry-run files nothing, so it takes neither --wait nor --kubeconfig-out", EXIT_USAGE
             )
         try:
-            timeout = parse_duration(args.timeout).total_seconds()
+            timeout = parse_duration(wait_timeout(args)).total_seconds()
         except ValueError as exc:
-            raise CliError(f"--timeout: {exc}", EXIT_USAGE) from exc
+            raise CliError(f"--wait-timeout: {exc}", EXIT_USAGE) from exc
         justification = _justification(args, err)
         token = read_oidc_token(args.oidc_token_file) if args.oidc_token_file else None
         try:
@@ -281,7 +279,12 @@ def cmd_request(args: argparse.Namespace) -> int:
         "request_key": getattr(args, "request_key", None),
     }
     try:
-        if args.dry_run:
+        if args.dry_run == "client":
+            # Never the OIDC token: it is a credential, and the webhook strips it before storing.
+            manifest = client.aio.manifest(name=args.name, **{**kwargs, "oidc_token": None})
+            print(render_structured(manifest, args.output or "yaml") or "", end="", flush=True)
+            return EXIT_ACTIVE
+        if args.dry_run == "server":
             return _check(client, kwargs, err)
         try:
             created = client.request(name=args.name, **kwargs)
@@ -348,22 +351,35 @@ def cmd_release(args: argparse.Namespace) -> int:
 
 
 def _rendered(request: AccessRequest, fmt: str | None) -> str | None:
-    """The object in an -o format (json/yaml keep others' text as data; only `name` and jsonpath are
-    read as lines, so they are shown escaped); None for the command's usual line."""
-    if fmt is None or fmt in ("table", "wide"):
+    """The object in an -o format (json/yaml keep others' text as data; the others are read as lines,
+    so they are shown escaped); None for the command's usual line."""
+    if fmt is None or fmt == "table":
         return None
-    text = render_structured(request.model_dump(mode="json", by_alias=True, exclude_none=True), fmt)
+    obj = request.model_dump(mode="json", by_alias=True, exclude_none=True)
+    if fmt == "wide":
+        buffer = io.StringIO()
+        Table(namespaced=False, wide=True, out=buffer).print([obj])
+        return buffer.getvalue().rstrip("\n")
+    if fmt.startswith("custom-columns="):
+        text: str | None = custom_columns(fmt.partition("=")[2], [obj])
+    else:
+        text = render_structured(obj, fmt)
     if text is None:
         return None
     text = text.rstrip("\n")
-    return text if fmt in ("json", "yaml") else for_terminal(text)
+    return text if fmt in ("json", "yaml") else _lines(text)
+
+
+def _lines(text: str) -> str:
+    """Text others wrote, shown line by line with its control characters escaped."""
+    return "\n".join(for_terminal(line) for line in text.split("\n"))
 
 
 def cmd_policies(args: argparse.Namespace) -> int:
     """`jitgrant policies`: what this identity may request, matched by the operator's requester code."""
     err = sys.stderr
     try:
-        client = agent_client(args, namespace="default")
+        client = agent_client(args, namespace="default", blocking=True)  # read-only: no aiohttp
     except CliError as exc:
         print(f"error: {exc}", file=err)
         return exc.code
@@ -374,8 +390,19 @@ def cmd_policies(args: argparse.Namespace) -> int:
         return EXIT_CLUSTER
     finally:
         client.close()
-    if args.output == "json":
-        print(json.dumps([g.model_dump(mode="json", by_alias=True) for g in found], indent=2))
+    items = [g.model_dump(mode="json", by_alias=True) for g in found]
+    if args.output == "json":  # an array, as 0.1 printed it
+        print(json.dumps(items, indent=2))
+        return EXIT_ACTIVE
+    if args.output == "name":
+        print("".join(f"grantpolicy.jitgrant.dev/{g.policy}\n" for g in found), end="")
+        return EXIT_ACTIVE
+    if args.output.startswith("custom-columns="):
+        print(_lines(custom_columns(args.output.partition("=")[2], items)), end="")
+        return EXIT_ACTIVE
+    if args.output != "text":
+        text = render_structured(as_list(items), args.output) or ""
+        print(text if args.output == "yaml" else _lines(text), end="")
         return EXIT_ACTIVE
     if not found:
         print("no GrantPolicy names you as a requester", file=err)

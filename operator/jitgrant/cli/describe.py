@@ -11,13 +11,14 @@ from __future__ import annotations
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TextIO, cast
+from typing import TYPE_CHECKING, Any, TextIO, cast
 
 from jitgrant.approvals.receipts import parse_recorded
 from jitgrant.models.text import for_terminal, terminal_tree
 from jitgrant.models.vocabulary import APPROVALS_ANNOTATION, REMOVAL_OVERDUE_CONDITION
-from jitgrant.policy.dangerous import Position, dangerous_parts
-from jitgrant.policy.rbac import Permission
+
+if TYPE_CHECKING:
+    from jitgrant.policy.dangerous import Position
 
 RED, BOLD, RESET = "\x1b[31m", "\x1b[1m", "\x1b[0m"
 
@@ -38,6 +39,10 @@ class Paint:
 
 def rule_dangers(rule: Mapping[str, Any]) -> dict[tuple[Position, str], str]:
     """Dangerous entries of a rule and why, judged atom by atom by the policy engine's own list."""
+    # Imported here: `list` and `get` print rows, which need none of the policy engine.
+    from jitgrant.policy.dangerous import dangerous_parts
+    from jitgrant.policy.rbac import Permission
+
     found: dict[tuple[Position, str], str] = {}
     for group in rule.get("apiGroups") or [""]:
         for resource in rule.get("resources") or []:
@@ -49,6 +54,8 @@ def rule_dangers(rule: Mapping[str, Any]) -> dict[tuple[Position, str], str]:
 
 def describe_rule(rule: Mapping[str, Any], paint: Paint) -> tuple[str, list[str]]:
     """`verbs on resources (groups)[ named ...]` with dangerous entries painted, and why each is."""
+    from jitgrant.policy.dangerous import Position
+
     dangers = rule_dangers(rule)
     warnings: list[str] = []
 

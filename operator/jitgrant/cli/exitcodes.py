@@ -17,7 +17,7 @@ class ExitCode(IntEnum):
     NOT_FOUND = 3  # the named AccessRequest does not exist
     REFUSED = 4  # the API server refused, could not be reached, or the webhook did not record it
     DENIED = 10  # denied by the policy or by an approver
-    TIMED_OUT = 11  # nobody decided in time, or --timeout passed first
+    TIMED_OUT = 11  # nobody decided in time, or --wait-timeout passed first
     FAILED = 12  # the operator could not issue the grant
     ENDED = 13  # revoked, expired or deleted before it could be used
     INTERRUPTED = 130  # Ctrl-C (what was filed stays filed)
@@ -31,7 +31,7 @@ exit codes (the same for every command):
   3   not found: the named AccessRequest does not exist
   4   the API server refused or could not be reached (RBAC, webhook, credentials, network)
   10  denied: by the policy or by an approver (the reason is printed)
-  11  timed out: nobody decided within pendingTimeout, or --timeout passed first
+  11  timed out: nobody decided within pendingTimeout, or --wait-timeout passed first
   12  failed: the operator could not issue the grant (audit unavailable, cluster refused, ...)
   13  revoked, expired or deleted before it could be used
   130 interrupted (what was filed stays filed)

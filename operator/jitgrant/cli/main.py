@@ -9,7 +9,6 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from importlib.metadata import PackageNotFoundError, version
 
 from jitgrant.cli.completion import add_completion_subcommand, completion_script
 from jitgrant.cli.console import add_console_subcommand
@@ -22,26 +21,49 @@ from jitgrant.cli.parsers import (
     add_request_subcommands,
 )
 from jitgrant.cli.policy import add_policy_subcommands, add_who_can_subcommands
-from jitgrant.cli.run import add_run_subcommand
+
+# audit/cli.py's own help for `audit`, repeated here so `jitgrant --help` need not import it
+# (tests/cli/test_light_imports.py checks that the two agree).
+AUDIT_HELP = "verify and query the audit trail"
+RUN_HELP = "run the operator until interrupted"  # cli/run.py's RUN_HELP, likewise
 
 
 def package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version  # only for --version: it is slow
+
     try:
         return version("jitgrant")
     except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
         return "0+unknown"
 
 
-def build_parser(prog: str = "jitgrant") -> argparse.ArgumentParser:
+class _Version(argparse.Action):
+    """argparse's version action, with the version looked up only when asked for."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object, **kwargs: object) -> None:
+        print(f"{parser.prog} {package_version()}")
+        parser.exit()
+
+
+def build_parser(prog: str = "jitgrant", *, command: str | None = "completion") -> argparse.ArgumentParser:
+    """The whole parser. `command`: the word the command line starts with; the flags of `audit` and
+    `run` are built only for that command (or `completion`, which describes every flag): their
+    modules import the audit trail's cryptography and the operator's settings, which no other
+    command needs, and `--help` lists them by their one-line help alone."""
     parser = argparse.ArgumentParser(
         prog=prog,
         description="Just-in-time, time-boxed RBAC grants for AI agents and automation.",
         epilog=EXIT_CODES_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
+    parser.add_argument("--version", action=_Version, nargs=0, help="show the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    add_run_subcommand(sub)
+    if command in ("run", "completion"):
+        from jitgrant.cli.run import add_run_subcommand  # settings, logging, notifiers: run's alone
+
+        add_run_subcommand(sub)
+    else:
+        sub.add_parser("run", help=RUN_HELP)
     demo = sub.add_parser("demo", help="run a scenario against the embedded cluster")
     demo.add_argument("--scenario", default="all", help="a scenario name, or 'all'")
     demo.add_argument("--list", action="store_true", help="list the scenarios")
@@ -62,12 +84,12 @@ def build_parser(prog: str = "jitgrant") -> argparse.ArgumentParser:
     add_policy_subcommands(sub)
     add_who_can_subcommands(sub)
     add_console_subcommand(sub)
-    try:
+    if command in ("audit", "completion"):
         from jitgrant.audit.cli import add_audit_subcommands
-    except ImportError:  # pragma: no cover - the audit CLI ships with the package
-        pass
-    else:
+
         add_audit_subcommands(sub)
+    else:
+        sub.add_parser("audit", help=AUDIT_HELP)
     add_completion_subcommand(sub)
     sub.choices["completion"].set_defaults(func=lambda args: _completion(parser, args))
     return parser
@@ -85,7 +107,8 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None, *, prog: str = "jitgrant") -> int:
-    parser = build_parser(prog)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(prog, command=next((word for word in argv if not word.startswith("-")), None))
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

@@ -13,16 +13,24 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-import yaml
-
 from jitgrant.cli.exitcodes import ExitCode
 from jitgrant.cli.kubeconfig import CliError
 
-FORMATS = ("table", "wide", "json", "yaml", "name", "jsonpath=TEMPLATE")
+FORMATS = ("table", "wide", "json", "yaml", "name", "jsonpath=TEMPLATE", "custom-columns=SPEC")
+_COLUMN = re.compile(r"[^:,]+:[^,]*")
 
 
 def output_format(text: str) -> str:
-    """argparse type for -o: a known format, or jsonpath=<template>; the error lists what is accepted."""
+    """argparse type for -o: a known format, jsonpath=<template> or custom-columns=<HEADER:path,...>;
+    the error names the value and lists what is accepted."""
+    if text.startswith("custom-columns="):
+        spec = text.partition("=")[2]
+        if not spec or not all(_COLUMN.fullmatch(part) for part in spec.split(",")):
+            raise argparse.ArgumentTypeError(
+                f"-o {text!r}: custom-columns takes HEADER:JSONPATH pairs separated by commas, e.g. "
+                "-o custom-columns=NAME:.metadata.name,PHASE:.status.phase"
+            )
+        return text
     if text in FORMATS[:5] or text.startswith(("jsonpath=", "jsonpath-as-json=")):
         if text.startswith("jsonpath") and not text.partition("=")[2]:
             raise argparse.ArgumentTypeError("jsonpath= needs a template, e.g. -o jsonpath='{.status.phase}'")
@@ -61,6 +69,8 @@ def render_structured(data: Any, fmt: str) -> str | None:
     if fmt == "json":
         return json.dumps(data, indent=2) + "\n"
     if fmt == "yaml":
+        import yaml
+
         return str(yaml.safe_dump(data, sort_keys=False, default_flow_style=False))
     if fmt == "name":
         items = data.get("items", []) if data.get("kind") == "List" else [data]
@@ -72,6 +82,22 @@ def render_structured(data: Any, fmt: str) -> str | None:
     if fmt.startswith("jsonpath="):
         return jsonpath(fmt.partition("=")[2], data)
     return None
+
+
+def custom_columns(spec: str, items: Sequence[Mapping[str, Any]], *, header: bool = True) -> str:
+    """kubectl's -o custom-columns: one column per HEADER:path, `<none>` where the path finds nothing."""
+    columns = [part.split(":", 1) for part in spec.split(",")]
+    rows = [[title for title, _ in columns]] if header else []
+    for item in items:
+        cells = []
+        for _, path in columns:
+            found = list(_evaluate(_parse_path(path.strip().strip("{}")), item))
+            cells.append(",".join(_text(value) for value in found) if found else "<none>")
+        rows.append(cells)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(columns))] if rows else []
+    return "".join(
+        "   ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n" for row in rows
+    )
 
 
 # ---- kubectl's jsonpath templates ----------------------------------------------------------------------

@@ -51,13 +51,19 @@ class Command:
 
 def add_read_flags(parser: argparse.ArgumentParser) -> None:
     add_output_flag(parser)
-    parser.add_argument("-w", "--watch", action="store_true", help="after printing, follow changes")
     parser.add_argument(
-        "--request-timeout",
-        default=None,
-        metavar="DURATION",
-        help="with --watch: stop after this long (e.g. 30s)",
+        "-w",
+        "--watch",
+        action="store_true",
+        help="after printing, follow changes (until --request-timeout, as kubectl's watch)",
     )
+
+
+def add_wait_timeout(parser: argparse.ArgumentParser, *, default: str, help_text: str) -> None:
+    """--wait-timeout (how long --wait waits); --timeout, its old spelling, is deprecated because
+    kubectl's --request-timeout is per call and the two were easily confused."""
+    parser.add_argument("--wait-timeout", default=default, metavar="DURATION", help=help_text)
+    parser.add_argument("--timeout", dest="deprecated_timeout", default=None, help=argparse.SUPPRESS)
 
 
 def add_request_subcommands(sub: Any, *, epilog: str = "") -> None:
@@ -80,22 +86,29 @@ def add_request_subcommands(sub: Any, *, epilog: str = "") -> None:
     add_read_flags(p)
     p.set_defaults(func=Command("requests", "cmd_list"))
 
-    p = parser("get", "show one AccessRequest: who asks, why, for what, approvals missing")
+    p = parser("get", "show one AccessRequest as a row (describe: the prose view)")
     p.add_argument("name")
     add_cluster_flags(p)
     add_read_flags(p)
     p.set_defaults(func=Command("requests", "cmd_get"))
 
+    p = parser("describe", "describe one AccessRequest: who asks, why, for what, approvals missing")
+    p.add_argument("name")
+    add_cluster_flags(p)
+    p.set_defaults(func=Command("requests", "cmd_describe"))
+
     p = parser("approve", "approve a pending request (as yourself)")
     p.add_argument("name")
     add_cluster_flags(p)
     p.add_argument("--reason", default="")
+    _object_output_flag(p, "the AccessRequest as approved")
     p.set_defaults(func=Command("requests", "cmd_approve"))
 
     p = parser("deny", "deny a pending request")
     p.add_argument("name")
     add_cluster_flags(p)
     p.add_argument("--reason", required=False)
+    _object_output_flag(p, "the AccessRequest as denied")
     p.set_defaults(func=Command("requests", "cmd_deny"))
 
     p = parser("revoke", "end a grant now")
@@ -104,7 +117,8 @@ def add_request_subcommands(sub: Any, *, epilog: str = "") -> None:
     p.add_argument("--reason", required=False)
     p.add_argument("--all", action="store_true", help="revoke every live request (uninstall hook)")
     p.add_argument("--wait", action="store_true", help="with --all: wait until every grant has ended")
-    p.add_argument("--timeout", default="5m", help="with --wait: give up after this long (e.g. 300s)")
+    add_wait_timeout(p, default="5m", help_text="with --wait: give up after this long (default 5m)")
+    _object_output_flag(p, "the AccessRequest as revoked")
     p.set_defaults(func=Command("requests", "cmd_revoke"))
 
 
@@ -128,7 +142,8 @@ def _object_output_flag(p: argparse.ArgumentParser, what: str) -> None:
         type=output_format,
         default=None,
         metavar="FORMAT",
-        help=f"print {what} as json, yaml, name or jsonpath=TEMPLATE (kubectl's shapes)",
+        help=f"print {what} as json, yaml, name, wide, jsonpath=TEMPLATE or custom-columns=SPEC "
+        "(kubectl's shapes)",
     )
 
 
@@ -185,15 +200,20 @@ def add_agent_subcommands(sub: Any) -> None:
         "('-' reads stdin)",
     )
     p.add_argument("--wait", action="store_true", help="wait until the grant is active or the request ends")
-    p.add_argument("--timeout", default="30m", help="with --wait: give up after this long (default 30m)")
+    add_wait_timeout(p, default="30m", help_text="with --wait: give up after this long (default 30m)")
     p.add_argument(
         "--kubeconfig-out", metavar="FILE", help="with --wait: write a delivered kubeconfig here (0600)"
     )
     p.add_argument(
         "--dry-run",
-        action="store_true",
-        help="ask the operator whether this would be allowed, wait for approval, or be denied, and why; "
-        "nothing is filed or audited (exit 0, or 10 if it would be denied)",
+        nargs="?",
+        const="server",
+        default="none",
+        choices=("none", "server", "client"),
+        help="server (or bare --dry-run): ask the operator whether this would be allowed, wait for "
+        "approval, or be denied, and why; "
+        "nothing is filed or audited (exit 0, or 10 if it would be denied); client: print the "
+        "AccessRequest that would be sent",
     )
     add_cluster_flags(p, namespace=False)
     p.set_defaults(func=Command("agent", "cmd_request"))
@@ -211,7 +231,15 @@ def add_agent_subcommands(sub: Any) -> None:
     r.set_defaults(func=Command("agent", "cmd_release"))
 
     q = sub.add_parser("policies", help="the GrantPolicies you may request under, and what each offers")
-    q.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    q.add_argument(
+        "-o",
+        "--output",
+        type=_policies_format,
+        default="text",
+        metavar="FORMAT",
+        help="text (default), json (an array), yaml, name, jsonpath=TEMPLATE (over a kind: List) or "
+        "custom-columns=SPEC",
+    )
     add_cluster_flags(q, namespace=False)
     q.set_defaults(func=Command("agent", "cmd_policies"))
 
@@ -239,6 +267,10 @@ def add_agent_subcommands(sub: Any) -> None:
     # Optional: without a source (or its JITGRANT_ACTIVITY_* variable) access_activity says so.
     add_activity_source_flags(m, required=False)
     m.set_defaults(func=Command("agent", "cmd_mcp"))
+
+
+def _policies_format(text: str) -> str:
+    return text if text == "text" else output_format(text)
 
 
 def _seconds(text: str) -> float:

@@ -7,24 +7,19 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-from kubernetes.client import ApiClient, CustomObjectsApi, RbacAuthorizationV1Api
-
 from jitgrant.cli.requests import with_cluster
-from jitgrant.models import API_GROUP, API_VERSION
+from jitgrant.client.people import PeopleClient
 from jitgrant.offline.loader import Manifests, from_objects
 
 
-def read_cluster(client: ApiClient, *, requests: bool) -> Manifests:
+def read_cluster(client: PeopleClient, *, requests: bool) -> Manifests:
     """What the offline computation reads (AccessRequests only for `requests`), as the caller's
     credentials may list it."""
-    custom = CustomObjectsApi(client)
-    objects: list[dict[str, Any]] = []
-    kinds = [("grantpolicies", "GrantPolicy")] + ([("accessrequests", "AccessRequest")] if requests else [])
-    for plural, kind in kinds:
-        listed = custom.list_cluster_custom_object(API_GROUP, API_VERSION, plural)
-        objects += [{**item, "kind": kind} for item in listed.get("items") or ()]
-    roles = client.sanitize_for_serialization(RbacAuthorizationV1Api(client).list_cluster_role())
-    objects += [{**item, "kind": "ClusterRole"} for item in roles.get("items") or ()]
+    objects: list[dict[str, Any]] = [{**item, "kind": "GrantPolicy"} for item in client.list_policies()]
+    if requests:
+        listed = client.list_requests(None).get("items") or ()
+        objects += [{**item, "kind": "AccessRequest"} for item in listed]
+    objects += [{**item, "kind": "ClusterRole"} for item in client.list_cluster_roles()]
     return from_objects(objects, source="cluster")
 
 
@@ -34,7 +29,7 @@ def from_cluster(
     """Run `render` on what the cluster holds (errors become the CLI's usual messages and codes)."""
 
     @with_cluster
-    def run(args: argparse.Namespace, client: ApiClient) -> int:
+    def run(args: argparse.Namespace, client: PeopleClient) -> int:
         return render(args, read_cluster(client, requests=requests))
 
     result: Callable[[argparse.Namespace], int] = run

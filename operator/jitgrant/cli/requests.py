@@ -1,41 +1,30 @@
-"""`jitgrant get|list|approve|deny|revoke`: people's view of AccessRequests.
+"""`jitgrant list|get|describe|approve|deny|revoke`: people's view of AccessRequests.
 
-Read commands take kubectl's flags (-n, -A, -l, -o, --watch, --context, --as); `get NAME` shows what
-an approver decides on (see describe.py). Exit codes come from exitcodes.py, one table for all.
+Read commands take kubectl's flags (-n, -A, -l, -o, --watch, --request-timeout, --context, --as);
+`get NAME` prints its row and `describe NAME` what an approver decides on (describe.py). Every call
+goes through jitgrant.client's PeopleClient (no Kubernetes client here: an import-linter contract).
+Exit codes come from exitcodes.py, one table for all.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
-import json
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import kubernetes.watch
-import urllib3.exceptions
-from kubernetes.client import (
-    ApiClient,
-    AuthenticationV1Api,
-    CustomObjectsApi,
-    RbacAuthorizationV1Api,
-    V1SelfSubjectReview,
-)
-from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
-from jitgrant.approvals.counting import eligibility, person_key
 from jitgrant.approvals.receipts import parse_recorded
 from jitgrant.cli.describe import Paint, approvals_needed, describe_request, removal_overdue, scope_of
 from jitgrant.cli.exitcodes import ExitCode
-from jitgrant.cli.kubeconfig import CliError, client_from_args, namespace_from_args
-from jitgrant.cli.output import as_list, render_structured
+from jitgrant.cli.kubeconfig import CliError, namespace_from_args, people_from_args
+from jitgrant.cli.output import as_list, custom_columns, render_structured
+from jitgrant.client import ApiRefused, ApiUnreachable, JitgrantError, RequestNotFound
 from jitgrant.models import (
-    API_GROUP,
-    API_VERSION,
     TERMINAL_PHASES,
     ApprovalPolicy,
     Phase,
@@ -49,7 +38,9 @@ from jitgrant.models.vocabulary import (
     DENY_ANNOTATION,
     REVOKE_ANNOTATION,
 )
-from jitgrant.unreachable import unreachable
+
+if TYPE_CHECKING:
+    from jitgrant.client.people import PeopleClient
 
 # The names cli/agent.py imports; the values are the shared table's.
 EXIT_OK = int(ExitCode.OK)
@@ -59,7 +50,6 @@ EXIT_REFUSED = int(ExitCode.REFUSED)
 EXIT_TIMEOUT = int(ExitCode.TIMED_OUT)
 
 LIVE_PHASES = (None, "Pending", "Approved", "Active")
-PLURAL = "accessrequests"
 
 __all__ = [
     "EXIT_NOT_FOUND",
@@ -68,14 +58,13 @@ __all__ = [
     "EXIT_TIMEOUT",
     "EXIT_USAGE",
     "CliError",
-    "client_from_args",
     "describe_api_error",
     "namespace_from_args",
     "scope_of",
 ]
 
 
-def with_cluster(command: Callable[[argparse.Namespace, ApiClient], int]) -> Callable[..., int]:
+def with_cluster(command: Callable[[argparse.Namespace, PeopleClient], int]) -> Callable[..., int]:
     """Run a command with a client for the user's cluster; turn what went wrong into a next step."""
 
     @functools.wraps(command)
@@ -83,7 +72,7 @@ def with_cluster(command: Callable[[argparse.Namespace, ApiClient], int]) -> Cal
         try:
             if hasattr(args, "namespace"):
                 args.namespace = namespace_from_args(args)
-            client = client_from_args(args)
+            client = people_from_args(args)
         except CliError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return exc.code
@@ -92,11 +81,14 @@ def with_cluster(command: Callable[[argparse.Namespace, ApiClient], int]) -> Cal
         except CliError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return exc.code
-        except ApiException as exc:
+        except RequestNotFound as exc:
+            print(f"error: {for_terminal(exc.message)}", file=sys.stderr)
+            return EXIT_NOT_FOUND
+        except ApiRefused as exc:
             print(f"error: {describe_api_error(exc)}", file=sys.stderr)
             return EXIT_REFUSED
-        except urllib3.exceptions.HTTPError as exc:
-            print(f"error: {for_terminal(unreachable(client.configuration.host, exc))}", file=sys.stderr)
+        except (ApiUnreachable, JitgrantError) as exc:
+            print(f"error: {for_terminal(exc.message)}", file=sys.stderr)
             return EXIT_REFUSED
         except KeyboardInterrupt:
             return int(ExitCode.INTERRUPTED)
@@ -106,7 +98,7 @@ def with_cluster(command: Callable[[argparse.Namespace, ApiClient], int]) -> Cal
     return run
 
 
-def describe_api_error(exc: ApiException) -> str:
+def describe_api_error(exc: ApiRefused) -> str:
     if exc.status == 401:
         return (
             "the API server did not accept your credentials (401 Unauthorized); the token in your "
@@ -115,12 +107,9 @@ def describe_api_error(exc: ApiException) -> str:
     return server_message(exc)
 
 
-def server_message(exc: ApiException) -> str:
+def server_message(exc: ApiRefused) -> str:
     """The API server's message (a webhook's refusal may quote a justification), safe to print."""
-    try:
-        return for_terminal(str(json.loads(exc.body or "{}").get("message") or exc.reason))
-    except ValueError:
-        return for_terminal(str(exc.reason))
+    return for_terminal(exc.message)
 
 
 def _age(created: str | None, now: datetime) -> str:
@@ -220,19 +209,12 @@ class Table:
             print(self._line(row), file=self.out, flush=True)
 
 
-def print_table(rows: Sequence[Mapping[str, str]], *, out: Any = None) -> None:
-    out = out or sys.stdout
-    if not rows:
-        print("No AccessRequests found.", file=out)
-        return
-    columns = list(rows[0].keys())
-    widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in columns}
-    print("  ".join(c.ljust(widths[c]) for c in columns).rstrip(), file=out)
-    for row in rows:
-        print("  ".join(row[c].ljust(widths[c]) for c in columns).rstrip(), file=out)
-
-
-def _emit(data: Any, fmt: str) -> bool:
+def _emit(data: Any, fmt: str, *, header: bool = True) -> bool:
+    if fmt.startswith("custom-columns="):
+        items = data.get("items", []) if data.get("kind") == "List" else [data]
+        sys.stdout.write(custom_columns(fmt.partition("=")[2], items, header=header))
+        sys.stdout.flush()
+        return True
     if fmt.startswith("jsonpath=") and sys.stdout.isatty():
         data = terminal_tree(data)  # json and yaml escape control characters themselves
     text = render_structured(data, fmt)
@@ -243,29 +225,25 @@ def _emit(data: Any, fmt: str) -> bool:
     return True
 
 
-def _list_call(
-    custom: CustomObjectsApi, args: argparse.Namespace
-) -> tuple[Callable[..., Any], tuple[str, ...]]:
-    if getattr(args, "all_namespaces", False):
-        return custom.list_cluster_custom_object, (API_GROUP, API_VERSION, PLURAL)
-    return custom.list_namespaced_custom_object, (API_GROUP, API_VERSION, args.namespace, PLURAL)
-
-
 def _watch(
-    client: ApiClient,
+    client: PeopleClient,
     args: argparse.Namespace,
     resource_version: str,
     show: Callable[[Mapping[str, Any]], None],
-    **selectors: str,
+    *,
+    field_selector: str | None = None,
 ) -> int:
     """Follow changes after `resource_version` until --request-timeout (or Ctrl-C), as `kubectl -w`."""
-    fn, fn_args = _list_call(CustomObjectsApi(client), args)
-    kwargs: dict[str, Any] = {"resource_version": resource_version, **selectors}
-    if args.request_timeout:
-        kwargs["timeout_seconds"] = max(1, int(_duration(args.request_timeout, "--request-timeout")))
-    for event in kubernetes.watch.Watch().stream(fn, *fn_args, **kwargs):
-        if event.get("type") in ("ADDED", "MODIFIED", "DELETED") and isinstance(event.get("object"), dict):
-            show(event["object"])
+    namespace = None if getattr(args, "all_namespaces", False) else args.namespace
+    timeout = client.connection.request_timeout
+    for _, obj in client.watch_requests(
+        namespace,
+        resource_version,
+        selector=getattr(args, "selector", None),
+        field_selector=field_selector,
+        timeout=timeout,
+    ):
+        show(obj)
     return EXIT_OK
 
 
@@ -277,13 +255,11 @@ def _duration(text: str, flag: str) -> float:
 
 
 @with_cluster
-def cmd_list(args: argparse.Namespace, client: ApiClient) -> int:
-    custom = CustomObjectsApi(client)
-    fn, fn_args = _list_call(custom, args)
-    selectors = {"label_selector": args.selector} if args.selector else {}
+def cmd_list(args: argparse.Namespace, client: PeopleClient) -> int:
+    namespace = None if args.all_namespaces else args.namespace
     try:
-        result = fn(*fn_args, **selectors)
-    except ApiException as exc:
+        result = client.list_requests(namespace, selector=args.selector)
+    except ApiRefused as exc:
         where = "in any namespace" if args.all_namespaces else f"in namespace {args.namespace}"
         hint = "; pick a namespace you can read with -n" if exc.status == 403 else ""
         print(f"error: cannot list AccessRequests {where}: {describe_api_error(exc)}{hint}", file=sys.stderr)
@@ -296,62 +272,44 @@ def cmd_list(args: argparse.Namespace, client: ApiClient) -> int:
     table = Table(namespaced=not args.all_namespaces, wide=args.output == "wide")
     if not _emit(as_list(items, resource_version=resource_version), args.output):
         table.print(items)
+    printed = bool(items)
 
     def show(obj: Mapping[str, Any]) -> None:
+        nonlocal printed
         if args.pending and not keep(obj):
             return
-        if not _emit(obj, args.output):
+        if not _emit(obj, args.output, header=not printed):
             table.print([obj], header=not table.widths)
+        printed = True
 
-    return _watch(client, args, resource_version, show, **selectors) if args.watch else EXIT_OK
-
-
-def _not_found(args: argparse.Namespace) -> CliError:
-    return CliError(
-        f"AccessRequest {args.namespace}/{args.name} not found; "
-        f"`jitgrant list -n {args.namespace}` shows what exists",
-        EXIT_NOT_FOUND,
-    )
+    return _watch(client, args, resource_version, show) if args.watch else EXIT_OK
 
 
-def _get(custom: CustomObjectsApi, args: argparse.Namespace) -> dict[str, Any]:
-    try:
-        obj: dict[str, Any] = custom.get_namespaced_custom_object(
-            API_GROUP, API_VERSION, args.namespace, PLURAL, args.name
-        )
-    except ApiException as exc:
-        if exc.status == 404:
-            raise _not_found(args) from exc
-        raise
-    return obj
+def _get(client: PeopleClient, args: argparse.Namespace) -> dict[str, Any]:
+    return client.get_request(args.namespace, args.name)
 
 
 def _readable(fn: Callable[[], Any], what: str) -> tuple[Any, str | None]:
     """What the caller may read, or why not (an approver without `get clusterroles` still decides)."""
     try:
         return fn(), None
-    except ApiException as exc:
+    except ApiRefused as exc:
         if exc.status in (403, 404):
             return None, f"{what}: {server_message(exc)}"
         raise
 
 
-def describe(client: ApiClient, obj: Mapping[str, Any], *, paint: Paint) -> str:
+def describe(client: PeopleClient, obj: Mapping[str, Any], *, paint: Paint) -> str:
     spec = obj.get("spec") or {}
     rules, role_error = None, None
     if spec.get("clusterRole"):
         role, role_error = _readable(
-            lambda: RbacAuthorizationV1Api(client).read_cluster_role(spec["clusterRole"]),
+            lambda: client.get_cluster_role(spec["clusterRole"]),
             f"cannot read ClusterRole {spec['clusterRole']}",
         )
         if role is not None:
-            rules = [client.sanitize_for_serialization(rule) for rule in role.rules or []]
-    policy, _ = _readable(
-        lambda: CustomObjectsApi(client).get_cluster_custom_object(
-            API_GROUP, API_VERSION, "grantpolicies", spec.get("policy", "")
-        ),
-        "policy",
-    )
+            rules = list(role.get("rules") or [])
+    policy, _ = _readable(lambda: client.get_policy(spec.get("policy", "")), "policy")
     return describe_request(
         obj,
         cluster_role_rules=rules,
@@ -362,25 +320,30 @@ def describe(client: ApiClient, obj: Mapping[str, Any], *, paint: Paint) -> str:
 
 
 @with_cluster
-def cmd_get(args: argparse.Namespace, client: ApiClient) -> int:
-    custom = CustomObjectsApi(client)
-    obj = _get(custom, args)
-    table = Table(namespaced=True, wide=True)
+def cmd_get(args: argparse.Namespace, client: PeopleClient) -> int:
+    """`get NAME`: one row, as `kubectl get` prints one (describe prints the prose view)."""
+    obj = _get(client, args)
+    table = Table(namespaced=True, wide=args.output == "wide")
     if not _emit(obj, args.output):
-        if args.output == "wide":
-            table.print([obj])
-        else:
-            sys.stdout.write(describe(client, obj, paint=Paint.for_stream(sys.stdout)))
-            sys.stdout.flush()
+        table.print([obj])
 
     def show(changed: Mapping[str, Any]) -> None:
-        if not _emit(changed, args.output):
+        if not _emit(changed, args.output, header=False):
             table.print([changed], header=not table.widths)
 
     if not args.watch:
         return EXIT_OK
     rv = str(obj["metadata"].get("resourceVersion") or "")
     return _watch(client, args, rv, show, field_selector=f"metadata.name={args.name}")
+
+
+@with_cluster
+def cmd_describe(args: argparse.Namespace, client: PeopleClient) -> int:
+    """`describe NAME`: what an approver decides on, in prose (describe.py)."""
+    obj = _get(client, args)
+    sys.stdout.write(describe(client, obj, paint=Paint.for_stream(sys.stdout)))
+    sys.stdout.flush()
+    return EXIT_OK
 
 
 class PendingFor:
@@ -391,18 +354,17 @@ class PendingFor:
     the webhook would then refuse.
     """
 
-    def __init__(self, client: ApiClient) -> None:
-        review = AuthenticationV1Api(client).create_self_subject_review(V1SelfSubjectReview())
-        user = review.status.user_info
-        self.username: str = user.username or ""
-        self.groups: tuple[str, ...] = tuple(user.groups or ())
-        self.custom = CustomObjectsApi(client)
+    def __init__(self, client: PeopleClient) -> None:
+        me = client.whoami()
+        self.username: str = me.username
+        self.groups: tuple[str, ...] = me.groups
+        self.client = client
         self.policies: dict[str, ApprovalPolicy | None] = {}
 
     def _approval(self, name: str) -> ApprovalPolicy | None:
         if name not in self.policies:
             body, why = _readable(
-                lambda: self.custom.get_cluster_custom_object(API_GROUP, API_VERSION, "grantpolicies", name),
+                lambda: self.client.get_policy(name),
                 f"policy {name}",
             )
             if why:
@@ -422,6 +384,8 @@ class PendingFor:
         if approval is None or approvals_needed({"approval": approval.model_dump(by_alias=True)}) == 0:
             return False
         annotations = (obj.get("metadata") or {}).get("annotations") or {}
+        from jitgrant.approvals.counting import eligibility, person_key  # --pending alone
+
         decided = {person_key(e.approver) for e in parse_recorded(annotations.get(APPROVALS_ANNOTATION))}
         if person_key(self.username) in decided:
             return False
@@ -436,26 +400,15 @@ class PendingFor:
 
 
 def _annotate(
-    args: argparse.Namespace, client: ApiClient, annotations: dict[str, str], verb: str
+    args: argparse.Namespace, client: PeopleClient, annotations: dict[str, str], verb: str
 ) -> dict[str, Any]:
-    custom = CustomObjectsApi(client)
     try:
-        result: dict[str, Any] = custom.patch_namespaced_custom_object(
-            API_GROUP,
-            API_VERSION,
-            args.namespace,
-            "accessrequests",
-            args.name,
-            {"metadata": {"annotations": annotations}},
-        )
-    except ApiException as exc:
-        if exc.status == 404:
-            raise _not_found(args) from exc
+        return client.annotate_request(args.namespace, args.name, annotations)
+    except ApiRefused as exc:
         raise CliError(f"{verb} refused: {describe_api_error(exc)}") from exc
-    return result
 
 
-def _decide(args: argparse.Namespace, client: ApiClient, annotation: str, verb: str) -> int:
+def _decide(args: argparse.Namespace, client: PeopleClient, annotation: str, verb: str) -> int:
     """Approve or deny: the webhook records the decision under the caller's identity, with a receipt."""
     result = _annotate(args, client, {annotation: args.reason or ""}, verb)
     annotations = (result.get("metadata") or {}).get("annotations") or {}
@@ -465,6 +418,8 @@ def _decide(args: argparse.Namespace, client: ApiClient, annotation: str, verb: 
             f"{verb} not recorded: the jitgrant admission webhook did not handle it; check that the "
             "operator and its webhook configurations are installed"
         )
+    if _emit_object(result, args):
+        return EXIT_OK
     entry = recorded[-1]
     print(
         f"AccessRequest {args.namespace}/{args.name}: {verb} recorded as {entry.approver} at "
@@ -474,8 +429,19 @@ def _decide(args: argparse.Namespace, client: ApiClient, annotation: str, verb: 
     return EXIT_OK
 
 
+def _emit_object(obj: Mapping[str, Any], args: argparse.Namespace) -> bool:
+    """-o on a command that changes one object: the object as changed; False for the usual line."""
+    fmt = getattr(args, "output", None)
+    if fmt is None:
+        return False
+    if fmt == "wide":
+        Table(namespaced=True, wide=True).print([obj])
+        return True
+    return _emit(dict(obj), fmt)
+
+
 @with_cluster
-def cmd_approve(args: argparse.Namespace, client: ApiClient) -> int:
+def cmd_approve(args: argparse.Namespace, client: PeopleClient) -> int:
     return _decide(args, client, APPROVE_ANNOTATION, "approval")
 
 
@@ -487,7 +453,7 @@ def cmd_deny(args: argparse.Namespace) -> int:
 
 
 @with_cluster
-def _deny(args: argparse.Namespace, client: ApiClient) -> int:
+def _deny(args: argparse.Namespace, client: PeopleClient) -> int:
     return _decide(args, client, DENY_ANNOTATION, "denial")
 
 
@@ -504,13 +470,17 @@ def cmd_revoke(args: argparse.Namespace) -> int:
 
 
 @with_cluster
-def _revoke_one(args: argparse.Namespace, client: ApiClient) -> int:
-    current = _get(CustomObjectsApi(client), args)
+def _revoke_one(args: argparse.Namespace, client: PeopleClient) -> int:
+    current = _get(client, args)
     phase = (current.get("status") or {}).get("phase")
     if phase not in LIVE_PHASES:
+        if _emit_object(current, args):
+            return EXIT_OK
         print(f"AccessRequest {args.namespace}/{args.name} has already ended ({phase}); nothing to revoke")
         return EXIT_OK
-    _annotate(args, client, {REVOKE_ANNOTATION: args.reason}, "revocation")
+    changed = _annotate(args, client, {REVOKE_ANNOTATION: args.reason}, "revocation")
+    if _emit_object(changed, args):
+        return EXIT_OK
     print(
         f"AccessRequest {args.namespace}/{args.name}: revocation requested; the operator removes the grant "
         f"now (`jitgrant get {args.name} -n {args.namespace}` shows when it is Revoked)"
@@ -519,12 +489,11 @@ def _revoke_one(args: argparse.Namespace, client: ApiClient) -> int:
 
 
 @with_cluster
-def _revoke_all(args: argparse.Namespace, client: ApiClient) -> int:
+def _revoke_all(args: argparse.Namespace, client: PeopleClient) -> int:
     """Used by the chart's pre-delete hook: end every live grant while the operator still runs."""
-    custom = CustomObjectsApi(client)
     try:
-        items = custom.list_cluster_custom_object(API_GROUP, API_VERSION, "accessrequests").get("items", [])
-    except ApiException as exc:
+        items = client.list_requests(None).get("items", [])
+    except ApiRefused as exc:
         raise CliError(f"cannot list AccessRequests in all namespaces: {describe_api_error(exc)}") from exc
     failures = 0
     revoking: list[tuple[str, str]] = []
@@ -533,39 +502,37 @@ def _revoke_all(args: argparse.Namespace, client: ApiClient) -> int:
             continue
         meta = item["metadata"]
         try:
-            custom.patch_namespaced_custom_object(
-                API_GROUP,
-                API_VERSION,
-                meta["namespace"],
-                "accessrequests",
-                meta["name"],
-                {"metadata": {"annotations": {REVOKE_ANNOTATION: args.reason}}},
-            )
+            client.annotate_request(meta["namespace"], meta["name"], {REVOKE_ANNOTATION: args.reason})
             print(f"revoking {meta['namespace']}/{meta['name']}")
             revoking.append((meta["namespace"], meta["name"]))
-        except ApiException as exc:
+        except (ApiRefused, RequestNotFound) as exc:
             failures += 1
-            print(f"error: {meta['namespace']}/{meta['name']}: {describe_api_error(exc)}", file=sys.stderr)
+            print(f"error: {meta['namespace']}/{meta['name']}: {for_terminal(exc.message)}", file=sys.stderr)
     if failures:
         return EXIT_REFUSED
     if args.wait and revoking:
-        return _wait_until_ended(custom, revoking, timeout=_duration(args.timeout, "--timeout"))
+        return _wait_until_ended(client, revoking, timeout=_duration(wait_timeout(args), "--wait-timeout"))
     return EXIT_OK
 
 
-def _wait_until_ended(custom: CustomObjectsApi, names: list[tuple[str, str]], *, timeout: float) -> int:
+def wait_timeout(args: argparse.Namespace) -> str:
+    """--wait-timeout, or its deprecated spelling --timeout (with a warning: kubectl's --timeout and
+    --request-timeout mean other things)."""
+    if getattr(args, "deprecated_timeout", None) is not None:
+        print("warning: --timeout is deprecated (removed in 0.2): use --wait-timeout", file=sys.stderr)
+        return str(args.deprecated_timeout)
+    return str(args.wait_timeout)
+
+
+def _wait_until_ended(client: PeopleClient, names: list[tuple[str, str]], *, timeout: float) -> int:
     """Wait until the operator has ended every named request (or it is gone), printing progress."""
     deadline = time.monotonic() + timeout
     remaining = set(names)
     while remaining:
         for namespace, name in sorted(remaining):
             try:
-                obj = custom.get_namespaced_custom_object(
-                    API_GROUP, API_VERSION, namespace, "accessrequests", name
-                )
-            except ApiException as exc:
-                if exc.status != 404:
-                    raise
+                obj = client.get_request(namespace, name)
+            except RequestNotFound:
                 remaining.discard((namespace, name))
                 continue
             if (obj.get("status") or {}).get("phase") not in LIVE_PHASES:

@@ -16,9 +16,11 @@ from jitgrant.logs import configure as configure_logging
 from jitgrant.notify.config import NotifyConfig
 from jitgrant.settings import OperatorSettings, WebhookSettings
 
+RUN_HELP = "run the operator until interrupted"
+
 
 def add_run_subcommand(sub: Any) -> None:
-    p = sub.add_parser("run", help="run the operator until interrupted")
+    p = sub.add_parser("run", help=RUN_HELP)
     p.add_argument(
         "--embedded",
         action="store_true",

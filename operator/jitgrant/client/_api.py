@@ -10,30 +10,30 @@ API server would authenticate that first and the call would act as the server's 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import http.client
 import json
 import os
+import socket
 import ssl
+import tempfile
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
-from urllib.parse import quote
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from urllib.parse import quote, urlencode, urlsplit
 
-import aiohttp
-import kubernetes.client
-import kubernetes.config
-from kubernetes.config.config_exception import ConfigException
-from multidict import CIMultiDict
-
+from jitgrant.client import _kubeconfig
 from jitgrant.client.errors import ApiRefused, ApiUnreachable, JitgrantError
-from jitgrant.httpbody import BodyError, read_body
-from jitgrant.models import API_GROUP, API_VERSION
+from jitgrant.client.transport import HttpRequest, HttpResponse, Transport, TransportError
+from jitgrant.httpbody import BodyError, read_body, read_body_sync
 from jitgrant.models.vocabulary import Reason
 from jitgrant.unreachable import unreachable
 
-IN_CLUSTER_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
-REQUESTS = "accessrequests"
-POLICIES = "grantpolicies"
+if TYPE_CHECKING:  # imported when a connection first talks: a read-only CLI call never pays for it
+    import aiohttp
+
+T = TypeVar("T")
 # The API server ends a watch after timeoutSeconds; the client then resumes from its resourceVersion.
 WATCH_SECONDS = 290
 _CONNECT_TIMEOUT = 10.0
@@ -55,9 +55,12 @@ class Tls:
     check_hostname: bool = True
     cert_file: str | None = None
     key_file: str | None = None
+    ca_data: str | None = None  # PEM, from certificate-authority-data
+    cert_data: bytes | None = field(default=None, repr=False)
+    key_data: bytes | None = field(default=None, repr=False)
 
     def context(self) -> ssl.SSLContext:
-        context = ssl.create_default_context(cafile=self.ca_file or None)
+        context = ssl.create_default_context(cafile=self.ca_file or None, cadata=self.ca_data or None)
         if not self.verify:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
@@ -65,6 +68,13 @@ class Tls:
             context.check_hostname = False
         if self.cert_file:
             context.load_cert_chain(self.cert_file, self.key_file or None)
+        elif self.cert_data:
+            # load_cert_chain reads files only: a private directory that is gone once it is loaded.
+            with tempfile.TemporaryDirectory(prefix="jitgrant-tls-") as directory:
+                cert, key = Path(directory, "cert.pem"), Path(directory, "key.pem")
+                cert.write_bytes(self.cert_data)
+                key.write_bytes(self.key_data or b"")
+                context.load_cert_chain(str(cert), str(key) if self.key_data else None)
         return context
 
 
@@ -80,13 +90,24 @@ class Connection:
     # server checks the caller's `impersonate` permission each time.
     impersonate: Sequence[tuple[str, str]] = ()
     calls: int = 0
-    _session: aiohttp.ClientSession | None = field(default=None, repr=False)
+    # kubectl's --request-timeout: a bound on each call (not on watches); None waits as long as it takes.
+    request_timeout: float | None = None
+    # Where exchanges go: a given transport (MockTransport in tests), else aiohttp, made on first use.
+    transport: Transport | None = field(default=None, repr=False)
+    _default: Transport | None = field(default=None, repr=False)
+    # What a connection without a given transport uses: aiohttp. Tests of code that builds its own
+    # connections (the CLI) put a MockTransport factory here, the HTTP layer's double.
+    transport_factory: ClassVar[Callable[[Tls], Transport]]
+    # A command-line call: the standard library's http.client (no aiohttp to import, about a third of
+    # a read-only command's time); blocking reads run in a thread, so waits and watches still end.
+    blocking: bool = False
+    blocking_transport_factory: ClassVar[Callable[[Tls], Transport]]
 
     # -- construction --------------------------------------------------------------------------
     @classmethod
-    def from_configuration(
-        cls, configuration: kubernetes.client.Configuration, *, namespace: str = "default"
-    ) -> Connection:
+    def from_configuration(cls, configuration: Any, *, namespace: str = "default") -> Connection:
+        """From a `kubernetes.client.Configuration` (already loaded)."""
+
         def authorization() -> str | None:
             # auth_settings runs the refresh hook (exec plugins, rotated in-cluster tokens) and knows
             # where this version of the client keeps the token ('BearerToken' or 'authorization').
@@ -107,27 +128,74 @@ class Connection:
         )
 
     @classmethod
+    def from_credentials(cls, found: _kubeconfig.Credentials, *, namespace: str | None = None) -> Connection:
+        return cls(
+            host=found.host,
+            tls=Tls(
+                ca_file=found.ca_file,
+                ca_data=found.ca_data,
+                verify=found.verify,
+                cert_file=found.cert_file,
+                key_file=found.key_file,
+                cert_data=found.cert_data,
+                key_data=found.key_data,
+            ),
+            authorization=found.authorization,
+            namespace=namespace or found.namespace or "default",
+            impersonate=found.impersonate,
+        )
+
+    @classmethod
     def from_kubeconfig(
-        cls, path: str | Path | None = None, *, context: str | None = None, namespace: str | None = None
+        cls,
+        path: str | Path | Sequence[str] | None = None,
+        *,
+        context: str | None = None,
+        namespace: str | None = None,
     ) -> Connection:
+        """From a kubeconfig (several files, as a list or joined by os.pathsep, merged as kubectl
+        merges them); default $KUBECONFIG, read now, else ~/.kube/config. The kubeconfig user's
+        `as`/`as-groups` are sent as Impersonate-* headers, as kubectl does."""
+        if path is None:
+            path = os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
+        paths = (
+            [str(p) for p in path]
+            if isinstance(path, Sequence) and not isinstance(path, str)
+            else [p for p in str(path).split(os.pathsep) if p]
+        )
+        joined = os.pathsep.join(paths)
+        try:
+            return cls.from_credentials(
+                _kubeconfig.from_kubeconfig(paths, context=context), namespace=namespace
+            )
+        except _kubeconfig.Unsupported:
+            pass  # the official loader below knows it
+        except _kubeconfig.KubeconfigError as exc:
+            raise JitgrantError(
+                f"cannot load kubeconfig {joined}: {exc}", reason=Reason.API_UNREACHABLE
+            ) from exc
+        return cls._official_kubeconfig(joined, context=context, namespace=namespace)
+
+    @classmethod
+    def _official_kubeconfig(cls, joined: str, *, context: str | None, namespace: str | None) -> Connection:
+        import kubernetes.client
+        import kubernetes.config
+        from kubernetes.config.config_exception import ConfigException
+
         configuration = kubernetes.client.Configuration()
-        # $KUBECONFIG is read now, not when the Kubernetes client was imported (it may list several
-        # files, merged as kubectl merges them).
-        path = path or os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
         try:
             kubernetes.config.load_kube_config(
-                config_file=str(path),
+                config_file=joined,
                 context=context,
                 client_configuration=configuration,
                 persist_config=False,
             )
-            _, active = kubernetes.config.list_kube_config_contexts(config_file=str(path))
+            contexts, active = kubernetes.config.list_kube_config_contexts(config_file=joined)
             if context:
-                contexts, _ = kubernetes.config.list_kube_config_contexts(config_file=str(path))
                 active = next((c for c in contexts if c.get("name") == context), active)
         except (ConfigException, OSError) as exc:
             raise JitgrantError(
-                f"cannot load kubeconfig {path}: {exc}",
+                f"cannot load kubeconfig {joined}: {exc}",
                 reason=Reason.API_UNREACHABLE,
             ) from exc
         default = str(((active or {}).get("context") or {}).get("namespace") or "default")
@@ -135,19 +203,13 @@ class Connection:
 
     @classmethod
     def in_cluster(cls, *, namespace: str | None = None) -> Connection:
-        configuration = kubernetes.client.Configuration()
         try:
-            kubernetes.config.load_incluster_config(client_configuration=configuration)
-        except ConfigException as exc:
+            found = _kubeconfig.in_cluster()
+        except _kubeconfig.KubeconfigError as exc:
             raise JitgrantError(
                 f"not running in a pod with a ServiceAccount token: {exc}", reason=Reason.API_UNREACHABLE
             ) from exc
-        if namespace is None:
-            try:
-                namespace = IN_CLUSTER_NAMESPACE_FILE.read_text().strip()
-            except OSError:
-                namespace = "default"
-        return cls.from_configuration(configuration, namespace=namespace or "default")
+        return cls.from_credentials(found, namespace=namespace)
 
     def with_token(self, token: str, *, namespace: str | None = None) -> Connection:
         """The same API server, authenticated only by `token` (the caller's, passed through)."""
@@ -156,32 +218,46 @@ class Connection:
             tls=replace(self.tls, cert_file=None, key_file=None),
             authorization=lambda: f"Bearer {token}",
             namespace=namespace or self.namespace,
+            request_timeout=self.request_timeout,
+            transport=self.transport,
+            blocking=self.blocking,
+        )
+
+    @classmethod
+    def for_transport(cls, transport: Transport, *, namespace: str = "default") -> Connection:
+        """A connection whose every exchange goes through `transport` (a MockTransport in tests)."""
+        return cls(
+            host="https://api.test",
+            tls=Tls(),
+            authorization=lambda: None,
+            namespace=namespace,
+            transport=transport,
         )
 
     # -- calls --------------------------------------------------------------------------------
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._default is not None:
+            await self._default.aclose()
+            self._default = None
 
-    def _http(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(ssl=self.tls.context()),
-                timeout=aiohttp.ClientTimeout(sock_connect=_CONNECT_TIMEOUT, sock_read=_READ_TIMEOUT),
-                # A multidict: one Impersonate-Group line per group, as the API server reads them.
-                headers=CIMultiDict(self.impersonate),
-            )
-        return self._session
+    def _transport(self) -> Transport:
+        if self.transport is not None:
+            return self.transport
+        if self._default is None:
+            factory = Connection.blocking_transport_factory if self.blocking else Connection.transport_factory
+            self._default = factory(self.tls)
+        return self._default
 
-    def _headers(self, content_type: str | None = None) -> dict[str, str]:
-        headers = {"Accept": "application/json"}
+    def _headers(self, content_type: str | None = None) -> tuple[tuple[str, str], ...]:
+        headers = [("Accept", "application/json")]
         token = self.authorization()
         if token:
-            headers["Authorization"] = token
+            headers.append(("Authorization", token))
         if content_type:
-            headers["Content-Type"] = content_type
-        return headers
+            headers.append(("Content-Type", content_type))
+        # One Impersonate-Group line per group, as the API server reads them.
+        headers.extend(self.impersonate)
+        return tuple(headers)
 
     async def call(
         self,
@@ -193,23 +269,35 @@ class Connection:
         content_type: str = "application/json",
     ) -> ApiResponse:
         self.calls += 1
+        request = HttpRequest(
+            method=method,
+            url=self.host + path,
+            params=tuple((params or {}).items()),
+            headers=self._headers(content_type if body is not None else None),
+            body=json.dumps(body).encode() if body is not None else None,
+            read_timeout=_READ_TIMEOUT,
+            total_timeout=self.request_timeout,
+        )
+        what = f"the API server's answer to {method} {path}"
         try:
-            async with self._http().request(
-                method,
-                self.host + path,
-                params=dict(params or {}),
-                data=json.dumps(body) if body is not None else None,
-                headers=self._headers(content_type if body is not None else None),
-            ) as response:
-                text = await _text(response, what=f"the API server's answer to {method} {path}")
-                warnings = [_warning_text(value) for value in response.headers.getall("Warning", [])]
+            async with asyncio.timeout(self.request_timeout), self._transport().open(request) as response:
+                text = _decoded(await response.read(limit=MAX_RESPONSE_BYTES, what=what), response.headers)
+                warnings = [_warning_text(v) for k, v in response.headers if k.lower() == "warning"]
                 if response.status >= 400:
                     raise refused(response.status, text)
                 return ApiResponse(body=json.loads(text) if text else {}, warnings=warnings)
         except BodyError as exc:
             raise ApiUnreachable(str(exc), reason=Reason.API_UNREACHABLE) from exc
-        except (aiohttp.ClientError, TimeoutError, ssl.SSLError) as exc:
-            raise ApiUnreachable(unreachable(self.host, exc), reason=Reason.API_UNREACHABLE) from exc
+        except TransportError as exc:
+            raise ApiUnreachable(
+                unreachable(self.host, exc.cause or exc), reason=Reason.API_UNREACHABLE
+            ) from exc
+        except TimeoutError as exc:  # only the bound above: a transport reports its own as TransportError
+            raise ApiUnreachable(
+                f"the API server at {self.host} did not answer {method} {path} within the request "
+                f"timeout of {self.request_timeout:g}s (--request-timeout)",
+                reason=Reason.API_UNREACHABLE,
+            ) from exc
 
     async def watch(self, path: str, params: Mapping[str, str]) -> AsyncIterator[dict[str, Any]]:
         """One watch connection's events, until the server ends it; the caller resumes."""
@@ -220,51 +308,197 @@ class Connection:
             "allowWatchBookmarks": "true",
             "timeoutSeconds": str(WATCH_SECONDS),
         }
-        timeout = aiohttp.ClientTimeout(sock_connect=_CONNECT_TIMEOUT, sock_read=WATCH_SECONDS + 30)
+        request = HttpRequest(
+            method="GET",
+            url=self.host + path,
+            params=tuple(query.items()),
+            headers=self._headers(),
+            read_timeout=WATCH_SECONDS + 30,
+        )
         try:
-            async with self._http().get(
-                self.host + path, params=query, headers=self._headers(), timeout=timeout
-            ) as response:
+            async with self._transport().open(request) as response:
                 if response.status >= 400:
-                    raise refused(
-                        response.status, await _text(response, what=f"the API server's answer to {path}")
+                    what = f"the API server's answer to {path}"
+                    text = _decoded(
+                        await response.read(limit=MAX_RESPONSE_BYTES, what=what), response.headers
                     )
-                async for line in response.content:
+                    raise refused(response.status, text)
+                async for line in response.lines():
                     if line.strip():
                         yield json.loads(line)
-        except (aiohttp.ClientError, TimeoutError, asyncio.IncompleteReadError, ssl.SSLError) as exc:
+        except (TransportError, BodyError) as exc:
+            cause = exc.cause if isinstance(exc, TransportError) else exc
             raise ApiUnreachable(
-                f"the watch on {self.host} dropped ({exc or type(exc).__name__})",
+                f"the watch on {self.host} dropped ({cause or type(cause).__name__})",
                 reason=Reason.API_UNREACHABLE,
             ) from exc
 
 
-def request_path(namespace: str, name: str | None = None) -> str:
-    base = f"/apis/{API_GROUP}/{API_VERSION}/namespaces/{quote(namespace)}/{REQUESTS}"
-    return f"{base}/{quote(name)}" if name else base
+class AiohttpTransport:
+    """The transport Connection uses unless given another: aiohttp, so a watch can be cancelled at
+    once; one session per connection, created on first use."""
+
+    def __init__(self, tls: Tls) -> None:
+        self._tls = tls
+        self._session: aiohttp.ClientSession | None = None
+
+    def _http(self) -> aiohttp.ClientSession:
+        import aiohttp
+
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(ssl=self._tls.context()),
+                timeout=aiohttp.ClientTimeout(sock_connect=_CONNECT_TIMEOUT, sock_read=_READ_TIMEOUT),
+            )
+        return self._session
+
+    @contextlib.asynccontextmanager
+    async def open(self, request: HttpRequest) -> AsyncIterator[HttpResponse]:
+        import aiohttp
+        from multidict import CIMultiDict
+
+        timeout = aiohttp.ClientTimeout(
+            total=request.total_timeout, sock_connect=_CONNECT_TIMEOUT, sock_read=request.read_timeout
+        )
+        try:
+            async with self._http().request(
+                request.method,
+                request.url,
+                params=list(request.params),
+                data=request.body,
+                headers=CIMultiDict(request.headers),
+                timeout=timeout,
+            ) as response:
+                yield _AiohttpResponse(response)
+        except (aiohttp.ClientError, TimeoutError, asyncio.IncompleteReadError, ssl.SSLError) as exc:
+            raise TransportError(str(exc) or type(exc).__name__, cause=exc) from exc
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
 
-def policy_path(name: str | None = None) -> str:
-    base = f"/apis/{API_GROUP}/{API_VERSION}/{POLICIES}"
-    return f"{base}/{quote(name)}" if name else base
+class _AiohttpResponse:
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+        self.status = response.status
+        self.headers = list(response.headers.items())
+
+    async def read(self, *, limit: int, what: str) -> bytes:
+        return await read_body(
+            self._response.content, limit=limit, what=what, declared=self._response.content_length
+        )
+
+    async def lines(self) -> AsyncIterator[bytes]:
+        async for line in self._response.content:
+            yield line
+
+
+class StdlibTransport:
+    """http.client, one connection per exchange, its blocking calls in a worker thread; cancelling
+    a read (Ctrl-C, a timeout) shuts the socket so the thread returns at once."""
+
+    def __init__(self, tls: Tls) -> None:
+        self._tls = tls
+        self._context: ssl.SSLContext | None = None
+
+    def _connect(self, request: HttpRequest) -> http.client.HTTPConnection:
+        parts = urlsplit(request.url)
+        timeout = request.read_timeout or _READ_TIMEOUT
+        if parts.scheme == "http":
+            return http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=timeout)
+        if self._context is None:
+            self._context = self._tls.context()
+        return http.client.HTTPSConnection(
+            parts.hostname or "", parts.port, timeout=timeout, context=self._context
+        )
+
+    @contextlib.asynccontextmanager
+    async def open(self, request: HttpRequest) -> AsyncIterator[HttpResponse]:
+        connection = self._connect(request)
+        parts = urlsplit(request.url)
+        target = parts.path + (f"?{urlencode(request.params)}" if request.params else "")
+
+        def exchange() -> http.client.HTTPResponse:
+            connection.putrequest(request.method, target, skip_accept_encoding=True)
+            for name, value in request.headers:
+                connection.putheader(name, value)
+            if request.body is not None:
+                connection.putheader("Content-Length", str(len(request.body)))
+            connection.endheaders(request.body)
+            return connection.getresponse()
+
+        try:
+            try:
+                response = await _in_thread(connection, exchange)
+            except (OSError, http.client.HTTPException) as exc:
+                raise TransportError(str(exc) or type(exc).__name__, cause=exc) from exc
+            yield _StdlibResponse(connection, response)
+        finally:
+            connection.close()
+
+    async def aclose(self) -> None:
+        return None
+
+
+class _StdlibResponse:
+    def __init__(self, connection: http.client.HTTPConnection, response: http.client.HTTPResponse) -> None:
+        self._connection, self._response = connection, response
+        self.status = response.status
+        self.headers = list(response.getheaders())
+
+    async def read(self, *, limit: int, what: str) -> bytes:
+        length = self._response.getheader("Content-Length")
+        declared = int(length) if length and length.isdigit() else None
+        return await _in_thread(
+            self._connection,
+            lambda: read_body_sync(self._response, limit=limit, what=what, declared=declared),
+        )
+
+    async def lines(self) -> AsyncIterator[bytes]:
+        while True:
+            try:
+                line = await _in_thread(self._connection, self._response.readline)
+            except (OSError, http.client.HTTPException) as exc:
+                raise TransportError(str(exc) or type(exc).__name__, cause=exc) from exc
+            if not line:
+                return
+            yield line
+
+
+async def _in_thread(connection: http.client.HTTPConnection, call: Callable[[], T]) -> T:
+    try:
+        return await asyncio.to_thread(call)
+    except asyncio.CancelledError:
+        # The thread is blocked in a socket read: shutting the socket lets it return now, so the
+        # event loop (and Ctrl-C) need not wait for the read timeout.
+        if connection.sock is not None:
+            with contextlib.suppress(OSError):
+                connection.sock.shutdown(socket.SHUT_RDWR)
+        raise
+
+
+def _decoded(body: bytes, headers: Sequence[tuple[str, str]]) -> str:
+    content_type = next((v for k, v in headers if k.lower() == "content-type"), "")
+    _, _, charset = content_type.partition("charset=")
+    try:
+        return body.decode(charset.split(";")[0].strip() or "utf-8", errors="replace")
+    except LookupError:
+        return body.decode("utf-8", errors="replace")
 
 
 def secret_path(namespace: str, name: str) -> str:
     return f"/api/v1/namespaces/{quote(namespace)}/secrets/{quote(name)}"
 
 
-async def _text(response: aiohttp.ClientResponse, *, what: str) -> str:
-    """The whole body as text, read by the one helper (a body cut off says so, with its size)."""
-    body = await read_body(
-        response.content, limit=MAX_RESPONSE_BYTES, what=what, declared=response.content_length
-    )
-    return body.decode(response.get_encoding() if response.charset else "utf-8", errors="replace")
-
-
 def refused(status: int, text: str) -> ApiRefused:
+    status_reason = ""
     try:
-        message = str(json.loads(text).get("message") or text)
-    except ValueError:
+        body = json.loads(text)
+        message = str(body.get("message") or text)
+        status_reason = str(body.get("reason") or "")
+    except (ValueError, AttributeError):
         message = text or f"HTTP {status}"
     if status == 401:
         message = (
@@ -272,7 +506,7 @@ def refused(status: int, text: str) -> ApiRefused:
             "expired: refresh it or use another kubeconfig"
         )
     reason = Reason.REQUEST_NOT_FOUND if status == 404 else Reason.API_REFUSED
-    return ApiRefused(message, status=status, reason=reason)
+    return ApiRefused(message, status=status, reason=reason, status_reason=status_reason)
 
 
 def _warning_text(header: str) -> str:
@@ -282,3 +516,7 @@ def _warning_text(header: str) -> str:
     if rest.startswith('"') and rest.endswith('"'):
         rest = rest[1:-1].replace('\\"', '"').replace("\\\\", "\\")
     return rest or header
+
+
+Connection.transport_factory = AiohttpTransport
+Connection.blocking_transport_factory = StdlibTransport

@@ -16,25 +16,18 @@ import base64
 import contextlib
 import hashlib
 import json
-import re
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import kubernetes.client
 from pydantic import ValidationError
 
 from jitgrant.activity.base import AuditSource, SourceError
 from jitgrant.activity.grant import NoGrant, identity_of
 from jitgrant.activity.report import Activity, read
-from jitgrant.client._api import (
-    Connection,
-    policy_path,
-    request_path,
-    secret_path,
-)
+from jitgrant.client._api import Connection, secret_path
 from jitgrant.client.errors import (
     AccessDenied,
     AccessEnded,
@@ -48,12 +41,12 @@ from jitgrant.client.errors import (
     NotYourRequest,
     RequestNotFound,
 )
+from jitgrant.client.paths import policy_path, request_path
 from jitgrant.client.results import (
     CheckResult,
     Grant,
     Grantable,
     Identity,
-    Outcome,
     PolicyReadiness,
     Progress,
 )
@@ -68,10 +61,9 @@ from jitgrant.models import (
     RequesterStamp,
     parse_duration,
 )
+from jitgrant.models.dryrun import decode_refusal, decode_warnings
 from jitgrant.models.vocabulary import (
     CREATED_BY_EXTRA,
-    DRY_RUN_WARNING,
-    EXISTING_REQUEST_MARKER,
     OIDC_TOKEN_ANNOTATION,
     RELEASE_ANNOTATION,
     Reason,
@@ -86,9 +78,6 @@ RELEASE_CONFIRM_SECONDS = 30.0
 # A watch that ends sooner than this without an event counts as a failure to reconnect after.
 _QUICK_END_SECONDS = 1.0
 _RECONNECT_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0)
-# The operator's Pending messages, for agents that may not read the GrantPolicy itself.
-_WAITING_FOR = re.compile(r"waiting for (?P<needed>\d+) approval")
-_COUNTED_OF = re.compile(r"\d+ of (?P<needed>\d+) approval")
 _ENDINGS: dict[Phase, tuple[type[JitgrantError], str]] = {
     Phase.DENIED: (AccessDenied, "denied"),
     Phase.TIMED_OUT: (AccessTimedOut, "timed out"),
@@ -184,14 +173,6 @@ def ending_error(request: AccessRequest) -> JitgrantError | None:
     return kind(request.status.message or what, reason=request.status.reason or phase.value, request=request)
 
 
-def ending_words(request: AccessRequest) -> str:
-    """How a terminal phase reads to someone who was waiting: "denied", "released by its requester"."""
-    phase = request.status.phase
-    if request.status.reason == Reason.RELEASED:
-        return "released by its requester"
-    return _ENDINGS[phase][1] if phase in _ENDINGS else str(phase)
-
-
 class AsyncClient:
     """Async client for one identity; create with `from_kubeconfig`, `in_cluster` or `with_token`."""
 
@@ -212,9 +193,7 @@ class AsyncClient:
         return cls(Connection.in_cluster(namespace=namespace))
 
     @classmethod
-    def from_configuration(
-        cls, configuration: kubernetes.client.Configuration, *, namespace: str = "default"
-    ) -> AsyncClient:
+    def from_configuration(cls, configuration: Any, *, namespace: str = "default") -> AsyncClient:
         return cls(Connection.from_configuration(configuration, namespace=namespace))
 
     def with_token(self, token: str, *, namespace: str | None = None) -> AsyncClient:
@@ -378,18 +357,24 @@ class AsyncClient:
         return self.manifest(**kwargs)
 
     async def _existing(self, exc: ApiRefused, manifest: Mapping[str, Any]) -> AccessRequest | None:
-        """An AlreadyRequested refusal: the open request when it was filed with this manifest's
-        requestKey (a retry gets it back); otherwise raises the refusal with that reason."""
-        if exc.status != 409 or f"{EXISTING_REQUEST_MARKER}: " not in exc.message:
+        """The webhook's AlreadyRequested refusal (409, and not the API server's AlreadyExists): the
+        open request filed with this manifest's requestKey, found by its spec.requestKey (a retry
+        gets it back); otherwise raises the refusal with that reason."""
+        if exc.status != 409 or exc.status_reason == "AlreadyExists":
             return None
-        ref = exc.message.split(f"{EXISTING_REQUEST_MARKER}: ", 1)[1].split(")", 1)[0].strip()
-        namespace, _, name = ref.partition("/")
         key = (manifest.get("spec") or {}).get("requestKey")
+        namespace = str(manifest["metadata"]["namespace"])
         with contextlib.suppress(JitgrantError):
-            request, _ = await self._get_own(namespace, name)
-            if key and request.spec.request_key == key:
-                self._filed.add((namespace, name))
-                return request
+            listed = (await self._api.call("GET", request_path(namespace))).body.get("items") or ()
+            for item in listed:
+                with contextlib.suppress(ValidationError):
+                    request = AccessRequest.from_object(item)
+                    phase = request.status.phase
+                    if not key or request.spec.request_key != key or (phase is not None and phase.terminal):
+                        continue
+                    if await self._mine(request):
+                        self._filed.add((namespace, request.metadata.name))
+                        return request
         raise ApiRefused(exc.message, status=exc.status, reason=Reason.ALREADY_REQUESTED) from exc
 
     async def request(self, **kwargs: Any) -> AccessRequest:
@@ -407,28 +392,23 @@ class AsyncClient:
                 "POST", request_path(namespace), body=manifest, params={"dryRun": "All"}
             )
         except ApiRefused as exc:
-            found = parse_dry_run(exc.message)
-            if found is None:
+            denied = decode_refusal(exc.message)
+            if denied is None:
                 raise
-            reason, message = found
-            return CheckResult(outcome="denied", reason=reason, message=message)
-        for warning in answer.warnings:
-            found = parse_dry_run(warning)
-            if found is not None:
-                reason, message = found
-                details = _details(answer.warnings)
-                outcome: Outcome = "pending-approval" if reason == Reason.AWAITING_APPROVAL else "allowed"
-                not_ready = await self._not_ready(str(manifest["spec"]["policy"]))
-                if not_ready is not None:
-                    return not_ready
-                return CheckResult(
-                    outcome=outcome,
-                    reason=reason,
-                    message=message,
-                    duration=details.get("duration"),
-                    approvals_needed=int(details.get("approvals") or 0),
-                    approvers=details.get("approvers") or None,
-                )
+            return CheckResult(outcome="denied", reason=denied.reason, message=denied.message)
+        found = decode_warnings(answer.warnings)
+        if found is not None:
+            not_ready = await self._not_ready(str(manifest["spec"]["policy"]))
+            if not_ready is not None:
+                return not_ready
+            return CheckResult(
+                outcome=found.outcome,
+                reason=found.reason,
+                message=found.message,
+                duration=found.duration,
+                approvals_needed=found.approvals_needed,
+                approvers=found.approvers,
+            )
         raise JitgrantError(
             "the operator did not answer the dry run (its webhook predates dry-run support: upgrade it)",
             reason=Reason.API_REFUSED,
@@ -606,14 +586,15 @@ class AsyncClient:
         return str(answer.body["metadata"]["resourceVersion"]), (items[0] if items else None)
 
     async def _approvals_needed(self, request: AccessRequest) -> int | None:
-        """minApprovals of the policy if the caller may read it, else what the operator's message said."""
+        """status.approvalsRequired (the operator writes it with Pending), else the policy's
+        minApprovals if the caller may read it (an operator that predates the field)."""
+        if request.status.approvals_required is not None:
+            return request.status.approvals_required
         try:
             body = (await self._api.call("GET", policy_path(request.spec.policy))).body
-            return int(((body.get("spec") or {}).get("approval") or {}).get("minApprovals", 1))
         except ApiRefused:
-            message = request.status.message or ""
-            found = _WAITING_FOR.search(message) or _COUNTED_OF.search(message)
-            return int(found.group("needed")) if found else None
+            return None
+        return int(((body.get("spec") or {}).get("approval") or {}).get("minApprovals", 1))
 
     async def kubeconfig(self, request: AccessRequest) -> str | None:
         """The kubeconfig of a delivered grant (None when the grant binds your own identity).
@@ -800,26 +781,3 @@ def _derived_key(spec: Mapping[str, Any]) -> str:
     """The default requestKey: a digest of what is asked (policy, scope, duration, justification)."""
     text = json.dumps(spec, sort_keys=True, separators=(",", ":"))
     return "auto-" + hashlib.sha256(text.encode()).hexdigest()[:40]
-
-
-def parse_dry_run(text: str) -> tuple[str, str] | None:
-    """`jitgrant.dev/dry-run: <Reason>: <message>` anywhere in a warning or refusal message."""
-    marker = f"{DRY_RUN_WARNING}: "
-    start = text.find(marker)
-    if start < 0:
-        return None
-    reason, _, message = text[start + len(marker) :].partition(": ")
-    return reason.strip(), message.strip()
-
-
-def _details(warnings: Sequence[str]) -> dict[str, str]:
-    """`jitgrant.dev/dry-run-detail: duration=10m; approvals=2; approvers=groups sre (...)`."""
-    marker = f"{DRY_RUN_WARNING}-detail: "
-    for warning in warnings:
-        if warning.startswith(marker):
-            found: dict[str, str] = {}
-            for part in warning[len(marker) :].split("; ", 2):
-                key, _, value = part.partition("=")
-                found[key.strip()] = value.strip()
-            return found
-    return {}

@@ -12,8 +12,6 @@ from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-import kubernetes.client
-
 from jitgrant.activity.base import AuditSource
 from jitgrant.activity.report import Activity
 from jitgrant.client._async import AsyncClient, DurationLike, ProgressCallback, _seconds, withdrawn_on_exit
@@ -42,9 +40,7 @@ class Client:
         return cls(AsyncClient.in_cluster(namespace=namespace))
 
     @classmethod
-    def from_configuration(
-        cls, configuration: kubernetes.client.Configuration, *, namespace: str = "default"
-    ) -> Client:
+    def from_configuration(cls, configuration: Any, *, namespace: str = "default") -> Client:
         return cls(AsyncClient.from_configuration(configuration, namespace=namespace))
 
     def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:

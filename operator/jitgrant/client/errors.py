@@ -6,7 +6,7 @@ Every error carries a `Reason` (the same enum the operator writes into status), 
 
 from __future__ import annotations
 
-from jitgrant.models import AccessRequest
+from jitgrant.models import AccessRequest, Phase
 from jitgrant.models.vocabulary import Reason
 
 
@@ -68,9 +68,35 @@ class RequestNotFound(JitgrantError):
 class ApiRefused(JitgrantError):
     """The API server (RBAC, a webhook, validation) refused the call; the message is the server's."""
 
-    def __init__(self, message: str, *, status: int, reason: Reason | str = Reason.API_REFUSED) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        reason: Reason | str = Reason.API_REFUSED,
+        status_reason: str = "",
+    ) -> None:
         super().__init__(message, reason=reason)
         self.status = status
+        # The API server's Status.reason (AlreadyExists, Forbidden, ...); empty for a webhook's refusal.
+        self.status_reason = status_reason
+
+
+def ending_words(request: AccessRequest) -> str:
+    """How a terminal phase reads to someone who was waiting: "denied", "released by its requester"."""
+    phase = request.status.phase
+    if request.status.reason == Reason.RELEASED:
+        return "released by its requester"
+    return ENDING_WORDS.get(phase, str(phase)) if phase is not None else "ended"
+
+
+ENDING_WORDS = {
+    Phase.DENIED: "denied",
+    Phase.TIMED_OUT: "timed out",
+    Phase.FAILED: "failed",
+    Phase.EXPIRED: "expired before it could be used",
+    Phase.REVOKED: "revoked before it could be used",
+}
 
 
 class ApiUnreachable(JitgrantError):

@@ -6,12 +6,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from jitgrant.models import AccessRequest, GrantPolicySpec, PolicyRule, format_duration
 from jitgrant.models.base import WireModel
-
-Outcome = Literal["allowed", "pending-approval", "denied"]
+from jitgrant.models.dryrun import Outcome
 
 
 class Identity(WireModel):

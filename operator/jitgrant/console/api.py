@@ -13,11 +13,9 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from jitgrant.client._api import Connection, policy_path, request_path
+from jitgrant.client import Connection
 from jitgrant.client.errors import ApiRefused
-from jitgrant.models import API_GROUP, API_VERSION
-
-ALL_REQUESTS = f"/apis/{API_GROUP}/{API_VERSION}/accessrequests"
+from jitgrant.client.paths import ALL_REQUESTS, policy_path, request_path
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from jitgrant.activity.files import AuditLogFiles
-from jitgrant.client._api import Connection
+from jitgrant.client import Connection
 from jitgrant.console.app import Console
 from jitgrant.console.local import LocalLogin
 from jitgrant.console.oidc import OidcLogin

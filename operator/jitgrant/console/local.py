@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from jitgrant.client._api import Connection
+from jitgrant.client import Connection
 from jitgrant.console import render
 from jitgrant.console.api import UserApi
 

@@ -25,7 +25,7 @@ import aiohttp
 import jwt
 from aiohttp import web
 
-from jitgrant.client._api import Connection
+from jitgrant.client import Connection
 from jitgrant.client.errors import ApiRefused, ApiUnreachable
 from jitgrant.console import render
 from jitgrant.console.api import UserApi

@@ -464,6 +464,8 @@ class Reconciler:
             fields["requested_at"] = now
         if step.action is not Action.PEND:
             fields["decided_at"] = now
+        elif policy is not None:  # structured, so a client never reads the count from the message
+            fields["approvals_required"] = policy.approval.min_approvals
         if phase.terminal:
             fields["ended_at"] = now
         if grant is not None:

@@ -19,7 +19,8 @@ from pydantic import ValidationError
 from jitgrant.lifecycle.open_requests import OpenRequest
 from jitgrant.lifecycle.transitions import Action, decide_new
 from jitgrant.models import AccessRequest, GrantPolicySpec, format_duration
-from jitgrant.models.vocabulary import DRY_RUN_WARNING, Reason
+from jitgrant.models.dryrun import DryRunWire, encode_refusal, encode_warnings
+from jitgrant.models.vocabulary import Reason
 
 
 class Outcome(StrEnum):
@@ -50,17 +51,22 @@ class DryRunAnswer:
 
     @property
     def refusal(self) -> str:
-        """The admission refusal message of a denied dry run."""
-        return f"{DRY_RUN_WARNING}: {self.reason}: {self.message}"
+        """The admission refusal message of a denied dry run (models/dryrun.py's wire form)."""
+        return encode_refusal(self.reason, self.message)
 
     def warnings(self) -> list[str]:
-        """The admission warnings of an allowed or pending dry run (the wire form clients parse)."""
+        """The admission warnings of an allowed or pending dry run (models/dryrun.py's wire form)."""
         duration = format_duration(self.duration) if self.duration is not None else ""
-        details = f"duration={duration}; approvals={self.approvals}; approvers={self.approvers_text}"
-        return [
-            f"{DRY_RUN_WARNING}: {self.reason}: {self.message}; would be granted for {duration}",
-            f"{DRY_RUN_WARNING}-detail: {details}",
-        ]
+        return encode_warnings(
+            DryRunWire(
+                outcome="pending-approval" if self.outcome is Outcome.PENDING_APPROVAL else "allowed",
+                reason=self.reason,
+                message=f"{self.message}; would be granted for {duration}",
+                duration=duration or None,
+                approvals_needed=self.approvals,
+                approvers=self.approvers_text or None,
+            )
+        )
 
 
 def parse_request(body: Mapping[str, Any]) -> AccessRequest | DryRunAnswer:

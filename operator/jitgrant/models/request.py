@@ -170,6 +170,12 @@ class AccessRequestStatus(WireModel):
     expires_at: datetime | None = Field(default=None, description="When the grant ends on its own.")
     ended_at: datetime | None = Field(default=None, description="When it reached a terminal phase.")
     approvals: tuple[ApprovalEntry, ...] = Field(default=(), description="The approvals counted so far.")
+    approvals_required: int | None = Field(
+        default=None,
+        ge=0,
+        description="How many approvals the policy required when the request went Pending (for "
+        "clients that may not read the GrantPolicy).",
+    )
     grant: GrantRef | None = Field(default=None, description="What the operator created, to remove it.")
     conditions: tuple[Condition, ...] = Field(default=(), description="Kubernetes-style conditions.")
 

@@ -190,7 +190,7 @@ def eks(report: Reporter) -> None:
                     "--oidc-token-file",
                     str(token_file),
                     "--wait",
-                    "--timeout",
+                    "--wait-timeout",
                     "60s",
                     "--kubeconfig-out",
                     str(kubeconfig_out),

@@ -145,10 +145,11 @@ def prod_approval(report: Reporter) -> None:
         )
         refused, message = forbidden(lambda: env.restart_deployment("payments", "checkout", client=agent))
         report.check(refused, f"the agent still cannot restart checkout: {message}")
-        code, output = run_cli(report, ["get", NAME, "-n", NAMESPACE, "--kubeconfig", kubeconfigs[APPROVER]])
+        approver = ["--kubeconfig", kubeconfigs[APPROVER]]
+        code, output = run_cli(report, ["describe", NAME, "-n", NAMESPACE, *approver])
         report.check(
             code == 0 and "Pending" in output and "AwaitingApproval" in output,
-            "`jitgrant get` shows the approver the phase, the scope and why it waits",
+            "`jitgrant describe` shows the approver the phase, the scope and why it waits",
         )
 
         report.step("the agent tries to approve its own request")
