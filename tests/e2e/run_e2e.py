@@ -35,6 +35,7 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -65,6 +66,8 @@ TRAIL = "/var/lib/jitgrant/spool/e2e-trail.jsonl"
 APISERVER_DOWN = float(os.environ.get("JITGRANT_E2E_APISERVER_DOWN", "60"))
 BURST_GROUP = "e2e:burst"  # the requesters of the bursts, one user per request
 EXPIRY_SLACK = 5.0
+# JITGRANT_E2E_FOOTPRINT_GRANTS=1000 adds a step measuring each replica with that many live grants.
+FOOTPRINT_GRANTS = int(os.environ.get("JITGRANT_E2E_FOOTPRINT_GRANTS", "0"))
 # JITGRANT_E2E_STEPS=apiserver_down,helm_uninstall runs only those after the install (to chase one).
 STEPS = (
     set(os.environ["JITGRANT_E2E_STEPS"].split(",")) if os.environ.get("JITGRANT_E2E_STEPS") else None
@@ -622,6 +625,8 @@ class E2E:
     def service_path_answers(self, cluster_ip: str) -> bool:
         """The API server answers through the `kubernetes` Service (kube-proxy's rules, from this
         host): the path every pod, the operator's included, takes to it."""
+        # A reachability probe, not a trust decision: no certificate check, and no warning about it.
+        urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
         pool = urllib3.PoolManager(cert_reqs="CERT_NONE")
         pool.request("GET", f"https://{cluster_ip}/readyz", timeout=1.0, retries=False)
         return True  # any HTTP answer (401 too): the path is back
@@ -672,6 +677,50 @@ class E2E:
             lag = self.watch_expiries(names, 120)
             notes.append(f"3 live grants: expiry lag max {max(lag.values()):+.1f}s")
             problem = self.after_step(lag)
+            if problem:
+                notes.append(f"FAIL {problem}")
+
+    def footprint_at_load(self) -> None:
+        """With FOOTPRINT_GRANTS live grants (opt-in: filing 1,000 takes minutes on two cores):
+        memory and CPU per replica, then all released at once."""
+        if not FOOTPRINT_GRANTS:
+            return
+        with self.step(f"footprint-{FOOTPRINT_GRANTS}") as notes:
+            names = [f"fp-{i}" for i in range(FOOTPRINT_GRANTS)]
+            start = time.monotonic()
+            with ThreadPoolExecutor(8) as pool:
+                list(pool.map(lambda n: self.file_request(n, "e2e-auto", "20m"), names))
+            filed = time.monotonic() - start
+
+            def active() -> int:
+                items = self.custom.list_namespaced_custom_object(GROUP, VERSION, AGENTS, "accessrequests")[
+                    "items"
+                ]
+                return sum(
+                    1
+                    for o in items
+                    if o["metadata"]["name"].startswith("fp-")
+                    and (o.get("status") or {}).get("phase") == "Active"
+                )
+
+            self.wait(f"{FOOTPRINT_GRANTS} grants Active", lambda: active() == FOOTPRINT_GRANTS, 1200, 2.0)
+            notes.append(
+                f"{FOOTPRINT_GRANTS} filed in {filed:.0f}s, all Active after {time.monotonic() - start:.0f}s"
+            )
+            notes.append(f"per replica with them live: {self.footprint()}")
+            start = time.monotonic()
+            with ThreadPoolExecutor(8) as pool:
+                list(
+                    pool.map(
+                        lambda n: self.custom.delete_namespaced_custom_object(
+                            GROUP, VERSION, AGENTS, "accessrequests", n
+                        ),
+                        names,
+                    )
+                )
+            self.wait("their bindings gone", lambda: not self.bindings(), 1200, 2.0)
+            notes.append(f"deleted (revoked) in {time.monotonic() - start:.0f}s")
+            problem = self.after_step()
             if problem:
                 notes.append(f"FAIL {problem}")
 
@@ -905,7 +954,8 @@ def main() -> int:
             if run.ready_replicas() == 2:  # installed (a logged ERROR fails the row, not the run)
                 for step in (
                     run.agent_pod, run.approval, run.leader_delete, run.sigkill,
-                    run.apiserver_down, run.helm_upgrade, run.helm_uninstall, run.host_network,
+                    run.apiserver_down, run.helm_upgrade, run.footprint_at_load, run.helm_uninstall,
+                    run.host_network,
                 ):  # fmt: skip
                     if STEPS is None or step.__name__ in STEPS:
                         step()
