@@ -73,5 +73,5 @@ def test_the_default_grantable_cluster_roles_are_cluster_roles_the_chart_creates
     defaults = strict_load((CHART_DIR / "values.yaml").read_text())
     created = {m["metadata"]["name"] for m in render(chart) if m["kind"] == "ClusterRole"}
     missing = set(defaults["grantableClusterRoles"]) - created
-    assert not missing, f"grantableClusterRoles names ClusterRoles the chart does not create: {sorted(missing)}"
+    assert not missing, f"grantableClusterRoles names ClusterRoles the chart does not make: {sorted(missing)}"
     assert defaults["grantableClusterRoles"], "the default allowlist is empty: nothing could be granted"
