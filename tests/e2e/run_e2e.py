@@ -13,10 +13,14 @@ the audit trail of every running replica verifies):
   leader-delete  a burst of grants; the leader pod is deleted while they run: failover time and the
                  expiry lag of the grants that end meanwhile
   sigkill        SIGKILL the leader's operator container (ctr): restart, takeover, expiry lag
-  apiserver-down the API server stopped for APISERVER_DOWN seconds while grants are due to end
+  apiserver-down the API server killed for APISERVER_DOWN seconds while grants are due to end: the
+                 bindings are gone within EXPIRY_SLACK of its return
   helm-upgrade   a rolling `helm upgrade` while grants are live
+  (footprint-N)  opt-in (JITGRANT_E2E_FOOTPRINT_GRANTS=N): memory and CPU per replica with N live grants
   helm-uninstall `helm uninstall` while grants are live: revoked, nothing blocks the namespace
                  deletion, no Lease left
+  host-network   hostNetwork with one replica on the one node, free ports: a grant through the webhook
+                 on the node's address, an in-place rolling upgrade, an uninstall
 
 Prints a table (step, seconds, result) and exits 1 when a step failed. Needs root (the node);
 without it, or without the image, it says so in one line and exits 3.
