@@ -349,6 +349,19 @@ class E2E:
                     f"--since={int(since) + 5}s", check=False, timeout=30,
                 )  # fmt: skip
                 print(f"== {pod.metadata.name} (last {int(since) + 5}s)\n{log[-8000:]}", file=sys.stderr)
+                restarts = [(c.name, c.restart_count) for c in pod.status.container_statuses or []]
+                if any(count for _, count in restarts):
+                    previous = self.node.kubectl(
+                        "logs", "-n", NAMESPACE, pod.metadata.name, "-c", "operator", "--previous",
+                        check=False, timeout=30,
+                    )  # fmt: skip
+                    print(f"== {pod.metadata.name} restarts {restarts}, before the last:\n{previous[-4000:]}",
+                          file=sys.stderr)  # fmt: skip
+            # Pods replaced meanwhile (a rollout) are gone with their logs: the events say why.
+            events = self.node.kubectl(
+                "get", "events", "-n", NAMESPACE, "--sort-by=.lastTimestamp", check=False
+            )
+            print(f"== events in {NAMESPACE}\n{events[-6000:]}", file=sys.stderr)
 
     def operator_pids(self) -> dict[str, int]:
         """Each running operator container's main process on this machine (ctr's task list)."""
