@@ -336,7 +336,7 @@ class E2E:
             ok = False
         row = Row(name, time.monotonic() - start, "; ".join(notes) or "ok", ok)
         self.rows.append(row)
-        if not ok:
+        if not ok or os.environ.get("JITGRANT_E2E_LOGS"):  # JITGRANT_E2E_LOGS=1: after every step
             self.print_operator_logs(since=time.monotonic() - start)
         print(f"--- {name}: {row.seconds:.1f}s {'ok' if ok else 'FAILED'}: {row.result}", flush=True)
 
