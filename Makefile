@@ -116,7 +116,8 @@ image:
 # root; builds the node binaries (make kube) and the image (make image) first, installs containerd,
 # runc, the CNI plugins, iptables and conntrack with apt-get when missing (tests/kube/node-packages.sh).
 # tests/e2e/test_node.py checks the node alone; run_e2e.py installs the chart and prints a table of
-# steps (agent pod, approval, leader deletion, SIGKILL, API server outage, upgrade, uninstall).
+# steps (agent pod, approval, leader deletion, SIGKILL, API server outage, upgrade, uninstall,
+# a hostNetwork install). The last stage of .ci/run.
 .PHONY: e2e kube-node
 kube-node:
 	bash tests/kube/build.sh --node >/dev/null

@@ -11,14 +11,17 @@ import logging
 import ssl
 import tempfile
 import threading
+import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import kopf
+import urllib3.exceptions
 from kopf._cogs.structs.credentials import Vault  # private, but kopf is pinned to 1.45.x
-from kubernetes.client import ApiClient
+from kubernetes.client import ApiClient, CustomObjectsApi
+from kubernetes.client.exceptions import ApiException
 
 from jitgrant.audit.config import AuditConfig, FileSinkConfig, StdoutSinkConfig
 from jitgrant.audit.trail import AuditTrail
@@ -35,6 +38,7 @@ from jitgrant.health import Health, directory_accepts_writes
 from jitgrant.identity.jwks import JWKSCache
 from jitgrant.identity.oidc import OIDCVerifier
 from jitgrant.metrics import Metrics
+from jitgrant.models import API_GROUP, API_VERSION
 from jitgrant.settings import OperatorSettings
 
 log = logging.getLogger("jitgrant.runner")
@@ -137,6 +141,64 @@ def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
     return connection_info(own.client)
 
 
+# The resources kopf watches. On a fresh install their CRDs were created a moment before the pods
+# started, and the API server answers a list it serves from its watch cache with 429 ("storage is
+# (re)initializing") until that cache has loaded; kopf's first list (no limit) is such a list, and
+# kopf logs each retry at ERROR (issue 23, make e2e).
+WATCHED_RESOURCES = ("accessrequests", "grantpolicies")
+# A selector no object matches: a list with a selector is always served from the watch cache (one
+# with only a limit goes to etcd while the cache loads), so its 200 says the cache has loaded.
+_CACHE_PROBE_SELECTOR = "jitgrant.dev/cache-probe-matches-nothing"
+
+
+async def wait_until_served(
+    client: ApiClient,
+    *,
+    group: str = API_GROUP,
+    version: str = API_VERSION,
+    plurals: tuple[str, ...] = WATCHED_RESOURCES,
+    give_up_after: float = 60.0,
+    interval: float = 0.25,
+) -> float:
+    """Wait (at most `give_up_after` s) until the API server serves lists of `plurals` from its watch cache,
+    so kopf's watches start on resources that answer. Returns the seconds waited. Gives up with a
+    warning, not an error: kopf retries on its own, and an API server that is down must not hold
+    the webhooks back for longer than this."""
+    api = CustomObjectsApi(client)
+    start = time.monotonic()
+    waiting = list(plurals)
+    last = ""
+    while waiting:
+        plural = waiting[0]
+        try:
+            await asyncio.to_thread(
+                api.list_cluster_custom_object, group, version, plural,
+                label_selector=_CACHE_PROBE_SELECTOR, _request_timeout=(2.0, 5.0),
+            )  # fmt: skip
+            waiting.pop(0)
+            continue
+        except ApiException as exc:
+            if exc.status not in (404, 429, 503):
+                waiting.pop(0)  # answered (a 403 is kopf's to report): not a loading cache
+                continue
+            last = f"{plural}: {exc.status} {exc.reason}"
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            last = f"{plural}: {exc}"
+        if time.monotonic() - start > give_up_after:
+            log.warning(
+                "the API server does not serve %s yet after %.0fs (%s); starting anyway",
+                plural,
+                give_up_after,
+                last,
+            )
+            break
+        await asyncio.sleep(interval)
+    waited = time.monotonic() - start
+    if last:
+        log.info("waited %.1fs for the API server to serve %s (last: %s)", waited, ", ".join(plurals), last)
+    return waited
+
+
 def leader_election(
     settings: OperatorSettings,
     *,
@@ -195,6 +257,11 @@ async def run(
     asyncio.get_running_loop().set_default_executor(
         ThreadPoolExecutor(max_workers=API_THREADS, thread_name_prefix="jitgrant-api")
     )
+    own: Any = runtime.own
+    while not isinstance(own, ClusterApi) and hasattr(own, "inner"):
+        own = own.inner
+    if isinstance(own, ClusterApi):
+        await wait_until_served(own.client)
     memo = kopf.Memo(runtime=runtime)
     if election is not None:
         memo.election = election

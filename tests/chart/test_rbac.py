@@ -243,7 +243,7 @@ def test_bind_is_restricted_to_the_grantable_cluster_roles(chart: helm.Chart) ->
             "apiGroups": ["rbac.authorization.k8s.io"],
             "resources": ["clusterroles"],
             "verbs": ["bind", "get"],
-            "resourceNames": ["jit-restart-deployments", "jit-read-logs", "jit-restart-checkout"],
+            "resourceNames": ["jit-restart-deployments", "jit-read-logs"],
         }
     ]
     custom = operator_role(render(chart, {"grantableClusterRoles": ["jit-scale"]}))["rules"]

@@ -65,3 +65,13 @@ def test_with_host_network_a_rollout_replaces_one_pod_at_a_time(chart: helm.Char
     deployment = only(render(chart, {"hostNetwork": True}), "Deployment")
     assert deployment["spec"]["template"]["spec"]["hostNetwork"] is True
     assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxUnavailable": 1, "maxSurge": 0}
+
+
+def test_the_default_grantable_cluster_roles_are_cluster_roles_the_chart_creates(chart: helm.Chart) -> None:
+    """A default naming a ClusterRole nobody created gives the operator `bind` on whatever someone
+    later creates under that name (issue 23): the defaults are the chart's own example roles."""
+    defaults = strict_load((CHART_DIR / "values.yaml").read_text())
+    created = {m["metadata"]["name"] for m in render(chart) if m["kind"] == "ClusterRole"}
+    missing = set(defaults["grantableClusterRoles"]) - created
+    assert not missing, f"grantableClusterRoles names ClusterRoles the chart does not make: {sorted(missing)}"
+    assert defaults["grantableClusterRoles"], "the default allowlist is empty: nothing could be granted"
