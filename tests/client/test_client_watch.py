@@ -17,6 +17,7 @@ from kubernetes.client import CoreV1Api
 
 import jitgrant.client._api as api
 from jitgrant.client import Client
+from jitgrant.client.paths import request_path
 from jitgrant_testing.agents import NS, REASON, Agents
 
 
@@ -68,7 +69,7 @@ def test_wait_resumes_after_the_server_ends_the_watch_and_after_410_gone(
     # 0.5 s would have made twice as many calls as seconds waited.
     assert calls <= elapsed + 5, (calls, elapsed)
     # The request itself was read twice: before the first watch, and again after the 410.
-    assert reads.count(f"GET {api.request_path(NS, name)}") == 2, reads
+    assert reads.count(f"GET {request_path(NS, name)}") == 2, reads
 
 
 class CuttableProxy:

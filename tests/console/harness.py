@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from jitgrant.client._api import Connection
+from jitgrant.client import Connection
 from jitgrant.console.cli import local_console
 from jitgrant.console.server import Server
 

@@ -23,7 +23,7 @@ import pytest
 from aiohttp import web
 
 from embedkube import User
-from jitgrant.client._api import Connection
+from jitgrant.client import Connection
 from jitgrant.console.app import Console
 from jitgrant.console.oidc import OidcLogin
 from jitgrant.console.server import Server

@@ -18,7 +18,7 @@ import jwt
 import pytest
 
 from embedkube import User
-from jitgrant.client._api import Connection
+from jitgrant.client import Connection
 from jitgrant.console.app import Console
 from jitgrant.console.oidc import OidcLogin
 from jitgrant.console.server import Server

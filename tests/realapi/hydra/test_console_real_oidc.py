@@ -21,7 +21,7 @@ from kubernetes.client import ApiClient, ApiextensionsV1Api, AuthorizationV1Api,
 from kubernetes.utils import create_from_dict
 
 from console.harness import RunningConsole, launch_browser
-from jitgrant.client._api import Connection
+from jitgrant.client import Connection
 from jitgrant.console.app import Console
 from jitgrant.console.oidc import OidcLogin
 from jitgrant.console.server import Server
