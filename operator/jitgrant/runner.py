@@ -28,13 +28,13 @@ from jitgrant.clusters.identity import ClusterCABundles, LeaseRefreshMarks
 from jitgrant.clusters.own import ClusterApi, api_client_from
 from jitgrant.clusters.registry import TargetClusters
 from jitgrant.clusters.replay import SharedReplayCache
-from jitgrant.handlers import operator as operator_handlers
-from jitgrant.handlers.leader import FencedAudit, FencedCluster, LeaderElection
-from jitgrant.handlers.runtime import Runtime
 from jitgrant.health import Health, directory_accepts_writes
 from jitgrant.identity.jwks import JWKSCache
 from jitgrant.identity.oidc import OIDCVerifier
 from jitgrant.metrics import Metrics
+from jitgrant.operator import registrations as registrations
+from jitgrant.reactor.fencing import FencedAudit, FencedCluster, LeaderElection
+from jitgrant.reactor.runtime import Runtime
 from jitgrant.settings import OperatorSettings
 
 log = logging.getLogger("jitgrant.runner")
@@ -129,7 +129,7 @@ def connection_info(client: ApiClient) -> kopf.ConnectionInfo:
 
 @kopf.on.login(id="login")
 def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
-    runtime = operator_handlers.runtime_of(memo)
+    runtime = registrations.runtime_of(memo)
     own: Any = runtime.own
     while not isinstance(own, ClusterApi) and hasattr(own, "inner"):
         own = own.inner  # FencedCluster (and test wrappers) keep the client underneath as `inner`
@@ -170,7 +170,7 @@ async def run(
     expires and sweeps only while it holds the Lease; its writes to the own cluster are fenced.
     """
     settings = kopf.OperatorSettings()
-    operator_handlers.configure(settings, instance=runtime.settings.instance)
+    registrations.configure(settings, instance=runtime.settings.instance)
     if exit_timeout is not None:
         settings.queueing.exit_timeout = exit_timeout
     webhook = runtime.settings.webhook

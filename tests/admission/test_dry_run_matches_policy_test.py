@@ -19,12 +19,12 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from identity.issuer import LocalIssuer
-from jitgrant.handlers import admission
 from jitgrant.lifecycle.dry_run import Outcome
 from jitgrant.models import GrantPolicySpec, format_duration
 from jitgrant.models.vocabulary import DRY_RUN_WARNING, OIDC_TOKEN_ANNOTATION, Reason
 from jitgrant.offline.cases import Case, Settings, evaluate
 from jitgrant.offline.loader import LoadedPolicy, Manifests, load
+from jitgrant.operator import admission
 from jitgrant.policy import check_policy
 
 from .apiserver import WebhookEndpoint

@@ -14,10 +14,10 @@ from kubernetes.client import AdmissionregistrationV1Api, CustomObjectsApi, Rbac
 from kubernetes.client.exceptions import ApiException
 
 from jitgrant.clusters.own import ClusterApi
-from jitgrant.handlers import policy_status
-from jitgrant.handlers.leader import FencedCluster
-from jitgrant.handlers.policy_status import cluster_role_refusal
 from jitgrant.models import GrantPolicySpec
+from jitgrant.operator import policy_status
+from jitgrant.operator.policy_status import cluster_role_refusal
+from jitgrant.reactor.fencing import FencedCluster
 from jitgrant_testing.environment import EXAMPLES, Environment, load_manifests, wait_until
 
 GROUP, VERSION = "jitgrant.dev", "v1alpha1"

@@ -16,7 +16,7 @@ from kopf._cogs.structs import references
 from kopf._core.engines.admission import build_webhooks
 from kopf._core.intents.causes import WebhookType
 
-from jitgrant.handlers import admission, policy_admission
+from jitgrant.operator import admission, policy_admission
 
 from .conftest import COMBINATIONS, NAMESPACE, Manifest, only, render
 

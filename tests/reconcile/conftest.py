@@ -12,11 +12,11 @@ from prometheus_client import CollectorRegistry
 
 from jitgrant.approvals.receipts import dump_recorded, parse_recorded, record_decision
 from jitgrant.audit.records import EventType
-from jitgrant.handlers.reconcile import Reconciler
-from jitgrant.handlers.runtime import Runtime
 from jitgrant.metrics import Metrics
 from jitgrant.models import RequesterStamp
 from jitgrant.models.vocabulary import APPROVALS_ANNOTATION, REVOKE_ANNOTATION
+from jitgrant.reactor.runtime import Runtime
+from jitgrant.reconcile.driver import Reconciler
 from jitgrant.settings import OperatorSettings
 from jitgrant_testing.fakeport import FakeAudit, FakeCluster, FakePort
 

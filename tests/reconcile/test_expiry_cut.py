@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 
 from jitgrant.audit.records import EventType as E
-from jitgrant.handlers.scheduler import Scheduler
+from jitgrant.reactor.scheduler import Scheduler
 
 from .conftest import NS, World
 

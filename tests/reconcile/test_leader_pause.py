@@ -19,14 +19,13 @@ from prometheus_client import CollectorRegistry
 
 from jitgrant.audit.chain import link
 from jitgrant.audit.query import grant_rows, unique_transitions
-from jitgrant.audit.records import AuditEvent, AuditRecord, ChainHead, EventType
+from jitgrant.audit.records import AuditEvent, AuditRecord, ChainHead, EventType, audit_event
 from jitgrant.clusters.port import ClusterObject
-from jitgrant.handlers.audit_events import audit_event
-from jitgrant.handlers.leader import FencedAudit, FencedCluster, NotLeader
-from jitgrant.handlers.reconcile import Reconciler
-from jitgrant.handlers.runtime import Runtime
 from jitgrant.metrics import Metrics
 from jitgrant.models import AccessRequest
+from jitgrant.reactor.fencing import FencedAudit, FencedCluster, NotLeader
+from jitgrant.reactor.runtime import Runtime
+from jitgrant.reconcile.driver import Reconciler
 from jitgrant.settings import OperatorSettings
 from jitgrant_testing.fakeport import FakeAudit, FakePort
 

@@ -11,11 +11,11 @@ from datetime import timedelta
 import kopf
 
 from jitgrant.audit.records import EventType as E
-from jitgrant.handlers.operator import reconcile_on_change
-from jitgrant.handlers.reconcile import Reconciler
-from jitgrant.handlers.scheduler import Scheduler
-from jitgrant.handlers.sweep import sweep_cluster
 from jitgrant.models.vocabulary import parse_time
+from jitgrant.operator.registrations import reconcile_on_change
+from jitgrant.reactor.scheduler import Scheduler
+from jitgrant.reactor.sweep import sweep_cluster
+from jitgrant.reconcile.driver import Reconciler
 from jitgrant_testing.fakeport import YieldingPort
 
 from .conftest import NS, World

@@ -9,9 +9,9 @@ from datetime import timedelta
 from typing import Any
 
 from jitgrant.audit.records import EventType
-from jitgrant.handlers.scheduler import Scheduler
 from jitgrant.models import Phase
 from jitgrant.models.vocabulary import Reason, format_time, parse_time
+from jitgrant.reactor.scheduler import Scheduler
 
 from .conftest import AUTO_POLICY, NS, PROD_POLICY, World
 

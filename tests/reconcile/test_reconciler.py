@@ -12,7 +12,6 @@ from jitgrant.audit.records import EventType
 from jitgrant.clusters import grant_objects
 from jitgrant.clusters.errors import Conflict, Unavailable
 from jitgrant.clusters.port import ClusterObject
-from jitgrant.handlers.reconcile import Reconciler
 from jitgrant.models.vocabulary import (
     EXPIRES_AT_ANNOTATION,
     FINALIZER,
@@ -23,6 +22,7 @@ from jitgrant.models.vocabulary import (
     Reason,
     parse_time,
 )
+from jitgrant.reconcile.driver import Reconciler
 from jitgrant_testing.fakeport import Crash
 
 from .conftest import KEY, NS, World

@@ -7,9 +7,9 @@ from typing import Any
 
 from jitgrant.clusters.grant_objects import sealed
 from jitgrant.clusters.port import ClusterPort
-from jitgrant.handlers.sweep import sweep_all
 from jitgrant.models import Target
 from jitgrant.models.vocabulary import EXPIRES_AT_ANNOTATION, REQUEST_ANNOTATION
+from jitgrant.reactor.sweep import sweep_all
 from jitgrant_testing.fakeport import FakeCluster, FakePort
 
 from .conftest import AUTO_POLICY, KEY, World

@@ -15,8 +15,8 @@ from kubernetes.client import CustomObjectsApi
 from kubernetes.client.exceptions import ApiException
 
 from jitgrant.clusters.leader import LEASE_NAME
-from jitgrant.handlers.leader import FencedCluster, NotLeader
 from jitgrant.models.vocabulary import REVOKE_ANNOTATION
+from jitgrant.reactor.fencing import FencedCluster, NotLeader
 from jitgrant.runner import OperatorThread
 from jitgrant_testing.environment import (
     OPERATOR_NAMESPACE,

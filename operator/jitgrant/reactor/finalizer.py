@@ -17,9 +17,9 @@ import logging
 
 from jitgrant.clusters.errors import Conflict, NotFound
 from jitgrant.clusters.port import StoredRequest
-from jitgrant.handlers.reconcile import Reconciler
-from jitgrant.handlers.runtime import Runtime
 from jitgrant.models.vocabulary import FINALIZER
+from jitgrant.reactor.runtime import Runtime
+from jitgrant.reconcile.driver import Reconciler
 
 log = logging.getLogger("jitgrant.finalizer")
 

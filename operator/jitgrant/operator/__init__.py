@@ -1,2 +1,2 @@
 """kopf handlers: parse -> decide (pure) -> act (adapters) -> status. Importing
-`jitgrant.handlers.operator` registers them on kopf's default registry."""
+`jitgrant.operator.registrations` registers them on kopf's default registry."""

@@ -12,17 +12,17 @@ import kopf
 from jitgrant.clusters.errors import ClusterAccessError
 from jitgrant.clusters.port import StoredRequest
 from jitgrant.clusters.replay import SharedReplayCache
-from jitgrant.handlers import admission as _admission  # noqa: F401 - registers the webhooks
-from jitgrant.handlers import finalizer
-from jitgrant.handlers import policy_admission as _policy_admission  # noqa: F401 - GrantPolicy webhook
-from jitgrant.handlers import policy_status as _policy_status  # noqa: F401 - GrantPolicy Ready condition
-from jitgrant.handlers.leader import LeaderElection
-from jitgrant.handlers.reconcile import remember_kopf_events
-from jitgrant.handlers.runtime import Runtime
-from jitgrant.handlers.scheduler import Scheduler
-from jitgrant.handlers.sweep import sweep_cluster, sweep_forever
 from jitgrant.models import API_GROUP, API_VERSION
 from jitgrant.models.vocabulary import FINALIZER
+from jitgrant.operator import admission as _admission  # noqa: F401 - registers the webhooks
+from jitgrant.operator import policy_admission as _policy_admission  # noqa: F401 - GrantPolicy webhook
+from jitgrant.operator import policy_status as _policy_status  # noqa: F401 - GrantPolicy Ready condition
+from jitgrant.reactor import finalizer
+from jitgrant.reactor.fencing import LeaderElection
+from jitgrant.reactor.runtime import Runtime
+from jitgrant.reactor.scheduler import Scheduler
+from jitgrant.reactor.sweep import sweep_cluster, sweep_forever
+from jitgrant.reconcile.driver import remember_kopf_events
 from jitgrant.servertime import ServerClock
 
 PROGRESS_PREFIX = "jitgrant.dev"
@@ -43,7 +43,7 @@ def runtime_of(memo: Any) -> Runtime:
 
 # kopf's own finalizer, which nothing carries: no kopf handler on AccessRequests requires one, and
 # with jitgrant's name here kopf would strip it ("no handlers requiring it") from every replica.
-# The leader keeps jitgrant's finalizer itself (handlers/finalizer.py).
+# The leader keeps jitgrant's finalizer itself (reactor/finalizer.py).
 KOPF_FINALIZER = f"{API_GROUP}/kopf-unused"
 
 
@@ -64,7 +64,7 @@ def configure(settings: kopf.OperatorSettings, *, instance: str = "jitgrant") ->
     settings.batching.error_delays = (1, 2, 5, 10, 30)
     settings.queueing.exit_timeout = 5.0
     # No kopf peering (it pauses operators, it does not elect one): replicas elect a leader over a
-    # Lease themselves (handlers/leader.py).
+    # Lease themselves (reactor/fencing.py).
     settings.peering.standalone = True
     settings.execution.max_workers = 8
     # Per-object workers exit after 5 s of quiet instead of holding memory for every request.

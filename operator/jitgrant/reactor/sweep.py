@@ -21,10 +21,10 @@ from jitgrant.audit.records import AuditEvent, EventType
 from jitgrant.clusters import grant_objects
 from jitgrant.clusters.errors import ClusterAccessError
 from jitgrant.clusters.port import ClusterObject, ClusterPort, StoredRequest
-from jitgrant.handlers.reconcile import Reconciler
-from jitgrant.handlers.runtime import Runtime
 from jitgrant.models import Target
 from jitgrant.models.vocabulary import EXPIRES_AT_ANNOTATION, REQUEST_ANNOTATION, REQUEST_UID_LABEL
+from jitgrant.reactor.runtime import Runtime
+from jitgrant.reconcile.driver import Reconciler
 
 log = logging.getLogger("jitgrant.sweep")
 

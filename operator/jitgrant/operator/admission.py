@@ -49,12 +49,9 @@ from jitgrant.approvals.review import (
     scrub_last_applied,
 )
 from jitgrant.approvals.revocation import deletion_stamp, fate_touched, review_revoke, revoker_standing
-from jitgrant.audit.records import EventType
+from jitgrant.audit.records import EventType, audit_event
 from jitgrant.clusters.access import AccessSubject, own_cluster_api, subject_may
 from jitgrant.clusters.errors import ClusterAccessError
-from jitgrant.handlers.audit_events import audit_event
-from jitgrant.handlers.dry_run import answer_dry_run
-from jitgrant.handlers.telemetry import measured
 from jitgrant.identity.claims import issuer_entry, policy_not_found, requester_refusal
 from jitgrant.identity.jwks import IssuerUnavailable, JWKSCache
 from jitgrant.identity.oidc import OIDCVerifier, TokenRefused, unverified_issuer
@@ -97,6 +94,8 @@ from jitgrant.models.vocabulary import (
     REVOKED_BY_ANNOTATION,
     Reason,
 )
+from jitgrant.operator.dry_run import answer_dry_run
+from jitgrant.operator.telemetry import measured
 from jitgrant.policy import DEFAULT_OPERATOR_NAMESPACE
 from jitgrant.policy.decision import duration_reason
 
@@ -628,7 +627,7 @@ async def _answer_dry_run(
     existing: OpenRequest | None = None,
     limit: str | None = None,
 ) -> None:
-    """A dryRun create is answered with the operator's decision (handlers/dry_run.py)."""
+    """A dryRun create is answered with the operator's decision (operator/dry_run.py)."""
     settings = runtime.settings
     await answer_dry_run(
         body=body,

@@ -23,14 +23,14 @@ from typing import Any
 from pydantic import ValidationError
 
 from jitgrant.clusters.errors import ClusterAccessError
-from jitgrant.handlers.reconcile import RETRY, Reconciler
-from jitgrant.handlers.runtime import Runtime
 from jitgrant.lifecycle.due import due
 from jitgrant.lifecycle.transitions import live_grant_step
 from jitgrant.models import AccessRequest, GrantPolicySpec
 from jitgrant.models.request import TERMINAL_PHASES
 from jitgrant.models.vocabulary import parse_time
 from jitgrant.policy import check_policy
+from jitgrant.reactor.runtime import Runtime
+from jitgrant.reconcile.driver import RETRY, Reconciler
 
 log = logging.getLogger("jitgrant.scheduler")
 

@@ -24,7 +24,7 @@ from pydantic import ValidationError
 
 from jitgrant.approvals.counting import ApprovalTally, tally
 from jitgrant.approvals.receipts import parse_recorded
-from jitgrant.audit.records import AuditEvent, EventType, transition_id
+from jitgrant.audit.records import AuditEvent, EventType, audit_event, transition_id
 from jitgrant.audit.trail import AuditUnavailable
 from jitgrant.clusters import grant_objects
 from jitgrant.clusters.errors import ClusterAccessError, Conflict, Forbidden, NotFound, Refused
@@ -34,14 +34,11 @@ from jitgrant.grants.delivery import kubeconfig_reader, kubeconfig_secret, token
 from jitgrant.grants.kubeconfig import kubeconfig_yaml, scoped_kubeconfig
 from jitgrant.grants.objects import GrantOwner
 from jitgrant.grants.plan import GrantPlan, plan_grant
-from jitgrant.handlers.audit_events import audit_event
-from jitgrant.handlers.policy_status import cluster_role_refusal, invalid_policy_step, load_policy
-from jitgrant.handlers.revoker import named_deleter, named_revoker
-from jitgrant.handlers.runtime import Runtime
 from jitgrant.identity.stamp import verify_requester_seal
 from jitgrant.lifecycle import Action, Step, granted_condition, next_step
 from jitgrant.lifecycle.open_requests import OpenRequest, limit_refusal
 from jitgrant.lifecycle.retention import Disposal, Removal, describe_retention, removal
+from jitgrant.lifecycle.revoker import named_deleter, named_revoker
 from jitgrant.models import (
     AccessRequest,
     AccessRequestStatus,
@@ -64,6 +61,8 @@ from jitgrant.models.vocabulary import (
     Reason,
     format_time,
 )
+from jitgrant.operator.policy_status import cluster_role_refusal, invalid_policy_step, load_policy
+from jitgrant.reactor.runtime import Runtime
 
 log = logging.getLogger("jitgrant.reconcile")
 
