@@ -24,6 +24,7 @@ from jitgrant.audit.config import AuditConfig, FileSinkConfig, StdoutSinkConfig
 from jitgrant.audit.trail import AuditTrail
 from jitgrant.clusters.connection import kubeconfig_connection, own_cluster_connection
 from jitgrant.clusters.eks import EKSAccess
+from jitgrant.clusters.events import ClusterEvents
 from jitgrant.clusters.identity import ClusterCABundles, LeaseRefreshMarks
 from jitgrant.clusters.own import ClusterApi, api_client_from
 from jitgrant.clusters.registry import TargetClusters
@@ -74,11 +75,13 @@ def build_runtime(
     audit.on_activity_summary = lambda event: metrics.agent_calls_refused(
         policy=event.policy or "", count=event.activity.refused if event.activity else 0
     )
+    own = ClusterApi(name="in-cluster", client=client)
     runtime = Runtime(
         settings=settings,
-        own=ClusterApi(name="in-cluster", client=client),
+        own=own,
         audit=audit,
         metrics=metrics,
+        events=ClusterEvents(own, component="jitgrant", instance=settings.instance),
         # Ready means the webhooks answer and a grant could be recorded now (the spool accepts writes).
         health=Health(
             audit_ready=directory_accepts_writes(audit_config.spool_dir),

@@ -508,7 +508,9 @@ class AWSStandIns:
         )
         runtime.targets = TargetClusters(own=own, eks=self.access)
         if self.target_request_timeout is not None:
-            runtime.target_request_timeout = self.target_request_timeout
+            runtime.settings = runtime.settings.model_copy(
+                update={"target_request_timeout": self.target_request_timeout}
+            )
         if self.issuer is not None:
             runtime.oidc = self.issuer.verifier()
 

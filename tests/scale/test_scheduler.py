@@ -11,7 +11,7 @@ import pytest
 
 from jitgrant.reactor.runtime import Runtime
 from jitgrant.reactor.scheduler import Scheduler
-from jitgrant.reconcile.driver import PassResult
+from jitgrant.reconcile.result import PassResult
 from jitgrant.settings import OperatorSettings
 
 NOW = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)

@@ -1,10 +1,8 @@
-"""GrantPolicy status, and the policy as the reconciler sees it.
+"""GrantPolicy status.
 
-- `load_policy`: the policy a request names, or why it cannot be used. A policy that does not parse
-  or fails `check_policy` is *invalid*, not missing: its requests are denied as `PolicyInvalid` with
-  the field and the fix (they were denied as `PolicyNotFound`, and nothing was logged).
-- `cluster_role_refusal`: at grant time, the live rules of the ClusterRole to bind, held against the
-  dangerous list; anything the policy did not accept refuses the grant (`ClusterRoleWidened`).
+The policy as the reconciler sees it (the policy a request names, the ClusterRole's live rules at grant
+time) is in `reconcile/policies.py`; the step an invalid policy turns into, in `lifecycle/final_step.py`.
+
 - The `Ready` condition in `status` (what `kubectl get gp` shows): valid, each ClusterRole exists,
   the operator may bind it, and it holds nothing dangerous the policy did not accept; and each OIDC
   issuer's discovery document names the issuer exactly as the policy does. Written when a
@@ -26,13 +24,11 @@ from jitgrant.clusters.policy_checks import (
     may_bind,
     patch_policy_status,
     read_cluster_role,
-    read_policy,
 )
-from jitgrant.lifecycle import Action, Step
 from jitgrant.models import API_GROUP, API_VERSION, GrantPolicySpec, TargetType
 from jitgrant.models.vocabulary import Reason, format_time
 from jitgrant.offline.exposure import dangerous_without_approval
-from jitgrant.policy import ClusterRoleState, check_policy, readiness, rules_of, widened_reason
+from jitgrant.policy import ClusterRoleState, check_policy, readiness, rules_of
 from jitgrant.policy.scope import policy_cluster_roles
 
 log = logging.getLogger("jitgrant.policy_status")
@@ -42,61 +38,6 @@ RECHECK_SECONDS = 30.0
 STATUS_ID = "policy-status"
 _RESOURCE = (API_GROUP, API_VERSION, "grantpolicies")
 _TASK_KEY = "policy_recheck_task"
-
-# Steps that would decide or issue a grant: under an invalid policy they become a PolicyInvalid denial.
-_GRANTWARD = frozenset({Action.APPROVE, Action.PEND, Action.ACTIVATE, Action.RECORD_APPROVALS})
-_REPLACED_DENIALS = frozenset({Reason.POLICY_NOT_FOUND, Reason.POLICY_REFUSED})
-
-
-# --- The policy a request names --------------------------------------------------------------------
-
-
-async def load_policy(runtime: Any, name: str) -> tuple[GrantPolicySpec | None, str | None]:
-    """(spec, None) for a usable policy, (None, None) when it does not exist, (None, why) when invalid."""
-    body = await read_policy(runtime.own, name)
-    if body is None:
-        return None, None
-    check = check_policy(body.get("spec"))
-    if check.valid:
-        return check.spec, None
-    message = f"GrantPolicy {name!r} is invalid: {check.message}; the platform team must fix it"
-    log.warning("%s", message)
-    return None, message
-
-
-def invalid_policy_step(step: Step, *, problem: str) -> Step:
-    """The step to take instead when the policy is invalid: nothing moves toward a grant under it."""
-    denial = step.action is Action.DENY and step.reason in _REPLACED_DENIALS
-    if step.action in _GRANTWARD or denial:
-        return Step(Action.DENY, reason=Reason.POLICY_INVALID, message=problem)
-    if step.action is Action.REVOKE and step.reason == Reason.POLICY_CHANGED:
-        # A live grant under a policy that no longer parses ends as under a deleted one (an invalid
-        # policy allows nothing), saying what is wrong with it rather than "deleted".
-        return Step(Action.REVOKE, reason=Reason.POLICY_CHANGED, message=f"{problem}; the grant ended")
-    return step
-
-
-# --- At grant time -----------------------------------------------------------------------------------
-
-
-async def cluster_role_refusal(
-    target: Any, *, policy_name: str, policy: GrantPolicySpec, cluster_role: str | None
-) -> str | None:
-    """Why the ClusterRole about to be bound may not be, judged on its rules as they are now.
-
-    A ClusterRole that is missing or that the operator may not read is left to the API server, which
-    refuses the binding itself (`GrantRefusedByCluster`). Any other error propagates: no grant is
-    made on rules that could not be read.
-    """
-    if cluster_role is None:
-        return None
-    read = await read_cluster_role(target, cluster_role)
-    if not read.found:
-        return None
-    return widened_reason(
-        policy_name=policy_name, policy=policy, cluster_role=cluster_role, rules=rules_of(read.body)
-    )
-
 
 # --- The Ready condition -----------------------------------------------------------------------------
 

@@ -22,7 +22,6 @@ from jitgrant.reactor.fencing import LeaderElection
 from jitgrant.reactor.runtime import Runtime
 from jitgrant.reactor.scheduler import Scheduler
 from jitgrant.reactor.sweep import sweep_cluster, sweep_forever
-from jitgrant.reconcile.driver import remember_kopf_events
 from jitgrant.servertime import ServerClock
 
 PROGRESS_PREFIX = "jitgrant.dev"
@@ -232,6 +231,7 @@ async def stop_runtime(memo: kopf.Memo, **_: Any) -> None:
         getattr(memo, "leading_tasks", set()),
         found if isinstance(found, finalizer.Finalizers) else None,
     )
+    await runtime.events.close()
     await runtime.audit.close()
     await runtime.health.stop_server()
 
@@ -264,7 +264,6 @@ async def reconcile_on_change(body: kopf.Body, type: str | None, memo: kopf.Memo
     """
     runtime = runtime_of(memo)
     runtime.health.mark_watch_alive("accessrequests")
-    remember_kopf_events(runtime)
     scheduler = scheduler_of(memo)
     namespace, name = body.metadata.namespace or "", body.metadata.name or ""
     if type == "DELETED":

@@ -19,7 +19,7 @@ from typing import Any
 from jitgrant.audit.records import AuditEvent, EventType
 from jitgrant.clusters.leader import LeaderElection
 from jitgrant.clusters.port import ClusterObject, ClusterPort, StoredPolicy, StoredRequest
-from jitgrant.reactor.runtime import AuditPort
+from jitgrant.reconcile.ports import AuditPort
 
 __all__ = ["FencedAudit", "FencedCluster", "LeaderElection", "NotLeader"]
 

@@ -9,11 +9,10 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from pydantic import ValidationError
 
-from jitgrant.audit.records import AuditEvent
 from jitgrant.clusters.connection import ClusterConnection
 from jitgrant.clusters.errors import TARGET_RETRY_CAP_SECONDS, ClusterAccessError, Refused, backoff_delay
 from jitgrant.clusters.own import ClusterApi
@@ -24,6 +23,7 @@ from jitgrant.lifecycle.open_requests import OpenRequests, RefusalTally
 from jitgrant.metrics import Metrics
 from jitgrant.models import GrantPolicySpec, Target, TargetType
 from jitgrant.models.vocabulary import Reason
+from jitgrant.reconcile.ports import AuditPort, EventRecorder, NoEvents
 from jitgrant.settings import OperatorSettings
 
 Clock = Callable[[], datetime]
@@ -39,24 +39,6 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class AuditPort(Protocol):
-    """What the handlers ask of the audit trail (`audit.trail.AuditTrail` in the operator)."""
-
-    async def start(self) -> None: ...
-
-    async def close(self) -> None: ...
-
-    def depth(self) -> int: ...
-
-    async def record_before_grant(self, event: AuditEvent) -> object:
-        """Accepted as the audit config demands, or AuditUnavailable: no access without it."""
-        ...
-
-    async def record(self, event: AuditEvent) -> object:
-        """Accepted into the spool; delivery never holds up the caller."""
-        ...
-
-
 @dataclass
 class Runtime:
     settings: OperatorSettings
@@ -66,11 +48,7 @@ class Runtime:
     health: Health = field(default_factory=Health)
     # Reaches EKS targets through an assumed role; None: this operator grants in its own cluster only.
     targets: TargetClusters | None = None
-    # (connect, read) seconds for each call to a target cluster's API server.
-    target_request_timeout: tuple[float, float] = (5.0, 20.0)
     clock: Clock = utcnow
-    # How long an approved request waits for its target namespace to appear before it fails.
-    namespace_wait: timedelta = timedelta(seconds=60)
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     # (cluster, uid) of labelled objects without the owner seal the sweep has already reported.
     unproven_seen: set[tuple[str, str]] = field(default_factory=set)
@@ -88,9 +66,9 @@ class Runtime:
     identity_keys: Any = None
     # Posts notices of transitions (jitgrant.notify.Notifier); None: no notifications configured.
     notifier: Any = None
-    # kopf's Event queue and its loop, taken from a kopf handler (kopf sets them only in its own
-    # per-object tasks): passes the scheduler runs post their Events through them too.
-    kopf_events: tuple[Any, Any] | None = None
+    # Kubernetes Events on requests (clusters/events.py in the operator; a fake that collects them
+    # in the unit tests), from any task: kopf's own `kopf.event` posts only from kopf's tasks.
+    events: EventRecorder = field(default_factory=NoEvents)
     # Per request uid, the transitions whose audit record this process wrote ahead of a status
     # write: a pass retried after a failed write does not write them again (only a restart may).
     written_ahead: dict[str, set[str]] = field(default_factory=dict)
@@ -243,7 +221,7 @@ class Runtime:
             name=target.cluster,
             client=connection.to_api_client(),
             connection=connection,
-            request_timeout=self.target_request_timeout,
+            request_timeout=self.settings.target_request_timeout,
         )
 
     async def housekeeping_cluster(self, target: Target) -> ClusterPort:

@@ -30,7 +30,8 @@ from jitgrant.models.request import TERMINAL_PHASES
 from jitgrant.models.vocabulary import parse_time
 from jitgrant.policy import check_policy
 from jitgrant.reactor.runtime import Runtime
-from jitgrant.reconcile.driver import RETRY, Reconciler
+from jitgrant.reconcile.driver import Reconciler
+from jitgrant.reconcile.result import RETRY
 
 log = logging.getLogger("jitgrant.scheduler")
 
