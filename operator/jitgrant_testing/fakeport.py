@@ -396,6 +396,44 @@ class FakeAudit:
         return [event.type for event in self.events if event.request_uid == request_uid]
 
 
+@dataclass(frozen=True)
+class RecordedEvent:
+    """One Event as posted: on which request, Normal or Warning, why, and what it said."""
+
+    namespace: str
+    name: str
+    type: str
+    reason: str
+    message: str
+
+
+@dataclass
+class FakeEvents:
+    """The EventRecorder as cert-manager's fake recorder (`pkg/controller/test/recorder.go`): every
+    Event kept in order, for tests to assert by type and reason."""
+
+    events: list[RecordedEvent] = field(default_factory=list)
+
+    def post(self, body: Mapping[str, Any], *, warning: bool, reason: str, message: str) -> None:
+        meta = body.get("metadata") or {}
+        self.events.append(
+            RecordedEvent(
+                namespace=meta.get("namespace") or "",
+                name=meta.get("name") or "",
+                type="Warning" if warning else "Normal",
+                reason=reason,
+                message=message,
+            )
+        )
+
+    async def close(self) -> None:
+        pass
+
+    def of(self, name: str) -> list[tuple[str, str]]:
+        """(type, reason) of each Event posted on the request `name`, in order."""
+        return [(event.type, event.reason) for event in self.events if event.name == name]
+
+
 class Crash(Exception):
     """Injected with `FakePort.fail`: the operator process died in the middle of a call."""
 

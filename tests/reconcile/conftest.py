@@ -18,7 +18,7 @@ from jitgrant.models.vocabulary import APPROVALS_ANNOTATION, REVOKE_ANNOTATION
 from jitgrant.reactor.runtime import Runtime
 from jitgrant.reconcile.driver import Reconciler
 from jitgrant.settings import OperatorSettings
-from jitgrant_testing.fakeport import FakeAudit, FakeCluster, FakePort
+from jitgrant_testing.fakeport import FakeAudit, FakeCluster, FakeEvents, FakePort
 
 KEY = b"reconcile-unit-test-key-0123456789abcdef"
 NS = "agents"
@@ -59,6 +59,7 @@ class Clock:
 class World:
     cluster: FakeCluster = field(default_factory=FakeCluster)
     audit: FakeAudit = field(default_factory=FakeAudit)
+    events: FakeEvents = field(default_factory=FakeEvents)
     clock: Clock = field(default_factory=Clock)
     port: FakePort = field(init=False)
     runtime: Runtime = field(init=False)
@@ -77,6 +78,7 @@ class World:
             audit=self.audit,
             metrics=Metrics(CollectorRegistry()),
             clock=self.clock,
+            events=self.events,
         )
 
     def file(
