@@ -50,8 +50,8 @@ def test_nothing_is_due_before_its_time() -> None:
     scheduler = _scheduler()
     for index in range(1000):
         scheduler.observe("agents", f"r{index}", _active(10 + index % 7), {})
-    assert scheduler._pop_due(NOW) == []
-    due = scheduler._pop_due(NOW + timedelta(minutes=10))
+    assert scheduler.take_due(NOW) == []
+    due = scheduler.take_due(NOW + timedelta(minutes=10))
     assert sorted(due) == sorted(("agents", f"r{i}") for i in range(1000) if i % 7 == 0)
 
 

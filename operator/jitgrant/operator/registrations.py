@@ -22,6 +22,7 @@ from jitgrant.reactor.fencing import LeaderElection
 from jitgrant.reactor.runtime import Runtime
 from jitgrant.reactor.scheduler import Scheduler
 from jitgrant.reactor.sweep import sweep_cluster, sweep_forever
+from jitgrant.reconcile.result import RETRY_LADDER
 from jitgrant.servertime import ServerClock
 
 PROGRESS_PREFIX = "jitgrant.dev"
@@ -60,7 +61,7 @@ def configure(settings: kopf.OperatorSettings, *, instance: str = "jitgrant") ->
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 10
     settings.networking.request_timeout = 30
-    settings.batching.error_delays = (1, 2, 5, 10, 30)
+    settings.batching.error_delays = RETRY_LADDER
     settings.queueing.exit_timeout = 5.0
     # No kopf peering (it pauses operators, it does not elect one): replicas elect a leader over a
     # Lease themselves (reactor/fencing.py).

@@ -18,3 +18,8 @@ class PassResult:
 
 RETRY = PassResult()
 DONE = PassResult(done=True)
+
+# The one retry ladder: a pass that answered RETRY (or raised) is tried again after these delays, then
+# every last one, until an event says more. The finalizer's retries and kopf's own handler errors
+# (operator/registrations.py) follow it too.
+RETRY_LADDER: tuple[float, ...] = (1.0, 2.0, 5.0, 10.0, 30.0)
