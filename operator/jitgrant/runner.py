@@ -132,12 +132,11 @@ def connection_info(client: ApiClient) -> kopf.ConnectionInfo:
 
 @kopf.on.login(id="login")
 def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
-    runtime = registrations.runtime_of(memo)
-    own: Any = runtime.own
-    while not isinstance(own, ClusterApi) and hasattr(own, "inner"):
-        own = own.inner  # FencedCluster (and test wrappers) keep the client underneath as `inner`
-    assert isinstance(own, ClusterApi)  # build_runtime makes it; kopf logs in with its client
-    return connection_info(own.client)
+    # The own cluster's client, kept in the memo before any wrapper (fencing) goes around the port.
+    client = getattr(memo, "own_client", None)
+    if not isinstance(client, ApiClient):
+        raise kopf.PermanentError("jitgrant's own client missing from kopf's memo; start it with run()")
+    return connection_info(client)
 
 
 def leader_election(
@@ -199,6 +198,8 @@ async def run(
         ThreadPoolExecutor(max_workers=API_THREADS, thread_name_prefix="jitgrant-api")
     )
     memo = kopf.Memo(runtime=runtime)
+    if isinstance(runtime.own, ClusterApi):  # a test's runtime may carry another port: kopf is not used
+        memo.own_client = runtime.own.client
     if election is not None:
         memo.election = election
         runtime.own = FencedCluster(runtime.own, election)

@@ -20,10 +20,11 @@ from prometheus_client import CollectorRegistry
 from jitgrant.audit.chain import link
 from jitgrant.audit.query import grant_rows, unique_transitions
 from jitgrant.audit.records import AuditEvent, AuditRecord, ChainHead, EventType, audit_event
+from jitgrant.clusters.errors import NotLeader
 from jitgrant.clusters.port import ClusterObject
 from jitgrant.metrics import Metrics
 from jitgrant.models import AccessRequest
-from jitgrant.reactor.fencing import FencedAudit, FencedCluster, NotLeader
+from jitgrant.reactor.fencing import FencedAudit, FencedCluster
 from jitgrant.reactor.runtime import Runtime
 from jitgrant.reconcile.driver import Reconciler
 from jitgrant.settings import OperatorSettings

@@ -58,12 +58,14 @@ async def test_an_auto_approved_request_records_its_plan_then_creates_a_sealed_b
     assert not grant_objects.proven_ours(view, key=b"another-key-0123456789abcdef01234", cluster="in-cluster")
     assert world.audit_types(uid) == [E.REQUESTED, E.APPROVED, E.ISSUING, E.GRANTED]
     # The plan went into status before the binding existed, in one write with the approval (two
-    # status writes in all, not three), and the pass read the request and the policy once each.
+    # status writes in all, not three), and the pass read the request and the policy once each; the
+    # ClusterRole's live rules are read just before the binding is made.
     calls = world.port.calls
     assert calls == [
         "get_request",
         "get_policy",
         "patch_request_status",
+        "read_cluster_role",
         "create_object",
         "patch_request_status",
     ]

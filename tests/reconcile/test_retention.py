@@ -9,7 +9,8 @@ from typing import Any, cast
 import pytest
 
 from jitgrant.audit.records import EventType as E
-from jitgrant.reactor.fencing import FencedCluster, NotLeader
+from jitgrant.clusters.errors import NotLeader
+from jitgrant.reactor.fencing import FencedCluster
 from jitgrant.reactor.scheduler import Scheduler
 from jitgrant.reconcile.driver import Reconciler
 

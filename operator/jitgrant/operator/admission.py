@@ -50,8 +50,8 @@ from jitgrant.approvals.review import (
 )
 from jitgrant.approvals.revocation import deletion_stamp, fate_touched, review_revoke, revoker_standing
 from jitgrant.audit.records import EventType, audit_event
-from jitgrant.clusters.access import AccessSubject, own_cluster_api, subject_may
 from jitgrant.clusters.errors import ClusterAccessError
+from jitgrant.clusters.port import AccessSubject
 from jitgrant.identity.claims import issuer_entry, policy_not_found, requester_refusal
 from jitgrant.identity.jwks import IssuerUnavailable, JWKSCache
 from jitgrant.identity.oidc import OIDCVerifier, TokenRefused, unverified_issuer
@@ -360,13 +360,9 @@ async def _revoke_refusal(
 
 async def _may_delete(runtime: Any, *, old: Mapping[str, Any], userinfo: Mapping[str, Any]) -> bool | None:
     """A SubjectAccessReview: may the caller delete this AccessRequest? None: cannot be asked here."""
-    api = own_cluster_api(getattr(runtime, "own", None))
-    if api is None:
-        return None
     meta = old.get("metadata") or {}
     try:
-        return await subject_may(
-            api,
+        allowed: bool | None = await runtime.own.subject_may(
             AccessSubject.from_userinfo(userinfo),
             verb="delete",
             group=API_GROUP,
@@ -380,6 +376,7 @@ async def _may_delete(runtime: Any, *, old: Mapping[str, Any], userinfo: Mapping
             "try again shortly",
             code=503,
         ) from error
+    return allowed
 
 
 # --- DELETE: record who deletes -------------------------------------------------------------------------
@@ -396,13 +393,12 @@ async def _record_deleter(runtime: Any, *, old: Mapping[str, Any], userinfo: Map
     A failed write never blocks a deletion: the record then says the deleter is unknown.
     """
     stamp = deletion_stamp(old=old, caller=Caller.from_userinfo(userinfo), key=_key(runtime))
-    api = own_cluster_api(getattr(runtime, "own", None))
-    if stamp is None or api is None:
+    if stamp is None:
         return
     meta = old.get("metadata") or {}
     namespace, name, uid = str(meta.get("namespace")), str(meta.get("name")), str(meta.get("uid"))
     try:
-        await api.annotate_request(namespace, name, {DELETED_BY_ANNOTATION: stamp}, uid=uid)
+        await runtime.own.annotate_request(namespace, name, {DELETED_BY_ANNOTATION: stamp}, uid=uid)
     except ClusterAccessError as error:
         log.warning("could not record who deletes AccessRequest %s/%s: %s", namespace, name, error)
 

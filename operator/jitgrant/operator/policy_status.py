@@ -19,12 +19,7 @@ from typing import Any
 
 import kopf
 
-from jitgrant.clusters.policy_checks import (
-    list_policies,
-    may_bind,
-    patch_policy_status,
-    read_cluster_role,
-)
+from jitgrant.clusters.port import GrantTarget
 from jitgrant.models import API_GROUP, API_VERSION, GrantPolicySpec, TargetType
 from jitgrant.models.vocabulary import Reason, format_time
 from jitgrant.offline.exposure import dangerous_without_approval
@@ -42,11 +37,11 @@ _TASK_KEY = "policy_recheck_task"
 # --- The Ready condition -----------------------------------------------------------------------------
 
 
-async def _role_states(api: Any, spec: GrantPolicySpec) -> list[ClusterRoleState] | str:
+async def _role_states(api: GrantTarget, spec: GrantPolicySpec) -> list[ClusterRoleState] | str:
     states: list[ClusterRoleState] = []
     for name in policy_cluster_roles(spec):
-        read = await read_cluster_role(api, name)
-        bindable = await may_bind(api, name)
+        read = await api.read_cluster_role(name)
+        bindable = await api.may_bind(name)
         if read.found is False:
             states.append(ClusterRoleState(name=name, found=False, bindable=bool(bindable)))
         elif bindable is False:
@@ -162,7 +157,7 @@ async def refresh_status(runtime: Any, body: Mapping[str, Any]) -> None:
     condition = await ready_condition(runtime, body)
     patch = _status_patch(body, condition, format_time(runtime.clock()))
     if patch is not None:
-        await patch_policy_status(runtime.own, name, patch)
+        await runtime.own.patch_policy_status(name, patch)
         log.info("GrantPolicy %s: Ready=%s (%s) %s", name, *condition)
 
 
@@ -183,7 +178,7 @@ async def recheck_forever(runtime: Any, *, interval: float | None = None) -> Non
     await runtime.started.wait()
     while not runtime.stopping:
         try:
-            for body in await list_policies(runtime.own):
+            for body in await runtime.own.list_policy_objects():
                 await refresh_status(runtime, body)
         except Exception:
             log.exception("re-checking GrantPolicies failed; will retry")

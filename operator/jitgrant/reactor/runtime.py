@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from jitgrant.clusters.connection import ClusterConnection
 from jitgrant.clusters.errors import TARGET_RETRY_CAP_SECONDS, ClusterAccessError, Refused, backoff_delay
 from jitgrant.clusters.own import ClusterApi
-from jitgrant.clusters.port import ClusterPort, StoredRequest
+from jitgrant.clusters.port import ClusterPort, GrantTarget, StoredRequest
 from jitgrant.clusters.registry import TargetClusters
 from jitgrant.health import Health
 from jitgrant.lifecycle.open_requests import OpenRequests, RefusalTally
@@ -53,7 +53,7 @@ class Runtime:
     # (cluster, uid) of labelled objects without the owner seal the sweep has already reported.
     unproven_seen: set[tuple[str, str]] = field(default_factory=set)
     # Clients for the operator's own housekeeping session, one per target cluster.
-    _housekeeping: dict[str, ClusterPort] = field(default_factory=dict)
+    _housekeeping: dict[str, GrantTarget] = field(default_factory=dict)
     sweep_task: asyncio.Task[None] | None = None
     started: asyncio.Event = field(default_factory=asyncio.Event)
     # Set at shutdown: kopf lets timers run a few seconds longer, and a transition started then
@@ -210,7 +210,7 @@ class Runtime:
             target, session_name=session_name, source_identity=source_identity
         )
 
-    async def cluster_for(self, target: Target, *, session_name: str, source_identity: str) -> ClusterPort:
+    async def cluster_for(self, target: Target, *, session_name: str, source_identity: str) -> GrantTarget:
         """A client for `target` acting for one request (close it when done), or the own cluster."""
         if target.type is TargetType.IN_CLUSTER:
             return self.own
@@ -224,7 +224,7 @@ class Runtime:
             request_timeout=self.settings.target_request_timeout,
         )
 
-    async def housekeeping_cluster(self, target: Target) -> ClusterPort:
+    async def housekeeping_cluster(self, target: Target) -> GrantTarget:
         """The operator's own client for `target` (revocation, sweep), cached per cluster identity."""
         if target.type is TargetType.IN_CLUSTER:
             return self.own

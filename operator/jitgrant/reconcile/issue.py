@@ -14,8 +14,7 @@ from typing import Any
 
 from jitgrant.audit.records import EventType, audit_event
 from jitgrant.audit.trail import AuditUnavailable
-from jitgrant.clusters.errors import ClusterAccessError, Conflict
-from jitgrant.clusters.grant_objects import ForeignObjectError
+from jitgrant.clusters.errors import ClusterAccessError, Conflict, ForeignObjectError
 from jitgrant.clusters.port import StoredRequest
 from jitgrant.grants.plan import GrantPlan, plan_grant
 from jitgrant.lifecycle import Action, Step

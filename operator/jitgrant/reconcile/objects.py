@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from jitgrant.clusters import grant_objects
-from jitgrant.clusters.port import ClusterPort
+from jitgrant.clusters.port import GrantTarget
 from jitgrant.grants.delivery import kubeconfig_reader, kubeconfig_secret, token_seconds
 from jitgrant.grants.kubeconfig import kubeconfig_yaml, scoped_kubeconfig
 from jitgrant.grants.plan import GrantPlan
@@ -27,7 +27,7 @@ class WindowClosed(Exception):
 
 
 async def create(
-    p: Pass, plan: GrantPlan, *, record: GrantRef, request: AccessRequest, target: ClusterPort
+    p: Pass, plan: GrantPlan, *, record: GrantRef, request: AccessRequest, target: GrantTarget
 ) -> GrantRef:
     """Create every planned object, sealed; returns the record with each object's uid."""
     engine = p.engine
@@ -52,7 +52,7 @@ async def create(
 
 
 async def kubeconfig_objects(
-    p: Pass, plan: GrantPlan, *, request: AccessRequest, target: ClusterPort
+    p: Pass, plan: GrantPlan, *, request: AccessRequest, target: GrantTarget
 ) -> list[dict[str, Any]]:
     """Token for the grant's ServiceAccount, wrapped in a kubeconfig only the requester can read."""
     assert plan.service_account_name is not None and request.spec.requester is not None

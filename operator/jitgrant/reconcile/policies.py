@@ -10,20 +10,19 @@ from __future__ import annotations
 
 import logging
 
-from jitgrant.clusters.policy_checks import read_cluster_role, read_policy
-from jitgrant.clusters.port import ClusterPort
+from jitgrant.clusters.port import GrantTarget, RequestStore
 from jitgrant.models import GrantPolicySpec
 from jitgrant.policy import check_policy, rules_of, widened_reason
 
 log = logging.getLogger("jitgrant.policy_status")
 
 
-async def load_policy(own: ClusterPort, name: str) -> tuple[GrantPolicySpec | None, str | None]:
+async def load_policy(own: RequestStore, name: str) -> tuple[GrantPolicySpec | None, str | None]:
     """(spec, None) for a usable policy, (None, None) when it does not exist, (None, why) when invalid."""
-    body = await read_policy(own, name)
-    if body is None:
+    stored = await own.get_policy(name)
+    if stored is None:
         return None, None
-    check = check_policy(body.get("spec"))
+    check = check_policy(stored.spec)
     if check.valid:
         return check.spec, None
     message = f"GrantPolicy {name!r} is invalid: {check.message}; the platform team must fix it"
@@ -32,7 +31,7 @@ async def load_policy(own: ClusterPort, name: str) -> tuple[GrantPolicySpec | No
 
 
 async def cluster_role_refusal(
-    target: ClusterPort, *, policy_name: str, policy: GrantPolicySpec, cluster_role: str | None
+    target: GrantTarget, *, policy_name: str, policy: GrantPolicySpec, cluster_role: str | None
 ) -> str | None:
     """Why the ClusterRole about to be bound may not be, judged on its rules as they are now.
 
@@ -42,7 +41,7 @@ async def cluster_role_refusal(
     """
     if cluster_role is None:
         return None
-    read = await read_cluster_role(target, cluster_role)
+    read = await target.read_cluster_role(cluster_role)
     if not read.found:
         return None
     return widened_reason(

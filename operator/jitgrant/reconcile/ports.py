@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from jitgrant.audit.records import AuditEvent
 from jitgrant.clusters.errors import ClusterAccessError
-from jitgrant.clusters.port import ClusterPort, StoredRequest
+from jitgrant.clusters.port import ClusterPort, GrantTarget, StoredRequest
 from jitgrant.lifecycle.open_requests import OpenRequests
 from jitgrant.metrics import Metrics
 from jitgrant.models import AccessRequest, GrantPolicySpec, Phase, Target
@@ -94,9 +94,9 @@ class Engine(Protocol):
 
     async def cluster_for(
         self, target: Target, *, session_name: str, source_identity: str
-    ) -> ClusterPort: ...
+    ) -> GrantTarget: ...
 
-    async def housekeeping_cluster(self, target: Target) -> ClusterPort: ...
+    async def housekeeping_cluster(self, target: Target) -> GrantTarget: ...
 
     def cluster_reached(self, cluster: str) -> None: ...
 

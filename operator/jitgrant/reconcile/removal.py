@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from jitgrant.clusters import grant_objects
 from jitgrant.clusters.errors import ClusterAccessError
-from jitgrant.clusters.port import ClusterPort
+from jitgrant.clusters.port import GrantTarget
 from jitgrant.grants.objects import GrantOwner
 from jitgrant.models import (
     AccessRequest,
@@ -69,7 +69,7 @@ async def remove_recorded(
     objects = grant.objects or legacy_objects(grant, request=request, own=p.engine.own.name)
     remote = grant.target is not None and grant.target.type is not TargetType.IN_CLUSTER
     confirmed = any(ref.uid for ref in objects if ref.cluster == grant.cluster)
-    target: ClusterPort | None = None
+    target: GrantTarget | None = None
     reached = remote
     for ref in removal_order(objects):
         in_target = ref.cluster == grant.cluster
@@ -98,7 +98,7 @@ async def remove_recorded(
         p.engine.cluster_reached(cluster_of(grant))
 
 
-async def target_for_removal(p: Pass, grant: GrantRef, policy: GrantPolicySpec | None) -> ClusterPort:
+async def target_for_removal(p: Pass, grant: GrantRef, policy: GrantPolicySpec | None) -> GrantTarget:
     """The cluster the grant was made in, from the target recorded with it (its identity: a
     record written when clusters were keyed by name still carries region and role). Only a
     record from before EKS targets has none: it was made in the operator's own cluster, unless
