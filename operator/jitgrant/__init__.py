@@ -18,7 +18,7 @@ from jitgrant.models import (
 )
 
 if TYPE_CHECKING:
-    from jitgrant.runner import run
+    from jitgrant.operator.runner import run
 
 __version__ = "0.1.0"
 __all__ = [
@@ -36,7 +36,7 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     # The operator pulls in kopf and the Kubernetes client; importing the models must not.
     if name == "run":
-        from jitgrant.runner import run
+        from jitgrant.operator.runner import run
 
         return run
     raise AttributeError(f"module 'jitgrant' has no attribute {name!r}")

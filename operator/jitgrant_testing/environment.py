@@ -30,6 +30,7 @@ from embedkube import EmbeddedCluster, User
 from jitgrant.logs import quiet_refusals
 from jitgrant.models import API_GROUP, API_VERSION
 from jitgrant.models.crd import all_crds
+from jitgrant.operator.runner import OperatorThread, build_runtime
 from jitgrant.permissions import (
     GRANT_WRITE_PERMISSIONS,
     GRANTABLE_CLUSTER_ROLE_PERMISSIONS,
@@ -40,7 +41,6 @@ from jitgrant.permissions import (
     as_rbac_rules,
 )
 from jitgrant.reactor.runtime import Runtime
-from jitgrant.runner import OperatorThread, build_runtime
 from jitgrant.settings import OperatorSettings, WebhookSettings
 from jitgrant_testing.tls import generate_webhook_tls
 

@@ -16,8 +16,8 @@ from kubernetes.client.exceptions import ApiException
 from jitgrant.clusters.own import ClusterApi
 from jitgrant.models import GrantPolicySpec
 from jitgrant.operator import policy_status
-from jitgrant.operator.policy_status import cluster_role_refusal
 from jitgrant.reactor.fencing import FencedCluster
+from jitgrant.reconcile.policies import cluster_role_refusal
 from jitgrant_testing.environment import EXAMPLES, Environment, load_manifests, wait_until
 
 GROUP, VERSION = "jitgrant.dev", "v1alpha1"

@@ -351,6 +351,14 @@ def test_the_requester_may_tie_its_request_to_an_owner_and_its_own_deletion_name
     [record] = revoked_records(env)
     assert record["reason"] == f"the AccessRequest was deleted by {USERNAME_A}"
     wait_until(lambda: env.jit_bindings("payments") == [], timeout=10, what="the grant revoked")
+    # The operator gives its finalizer back once the revocation is done (just after the binding went).
+    wait_until(
+        lambda: (
+            env.get_request("agents", "restart-checkout")["metadata"]["finalizers"] == ["example.com/mine"]
+        ),
+        timeout=10,
+        what="the operator's finalizer released",
+    )
     # Its own finalizer is the requester's to remove; then the request goes.
     patch_metadata(env, "restart-checkout", {"finalizers": []}, client=agent_a)
 

@@ -17,8 +17,8 @@ from kubernetes.client.exceptions import ApiException
 from jitgrant.clusters.errors import NotLeader
 from jitgrant.clusters.leader import LEASE_NAME
 from jitgrant.models.vocabulary import REVOKE_ANNOTATION
+from jitgrant.operator.runner import OperatorThread
 from jitgrant.reactor.fencing import FencedCluster
-from jitgrant.runner import OperatorThread
 from jitgrant_testing.environment import (
     OPERATOR_NAMESPACE,
     OPERATOR_USERNAME,

@@ -51,7 +51,7 @@ def api_client_from(kubeconfig: Mapping[str, Any] | str | None) -> ApiClient:
     return ApiClient(configuration)
 
 
-# Connections a cluster client keeps open (jitgrant.runner.API_THREADS calls can be in flight).
+# Connections a cluster client keeps open (jitgrant.operator.runner.API_THREADS calls can be in flight).
 CONNECTIONS = 24
 
 # Items per page of a LIST: large enough that 10,000 objects take a handful of calls.

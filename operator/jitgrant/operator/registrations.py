@@ -219,7 +219,15 @@ async def start_runtime(memo: kopf.Memo, settings: kopf.OperatorSettings, **_: A
 
 @kopf.on.cleanup(id="stop-runtime")
 async def stop_runtime(memo: kopf.Memo, **_: Any) -> None:
-    runtime = runtime_of(memo)
+    """Never raises: kopf closes its API sessions (its credentials vault) only after a cleanup that
+    succeeded, and a failed one left sockets open past the loop's end."""
+    try:
+        await _stop(runtime_of(memo), memo)
+    except Exception:
+        log.exception("stopping the runtime failed")
+
+
+async def _stop(runtime: Runtime, memo: kopf.Memo) -> None:
     runtime.stopping = True
     for name in ("scheduler_task", "election_task"):
         task = getattr(memo, name, None)

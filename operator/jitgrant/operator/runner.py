@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import kopf
-from kopf._cogs.structs.credentials import Vault  # private, but kopf is pinned to 1.45.x
 from kubernetes.client import ApiClient
 
 from jitgrant.audit.config import AuditConfig, FileSinkConfig, StdoutSinkConfig
@@ -204,9 +203,7 @@ async def run(
         memo.election = election
         runtime.own = FencedCluster(runtime.own, election)
         runtime.audit = FencedAudit(runtime.audit, election)
-    # Our own vault so its aiohttp sessions are closed even when kopf skips its own close (it does
-    # when a cleanup handler fails): an unclosed session leaks sockets past the loop's end.
-    vault = Vault()
+    # kopf closes its API sessions after the cleanup handlers, which never fail (stop_runtime).
     try:
         await kopf.operator(
             registry=registry,
@@ -216,13 +213,8 @@ async def run(
             memo=memo,
             stop_flag=stop_flag,
             ready_flag=ready_flag,
-            vault=vault,
         )
     finally:
-        try:
-            await vault.close()  # a no-op for what kopf closed already
-        except Exception:
-            log.exception("closing the API sessions failed")
         if runtime.settings.metrics_port is not None:
             runtime.metrics.stop_server()
         # The official client keeps a urllib3 pool (and a thread pool) per ApiClient.
