@@ -1,6 +1,6 @@
 """Starting the operator: build the Runtime from settings, hand it to kopf, run until stopped.
 
-`run_in_thread` runs kopf on its own event loop in a background thread; the demo and the integration
+`OperatorThread` runs kopf on its own event loop in a background thread; the demo and the integration
 tests use it to stop the operator and start it again, as an outage would.
 """
 
@@ -35,6 +35,7 @@ from jitgrant.metrics import Metrics
 from jitgrant.operator import registrations as registrations
 from jitgrant.reactor.fencing import FencedAudit, FencedCluster, LeaderElection
 from jitgrant.reactor.runtime import Runtime
+from jitgrant.reconcile.ports import Notices
 from jitgrant.settings import OperatorSettings
 
 log = logging.getLogger("jitgrant.runner")
@@ -64,7 +65,9 @@ def build_runtime(
     kubeconfig: Mapping[str, Any] | str | None,
     state_dir: Path | None = None,
     metrics: Metrics | None = None,
+    notifier: Notices | None = None,
 ) -> Runtime:
+    """The operator's Runtime, every adapter built here and handed to it at once."""
     state = state_dir or Path(tempfile.mkdtemp(prefix="jitgrant-"))
     client = api_client_from(kubeconfig)
     audit_config = audit_config_for(settings, state_dir=state)
@@ -75,7 +78,26 @@ def build_runtime(
         policy=event.policy or "", count=event.activity.refused if event.activity else 0
     )
     own = ClusterApi(name="in-cluster", client=client)
-    runtime = Runtime(
+    # The replay set lives in the API server, so a token used through one replica's webhook is
+    # refused by every other, and after restarts.
+    identity_keys = JWKSCache(
+        ttl=settings.jwks_cache_ttl,
+        refetch_interval=settings.jwks_refetch_interval,
+        fetch_budget=settings.identity_fetch_budget,
+        ca_bundles=ClusterCABundles(client, namespace=settings.operator_namespace),
+        refresh=LeaseRefreshMarks(client, namespace=settings.operator_namespace),
+    )
+    targets = (
+        TargetClusters(
+            own=kubeconfig_connection(config_dict=dict(kubeconfig))
+            if isinstance(kubeconfig, Mapping)
+            else own_cluster_connection(kubeconfig=kubeconfig),
+            eks=EKSAccess(),
+        )
+        if settings.eks_enabled
+        else None
+    )
+    return Runtime(
         settings=settings,
         own=own,
         audit=audit,
@@ -86,27 +108,13 @@ def build_runtime(
             audit_ready=directory_accepts_writes(audit_config.spool_dir),
             webhook=(settings.webhook.host, settings.webhook.port) if settings.webhook else None,
         ),
+        targets=targets,
+        identity_keys=identity_keys,
+        oidc=OIDCVerifier(
+            keys=identity_keys, replay=SharedReplayCache(client, namespace=settings.operator_namespace)
+        ),
+        notifier=notifier,
     )
-    # The replay set lives in the API server, so a token used through one replica's webhook is
-    # refused by every other, and after restarts.
-    runtime.identity_keys = JWKSCache(
-        ttl=settings.jwks_cache_ttl,
-        refetch_interval=settings.jwks_refetch_interval,
-        fetch_budget=settings.identity_fetch_budget,
-        ca_bundles=ClusterCABundles(client, namespace=settings.operator_namespace),
-        refresh=LeaseRefreshMarks(client, namespace=settings.operator_namespace),
-    )
-    runtime.oidc = OIDCVerifier(
-        keys=runtime.identity_keys, replay=SharedReplayCache(client, namespace=settings.operator_namespace)
-    )
-    if settings.eks_enabled:
-        runtime.targets = TargetClusters(
-            own=kubeconfig_connection(config_dict=dict(kubeconfig))
-            if isinstance(kubeconfig, Mapping)
-            else own_cluster_connection(kubeconfig=kubeconfig),
-            eks=EKSAccess(),
-        )
-    return runtime
 
 
 def connection_info(client: ApiClient) -> kopf.ConnectionInfo:

@@ -19,11 +19,13 @@ from jitgrant.clusters.own import ClusterApi
 from jitgrant.clusters.port import ClusterPort, GrantTarget, StoredRequest
 from jitgrant.clusters.registry import TargetClusters
 from jitgrant.health import Health
+from jitgrant.identity.jwks import JWKSCache
+from jitgrant.identity.oidc import OIDCVerifier
 from jitgrant.lifecycle.open_requests import OpenRequests, RefusalTally
 from jitgrant.metrics import Metrics
 from jitgrant.models import GrantPolicySpec, Target, TargetType
 from jitgrant.models.vocabulary import Reason
-from jitgrant.reconcile.ports import AuditPort, EventRecorder, NoEvents
+from jitgrant.reconcile.ports import AuditPort, EventRecorder, NoEvents, Notices
 from jitgrant.settings import OperatorSettings
 
 Clock = Callable[[], datetime]
@@ -60,12 +62,12 @@ class Runtime:
     # might not finish. What is due is picked up by the start-up sweep of the next run instead.
     stopping: bool = False
     # The OIDC verifier the admission webhook uses (JWKS cache and jti replay memory live in it).
-    oidc: Any = None
-    # The verifier's JWKS cache (jitgrant.identity.jwks.JWKSCache): the policy Ready check fetches each
-    # OIDC issuer's discovery document through it. None: issuers are not checked.
-    identity_keys: Any = None
+    oidc: OIDCVerifier | None = None
+    # The verifier's JWKS cache: the policy Ready check fetches each OIDC issuer's discovery
+    # document through it. None: issuers are not checked.
+    identity_keys: JWKSCache | None = None
     # Posts notices of transitions (jitgrant.notify.Notifier); None: no notifications configured.
-    notifier: Any = None
+    notifier: Notices | None = None
     # Kubernetes Events on requests (clusters/events.py in the operator; a fake that collects them
     # in the unit tests), from any task: kopf's own `kopf.event` posts only from kopf's tasks.
     events: EventRecorder = field(default_factory=NoEvents)

@@ -70,6 +70,10 @@ class Notices(Protocol):
         expires_at: datetime | None = None,
     ) -> None: ...
 
+    def close(self) -> None:
+        """Post what is queued, then stop (at shutdown)."""
+        ...
+
 
 class Engine(Protocol):
     """The process-wide state and adapters a pass works with."""
