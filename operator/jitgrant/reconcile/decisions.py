@@ -14,11 +14,20 @@ from jitgrant.models import (
     GrantRef,
     Phase,
 )
+from jitgrant.models.text import log_field
 from jitgrant.models.vocabulary import (
     Reason,
     format_time,
 )
-from jitgrant.reconcile.effects import Pass, approval_entries, post_event, record_transition, status_patch
+from jitgrant.reconcile.effects import (
+    Note,
+    Pass,
+    Record,
+    approval_entries,
+    record,
+    record_transition,
+    status_patch,
+)
 from jitgrant.reconcile.removal import remove_recorded
 
 log = logging.getLogger("jitgrant.reconcile")
@@ -36,7 +45,6 @@ async def transition(
 ) -> None:
     """A phase change that creates nothing: decisions, approvals, time-outs and failures. A
     terminal one first removes whatever a recorded grant plan may have created."""
-    engine = p.engine
     now = p.now()
     phase = step.consequence.phase
     grant = grant or request.status.grant
@@ -56,18 +64,17 @@ async def transition(
         fields["approvals"] = approvals
     if cluster is None:
         cluster = policy.target.cluster if policy is not None else "unknown"
-    if request.status.phase is None and p.first_time(stored.uid, EventType.REQUESTED):
-        await engine.audit.record(
-            audit_event(
-                request=request,
-                event_type=EventType.REQUESTED,
-                at=now,
-                cluster=cluster,
-                reason=request.spec.justification or None,
-            )
+    before: tuple[Record, ...] = ()
+    if request.status.phase is None:
+        requested = audit_event(
+            request=request,
+            event_type=EventType.REQUESTED,
+            at=now,
+            cluster=cluster,
+            reason=request.spec.justification or None,
         )
-        p.wrote_ahead(stored.uid, EventType.REQUESTED)
-        engine.metrics.request_outcome(policy=request.spec.policy, outcome="requested")
+        before = (Record(requested, memo=EventType.REQUESTED, outcome="requested"),)
+    waited = request.status.requested_at
     await record_transition(
         p,
         step,
@@ -82,11 +89,17 @@ async def transition(
             if step.action is Action.APPROVE
             else (lambda: p.write_status(stored, request, status_patch(**fields)))
         ),
+        before=before,
+        measure=(
+            (
+                lambda metrics: metrics.observe_approval_wait(
+                    policy=request.spec.policy, seconds=(now - waited).total_seconds()
+                )
+            )
+            if step.action is Action.APPROVE and waited is not None
+            else None
+        ),
     )
-    if step.action is Action.APPROVE and request.status.requested_at is not None:
-        engine.metrics.observe_approval_wait(
-            policy=request.spec.policy, seconds=(now - request.status.requested_at).total_seconds()
-        )
 
 
 async def record_approvals(
@@ -98,18 +111,13 @@ async def record_approvals(
     policy: GrantPolicySpec | None,
 ) -> None:
     """Each counted approval goes into status and the trail as it arrives, not only at quorum."""
-    engine = p.engine
     now = p.now()
     entries = approval_entries(step.tally)
     known = {(entry.approver, entry.receipt) for entry in request.status.approvals}
-    await p.write_status(
-        stored, request, status_patch(reason=step.reason, message=step.message, approvals=entries)
-    )
     cluster = policy.target.cluster if policy is not None else "unknown"
-    for entry in entries:
-        if (entry.approver, entry.receipt) in known:
-            continue
-        await engine.audit.record(
+    # Each new approval's record follows the status write that shows it (no memo: after the write).
+    records = tuple(
+        Record(
             audit_event(
                 request=request,
                 event_type=EventType.APPROVAL_RECORDED,
@@ -120,7 +128,23 @@ async def record_approvals(
                 approvals=(entry,),
             )
         )
-    post_event(p, stored.body, warning=False, reason=Reason.APPROVAL_RECORDED, message=step.message)
+        for entry in entries
+        if (entry.approver, entry.receipt) not in known
+    )
+    patch = status_patch(reason=step.reason, message=step.message, approvals=entries)
+    await record(
+        p,
+        stored,
+        request,
+        records=records,
+        write=lambda: p.write_status(stored, request, patch),
+        note=Note(
+            reason=Reason.APPROVAL_RECORDED,
+            message=step.message,
+            log=f"approval recorded: message={log_field(step.message)}",
+            level=logging.DEBUG,  # the transition that counts follows at quorum
+        ),
+    )
 
 
 async def shorten(
@@ -130,36 +154,38 @@ async def shorten(
     the timer then ends the grant at the new time. The objects keep the expires-at annotation
     they were issued with (later than the new end): it is the sweep's backstop for an operator
     that is down, and one that starts again ends the grant from status.expiresAt at once."""
-    engine = p.engine
     assert step.wake_at is not None  # the lifecycle sets the new end
     grant = request.status.grant
     cluster = grant.cluster if grant is not None else (policy.target.cluster if policy else "unknown")
-    # Keyed by the new end: a policy cut twice shortens twice, and each is recorded once.
-    memo = f"{EventType.SHORTENED.value}/{format_time(step.wake_at)}"
-    if memo not in engine.written_ahead.get(stored.uid, ()):
-        await engine.audit.record(
-            audit_event(
-                request=request,
-                event_type=EventType.SHORTENED,
-                at=p.now(),
-                cluster=cluster,
-                decision="shortened",
-                reason=step.message,
-                expires_at=step.wake_at,
-            )
-        )
-        engine.written_ahead.setdefault(stored.uid, set()).add(memo)
+    shortened = audit_event(
+        request=request,
+        event_type=EventType.SHORTENED,
+        at=p.now(),
+        cluster=cluster,
+        decision="shortened",
+        reason=step.message,
+        expires_at=step.wake_at,
+    )
     # The phase rides along so the Granted condition's message names the new end too.
     status = status_patch(
         phase=Phase.ACTIVE, expires_at=step.wake_at, reason=step.reason, message=step.message
     )
-    await p.write_status(stored, request, status)
-    post_event(p, stored.body, warning=True, reason=step.reason, message=step.message)
-    log.info("%s/%s expiresAt moved to %s: %s", stored.namespace, stored.name, step.wake_at, step.message)
-    if engine.notifier is not None:
-        engine.notifier.transition(
-            request, phase=Phase.ACTIVE, reason=step.reason, message=step.message, expires_at=step.wake_at
-        )
+    await record(
+        p,
+        stored,
+        request,
+        # Keyed by the new end: a policy cut twice shortens twice, and each is recorded once.
+        records=(Record(shortened, memo=f"{EventType.SHORTENED.value}/{format_time(step.wake_at)}"),),
+        write=lambda: p.write_status(stored, request, status),
+        note=Note(
+            reason=step.reason,
+            message=step.message,
+            warning=True,
+            log=f"expiresAt moved to {step.wake_at}: {step.message}",
+            notice=Phase.ACTIVE,
+            expires_at=step.wake_at,
+        ),
+    )
 
 
 async def fail(

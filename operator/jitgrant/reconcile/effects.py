@@ -7,15 +7,16 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from jitgrant.approvals.counting import ApprovalTally
-from jitgrant.audit.records import EventType, audit_event
+from jitgrant.audit.records import AuditEvent, EventType, audit_event
 from jitgrant.clusters.port import StoredRequest
 from jitgrant.lifecycle import Step, granted_condition
+from jitgrant.metrics import Metrics
 from jitgrant.models import AccessRequest, AccessRequestStatus, ApprovalEntry, GrantPolicySpec, Phase
 from jitgrant.models.text import log_field
 from jitgrant.models.vocabulary import Reason
@@ -56,14 +57,12 @@ class Pass:
         # Second precision, as Kubernetes writes times: status times compare as strings too.
         return self.engine.clock().replace(microsecond=0)
 
-    # Records written ahead of a status write: a 409 or a failed write makes the pass (or the next)
-    # decide again, which must not write the same record twice; a crash in between repeats it once
-    # on the next run, and never loses it.
-    def first_time(self, uid: str, event_type: EventType) -> bool:
-        return event_type not in self.engine.written_ahead.get(uid, ())
+    # Records written ahead of a status write, by their memo (`Record`).
+    def first_time(self, uid: str, memo: str) -> bool:
+        return memo not in self.engine.written_ahead.get(uid, ())
 
-    def wrote_ahead(self, uid: str, event_type: EventType) -> None:
-        self.engine.written_ahead.setdefault(uid, set()).add(event_type)
+    def wrote_ahead(self, uid: str, memo: str) -> None:
+        self.engine.written_ahead.setdefault(uid, set()).add(memo)
 
     async def write_status(
         self, stored: StoredRequest, request: AccessRequest, status: dict[str, Any]
@@ -131,6 +130,73 @@ def approval_entries(result: ApprovalTally | None) -> tuple[ApprovalEntry, ...]:
     )
 
 
+@dataclass(frozen=True)
+class Record:
+    """One audit record of a transition. With a `memo` it is written ahead of the status write, once
+    per process under that key (a pass retried after a failed write does not write it again; a crash
+    in between repeats it once on the next run, and never loses it); without, after the write."""
+
+    event: AuditEvent
+    memo: str | None = None
+    # The requests metric's outcome, counted when the record is written (e.g. "requested").
+    outcome: str | None = None
+
+
+@dataclass(frozen=True)
+class Note:
+    """What a transition tells people: the Event, the log line (after "namespace/name "), and the
+    notice when `notice` names the phase to announce."""
+
+    reason: str
+    message: str
+    log: str
+    warning: bool = False
+    level: int = logging.INFO
+    notice: Phase | None = None
+    expires_at: datetime | None = None
+
+
+async def record(
+    p: Pass,
+    stored: StoredRequest,
+    request: AccessRequest,
+    *,
+    records: Sequence[Record] = (),
+    write: Callable[[], Awaitable[object]] | None = None,
+    outcome: str | None = None,
+    measure: Callable[[Metrics], None] | None = None,
+    note: Note | None = None,
+) -> None:
+    """The one transition recorder: the records written ahead, then the status `write`, then the
+    records that follow it, the metrics, the Event, the log line and the notice, in that order."""
+    engine = p.engine
+    policy = request.spec.policy
+    for entry in records:
+        if entry.memo is not None and p.first_time(stored.uid, entry.memo):
+            await engine.audit.record(entry.event)
+            p.wrote_ahead(stored.uid, entry.memo)
+            if entry.outcome is not None:
+                engine.metrics.request_outcome(policy=policy, outcome=entry.outcome)
+    if write is not None:
+        await write()
+    for entry in records:
+        if entry.memo is None:
+            await engine.audit.record(entry.event)
+    if outcome is not None:
+        engine.metrics.request_outcome(policy=policy, outcome=outcome)
+    if measure is not None:
+        measure(engine.metrics)
+    if note is None:
+        return
+    post_event(p, stored.body, warning=note.warning, reason=note.reason, message=note.message)
+    log.log(note.level, "%s/%s %s", stored.namespace, stored.name, note.log)
+    if note.notice is not None and engine.notifier is not None:
+        # queued, never awaited: a receiver cannot slow a grant
+        engine.notifier.transition(
+            request, phase=note.notice, reason=note.reason, message=note.message, expires_at=note.expires_at
+        )
+
+
 async def record_transition(
     p: Pass,
     step: Step,
@@ -141,45 +207,51 @@ async def record_transition(
     now: datetime,
     approvals: tuple[ApprovalEntry, ...] = (),
     write: Callable[[], Awaitable[object]] | None = None,
+    before: Sequence[Record] = (),
+    measure: Callable[[Metrics], None] | None = None,
     **audit: Any,
 ) -> None:
-    """Audit record, then the status `write`, then metrics, Event and log line for one
-    transition, all from its consequence.
+    """A lifecycle step's transition, all from its consequence (`lifecycle.CONSEQUENCES`): its audit
+    record written ahead (after any of `before`), then the status `write`, the outcome metric, the
+    Event, the log line and the notice.
 
-    The record goes first (write-ahead): an operator killed between the two repeats the record
-    on its next run instead of losing it. A 409 on the write makes the pass decide again, which
-    does not write the same record twice.
+    The record goes first (write-ahead): an operator killed between the two repeats the record on its
+    next run instead of losing it. A 409 on the write makes the pass decide again, which does not
+    write the same record twice.
     """
-    engine = p.engine
     consequence = step.consequence
     phase = consequence.phase
     event_type = EventType(consequence.audit_event)
-    if p.first_time(stored.uid, event_type):
-        await engine.audit.record(
-            audit_event(
-                request=request,
-                event_type=event_type,
-                at=now,
-                cluster=cluster,
-                decision="granted" if phase is Phase.ACTIVE else phase.value,
-                reason=step.message or step.reason,
-                approvals=approvals,
-                ended_at=now if phase.terminal else None,
-                **audit,
-            )
-        )
-        p.wrote_ahead(stored.uid, event_type)
-    if write is not None:
-        await write()
-    engine.metrics.request_outcome(policy=request.spec.policy, outcome=consequence.outcome)
-    post_event(p, stored.body, warning=consequence.warning, reason=step.reason, message=step.message)
-    # The message may carry a justification or a release reason: a quoted field, never a new line.
-    log.info("%s/%s -> %s: message=%s", stored.namespace, stored.name, phase.value, log_field(step.message))
-    # A guardrail's denial (a duplicate or a request past a limit that raced past admission) is the
-    # agent's to read in status, not news for approvers: a looping agent never floods their channel.
-    if engine.notifier is not None and step.reason not in _QUIET_REASONS:
-        # queued, never awaited: a receiver cannot slow a grant
-        expires_at = audit.get("expires_at")
-        engine.notifier.transition(
-            request, phase=phase, reason=step.reason, message=step.message, expires_at=expires_at
-        )
+    event = audit_event(
+        request=request,
+        event_type=event_type,
+        at=now,
+        cluster=cluster,
+        decision="granted" if phase is Phase.ACTIVE else phase.value,
+        reason=step.message or step.reason,
+        approvals=approvals,
+        ended_at=now if phase.terminal else None,
+        **audit,
+    )
+    await record(
+        p,
+        stored,
+        request,
+        records=(*before, Record(event, memo=event_type)),
+        write=write,
+        outcome=consequence.outcome,
+        measure=measure,
+        note=Note(
+            reason=step.reason,
+            message=step.message,
+            warning=consequence.warning,
+            # The message may carry a justification or a release reason: a quoted field, never a
+            # new line.
+            log=f"-> {phase.value}: message={log_field(step.message)}",
+            # A guardrail's denial (a duplicate or a request past a limit that raced past admission)
+            # is the agent's to read in status, not news for approvers: a looping agent never floods
+            # their channel.
+            notice=None if step.reason in _QUIET_REASONS else phase,
+            expires_at=audit.get("expires_at"),
+        ),
+    )

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -13,6 +14,7 @@ from jitgrant.clusters.errors import ClusterAccessError
 from jitgrant.clusters.port import StoredRequest
 from jitgrant.lifecycle import Action, Step
 from jitgrant.lifecycle.revoker import named_deleter
+from jitgrant.metrics import Metrics
 from jitgrant.models import (
     AccessRequest,
     Condition,
@@ -24,7 +26,7 @@ from jitgrant.models.vocabulary import (
     Reason,
     format_time,
 )
-from jitgrant.reconcile.effects import Pass, post_event, record_transition, status_patch
+from jitgrant.reconcile.effects import Note, Pass, Record, record, record_transition, status_patch
 from jitgrant.reconcile.removal import cluster_of, remove_recorded
 
 log = logging.getLogger("jitgrant.reconcile")
@@ -70,12 +72,22 @@ async def end_grant(
         cluster=cluster,
         now=now,
         write=(lambda: p.write_status(stored, request, status)) if write_status else None,
+        measure=_ended(step, request, cluster=cluster, now=now) if grant is not None else None,
     )
-    if grant is not None and request.status.phase is Phase.ACTIVE:
-        engine.metrics.grant_ended(cluster)
+
+
+def _ended(step: Step, request: AccessRequest, *, cluster: str, now: datetime) -> Callable[[Metrics], None]:
+    """A live grant's end, measured: one grant fewer, and an expiry's lag behind its expiresAt."""
+
+    def measure(metrics: Metrics) -> None:
+        if request.status.phase is not Phase.ACTIVE:
+            return
+        metrics.grant_ended(cluster)
         if step.action is Action.EXPIRE and request.status.expires_at is not None:
             lag = (now - request.status.expires_at).total_seconds()
-            engine.metrics.observe_revocation_lag(cluster=cluster, seconds=max(lag, 0.0))
+            metrics.observe_revocation_lag(cluster=cluster, seconds=max(lag, 0.0))
+
+    return measure
 
 
 async def removal_overdue(
@@ -118,24 +130,28 @@ async def removal_overdue(
         message=message[:1000],
         last_transition_time=since,
     )
-    if before is None:
-        await engine.audit.record(
-            audit_event(
-                request=request,
-                event_type=EventType.REMOVAL_OVERDUE,
-                at=now,
-                cluster=cluster,
-                decision="overdue",
-                reason=message,
-            )
-        )
-        post_event(p, stored.body, warning=True, reason=Reason.REMOVAL_OVERDUE, message=message)
-        log.warning("%s/%s: %s", stored.namespace, stored.name, message)
     others = [c for c in request.status.conditions if c.type != REMOVAL_OVERDUE_CONDITION]
-    await p.write_status(
+    patch = status_patch(reason=Reason.REMOVAL_OVERDUE, message=message, conditions=(*others, condition))
+    if before is not None:  # overdue already: only the next attempt in status changes
+        await p.write_status(stored, request, patch)
+        return
+    overdue = audit_event(
+        request=request,
+        event_type=EventType.REMOVAL_OVERDUE,
+        at=now,
+        cluster=cluster,
+        decision="overdue",
+        reason=message,
+    )
+    await record(
+        p,
         stored,
         request,
-        status_patch(reason=Reason.REMOVAL_OVERDUE, message=message, conditions=(*others, condition)),
+        records=(Record(overdue, memo=f"{EventType.REMOVAL_OVERDUE.value}/{format_time(since)}"),),
+        write=lambda: p.write_status(stored, request, patch),
+        note=Note(
+            reason=Reason.REMOVAL_OVERDUE, message=message, warning=True, log=message, level=logging.WARNING
+        ),
     )
 
 

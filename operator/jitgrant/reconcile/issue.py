@@ -10,6 +10,7 @@ docs/architecture.md).
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import Any
 
 from jitgrant.audit.records import EventType, audit_event
@@ -18,6 +19,7 @@ from jitgrant.clusters.errors import ClusterAccessError, Conflict, ForeignObject
 from jitgrant.clusters.port import StoredRequest
 from jitgrant.grants.plan import GrantPlan, plan_grant
 from jitgrant.lifecycle import Action, Step
+from jitgrant.metrics import Metrics
 from jitgrant.models import (
     AccessRequest,
     GrantPolicySpec,
@@ -189,7 +191,6 @@ async def mark_active(
     record: GrantRef,
     cluster: str,
 ) -> None:
-    engine = p.engine
     # The plan's time is when it was recorded (the `issuing` record); access began only now, once
     # its binding exists, which can be later on a slow cluster: the trail keeps both.
     granted_at = p.now()
@@ -213,6 +214,7 @@ async def mark_active(
     # A conflict here (a revoke landed meanwhile) loses nothing: the plan is already in status,
     # and the next pass removes from it.
     shown = Step(Action.ACTIVATE, reason=step.reason, message=message)
+    started = request.status.requested_at or plan.now
     await record_transition(
         p,
         shown,
@@ -221,15 +223,18 @@ async def mark_active(
         cluster=cluster,
         now=granted_at,
         write=lambda: p.write_status(stored, request, status_patch(**fields)),
+        measure=lambda metrics: _activated(metrics, request, cluster=cluster, started=started, now=p.now()),
         activated_at=granted_at,
         expires_at=plan.expires_at,
         binding=plan.binding_name,
     )
-    engine.metrics.grant_activated(cluster)
-    started = request.status.requested_at or plan.now
-    engine.metrics.observe_time_to_active(
-        policy=request.spec.policy, seconds=(p.now() - started).total_seconds()
-    )
+
+
+def _activated(
+    metrics: Metrics, request: AccessRequest, *, cluster: str, started: datetime, now: datetime
+) -> None:
+    metrics.grant_activated(cluster)
+    metrics.observe_time_to_active(policy=request.spec.policy, seconds=(now - started).total_seconds())
 
 
 def describe_grant(request: AccessRequest) -> str:
