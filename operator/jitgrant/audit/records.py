@@ -10,13 +10,13 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
 from jitgrant.models import AccessRequest, ApprovalEntry
+from jitgrant.models.vocabulary import EventType as EventType  # defined beside Reason; imported from here too
 from jitgrant.models.vocabulary import format_time
 
 #: Bump when a field changes meaning or is removed; readers accept every version they know.
@@ -42,30 +42,6 @@ class ChainHead:
 
     seq: int = 0
     hash: str = GENESIS_HASH
-
-
-class EventType(StrEnum):
-    REQUESTED = "requested"
-    DENIED = "denied"
-    PENDING = "pending"
-    APPROVAL_RECORDED = "approval-recorded"
-    APPROVED = "approved"
-    ISSUING = "issuing"  # the grant's objects are about to be created (accepted before they exist)
-    GRANTED = "granted"  # they exist and the request is Active
-    SHORTENED = "shortened"  # its policy's maxDuration was cut: expiresAt moved earlier
-    EXPIRED = "expired"
-    REVOKED = "revoked"
-    # The grant's window closed (or it was revoked) and its objects could not be removed: written
-    # once, when the removal becomes overdue; the expired/revoked record follows when it is done.
-    REMOVAL_OVERDUE = "removal-overdue"
-    TIMED_OUT = "timed-out"
-    FAILED = "failed"
-    CLEANED_UP = "cleaned-up"  # an orphaned binding removed by the sweep
-    REMOVED = "removed"  # a finished request deleted after its retention (written before deletion)
-    ACTIVITY_SUMMARY = "activity-summary"
-    # Requests a guardrail refused at admission (never stored): one record per requester per minute,
-    # its reason saying how many refusals it stands for (issue 31).
-    REFUSED = "refused"  # what the grant's identity did, from the API server's audit log
 
 
 def _to_utc(value: datetime) -> datetime:

@@ -49,7 +49,7 @@ from jitgrant.approvals.review import (
     scrub_last_applied,
 )
 from jitgrant.approvals.revocation import deletion_stamp, fate_touched, review_revoke, revoker_standing
-from jitgrant.audit.records import EventType, audit_event
+from jitgrant.audit.records import audit_event
 from jitgrant.clusters.errors import ClusterAccessError
 from jitgrant.clusters.port import AccessSubject
 from jitgrant.identity.claims import issuer_entry, policy_not_found, requester_refusal
@@ -90,6 +90,7 @@ from jitgrant.models.vocabulary import (
     REQUESTER_SEAL_ANNOTATION,
     REVOKE_ANNOTATION,
     REVOKED_BY_ANNOTATION,
+    EventType,
     Reason,
 )
 from jitgrant.operator.context import AdmissionContext

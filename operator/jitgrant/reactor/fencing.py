@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from jitgrant.audit.records import AuditEvent, EventType
+from jitgrant.audit.records import AuditEvent
 from jitgrant.clusters.errors import NotLeader
 from jitgrant.clusters.leader import LeaderElection
 from jitgrant.clusters.port import (
@@ -27,6 +27,7 @@ from jitgrant.clusters.port import (
     StoredPolicy,
     StoredRequest,
 )
+from jitgrant.models.vocabulary import EventType
 from jitgrant.reconcile.ports import AuditPort
 
 __all__ = ["FencedAudit", "FencedCluster", "LeaderElection"]

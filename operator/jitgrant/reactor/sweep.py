@@ -17,12 +17,12 @@ import logging
 from collections import Counter
 from datetime import datetime
 
-from jitgrant.audit.records import AuditEvent, EventType
+from jitgrant.audit.records import AuditEvent
 from jitgrant.clusters import grant_objects
 from jitgrant.clusters.errors import ClusterAccessError
 from jitgrant.clusters.port import ClusterObject, GrantTarget, StoredRequest
 from jitgrant.models import Target
-from jitgrant.models.vocabulary import EXPIRES_AT_ANNOTATION, REQUEST_ANNOTATION, REQUEST_UID_LABEL
+from jitgrant.models.vocabulary import EXPIRES_AT_ANNOTATION, REQUEST_ANNOTATION, REQUEST_UID_LABEL, EventType
 from jitgrant.reactor.runtime import Runtime
 from jitgrant.reconcile.driver import Reconciler
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from jitgrant.audit.records import EventType, audit_event
+from jitgrant.audit.records import audit_event
 from jitgrant.clusters.port import StoredRequest
 from jitgrant.lifecycle import Action, Step
 from jitgrant.models import (
@@ -16,6 +16,7 @@ from jitgrant.models import (
 )
 from jitgrant.models.text import log_field
 from jitgrant.models.vocabulary import (
+    EventType,
     Reason,
     format_time,
 )

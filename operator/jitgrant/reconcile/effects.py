@@ -13,13 +13,13 @@ from datetime import datetime
 from typing import Any
 
 from jitgrant.approvals.counting import ApprovalTally
-from jitgrant.audit.records import AuditEvent, EventType, audit_event
+from jitgrant.audit.records import AuditEvent, audit_event
 from jitgrant.clusters.port import StoredRequest
 from jitgrant.lifecycle import Step, granted_condition
 from jitgrant.metrics import Metrics
 from jitgrant.models import AccessRequest, AccessRequestStatus, ApprovalEntry, GrantPolicySpec, Phase
 from jitgrant.models.text import log_field
-from jitgrant.models.vocabulary import Reason
+from jitgrant.models.vocabulary import EventType, Reason
 from jitgrant.reconcile.ports import Engine
 
 log = logging.getLogger("jitgrant.reconcile")

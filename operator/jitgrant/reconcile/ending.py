@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from jitgrant.audit.records import EventType, audit_event
+from jitgrant.audit.records import audit_event
 from jitgrant.clusters.errors import ClusterAccessError
 from jitgrant.clusters.port import StoredRequest
 from jitgrant.lifecycle import Action, Step
@@ -23,6 +23,7 @@ from jitgrant.models import (
 )
 from jitgrant.models.vocabulary import (
     REMOVAL_OVERDUE_CONDITION,
+    EventType,
     Reason,
     format_time,
 )

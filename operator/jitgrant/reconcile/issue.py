@@ -13,7 +13,7 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from jitgrant.audit.records import EventType, audit_event
+from jitgrant.audit.records import audit_event
 from jitgrant.audit.trail import AuditUnavailable
 from jitgrant.clusters.errors import ClusterAccessError, Conflict, ForeignObjectError
 from jitgrant.clusters.port import StoredRequest
@@ -28,6 +28,7 @@ from jitgrant.models import (
     TargetType,
 )
 from jitgrant.models.vocabulary import (
+    EventType,
     Reason,
     format_time,
 )
@@ -146,7 +147,7 @@ async def write_ahead(
                     cluster=record.cluster,
                     decision="issuing",
                     # What is about to exist, not the step's "the grant is active": nothing is yet.
-                    reason=f"issuing {describe_grant(request)} in cluster {record.cluster}",
+                    reason=f"issuing {request.spec.scope_text()} in cluster {record.cluster}",
                     activated_at=plan.now,
                     expires_at=plan.expires_at,
                     binding=plan.binding_name,
@@ -164,7 +165,7 @@ async def write_ahead(
             grant=None,
         )
         return None
-    message = f"issuing {describe_grant(request)} in cluster {record.cluster}"
+    message = f"issuing {request.spec.scope_text()} in cluster {record.cluster}"
     patch = status_patch(reason=Reason.ISSUING, message=message, grant=record)
     try:
         return await p.write_status(stored, request, patch)
@@ -194,7 +195,7 @@ async def mark_active(
     # The plan's time is when it was recorded (the `issuing` record); access began only now, once
     # its binding exists, which can be later on a slow cluster: the trail keeps both.
     granted_at = p.now()
-    message = f"{describe_grant(request)} until {format_time(plan.expires_at)}" + (
+    message = f"{request.spec.scope_text()} until {format_time(plan.expires_at)}" + (
         f"; kubeconfig in Secret {plan.secret_name}" if plan.secret_name else ""
     )
     if granted_at > plan.now:
@@ -235,15 +236,3 @@ def _activated(
 ) -> None:
     metrics.grant_activated(cluster)
     metrics.observe_time_to_active(policy=request.spec.policy, seconds=(now - started).total_seconds())
-
-
-def describe_grant(request: AccessRequest) -> str:
-    spec = request.spec
-    if spec.cluster_role is not None:
-        return f"ClusterRole {spec.cluster_role} in {spec.namespace}"
-    rules = "; ".join(
-        f"{','.join(rule.verbs)} {','.join(rule.resources)}"
-        + (f"/{','.join(rule.resource_names)}" if rule.resource_names else "")
-        for rule in spec.rules or ()
-    )
-    return f"{rules} in {spec.namespace}"

@@ -7,12 +7,13 @@ from datetime import datetime
 
 from pydantic import ValidationError
 
-from jitgrant.audit.records import AuditEvent, EventType, audit_event, transition_id
+from jitgrant.audit.records import AuditEvent, audit_event, transition_id
 from jitgrant.audit.trail import AuditUnavailable
 from jitgrant.clusters.port import StoredRequest
 from jitgrant.lifecycle.retention import Disposal, Removal, describe_retention, removal
 from jitgrant.models.text import log_field
 from jitgrant.models.vocabulary import (
+    EventType,
     Reason,
     format_time,
 )
