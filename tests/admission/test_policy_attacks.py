@@ -1,5 +1,5 @@
-"""Issue 11 §4 and §5 end to end: the operator, its webhooks and RBAC in the embedded cluster, as the
-chart installs them. Each attack of the issue is tried and refused with the reason shown."""
+"""identity-and-approvals.md, "Dangerous permissions", end to end: the operator, its webhooks and RBAC in the embedded cluster, as the
+chart installs them. Each attack is tried and refused with the reason shown."""
 
 from __future__ import annotations
 

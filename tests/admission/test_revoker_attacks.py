@@ -1,6 +1,6 @@
 """Who revoked, and who may.
 
-Issue 11 §8: the `revoked` audit record did not say who revoked. Now the mutating webhook stamps the
+identity-and-approvals.md, "Who revoked": the mutating webhook stamps the
 caller who sets jitgrant.dev/revoke (sealed, as approvals are), the validating webhook refuses a
 forged stamp, and the status and the audit record name the revoker.
 
@@ -203,7 +203,7 @@ def test_who_may_delete_the_request_may_revoke_it_and_patch_alone_may_not(env: E
     )
 
 
-# --- metadata that decides a request's fate (issue 20 §2) ---------------------------------------------
+# --- metadata that decides a request's fate (identity-and-approvals.md, "Metadata that decides a request's fate") ---------------------------------------------
 # ownerReferences to a missing owner make the garbage collector delete the request, and the finalizer
 # then revokes its grant; a foreign finalizer holds a deleted request (and its name). Each is revoking
 # by another road, so each follows the same standing rule.

@@ -34,7 +34,7 @@ AUTO_POLICY = {
     "grants": [{"clusterRole": "jit-restart-checkout"}],
     "maxDuration": "15m",
     "approval": {"required": False},
-    # These tests file several requests for one scope from one agent to test other things: issue 31's
+    # These tests file several requests for one scope from one agent to test other things: the
     # one-open-request-per-scope guardrail (tests/lifecycle/test_open_requests.py) is off here.
     "limits": {"oneOpenPerScope": False},
 }

@@ -3,8 +3,8 @@
 The grant is written ahead: its plan (every object's cluster, kind, namespace and name) goes into
 `status.grant` before the first object exists, and every removal works from that record. So a status
 write that fails after an object was created (a revoke landing mid-issue makes it a 409) can never
-orphan the object, and status never says "no grant" while a binding exists (see "Grant record" in
-docs/architecture.md).
+orphan the object, and status never says "no grant" while a binding exists (the invariants
+no-orphaned-access and status-tells-the-truth in docs/architecture.md).
 """
 
 from __future__ import annotations
