@@ -1,4 +1,5 @@
-"""identity-and-approvals.md, "Dangerous permissions", end to end: the operator, its webhooks and RBAC in the embedded cluster, as the
+"""identity-and-approvals.md, "Dangerous permissions", end to end: the operator, its webhooks and RBAC in the
+embedded cluster, as the
 chart installs them. Each attack is tried and refused with the reason shown."""
 
 from __future__ import annotations

@@ -203,7 +203,7 @@ def test_who_may_delete_the_request_may_revoke_it_and_patch_alone_may_not(env: E
     )
 
 
-# --- metadata that decides a request's fate (identity-and-approvals.md, "Metadata that decides a request's fate") ---------------------------------------------
+# --- metadata that decides a request's fate (identity-and-approvals.md) ---------------------------------
 # ownerReferences to a missing owner make the garbage collector delete the request, and the finalizer
 # then revokes its grant; a foreign finalizer holds a deleted request (and its name). Each is revoking
 # by another road, so each follows the same standing rule.

@@ -116,7 +116,8 @@ def test_each_webhook_covers_exactly_what_its_handler_needs(chart: helm.Chart) -
         ),
         # Only the operator writes status.
         "guard-status.jitgrant.dev": ("/guard-status", ["UPDATE"], ["accessrequests/status"], "None"),
-        # Records who deletes a request (identity-and-approvals.md, "Metadata that decides a request's fate"): its write is its side effect.
+        # Records who deletes a request (identity-and-approvals.md, "Metadata that decides a request's fate"):
+        # its write is its side effect.
         "record-deletion.jitgrant.dev": (
             "/record-deletion",
             ["DELETE"],

@@ -1,4 +1,5 @@
-"""Policy guardrails (identity-and-approvals.md, "Guardrails"): duration floors and fixed durations, approval reason floors."""
+"""Policy guardrails (identity-and-approvals.md, "Guardrails"): duration floors and fixed durations, approval
+reason floors."""
 
 from __future__ import annotations
 

@@ -233,7 +233,7 @@ def test_auth_can_i_says_yes_to_the_operator_s_own_work(operator: ApiClient, pro
     assert can_i(operator, *probe)
 
 
-# --- the attacks of install.md's "What a stolen operator token allows", with the operator's token -----------------------------------------
+# --- the attacks of install.md's "What a stolen operator token allows", with the operator's token -----------
 
 
 def test_minting_a_token_for_a_kube_system_service_account_is_refused(

@@ -1,4 +1,5 @@
-"""architecture.md, "Replicas: election, fencing and the replay set": a leader paused past its Lease (SIGSTOP, a frozen VM) while a grant is in flight, the
+"""architecture.md, "Replicas: election, fencing and the replay set": a leader paused past its Lease (SIGSTOP,
+a frozen VM) while a grant is in flight, the
 standby taking over, then the old leader resuming. Two replicas on one cluster, each with its own
 audit trail (as each pod has its own), deterministic: the pause is a point in the old leader's pass.
 

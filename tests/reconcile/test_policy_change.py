@@ -1,4 +1,5 @@
-"""Continuous authorization (the invariant policy-changes-apply-to-live-grants): a policy change is held against every live request under
+"""Continuous authorization (the invariant policy-changes-apply-to-live-grants): a policy change is held
+against every live request under
 it. A grant the policy no longer allows ends (Revoked, `PolicyChanged`), a shortened maxDuration cuts
 `expiresAt`, a deleted policy ends its grants, and only approvers the policy names when the grant
 activates count. Each test fails on the operator before the rule: the grant ran to its old expiry."""

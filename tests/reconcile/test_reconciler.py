@@ -351,7 +351,8 @@ async def test_a_request_that_does_not_parse_fails_naming_the_field(world: World
 async def test_a_request_that_waited_for_its_namespace_gets_its_whole_duration_from_the_binding(
     world: World,
 ) -> None:
-    """architecture.md, "Decisions" (a missing target namespace): the clock starts when the binding exists, not when the grant was first planned."""
+    """architecture.md, "Decisions" (a missing target namespace): the clock starts when the binding exists,
+    not when the grant was first planned."""
     world.file("fix", namespace="missing", duration="10m")
     await world.reconcile("fix")
     planned = world.status("fix")["grant"]["plannedAt"]

@@ -1,4 +1,5 @@
-"""One open request per scope (the invariant one-open-request-per-scope): the index of open requests and the duplicate rules.
+"""One open request per scope (the invariant one-open-request-per-scope): the index of open requests and the
+duplicate rules.
 
 An agent retries: a tool call that timed out is repeated, a plan that loops asks a hundred times.
 A requester may have one open (not yet terminal) request per policy, namespace and role or rules;
