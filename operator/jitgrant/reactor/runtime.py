@@ -1,4 +1,6 @@
-"""Everything the handlers share, built once at start-up and handed to kopf as `memo.runtime`."""
+"""Everything the engine shares, built once at start-up by `operator.runner.build_runtime` and handed
+to kopf as `memo.runtime`: the passes see it as `reconcile.ports.Engine`, the webhooks as
+`operator.context.AdmissionContext`."""
 
 from __future__ import annotations
 
