@@ -100,6 +100,7 @@ def build_runtime(
     return Runtime(
         settings=settings,
         own=own,
+        own_api=own,
         audit=audit,
         metrics=metrics,
         events=ClusterEvents(own, component="jitgrant", instance=settings.instance),
@@ -139,11 +140,10 @@ def connection_info(client: ApiClient) -> kopf.ConnectionInfo:
 
 @kopf.on.login(id="login")
 def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
-    # The own cluster's client, kept in the memo before any wrapper (fencing) goes around the port.
-    client = getattr(memo, "own_client", None)
-    if not isinstance(client, ApiClient):
-        raise kopf.PermanentError("jitgrant's own client missing from kopf's memo; start it with run()")
-    return connection_info(client)
+    own = registrations.runtime_of(memo).own_api
+    if own is None:
+        raise kopf.PermanentError("jitgrant's runtime has no own cluster client; build it with build_runtime")
+    return connection_info(own.client)
 
 
 def leader_election(
@@ -205,8 +205,6 @@ async def run(
         ThreadPoolExecutor(max_workers=API_THREADS, thread_name_prefix="jitgrant-api")
     )
     memo = kopf.Memo(runtime=runtime)
-    if isinstance(runtime.own, ClusterApi):  # a test's runtime may carry another port: kopf is not used
-        memo.own_client = runtime.own.client
     if election is not None:
         memo.election = election
         runtime.own = FencedCluster(runtime.own, election)

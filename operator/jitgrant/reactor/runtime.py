@@ -70,6 +70,9 @@ class Runtime:
     identity_keys: JWKSCache | None = None
     # Posts notices of transitions (jitgrant.notify.Notifier); None: no notifications configured.
     notifier: Notices | None = None
+    # The own cluster's client as built, under any wrapper `own` gets (fencing, a test's counter):
+    # kopf logs in with its credentials. None: a runtime kopf does not run (the unit tests').
+    own_api: ClusterApi | None = None
     # Kubernetes Events on requests (clusters/events.py in the operator; a fake that collects them
     # in the unit tests), from any task: kopf's own `kopf.event` posts only from kopf's tasks.
     events: EventRecorder = field(default_factory=NoEvents)
