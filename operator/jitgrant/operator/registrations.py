@@ -142,25 +142,18 @@ async def _start_leading(
     if removed:
         log.warning("sweep on taking over removed %d stale grant object(s)", removed)
     await _take_up_finalizers(runtime, finalizers)
-    if runtime.sweep_task is None or runtime.sweep_task.done():
-        runtime.sweep_task = asyncio.create_task(sweep_forever(runtime), name="jitgrant-sweep")
+    tasks.add(asyncio.create_task(sweep_forever(runtime), name="jitgrant-sweep"))
     tasks.add(asyncio.create_task(_collect_replay_set(runtime), name="jitgrant-replay-gc"))
     scheduler.wake()
 
 
-async def _stop_leading(
-    runtime: Runtime, tasks: set[asyncio.Task[None]], finalizers: finalizer.Finalizers | None
-) -> None:
+async def _stop_leading(tasks: set[asyncio.Task[None]], finalizers: finalizer.Finalizers | None) -> None:
     if finalizers is not None:
         await finalizers.stop()
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     tasks.clear()
-    if runtime.sweep_task is not None:
-        runtime.sweep_task.cancel()
-        await asyncio.gather(runtime.sweep_task, return_exceptions=True)
-        runtime.sweep_task = None
 
 
 async def _release_finalizer(runtime: Runtime, namespace: str, name: str) -> None:
@@ -187,7 +180,7 @@ async def start_runtime(memo: kopf.Memo, settings: kopf.OperatorSettings, **_: A
     memo.scheduler = scheduler
     finalizers = finalizer.Finalizers(runtime)
     memo.finalizers = finalizers
-    # Tasks that run only while this replica leads, besides the sweep (kept on the Runtime).
+    # Tasks that run only while this replica leads (the sweep, the replay set's collection).
     leading: set[asyncio.Task[None]] = set()
     memo.leading_tasks = leading
     election = election_of(memo)
@@ -207,7 +200,7 @@ async def start_runtime(memo: kopf.Memo, settings: kopf.OperatorSettings, **_: A
             await _start_leading(runtime, scheduler, leading, finalizers)
 
         async def stopped() -> None:
-            await _stop_leading(runtime, leading, finalizers)
+            await _stop_leading(leading, finalizers)
 
         memo.election_task = asyncio.create_task(
             election.run(on_started=started, on_stopped=stopped), name="jitgrant-election"
@@ -236,7 +229,6 @@ async def _stop(runtime: Runtime, memo: kopf.Memo) -> None:
             await asyncio.gather(task, return_exceptions=True)
     found = getattr(memo, "finalizers", None)
     await _stop_leading(
-        runtime,
         getattr(memo, "leading_tasks", set()),
         found if isinstance(found, finalizer.Finalizers) else None,
     )

@@ -58,7 +58,6 @@ class Runtime:
     unproven_seen: set[tuple[str, str]] = field(default_factory=set)
     # Clients for the operator's own housekeeping session, one per target cluster.
     _housekeeping: dict[str, GrantTarget] = field(default_factory=dict)
-    sweep_task: asyncio.Task[None] | None = None
     started: asyncio.Event = field(default_factory=asyncio.Event)
     # Set at shutdown: kopf lets timers run a few seconds longer, and a transition started then
     # might not finish. What is due is picked up by the start-up sweep of the next run instead.
