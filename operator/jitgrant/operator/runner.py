@@ -11,6 +11,7 @@ import logging
 import ssl
 import tempfile
 import threading
+import typing
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -118,6 +119,15 @@ def build_runtime(
     )
 
 
+def _kopf_vault() -> Any:
+    """A new credentials vault for `kopf.operator(vault=...)`, a parameter of kopf's public API whose
+    type kopf exports under no public name: it is read from that signature, not imported from kopf's
+    private modules (which move between releases)."""
+    hint = typing.get_type_hints(kopf.operator)["vault"]
+    (vault_type,) = (arg for arg in typing.get_args(hint) if arg is not type(None))
+    return vault_type()
+
+
 def connection_info(client: ApiClient) -> kopf.ConnectionInfo:
     """kopf's credentials from the same client configuration the operator's own calls use."""
     config = client.configuration
@@ -209,7 +219,9 @@ async def run(
         memo.election = election
         runtime.own = FencedCluster(runtime.own, election)
         runtime.audit = FencedAudit(runtime.audit, election)
-    # kopf closes its API sessions after the cleanup handlers, which never fail (stop_runtime).
+    # Our own vault so its aiohttp sessions are closed even when kopf skips its own close (it does
+    # when its cleanup is cut short): an unclosed session leaks sockets past the loop's end.
+    vault = _kopf_vault()
     try:
         await kopf.operator(
             registry=registry,
@@ -219,8 +231,13 @@ async def run(
             memo=memo,
             stop_flag=stop_flag,
             ready_flag=ready_flag,
+            vault=vault,
         )
     finally:
+        try:
+            await vault.close()  # a no-op for what kopf closed already
+        except Exception:
+            log.exception("closing the API sessions failed")
         if runtime.settings.metrics_port is not None:
             runtime.metrics.stop_server()
         # The official client keeps a urllib3 pool (and a thread pool) per ApiClient.
