@@ -7,7 +7,7 @@ Protocols, so this package never imports the reactor above it (the layers contra
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -109,6 +109,3 @@ class Engine(Protocol):
     def next_attempt(self, cluster: str, key: tuple[str, str], *, at_least: float = 0.0) -> datetime: ...
 
     def removal_overdue(self, cluster: str, uid: str, overdue: bool) -> None: ...
-
-
-Clock = Callable[[], datetime]
