@@ -63,7 +63,6 @@ from kubernetes.client import (
 
 from jitgrant.clusters.grant_objects import sealed
 from jitgrant.clusters.leader import LEASE_NAME
-from jitgrant.handlers.sweep import sweep_all
 from jitgrant.models.vocabulary import (
     EXPIRES_AT_ANNOTATION,
     MANAGED_BY_LABEL,
@@ -72,6 +71,7 @@ from jitgrant.models.vocabulary import (
     REVOKE_ANNOTATION,
     format_time,
 )
+from jitgrant.reactor.sweep import sweep_all
 from jitgrant_testing.environment import (
     OPERATOR_NAMESPACE,
     OPERATOR_SERVICE_ACCOUNT,

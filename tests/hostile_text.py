@@ -1,5 +1,5 @@
 """Hostile strings an agent (or a compromised issuer, or a careless approver) can put in free text,
-shared by the tests of every destination (issue 20 §3)."""
+shared by the tests of every destination (identity-and-approvals.md, "Text others wrote")."""
 
 from __future__ import annotations
 

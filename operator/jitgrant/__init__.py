@@ -17,7 +17,7 @@ if TYPE_CHECKING:
         GrantPolicySpec,
         Phase,
     )
-    from jitgrant.runner import run
+    from jitgrant.operator.runner import run
 
 __version__ = "0.1.0"
 __all__ = [
@@ -41,7 +41,7 @@ def __getattr__(name: str) -> Any:
 
         return getattr(jitgrant.models, name)
     if name == "run":
-        from jitgrant.runner import run
+        from jitgrant.operator.runner import run
 
         return run
     raise AttributeError(f"module 'jitgrant' has no attribute {name!r}")

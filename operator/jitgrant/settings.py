@@ -45,6 +45,10 @@ class OperatorSettings(BaseModel):
     # How long a finished request (Expired, Revoked, Denied, TimedOut, Failed) stays before the
     # operator audits its removal and deletes it; zero keeps finished requests forever.
     finished_retention: timedelta = Field(default=timedelta(days=7), ge=timedelta(0))
+    # How long an approved request waits for its target namespace to appear before it fails.
+    namespace_wait: timedelta = Field(default=timedelta(seconds=60), ge=timedelta(0))
+    # (connect, read) seconds for each call to a target cluster's API server.
+    target_request_timeout: tuple[float, float] = (5.0, 20.0)
     # Requests reconciled at once; the rest wait their turn in the order they became due.
     concurrency: int = Field(default=8, ge=1, le=256)
     # Identity provider keys (docs/identity-and-approvals.md, "Signing keys"): the JWKS is kept for

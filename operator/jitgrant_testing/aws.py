@@ -49,7 +49,6 @@ from jitgrant.clusters.connection import ClusterConnection, KubeconfigToken
 from jitgrant.clusters.eks import EKSAccess, RegionEndpoints
 from jitgrant.clusters.own import ClusterApi
 from jitgrant.clusters.registry import TargetClusters
-from jitgrant.handlers.runtime import Runtime
 from jitgrant.permissions import (
     GRANT_WRITE_PERMISSIONS,
     GRANTABLE_CLUSTER_ROLE_PERMISSIONS,
@@ -57,6 +56,7 @@ from jitgrant.permissions import (
     TARGET_GRANTS_NAMESPACE_PERMISSIONS,
     as_rbac_rules,
 )
+from jitgrant.reactor.runtime import Runtime
 from jitgrant_testing.darkproxy import DarkableProxy
 from jitgrant_testing.eks_authenticator import verify_eks_token
 from jitgrant_testing.environment import GRANTS_NAMESPACE, deployment_manifest
@@ -508,7 +508,9 @@ class AWSStandIns:
         )
         runtime.targets = TargetClusters(own=own, eks=self.access)
         if self.target_request_timeout is not None:
-            runtime.target_request_timeout = self.target_request_timeout
+            runtime.settings = runtime.settings.model_copy(
+                update={"target_request_timeout": self.target_request_timeout}
+            )
         if self.issuer is not None:
             runtime.oidc = self.issuer.verifier()
 

@@ -27,10 +27,10 @@ from kubernetes.client import ApiClient, CoreV1Api, CustomObjectsApi, RbacAuthor
 from kubernetes.client.exceptions import ApiException
 
 from embedkube import EmbeddedCluster, User
-from jitgrant.handlers.runtime import Runtime
 from jitgrant.logs import quiet_refusals
 from jitgrant.models import API_GROUP, API_VERSION
 from jitgrant.models.crd import all_crds
+from jitgrant.operator.runner import OperatorThread, build_runtime
 from jitgrant.permissions import (
     GRANT_WRITE_PERMISSIONS,
     GRANTABLE_CLUSTER_ROLE_PERMISSIONS,
@@ -40,7 +40,7 @@ from jitgrant.permissions import (
     OPERATOR_PERMISSIONS,
     as_rbac_rules,
 )
-from jitgrant.runner import OperatorThread, build_runtime
+from jitgrant.reactor.runtime import Runtime
 from jitgrant.settings import OperatorSettings, WebhookSettings
 from jitgrant_testing.tls import generate_webhook_tls
 

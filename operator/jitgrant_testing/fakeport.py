@@ -20,7 +20,7 @@ from typing import Any
 from jitgrant.audit.records import AuditEvent, EventType
 from jitgrant.audit.trail import AuditUnavailable
 from jitgrant.clusters.errors import Conflict, NotFound
-from jitgrant.clusters.port import ClusterObject, StoredPolicy, StoredRequest
+from jitgrant.clusters.port import AccessSubject, ClusterObject, ClusterRoleRead, StoredPolicy, StoredRequest
 from jitgrant.identity.stamp import seal_requester, stamp_to_wire
 from jitgrant.models import RequesterStamp
 from jitgrant.models.vocabulary import FINALIZER, REQUESTER_SEAL_ANNOTATION, Reason
@@ -46,6 +46,11 @@ class FakeCluster:
     requests: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     policies: dict[str, dict[str, Any]] = field(default_factory=dict)
     objects: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    # ClusterRoles by name, as `rbac.authorization.k8s.io/v1` bodies (their rules are what the grant
+    # and the Ready condition check); those the operator may not bind; who may delete a request.
+    cluster_roles: dict[str, dict[str, Any]] = field(default_factory=dict)
+    unbindable: set[str] = field(default_factory=set)
+    deleters: set[str] = field(default_factory=set)
     namespaces: set[str] = field(default_factory=lambda: {"agents", "payments", "jitgrant-grants"})
     _counter: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
@@ -58,7 +63,15 @@ class FakeCluster:
     # --- what people do ---------------------------------------------------------------------------
 
     def add_policy(self, name: str, spec: Mapping[str, Any]) -> None:
-        self.policies[name] = {"metadata": {"name": name}, "spec": copy.deepcopy(dict(spec))}
+        self.policies[name] = {"metadata": {"name": name, "generation": 1}, "spec": copy.deepcopy(dict(spec))}
+
+    def add_cluster_role(self, name: str, rules: Sequence[Mapping[str, Any]]) -> None:
+        self.cluster_roles[name] = {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": name},
+            "rules": [dict(rule) for rule in rules],
+        }
 
     def file_request(
         self, namespace: str, name: str, spec: Mapping[str, Any], *, requester: RequesterStamp, key: bytes
@@ -218,6 +231,53 @@ class FakePort:
         self._enter("list_policies")
         return [StoredPolicy(name=n, spec=copy.deepcopy(b["spec"])) for n, b in self.cluster.policies.items()]
 
+    async def annotate_request(
+        self, namespace: str, name: str, annotations: Mapping[str, str], *, uid: str
+    ) -> StoredRequest:
+        self._enter("annotate_request")
+        body = self._to_write(namespace, name, None)
+        if body["metadata"]["uid"] != uid:
+            raise Conflict(reason=Reason.CLUSTER_CONFLICT, message="uid changed", retryable=False, status=409)
+        self.cluster.annotate(namespace, name, annotations)
+        self._leave("annotate_request")
+        return StoredRequest(copy.deepcopy(body))
+
+    async def read_policy_object(self, name: str) -> Mapping[str, Any] | None:
+        self._enter("read_policy_object")
+        body = self.cluster.policies.get(name)
+        return None if body is None else copy.deepcopy(body)
+
+    async def list_policy_objects(self) -> list[Mapping[str, Any]]:
+        self._enter("list_policy_objects")
+        return [copy.deepcopy(body) for body in self.cluster.policies.values()]
+
+    async def patch_policy_status(self, name: str, status: Mapping[str, Any]) -> None:
+        self._enter("patch_policy_status")
+        body = self.cluster.policies.get(name)
+        if body is None:
+            raise NotFound(
+                reason=Reason.CLUSTER_OBJECT_NOT_FOUND, message=f"{name} not found", retryable=False
+            )
+        _merge(body.setdefault("status", {}), status)
+        self._leave("patch_policy_status")
+
+    async def subject_may(
+        self, subject: AccessSubject, *, verb: str, group: str, resource: str, namespace: str, name: str
+    ) -> bool | None:
+        self._enter("subject_may")
+        return verb == "delete" and subject.username in self.cluster.deleters
+
+    # --- ClusterRoles ---------------------------------------------------------------------------------
+
+    async def read_cluster_role(self, name: str) -> ClusterRoleRead:
+        self._enter("read_cluster_role")
+        body = self.cluster.cluster_roles.get(name)
+        return ClusterRoleRead(found=False) if body is None else ClusterRoleRead(True, copy.deepcopy(body))
+
+    async def may_bind(self, cluster_role: str) -> bool | None:
+        self._enter("may_bind")
+        return cluster_role not in self.cluster.unbindable
+
     # --- grant objects --------------------------------------------------------------------------------
 
     @staticmethod
@@ -310,6 +370,10 @@ class YieldingPort(FakePort):
         await self._io()
         return await super().get_request(namespace, name)
 
+    async def read_cluster_role(self, name: str) -> ClusterRoleRead:
+        await self._io()
+        return await super().read_cluster_role(name)
+
     async def list_requests(self) -> list[StoredRequest]:
         await self._io()
         return await super().list_requests()
@@ -394,6 +458,44 @@ class FakeAudit:
 
     def types(self, request_uid: str) -> list[EventType]:
         return [event.type for event in self.events if event.request_uid == request_uid]
+
+
+@dataclass(frozen=True)
+class RecordedEvent:
+    """One Event as posted: on which request, Normal or Warning, why, and what it said."""
+
+    namespace: str
+    name: str
+    type: str
+    reason: str
+    message: str
+
+
+@dataclass
+class FakeEvents:
+    """The EventRecorder as cert-manager's fake recorder (`pkg/controller/test/recorder.go`): every
+    Event kept in order, for tests to assert by type and reason."""
+
+    events: list[RecordedEvent] = field(default_factory=list)
+
+    def post(self, body: Mapping[str, Any], *, warning: bool, reason: str, message: str) -> None:
+        meta = body.get("metadata") or {}
+        self.events.append(
+            RecordedEvent(
+                namespace=meta.get("namespace") or "",
+                name=meta.get("name") or "",
+                type="Warning" if warning else "Normal",
+                reason=reason,
+                message=message,
+            )
+        )
+
+    async def close(self) -> None:
+        pass
+
+    def of(self, name: str) -> list[tuple[str, str]]:
+        """(type, reason) of each Event posted on the request `name`, in order."""
+        return [(event.type, event.reason) for event in self.events if event.name == name]
 
 
 class Crash(Exception):

@@ -23,8 +23,8 @@ from typing import Any
 import yaml
 
 from embedkube import User
-from jitgrant.handlers.runtime import Runtime
 from jitgrant.notify import Notifier, NotifyConfig
+from jitgrant.reactor.runtime import Runtime
 from jitgrant_testing.environment import EXAMPLES, Environment, load_manifests, repository_file
 
 USER_CLUSTER_ROLES = repository_file(

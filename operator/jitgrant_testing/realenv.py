@@ -37,7 +37,7 @@ from kubernetes.client import (
 from kubernetes.client.exceptions import ApiException
 from kubernetes.utils import create_from_dict
 
-from jitgrant.runner import OperatorThread
+from jitgrant.operator.runner import OperatorThread
 from jitgrant.settings import WebhookSettings
 from jitgrant_testing.controlplane import ControlPlane
 from jitgrant_testing.environment import (

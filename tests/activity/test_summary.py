@@ -149,7 +149,7 @@ async def test_refused_calls_are_counted_per_policy_for_the_alert(tmp_path: Path
     trail = AuditTrail.from_config(config(tmp_path, log), instance="op-1")
     seen: list[AuditEvent] = []
 
-    def count(event: AuditEvent) -> None:  # as jitgrant.runner wires it
+    def count(event: AuditEvent) -> None:  # as jitgrant.operator.runner wires it
         seen.append(event)
         refused = event.activity.refused if event.activity else 0
         metrics.agent_calls_refused(policy=event.policy or "", count=refused)

@@ -33,8 +33,8 @@ from kopf._core.engines.admission import serve_admission_request
 from kopf._core.engines.indexing import OperatorIndexers
 from kopf._core.reactor.inventory import ResourceMemories
 
-from jitgrant.handlers import admission
 from jitgrant.models import API_GROUP, API_VERSION
+from jitgrant.operator import admission
 from jitgrant_testing.tls import WebhookTLS, webhook_server
 
 RESOURCE = {"group": API_GROUP, "version": API_VERSION, "resource": "accessrequests"}

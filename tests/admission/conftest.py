@@ -9,12 +9,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from identity.issuer import AUDIENCE, LocalIssuer, local_issuer
 from jitgrant.identity.jwks import JWKSCache
 from jitgrant.identity.oidc import OIDCVerifier
+from jitgrant.lifecycle.open_requests import OpenRequests, RefusalTally
+from jitgrant.metrics import Metrics
 from jitgrant.models import GrantPolicySpec
 from jitgrant.settings import OperatorSettings
+from jitgrant_testing.fakeport import FakeAudit, FakeCluster, FakePort
 from jitgrant_testing.tls import client_ssl_context, generate_webhook_tls
 
 from .apiserver import AdmissionChain, WebhookEndpoint, running_webhooks, user
@@ -57,12 +61,23 @@ def policy_spec(
 
 @dataclass
 class WebhookRuntime:
-    """What the webhooks read from `memo.runtime` (the lead's Runtime has the same attributes)."""
+    """What the webhooks read from `memo.runtime` (operator/context.py's AdmissionContext, which the
+    operator's Runtime is too), over the fake cluster port: nobody may delete a request there."""
 
     settings: OperatorSettings
     oidc: OIDCVerifier
     policies: dict[str, GrantPolicySpec] = field(default_factory=dict)
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    own: FakePort = field(default_factory=lambda: FakePort(FakeCluster()))
+    audit: FakeAudit = field(default_factory=FakeAudit)
+    metrics: Metrics = field(default_factory=lambda: Metrics(CollectorRegistry()))
+    open_requests: OpenRequests = field(default_factory=OpenRequests)
+    refusals: RefusalTally = field(default_factory=RefusalTally)
+    watched_policies: dict[str, GrantPolicySpec] = field(default_factory=dict)
+
+    @property
+    def operator_usernames(self) -> frozenset[str]:
+        return frozenset({self.settings.operator_username})
 
     async def get_policy(self, name: str) -> GrantPolicySpec | None:
         return self.policies.get(name)

@@ -19,13 +19,13 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from identity.issuer import LocalIssuer
-from jitgrant.handlers import admission
 from jitgrant.lifecycle.dry_run import Outcome
 from jitgrant.models import GrantPolicySpec, format_duration
 from jitgrant.models.dryrun import decode_refusal, decode_warnings
 from jitgrant.models.vocabulary import OIDC_TOKEN_ANNOTATION, Reason
 from jitgrant.offline.cases import Case, Settings, evaluate
 from jitgrant.offline.loader import LoadedPolicy, Manifests, load
+from jitgrant.operator import admission
 from jitgrant.policy import check_policy
 
 from .apiserver import WebhookEndpoint

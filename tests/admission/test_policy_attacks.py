@@ -1,5 +1,6 @@
-"""Issue 11 §4 and §5 end to end: the operator, its webhooks and RBAC in the embedded cluster, as the
-chart installs them. Each attack of the issue is tried and refused with the reason shown."""
+"""identity-and-approvals.md, "Dangerous permissions", end to end: the operator, its webhooks and RBAC in the
+embedded cluster, as the
+chart installs them. Each attack is tried and refused with the reason shown."""
 
 from __future__ import annotations
 
@@ -14,10 +15,10 @@ from kubernetes.client import AdmissionregistrationV1Api, CustomObjectsApi, Rbac
 from kubernetes.client.exceptions import ApiException
 
 from jitgrant.clusters.own import ClusterApi
-from jitgrant.handlers import policy_status
-from jitgrant.handlers.leader import FencedCluster
-from jitgrant.handlers.policy_status import cluster_role_refusal
 from jitgrant.models import GrantPolicySpec
+from jitgrant.operator import policy_status
+from jitgrant.reactor.fencing import FencedCluster
+from jitgrant.reconcile.policies import cluster_role_refusal
 from jitgrant_testing.environment import EXAMPLES, Environment, load_manifests, wait_until
 
 GROUP, VERSION = "jitgrant.dev", "v1alpha1"

@@ -1,6 +1,6 @@
 """Who revoked, and who may.
 
-Issue 11 §8: the `revoked` audit record did not say who revoked. Now the mutating webhook stamps the
+identity-and-approvals.md, "Who revoked": the mutating webhook stamps the
 caller who sets jitgrant.dev/revoke (sealed, as approvals are), the validating webhook refuses a
 forged stamp, and the status and the audit record name the revoker.
 
@@ -203,7 +203,7 @@ def test_who_may_delete_the_request_may_revoke_it_and_patch_alone_may_not(env: E
     )
 
 
-# --- metadata that decides a request's fate (issue 20 §2) ---------------------------------------------
+# --- metadata that decides a request's fate (identity-and-approvals.md) ---------------------------------
 # ownerReferences to a missing owner make the garbage collector delete the request, and the finalizer
 # then revokes its grant; a foreign finalizer holds a deleted request (and its name). Each is revoking
 # by another road, so each follows the same standing rule.
@@ -351,6 +351,14 @@ def test_the_requester_may_tie_its_request_to_an_owner_and_its_own_deletion_name
     [record] = revoked_records(env)
     assert record["reason"] == f"the AccessRequest was deleted by {USERNAME_A}"
     wait_until(lambda: env.jit_bindings("payments") == [], timeout=10, what="the grant revoked")
+    # The operator gives its finalizer back once the revocation is done (just after the binding went).
+    wait_until(
+        lambda: (
+            env.get_request("agents", "restart-checkout")["metadata"]["finalizers"] == ["example.com/mine"]
+        ),
+        timeout=10,
+        what="the operator's finalizer released",
+    )
     # Its own finalizer is the requester's to remove; then the request goes.
     patch_metadata(env, "restart-checkout", {"finalizers": []}, client=agent_a)
 

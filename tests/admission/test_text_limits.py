@@ -1,4 +1,5 @@
-"""Issue 20 §3 on the embedded cluster: free text people read has a length limit where it enters.
+"""identity-and-approvals.md, "Text others wrote", on the embedded cluster: free text people read has a length
+limit where it enters.
 `spec.justification` in the CRD schema (10 KB used to be stored), the approve, deny, revoke and
 release reasons in the admission webhooks; each refusal names the field and the limit."""
 

@@ -16,10 +16,10 @@ from kopf._core.engines.admission import build_webhooks
 from identity.issuer import LocalIssuer
 from jitgrant.approvals.counting import tally
 from jitgrant.approvals.receipts import parse_recorded
-from jitgrant.handlers import admission
 from jitgrant.identity.stamp import verify_requester_seal
 from jitgrant.models import AccessRequest, ProofKind
 from jitgrant.models.vocabulary import APPROVALS_ANNOTATION, REQUESTER_SEAL_ANNOTATION
+from jitgrant.operator import admission
 from jitgrant_testing.tls import (
     client_ssl_context,
     generate_webhook_tls,

@@ -171,7 +171,7 @@ def test_standing_is_decided_without_the_api_server() -> None:
     assert standing(caller("")) is None
 
 
-# --- the other fields that decide a request's fate (issue 20 §2) -------------------------------------
+# --- the other fields that decide a request's fate (identity-and-approvals.md) ------------------------
 
 GHOST = {"apiVersion": "v1", "kind": "ConfigMap", "name": "ghost", "uid": "u-ghost"}
 

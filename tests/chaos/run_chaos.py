@@ -34,7 +34,7 @@ Each fault runs `--runs` times against the embedded cluster with the operator as
   `PAUSE_COUNT` requests is filed and, once a quarter of them are Active, the leader is SIGSTOPped
   (frozen mid-pass, as a long GC or a frozen VM would be) until the standby has taken the Lease over
   and finished every grant; then it is SIGCONTed. The resumed leader must write nothing (its audit
-  writes are fenced on the Lease, handlers/leader.py); a transition the new leader writes again
+  writes are fenced on the Lease, reactor/fencing.py); a transition the new leader writes again
   (the old one recorded it before the pause, its status write never landed) carries the same
   `transitionId`, so it counts as a repeat, not a duplicate.
 
@@ -50,7 +50,7 @@ Checked after each run:
   (and, for the dead or slow sink, a record the webhook never received), "duplicated" one recorded
   twice. A transition may repeat once after a kill or a leader change ("repeats", not a failure):
   every record is written ahead of the status write that marks its transition done
-  (handlers/reconcile.py), so an operator killed in between writes it again on its next run rather
+  (reconcile/driver.py), so an operator killed in between writes it again on its next run rather
   than losing it; a refused write retried by the same process does not repeat it. A repeat is one
   only when it is recognisable: every copy carries the same `transitionId` (which `jitgrant audit
   query` folds), or, for records without one, all copies are in one trail. Exact repeats of one

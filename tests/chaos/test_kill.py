@@ -14,7 +14,7 @@ def test_killed_at_expiry_nothing_is_left_and_grants_end_in_time(harness: tuple[
     assert out.orphans == 0
     assert out.worst < 15.0, f"a grant ended {out.worst:.1f}s after its expiry"
     # The trail survives the kill: it verifies and holds no transition twice. `lost` is not asserted:
-    # handlers/reconcile.py records a transition after its status write, so a kill in between
+    # reconcile/driver.py records a transition after its status write, so a kill in between
     # loses it (a known bug, issue 16; `make chaos` shows it in the "lost records" column).
     assert out.chain_ok, out.problems
     assert out.duplicated == 0, out.problems

@@ -1,4 +1,5 @@
-"""Issue 20 §5, with real processes: the leader SIGSTOPped mid-burst past its Lease, the standby
+"""architecture.md, "Replicas: election, fencing and the replay set", with real processes: the leader
+SIGSTOPped mid-burst past its Lease, the standby
 taking over, the old leader SIGCONTed. Every grant's transitions are recorded once across both
 replicas' trails, or repeated under one transitionId that `jitgrant audit query` folds; the resumed
 leader writes nothing. Before the fix the repeats carried nothing to tell them from a second grant."""

@@ -62,17 +62,17 @@ def patch_runtime(runtime: Any, kubeconfig: str | None) -> None:
 
 
 def main() -> int:
-    import jitgrant.runner
+    import jitgrant.operator.runner
     from jitgrant.cli.main import main as jitgrant_main
 
-    build_runtime = jitgrant.runner.build_runtime
+    build_runtime = jitgrant.operator.runner.build_runtime
 
     def build(settings: Any, *, kubeconfig: Any, **kwargs: Any) -> Any:
         runtime = build_runtime(settings, kubeconfig=kubeconfig, **kwargs)
         patch_runtime(runtime, kubeconfig if isinstance(kubeconfig, str) else None)
         return runtime
 
-    jitgrant.runner.build_runtime = build  # cmd_run imports it from the module when it runs
+    jitgrant.operator.runner.build_runtime = build  # cmd_run imports it from the module when it runs
     return jitgrant_main(sys.argv[1:])
 
 

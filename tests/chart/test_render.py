@@ -98,7 +98,7 @@ def test_default_install_objects(chart: helm.Chart) -> None:
 def test_optional_objects_follow_their_values(chart: helm.Chart) -> None:
     default = set(kinds(render(chart)))
     assert ("ServiceMonitor", "jitgrant") not in default
-    assert ("NetworkPolicy", "jitgrant") in default  # on by default (issue 11 §8)
+    assert ("NetworkPolicy", "jitgrant") in default  # on by default (install.md, "NetworkPolicy")
     assert ("NetworkPolicy", "jitgrant") not in kinds(render(chart, {"networkPolicy": {"enabled": False}}))
     assert ("ServiceMonitor", "jitgrant") in kinds(render(chart, COMBINATIONS["service-monitor"]))
     assert ("NetworkPolicy", "jitgrant") in kinds(render(chart, COMBINATIONS["network-policy"]))

@@ -16,7 +16,7 @@ from kopf._cogs.structs import references
 from kopf._core.engines.admission import build_webhooks
 from kopf._core.intents.causes import WebhookType
 
-from jitgrant.handlers import admission, policy_admission
+from jitgrant.operator import admission, policy_admission
 
 from .conftest import COMBINATIONS, NAMESPACE, Manifest, only, render
 
@@ -116,7 +116,8 @@ def test_each_webhook_covers_exactly_what_its_handler_needs(chart: helm.Chart) -
         ),
         # Only the operator writes status.
         "guard-status.jitgrant.dev": ("/guard-status", ["UPDATE"], ["accessrequests/status"], "None"),
-        # Records who deletes a request (issue 20 §2): its write is its side effect.
+        # Records who deletes a request (identity-and-approvals.md, "Metadata that decides a request's fate"):
+        # its write is its side effect.
         "record-deletion.jitgrant.dev": (
             "/record-deletion",
             ["DELETE"],

@@ -1,4 +1,5 @@
-"""The revoker stamp (issue 11 §8): sealed for one request, naming one caller; anything else is refused."""
+"""The revoker stamp (identity-and-approvals.md, "Who revoked"): sealed for one request, naming one caller;
+anything else is refused."""
 
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ from botocore.stub import Stubber
 from kubernetes.client import ApiClient, CoreV1Api
 
 from jitgrant.clusters.eks import sts_name
-from jitgrant.handlers.runtime import OPERATOR_SESSION
+from jitgrant.reactor.runtime import OPERATOR_SESSION
 from jitgrant_testing.aws import ACCOUNT, OPERATORS_GROUP, REGION, AssumeRoleCall, AWSStandIns, EKSStandIn
 from jitgrant_testing.environment import EXAMPLES, Environment, load_manifests
 

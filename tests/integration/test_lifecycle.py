@@ -108,7 +108,8 @@ def test_revoke_annotation_ends_the_grant_early(env: Environment) -> None:
         "agents", "restart-checkout", {"jitgrant.dev/revoke": "incident resolved"}, client=env.admin
     )
     revoked = wait_for_phase(env, "agents", "restart-checkout", "Revoked")
-    # The webhook stamps who set the annotation; the status names them (issue 11 §8).
+    # The webhook stamps who set the annotation; the status names them (identity-and-approvals.md, "Who
+    # revoked").
     assert revoked["status"]["message"] == "revoked by kubernetes-admin: incident resolved"
     assert jit_bindings(env, "payments") == []
     time.sleep(1.5)

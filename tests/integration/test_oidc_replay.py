@@ -15,8 +15,8 @@ from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
 from embedkube import User
-from jitgrant.handlers.runtime import Runtime
 from jitgrant.models.vocabulary import OIDC_TOKEN_ANNOTATION
+from jitgrant.reactor.runtime import Runtime
 from jitgrant_testing.aws import ServiceLoop
 from jitgrant_testing.environment import EXAMPLES, Environment, load_manifests
 from jitgrant_testing.oidc import OIDCIssuer

@@ -1,4 +1,5 @@
-"""Continuous authorization end to end (issue 20 §6): the operator watches GrantPolicies, and a
+"""Continuous authorization end to end (the invariant policy-changes-apply-to-live-grants): the operator
+watches GrantPolicies, and a
 narrowed, shortened or deleted policy ends or cuts the live grants under it at once, not at their old
 expiry. Each test fails on an operator without the rule: the grant stays Active for its 10 minutes."""
 

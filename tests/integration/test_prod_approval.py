@@ -24,7 +24,7 @@ from kubernetes.client import (
 from kubernetes.client.exceptions import ApiException
 
 from jitgrant.grants.objects import GrantOwner, grant_object_name
-from jitgrant.handlers import admission, policy_admission
+from jitgrant.operator import admission, policy_admission
 from jitgrant_testing.environment import EXAMPLES, Environment, load_manifests
 
 from .conftest import jit_bindings, request_manifest, wait_for_phase, wait_until

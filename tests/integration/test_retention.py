@@ -15,7 +15,7 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 
 from jitgrant.cli.main import main as jitgrant
-from jitgrant.handlers.runtime import Runtime
+from jitgrant.reactor.runtime import Runtime
 from jitgrant_testing.environment import EXAMPLES, Environment, load_manifests
 
 from .conftest import phase_of, request_manifest, wait_for_phase, wait_until

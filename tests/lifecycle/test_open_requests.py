@@ -1,4 +1,5 @@
-"""One open request per requester and scope (issue 31 §1): the index every replica keeps and the rule
+"""One open request per requester and scope (the invariant one-open-request-per-scope): the index every
+replica keeps and the rule
 the reconciler applies to duplicates that raced past admission."""
 
 from __future__ import annotations

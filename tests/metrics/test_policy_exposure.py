@@ -10,10 +10,10 @@ import pytest
 from kubernetes.client import CustomObjectsApi
 from prometheus_client.parser import text_string_to_metric_families
 
-from jitgrant.handlers.runtime import Runtime
 from jitgrant.metrics import Metrics
 from jitgrant.models import GrantPolicySpec
 from jitgrant.offline.exposure import dangerous_without_approval
+from jitgrant.reactor.runtime import Runtime
 from jitgrant_testing.environment import Environment, wait_until
 
 NAME = "jitgrant_policy_dangerous_identities_without_approval"

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from jitgrant.handlers.runtime import Runtime
 from jitgrant.notify import Notifier, NotifierConfig
+from jitgrant.reactor.runtime import Runtime
 from jitgrant_testing.environment import EXAMPLES, Environment, load_manifests
 
 from .receiver import Receiver, receiver

@@ -1,4 +1,5 @@
-"""Policy guardrails (issue 31 §6): duration floors and fixed durations, approval reason floors."""
+"""Policy guardrails (identity-and-approvals.md, "Guardrails"): duration floors and fixed durations, approval
+reason floors."""
 
 from __future__ import annotations
 

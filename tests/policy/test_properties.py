@@ -237,7 +237,8 @@ def dangerous_entries(single: PolicyRule) -> list[tuple[str, str]]:
         found.append(("resources", resource))
     if single.verbs[0] in DANGEROUS_VERBS:
         found.append(("verbs", single.verbs[0]))
-    # Writing RBAC outlives the grant (issue 11 §5): the policy must name the resource and the verb.
+    # Writing RBAC outlives the grant (identity-and-approvals.md, "Dangerous permissions"): the policy must
+    # name the resource and the verb.
     if resource in RBAC_WRITES and single.verbs[0] in {"create", "update", "patch"}:
         found += [("resources", resource), ("verbs", single.verbs[0])]
     return found

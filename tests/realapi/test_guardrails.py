@@ -1,4 +1,5 @@
-"""Guardrails for agents that loop (issue 31 §1) on a real kube-apiserver: one open request per
+"""Guardrails for agents that loop (identity-and-approvals.md, "Guardrails") on a real kube-apiserver: one
+open request per
 requester and scope, refused at admission with AlreadyRequested, and idempotent retries by requestKey.
 """
 

@@ -1,5 +1,5 @@
 """What the operator's ServiceAccount can do on a real kube-apiserver, with the chart's RBAC and admission
-policy installed as rendered (issue 20 §1).
+policy installed as rendered (install.md, "What the operator can do").
 
 1. Its effective rights, as the API server itself reports them (SelfSubjectRulesReview with the
    operator's own token, in every namespace that matters), equal the table in docs/install.md
@@ -233,7 +233,7 @@ def test_auth_can_i_says_yes_to_the_operator_s_own_work(operator: ApiClient, pro
     assert can_i(operator, *probe)
 
 
-# --- the attacks of issue 20 §1, with the operator's token -----------------------------------------
+# --- the attacks of install.md's "What a stolen operator token allows", with the operator's token -----------
 
 
 def test_minting_a_token_for_a_kube_system_service_account_is_refused(

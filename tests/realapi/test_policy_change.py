@@ -1,4 +1,5 @@
-"""Continuous authorization on a real kube-apiserver (issue 20 §6): the operator, running with the
+"""Continuous authorization on a real kube-apiserver (the invariant policy-changes-apply-to-live-grants): the
+operator, running with the
 chart's RBAC, watches GrantPolicies; a narrowed or deleted policy ends the live grant under it at once
 (`PolicyChanged`), and the real RBAC authorizer stops letting the agent in. Before the rule the grant
 stayed Active to its old expiry."""

@@ -14,7 +14,7 @@ import time
 
 from kubernetes import client, config
 
-from jitgrant.runner import wait_until_served
+from jitgrant.operator.runner import wait_until_served
 from jitgrant_testing.controlplane import ControlPlane
 
 

@@ -12,13 +12,13 @@ from prometheus_client import CollectorRegistry
 
 from jitgrant.approvals.receipts import dump_recorded, parse_recorded, record_decision
 from jitgrant.audit.records import EventType
-from jitgrant.handlers.reconcile import Reconciler
-from jitgrant.handlers.runtime import Runtime
 from jitgrant.metrics import Metrics
 from jitgrant.models import RequesterStamp
 from jitgrant.models.vocabulary import APPROVALS_ANNOTATION, REVOKE_ANNOTATION
+from jitgrant.reactor.runtime import Runtime
+from jitgrant.reconcile.driver import Reconciler
 from jitgrant.settings import OperatorSettings
-from jitgrant_testing.fakeport import FakeAudit, FakeCluster, FakePort
+from jitgrant_testing.fakeport import FakeAudit, FakeCluster, FakeEvents, FakePort
 
 KEY = b"reconcile-unit-test-key-0123456789abcdef"
 NS = "agents"
@@ -34,7 +34,7 @@ AUTO_POLICY = {
     "grants": [{"clusterRole": "jit-restart-checkout"}],
     "maxDuration": "15m",
     "approval": {"required": False},
-    # These tests file several requests for one scope from one agent to test other things: issue 31's
+    # These tests file several requests for one scope from one agent to test other things: the
     # one-open-request-per-scope guardrail (tests/lifecycle/test_open_requests.py) is off here.
     "limits": {"oneOpenPerScope": False},
 }
@@ -59,6 +59,7 @@ class Clock:
 class World:
     cluster: FakeCluster = field(default_factory=FakeCluster)
     audit: FakeAudit = field(default_factory=FakeAudit)
+    events: FakeEvents = field(default_factory=FakeEvents)
     clock: Clock = field(default_factory=Clock)
     port: FakePort = field(init=False)
     runtime: Runtime = field(init=False)
@@ -77,6 +78,7 @@ class World:
             audit=self.audit,
             metrics=Metrics(CollectorRegistry()),
             clock=self.clock,
+            events=self.events,
         )
 
     def file(

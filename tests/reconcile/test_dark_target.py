@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from jitgrant.audit.records import EventType as E
 from jitgrant.clusters.errors import Unavailable
-from jitgrant.handlers.scheduler import Scheduler
 from jitgrant.models.vocabulary import format_time, parse_time
+from jitgrant.reactor.scheduler import Scheduler
 
 from .conftest import NS, World
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 
 from jitgrant.audit.records import EventType as E
-from jitgrant.handlers.scheduler import Scheduler
+from jitgrant.reactor.scheduler import Scheduler
 
 from .conftest import NS, World
 
@@ -19,12 +19,12 @@ async def test_an_expired_grant_loses_its_binding_before_its_pass_runs(world: Wo
     scheduler = Scheduler(world.runtime, concurrency=1)
     scheduler.observe(NS, "fix", world.status("fix"), {})
     world.clock.advance(299)
-    assert scheduler._pop_due(world.clock()) == []  # not yet: nothing is cut early
+    assert scheduler.take_due(world.clock()) == []  # not yet: nothing is cut early
     await asyncio.sleep(0)
     assert len(world.objects("RoleBinding")) == 1
     world.clock.advance(2)
-    assert scheduler._pop_due(world.clock()) == [(NS, "fix")]
-    await asyncio.gather(*scheduler._tasks)
+    assert scheduler.take_due(world.clock()) == [(NS, "fix")]
+    await scheduler.settle()
     # Gone while status still says Active: the pass has not run yet.
     assert world.objects("RoleBinding") == [] and world.status("fix")["phase"] == "Active"
     await world.reconcile("fix")  # the pass finds it gone, and records the expiry once
@@ -41,6 +41,6 @@ async def test_a_binding_that_is_no_longer_the_recorded_one_is_left_alone(world:
     scheduler = Scheduler(world.runtime, concurrency=1)
     scheduler.observe(NS, "fix", stale, {})
     world.clock.advance(301)
-    scheduler._pop_due(world.clock())
-    await asyncio.gather(*scheduler._tasks)
+    scheduler.take_due(world.clock())
+    await scheduler.settle()
     assert len(world.objects("RoleBinding")) == 1  # the uid precondition spared it

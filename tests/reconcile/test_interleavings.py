@@ -20,9 +20,9 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from jitgrant.clusters.errors import ClusterAccessError, Conflict
-from jitgrant.handlers.reconcile import Reconciler
-from jitgrant.handlers.sweep import sweep_all
 from jitgrant.models.vocabulary import REQUEST_UID_LABEL, Reason
+from jitgrant.reactor.sweep import sweep_all
+from jitgrant.reconcile.driver import Reconciler
 from jitgrant_testing.fakeport import Crash
 
 from .conftest import NS, World

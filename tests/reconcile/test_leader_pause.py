@@ -1,4 +1,5 @@
-"""Issue 20 §5: a leader paused past its Lease (SIGSTOP, a frozen VM) while a grant is in flight, the
+"""architecture.md, "Replicas: election, fencing and the replay set": a leader paused past its Lease (SIGSTOP,
+a frozen VM) while a grant is in flight, the
 standby taking over, then the old leader resuming. Two replicas on one cluster, each with its own
 audit trail (as each pod has its own), deterministic: the pause is a point in the old leader's pass.
 
@@ -19,14 +20,14 @@ from prometheus_client import CollectorRegistry
 
 from jitgrant.audit.chain import link
 from jitgrant.audit.query import grant_rows, unique_transitions
-from jitgrant.audit.records import AuditEvent, AuditRecord, ChainHead, EventType
+from jitgrant.audit.records import AuditEvent, AuditRecord, ChainHead, EventType, audit_event
+from jitgrant.clusters.errors import NotLeader
 from jitgrant.clusters.port import ClusterObject
-from jitgrant.handlers.audit_events import audit_event
-from jitgrant.handlers.leader import FencedAudit, FencedCluster, NotLeader
-from jitgrant.handlers.reconcile import Reconciler
-from jitgrant.handlers.runtime import Runtime
 from jitgrant.metrics import Metrics
 from jitgrant.models import AccessRequest
+from jitgrant.reactor.fencing import FencedAudit, FencedCluster
+from jitgrant.reactor.runtime import Runtime
+from jitgrant.reconcile.driver import Reconciler
 from jitgrant.settings import OperatorSettings
 from jitgrant_testing.fakeport import FakeAudit, FakePort
 

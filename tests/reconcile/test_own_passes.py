@@ -11,22 +11,14 @@ from datetime import timedelta
 import kopf
 
 from jitgrant.audit.records import EventType as E
-from jitgrant.handlers.operator import reconcile_on_change
-from jitgrant.handlers.reconcile import Reconciler
-from jitgrant.handlers.scheduler import Scheduler
-from jitgrant.handlers.sweep import sweep_cluster
 from jitgrant.models.vocabulary import parse_time
+from jitgrant.operator.registrations import reconcile_on_change
+from jitgrant.reactor.scheduler import Scheduler
+from jitgrant.reactor.sweep import sweep_cluster
+from jitgrant.reconcile.driver import Reconciler
 from jitgrant_testing.fakeport import YieldingPort
 
 from .conftest import NS, World
-
-
-async def _run_due(scheduler: Scheduler, world: World) -> None:
-    """One turn of `Scheduler.run`: reconcile what is due now (the cut of an expired grant first)."""
-    for key in scheduler._pop_due(world.clock()):
-        scheduler._due[key] = world.clock()  # as `run` does: queued again by the pass itself
-        await scheduler._reconcile_in_slot(key)
-    await asyncio.gather(*scheduler._tasks)
 
 
 async def _watch_event(memo: kopf.Memo, world: World, name: str, type: str) -> None:
@@ -42,17 +34,17 @@ async def test_a_grant_this_process_activated_loses_its_binding_at_expiry_ahead_
     memo = kopf.Memo(runtime=world.runtime, scheduler=scheduler)
     uid = world.file("fix", duration="5m")
     await _watch_event(memo, world, "fix", "ADDED")
-    await _run_due(scheduler, world)
+    await scheduler.tick(world.clock())
     assert world.status("fix")["phase"] == "Active" and len(world.objects("RoleBinding")) == 1
     # The watch's echo of the pass's own Active write: it triggers no pass, but it is observed.
     stored = world.cluster.requests[(NS, "fix")]["metadata"]
     assert world.runtime.is_own_echo(uid, stored["resourceVersion"])
     await _watch_event(memo, world, "fix", "MODIFIED")
-    assert scheduler._pop_due(world.clock()) == [], "the echo queued a pass"
+    assert scheduler.take_due(world.clock()) == [], "the echo queued a pass"
     assert scheduler.next_due() == parse_time(world.status("fix")["expiresAt"])
     world.clock.advance(301)
-    [key] = scheduler._pop_due(world.clock())
-    await asyncio.gather(*scheduler._tasks)
+    [key] = scheduler.take_due(world.clock())
+    await scheduler.settle()
     # Cut at expiresAt, as docs/architecture.md says, while the pass still waits for a slot.
     assert world.objects("RoleBinding") == [], "the binding waited for the pass"
     assert world.status("fix")["phase"] == "Active"
@@ -68,7 +60,7 @@ async def test_a_request_kept_forever_is_not_reconciled_again_after_it_ended(wor
     world.file("fix", namespace="orders")  # the policy does not offer orders: Denied
     await _watch_event(memo, world, "fix", "ADDED")
     for _ in range(310):  # 310 s of virtual time
-        await _run_due(scheduler, world)
+        await scheduler.tick(world.clock())
         world.clock.advance(1)
     assert world.status("fix")["phase"] == "Denied"
     assert scheduler.reconciles == 1, f"{scheduler.reconciles} passes over a request kept forever"
@@ -86,9 +78,9 @@ async def test_a_request_removed_after_its_retention_is_done_with(world: World) 
     memo = kopf.Memo(runtime=world.runtime, scheduler=scheduler)
     world.file("fix", namespace="orders")
     await _watch_event(memo, world, "fix", "ADDED")
-    await _run_due(scheduler, world)
+    await scheduler.tick(world.clock())
     world.clock.advance(3601)
-    await _run_due(scheduler, world)
+    await scheduler.tick(world.clock())
     assert world.cluster.requests[(NS, "fix")]["metadata"].get("deletionTimestamp")
     assert scheduler.reconciles == 2 and len(scheduler) == 0, "removed, yet queued for a retry"
 

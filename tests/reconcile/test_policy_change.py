@@ -1,4 +1,5 @@
-"""Continuous authorization (issue 20 §6): a policy change is held against every live request under
+"""Continuous authorization (the invariant policy-changes-apply-to-live-grants): a policy change is held
+against every live request under
 it. A grant the policy no longer allows ends (Revoked, `PolicyChanged`), a shortened maxDuration cuts
 `expiresAt`, a deleted policy ends its grants, and only approvers the policy names when the grant
 activates count. Each test fails on the operator before the rule: the grant ran to its old expiry."""
@@ -9,9 +10,9 @@ from datetime import timedelta
 from typing import Any
 
 from jitgrant.audit.records import EventType
-from jitgrant.handlers.scheduler import Scheduler
 from jitgrant.models import Phase
 from jitgrant.models.vocabulary import Reason, format_time, parse_time
+from jitgrant.reactor.scheduler import Scheduler
 
 from .conftest import AUTO_POLICY, NS, PROD_POLICY, World
 

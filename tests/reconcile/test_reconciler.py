@@ -12,7 +12,6 @@ from jitgrant.audit.records import EventType
 from jitgrant.clusters import grant_objects
 from jitgrant.clusters.errors import Conflict, Unavailable
 from jitgrant.clusters.port import ClusterObject
-from jitgrant.handlers.reconcile import Reconciler
 from jitgrant.models.vocabulary import (
     EXPIRES_AT_ANNOTATION,
     FINALIZER,
@@ -23,6 +22,7 @@ from jitgrant.models.vocabulary import (
     Reason,
     parse_time,
 )
+from jitgrant.reconcile.driver import Reconciler
 from jitgrant_testing.fakeport import Crash
 
 from .conftest import KEY, NS, World
@@ -58,12 +58,14 @@ async def test_an_auto_approved_request_records_its_plan_then_creates_a_sealed_b
     assert not grant_objects.proven_ours(view, key=b"another-key-0123456789abcdef01234", cluster="in-cluster")
     assert world.audit_types(uid) == [E.REQUESTED, E.APPROVED, E.ISSUING, E.GRANTED]
     # The plan went into status before the binding existed, in one write with the approval (two
-    # status writes in all, not three), and the pass read the request and the policy once each.
+    # status writes in all, not three), and the pass read the request and the policy once each; the
+    # ClusterRole's live rules are read just before the binding is made.
     calls = world.port.calls
     assert calls == [
         "get_request",
         "get_policy",
         "patch_request_status",
+        "read_cluster_role",
         "create_object",
         "patch_request_status",
     ]
@@ -349,7 +351,8 @@ async def test_a_request_that_does_not_parse_fails_naming_the_field(world: World
 async def test_a_request_that_waited_for_its_namespace_gets_its_whole_duration_from_the_binding(
     world: World,
 ) -> None:
-    """Issue 20 §7: the clock starts when the binding exists, not when the grant was first planned."""
+    """architecture.md, "Decisions" (a missing target namespace): the clock starts when the binding exists,
+    not when the grant was first planned."""
     world.file("fix", namespace="missing", duration="10m")
     await world.reconcile("fix")
     planned = world.status("fix")["grant"]["plannedAt"]

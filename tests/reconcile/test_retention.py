@@ -9,9 +9,10 @@ from typing import Any, cast
 import pytest
 
 from jitgrant.audit.records import EventType as E
-from jitgrant.handlers.leader import FencedCluster, NotLeader
-from jitgrant.handlers.reconcile import Reconciler
-from jitgrant.handlers.scheduler import Scheduler
+from jitgrant.clusters.errors import NotLeader
+from jitgrant.reactor.fencing import FencedCluster
+from jitgrant.reactor.scheduler import Scheduler
+from jitgrant.reconcile.driver import Reconciler
 
 from .conftest import NS, World
 

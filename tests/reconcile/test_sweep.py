@@ -9,7 +9,6 @@ import pytest
 
 from jitgrant.audit.records import EventType
 from jitgrant.clusters.grant_objects import sealed
-from jitgrant.handlers.sweep import sweep_all
 from jitgrant.models.vocabulary import (
     EXPIRES_AT_ANNOTATION,
     MANAGED_BY_LABEL,
@@ -17,6 +16,7 @@ from jitgrant.models.vocabulary import (
     REQUEST_ANNOTATION,
     REQUEST_UID_LABEL,
 )
+from jitgrant.reactor.sweep import sweep_all
 
 from .conftest import KEY, World
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 from jitgrant.clusters.grant_objects import sealed
-from jitgrant.clusters.port import ClusterPort
-from jitgrant.handlers.sweep import sweep_all
+from jitgrant.clusters.port import GrantTarget
 from jitgrant.models import Target
 from jitgrant.models.vocabulary import EXPIRES_AT_ANNOTATION, REQUEST_ANNOTATION
+from jitgrant.reactor.sweep import sweep_all
 from jitgrant_testing.fakeport import FakeCluster, FakePort
 
 from .conftest import AUTO_POLICY, KEY, World
@@ -49,7 +49,7 @@ async def test_every_same_named_target_is_swept_and_requests_are_listed_once(wor
         )
         targets[target.cluster] = port
 
-    async def housekeeping(target: Target) -> ClusterPort:
+    async def housekeeping(target: Target) -> GrantTarget:
         return targets[target.cluster]  # a fake cluster per identity: what the operator reaches
 
     world.runtime.housekeeping_cluster = housekeeping  # type: ignore[method-assign]

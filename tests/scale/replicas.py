@@ -11,8 +11,8 @@ from typing import Any
 from kubernetes.client import CoreV1Api, RbacAuthorizationV1Api
 
 from jitgrant.clusters.leader import LeaderElection
-from jitgrant.handlers.runtime import Runtime
-from jitgrant.runner import OperatorThread, build_runtime, leader_election
+from jitgrant.operator.runner import OperatorThread, build_runtime, leader_election
+from jitgrant.reactor.runtime import Runtime
 from jitgrant_testing.environment import OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT, Environment
 
 AUTO_POLICY = {

@@ -16,7 +16,7 @@ from typing import Any, cast
 
 import pytest
 
-from jitgrant.handlers.runtime import Runtime
+from jitgrant.reactor.runtime import Runtime
 from jitgrant_testing.environment import (
     OPERATOR_NAMESPACE,
     OPERATOR_SERVICE_ACCOUNT,

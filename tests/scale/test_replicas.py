@@ -14,10 +14,11 @@ import pytest
 from kubernetes.client import CustomObjectsApi
 from kubernetes.client.exceptions import ApiException
 
+from jitgrant.clusters.errors import NotLeader
 from jitgrant.clusters.leader import LEASE_NAME
-from jitgrant.handlers.leader import FencedCluster, NotLeader
 from jitgrant.models.vocabulary import REVOKE_ANNOTATION
-from jitgrant.runner import OperatorThread
+from jitgrant.operator.runner import OperatorThread
+from jitgrant.reactor.fencing import FencedCluster
 from jitgrant_testing.environment import (
     OPERATOR_NAMESPACE,
     OPERATOR_USERNAME,

@@ -9,9 +9,9 @@ from typing import Any, cast
 
 import pytest
 
-from jitgrant.handlers.reconcile import PassResult
-from jitgrant.handlers.runtime import Runtime
-from jitgrant.handlers.scheduler import Scheduler
+from jitgrant.reactor.runtime import Runtime
+from jitgrant.reactor.scheduler import Scheduler
+from jitgrant.reconcile.result import PassResult
 from jitgrant.settings import OperatorSettings
 
 NOW = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
@@ -50,8 +50,8 @@ def test_nothing_is_due_before_its_time() -> None:
     scheduler = _scheduler()
     for index in range(1000):
         scheduler.observe("agents", f"r{index}", _active(10 + index % 7), {})
-    assert scheduler._pop_due(NOW) == []
-    due = scheduler._pop_due(NOW + timedelta(minutes=10))
+    assert scheduler.take_due(NOW) == []
+    due = scheduler.take_due(NOW + timedelta(minutes=10))
     assert sorted(due) == sorted(("agents", f"r{i}") for i in range(1000) if i % 7 == 0)
 
 
@@ -74,7 +74,7 @@ async def test_due_requests_are_reconciled_first_come_first_served_and_no_more_t
         running.remove(name)
         return PassResult(requeue_at=NOW + timedelta(hours=1))
 
-    monkeypatch.setattr("jitgrant.handlers.scheduler.Reconciler.reconcile", reconcile)
+    monkeypatch.setattr("jitgrant.reactor.scheduler.Reconciler.reconcile", reconcile)
     scheduler = Scheduler(cast(Runtime, _Runtime()), concurrency=3)
     names = [f"r{index}" for index in range(20)]
     for name in names:

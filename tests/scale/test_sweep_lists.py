@@ -15,11 +15,11 @@ from embedkube import EmbeddedCluster
 from jitgrant.clusters import own
 from jitgrant.clusters.grant_objects import list_labelled, sealed
 from jitgrant.clusters.own import ClusterApi
-from jitgrant.handlers.runtime import Runtime
-from jitgrant.handlers.sweep import sweep_all
 from jitgrant.metrics import Metrics
 from jitgrant.models.crd import all_crds
 from jitgrant.models.vocabulary import EXPIRES_AT_ANNOTATION, REQUEST_ANNOTATION, format_time
+from jitgrant.reactor.runtime import Runtime
+from jitgrant.reactor.sweep import sweep_all
 from jitgrant.settings import OperatorSettings
 from jitgrant_testing.fakeport import FakeAudit
 

@@ -10,11 +10,14 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
+
+from jitgrant.models import AccessRequest, ApprovalEntry
+from jitgrant.models.vocabulary import EventType as EventType  # defined beside Reason; imported from here too
+from jitgrant.models.vocabulary import format_time
 
 #: Bump when a field changes meaning or is removed; readers accept every version they know.
 SCHEMA_VERSION = 1
@@ -39,30 +42,6 @@ class ChainHead:
 
     seq: int = 0
     hash: str = GENESIS_HASH
-
-
-class EventType(StrEnum):
-    REQUESTED = "requested"
-    DENIED = "denied"
-    PENDING = "pending"
-    APPROVAL_RECORDED = "approval-recorded"
-    APPROVED = "approved"
-    ISSUING = "issuing"  # the grant's objects are about to be created (accepted before they exist)
-    GRANTED = "granted"  # they exist and the request is Active
-    SHORTENED = "shortened"  # its policy's maxDuration was cut: expiresAt moved earlier
-    EXPIRED = "expired"
-    REVOKED = "revoked"
-    # The grant's window closed (or it was revoked) and its objects could not be removed: written
-    # once, when the removal becomes overdue; the expired/revoked record follows when it is done.
-    REMOVAL_OVERDUE = "removal-overdue"
-    TIMED_OUT = "timed-out"
-    FAILED = "failed"
-    CLEANED_UP = "cleaned-up"  # an orphaned binding removed by the sweep
-    REMOVED = "removed"  # a finished request deleted after its retention (written before deletion)
-    ACTIVITY_SUMMARY = "activity-summary"
-    # Requests a guardrail refused at admission (never stored): one record per requester per minute,
-    # its reason saying how many refusals it stands for (issue 31).
-    REFUSED = "refused"  # what the grant's identity did, from the API server's audit log
 
 
 def _to_utc(value: datetime) -> datetime:
@@ -209,3 +188,71 @@ class Checkpoint(_Wire):
     #: operator stopped on purpose: nothing is expected after it until the next "start").
     reason: CheckpointReason | None = None
     signature: str  # base64 of the signature over the canonical JSON of every other field
+
+
+# AccessRequest -> AuditEvent: what a reviewer needs to answer who, what, when, why, approved by whom.
+def audit_event(
+    *,
+    request: AccessRequest,
+    event_type: EventType,
+    at: datetime,
+    cluster: str,
+    decision: str | None = None,
+    reason: str | None = None,
+    activated_at: datetime | None = None,
+    expires_at: datetime | None = None,
+    ended_at: datetime | None = None,
+    approvals: tuple[ApprovalEntry, ...] = (),
+    binding: str | None = None,
+) -> AuditEvent:
+    spec = request.spec
+    stamp = spec.requester
+    requester = (
+        RequesterRecord(
+            username=stamp.username,
+            uid=stamp.uid,
+            groups=stamp.groups,
+            proven_by=stamp.proven_by.value,
+            issuer=stamp.issuer,
+            subject=stamp.subject,
+        )
+        if stamp is not None
+        else None
+    )
+    duration = spec.duration_delta
+    status = request.status
+    uid = request.metadata.uid or ""
+    attempt = ""
+    if event_type is EventType.APPROVAL_RECORDED:
+        attempt = ",".join(sorted(entry.approver for entry in approvals))
+    elif event_type is EventType.SHORTENED and expires_at is not None:
+        attempt = format_time(expires_at)
+    return AuditEvent(
+        transition_id=transition_id(uid, event_type, attempt) if uid else None,
+        type=event_type,
+        time=at,
+        request_uid=uid,
+        request_name=request.metadata.name,
+        request_namespace=request.metadata.namespace or "",
+        policy=spec.policy,
+        cluster=cluster,
+        requester=requester,
+        scope=ScopeRecord(
+            namespace=spec.namespace,
+            cluster_role=spec.cluster_role,
+            rules=tuple(rule.to_k8s() for rule in spec.rules or ()),
+        ),
+        window=WindowRecord(
+            requested_duration_seconds=int(duration.total_seconds()) if duration is not None else None,
+            activated_at=activated_at or status.activated_at,
+            expires_at=expires_at or status.expires_at,
+            ended_at=ended_at,
+        ),
+        approvers=tuple(
+            ApproverRecord(approver=entry.approver, at=entry.at, receipt=entry.receipt or None)
+            for entry in (approvals or status.approvals)
+        ),
+        decision=decision,
+        reason=reason,
+        binding=binding or (status.grant.role_binding if status.grant else None),
+    )

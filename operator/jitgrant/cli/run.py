@@ -237,7 +237,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.webhook_port is None:
         print(NO_WEBHOOK, file=sys.stderr)
         return 2
-    from jitgrant.runner import build_runtime, leader_election, run
+    from jitgrant.operator.runner import build_runtime, leader_election, run
 
     settings = settings_from_args(args)
     notify_config = _notify_config(args.notify_config)

@@ -8,6 +8,10 @@ the caller does about it (kopf's `_cogs/clients/errors.py` and lightkube's excep
 - `Refused` (400/401/403/422, and AWS refusals): asking again will not help; `Forbidden` for 403;
 - `Unavailable` (429, 5xx, no answer, TLS): `retryable`, with `retry_after` as the delay.
 
+Two more leave the cluster ports and are not `ClusterAccessError`s, since no cluster refused anything
+and nothing may write status about them: `NotLeader` (fencing refused a write this replica may no
+longer make) and `ForeignObjectError` (a grant's name is taken by an object not proven ours).
+
 Each carries a machine-readable `reason` for the request's status and a `message` a platform engineer
 can act on; the library's exception is chained as `__cause__`, so nothing above `clusters/` imports
 the Kubernetes client or urllib3. Nothing here ever puts a credential, a token or a presigned URL into
@@ -146,6 +150,15 @@ class Forbidden(Refused):
 
 class Unavailable(ClusterAccessError):
     """Throttled, failing or unreachable: try again after `retry_after`."""
+
+
+class NotLeader(Exception):
+    """A write was attempted by a replica that does not hold the Lease; nothing was written. The pass
+    ends there (the leader decides again), so no handler of cluster failures may see it."""
+
+
+class ForeignObjectError(Exception):
+    """An object with a name of the grant exists and the operator cannot prove it made it."""
 
 
 class _Answer(TypedDict):

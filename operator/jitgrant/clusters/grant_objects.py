@@ -15,8 +15,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from jitgrant.clusters.errors import Conflict
-from jitgrant.clusters.port import ClusterObject, ClusterPort
+from jitgrant.clusters.errors import Conflict, ForeignObjectError
+from jitgrant.clusters.port import ClusterObject, GrantTarget
 from jitgrant.grants.ownership import owner_seal, verify_owner_seal
 from jitgrant.models import GrantObjectRef, cluster_name_of
 from jitgrant.models.vocabulary import (
@@ -41,10 +41,6 @@ CLUSTER_WIDE_KINDS = ("RoleBinding",)
 GRANTS_NAMESPACE_KINDS = ("ServiceAccount", "Secret", "Role")
 TARGET_GRANTS_NAMESPACE_KINDS = ("ServiceAccount",)
 SWEPT_KINDS = (*CLUSTER_WIDE_KINDS, *GRANTS_NAMESPACE_KINDS)
-
-
-class ForeignObjectError(Exception):
-    """An object with a name of the grant exists and the operator cannot prove it made it."""
 
 
 def proven_ours(obj: ClusterObject, *, key: bytes, cluster: str, request_uid: str | None = None) -> bool:
@@ -88,7 +84,7 @@ def sealed(body: Mapping[str, Any], *, key: bytes, cluster: str, request_uid: st
 
 
 async def create_owned(
-    port: ClusterPort, body: Mapping[str, Any], *, key: bytes, request_uid: str
+    port: GrantTarget, body: Mapping[str, Any], *, key: bytes, request_uid: str
 ) -> ClusterObject:
     """Create `body` sealed, or confirm that the object of that name is ours from an earlier attempt.
 
@@ -110,7 +106,7 @@ async def create_owned(
 
 
 async def delete_owned(
-    port: ClusterPort, ref: GrantObjectRef, *, key: bytes, request_uid: str, trust_labels: bool = False
+    port: GrantTarget, ref: GrantObjectRef, *, key: bytes, request_uid: str, trust_labels: bool = False
 ) -> bool:
     """Delete the object `ref` names if it is proven ours; True only when this call deleted it.
 
@@ -145,7 +141,7 @@ async def delete_owned(
     return await port.delete_object(ref.kind, ref.namespace, ref.name, uid=existing.uid)
 
 
-async def list_labelled(port: ClusterPort, *, grants_namespace: str, own: bool = True) -> list[ClusterObject]:
+async def list_labelled(port: GrantTarget, *, grants_namespace: str, own: bool = True) -> list[ClusterObject]:
     """Every object of the swept kinds labelled as jitgrant's, proven or not (the caller judges).
 
     `own`: the operator's own cluster, whose grants namespace also holds kubeconfig Secrets and

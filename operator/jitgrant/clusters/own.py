@@ -16,6 +16,7 @@ import kubernetes
 import urllib3.exceptions
 from kubernetes.client import (
     ApiClient,
+    AuthorizationV1Api,
     CoreV1Api,
     CustomObjectsApi,
     RbacAuthorizationV1Api,
@@ -24,8 +25,14 @@ from kubernetes.client import (
 )
 from kubernetes.client.exceptions import ApiException
 
-from jitgrant.clusters.errors import ClusterAccessError, Conflict, NotFound, classify_kubernetes_error
-from jitgrant.clusters.port import ClusterObject, StoredPolicy, StoredRequest
+from jitgrant.clusters.errors import (
+    ClusterAccessError,
+    Conflict,
+    Forbidden,
+    NotFound,
+    classify_kubernetes_error,
+)
+from jitgrant.clusters.port import AccessSubject, ClusterObject, ClusterRoleRead, StoredPolicy, StoredRequest
 from jitgrant.models import API_GROUP, API_VERSION
 
 
@@ -44,7 +51,7 @@ def api_client_from(kubeconfig: Mapping[str, Any] | str | None) -> ApiClient:
     return ApiClient(configuration)
 
 
-# Connections a cluster client keeps open (jitgrant.runner.API_THREADS calls can be in flight).
+# Connections a cluster client keeps open (jitgrant.operator.runner.API_THREADS calls can be in flight).
 CONNECTIONS = 24
 
 # Items per page of a LIST: large enough that 10,000 objects take a handful of calls.
@@ -57,6 +64,10 @@ class _Methods(NamedTuple):
     delete: Any
     list_all: Any
     list_namespaced: Any
+
+
+# (connect, read) seconds for the policy checks' calls on a port without timeouts of its own.
+CHECK_TIMEOUT = (5.0, 20.0)
 
 
 @dataclass
@@ -218,6 +229,106 @@ class ClusterApi:
         ]
 
     # --- The objects of a grant -------------------------------------------------------------------
+
+    # --- The GrantPolicy's own object and status (the Ready condition) ------------------------------
+
+    @property
+    def _check_timeout(self) -> tuple[float, float]:
+        # A target's own (short) timeouts hold the grant-time ClusterRole check as they hold the grant.
+        return self.request_timeout or CHECK_TIMEOUT
+
+    async def read_policy_object(self, name: str) -> Mapping[str, Any] | None:
+        try:
+            body: Mapping[str, Any] = await self.call(
+                self.custom.get_cluster_custom_object,
+                API_GROUP,
+                API_VERSION,
+                "grantpolicies",
+                name,
+                _request_timeout=self._check_timeout,
+            )
+        except NotFound:
+            return None
+        return body
+
+    async def list_policy_objects(self) -> list[Mapping[str, Any]]:
+        result = await self.call(
+            self.custom.list_cluster_custom_object,
+            API_GROUP,
+            API_VERSION,
+            "grantpolicies",
+            _request_timeout=self._check_timeout,
+        )
+        items: list[Mapping[str, Any]] = result.get("items", [])
+        return items
+
+    async def patch_policy_status(self, name: str, status: Mapping[str, Any]) -> None:
+        await self.call(
+            self.custom.patch_cluster_custom_object_status,
+            API_GROUP,
+            API_VERSION,
+            "grantpolicies",
+            name,
+            {"status": dict(status)},
+            _request_timeout=self._check_timeout,
+        )
+
+    # --- Access reviews and ClusterRoles ------------------------------------------------------------
+
+    async def subject_may(
+        self, subject: AccessSubject, *, verb: str, group: str, resource: str, namespace: str, name: str
+    ) -> bool:
+        """A SubjectAccessReview (the operator needs `create subjectaccessreviews`, permissions.py)."""
+        spec: dict[str, Any] = {
+            "user": subject.username,
+            "groups": list(subject.groups),
+            "resourceAttributes": {
+                "verb": verb,
+                "group": group,
+                "resource": resource,
+                "namespace": namespace,
+                "name": name,
+            },
+        }
+        if subject.uid:
+            spec["uid"] = subject.uid
+        if subject.extra:
+            spec["extra"] = {key: list(values) for key, values in subject.extra.items()}
+        review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": spec}
+        result = await self.call(AuthorizationV1Api(self.client).create_subject_access_review, review)
+        return bool(result.status.allowed) and not bool(result.status.denied)
+
+    async def read_cluster_role(self, name: str) -> ClusterRoleRead:
+        try:
+            role = await self.call(self.rbac.read_cluster_role, name, _request_timeout=self._check_timeout)
+        except NotFound:
+            return ClusterRoleRead(found=False)
+        except Forbidden:
+            return ClusterRoleRead(found=None)
+        body: Mapping[str, Any] = self.client.sanitize_for_serialization(role)
+        return ClusterRoleRead(found=True, body=body)
+
+    async def may_bind(self, cluster_role: str) -> bool | None:
+        review = {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SelfSubjectAccessReview",
+            "spec": {
+                "resourceAttributes": {
+                    "group": "rbac.authorization.k8s.io",
+                    "resource": "clusterroles",
+                    "verb": "bind",
+                    "name": cluster_role,
+                }
+            },
+        }
+        result = await self.call(
+            AuthorizationV1Api(self.client).create_self_subject_access_review,
+            review,
+            _request_timeout=self._check_timeout,
+        )
+        return bool(result.status.allowed)
+
+    # --- Grant objects ------------------------------------------------------------------------------
 
     def _methods(self, kind: str) -> _Methods:
         """The official client's calls for one kind of namespaced object a grant is made of."""

@@ -1,8 +1,17 @@
-"""The cluster port: everything the handlers ask of a cluster, as one typed interface.
+"""The cluster port, in two parts composed as controller-runtime composes `client.Client` from its
+`Reader`, `Writer` and `StatusClient`:
 
-`ClusterApi` (clusters/own.py) implements it with the official client; `jitgrant_testing.fakeport`
-implements it in memory for fast unit tests of the reconciler and the sweep. Every method raises only
-the `clusters.errors` family, so the handlers never see the Kubernetes client or urllib3.
+- `RequestStore`: the operator's own cluster as the store of its requests and policies (reads,
+  status, finalizers, the deleter's stamp, the policy's Ready status, and the access review that
+  asks who may delete a request);
+- `GrantTarget`: a cluster a grant is made in (its objects, the ServiceAccount token, the live rules
+  of a ClusterRole and whether the operator may bind it);
+- `ClusterPort`: both, which is what the operator's own cluster is.
+
+`ClusterApi` (clusters/own.py) implements both with the official client; `jitgrant_testing.fakeport`
+in memory, ClusterRoles included, for fast unit tests of the reconciler and the sweep. Every method
+raises only the `clusters.errors` family, so the engine never sees the Kubernetes client or urllib3,
+and nothing unwraps a port to reach the client underneath.
 """
 
 from __future__ import annotations
@@ -99,17 +108,40 @@ class ClusterObject:
     annotations: Mapping[str, str] = field(default_factory=dict)
 
 
-class ClusterPort(Protocol):
-    """One cluster: the operator's own (requests, policies, kubeconfig Secrets) or a grant's target."""
+@dataclass(frozen=True)
+class ClusterRoleRead:
+    """A ClusterRole as read for a check. `found` None: the operator may not read it (or the port
+    cannot tell); False: it does not exist."""
+
+    found: bool | None
+    body: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AccessSubject:
+    """Whom a SubjectAccessReview asks about: the identity an admission request's userInfo names."""
+
+    username: str
+    uid: str = ""
+    groups: tuple[str, ...] = ()
+    extra: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @classmethod
+    def from_userinfo(cls, userinfo: Mapping[str, Any]) -> AccessSubject:
+        extra = userinfo.get("extra") or {}
+        return cls(
+            username=str(userinfo.get("username") or ""),
+            uid=str(userinfo.get("uid") or ""),
+            groups=tuple(str(group) for group in userinfo.get("groups") or ()),
+            extra={str(key): tuple(str(v) for v in values or ()) for key, values in extra.items()},
+        )
+
+
+class RequestStore(Protocol):
+    """The operator's own cluster as the store of AccessRequests and GrantPolicies."""
 
     @property
     def name(self) -> str: ...
-
-    @property
-    def server(self) -> str: ...
-
-    @property
-    def ca_pem(self) -> bytes | None: ...
 
     async def get_request(self, namespace: str, name: str) -> StoredRequest | None: ...
 
@@ -129,6 +161,13 @@ class ClusterPort(Protocol):
         """Set the request's finalizers; with `resource_version` a stale writer gets `Conflict`."""
         ...
 
+    async def annotate_request(
+        self, namespace: str, name: str, annotations: Mapping[str, str], *, uid: str
+    ) -> StoredRequest:
+        """Merge `annotations` into the request with this uid (the API server refuses a patch that
+        changes metadata.uid). An admission-time write (the deleter's stamp): any replica makes it."""
+        ...
+
     async def delete_request(self, namespace: str, name: str, *, uid: str) -> bool:
         """Delete only the request with this uid (its finalizer then runs as for any deletion);
         False when it is gone already or another request holds the name."""
@@ -137,6 +176,36 @@ class ClusterPort(Protocol):
     async def get_policy(self, name: str) -> StoredPolicy | None: ...
 
     async def list_policies(self) -> list[StoredPolicy]: ...
+
+    async def read_policy_object(self, name: str) -> Mapping[str, Any] | None:
+        """The whole GrantPolicy (metadata with its generation, spec, status), or None."""
+        ...
+
+    async def list_policy_objects(self) -> list[Mapping[str, Any]]: ...
+
+    async def patch_policy_status(self, name: str, status: Mapping[str, Any]) -> None: ...
+
+    async def subject_may(
+        self, subject: AccessSubject, *, verb: str, group: str, resource: str, namespace: str, name: str
+    ) -> bool | None:
+        """Whether the API server's authorizer lets `subject` do `verb` on one object (a
+        SubjectAccessReview, a read every replica may make). None: this port cannot ask."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class GrantTarget(Protocol):
+    """A cluster a grant is made in: the operator's own, or a target reached through a connection."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def server(self) -> str: ...
+
+    @property
+    def ca_pem(self) -> bytes | None: ...
 
     async def create_object(self, body: Mapping[str, Any]) -> ClusterObject:
         """Create a namespaced object; `Conflict` if the name is taken, `NotFound` if the namespace is."""
@@ -157,4 +226,16 @@ class ClusterPort(Protocol):
 
     async def mint_token(self, *, namespace: str, service_account: str, seconds: int) -> str: ...
 
+    async def read_cluster_role(self, name: str) -> ClusterRoleRead:
+        """The ClusterRole's live rules (404: not found; 403: found None); other errors raise."""
+        ...
+
+    async def may_bind(self, cluster_role: str) -> bool | None:
+        """Whether the operator's own identity may bind this ClusterRole (a SelfSubjectAccessReview)."""
+        ...
+
     def close(self) -> None: ...
+
+
+class ClusterPort(RequestStore, GrantTarget, Protocol):
+    """The operator's own cluster: the store of its requests, and a grant target too."""

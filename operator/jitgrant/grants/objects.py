@@ -19,6 +19,7 @@ from jitgrant.models.vocabulary import (
     MANAGED_BY_VALUE,
     REQUEST_ANNOTATION,
     REQUEST_UID_LABEL,
+    format_time,
 )
 
 SERVICE_ACCOUNT_PREFIX = "system:serviceaccount:"
@@ -45,10 +46,6 @@ def grant_object_name(owner: GrantOwner) -> str:
     digest = hashlib.sha256(f"{owner.namespace}/{owner.name}".encode()).hexdigest()[:6]
     base = f"jit-{owner.name}"[: 63 - 16]
     return f"{base}-{digest}-{owner.uid[:8]}".lower()
-
-
-def format_time(value: datetime) -> str:
-    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def grant_metadata(*, owner: GrantOwner, name: str, namespace: str, expires_at: datetime) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """The answer to a dryRun create of an AccessRequest: the operator's own first decision, unstored.
 
-One pure function, `dry_run_answer`, serves both the validating webhook (handlers/dry_run.py turns
+One pure function, `dry_run_answer`, serves both the validating webhook (operator/dry_run.py turns
 it into admission warnings or a refusal) and `jitgrant policy test` (jitgrant.offline), so what a
 policy test expects and what `check` answers against a cluster cannot drift apart. It runs the same
 `decide_new` the reconciler runs on a new request.

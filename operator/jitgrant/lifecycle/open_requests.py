@@ -1,4 +1,5 @@
-"""One open request per scope (issue 31 §1): the index of open requests and the duplicate rules.
+"""One open request per scope (the invariant one-open-request-per-scope): the index of open requests and the
+duplicate rules.
 
 An agent retries: a tool call that timed out is repeated, a plan that loops asks a hundred times.
 A requester may have one open (not yet terminal) request per policy, namespace and role or rules;
@@ -228,7 +229,7 @@ def limit_refusal(
     now: datetime,
     at_reconcile: bool = False,
 ) -> str | None:
-    """Why this request is past the policy's spec.limits, or None (issue 31 §2).
+    """Why this request is past the policy's spec.limits, or None (identity-and-approvals.md, "Guardrails").
 
     At admission it counts what the index holds. At the reconciler's first decision (closing the races
     admission missed), only requests that come before this one count: those already decided or earlier

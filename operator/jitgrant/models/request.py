@@ -38,6 +38,19 @@ class RequesterStamp(WireModel):
     subject: str | None = Field(default=None, description="With oidc: the token's subject.")
 
 
+def _rule_text(rule: PolicyRule) -> str:
+    verbs = ",".join(rule.verbs)
+    targets: list[str] = []
+    for resource in rule.resources:
+        if not rule.resource_names:
+            targets.append(resource)
+        elif len(rule.resource_names) == 1 and "/" not in resource:
+            targets.append(f"{resource}/{rule.resource_names[0]}")
+        else:
+            targets.append(f"{resource} (names: {', '.join(rule.resource_names)})")
+    return f"{verbs} {', '.join(targets)}"
+
+
 class AccessRequestSpec(WireModel):
     policy: str = Field(min_length=1, description="Name of the GrantPolicy to request under.")
     namespace: str = Field(min_length=1, description="Namespace the grant lands in.")
@@ -76,6 +89,13 @@ class AccessRequestSpec(WireModel):
         if (self.cluster_role is None) == (self.rules is None):
             raise ValueError("set exactly one of clusterRole or rules")
         return self
+
+    def scope_text(self) -> str:
+        """What the request asks for, in one line for status, Events, the trail and reports, e.g.
+        "patch deployments/checkout in payments" or "ClusterRole jit-restart in payments"."""
+        if self.cluster_role is not None:
+            return f"ClusterRole {self.cluster_role} in {self.namespace}"
+        return f"{'; '.join(_rule_text(rule) for rule in self.rules or ())} in {self.namespace}"
 
     @property
     def duration_delta(self) -> timedelta | None:

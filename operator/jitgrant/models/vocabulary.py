@@ -147,6 +147,32 @@ class Reason(StrEnum):
     ISSUER_UNAVAILABLE = "IssuerUnavailable"  # the IdP's discovery document could not be fetched
 
 
+class EventType(StrEnum):
+    """The type of an audit record (`audit.records.AuditEvent.type`), one per kind of transition."""
+
+    REQUESTED = "requested"
+    DENIED = "denied"
+    PENDING = "pending"
+    APPROVAL_RECORDED = "approval-recorded"
+    APPROVED = "approved"
+    ISSUING = "issuing"  # the grant's objects are about to be created (accepted before they exist)
+    GRANTED = "granted"  # they exist and the request is Active
+    SHORTENED = "shortened"  # its policy's maxDuration was cut: expiresAt moved earlier
+    EXPIRED = "expired"
+    REVOKED = "revoked"
+    # The grant's window closed (or it was revoked) and its objects could not be removed: written
+    # once, when the removal becomes overdue; the expired/revoked record follows when it is done.
+    REMOVAL_OVERDUE = "removal-overdue"
+    TIMED_OUT = "timed-out"
+    FAILED = "failed"
+    CLEANED_UP = "cleaned-up"  # an orphaned binding removed by the sweep
+    REMOVED = "removed"  # a finished request deleted after its retention (written before deletion)
+    ACTIVITY_SUMMARY = "activity-summary"  # what the grant's identity did, from the API server's audit log
+    # Requests a guardrail refused at admission (never stored): one record per requester per minute,
+    # its reason saying how many refusals it stands for (identity-and-approvals.md, "Guardrails").
+    REFUSED = "refused"
+
+
 def format_time(value: datetime) -> str:
     """RFC 3339 in UTC with second precision and a `Z`: how Kubernetes writes times."""
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

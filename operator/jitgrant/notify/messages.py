@@ -4,7 +4,7 @@ Every message carries what an approver decides on (scope, justification, request
 while the request is pending, the exact commands to approve or deny it. Every fact's value may hold
 text an agent or an issuer wrote (the justification, a reason inside the status message, an OIDC
 subject, resource names): each format shows it through its own function in `jitgrant.models.text`,
-so it is shown and never acted on (issue 20 §3).
+so it is shown and never acted on (identity-and-approvals.md, "Text others wrote").
 """
 
 from __future__ import annotations

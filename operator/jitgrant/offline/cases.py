@@ -88,7 +88,7 @@ def _oidc_stamp(
     oidc: OIDCIdentity, *, policy_name: str, policy: GrantPolicySpec | None
 ) -> RequesterStamp | str:
     """The stamp the mutating webhook writes for a verified token, or why it refuses the token: the
-    same pure checks it runs around the signature verification (handlers/admission.py)."""
+    same pure checks it runs around the signature verification (operator/admission.py)."""
     if policy is None:
         return policy_not_found(policy_name)
     issuer = issuer_entry(policy, policy_name=policy_name, claimed=oidc.issuer)

@@ -195,23 +195,6 @@ def scope_reasons(
     return inline_rule_reasons(policy_name=policy_name, granted=granted, requested=requested)
 
 
-def _rule_text(rule: PolicyRule) -> str:
-    verbs = ",".join(rule.verbs)
-    targets: list[str] = []
-    for resource in rule.resources:
-        if not rule.resource_names:
-            targets.append(resource)
-        elif len(rule.resource_names) == 1 and "/" not in resource:
-            targets.append(f"{resource}/{rule.resource_names[0]}")
-        else:
-            targets.append(f"{resource} (names: {', '.join(rule.resource_names)})")
-    return f"{verbs} {', '.join(targets)}"
-
-
 def describe_scope(request: AccessRequestSpec) -> str:
-    """A short human line for tables and events, e.g. "patch deployments/checkout in payments"."""
-    if request.cluster_role is not None:
-        what = f"ClusterRole {request.cluster_role}"
-    else:
-        what = "; ".join(_rule_text(rule) for rule in request.rules or ())
-    return f"{what} in {request.namespace}"
+    """A short human line for tables and events: the spec's own `scope_text()`."""
+    return request.scope_text()

@@ -30,12 +30,12 @@ from kubernetes.client.exceptions import ApiException
 
 from embedkube import User
 from jitgrant.clusters.eks import sts_name
-from jitgrant.handlers.runtime import OPERATOR_SESSION
 from jitgrant.permissions import (
     GRANT_WRITE_PERMISSIONS,
     TARGET_CLUSTER_PERMISSIONS,
     TARGET_GRANTS_NAMESPACE_PERMISSIONS,
 )
+from jitgrant.reactor.runtime import OPERATOR_SESSION
 from jitgrant_testing.aws import OPERATORS_GROUP, AWSStandIns, ClusterSpec
 from jitgrant_testing.demo.prod_approval import run_cli
 from jitgrant_testing.demo.scenarios import (

@@ -23,21 +23,19 @@ from typing import Any
 from pydantic import ValidationError
 
 from jitgrant.clusters.errors import ClusterAccessError
-from jitgrant.handlers.reconcile import RETRY, Reconciler
-from jitgrant.handlers.runtime import Runtime
 from jitgrant.lifecycle.due import due
 from jitgrant.lifecycle.transitions import live_grant_step
 from jitgrant.models import AccessRequest, GrantPolicySpec
 from jitgrant.models.request import TERMINAL_PHASES
 from jitgrant.models.vocabulary import parse_time
 from jitgrant.policy import check_policy
+from jitgrant.reactor.runtime import Runtime
+from jitgrant.reconcile.driver import Reconciler
+from jitgrant.reconcile.result import RETRY, RETRY_LADDER
 
 log = logging.getLogger("jitgrant.scheduler")
 
 Key = tuple[str, str]  # (namespace, name)
-# A request the reconciler left without saying when to look again (waiting on its target cluster,
-# a failed attempt) is retried after these delays, then every last one, until an event says more.
-RETRY_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0)
 # Expired grants' RoleBindings deleted at once (a DELETE with a uid precondition each).
 CUT_CONCURRENCY = 32
 _ENDED = frozenset(phase.value for phase in TERMINAL_PHASES)
@@ -51,7 +49,7 @@ class Scheduler:
         *,
         concurrency: int = 16,
         acting: Callable[[], bool] = lambda: True,
-        retry_delays: tuple[float, ...] = RETRY_DELAYS,
+        retry_delays: tuple[float, ...] = RETRY_LADDER,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be 1 or more, got {concurrency}")
@@ -339,7 +337,9 @@ class Scheduler:
                 except ClusterAccessError as exc:  # the pass removes it (and retries) itself
                     log.debug("early removal of %s/%s for %s/%s failed: %s", namespace, name, *key, exc)
 
-    def _pop_due(self, now: datetime) -> list[Key]:
+    def take_due(self, now: datetime) -> list[Key]:
+        """Take what is due at `now` off the queue (the caller runs their passes); an expired grant's
+        RoleBindings are cut at once, ahead of its pass."""
         keys: list[Key] = []
         while True:
             self._drop_stale()
@@ -352,6 +352,29 @@ class Scheduler:
             del self._due[key]
             keys.append(key)
 
+    def start_due(self, now: datetime) -> list[Key]:
+        """Take what is due at `now` and start each pass, in its slot (no more than `concurrency`)."""
+        keys = self.take_due(now)
+        for key in keys:
+            # Queued again by the reconcile itself; a key without a slot waits its turn.
+            self._due[key] = now
+            task = asyncio.create_task(self._reconcile_in_slot(key))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return keys
+
+    async def settle(self) -> None:
+        """Wait for every cut and pass in flight (and those they start) to end."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def tick(self, now: datetime) -> list[Key]:
+        """One turn of `run` at `now`, to its end: the cuts, then the passes of what is due. Tests and
+        tools drive virtual time with it; returns the requests reconciled."""
+        keys = self.start_due(now)
+        await self.settle()
+        return keys
+
     async def run(self) -> None:
         """Until cancelled: sleep until the earliest due time (or a wake), reconcile what is due."""
         try:
@@ -359,12 +382,7 @@ class Scheduler:
                 self._wake.clear()
                 timeout: float | None = None
                 if self.acting() and not self.runtime.stopping:
-                    for key in self._pop_due(self.runtime.clock()):
-                        # Queued again by the reconcile itself; a key without a slot waits its turn.
-                        self._due[key] = self.runtime.clock()
-                        task = asyncio.create_task(self._reconcile_in_slot(key))
-                        self._tasks.add(task)
-                        task.add_done_callback(self._tasks.discard)
+                    self.start_due(self.runtime.clock())
                     earliest = self.next_due()
                     if earliest is not None:
                         timeout = max(0.0, (earliest - self.runtime.clock()).total_seconds())

@@ -1,10 +1,8 @@
-"""GrantPolicy status, and the policy as the reconciler sees it.
+"""GrantPolicy status.
 
-- `load_policy`: the policy a request names, or why it cannot be used. A policy that does not parse
-  or fails `check_policy` is *invalid*, not missing: its requests are denied as `PolicyInvalid` with
-  the field and the fix (they were denied as `PolicyNotFound`, and nothing was logged).
-- `cluster_role_refusal`: at grant time, the live rules of the ClusterRole to bind, held against the
-  dangerous list; anything the policy did not accept refuses the grant (`ClusterRoleWidened`).
+The policy as the reconciler sees it (the policy a request names, the ClusterRole's live rules at grant
+time) is in `reconcile/policies.py`; the step an invalid policy turns into, in `lifecycle/final_step.py`.
+
 - The `Ready` condition in `status` (what `kubectl get gp` shows): valid, each ClusterRole exists,
   the operator may bind it, and it holds nothing dangerous the policy did not accept; and each OIDC
   issuer's discovery document names the issuer exactly as the policy does. Written when a
@@ -21,18 +19,11 @@ from typing import Any
 
 import kopf
 
-from jitgrant.clusters.policy_checks import (
-    list_policies,
-    may_bind,
-    patch_policy_status,
-    read_cluster_role,
-    read_policy,
-)
-from jitgrant.lifecycle import Action, Step
+from jitgrant.clusters.port import GrantTarget
 from jitgrant.models import API_GROUP, API_VERSION, GrantPolicySpec, TargetType
 from jitgrant.models.vocabulary import Reason, format_time
 from jitgrant.offline.exposure import dangerous_without_approval
-from jitgrant.policy import ClusterRoleState, check_policy, readiness, rules_of, widened_reason
+from jitgrant.policy import ClusterRoleState, check_policy, readiness, rules_of
 from jitgrant.policy.scope import policy_cluster_roles
 
 log = logging.getLogger("jitgrant.policy_status")
@@ -43,69 +34,14 @@ STATUS_ID = "policy-status"
 _RESOURCE = (API_GROUP, API_VERSION, "grantpolicies")
 _TASK_KEY = "policy_recheck_task"
 
-# Steps that would decide or issue a grant: under an invalid policy they become a PolicyInvalid denial.
-_GRANTWARD = frozenset({Action.APPROVE, Action.PEND, Action.ACTIVATE, Action.RECORD_APPROVALS})
-_REPLACED_DENIALS = frozenset({Reason.POLICY_NOT_FOUND, Reason.POLICY_REFUSED})
-
-
-# --- The policy a request names --------------------------------------------------------------------
-
-
-async def load_policy(runtime: Any, name: str) -> tuple[GrantPolicySpec | None, str | None]:
-    """(spec, None) for a usable policy, (None, None) when it does not exist, (None, why) when invalid."""
-    body = await read_policy(runtime.own, name)
-    if body is None:
-        return None, None
-    check = check_policy(body.get("spec"))
-    if check.valid:
-        return check.spec, None
-    message = f"GrantPolicy {name!r} is invalid: {check.message}; the platform team must fix it"
-    log.warning("%s", message)
-    return None, message
-
-
-def invalid_policy_step(step: Step, *, problem: str) -> Step:
-    """The step to take instead when the policy is invalid: nothing moves toward a grant under it."""
-    denial = step.action is Action.DENY and step.reason in _REPLACED_DENIALS
-    if step.action in _GRANTWARD or denial:
-        return Step(Action.DENY, reason=Reason.POLICY_INVALID, message=problem)
-    if step.action is Action.REVOKE and step.reason == Reason.POLICY_CHANGED:
-        # A live grant under a policy that no longer parses ends as under a deleted one (an invalid
-        # policy allows nothing), saying what is wrong with it rather than "deleted".
-        return Step(Action.REVOKE, reason=Reason.POLICY_CHANGED, message=f"{problem}; the grant ended")
-    return step
-
-
-# --- At grant time -----------------------------------------------------------------------------------
-
-
-async def cluster_role_refusal(
-    target: Any, *, policy_name: str, policy: GrantPolicySpec, cluster_role: str | None
-) -> str | None:
-    """Why the ClusterRole about to be bound may not be, judged on its rules as they are now.
-
-    A ClusterRole that is missing or that the operator may not read is left to the API server, which
-    refuses the binding itself (`GrantRefusedByCluster`). Any other error propagates: no grant is
-    made on rules that could not be read.
-    """
-    if cluster_role is None:
-        return None
-    read = await read_cluster_role(target, cluster_role)
-    if not read.found:
-        return None
-    return widened_reason(
-        policy_name=policy_name, policy=policy, cluster_role=cluster_role, rules=rules_of(read.body)
-    )
-
-
 # --- The Ready condition -----------------------------------------------------------------------------
 
 
-async def _role_states(api: Any, spec: GrantPolicySpec) -> list[ClusterRoleState] | str:
+async def _role_states(api: GrantTarget, spec: GrantPolicySpec) -> list[ClusterRoleState] | str:
     states: list[ClusterRoleState] = []
     for name in policy_cluster_roles(spec):
-        read = await read_cluster_role(api, name)
-        bindable = await may_bind(api, name)
+        read = await api.read_cluster_role(name)
+        bindable = await api.may_bind(name)
         if read.found is False:
             states.append(ClusterRoleState(name=name, found=False, bindable=bool(bindable)))
         elif bindable is False:
@@ -221,7 +157,7 @@ async def refresh_status(runtime: Any, body: Mapping[str, Any]) -> None:
     condition = await ready_condition(runtime, body)
     patch = _status_patch(body, condition, format_time(runtime.clock()))
     if patch is not None:
-        await patch_policy_status(runtime.own, name, patch)
+        await runtime.own.patch_policy_status(name, patch)
         log.info("GrantPolicy %s: Ready=%s (%s) %s", name, *condition)
 
 
@@ -242,7 +178,7 @@ async def recheck_forever(runtime: Any, *, interval: float | None = None) -> Non
     await runtime.started.wait()
     while not runtime.stopping:
         try:
-            for body in await list_policies(runtime.own):
+            for body in await runtime.own.list_policy_objects():
                 await refresh_status(runtime, body)
         except Exception:
             log.exception("re-checking GrantPolicies failed; will retry")

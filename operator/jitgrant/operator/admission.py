@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable, Collection, Mapping
-from datetime import UTC, datetime
+from collections.abc import Collection, Mapping
+from datetime import datetime
 from typing import Any
 
 import kopf
@@ -49,12 +49,9 @@ from jitgrant.approvals.review import (
     scrub_last_applied,
 )
 from jitgrant.approvals.revocation import deletion_stamp, fate_touched, review_revoke, revoker_standing
-from jitgrant.audit.records import EventType
-from jitgrant.clusters.access import AccessSubject, own_cluster_api, subject_may
+from jitgrant.audit.records import audit_event
 from jitgrant.clusters.errors import ClusterAccessError
-from jitgrant.handlers.audit_events import audit_event
-from jitgrant.handlers.dry_run import answer_dry_run
-from jitgrant.handlers.telemetry import measured
+from jitgrant.clusters.port import AccessSubject
 from jitgrant.identity.claims import issuer_entry, policy_not_found, requester_refusal
 from jitgrant.identity.jwks import IssuerUnavailable, JWKSCache
 from jitgrant.identity.oidc import OIDCVerifier, TokenRefused, unverified_issuer
@@ -68,8 +65,6 @@ from jitgrant.identity.stamp import (
 )
 from jitgrant.lifecycle.open_requests import (
     OpenRequest,
-    OpenRequests,
-    RefusalTally,
     already_requested_message,
     limit_refusal,
     requester_of,
@@ -95,10 +90,14 @@ from jitgrant.models.vocabulary import (
     REQUESTER_SEAL_ANNOTATION,
     REVOKE_ANNOTATION,
     REVOKED_BY_ANNOTATION,
+    EventType,
     Reason,
 )
-from jitgrant.policy import DEFAULT_OPERATOR_NAMESPACE
+from jitgrant.operator.context import AdmissionContext
+from jitgrant.operator.dry_run import answer_dry_run
+from jitgrant.operator.telemetry import measured
 from jitgrant.policy.decision import duration_reason
+from jitgrant.reactor.runtime import Runtime
 
 PLURAL = "accessrequests"
 MUTATE_ID = "stamp-requester"
@@ -114,59 +113,51 @@ log = logging.getLogger("jitgrant.admission")
 # --- the runtime the webhooks need ------------------------------------------------------------------
 
 
-def _runtime(memo: Any) -> Any:
+def _runtime(memo: Any) -> AdmissionContext:
     runtime = memo.get("runtime") if isinstance(memo, Mapping) else getattr(memo, "runtime", None)
-    if runtime is None or getattr(runtime, "settings", None) is None:
+    if runtime is None:
         raise kopf.AdmissionError(
             "jitgrant operator is not ready (no runtime in kopf's memo); try again shortly", code=503
         )
-    return runtime
+    if isinstance(runtime, Runtime):
+        return runtime  # the operator's own: mypy holds it to the Protocol
+    context: AdmissionContext = runtime  # a test's smaller one
+    return context
 
 
-def _key(runtime: Any) -> bytes:
+def _key(runtime: AdmissionContext) -> bytes:
     key = runtime.settings.receipt_key
     if not isinstance(key, bytes) or len(key) < 16:
         raise kopf.AdmissionError("jitgrant operator has no usable receipt key; refusing", code=500)
     return key
 
 
-def _now(runtime: Any) -> datetime:
-    clock: Callable[[], datetime] | None = getattr(runtime, "clock", None)
-    return clock() if clock is not None else datetime.now(UTC)
+def _now(runtime: AdmissionContext) -> datetime:
+    return runtime.clock()
 
 
-def operator_usernames(runtime: Any) -> Collection[str]:
+def operator_usernames(runtime: AdmissionContext) -> Collection[str]:
     """Who the operator itself is: its own patches (finalizers, progress, status) are never blocked."""
-    configured = getattr(runtime, "operator_usernames", None)
+    configured = runtime.operator_usernames
     if configured:
         return frozenset(configured)
     settings = runtime.settings
-    named = getattr(settings, "operator_username", None)
-    if isinstance(named, str) and named:
-        return frozenset({named})
     return frozenset(
         {operator_username(namespace=settings.operator_namespace, service_account=settings.instance)}
     )
 
 
-def _verifier(runtime: Any) -> OIDCVerifier:
+def _verifier(runtime: AdmissionContext) -> OIDCVerifier:
     global _default_verifier
-    verifier = getattr(runtime, "oidc", None)
-    if isinstance(verifier, OIDCVerifier):
-        return verifier
+    if runtime.oidc is not None:
+        return runtime.oidc
     if _default_verifier is None:
         _default_verifier = OIDCVerifier(keys=JWKSCache())
     return _default_verifier
 
 
-async def _policy(runtime: Any, name: str) -> GrantPolicySpec | None:
-    get_policy = getattr(runtime, "get_policy", None)
-    if get_policy is None:
-        raise kopf.AdmissionError(
-            "jitgrant operator cannot read GrantPolicies yet; try again shortly", code=503
-        )
-    policy: GrantPolicySpec | None = await get_policy(name)
-    return policy
+async def _policy(runtime: AdmissionContext, name: str) -> GrantPolicySpec | None:
+    return await runtime.get_policy(name)
 
 
 def _refuse(message: str, code: int = 403) -> kopf.AdmissionError:
@@ -177,7 +168,12 @@ def _refuse(message: str, code: int = 403) -> kopf.AdmissionError:
 
 
 async def _oidc_stamp(
-    *, runtime: Any, token: str, spec: Mapping[str, Any], userinfo: Mapping[str, Any], dryrun: bool
+    *,
+    runtime: AdmissionContext,
+    token: str,
+    spec: Mapping[str, Any],
+    userinfo: Mapping[str, Any],
+    dryrun: bool,
 ) -> RequesterStamp:
     name = str(spec.get("policy") or "")
     policy = await _policy(runtime, name)
@@ -219,7 +215,12 @@ def _name_for(meta: Mapping[str, Any]) -> tuple[str, bool]:
 
 
 async def _mutate_create(
-    *, runtime: Any, body: Mapping[str, Any], userinfo: Mapping[str, Any], patch: kopf.Patch, dryrun: bool
+    *,
+    runtime: AdmissionContext,
+    body: Mapping[str, Any],
+    userinfo: Mapping[str, Any],
+    patch: kopf.Patch,
+    dryrun: bool,
 ) -> None:
     meta = body.get("metadata") or {}
     spec = dict(body.get("spec") or {})
@@ -270,7 +271,7 @@ async def _mutate_create(
 
 def _mutate_update(
     *,
-    runtime: Any,
+    runtime: AdmissionContext,
     old: Mapping[str, Any],
     new: Mapping[str, Any],
     userinfo: Mapping[str, Any],
@@ -296,7 +297,7 @@ def _mutate_update(
 
 def _stamp_revoker(
     *,
-    runtime: Any,
+    runtime: AdmissionContext,
     old: Mapping[str, Any],
     new: Mapping[str, Any],
     userinfo: Mapping[str, Any],
@@ -321,7 +322,7 @@ def _stamp_revoker(
 
 
 def _revoker_refusal(
-    *, runtime: Any, old: Mapping[str, Any], new: Mapping[str, Any], caller: Caller
+    *, runtime: AdmissionContext, old: Mapping[str, Any], new: Mapping[str, Any], caller: Caller
 ) -> str | None:
     return revoker_refusal(
         key=_key(runtime),
@@ -335,7 +336,7 @@ def _revoker_refusal(
 
 
 async def _revoke_refusal(
-    *, runtime: Any, old: Mapping[str, Any], new: Mapping[str, Any], userinfo: Mapping[str, Any]
+    *, runtime: AdmissionContext, old: Mapping[str, Any], new: Mapping[str, Any], userinfo: Mapping[str, Any]
 ) -> str | None:
     """Who may set jitgrant.dev/revoke, or change any other metadata that decides the request's fate
     (approvals/revocation.py): the API server is asked whether the caller may delete the request only
@@ -359,15 +360,13 @@ async def _revoke_refusal(
     )
 
 
-async def _may_delete(runtime: Any, *, old: Mapping[str, Any], userinfo: Mapping[str, Any]) -> bool | None:
+async def _may_delete(
+    runtime: AdmissionContext, *, old: Mapping[str, Any], userinfo: Mapping[str, Any]
+) -> bool | None:
     """A SubjectAccessReview: may the caller delete this AccessRequest? None: cannot be asked here."""
-    api = own_cluster_api(getattr(runtime, "own", None))
-    if api is None:
-        return None
     meta = old.get("metadata") or {}
     try:
-        return await subject_may(
-            api,
+        allowed: bool | None = await runtime.own.subject_may(
             AccessSubject.from_userinfo(userinfo),
             verb="delete",
             group=API_GROUP,
@@ -381,12 +380,15 @@ async def _may_delete(runtime: Any, *, old: Mapping[str, Any], userinfo: Mapping
             "try again shortly",
             code=503,
         ) from error
+    return allowed
 
 
 # --- DELETE: record who deletes -------------------------------------------------------------------------
 
 
-async def _record_deleter(runtime: Any, *, old: Mapping[str, Any], userinfo: Mapping[str, Any]) -> None:
+async def _record_deleter(
+    runtime: AdmissionContext, *, old: Mapping[str, Any], userinfo: Mapping[str, Any]
+) -> None:
     """Stamp the deleter onto the request before the API server marks it deleted.
 
     A DELETE webhook cannot mutate, so this one writes (as the operator, from whichever replica the API
@@ -397,13 +399,12 @@ async def _record_deleter(runtime: Any, *, old: Mapping[str, Any], userinfo: Map
     A failed write never blocks a deletion: the record then says the deleter is unknown.
     """
     stamp = deletion_stamp(old=old, caller=Caller.from_userinfo(userinfo), key=_key(runtime))
-    api = own_cluster_api(getattr(runtime, "own", None))
-    if stamp is None or api is None:
+    if stamp is None:
         return
     meta = old.get("metadata") or {}
     namespace, name, uid = str(meta.get("namespace")), str(meta.get("name")), str(meta.get("uid"))
     try:
-        await api.annotate_request(namespace, name, {DELETED_BY_ANNOTATION: stamp}, uid=uid)
+        await runtime.own.annotate_request(namespace, name, {DELETED_BY_ANNOTATION: stamp}, uid=uid)
     except ClusterAccessError as error:
         log.warning("could not record who deletes AccessRequest %s/%s: %s", namespace, name, error)
 
@@ -525,7 +526,9 @@ async def validate_request(
         raise _refuse(refusal)
 
 
-async def _guardrails(runtime: Any, body: Mapping[str, Any], *, dryrun: bool, warnings: Any) -> None:
+async def _guardrails(
+    runtime: AdmissionContext, body: Mapping[str, Any], *, dryrun: bool, warnings: Any
+) -> None:
     """Issue 31's checks on a new request, answered before it is stored: a duplicate of an open request
     (AlreadyRequested), past the policy's spec.limits (LimitReached), a duration outside
     minDuration..maxDuration. A dry run gets the same answers through `decide_new`.
@@ -537,8 +540,7 @@ async def _guardrails(runtime: Any, body: Mapping[str, Any], *, dryrun: bool, wa
     name = str(spec.get("policy") or "")
     # A real create reads the policy from this replica's watch (no call per request); a dry run,
     # rare and asked right after editing a policy, reads it fresh.
-    watched = getattr(runtime, "watched_policies", None)
-    policy = watched.get(name) if isinstance(watched, dict) and not dryrun else None
+    policy = runtime.watched_policies.get(name) if not dryrun else None
     policy = policy or await _policy(runtime, name)
     existing = _existing(runtime, body) if policy is None or policy.limits.one_open_per_scope else None
     limit = _limit(runtime, body, policy)
@@ -560,31 +562,26 @@ async def _guardrails(runtime: Any, body: Mapping[str, Any], *, dryrun: bool, wa
 
 
 async def _guardrail_refused(
-    runtime: Any, body: Mapping[str, Any], reason: Reason, message: str, *, code: int = 403
+    runtime: AdmissionContext, body: Mapping[str, Any], reason: Reason, message: str, *, code: int = 403
 ) -> None:
     """Count the refusal (per policy), audit it (at most once per requester per minute), refuse."""
     spec = body.get("spec") or {}
     policy = str(spec.get("policy") or "")
-    metrics = getattr(runtime, "metrics", None)
-    if metrics is not None:
-        metrics.guardrail_refused(policy=policy, reason=reason.value)
-    tally = getattr(runtime, "refusals", None)
-    audit = getattr(runtime, "audit", None)
+    runtime.metrics.guardrail_refused(policy=policy, reason=reason.value)
     now = _now(runtime)
-    count = tally.note(requester_of(spec), now) if isinstance(tally, RefusalTally) else None
-    if count is not None and audit is not None:
+    count = runtime.refusals.note(requester_of(spec), now)
+    if count is not None:
         try:
             request = AccessRequest.from_object(body)
-            own = getattr(getattr(runtime, "own", None), "name", "") or ""
             event = audit_event(
                 request=request,
                 event_type=EventType.REFUSED,
                 at=now,
-                cluster=str(own),
+                cluster=runtime.own.name,
                 decision="refused",
                 reason=f"{reason}: {count} refusal(s) of this requester since the last record; {message}",
             )
-            await audit.record(event)
+            await runtime.audit.record(event)
         except Exception:  # the refusal stands whether or not its record could be written
             log.warning("could not audit a %s refusal under policy %s", reason, policy, exc_info=True)
     raise _refuse(f"{reason}: {message}", code=code)
@@ -606,21 +603,19 @@ def _duration_refusal(body: Mapping[str, Any], policy: GrantPolicySpec | None) -
     return duration_reason(policy_name=str(spec.get("policy") or ""), policy=policy, duration=duration)
 
 
-def _limit(runtime: Any, body: Mapping[str, Any], policy: GrantPolicySpec | None) -> str | None:
-    index = getattr(runtime, "open_requests", None)
-    if policy is None or not isinstance(index, OpenRequests):
+def _limit(runtime: AdmissionContext, body: Mapping[str, Any], policy: GrantPolicySpec | None) -> str | None:
+    if policy is None:
         return None
-    return limit_refusal(index, body, limits=policy.limits, now=_now(runtime))
+    return limit_refusal(runtime.open_requests, body, limits=policy.limits, now=_now(runtime))
 
 
-def _existing(runtime: Any, body: Mapping[str, Any]) -> OpenRequest | None:
+def _existing(runtime: AdmissionContext, body: Mapping[str, Any]) -> OpenRequest | None:
     """The open request a new one duplicates, from this replica's index (lifecycle/open_requests.py)."""
-    index = getattr(runtime, "open_requests", None)
-    return index.existing_for(body) if isinstance(index, OpenRequests) else None
+    return runtime.open_requests.existing_for(body)
 
 
 async def _answer_dry_run(
-    runtime: Any,
+    runtime: AdmissionContext,
     body: Mapping[str, Any],
     warnings: Any,
     *,
@@ -628,15 +623,15 @@ async def _answer_dry_run(
     existing: OpenRequest | None = None,
     limit: str | None = None,
 ) -> None:
-    """A dryRun create is answered with the operator's decision (handlers/dry_run.py)."""
+    """A dryRun create is answered with the operator's decision (operator/dry_run.py)."""
     settings = runtime.settings
     await answer_dry_run(
         body=body,
         existing=existing,
         limit=limit,
         policy=policy,
-        inline_rules_enabled=bool(getattr(settings, "inline_rules_enabled", False)),
-        operator_namespace=str(getattr(settings, "operator_namespace", DEFAULT_OPERATOR_NAMESPACE)),
+        inline_rules_enabled=settings.inline_rules_enabled,
+        operator_namespace=settings.operator_namespace,
         warnings=warnings if isinstance(warnings, list) else [],
     )
 

@@ -17,14 +17,12 @@ import logging
 
 from jitgrant.clusters.errors import Conflict, NotFound
 from jitgrant.clusters.port import StoredRequest
-from jitgrant.handlers.reconcile import Reconciler
-from jitgrant.handlers.runtime import Runtime
 from jitgrant.models.vocabulary import FINALIZER
+from jitgrant.reactor.runtime import Runtime
+from jitgrant.reconcile.driver import Reconciler
+from jitgrant.reconcile.result import RETRY_LADDER
 
 log = logging.getLogger("jitgrant.finalizer")
-
-# A deletion whose revocation fails is tried again after these delays, then every last one.
-RETRY_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0)
 
 
 async def ensure(runtime: Runtime, namespace: str, name: str) -> None:
@@ -100,7 +98,7 @@ async def finalize(runtime: Runtime, namespace: str, name: str) -> bool:
 class Finalizers:
     """One task per deleted request that the leader is finalizing, retried until it is done."""
 
-    def __init__(self, runtime: Runtime, *, retry_delays: tuple[float, ...] = RETRY_DELAYS) -> None:
+    def __init__(self, runtime: Runtime, *, retry_delays: tuple[float, ...] = RETRY_LADDER) -> None:
         self.runtime = runtime
         self._delays = retry_delays
         self._tasks: dict[tuple[str, str], asyncio.Task[None]] = {}

@@ -16,16 +16,21 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from jitgrant.audit.records import AuditEvent, EventType
+from jitgrant.audit.records import AuditEvent
+from jitgrant.clusters.errors import NotLeader
 from jitgrant.clusters.leader import LeaderElection
-from jitgrant.clusters.port import ClusterObject, ClusterPort, StoredPolicy, StoredRequest
-from jitgrant.handlers.runtime import AuditPort
+from jitgrant.clusters.port import (
+    AccessSubject,
+    ClusterObject,
+    ClusterPort,
+    ClusterRoleRead,
+    StoredPolicy,
+    StoredRequest,
+)
+from jitgrant.models.vocabulary import EventType
+from jitgrant.reconcile.ports import AuditPort
 
-__all__ = ["FencedAudit", "FencedCluster", "LeaderElection", "NotLeader"]
-
-
-class NotLeader(Exception):
-    """A write was attempted by a replica that does not hold the Lease; nothing was written."""
+__all__ = ["FencedAudit", "FencedCluster", "LeaderElection"]
 
 
 class FencedCluster:
@@ -86,6 +91,37 @@ class FencedCluster:
 
     async def list_policies(self) -> list[StoredPolicy]:
         return await self.inner.list_policies()
+
+    async def annotate_request(
+        self, namespace: str, name: str, annotations: Mapping[str, str], *, uid: str
+    ) -> StoredRequest:
+        # Not fenced: admission's write (the deleter's stamp), made by whichever replica the API
+        # server called, for the request being deleted right then.
+        return await self.inner.annotate_request(namespace, name, annotations, uid=uid)
+
+    async def read_policy_object(self, name: str) -> Mapping[str, Any] | None:
+        return await self.inner.read_policy_object(name)
+
+    async def list_policy_objects(self) -> list[Mapping[str, Any]]:
+        return await self.inner.list_policy_objects()
+
+    async def patch_policy_status(self, name: str, status: Mapping[str, Any]) -> None:
+        self._check(f"write the status of GrantPolicy {name}")
+        await self.inner.patch_policy_status(name, status)
+
+    async def subject_may(
+        self, subject: AccessSubject, *, verb: str, group: str, resource: str, namespace: str, name: str
+    ) -> bool | None:
+        # A read: every replica serves the webhooks that ask it.
+        return await self.inner.subject_may(
+            subject, verb=verb, group=group, resource=resource, namespace=namespace, name=name
+        )
+
+    async def read_cluster_role(self, name: str) -> ClusterRoleRead:
+        return await self.inner.read_cluster_role(name)
+
+    async def may_bind(self, cluster_role: str) -> bool | None:
+        return await self.inner.may_bind(cluster_role)
 
     async def create_object(self, body: Mapping[str, Any]) -> ClusterObject:
         meta = body.get("metadata") or {}

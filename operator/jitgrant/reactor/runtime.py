@@ -1,4 +1,6 @@
-"""Everything the handlers share, built once at start-up and handed to kopf as `memo.runtime`."""
+"""Everything the engine shares, built once at start-up by `operator.runner.build_runtime` and handed
+to kopf as `memo.runtime`: the passes see it as `reconcile.ports.Engine`, the webhooks as
+`operator.context.AdmissionContext`."""
 
 from __future__ import annotations
 
@@ -9,21 +11,23 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from pydantic import ValidationError
 
-from jitgrant.audit.records import AuditEvent
 from jitgrant.clusters.connection import ClusterConnection
 from jitgrant.clusters.errors import TARGET_RETRY_CAP_SECONDS, ClusterAccessError, Refused, backoff_delay
 from jitgrant.clusters.own import ClusterApi
-from jitgrant.clusters.port import ClusterPort, StoredRequest
+from jitgrant.clusters.port import ClusterPort, GrantTarget, StoredRequest
 from jitgrant.clusters.registry import TargetClusters
 from jitgrant.health import Health
+from jitgrant.identity.jwks import JWKSCache
+from jitgrant.identity.oidc import OIDCVerifier
 from jitgrant.lifecycle.open_requests import OpenRequests, RefusalTally
 from jitgrant.metrics import Metrics
 from jitgrant.models import GrantPolicySpec, Target, TargetType
 from jitgrant.models.vocabulary import Reason
+from jitgrant.reconcile.ports import AuditPort, EventRecorder, NoEvents, Notices
 from jitgrant.settings import OperatorSettings
 
 Clock = Callable[[], datetime]
@@ -39,24 +43,6 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class AuditPort(Protocol):
-    """What the handlers ask of the audit trail (`audit.trail.AuditTrail` in the operator)."""
-
-    async def start(self) -> None: ...
-
-    async def close(self) -> None: ...
-
-    def depth(self) -> int: ...
-
-    async def record_before_grant(self, event: AuditEvent) -> object:
-        """Accepted as the audit config demands, or AuditUnavailable: no access without it."""
-        ...
-
-    async def record(self, event: AuditEvent) -> object:
-        """Accepted into the spool; delivery never holds up the caller."""
-        ...
-
-
 @dataclass
 class Runtime:
     settings: OperatorSettings
@@ -66,31 +52,29 @@ class Runtime:
     health: Health = field(default_factory=Health)
     # Reaches EKS targets through an assumed role; None: this operator grants in its own cluster only.
     targets: TargetClusters | None = None
-    # (connect, read) seconds for each call to a target cluster's API server.
-    target_request_timeout: tuple[float, float] = (5.0, 20.0)
     clock: Clock = utcnow
-    # How long an approved request waits for its target namespace to appear before it fails.
-    namespace_wait: timedelta = timedelta(seconds=60)
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     # (cluster, uid) of labelled objects without the owner seal the sweep has already reported.
     unproven_seen: set[tuple[str, str]] = field(default_factory=set)
     # Clients for the operator's own housekeeping session, one per target cluster.
-    _housekeeping: dict[str, ClusterPort] = field(default_factory=dict)
-    sweep_task: asyncio.Task[None] | None = None
+    _housekeeping: dict[str, GrantTarget] = field(default_factory=dict)
     started: asyncio.Event = field(default_factory=asyncio.Event)
     # Set at shutdown: kopf lets timers run a few seconds longer, and a transition started then
     # might not finish. What is due is picked up by the start-up sweep of the next run instead.
     stopping: bool = False
     # The OIDC verifier the admission webhook uses (JWKS cache and jti replay memory live in it).
-    oidc: Any = None
-    # The verifier's JWKS cache (jitgrant.identity.jwks.JWKSCache): the policy Ready check fetches each
-    # OIDC issuer's discovery document through it. None: issuers are not checked.
-    identity_keys: Any = None
+    oidc: OIDCVerifier | None = None
+    # The verifier's JWKS cache: the policy Ready check fetches each OIDC issuer's discovery
+    # document through it. None: issuers are not checked.
+    identity_keys: JWKSCache | None = None
     # Posts notices of transitions (jitgrant.notify.Notifier); None: no notifications configured.
-    notifier: Any = None
-    # kopf's Event queue and its loop, taken from a kopf handler (kopf sets them only in its own
-    # per-object tasks): passes the scheduler runs post their Events through them too.
-    kopf_events: tuple[Any, Any] | None = None
+    notifier: Notices | None = None
+    # The own cluster's client as built, under any wrapper `own` gets (fencing, a test's counter):
+    # kopf logs in with its credentials. None: a runtime kopf does not run (the unit tests').
+    own_api: ClusterApi | None = None
+    # Kubernetes Events on requests (clusters/events.py in the operator; a fake that collects them
+    # in the unit tests), from any task: kopf's own `kopf.event` posts only from kopf's tasks.
+    events: EventRecorder = field(default_factory=NoEvents)
     # Per request uid, the transitions whose audit record this process wrote ahead of a status
     # write: a pass retried after a failed write does not write them again (only a restart may).
     written_ahead: dict[str, set[str]] = field(default_factory=dict)
@@ -232,7 +216,7 @@ class Runtime:
             target, session_name=session_name, source_identity=source_identity
         )
 
-    async def cluster_for(self, target: Target, *, session_name: str, source_identity: str) -> ClusterPort:
+    async def cluster_for(self, target: Target, *, session_name: str, source_identity: str) -> GrantTarget:
         """A client for `target` acting for one request (close it when done), or the own cluster."""
         if target.type is TargetType.IN_CLUSTER:
             return self.own
@@ -243,10 +227,10 @@ class Runtime:
             name=target.cluster,
             client=connection.to_api_client(),
             connection=connection,
-            request_timeout=self.target_request_timeout,
+            request_timeout=self.settings.target_request_timeout,
         )
 
-    async def housekeeping_cluster(self, target: Target) -> ClusterPort:
+    async def housekeeping_cluster(self, target: Target) -> GrantTarget:
         """The operator's own client for `target` (revocation, sweep), cached per cluster identity."""
         if target.type is TargetType.IN_CLUSTER:
             return self.own

@@ -1,6 +1,6 @@
 """Starting the operator: build the Runtime from settings, hand it to kopf, run until stopped.
 
-`run_in_thread` runs kopf on its own event loop in a background thread; the demo and the integration
+`OperatorThread` runs kopf on its own event loop in a background thread; the demo and the integration
 tests use it to stop the operator and start it again, as an outage would.
 """
 
@@ -12,6 +12,7 @@ import ssl
 import tempfile
 import threading
 import time
+import typing
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,7 +20,6 @@ from typing import Any
 
 import kopf
 import urllib3.exceptions
-from kopf._cogs.structs.credentials import Vault  # private, but kopf is pinned to 1.45.x
 from kubernetes.client import ApiClient, CustomObjectsApi
 from kubernetes.client.exceptions import ApiException
 
@@ -27,18 +27,20 @@ from jitgrant.audit.config import AuditConfig, FileSinkConfig, StdoutSinkConfig
 from jitgrant.audit.trail import AuditTrail
 from jitgrant.clusters.connection import kubeconfig_connection, own_cluster_connection
 from jitgrant.clusters.eks import EKSAccess
+from jitgrant.clusters.events import ClusterEvents
 from jitgrant.clusters.identity import ClusterCABundles, LeaseRefreshMarks
 from jitgrant.clusters.own import ClusterApi, api_client_from
 from jitgrant.clusters.registry import TargetClusters
 from jitgrant.clusters.replay import SharedReplayCache
-from jitgrant.handlers import operator as operator_handlers
-from jitgrant.handlers.leader import FencedAudit, FencedCluster, LeaderElection
-from jitgrant.handlers.runtime import Runtime
 from jitgrant.health import Health, directory_accepts_writes
 from jitgrant.identity.jwks import JWKSCache
 from jitgrant.identity.oidc import OIDCVerifier
 from jitgrant.metrics import Metrics
 from jitgrant.models import API_GROUP, API_VERSION
+from jitgrant.operator import registrations as registrations
+from jitgrant.reactor.fencing import FencedAudit, FencedCluster, LeaderElection
+from jitgrant.reactor.runtime import Runtime
+from jitgrant.reconcile.ports import Notices
 from jitgrant.settings import OperatorSettings
 
 log = logging.getLogger("jitgrant.runner")
@@ -68,7 +70,9 @@ def build_runtime(
     kubeconfig: Mapping[str, Any] | str | None,
     state_dir: Path | None = None,
     metrics: Metrics | None = None,
+    notifier: Notices | None = None,
 ) -> Runtime:
+    """The operator's Runtime, every adapter built here and handed to it at once."""
     state = state_dir or Path(tempfile.mkdtemp(prefix="jitgrant-"))
     client = api_client_from(kubeconfig)
     audit_config = audit_config_for(settings, state_dir=state)
@@ -78,37 +82,54 @@ def build_runtime(
     audit.on_activity_summary = lambda event: metrics.agent_calls_refused(
         policy=event.policy or "", count=event.activity.refused if event.activity else 0
     )
-    runtime = Runtime(
-        settings=settings,
-        own=ClusterApi(name="in-cluster", client=client),
-        audit=audit,
-        metrics=metrics,
-        # Ready means the webhooks answer and a grant could be recorded now (the spool accepts writes).
-        health=Health(
-            audit_ready=directory_accepts_writes(audit_config.spool_dir),
-            webhook=(settings.webhook.host, settings.webhook.port) if settings.webhook else None,
-        ),
-    )
+    own = ClusterApi(name="in-cluster", client=client)
     # The replay set lives in the API server, so a token used through one replica's webhook is
     # refused by every other, and after restarts.
-    runtime.identity_keys = JWKSCache(
+    identity_keys = JWKSCache(
         ttl=settings.jwks_cache_ttl,
         refetch_interval=settings.jwks_refetch_interval,
         fetch_budget=settings.identity_fetch_budget,
         ca_bundles=ClusterCABundles(client, namespace=settings.operator_namespace),
         refresh=LeaseRefreshMarks(client, namespace=settings.operator_namespace),
     )
-    runtime.oidc = OIDCVerifier(
-        keys=runtime.identity_keys, replay=SharedReplayCache(client, namespace=settings.operator_namespace)
-    )
-    if settings.eks_enabled:
-        runtime.targets = TargetClusters(
+    targets = (
+        TargetClusters(
             own=kubeconfig_connection(config_dict=dict(kubeconfig))
             if isinstance(kubeconfig, Mapping)
             else own_cluster_connection(kubeconfig=kubeconfig),
             eks=EKSAccess(),
         )
-    return runtime
+        if settings.eks_enabled
+        else None
+    )
+    return Runtime(
+        settings=settings,
+        own=own,
+        own_api=own,
+        audit=audit,
+        metrics=metrics,
+        events=ClusterEvents(own, component="jitgrant", instance=settings.instance),
+        # Ready means the webhooks answer and a grant could be recorded now (the spool accepts writes).
+        health=Health(
+            audit_ready=directory_accepts_writes(audit_config.spool_dir),
+            webhook=(settings.webhook.host, settings.webhook.port) if settings.webhook else None,
+        ),
+        targets=targets,
+        identity_keys=identity_keys,
+        oidc=OIDCVerifier(
+            keys=identity_keys, replay=SharedReplayCache(client, namespace=settings.operator_namespace)
+        ),
+        notifier=notifier,
+    )
+
+
+def _kopf_vault() -> Any:
+    """A new credentials vault for `kopf.operator(vault=...)`, a parameter of kopf's public API whose
+    type kopf exports under no public name: it is read from that signature, not imported from kopf's
+    private modules (which move between releases)."""
+    hint = typing.get_type_hints(kopf.operator)["vault"]
+    (vault_type,) = (arg for arg in typing.get_args(hint) if arg is not type(None))
+    return vault_type()
 
 
 def connection_info(client: ApiClient) -> kopf.ConnectionInfo:
@@ -133,11 +154,9 @@ def connection_info(client: ApiClient) -> kopf.ConnectionInfo:
 
 @kopf.on.login(id="login")
 def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
-    runtime = operator_handlers.runtime_of(memo)
-    own: Any = runtime.own
-    while not isinstance(own, ClusterApi) and hasattr(own, "inner"):
-        own = own.inner  # FencedCluster (and test wrappers) keep the client underneath as `inner`
-    assert isinstance(own, ClusterApi)  # build_runtime makes it; kopf logs in with its client
+    own = registrations.runtime_of(memo).own_api
+    if own is None:
+        raise kopf.PermanentError("jitgrant's runtime has no own cluster client; build it with build_runtime")
     return connection_info(own.client)
 
 
@@ -232,7 +251,7 @@ async def run(
     expires and sweeps only while it holds the Lease; its writes to the own cluster are fenced.
     """
     settings = kopf.OperatorSettings()
-    operator_handlers.configure(settings, instance=runtime.settings.instance)
+    registrations.configure(settings, instance=runtime.settings.instance)
     if exit_timeout is not None:
         settings.queueing.exit_timeout = exit_timeout
     webhook = runtime.settings.webhook
@@ -257,19 +276,16 @@ async def run(
     asyncio.get_running_loop().set_default_executor(
         ThreadPoolExecutor(max_workers=API_THREADS, thread_name_prefix="jitgrant-api")
     )
-    own: Any = runtime.own
-    while not isinstance(own, ClusterApi) and hasattr(own, "inner"):
-        own = own.inner
-    if isinstance(own, ClusterApi):
-        await wait_until_served(own.client)
+    if runtime.own_api is not None:
+        await wait_until_served(runtime.own_api.client)
     memo = kopf.Memo(runtime=runtime)
     if election is not None:
         memo.election = election
         runtime.own = FencedCluster(runtime.own, election)
         runtime.audit = FencedAudit(runtime.audit, election)
     # Our own vault so its aiohttp sessions are closed even when kopf skips its own close (it does
-    # when a cleanup handler fails): an unclosed session leaks sockets past the loop's end.
-    vault = Vault()
+    # when its cleanup is cut short): an unclosed session leaks sockets past the loop's end.
+    vault = _kopf_vault()
     try:
         await kopf.operator(
             registry=registry,

@@ -12,17 +12,17 @@ import kopf
 from jitgrant.clusters.errors import ClusterAccessError
 from jitgrant.clusters.port import StoredRequest
 from jitgrant.clusters.replay import SharedReplayCache
-from jitgrant.handlers import admission as _admission  # noqa: F401 - registers the webhooks
-from jitgrant.handlers import finalizer
-from jitgrant.handlers import policy_admission as _policy_admission  # noqa: F401 - GrantPolicy webhook
-from jitgrant.handlers import policy_status as _policy_status  # noqa: F401 - GrantPolicy Ready condition
-from jitgrant.handlers.leader import LeaderElection
-from jitgrant.handlers.reconcile import remember_kopf_events
-from jitgrant.handlers.runtime import Runtime
-from jitgrant.handlers.scheduler import Scheduler
-from jitgrant.handlers.sweep import sweep_cluster, sweep_forever
 from jitgrant.models import API_GROUP, API_VERSION
 from jitgrant.models.vocabulary import FINALIZER
+from jitgrant.operator import admission as _admission  # noqa: F401 - registers the webhooks
+from jitgrant.operator import policy_admission as _policy_admission  # noqa: F401 - GrantPolicy webhook
+from jitgrant.operator import policy_status as _policy_status  # noqa: F401 - GrantPolicy Ready condition
+from jitgrant.reactor import finalizer
+from jitgrant.reactor.fencing import LeaderElection
+from jitgrant.reactor.runtime import Runtime
+from jitgrant.reactor.scheduler import Scheduler
+from jitgrant.reactor.sweep import sweep_cluster, sweep_forever
+from jitgrant.reconcile.result import RETRY_LADDER
 from jitgrant.servertime import ServerClock
 
 PROGRESS_PREFIX = "jitgrant.dev"
@@ -43,7 +43,7 @@ def runtime_of(memo: Any) -> Runtime:
 
 # kopf's own finalizer, which nothing carries: no kopf handler on AccessRequests requires one, and
 # with jitgrant's name here kopf would strip it ("no handlers requiring it") from every replica.
-# The leader keeps jitgrant's finalizer itself (handlers/finalizer.py).
+# The leader keeps jitgrant's finalizer itself (reactor/finalizer.py).
 KOPF_FINALIZER = f"{API_GROUP}/kopf-unused"
 
 
@@ -61,10 +61,10 @@ def configure(settings: kopf.OperatorSettings, *, instance: str = "jitgrant") ->
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 10
     settings.networking.request_timeout = 30
-    settings.batching.error_delays = (1, 2, 5, 10, 30)
+    settings.batching.error_delays = RETRY_LADDER
     settings.queueing.exit_timeout = 5.0
     # No kopf peering (it pauses operators, it does not elect one): replicas elect a leader over a
-    # Lease themselves (handlers/leader.py).
+    # Lease themselves (reactor/fencing.py).
     settings.peering.standalone = True
     settings.execution.max_workers = 8
     # Per-object workers exit after 5 s of quiet instead of holding memory for every request.
@@ -142,25 +142,18 @@ async def _start_leading(
     if removed:
         log.warning("sweep on taking over removed %d stale grant object(s)", removed)
     await _take_up_finalizers(runtime, finalizers)
-    if runtime.sweep_task is None or runtime.sweep_task.done():
-        runtime.sweep_task = asyncio.create_task(sweep_forever(runtime), name="jitgrant-sweep")
+    tasks.add(asyncio.create_task(sweep_forever(runtime), name="jitgrant-sweep"))
     tasks.add(asyncio.create_task(_collect_replay_set(runtime), name="jitgrant-replay-gc"))
     scheduler.wake()
 
 
-async def _stop_leading(
-    runtime: Runtime, tasks: set[asyncio.Task[None]], finalizers: finalizer.Finalizers | None
-) -> None:
+async def _stop_leading(tasks: set[asyncio.Task[None]], finalizers: finalizer.Finalizers | None) -> None:
     if finalizers is not None:
         await finalizers.stop()
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     tasks.clear()
-    if runtime.sweep_task is not None:
-        runtime.sweep_task.cancel()
-        await asyncio.gather(runtime.sweep_task, return_exceptions=True)
-        runtime.sweep_task = None
 
 
 async def _release_finalizer(runtime: Runtime, namespace: str, name: str) -> None:
@@ -187,7 +180,7 @@ async def start_runtime(memo: kopf.Memo, settings: kopf.OperatorSettings, **_: A
     memo.scheduler = scheduler
     finalizers = finalizer.Finalizers(runtime)
     memo.finalizers = finalizers
-    # Tasks that run only while this replica leads, besides the sweep (kept on the Runtime).
+    # Tasks that run only while this replica leads (the sweep, the replay set's collection).
     leading: set[asyncio.Task[None]] = set()
     memo.leading_tasks = leading
     election = election_of(memo)
@@ -207,7 +200,7 @@ async def start_runtime(memo: kopf.Memo, settings: kopf.OperatorSettings, **_: A
             await _start_leading(runtime, scheduler, leading, finalizers)
 
         async def stopped() -> None:
-            await _stop_leading(runtime, leading, finalizers)
+            await _stop_leading(leading, finalizers)
 
         memo.election_task = asyncio.create_task(
             election.run(on_started=started, on_stopped=stopped), name="jitgrant-election"
@@ -219,7 +212,15 @@ async def start_runtime(memo: kopf.Memo, settings: kopf.OperatorSettings, **_: A
 
 @kopf.on.cleanup(id="stop-runtime")
 async def stop_runtime(memo: kopf.Memo, **_: Any) -> None:
-    runtime = runtime_of(memo)
+    """Never raises: kopf closes its API sessions (its credentials vault) only after a cleanup that
+    succeeded, and a failed one left sockets open past the loop's end."""
+    try:
+        await _stop(runtime_of(memo), memo)
+    except Exception:
+        log.exception("stopping the runtime failed")
+
+
+async def _stop(runtime: Runtime, memo: kopf.Memo) -> None:
     runtime.stopping = True
     for name in ("scheduler_task", "election_task"):
         task = getattr(memo, name, None)
@@ -228,10 +229,10 @@ async def stop_runtime(memo: kopf.Memo, **_: Any) -> None:
             await asyncio.gather(task, return_exceptions=True)
     found = getattr(memo, "finalizers", None)
     await _stop_leading(
-        runtime,
         getattr(memo, "leading_tasks", set()),
         found if isinstance(found, finalizer.Finalizers) else None,
     )
+    await runtime.events.close()
     await runtime.audit.close()
     await runtime.health.stop_server()
 
@@ -264,7 +265,6 @@ async def reconcile_on_change(body: kopf.Body, type: str | None, memo: kopf.Memo
     """
     runtime = runtime_of(memo)
     runtime.health.mark_watch_alive("accessrequests")
-    remember_kopf_events(runtime)
     scheduler = scheduler_of(memo)
     namespace, name = body.metadata.namespace or "", body.metadata.name or ""
     if type == "DELETED":

@@ -17,14 +17,14 @@ import logging
 from collections import Counter
 from datetime import datetime
 
-from jitgrant.audit.records import AuditEvent, EventType
+from jitgrant.audit.records import AuditEvent
 from jitgrant.clusters import grant_objects
 from jitgrant.clusters.errors import ClusterAccessError
-from jitgrant.clusters.port import ClusterObject, ClusterPort, StoredRequest
-from jitgrant.handlers.reconcile import Reconciler
-from jitgrant.handlers.runtime import Runtime
+from jitgrant.clusters.port import ClusterObject, GrantTarget, StoredRequest
 from jitgrant.models import Target
-from jitgrant.models.vocabulary import EXPIRES_AT_ANNOTATION, REQUEST_ANNOTATION, REQUEST_UID_LABEL
+from jitgrant.models.vocabulary import EXPIRES_AT_ANNOTATION, REQUEST_ANNOTATION, REQUEST_UID_LABEL, EventType
+from jitgrant.reactor.runtime import Runtime
+from jitgrant.reconcile.driver import Reconciler
 
 log = logging.getLogger("jitgrant.sweep")
 
@@ -65,7 +65,7 @@ def _request_key(obj: ClusterObject) -> RequestKey | None:
     return (namespace, name) if namespace and name else None
 
 
-def _report_unproven(runtime: Runtime, cluster: ClusterPort, obj: ClusterObject) -> None:
+def _report_unproven(runtime: Runtime, cluster: GrantTarget, obj: ClusterObject) -> None:
     # Once per object and operator run: the gauge keeps showing it, the log need not.
     seen = (cluster.name, obj.uid)
     level = logging.DEBUG if seen in runtime.unproven_seen else logging.WARNING
@@ -98,7 +98,7 @@ class RequestsOnce:
 
 
 async def sweep_cluster(
-    runtime: Runtime, cluster: ClusterPort, requests_once: RequestsOnce | None = None
+    runtime: Runtime, cluster: GrantTarget, requests_once: RequestsOnce | None = None
 ) -> int:
     """Remove every stale grant object in one cluster; returns how many the sweep itself removed.
 

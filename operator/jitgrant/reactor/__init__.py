@@ -1,0 +1,1 @@
+"""The engine: scheduler, finalizer, sweep, fencing and the runtime they share. No kopf."""
