@@ -24,6 +24,7 @@ from jitgrant.audit.config import AuditConfig, FileSinkConfig, StdoutSinkConfig
 from jitgrant.audit.trail import AuditTrail
 from jitgrant.clusters.connection import kubeconfig_connection, own_cluster_connection
 from jitgrant.clusters.eks import EKSAccess
+from jitgrant.clusters.gate import STATE_VALUES
 from jitgrant.clusters.identity import ClusterCABundles, LeaseRefreshMarks
 from jitgrant.clusters.own import ClusterApi, api_client_from
 from jitgrant.clusters.registry import TargetClusters
@@ -195,6 +196,12 @@ async def run(
     asyncio.get_running_loop().set_default_executor(
         ThreadPoolExecutor(max_workers=API_THREADS, thread_name_prefix="jitgrant-api")
     )
+    if runtime.targets is not None:  # each target cluster's circuit, as a metric (clusters/gate.py)
+        runtime.targets.gates.observe(
+            lambda cluster, state: runtime.metrics.set_target_circuit(
+                cluster=cluster, state=STATE_VALUES[state]
+            )
+        )
     memo = kopf.Memo(runtime=runtime)
     if election is not None:
         memo.election = election

@@ -20,6 +20,7 @@ from kubernetes.client import AuthorizationV1Api, CustomObjectsApi, RbacAuthoriz
 from kubernetes.client.exceptions import ApiException
 
 from jitgrant.clusters.errors import classify_kubernetes_error
+from jitgrant.clusters.gate import ClusterGate
 from jitgrant.models import API_GROUP, API_VERSION
 
 PLURAL = "grantpolicies"
@@ -60,8 +61,27 @@ def _cluster_name(api: Any) -> str:
     return "target"
 
 
-async def _call(fn: Any, *args: Any, limits: tuple[float, float] = _TIMEOUT, cluster: str = "target") -> Any:
+def _gate(api: Any) -> ClusterGate | None:
+    """The target cluster's gate under `api` (its threads, budget and breaker), if it has one."""
+    seen = 0
+    while api is not None and seen < 8:
+        gate = getattr(api, "gate", None)
+        if isinstance(gate, ClusterGate):
+            return gate
+        api, seen = getattr(api, "inner", None), seen + 1
+    return None
+
+
+async def _call(
+    fn: Any,
+    *args: Any,
+    limits: tuple[float, float] = _TIMEOUT,
+    cluster: str = "target",
+    gate: ClusterGate | None = None,
+) -> Any:
     try:
+        if gate is not None:
+            return await gate.call(fn, *args, _request_timeout=limits)
         return await asyncio.to_thread(fn, *args, _request_timeout=limits)
     except (urllib3.exceptions.HTTPError, OSError) as exc:  # no answer: retryable, for the reconciler
         raise classify_kubernetes_error(exc, cluster=cluster) from exc
@@ -123,7 +143,7 @@ async def read_cluster_role(api: Any, name: str) -> ClusterRoleRead:
         return ClusterRoleRead(found=None, body={})
     try:
         read = RbacAuthorizationV1Api(client).read_cluster_role
-        role = await _call(read, name, limits=_timeout(api), cluster=_cluster_name(api))
+        role = await _call(read, name, limits=_timeout(api), cluster=_cluster_name(api), gate=_gate(api))
     except ApiException as exc:
         if exc.status == 404:
             return ClusterRoleRead(found=False, body={})
@@ -152,5 +172,11 @@ async def may_bind(api: Any, cluster_role: str) -> bool | None:
             }
         },
     }
-    result = await _call(AuthorizationV1Api(client).create_self_subject_access_review, review)
+    result = await _call(
+        AuthorizationV1Api(client).create_self_subject_access_review,
+        review,
+        limits=_timeout(api),
+        cluster=_cluster_name(api),
+        gate=_gate(api),
+    )
     return bool(result.status.allowed)
