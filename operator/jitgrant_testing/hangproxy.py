@@ -87,10 +87,12 @@ class HangProxy:
         upstream_writer: asyncio.StreamWriter | None = None
         try:
             if cluster.mode is Mode.DARK:
-                await _forever()
+                await _drain(reader)  # no handshake: silence until the client gives up
+                return
             await writer.start_tls(server_context)
             if cluster.mode is Mode.STALL:
-                await _forever()
+                await _drain(reader)  # the request is read, never answered
+                return
             target = urlsplit(cluster.upstream)
             upstream_reader, upstream_writer = await asyncio.open_connection(
                 target.hostname, target.port, ssl=client_context
@@ -98,8 +100,8 @@ class HangProxy:
             await asyncio.gather(
                 self._pump(cluster, reader, upstream_writer), self._pump(cluster, upstream_reader, writer)
             )
-        except (OSError, ssl.SSLError, asyncio.IncompleteReadError, ConnectionError):
-            pass
+        except (OSError, ssl.SSLError, asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
+            pass  # the client gave up, or the proxy is closing
         finally:
             self._writers.discard(writer)
             for stream in (writer, upstream_writer):
@@ -115,8 +117,9 @@ class HangProxy:
                 await asyncio.sleep(0.05)  # gone dark mid-connection: hold the bytes
             sink.write(data)
             await sink.drain()
-        with contextlib.suppress(OSError):
-            sink.write_eof()
+        if sink.can_write_eof():
+            with contextlib.suppress(OSError):
+                sink.write_eof()
 
     def close(self) -> None:
         async def stop() -> None:
@@ -137,5 +140,6 @@ class HangProxy:
             self._loop.close()
 
 
-async def _forever() -> None:
-    await asyncio.Event().wait()
+async def _drain(reader: asyncio.StreamReader) -> None:
+    while await reader.read(65536):
+        pass
