@@ -21,6 +21,7 @@ import ssl
 import threading
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 from urllib.parse import urlsplit
 
 from embedkube.tls import make_certificates
@@ -51,6 +52,7 @@ class HangProxy:
         self._thread.start()
         self._servers: list[asyncio.Server] = []
         self._writers: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
         self.clusters: dict[str, ProxiedCluster] = {}
 
     def add(self, key: str, *, upstream: str, upstream_ca_pem: bytes) -> ProxiedCluster:
@@ -84,6 +86,9 @@ class HangProxy:
     ) -> None:
         cluster.connections += 1
         self._writers.add(writer)
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)  # the loop keeps only weak references to tasks
         upstream_writer: asyncio.StreamWriter | None = None
         try:
             if cluster.mode is Mode.DARK:
@@ -97,13 +102,23 @@ class HangProxy:
             upstream_reader, upstream_writer = await asyncio.open_connection(
                 target.hostname, target.port, ssl=client_context
             )
-            await asyncio.gather(
-                self._pump(cluster, reader, upstream_writer), self._pump(cluster, upstream_reader, writer)
-            )
+            pumps = [
+                asyncio.create_task(self._pump(cluster, reader, upstream_writer)),
+                asyncio.create_task(self._pump(cluster, upstream_reader, writer)),
+            ]
+            try:
+                # Either side closing closes both: a client must never write into a connection the
+                # server already closed (its request would wait out the read timeout).
+                await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for pump in pumps:
+                    pump.cancel()
+                await asyncio.gather(*pumps, return_exceptions=True)
         except (OSError, ssl.SSLError, asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
             pass  # the client gave up, or the proxy is closing
         finally:
             self._writers.discard(writer)
+            self._tasks.discard(task)
             for stream in (writer, upstream_writer):
                 if stream is not None:
                     with contextlib.suppress(Exception):

@@ -22,6 +22,7 @@ from jitgrant.cli.parsers import (
 )
 from jitgrant.cli.policy import add_policy_subcommands, add_who_can_subcommands
 from jitgrant.cli.run import add_run_subcommand
+from jitgrant.cli.target import add_target_subcommands
 
 
 def package_version() -> str:
@@ -60,6 +61,7 @@ def build_parser(prog: str = "jitgrant") -> argparse.ArgumentParser:
     add_identity_subcommand(sub)
     add_policy_subcommands(sub)
     add_who_can_subcommands(sub)
+    add_target_subcommands(sub)
     try:
         from jitgrant.audit.cli import add_audit_subcommands
     except ImportError:  # pragma: no cover - the audit CLI ships with the package
