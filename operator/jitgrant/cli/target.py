@@ -1,10 +1,16 @@
-"""`jitgrant target manifests`: what an EKS target cluster needs before a policy may name it.
+"""`jitgrant target manifests` and `jitgrant target check`: what an EKS target cluster needs before a
+policy may name it, and whether it has it.
 
 From the GrantPolicies that name it (files, as `jitgrant policy` reads them): the grants namespace,
 the operator's ClusterRole and Role there (exactly `permissions.py`'s TARGET_* rules, `bind` only on
 the ClusterRoles the policies grant), their bindings to the access entry's group, and the access
 entry itself as an AWS CLI command or a Terraform resource (docs/eks.md, "Kubernetes: mapping the
 target role"). Nothing is contacted: the output is for review and `kubectl apply` / `terraform`.
+
+`check` goes the operator's way, step by step, and says which step fails and what is missing: it
+assumes the target role (with the operator's own AWS credentials: run it where they are), calls
+DescribeCluster, signs an EKS token, authenticates with it, asks the cluster (SelfSubjectAccessReview)
+for each of the operator's rights there, and reads each ClusterRole the policies grant.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ class TargetNeeds:
     target: EKSTarget
     policies: list[str] = field(default_factory=list)
     cluster_roles: set[str] = field(default_factory=set)
+    namespaces: set[str] = field(default_factory=set)  # where the policies grant
 
 
 def add_target_subcommands(sub: Any) -> None:
@@ -74,6 +81,36 @@ def add_target_subcommands(sub: Any) -> None:
         help="the operator's grantsNamespace (default %(default)s): the target's ServiceAccounts live there",
     )
     manifests.set_defaults(func=_manifests)
+    check = commands.add_parser(
+        "check",
+        help="verify the operator can reach an EKS target and holds what it needs there",
+        description="Verify, as the operator would, that an EKS cluster the policies name can be "
+        "reached and used: AssumeRole, DescribeCluster, the EKS token, the operator's RBAC there and "
+        "the grantable ClusterRoles; print each check and what is missing. Exit 0 when all pass, 1 "
+        "otherwise. Uses the AWS credentials of the environment (the operator's role).",
+    )
+    check.add_argument("name", metavar="NAME|ARN", help="the cluster, by name or ARN, as a policy names it")
+    check.add_argument(
+        "-f", "--filename", action="append", required=True, type=Path, metavar="FILE",
+        help="a YAML file of the GrantPolicies naming it (repeatable)",
+    )  # fmt: skip
+    check.add_argument(
+        "--grants-namespace", default="jitgrant-grants", metavar="NAMESPACE",
+        help="the operator's grantsNamespace (default %(default)s)",
+    )  # fmt: skip
+    check.add_argument(
+        "--aws-endpoint-url", default=None, metavar="URL",
+        help="send STS and EKS calls here (a VPC endpoint, or moto in development)",
+    )  # fmt: skip
+    check.add_argument(
+        "--server", default=None, metavar="URL",
+        help="the API server to use instead of DescribeCluster's endpoint (development)",
+    )  # fmt: skip
+    check.add_argument(
+        "--certificate-authority", type=Path, default=None, metavar="FILE",
+        help="with --server: the CA (PEM) that signed its certificate",
+    )  # fmt: skip
+    check.set_defaults(func=_check)
 
 
 def needs_of(documents: Iterable[Mapping[str, Any]]) -> dict[str, TargetNeeds]:
@@ -94,6 +131,7 @@ def needs_of(documents: Iterable[Mapping[str, Any]]) -> dict[str, TargetNeeds]:
         needs = found.setdefault(eks.arn, TargetNeeds(target=eks))
         needs.policies.append(name)
         needs.cluster_roles.update(grant.cluster_role for grant in spec.grants if grant.cluster_role)
+        needs.namespaces.update(spec.namespaces)
     return found
 
 
@@ -208,4 +246,178 @@ def _manifests(args: argparse.Namespace) -> int:
         )
         return int(ExitCode.USAGE)
     sys.stdout.write(render(selected, output=args.format, grants_namespace=args.grants_namespace))
+    return int(ExitCode.OK)
+
+
+# ---- check ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Check:
+    what: str
+    ok: bool | None  # None: could not be checked (an earlier step failed, or the cluster would not say)
+    detail: str = ""
+
+
+def _select(args: argparse.Namespace) -> TargetNeeds | str:
+    documents: list[Mapping[str, Any]] = []
+    try:
+        for path in args.filename:
+            documents += [doc for doc in yaml.safe_load_all(path.read_text()) if isinstance(doc, Mapping)]
+        found = needs_of(documents)
+    except (OSError, yaml.YAMLError, ValueError) as exc:
+        return str(exc)
+    matches = [n for arn, n in found.items() if args.name in (arn, n.target.cluster_name)]
+    if len(matches) != 1:
+        why = "names no EKS cluster" if not matches else "names several clusters of that name: give the ARN"
+        return f"{args.name}: the policies {why} (EKS targets found: {', '.join(sorted(found)) or 'none'})"
+    return matches[0]
+
+
+def _needed(
+    needs: TargetNeeds, *, namespaces: Sequence[str], grants_namespace: str
+) -> list[tuple[str, dict[str, str]]]:
+    """(what, resourceAttributes) for every right the operator needs in the target."""
+    wanted: list[tuple[str, dict[str, str]]] = []
+
+    def add(permission: Any, namespace: str, name: str = "") -> None:
+        resource, _, subresource = permission.resource.partition("/")
+        for verb in permission.verbs:
+            attributes = {"group": permission.api_group, "resource": resource, "verb": verb}
+            if subresource:
+                attributes["subresource"] = subresource
+            if namespace:
+                attributes["namespace"] = namespace
+            if name:
+                attributes["name"] = name
+            where = f" in {namespace}" if namespace else " cluster-wide"
+            wanted.append((f"{verb} {permission.resource}{' ' + name if name else ''}{where}", attributes))
+
+    for permission in TARGET_CLUSTER_PERMISSIONS:
+        add(permission, "")
+    for permission in GRANT_WRITE_PERMISSIONS:
+        for namespace in namespaces:
+            add(permission, "" if namespace == "*" else namespace)
+    for role in sorted(needs.cluster_roles):
+        for permission in GRANTABLE_CLUSTER_ROLE_PERMISSIONS:
+            add(permission, "", role)
+    for permission in TARGET_GRANTS_NAMESPACE_PERMISSIONS:
+        add(permission, grants_namespace)
+    return wanted
+
+
+def run_checks(
+    needs: TargetNeeds,
+    *,
+    namespaces: Sequence[str],
+    grants_namespace: str,
+    aws_endpoint_url: str | None = None,
+    server: tuple[str, bytes | None] | None = None,
+) -> list[Check]:
+    from kubernetes.client import AuthorizationV1Api, RbacAuthorizationV1Api, VersionApi
+    from kubernetes.client.exceptions import ApiException
+
+    from jitgrant.clusters.connection import ClusterConnection
+    from jitgrant.clusters.eks import EKSAccess, EKSTokenProvider, RegionEndpoints
+    from jitgrant.clusters.errors import ClusterAccessError, classify_kubernetes_error
+
+    target = needs.target
+    endpoints = RegionEndpoints(sts=aws_endpoint_url, eks=aws_endpoint_url)
+    access = EKSAccess(
+        default_endpoints=endpoints,
+        endpoint_overrides={target.arn: server} if server is not None else None,
+    )
+    session_name = "jitgrant-target-check"
+    checks: list[Check] = []
+    try:
+        session = access.assume(target, session_name=session_name, source_identity=session_name)
+        checks.append(Check(f"AssumeRole {target.role_arn}", True, session.assumed_role_arn))
+        endpoint = access.describe(target, session)
+        checks.append(
+            Check(f"DescribeCluster {target.cluster_name} in {target.region}", True, endpoint.server)
+        )
+        access.eks_token(session, target.cluster_name)
+        checks.append(Check("EKS token signed", True, f"for cluster {target.cluster_name}"))
+    except ClusterAccessError as exc:
+        step = ("AssumeRole", "DescribeCluster", "EKS token")[len(checks)]
+        checks.append(Check(step, False, f"{exc.reason}: {exc.message}"))
+        return checks
+    connection = ClusterConnection(
+        name=target.arn,
+        server=endpoint.server,
+        ca_pem=endpoint.ca_pem if endpoint.server.startswith("https://") else None,
+        token_provider=EKSTokenProvider(
+            access, target, session_name=session_name, source_identity=session_name
+        ),
+    )
+    with connection.to_api_client() as client:
+        try:
+            VersionApi(client).get_code(_request_timeout=(5, 20))
+            authorization = AuthorizationV1Api(client)
+            authorization.create_self_subject_rules_review(
+                {"spec": {"namespace": grants_namespace}}, _request_timeout=(5, 20)
+            )
+            checks.append(Check("the cluster accepts the token (access entry)", True, endpoint.server))
+        except Exception as exc:
+            error = (
+                classify_kubernetes_error(exc, cluster=target.arn)
+                if not isinstance(exc, ClusterAccessError)
+                else exc
+            )
+            checks.append(
+                Check(
+                    "the cluster accepts the token (access entry)", False, f"{error.reason}: {error.message}"
+                )
+            )
+            return checks
+        for what, attributes in _needed(needs, namespaces=namespaces, grants_namespace=grants_namespace):
+            review = authorization.create_self_subject_access_review(
+                {"spec": {"resourceAttributes": attributes}}, _request_timeout=(5, 20)
+            )
+            checks.append(Check(f"may {what}", bool(review.status.allowed), review.status.reason or ""))
+        rbac = RbacAuthorizationV1Api(client)
+        for role in sorted(needs.cluster_roles):
+            try:
+                rbac.read_cluster_role(role, _request_timeout=(5, 20))
+                checks.append(Check(f"grantable ClusterRole {role} exists", True))
+            except ApiException as exc:
+                missing = exc.status == 404
+                detail = "not found: create it there" if missing else f"{exc.status} {exc.reason}"
+                checks.append(
+                    Check(f"grantable ClusterRole {role} exists", False if missing else None, detail)
+                )
+    return checks
+
+
+def _check(args: argparse.Namespace) -> int:
+    selected = _select(args)
+    if isinstance(selected, str):
+        print(f"error: {selected}", file=sys.stderr)
+        return int(ExitCode.USAGE)
+    if args.certificate_authority is not None and args.server is None:
+        print("error: --certificate-authority needs --server", file=sys.stderr)
+        return int(ExitCode.USAGE)
+    server = None
+    if args.server is not None:
+        server = (
+            args.server,
+            args.certificate_authority.read_bytes() if args.certificate_authority else None,
+        )
+    checks = run_checks(
+        selected,
+        namespaces=sorted(selected.namespaces),
+        grants_namespace=args.grants_namespace,
+        aws_endpoint_url=args.aws_endpoint_url,
+        server=server,
+    )
+    print(f"{selected.target.arn} (GrantPolicy {', '.join(sorted(selected.policies))})")
+    for check in checks:
+        mark = {True: "ok     ", False: "MISSING", None: "unknown"}[check.ok]
+        print(f"  {mark} {check.what}" + (f": {check.detail}" if check.detail else ""))
+    failed = [check for check in checks if check.ok is not True]
+    if failed:
+        print(
+            f"{len(failed)} check(s) did not pass; `jitgrant target manifests` renders what the cluster needs"
+        )
+        return int(ExitCode.CHECK_FAILED)
     return int(ExitCode.OK)
