@@ -68,7 +68,7 @@ def test_opens_after_calls_without_an_answer_then_fails_fast_without_a_thread(
         error = refused.value
         assert error.retryable and error.reason == "ClusterUnreachable"
         assert 3.5 <= error.retry_after <= 4.0  # when the probe goes
-        assert "next probe in 4s" in error.message
+        assert "fail fast until a probe is answered" in error.message
 
     with caplog.at_level(logging.DEBUG, logger="jitgrant.clusters"):
         asyncio.run(run())
@@ -156,9 +156,13 @@ def test_a_dark_cluster_holds_its_own_threads_and_budget_never_the_shared_pool()
     started: list[str] = []
     lock = threading.Lock()
 
+    three = threading.Event()
+
     def hang() -> None:
         with lock:
             started.append(threading.current_thread().name)
+            if len(started) == 3:
+                three.set()
         release.wait(10)
 
     async def run() -> None:
@@ -166,9 +170,8 @@ def test_a_dark_cluster_holds_its_own_threads_and_budget_never_the_shared_pool()
         dark = ClusterGate("dark", settings=GateSettings(calls=3))
         healthy = ClusterGate("healthy", settings=GateSettings(calls=3))
         hung = [asyncio.create_task(dark.call(hang)) for _ in range(10)]
-        while len(started) < 3:
-            await asyncio.sleep(0.01)
-        await asyncio.sleep(0.1)
+        assert await asyncio.to_thread(three.wait, 5)
+        await asyncio.sleep(0.1)  # room for a fourth, which must not start
         assert len(started) == 3 and dark.status().calls_in_flight == 3  # the budget
         # The shared pool's one thread and the other cluster's threads are free.
         assert await asyncio.wait_for(asyncio.to_thread(lambda: "own"), 2) == "own"

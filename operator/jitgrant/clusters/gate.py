@@ -228,10 +228,12 @@ class ClusterGate:
         last = self._last_error
         reason = last.reason if last is not None else "ClusterUnreachable"
         said = last.message if last is not None else f"cluster {self.cluster} does not answer"
+        # No counters or times in the words: a request's status is written again only when they
+        # change (the reconciler appends the next attempt itself).
         return CircuitOpen(
             reason=reason,
-            message=f"{said} (not tried again: cluster {self.cluster} has not answered since "
-            f"{now - self._since:.0f}s ago; next probe in {wait:.0f}s)",
+            message=f"{said} (not tried again: calls to cluster {self.cluster} fail fast until a "
+            "probe is answered)",
             retryable=True,
             retry_after=max(wait, 0.5),
         )
