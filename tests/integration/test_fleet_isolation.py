@@ -14,7 +14,8 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -115,15 +116,16 @@ def test_healthy_clusters_grant_and_expire_on_time_while_three_hang(
     # Grants on every cluster; the dark clusters' fall due first, while they hang.
     due_dark = [(f"d-{spec.name}-{i}", spec.name) for spec in DARK for i in range(4)]
     due_healthy = [(f"h-{spec.name}-{i}", spec.name) for spec in HEALTHY for i in range(2)]
-    file(env, due_dark, duration="6s")
-    file(env, due_healthy, duration="16s")
-    for name, _ in due_dark + due_healthy:
-        wait_for_phase(env, NS, name, "Active", timeout=60)
+    filed = file(env, due_dark, duration="12s")
+    filed.update(file(env, due_healthy, duration="24s"))
+    time_to_active(env, filed, timeout=60)
     for spec in DARK:
         aws.hang.clusters[spec.name].mode = mode
     # More for the dark clusters: passes that hang in issuance.
     file(env, [(f"s-{spec.name}-{i}", spec.name) for spec in DARK for i in range(4)], duration="1m")
-    time.sleep(7)  # the dark clusters' first grants are due now: their removals hang
+    due = max(parse_time(env.get_request(NS, name)["status"]["expiresAt"]) for name, _ in due_dark)
+    # The dark clusters' first grants are due now: their removals hang.
+    wait_until(lambda: datetime.now(UTC) > due + timedelta(seconds=1), timeout=30, what="their expiry")
 
     filed = file(env, [(f"n-{spec.name}-{i}", spec.name) for spec in HEALTHY for i in range(2)], "1m")
     took = time_to_active(env, filed, timeout=30)
@@ -154,9 +156,14 @@ def test_healthy_clusters_grant_and_expire_on_time_while_three_hang(
             assert gate.calls_in_flight == DEFAULT_CALLS, gate
     for spec in HEALTHY:
         assert states[spec.arn].state is CircuitState.CLOSED, states[spec.arn]
+
     # The dark clusters' grants are still there and overdue (never dropped from sight).
-    overdue = env.get_request(NS, due_dark[0][0])["status"]
-    assert overdue["phase"] == "Active" and overdue["reason"] == "RemovalOverdue", overdue
+    def overdue() -> dict[str, Any] | None:
+        status: dict[str, Any] = env.get_request(NS, due_dark[0][0])["status"]
+        return status if status.get("reason") == "RemovalOverdue" else None
+
+    # (a stalled removal says so once its read times out, 20 s after it was sent)
+    assert wait_until(overdue, timeout=40, what="RemovalOverdue")["phase"] == "Active"
     metrics = runtime.metrics.render().decode()
     assert f'jitgrant_target_circuit_state{{cluster="{DARK[0].arn}"}}' in metrics
     assert f'jitgrant_target_circuit_state{{cluster="{HEALTHY[0].arn}"}}' not in metrics or (
