@@ -80,7 +80,7 @@ class Sizes:
     settle_s: float = 150.0  # how long the dark clusters' grants may take to end once they are back
 
 
-QUICK = Sizes(clusters=3, per_cluster=1, dark_of=3, dark=1, rest_s=2.0, sweep_s=3, duration_s=8, settle_s=15)
+QUICK = Sizes(clusters=3, per_cluster=1, dark_of=3, dark=1, rest_s=2.0, sweep_s=3, duration_s=6, settle_s=10)
 DEFAULT = Sizes(clusters=50, per_cluster=2, dark_of=50, dark=20, rest_s=20.0, sweep_s=10, duration_s=25)
 FULL = Sizes(clusters=100, per_cluster=2, dark_of=50, dark=20, rest_s=30.0, sweep_s=10, duration_s=25)
 

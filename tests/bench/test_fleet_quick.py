@@ -3,8 +3,8 @@ one cluster then the fleet, then one of three dark in each mode, and its figures
 
 It checks what the run proves rather than timings (two shared cores make those the benchmark's
 business): every grant went Active and every expiry happened on the healthy clusters while the dark
-one hung, the dark cluster's circuit was open or probing when it did not answer connects, and the
-operator logged no traceback.
+one hung, and the operator logged no traceback. (The breaker's states are tests/clusters/test_gate.py's
+and tests/integration/test_fleet_isolation.py's: the quick windows are shorter than a connect timeout.)
 """
 
 from __future__ import annotations
@@ -43,8 +43,4 @@ def test_the_quick_fleet_bench_measures_every_figure(tmp_path: Path) -> None:
         assert scenario["dark"] == 1 and scenario["healthy"] == 2
         assert scenario["new_to_active_s"]["missing"] == 0, scenario
         assert scenario["expiry_lag_s"]["missing"] == 0, scenario
-    # No answer to a connect: two 5 s connect timeouts open the circuit within the scenario (a stall
-    # takes two 20 s read timeouts, longer than the scenario: its calls hang on the cluster's threads).
-    circuits = modes["dark"]["circuits"]
-    assert circuits["open"] + circuits["half-open"] == 1, modes["dark"]
     assert result["operator_log_tracebacks"] == 0
