@@ -178,6 +178,13 @@ class Metrics:
             ["cluster"],
             registry=self.registry,
         )
+        self._circuit = Gauge(
+            "jitgrant_target_circuit_state",
+            "The circuit breaker of each target cluster: 0 closed (calls go through), 1 half-open (one "
+            "probe out), 2 open (calls fail fast without a thread or a socket until the next probe).",
+            ["cluster"],
+            registry=self.registry,
+        )
         self._unapproved_dangerous = Gauge(
             "jitgrant_policy_dangerous_identities_without_approval",
             "Distinct identities (requester subjects and groups) a GrantPolicy lets obtain a dangerous "
@@ -296,6 +303,9 @@ class Metrics:
 
     def set_target_reachable(self, *, cluster: str, reachable: bool) -> None:
         self._reachable.labels(cluster=cluster).set(1 if reachable else 0)
+
+    def set_target_circuit(self, *, cluster: str, state: int) -> None:
+        self._circuit.labels(cluster=cluster).set(state)
 
     def set_policy_exposure(self, *, policy: str, counts: Mapping[str, int]) -> None:
         """The policy's dangerous-without-approval counts now; entries it no longer has are removed

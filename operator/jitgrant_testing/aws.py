@@ -60,6 +60,7 @@ from jitgrant.reactor.runtime import Runtime
 from jitgrant_testing.darkproxy import DarkableProxy
 from jitgrant_testing.eks_authenticator import verify_eks_token
 from jitgrant_testing.environment import GRANTS_NAMESPACE, deployment_manifest
+from jitgrant_testing.hangproxy import HangProxy
 from jitgrant_testing.oidc import OIDCIssuer
 from jitgrant_testing.presigned_sts import PresignedSTS
 
@@ -361,6 +362,10 @@ class AWSStandIns:
     dark_proxies: Sequence[str] = ()
     # (connect, read) seconds for the operator's calls to target API servers (Runtime's default if None).
     target_request_timeout: tuple[float, float] | None = None
+    # Stand-in keys whose API server the operator reaches through one TLS-terminating HangProxy
+    # (`hang.clusters[key].mode`): dark before TLS, or TLS completed and then silence (a stall).
+    hang_proxies: Sequence[str] = ()
+    hang: HangProxy | None = field(init=False, default=None)
 
     moto: MotoServer = field(init=False)
     loop: ServiceLoop = field(init=False)
@@ -426,6 +431,12 @@ class AWSStandIns:
                 proxy = DarkableProxy(served.hostname or "127.0.0.1", served.port or 443)
                 self.proxies[standin_key] = proxy
                 overrides[spec.arn] = (proxy.url, standin.cluster.ca_pem)
+            if standin_key in self.hang_proxies:
+                self.hang = self.hang or HangProxy()
+                proxied = self.hang.add(
+                    standin_key, upstream=standin.cluster.https_url, upstream_ca_pem=standin.cluster.ca_pem
+                )
+                overrides[spec.arn] = (proxied.url, proxied.ca_pem)
         moto = RegionEndpoints(sts=self.moto.url, eks=self.moto.url)
         self.access = EKSAccess(
             base_session=self.moto.operator_session(),
@@ -442,6 +453,8 @@ class AWSStandIns:
         try:
             for proxy in self.proxies.values():
                 proxy.close()
+            if self.hang is not None:
+                self.hang.close()
             for standin in self.standins.values():
                 standin.stop(loop=self.loop)
             if self.issuer is not None:

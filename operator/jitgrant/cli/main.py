@@ -21,6 +21,7 @@ from jitgrant.cli.parsers import (
     add_request_subcommands,
 )
 from jitgrant.cli.policy import add_policy_subcommands, add_who_can_subcommands
+from jitgrant.cli.target import add_target_subcommands
 
 # audit/cli.py's own help for `audit`, repeated here so `jitgrant --help` need not import it
 # (tests/cli/test_light_imports.py checks that the two agree).
@@ -84,6 +85,7 @@ def build_parser(prog: str = "jitgrant", *, command: str | None = "completion") 
     add_policy_subcommands(sub)
     add_who_can_subcommands(sub)
     add_console_subcommand(sub)
+    add_target_subcommands(sub)
     if command in ("audit", "completion"):
         from jitgrant.audit.cli import add_audit_subcommands
 

@@ -25,6 +25,8 @@ from urllib.parse import urlsplit
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 
+from jitgrant.clusters.gate import ClusterGate
+
 IN_CLUSTER_NAME = "in-cluster"
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 # The kubelet rotates projected ServiceAccount tokens well before they expire; re-reading the file
@@ -77,6 +79,9 @@ class ClusterConnection:
     ca_pem: bytes | None = field(default=None, repr=False)
     token_provider: TokenProvider | None = field(default=None, repr=False, compare=False)
     client_certificate: ClientCertificate | None = None
+    # A target cluster's threads, budget and circuit breaker (clusters/gate.py); every call a
+    # `ClusterApi` built from this connection makes goes through it. None: the operator's own pool.
+    gate: ClusterGate | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         scheme = urlsplit(self.server).scheme

@@ -32,6 +32,7 @@ from jitgrant.clusters.errors import (
     NotFound,
     classify_kubernetes_error,
 )
+from jitgrant.clusters.gate import ClusterGate
 from jitgrant.clusters.port import AccessSubject, ClusterObject, ClusterRoleRead, StoredPolicy, StoredRequest
 from jitgrant.models import API_GROUP, API_VERSION
 
@@ -99,11 +100,23 @@ class ClusterApi:
         with open(path, "rb") as handle:
             return handle.read()
 
+    @property
+    def gate(self) -> ClusterGate | None:
+        """The target cluster's threads, budget and breaker (None: the operator's own cluster)."""
+        gate: ClusterGate | None = getattr(self.connection, "gate", None)
+        return gate
+
     async def call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        """The one funnel to the client: the library's errors leave as the `clusters.errors` family."""
+        """The one funnel to the client: the library's errors leave as the `clusters.errors` family.
+
+        A target cluster's calls run on its own threads, within its budget, and fail fast while its
+        circuit is open (clusters/gate.py); the own cluster's run on the operator's pool."""
         if self.request_timeout is not None:
             kwargs.setdefault("_request_timeout", self.request_timeout)
+        gate = self.gate
         try:
+            if gate is not None:
+                return await gate.call(fn, *args, **kwargs)
             return await asyncio.to_thread(fn, *args, **kwargs)
         except ClusterAccessError:
             raise  # already classified (an EKS token refresh inside the call)

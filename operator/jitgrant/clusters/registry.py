@@ -9,6 +9,10 @@ one worker thread, for at most the AWS client's timeouts), so requests for other
 After a retryable failure the cluster is left alone for a backoff delay that grows with each
 consecutive failure; requests arriving meanwhile fail fast with the same reason instead of piling
 more calls onto a throttled account.
+
+Each cluster also has a `ClusterGate` (clusters/gate.py): the AWS steps and every call to its API
+server run on the gate's own threads, within its budget, and fail fast while its circuit is open,
+so a dark cluster holds none of the threads or slots the others need.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 from jitgrant.clusters.connection import ClusterConnection
 from jitgrant.clusters.eks import ClusterEndpoint, EKSAccess, EKSTokenProvider
 from jitgrant.clusters.errors import TARGET_RETRY_CAP_SECONDS, ClusterAccessError, backoff_delay
+from jitgrant.clusters.gate import CircuitOpen, ClusterGate, Gates, GateSettings, GateStatus
 from jitgrant.models import EKSTarget, Target, TargetType
 
 log = logging.getLogger(__name__)
@@ -64,11 +69,26 @@ class TargetClusters:
         own: ClusterConnection,
         eks: EKSAccess,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        gates: GateSettings | None = None,
     ) -> None:
         self._own = own
         self._eks = eks
         self._clock = clock
         self._states: dict[_ClusterKey, _ClusterState] = {}
+        self.gates = Gates(gates, clock=lambda: self._clock().timestamp())
+
+    def gate(self, target: Target) -> ClusterGate | None:
+        """The cluster's threads, budget and breaker (None for the operator's own cluster)."""
+        if target.type is TargetType.IN_CLUSTER or target.eks is None:
+            return None
+        return self.gates(target.cluster)
+
+    def status(self) -> list[GateStatus]:
+        """Every target cluster's gate as it is now (circuit state, calls in flight, refusals)."""
+        return self.gates.status()
+
+    def close(self) -> None:
+        self.gates.close()
 
     @property
     def own(self) -> ClusterConnection:
@@ -86,15 +106,19 @@ class TargetClusters:
         if target.type is TargetType.IN_CLUSTER or target.eks is None:
             return self._own
         eks_target = target.eks
+        gate = self.gates(target.cluster)
         state = self._states.setdefault(_ClusterKey.of(eks_target), _ClusterState())
         async with state.lock:
             now = self._clock()
             if state.quiet_until is not None and state.last_error is not None and now < state.quiet_until:
                 raise state.last_error.with_retry_after((state.quiet_until - now).total_seconds())
             try:
-                endpoint = await asyncio.to_thread(
+                # On the cluster's own threads; the AWS steps back off per cluster themselves (below).
+                endpoint = await gate.run(
                     self._open, eks_target, state.endpoint, session_name, source_identity
                 )
+            except CircuitOpen:
+                raise  # not tried: the gate counts its own failures and says when it tries again
             except ClusterAccessError as error:
                 raise self._failed(state, error, eks_target) from error
             state.endpoint, state.failures, state.last_error, state.quiet_until = endpoint, 0, None, None
@@ -105,6 +129,7 @@ class TargetClusters:
             token_provider=EKSTokenProvider(
                 self._eks, eks_target, session_name=session_name, source_identity=source_identity
             ),
+            gate=gate,
         )
 
     def invalidate(self, target: Target) -> None:

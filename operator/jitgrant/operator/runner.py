@@ -28,6 +28,7 @@ from jitgrant.audit.trail import AuditTrail
 from jitgrant.clusters.connection import kubeconfig_connection, own_cluster_connection
 from jitgrant.clusters.eks import EKSAccess
 from jitgrant.clusters.events import ClusterEvents
+from jitgrant.clusters.gate import STATE_VALUES
 from jitgrant.clusters.identity import ClusterCABundles, LeaseRefreshMarks
 from jitgrant.clusters.own import ClusterApi, api_client_from
 from jitgrant.clusters.registry import TargetClusters
@@ -278,6 +279,12 @@ async def run(
     )
     if runtime.own_api is not None:
         await wait_until_served(runtime.own_api.client)
+    if runtime.targets is not None:  # each target cluster's circuit, as a metric (clusters/gate.py)
+        runtime.targets.gates.observe(
+            lambda cluster, state: runtime.metrics.set_target_circuit(
+                cluster=cluster, state=STATE_VALUES[state]
+            )
+        )
     memo = kopf.Memo(runtime=runtime)
     if election is not None:
         memo.election = election

@@ -258,4 +258,6 @@ class Runtime:
         for api in self._housekeeping.values():
             api.close()
         self._housekeeping.clear()
+        if self.targets is not None:
+            self.targets.close()  # each target cluster's own threads (clusters/gate.py)
         self.own.close()

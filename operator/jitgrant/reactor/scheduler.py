@@ -23,6 +23,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from jitgrant.clusters.errors import ClusterAccessError
+from jitgrant.clusters.gate import ClusterGate
 from jitgrant.lifecycle.due import due
 from jitgrant.lifecycle.transitions import live_grant_step
 from jitgrant.models import AccessRequest, GrantPolicySpec
@@ -300,9 +301,17 @@ class Scheduler:
             # Its pass waits for the access to be cut: with many due at once the passes would
             # otherwise compete with the cuts for the API server.
             await asyncio.gather(cutting, return_exceptions=True)
-        async with self._slots:
+        gate = self._gate_of(key)
+        async with gate.pass_slot() if gate is not None else self._slots:
             if self.acting() and not self.runtime.stopping:
                 await self.reconcile(*key)
+
+    def _gate_of(self, key: Key) -> ClusterGate | None:
+        """The target cluster's gate when the request's policy names one: its passes wait for that
+        cluster's own slots, so passes stuck on a dark cluster never take the shared ones."""
+        targets = self.runtime.targets
+        spec = self.runtime.watched_policies.get(self._policy_of.get(key, ""))
+        return targets.gate(spec.target) if targets is not None and spec is not None else None
 
     def _drop_stale(self) -> None:
         while self._heap and self._due.get(self._heap[0][2]) != self._heap[0][0]:

@@ -13,6 +13,7 @@ operator was down.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections import Counter
 from datetime import datetime
@@ -87,14 +88,33 @@ class RequestsOnce:
     def __init__(self, runtime: Runtime) -> None:
         self._runtime = runtime
         self._listed: asyncio.Task[dict[RequestKey, StoredRequest]] | None = None
+        # When the list was asked for (loop time): a cluster whose objects were listed after that
+        # may hold an object of a request created since, which the list cannot show.
+        self.started: float | None = None
 
     async def get(self) -> dict[RequestKey, StoredRequest]:
         if self._listed is None:
+            self.started = asyncio.get_running_loop().time()
             self._listed = asyncio.ensure_future(self._list())
         return await asyncio.shield(self._listed)
 
     async def _list(self) -> dict[RequestKey, StoredRequest]:
         return {(r.namespace, r.name): r for r in await self._runtime.own.list_requests()}
+
+    async def confirm(
+        self, requests: dict[RequestKey, StoredRequest], keys: set[RequestKey], *, objects_listed: float
+    ) -> dict[RequestKey, StoredRequest]:
+        """`requests` with each of `keys` read again when the shared list was started before this
+        cluster's objects were listed (clusters sweep on their own schedules, so one may list its
+        objects well after another started the list): a request missing from it may be newer."""
+        if self.started is None or self.started >= objects_listed or not keys:
+            return requests
+        fresh = dict(requests)
+        for namespace, name in sorted(keys):
+            found = await self._runtime.own.get_request(namespace, name)
+            if found is not None:
+                fresh[(namespace, name)] = found
+        return fresh
 
 
 async def sweep_cluster(
@@ -123,9 +143,19 @@ async def sweep_cluster(
     # Listed after the objects: an object's request is created before the object, so a request
     # missing from this list was deleted, not yet to come. A phase read here can only be behind
     # (terminal phases stay terminal): at worst an object is kept until the next sweep.
+    objects_listed = asyncio.get_running_loop().time()
     requests: dict[RequestKey, StoredRequest] = {}
     if proven:
-        requests = await (requests_once or RequestsOnce(runtime)).get()
+        once = requests_once or RequestsOnce(runtime)
+        requests = await once.get()
+        unknown: set[RequestKey] = set()
+        for obj in proven:
+            owner = _request_key(obj)
+            if owner is not None and (
+                owner not in requests or requests[owner].uid != obj.labels.get(REQUEST_UID_LABEL)
+            ):
+                unknown.add(owner)
+        requests = await once.confirm(requests, unknown, objects_listed=objects_listed)
     active_bindings = 0
     stale: list[tuple[ClusterObject, RequestKey | None, str]] = []
     live_owners: set[RequestKey] = set()
@@ -229,17 +259,51 @@ async def sweep_all(runtime: Runtime) -> int:
 
 
 async def sweep_forever(runtime: Runtime) -> None:
+    """Every `sweep_interval`: the own cluster, then each target cluster on a task of its own, so a
+    cluster that is slow or dark (its calls wait out their timeouts until its circuit opens) never
+    delays another's sweep; a target whose last sweep is still running is skipped this round. The
+    operator's AccessRequests are listed once per round, for all of them (RequestsOnce)."""
     interval = runtime.settings.sweep_interval.total_seconds()
-    while True:
-        try:
-            await sweep_all(runtime)
-            # The sweep's list calls prove the API answers; kopf drops bookmarks, so on a quiet
-            # cluster the watch itself says nothing for a long time.
-            runtime.health.mark_watch_alive("accessrequests")
-            runtime.metrics.set_audit_spool_depth(runtime.audit.depth())
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("sweep failed; retrying in %s s", interval)
-            runtime.metrics.reconcile_error(handler="sweep")
-        await asyncio.sleep(interval)
+    running: dict[str, asyncio.Task[int]] = {}
+    try:
+        while True:
+            try:
+                requests_once = RequestsOnce(runtime)
+                for target in await runtime.sweep_targets():
+                    if target.cluster not in running:
+                        task = asyncio.create_task(_sweep_target(runtime, target, requests_once))
+                        running[target.cluster] = task
+                        task.add_done_callback(
+                            functools.partial(_target_swept, runtime, running, target.cluster)
+                        )
+                await sweep_cluster(runtime, runtime.own, requests_once)
+                # The sweep's list calls prove the API answers; kopf drops bookmarks, so on a quiet
+                # cluster the watch itself says nothing for a long time.
+                runtime.health.mark_watch_alive("accessrequests")
+                runtime.metrics.set_audit_spool_depth(runtime.audit.depth())
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("sweep failed; retrying in %s s", interval)
+                runtime.metrics.reconcile_error(handler="sweep")
+            await asyncio.sleep(interval)
+    finally:
+        for task in running.values():
+            task.cancel()
+        await asyncio.gather(*running.values(), return_exceptions=True)
+
+
+def _target_swept(
+    runtime: Runtime, running: dict[str, asyncio.Task[int]], cluster: str, done: asyncio.Task[int]
+) -> None:
+    running.pop(cluster, None)
+    if done.cancelled():
+        return
+    error = done.exception()
+    if isinstance(error, ClusterAccessError):
+        # Its state change was logged already (Runtime.cluster_failed, the gate).
+        log.debug("sweep of cluster %s failed: %s", cluster, error)
+        runtime.metrics.reconcile_error(handler="sweep")
+    elif error is not None:
+        log.error("sweep of cluster %s failed: %s", cluster, error)
+        runtime.metrics.reconcile_error(handler="sweep")
