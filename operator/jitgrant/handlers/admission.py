@@ -52,6 +52,7 @@ from jitgrant.approvals.revocation import deletion_stamp, fate_touched, review_r
 from jitgrant.audit.records import EventType
 from jitgrant.clusters.access import AccessSubject, own_cluster_api, subject_may
 from jitgrant.clusters.errors import ClusterAccessError
+from jitgrant.clusters.policy_checks import read_policy
 from jitgrant.handlers.audit_events import audit_event
 from jitgrant.handlers.dry_run import answer_dry_run
 from jitgrant.handlers.telemetry import measured
@@ -99,6 +100,7 @@ from jitgrant.models.vocabulary import (
 )
 from jitgrant.policy import DEFAULT_OPERATOR_NAMESPACE
 from jitgrant.policy.decision import duration_reason
+from jitgrant.policy.gate import PolicyRefusal, not_ready, policy_gate, policy_not_found_message
 
 PLURAL = "accessrequests"
 MUTATE_ID = "stamp-requester"
@@ -535,16 +537,19 @@ async def _guardrails(runtime: Any, body: Mapping[str, Any], *, dryrun: bool, wa
     """
     spec = body.get("spec") or {}
     name = str(spec.get("policy") or "")
-    # A real create reads the policy from this replica's watch (no call per request); a dry run,
-    # rare and asked right after editing a policy, reads it fresh.
-    watched = getattr(runtime, "watched_policies", None)
-    policy = watched.get(name) if isinstance(watched, dict) and not dryrun else None
-    policy = policy or await _policy(runtime, name)
+    policy, gate = await _policy_and_gate(runtime, name, dryrun=dryrun)
     existing = _existing(runtime, body) if policy is None or policy.limits.one_open_per_scope else None
     limit = _limit(runtime, body, policy)
     if dryrun:
-        await _answer_dry_run(runtime, body, warnings, policy=policy, existing=existing, limit=limit)
+        await _answer_dry_run(
+            runtime, body, warnings, policy=policy, existing=existing, limit=limit, refusal=gate
+        )
         return
+    if gate is not None:
+        # Issue 24 §5: nothing is stored under a policy that does not exist or is not Ready. A name
+        # that exists nowhere is no metric label (anyone could mint series with typos).
+        counted = gate.reason is not Reason.POLICY_NOT_FOUND
+        await _guardrail_refused(runtime, body, gate.reason, gate.message, metric=counted)
     if existing is not None:
         key = spec.get("requestKey")
         message = already_requested_message(existing, same_key=bool(key) and key == existing.request_key)
@@ -559,14 +564,47 @@ async def _guardrails(runtime: Any, body: Mapping[str, Any], *, dryrun: bool, wa
         await _guardrail_refused(runtime, body, Reason.POLICY_REFUSED, refusal)
 
 
+async def _policy_and_gate(
+    runtime: Any, name: str, *, dryrun: bool
+) -> tuple[GrantPolicySpec | None, PolicyRefusal | None]:
+    """The policy a new request names, and why nothing may be filed under it (policy/gate.py).
+
+    A real create reads the policy and its Ready condition from this replica's watch (no call per
+    request); a dry run, rare and asked right after editing a policy, reads it fresh, as does a
+    create naming a policy the watch does not hold (missing, invalid, or not seen yet).
+    """
+    watched = getattr(runtime, "watched_policies", None)
+    if not dryrun and isinstance(watched, dict) and name in watched:
+        states = getattr(runtime, "watched_ready", None)
+        return watched[name], not_ready(name, states.get(name) if isinstance(states, dict) else None)
+    own = getattr(runtime, "own", None)
+    if own is None:  # a runtime serving specs only (embedded tests): no Ready to judge
+        policy = await _policy(runtime, name)
+        missing = PolicyRefusal(Reason.POLICY_NOT_FOUND, policy_not_found_message(name))
+        return policy, None if policy is not None else missing
+    try:
+        body = await read_policy(own, name)
+    except Exception as error:  # no answer about the policy: nothing is decided, the agent retries
+        raise _refuse(
+            f"could not read GrantPolicy {name!r} ({error}); try again shortly", code=503
+        ) from error
+    return policy_gate(name, body)
+
+
 async def _guardrail_refused(
-    runtime: Any, body: Mapping[str, Any], reason: Reason, message: str, *, code: int = 403
+    runtime: Any,
+    body: Mapping[str, Any],
+    reason: Reason,
+    message: str,
+    *,
+    code: int = 403,
+    metric: bool = True,
 ) -> None:
     """Count the refusal (per policy), audit it (at most once per requester per minute), refuse."""
     spec = body.get("spec") or {}
     policy = str(spec.get("policy") or "")
     metrics = getattr(runtime, "metrics", None)
-    if metrics is not None:
+    if metrics is not None and metric:
         metrics.guardrail_refused(policy=policy, reason=reason.value)
     tally = getattr(runtime, "refusals", None)
     audit = getattr(runtime, "audit", None)
@@ -627,6 +665,7 @@ async def _answer_dry_run(
     policy: GrantPolicySpec | None,
     existing: OpenRequest | None = None,
     limit: str | None = None,
+    refusal: PolicyRefusal | None = None,
 ) -> None:
     """A dryRun create is answered with the operator's decision (handlers/dry_run.py)."""
     settings = runtime.settings
@@ -634,6 +673,7 @@ async def _answer_dry_run(
         body=body,
         existing=existing,
         limit=limit,
+        refusal=refusal,
         policy=policy,
         inline_rules_enabled=bool(getattr(settings, "inline_rules_enabled", False)),
         operator_namespace=str(getattr(settings, "operator_namespace", DEFAULT_OPERATOR_NAMESPACE)),

@@ -243,7 +243,7 @@ async def recheck_grants_on_policy_change(
     """A policy's spec changed or it was deleted: its live requests are held against it now."""
     runtime = getattr(memo, "runtime", None)
     if isinstance(runtime, Runtime):
-        runtime.policy_seen(body.metadata.name or "", body.get("spec"), deleted=type == "DELETED")
+        runtime.policy_seen(body.metadata.name or "", body.get("spec"), deleted=type == "DELETED", body=body)
     scheduler = getattr(memo, "scheduler", None)
     if isinstance(scheduler, Scheduler):
         generation = body.metadata.get("generation")

@@ -30,14 +30,15 @@ from jitgrant.clusters.policy_checks import (
 )
 from jitgrant.lifecycle import Action, Step
 from jitgrant.models import API_GROUP, API_VERSION, GrantPolicySpec, TargetType
-from jitgrant.models.vocabulary import Reason, format_time
+from jitgrant.models.vocabulary import READY_CONDITION, Reason, format_time
 from jitgrant.offline.exposure import dangerous_without_approval
 from jitgrant.policy import ClusterRoleState, check_policy, readiness, rules_of, widened_reason
+from jitgrant.policy.gate import policy_invalid_message
 from jitgrant.policy.scope import policy_cluster_roles
 
 log = logging.getLogger("jitgrant.policy_status")
 
-READY = "Ready"
+READY = READY_CONDITION
 RECHECK_SECONDS = 30.0
 STATUS_ID = "policy-status"
 _RESOURCE = (API_GROUP, API_VERSION, "grantpolicies")
@@ -59,7 +60,7 @@ async def load_policy(runtime: Any, name: str) -> tuple[GrantPolicySpec | None, 
     check = check_policy(body.get("spec"))
     if check.valid:
         return check.spec, None
-    message = f"GrantPolicy {name!r} is invalid: {check.message}; the platform team must fix it"
+    message = policy_invalid_message(name, check)
     log.warning("%s", message)
     return None, message
 

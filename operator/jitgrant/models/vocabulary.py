@@ -56,6 +56,8 @@ CREATED_BY_EXTRA: Final = f"{API_GROUP}/created-by"
 # manager runs with --use-service-account-credentials (the default of kubeadm and managed services).
 GARBAGE_COLLECTOR_USERNAME: Final = "system:serviceaccount:kube-system:generic-garbage-collector"
 LAST_APPLIED_ANNOTATION: Final = "kubectl.kubernetes.io/last-applied-configuration"
+# The GrantPolicy condition the operator writes: valid, ClusterRoles bindable and as accepted.
+READY_CONDITION: Final = "Ready"
 # The AccessRequest condition that is True while an ended grant's removal from its cluster is late.
 REMOVAL_OVERDUE_CONDITION: Final = "RemovalOverdue"
 # Prefix of the admission warnings (allowed, pending) and the refusal (denied) of a dryRun create.
@@ -81,6 +83,8 @@ class Reason(StrEnum):
     PENDING_TIMEOUT = "PendingTimeout"
     POLICY_INVALID = "PolicyInvalid"
     CLUSTER_ROLE_WIDENED = "ClusterRoleWidened"
+    # The policy's Ready condition is False: no request is filed under it (refused at admission).
+    POLICY_NOT_READY = "PolicyNotReady"
     # Guardrails (issue 31): the requester already has an open request for this scope.
     ALREADY_REQUESTED = "AlreadyRequested"
     # ... or is past the policy's spec.limits (open requests, or requests per hour).
