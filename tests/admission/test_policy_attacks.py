@@ -212,13 +212,22 @@ def widen(env: Environment) -> None:
 
 
 def test_a_cluster_role_that_gained_get_secrets_is_not_bound(env: Environment) -> None:
-    widen(env)
+    """Widened after the request was admitted and approved by a human, before its grant: the grant-time
+    check on the live rules refuses it. (Widened first, the policy turns not Ready and the webhook
+    refuses the request itself: issue 24 §5.)"""
+    approval = {"required": True, "approvers": {"groups": ["sre-oncall"]}}
+    env.apply([policy("widened-later", grants=[{"clusterRole": "jit-restart-checkout"}], approval=approval)])
+    env.allow_to_approve("agents", group="sre-oncall")
     agent = env.client_for_service_account("agents", "oncall-agent")
-    env.create_request(request("after-widening", "oncall-restart"), client=agent)
+    env.create_request(request("after-widening", "widened-later"), client=agent)
+    env.wait_for_phase("agents", "after-widening", "Pending")
+    widen(env)
+    approver = env.client_for_user("alice", groups=("sre-oncall",))
+    env.annotate_request("agents", "after-widening", {"jitgrant.dev/approve": "ok"}, client=approver)
     failed = env.wait_for_phase("agents", "after-widening", "Failed")
     assert failed["status"]["reason"] == "ClusterRoleWidened"
     assert failed["status"]["message"].startswith(
-        "ClusterRole 'jit-restart-checkout' holds dangerous permissions policy oncall-restart does not "
+        "ClusterRole 'jit-restart-checkout' holds dangerous permissions policy widened-later does not "
         "accept: resource 'secrets' (verbs get: exposes credentials)"
     )
     assert env.jit_bindings("payments") == []

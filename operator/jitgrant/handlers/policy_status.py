@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import kopf
@@ -29,10 +29,11 @@ from jitgrant.clusters.policy_checks import (
     read_policy,
 )
 from jitgrant.lifecycle import Action, Step
-from jitgrant.models import API_GROUP, API_VERSION, GrantPolicySpec, TargetType
+from jitgrant.models import API_GROUP, API_VERSION, DenyRule, GrantPolicySpec, PolicyRule, TargetType
 from jitgrant.models.vocabulary import READY_CONDITION, Reason, format_time
 from jitgrant.offline.exposure import dangerous_without_approval
 from jitgrant.policy import ClusterRoleState, check_policy, readiness, rules_of, widened_reason
+from jitgrant.policy.deny import grant_deny_reason
 from jitgrant.policy.gate import policy_invalid_message
 from jitgrant.policy.scope import policy_cluster_roles
 
@@ -97,6 +98,40 @@ async def cluster_role_refusal(
     return widened_reason(
         policy_name=policy_name, policy=policy, cluster_role=cluster_role, rules=rules_of(read.body)
     )
+
+
+async def grant_refusal(
+    target: Any,
+    *,
+    policy_name: str,
+    policy: GrantPolicySpec,
+    cluster_wide_deny: Sequence[DenyRule],
+    namespace: str,
+    cluster_role: str | None,
+    inline_rules: Sequence[PolicyRule],
+) -> tuple[Reason, str] | None:
+    """At grant time, on the rules as they are now: the ClusterRole's (read once) held against the
+    dangerous list (`ClusterRoleWidened`), then its or the inline rules against the deny rules
+    (`DenyRuleMatched`, policy/deny.py). Read errors propagate as in `cluster_role_refusal`."""
+    rules: Sequence[PolicyRule] = inline_rules
+    if cluster_role is not None:
+        read = await read_cluster_role(target, cluster_role)
+        if not read.found:
+            return None  # the API server refuses the binding itself (GrantRefusedByCluster)
+        rules = rules_of(read.body)
+        widened = widened_reason(
+            policy_name=policy_name, policy=policy, cluster_role=cluster_role, rules=rules
+        )
+        if widened is not None:
+            return Reason.CLUSTER_ROLE_WIDENED, widened
+    denied = grant_deny_reason(
+        policy=policy,
+        cluster_wide=cluster_wide_deny,
+        namespace=namespace,
+        cluster_role=cluster_role,
+        rules=rules,
+    )
+    return (Reason.DENY_RULE_MATCHED, denied) if denied is not None else None
 
 
 # --- The Ready condition -----------------------------------------------------------------------------
@@ -171,7 +206,8 @@ async def _rbac_condition(runtime: Any, body: Mapping[str, Any]) -> tuple[str, s
         return "Unknown", Reason.TARGET_UNAVAILABLE, f"cannot check the target cluster: {exc}"
     if isinstance(states, str):
         return "Unknown", Reason.CLUSTER_ROLE_NOT_BINDABLE, states
-    result = readiness(policy_name=name, check=check, roles=states)
+    deny = getattr(runtime.settings, "deny_rules", ())
+    result = readiness(policy_name=name, check=check, roles=states, cluster_wide_deny=deny)
     return ("True" if result.ready else "False"), result.reason, result.message
 
 

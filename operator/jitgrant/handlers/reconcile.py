@@ -35,7 +35,7 @@ from jitgrant.grants.kubeconfig import kubeconfig_yaml, scoped_kubeconfig
 from jitgrant.grants.objects import GrantOwner
 from jitgrant.grants.plan import GrantPlan, plan_grant
 from jitgrant.handlers.audit_events import audit_event
-from jitgrant.handlers.policy_status import cluster_role_refusal, invalid_policy_step, load_policy
+from jitgrant.handlers.policy_status import grant_refusal, invalid_policy_step, load_policy
 from jitgrant.handlers.revoker import named_deleter, named_revoker
 from jitgrant.handlers.runtime import Runtime
 from jitgrant.identity.stamp import verify_requester_seal
@@ -666,13 +666,18 @@ class Reconciler:
                 if written is None:
                     return
                 stored = written
-            role = step.decision.cluster_role
-            widened = await cluster_role_refusal(
-                target, policy_name=request.spec.policy, policy=policy, cluster_role=role
+            refused = await grant_refusal(
+                target,
+                policy_name=request.spec.policy,
+                policy=policy,
+                cluster_wide_deny=runtime.settings.deny_rules,
+                namespace=request.spec.namespace,
+                cluster_role=step.decision.cluster_role,
+                inline_rules=step.decision.rules,
             )
-            if widened is not None:  # the ClusterRole gained dangerous rules since the policy was written
-                why = Reason.CLUSTER_ROLE_WIDENED
-                await self._fail(stored, request, reason=why, message=widened, cluster=cluster, grant=record)
+            if refused is not None:  # a ClusterRole widened since the policy was written, or a deny rule met
+                why, message = refused
+                await self._fail(stored, request, reason=why, message=message, cluster=cluster, grant=record)
                 return
             made = await self._create(plan, record=record, request=request, target=target)
         except _WindowClosed:

@@ -10,7 +10,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from jitgrant.models.base import Duration, WireModel, parse_duration
-from jitgrant.models.rbac import PolicyRule
+from jitgrant.models.rbac import DenyRule, PolicyRule
 
 # Groups the API server puts every caller of a kind into: naming one as a requester admits everyone
 # (every user, every ServiceAccount in any namespace, or anyone at all), so it takes an opt-in.
@@ -356,6 +356,12 @@ class GrantPolicySpec(WireModel):
     )
     limits: RequestLimits = Field(
         default=RequestLimits(), description="Caps and rates per requester (default: none)."
+    )
+    deny: tuple[DenyRule, ...] = Field(
+        default=(),
+        description="Permissions no grant under this policy may carry, whatever its ClusterRoles hold: a "
+        "ClusterRole or inline rule including one is refused at apply and again at grant time against "
+        "its live rules (DenyRuleMatched). The operator's cluster-wide deny rules apply as well.",
     )
 
     @field_validator("namespaces")

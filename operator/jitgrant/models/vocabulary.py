@@ -83,6 +83,8 @@ class Reason(StrEnum):
     PENDING_TIMEOUT = "PendingTimeout"
     POLICY_INVALID = "PolicyInvalid"
     CLUSTER_ROLE_WIDENED = "ClusterRoleWidened"
+    # A ClusterRole's (live) or inline rules include a permission a deny rule forbids (issue 31 §5).
+    DENY_RULE_MATCHED = "DenyRuleMatched"
     # The policy's Ready condition is False: no request is filed under it (refused at admission).
     POLICY_NOT_READY = "PolicyNotReady"
     # Guardrails (issue 31): the requester already has an open request for this scope.
