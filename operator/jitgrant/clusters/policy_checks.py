@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import urllib3.exceptions
-from kubernetes.client import AuthorizationV1Api, CustomObjectsApi, RbacAuthorizationV1Api
+from kubernetes.client import AuthorizationV1Api, CoreV1Api, CustomObjectsApi, RbacAuthorizationV1Api
 from kubernetes.client.exceptions import ApiException
 
 from jitgrant.clusters.errors import classify_kubernetes_error
@@ -154,3 +154,18 @@ async def may_bind(api: Any, cluster_role: str) -> bool | None:
     }
     result = await _call(AuthorizationV1Api(client).create_self_subject_access_review, review)
     return bool(result.status.allowed)
+
+
+async def read_namespace_labels(api: Any, name: str) -> dict[str, str] | None:
+    """A Namespace's labels (a policy's namespaceSelector is matched against them); None when it does
+    not exist or cannot be read by this client."""
+    client = _client(api)
+    if client is None:
+        return None
+    try:
+        namespace = await _call(CoreV1Api(client).read_namespace, name, limits=_timeout(api))
+    except ApiException as exc:
+        if exc.status in (403, 404):
+            return None
+        raise classify_kubernetes_error(exc, cluster=_cluster_name(api)) from exc
+    return dict(namespace.metadata.labels or {})

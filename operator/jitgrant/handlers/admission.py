@@ -55,6 +55,7 @@ from jitgrant.clusters.errors import ClusterAccessError
 from jitgrant.clusters.policy_checks import read_policy
 from jitgrant.handlers.audit_events import audit_event
 from jitgrant.handlers.dry_run import answer_dry_run
+from jitgrant.handlers.policy_status import scoped_to_namespace
 from jitgrant.handlers.telemetry import measured
 from jitgrant.identity.claims import issuer_entry, policy_not_found, requester_refusal
 from jitgrant.identity.jwks import IssuerUnavailable, JWKSCache
@@ -538,6 +539,11 @@ async def _guardrails(runtime: Any, body: Mapping[str, Any], *, dryrun: bool, wa
     spec = body.get("spec") or {}
     name = str(spec.get("policy") or "")
     policy, gate = await _policy_and_gate(runtime, name, dryrun=dryrun)
+    try:  # a namespaceSelector is matched against the target namespace's live labels
+        policy = await scoped_to_namespace(runtime, policy, str(spec.get("namespace") or ""))
+    except ClusterAccessError as error:
+        message = f"could not read the target namespace's labels ({error}); try again shortly"
+        raise _refuse(message, code=503) from error
     existing = _existing(runtime, body) if policy is None or policy.limits.one_open_per_scope else None
     limit = _limit(runtime, body, policy)
     if dryrun:

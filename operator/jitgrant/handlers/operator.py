@@ -255,6 +255,22 @@ async def recheck_grants_on_policy_change(
         )
 
 
+@kopf.on.event("", "v1", "namespaces", id="namespace-labels")
+async def namespace_labels_changed(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:
+    """A Namespace's labels changed: grants under policies with a namespaceSelector are held against
+    them again (a label removed ends the grants it allowed, as a narrowed policy does)."""
+    runtime = getattr(memo, "runtime", None)
+    if not isinstance(runtime, Runtime):
+        return
+    labels = dict(body.metadata.labels or {})
+    changed = runtime.namespace_seen(body.metadata.name or "", labels, deleted=type == "DELETED")
+    scheduler = getattr(memo, "scheduler", None)
+    if changed and isinstance(scheduler, Scheduler):
+        for name, spec in list(runtime.watched_policies.items()):
+            if spec.namespace_selector is not None:
+                scheduler.policy_changed(name)
+
+
 @kopf.on.event(*_RESOURCE, id="reconcile-on-change")
 async def reconcile_on_change(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:
     """Every event queues the request at its due time; what is due now is reconciled at once.

@@ -26,6 +26,7 @@ from jitgrant.clusters.policy_checks import (
     may_bind,
     patch_policy_status,
     read_cluster_role,
+    read_namespace_labels,
     read_policy,
 )
 from jitgrant.lifecycle import Action, Step
@@ -36,6 +37,7 @@ from jitgrant.policy import ClusterRoleState, check_policy, readiness, rules_of,
 from jitgrant.policy.deny import grant_deny_reason
 from jitgrant.policy.gate import policy_invalid_message
 from jitgrant.policy.scope import policy_cluster_roles
+from jitgrant.policy.selector import policy_for_namespace
 
 log = logging.getLogger("jitgrant.policy_status")
 
@@ -64,6 +66,21 @@ async def load_policy(runtime: Any, name: str) -> tuple[GrantPolicySpec | None, 
     message = policy_invalid_message(name, check)
     log.warning("%s", message)
     return None, message
+
+
+async def scoped_to_namespace(
+    runtime: Any, policy: GrantPolicySpec | None, namespace: str
+) -> GrantPolicySpec | None:
+    """The policy as it applies to `namespace`: its namespaceSelector resolved against the namespace's
+    live labels (policy/selector.py), from the Namespace watch or, before the watch has it, a GET."""
+    if policy is None or policy.namespace_selector is None or namespace in policy.namespaces:
+        return policy
+    watched = getattr(runtime, "namespace_labels", None)
+    labels = watched.get(namespace) if isinstance(watched, dict) else None
+    if labels is None:
+        labels = await read_namespace_labels(getattr(runtime, "own", None), namespace)
+    operator_namespace = str(getattr(runtime.settings, "operator_namespace", "jitgrant-system"))
+    return policy_for_namespace(policy, namespace, labels, operator_namespace=operator_namespace)
 
 
 def invalid_policy_step(step: Step, *, problem: str) -> Step:

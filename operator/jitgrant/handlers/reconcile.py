@@ -35,7 +35,12 @@ from jitgrant.grants.kubeconfig import kubeconfig_yaml, scoped_kubeconfig
 from jitgrant.grants.objects import GrantOwner
 from jitgrant.grants.plan import GrantPlan, plan_grant
 from jitgrant.handlers.audit_events import audit_event
-from jitgrant.handlers.policy_status import grant_refusal, invalid_policy_step, load_policy
+from jitgrant.handlers.policy_status import (
+    grant_refusal,
+    invalid_policy_step,
+    load_policy,
+    scoped_to_namespace,
+)
 from jitgrant.handlers.revoker import named_deleter, named_revoker
 from jitgrant.handlers.runtime import Runtime
 from jitgrant.identity.stamp import verify_requester_seal
@@ -296,6 +301,7 @@ class Reconciler:
         if name not in self._policies:
             self._policies[name] = await load_policy(self.runtime, name)
         policy, policy_problem = self._policies[name]
+        policy = await scoped_to_namespace(self.runtime, policy, request.spec.namespace)
         seal_valid = verify_requester_seal(
             key=settings.receipt_key,
             namespace=stored.namespace,

@@ -119,6 +119,18 @@ class Runtime:
             if state is not None:
                 self.watched_ready[name] = state
 
+    # Namespace labels from this replica's Namespace watch: namespaceSelector policies are matched
+    # against them (policy/selector.py) at admission and in each reconcile pass.
+    namespace_labels: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def namespace_seen(self, name: str, labels: Mapping[str, str], *, deleted: bool) -> bool:
+        """Record a Namespace watch event; True when a namespace seen before changed its labels (or
+        went), so grants under selector policies are held against them again."""
+        before = self.namespace_labels.pop(name, None)
+        if not deleted:
+            self.namespace_labels[name] = dict(labels)
+        return before is not None and before != self.namespace_labels.get(name)
+
     # Per target cluster: reachable at the last call (absent: not yet called). A change is logged
     # once, instead of a line (or a traceback) per retry of every request waiting on it.
     reachable: dict[str, bool] = field(default_factory=dict)

@@ -125,6 +125,12 @@ def deny_reason(
     )
 
 
+def _where(spec: GrantPolicySpec) -> tuple[str, ...]:
+    """Where the policy's grants may land, as deny rules' namespaces are held against: a selector may
+    select any non-system namespace."""
+    return (*spec.namespaces, WILDCARD) if spec.namespace_selector is not None else spec.namespaces
+
+
 def inline_deny_problems(spec: GrantPolicySpec, cluster_wide: Sequence[DenyRule] = ()) -> tuple[str, ...]:
     """The policy's inline rules held against its deny rules (and the operator's), per grants entry."""
     denied = deny_rules_for(spec, cluster_wide)
@@ -136,7 +142,7 @@ def inline_deny_problems(spec: GrantPolicySpec, cluster_wide: Sequence[DenyRule]
             subject=f"spec.grants[{index}].rules",
             rules=option.rules,
             denied=denied,
-            namespaces=spec.namespaces,
+            namespaces=_where(spec),
         )
         if reason is not None:
             problems.append(reason)
@@ -157,7 +163,7 @@ def cluster_role_deny_problems(
             subject=f"ClusterRole '{role}' (spec.grants[{index}])",
             rules=roles[role],
             denied=denied,
-            namespaces=spec.namespaces,
+            namespaces=_where(spec),
         )
         if reason is not None:
             problems.append(reason)
