@@ -22,6 +22,7 @@ from jitgrant.models import API_GROUP, API_VERSION, TargetType
 from jitgrant.models.vocabulary import Reason
 from jitgrant.policy import check_policy, rules_of
 from jitgrant.policy.deny import apply_deny_refusal
+from jitgrant.policy.notifications import unknown_notifiers
 from jitgrant.policy.scope import policy_cluster_roles
 
 PLURAL = "grantpolicies"
@@ -75,10 +76,24 @@ async def deny_refusal(body: Mapping[str, Any], runtime: Any) -> str | None:
     return f"GrantPolicy {name} refused ({Reason.DENY_RULE_MATCHED}): {problems}"
 
 
+def _notifier_refusal(body: Mapping[str, Any], runtime: Any) -> str | None:
+    """A spec.notifications naming a notifier this operator does not have (issue 31 §6)."""
+    check = check_policy(body.get("spec"))
+    if check.spec is None or check.spec.notifications is None or runtime is None:
+        return None
+    notifier = getattr(runtime, "notifier", None)
+    configured = [n.name for n in getattr(notifier, "notifiers", ())]
+    problem = unknown_notifiers(check.spec.notifications, configured)
+    if problem is None:
+        return None
+    name = (body.get("metadata") or {}).get("name") or "(unnamed)"
+    return f"GrantPolicy {name} refused ({Reason.POLICY_INVALID}): {problem}"
+
+
 @_validating()
 async def validate_policy(*, body: kopf.Body, memo: Any = None, **_: Any) -> None:
     runtime = getattr(memo, "runtime", None) if memo is not None else None
-    reason = refusal(body) or await deny_refusal(body, runtime)
+    reason = refusal(body) or await deny_refusal(body, runtime) or _notifier_refusal(body, runtime)
     if reason is not None:
         raise kopf.AdmissionError(reason, code=422)
 

@@ -441,8 +441,14 @@ class Reconciler:
         if runtime.notifier is not None and step.reason not in _QUIET_REASONS:
             # queued, never awaited: a receiver cannot slow a grant
             expires_at = audit.get("expires_at")
+            policy = self._policies.get(request.spec.policy, (None, None))[0]
             runtime.notifier.transition(
-                request, phase=phase, reason=step.reason, message=step.message, expires_at=expires_at
+                request,
+                phase=phase,
+                reason=step.reason,
+                message=step.message,
+                expires_at=expires_at,
+                notifications=policy.notifications if policy is not None else None,
             )
 
     # --- Decisions --------------------------------------------------------------------------------

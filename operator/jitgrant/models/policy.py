@@ -11,6 +11,7 @@ from pydantic import Field, field_validator, model_validator
 
 from jitgrant.models.base import Duration, WireModel, parse_duration
 from jitgrant.models.rbac import DenyRule, PolicyRule
+from jitgrant.models.vocabulary import NotifyEvent
 
 # Groups the API server puts every caller of a kind into: naming one as a requester admits everyone
 # (every user, every ServiceAccount in any namespace, or anyone at all), so it takes an opt-in.
@@ -390,6 +391,22 @@ class RequestLimits(WireModel):
     )
 
 
+class PolicyNotifications(WireModel):
+    """Which notifications this policy's requests send, overriding the operator's default (issue 31
+    §6): page on break-glass, stay quiet on auto-approved reads."""
+
+    notifiers: tuple[str, ...] | None = Field(
+        default=None,
+        description="Names of the operator's notifiers (the chart's notifications.notifiers[].name) to "
+        "use; [] sends none; unset: every notifier.",
+    )
+    events: tuple[NotifyEvent, ...] | None = Field(
+        default=None,
+        description="Events to send (pending, decided, active, expired, revoked, failed), instead of each "
+        "notifier's own list; unset: each notifier's events.",
+    )
+
+
 class GrantPolicySpec(WireModel):
     requesters: Requesters = Field(description="Who may request under this policy.")
     target: Target = Field(default=Target(), description="Where grants are made (default: this cluster).")
@@ -421,6 +438,10 @@ class GrantPolicySpec(WireModel):
     )
     limits: RequestLimits = Field(
         default=RequestLimits(), description="Caps and rates per requester (default: none)."
+    )
+    notifications: PolicyNotifications | None = Field(
+        default=None,
+        description="Which notifiers and events this policy's requests use (default: the operator's).",
     )
     deny: tuple[DenyRule, ...] = Field(
         default=(),

@@ -67,6 +67,17 @@ DRY_RUN_WARNING: Final = f"{API_GROUP}/dry-run"
 EXISTING_REQUEST_MARKER: Final = f"{API_GROUP}/existing-request"
 
 
+class NotifyEvent(StrEnum):
+    """What a notifier posts about (the chart's notifiers[].events, a policy's spec.notifications)."""
+
+    PENDING = "pending"  # waiting for approvers: the message carries the approve/deny commands
+    DECIDED = "decided"  # approved (by people or by policy), denied, or timed out
+    ACTIVE = "active"
+    EXPIRED = "expired"
+    REVOKED = "revoked"  # revoked, released by the requester, or deleted
+    FAILED = "failed"
+
+
 class Reason(StrEnum):
     """Why a request is where it is: `status.reason`, the Event reason and the audit record's reason."""
 
