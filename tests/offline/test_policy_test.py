@@ -66,6 +66,7 @@ def test_the_examples_and_their_expected_outcomes_agree(capsys: pytest.CaptureFi
         "read-logs-inline.yaml",
         "hydra-agents.yaml",
         "guardrails.yaml",
+        "by-label.yaml",
     }
 
 

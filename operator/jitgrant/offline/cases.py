@@ -41,6 +41,7 @@ from jitgrant.models.vocabulary import Reason
 from jitgrant.offline.loader import TEST_KIND, ManifestError, Manifests
 from jitgrant.policy import DEFAULT_OPERATOR_NAMESPACE, widened_reason
 from jitgrant.policy.deny import grant_deny_reason
+from jitgrant.policy.selector import policy_for_namespace
 
 AUTHENTICATED = "system:authenticated"
 _NEVER = datetime.max.replace(tzinfo=UTC)  # a verified token's expiry plays no part in the decision
@@ -138,6 +139,9 @@ class Case(WireModel):
     identity: Identity
     request: dict[str, Any] = Field(description="An AccessRequest spec (policy, namespace, ...).")
     cluster_roles: tuple[LiveClusterRole, ...] = ()
+    # The target namespace's labels as the cluster has them, for a policy's namespaceSelector
+    # (unset: the namespace has no labels, so only a listed namespace is allowed).
+    namespace_labels: dict[str, str] = Field(default_factory=dict)
     expect: Expectation
 
     @model_validator(mode="after")
@@ -227,6 +231,11 @@ def evaluate(case: Case, manifests: Manifests, settings: Settings) -> DryRunAnsw
         message = f"GrantPolicy {name!r} is invalid: {loaded.check.message}; the platform team must fix it"
         return DryRunAnswer(Outcome.DENIED, Reason.POLICY_INVALID, message)
     policy = loaded.check.spec if loaded is not None else None
+    if policy is not None:  # what admission does with a namespaceSelector (policy/selector.py)
+        namespace = str(case.request.get("namespace") or "")
+        policy = policy_for_namespace(
+            policy, namespace, case.namespace_labels, operator_namespace=settings.operator_namespace
+        )
     answer = dry_run_answer(
         body=body,
         policy=policy,
