@@ -18,6 +18,8 @@ import kopf
 from kopf.on import WebhookDecorator
 
 from jitgrant.clusters.policy_checks import read_cluster_role
+from jitgrant.handlers.policy_status import activity_source
+from jitgrant.lifecycle.idle import idle_refusal
 from jitgrant.models import API_GROUP, API_VERSION, TargetType
 from jitgrant.models.vocabulary import Reason
 from jitgrant.policy import check_policy, rules_of
@@ -90,10 +92,27 @@ def _notifier_refusal(body: Mapping[str, Any], runtime: Any) -> str | None:
     return f"GrantPolicy {name} refused ({Reason.POLICY_INVALID}): {problem}"
 
 
+def _idle_refusal(body: Mapping[str, Any], runtime: Any) -> str | None:
+    """A spec.idleTimeout nothing could enforce: no activity source for the target (issue 31 §3)."""
+    check = check_policy(body.get("spec"))
+    if check.spec is None or check.spec.idle_timeout is None or runtime is None:
+        return None
+    problem = idle_refusal(check.spec, has_source=activity_source(runtime, check.spec) is not None)
+    if problem is None:
+        return None
+    name = (body.get("metadata") or {}).get("name") or "(unnamed)"
+    return f"GrantPolicy {name} refused ({Reason.POLICY_INVALID}): {problem}"
+
+
 @_validating()
 async def validate_policy(*, body: kopf.Body, memo: Any = None, **_: Any) -> None:
     runtime = getattr(memo, "runtime", None) if memo is not None else None
-    reason = refusal(body) or await deny_refusal(body, runtime) or _notifier_refusal(body, runtime)
+    reason = (
+        refusal(body)
+        or await deny_refusal(body, runtime)
+        or _notifier_refusal(body, runtime)
+        or _idle_refusal(body, runtime)
+    )
     if reason is not None:
         raise kopf.AdmissionError(reason, code=422)
 

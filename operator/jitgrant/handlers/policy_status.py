@@ -21,6 +21,9 @@ from typing import Any
 
 import kopf
 
+from jitgrant.activity.attribution import activity
+from jitgrant.activity.base import SourceError, Window
+from jitgrant.activity.grant import NoGrant, identity_of
 from jitgrant.clusters.policy_checks import (
     list_policies,
     may_bind,
@@ -30,7 +33,16 @@ from jitgrant.clusters.policy_checks import (
     read_policy,
 )
 from jitgrant.lifecycle import Action, Step
-from jitgrant.models import API_GROUP, API_VERSION, DenyRule, GrantPolicySpec, PolicyRule, TargetType
+from jitgrant.lifecycle.idle import idle_refusal, idle_step
+from jitgrant.models import (
+    API_GROUP,
+    API_VERSION,
+    AccessRequest,
+    DenyRule,
+    GrantPolicySpec,
+    PolicyRule,
+    TargetType,
+)
 from jitgrant.models.vocabulary import READY_CONDITION, Reason, format_time
 from jitgrant.offline.exposure import dangerous_without_approval
 from jitgrant.policy import ClusterRoleState, check_policy, readiness, rules_of, widened_reason
@@ -81,6 +93,42 @@ async def scoped_to_namespace(
         labels = await read_namespace_labels(getattr(runtime, "own", None), namespace)
     operator_namespace = str(getattr(runtime.settings, "operator_namespace", "jitgrant-system"))
     return policy_for_namespace(policy, namespace, labels, operator_namespace=operator_namespace)
+
+
+def activity_source(runtime: Any, policy: GrantPolicySpec) -> Any:
+    """The audit-log source the trail reads for the policy's target cluster (None: none configured)."""
+    reader = getattr(getattr(runtime, "audit", None), "activity", None)
+    source_for = getattr(reader, "source_for", None)
+    if not callable(source_for):
+        return None
+    found = source_for(policy.target.cluster)
+    if found is None and policy.target.type is TargetType.IN_CLUSTER:
+        found = source_for("self")  # the name docs/audit.md gives the operator's own cluster
+    return found
+
+
+async def idle_check(runtime: Any, request: AccessRequest, policy: GrantPolicySpec | None) -> Step | None:
+    """For an Active grant under a policy with idleTimeout: its identity's last API call, read from
+    the target cluster's audit log, held against the timeout (lifecycle/idle.py). None: nothing to
+    change, or the log could not be read (the grant is not ended on a log that did not answer)."""
+    if policy is None or policy.idle_timeout is None:
+        return None
+    source = activity_source(runtime, policy)
+    if source is None:
+        return None  # refused at apply and not Ready: nothing here could judge it
+    try:
+        grant = identity_of(request)
+    except NoGrant:
+        return None
+    now = runtime.clock()
+    window = Window(start=grant.start, end=now, terms=frozenset({*grant.usernames, grant.binding_name}))
+    try:
+        calls = await asyncio.to_thread(lambda: activity(source.calls(window), grant))
+    except SourceError as error:
+        log.warning("idle check of %s/%s: %s", request.metadata.namespace, request.metadata.name, error)
+        return None
+    last = max((attributed.call.time for attributed in calls), default=None)
+    return idle_step(request=request, policy=policy, last_call=last, now=now)
 
 
 def invalid_policy_step(step: Step, *, problem: str) -> Step:
@@ -202,6 +250,9 @@ async def ready_condition(runtime: Any, body: Mapping[str, Any]) -> tuple[str, s
         return condition
     check = check_policy(body.get("spec"))
     assert check.spec is not None  # Ready so far means valid
+    idle = idle_refusal(check.spec, has_source=activity_source(runtime, check.spec) is not None)
+    if idle is not None:  # stored past the webhook: say so rather than never ending an idle grant
+        return "False", Reason.POLICY_INVALID, idle
     return await issuer_condition(runtime, check.spec) or condition
 
 

@@ -37,6 +37,7 @@ from jitgrant.grants.plan import GrantPlan, plan_grant
 from jitgrant.handlers.audit_events import audit_event
 from jitgrant.handlers.policy_status import (
     grant_refusal,
+    idle_check,
     invalid_policy_step,
     load_policy,
     scoped_to_namespace,
@@ -322,6 +323,8 @@ class Reconciler:
         )
         if policy_problem is not None:  # an invalid policy is not a missing one: say what is wrong
             step = invalid_policy_step(step, problem=policy_problem)
+        elif step.action is Action.WAIT:  # an Active grant waiting for its expiry may end idle first
+            step = await idle_check(self.runtime, request, policy) or step
         step = named_revoker(step, key=settings.receipt_key, uid=stored.uid, annotations=stored.annotations)
         if stored.phase is None and step.action in (Action.PEND, Action.APPROVE):
             # Decided on: a duplicate reconciled before this decision's write lands loses to it (no

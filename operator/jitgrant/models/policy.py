@@ -426,6 +426,12 @@ class GrantPolicySpec(WireModel):
     default_duration: Duration | None = Field(
         default=None, description="Duration of a request that names none (default: maxDuration)."
     )
+    idle_timeout: Duration | None = Field(
+        default=None,
+        description="End a grant whose identity made no API call for this long (reason Idle), judged "
+        "from the target cluster's audit log (the operator's activity source for it; a policy with "
+        "idleTimeout where none is configured is refused at apply).",
+    )
     min_duration: Duration | None = Field(
         default=None,
         description="Shortest grant a request may ask for; equal to maxDuration for a fixed duration.",
@@ -493,6 +499,10 @@ class GrantPolicySpec(WireModel):
                     "would be refused (raise defaultDuration or lower minDuration)"
                 )
         return self
+
+    @property
+    def idle_timeout_delta(self) -> timedelta | None:
+        return parse_duration(self.idle_timeout) if self.idle_timeout is not None else None
 
     @property
     def min_duration_delta(self) -> timedelta:

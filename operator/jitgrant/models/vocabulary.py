@@ -110,6 +110,7 @@ class Reason(StrEnum):
     EXPIRED = "Expired"
     REVOKED = "Revoked"
     RELEASED = "Released"  # ended early by its own requester, not by an approver
+    IDLE = "Idle"  # ended because its identity made no API call for the policy's idleTimeout
     DELETED = "Deleted"
     # A finished request deleted by the operator once `finishedRetention` had passed since it ended.
     RETENTION_ELAPSED = "RetentionElapsed"
