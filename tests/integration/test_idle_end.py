@@ -102,3 +102,23 @@ def test_a_policy_with_idle_timeout_and_no_activity_source_is_refused_at_apply()
         body = str(refused.value.body)
         assert "spec.idleTimeout 4s needs the target cluster's API calls" in body
         assert "no activity source for cluster in-cluster" in body
+
+
+def test_an_idle_timer_runs_across_an_operator_restart(watched_env: Environment) -> None:
+    """The deadline comes from the audit log, not from the stopped process: a grant left idle while the
+    operator was down ends when it starts again, not at the end of its 10-minute window."""
+    env = watched_env
+    env.apply([_policy("idle-restart")])
+    agent = env.client_for_service_account(NS, "oncall-agent")
+    env.create_request(_request("idle-across", "idle-restart"), client=agent)
+    env.wait_for_phase(NS, "idle-across", "Active")
+    AppsV1Api(agent).read_namespaced_deployment("checkout", "payments")
+    env.operator.stop()
+    time.sleep(IDLE + 2)  # the timeout passes while nothing watches
+    still = env.get_request(NS, "idle-across")
+    assert still["status"]["phase"] == "Active", "nothing else ends the grant while the operator is down"
+    started = time.monotonic()
+    env.start_operator()
+    ended = env.wait_for_phase(NS, "idle-across", "Revoked", timeout=15)
+    assert ended["status"]["reason"] == "Idle", ended["status"]
+    assert time.monotonic() - started < 15
