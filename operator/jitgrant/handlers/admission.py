@@ -55,7 +55,7 @@ from jitgrant.clusters.errors import ClusterAccessError
 from jitgrant.clusters.policy_checks import read_policy
 from jitgrant.handlers.audit_events import audit_event
 from jitgrant.handlers.dry_run import answer_dry_run
-from jitgrant.handlers.policy_status import scoped_to_namespace
+from jitgrant.handlers.policy_status import ready_condition, scoped_to_namespace
 from jitgrant.handlers.telemetry import measured
 from jitgrant.identity.claims import issuer_entry, policy_not_found, requester_refusal
 from jitgrant.identity.jwks import IssuerUnavailable, JWKSCache
@@ -101,7 +101,13 @@ from jitgrant.models.vocabulary import (
 )
 from jitgrant.policy import DEFAULT_OPERATOR_NAMESPACE
 from jitgrant.policy.decision import duration_reason
-from jitgrant.policy.gate import PolicyRefusal, not_ready, policy_gate, policy_not_found_message
+from jitgrant.policy.gate import (
+    PolicyRefusal,
+    ReadyState,
+    not_ready,
+    policy_gate,
+    policy_not_found_message,
+)
 
 PLURAL = "accessrequests"
 MUTATE_ID = "stamp-requester"
@@ -580,11 +586,13 @@ async def _policy_and_gate(
     create naming a policy the watch does not hold (missing, invalid, or not seen yet).
     """
     watched = getattr(runtime, "watched_policies", None)
+    own = getattr(runtime, "own", None)
     if not dryrun and isinstance(watched, dict) and name in watched:
         states = getattr(runtime, "watched_ready", None)
-        return watched[name], not_ready(name, states.get(name) if isinstance(states, dict) else None)
-    own = getattr(runtime, "own", None)
-    if own is None:  # a runtime serving specs only (embedded tests): no Ready to judge
+        gate = not_ready(name, states.get(name) if isinstance(states, dict) else None)
+        if gate is None or own is None:
+            return watched[name], gate
+    elif own is None:  # a runtime serving specs only (embedded tests): no Ready to judge
         policy = await _policy(runtime, name)
         missing = PolicyRefusal(Reason.POLICY_NOT_FOUND, policy_not_found_message(name))
         return policy, None if policy is not None else missing
@@ -594,7 +602,21 @@ async def _policy_and_gate(
         raise _refuse(
             f"could not read GrantPolicy {name!r} ({error}); try again shortly", code=503
         ) from error
-    return policy_gate(name, body)
+    policy, gate = policy_gate(name, body)
+    if gate is None or gate.reason is not Reason.POLICY_NOT_READY or body is None:
+        return policy, gate
+    # Not Ready as last written: judged again now before refusing, since the condition is rewritten
+    # only when the policy changes or every 30 s, and the ClusterRole it missed may exist by now (a
+    # request filed in the second after a fix is not refused by a stale status).
+    try:
+        status, reason, message = await ready_condition(runtime, body)
+    except Exception as error:
+        raise _refuse(
+            f"could not check GrantPolicy {name!r} ({error}); try again shortly", code=503
+        ) from error
+    if status != "False":
+        return policy, None
+    return policy, not_ready(name, ReadyState(status, reason, message, current=True))
 
 
 async def _guardrail_refused(
