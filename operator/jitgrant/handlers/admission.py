@@ -637,7 +637,10 @@ async def _guardrail_refused(
     tally = getattr(runtime, "refusals", None)
     audit = getattr(runtime, "audit", None)
     now = _now(runtime)
-    count = tally.note(requester_of(spec), now) if isinstance(tally, RefusalTally) else None
+    # One record per requester and reason per minute: a policy-gate refusal does not swallow the
+    # record of a looping agent's AlreadyRequested flood in the same minute, nor the reverse.
+    key = f"{requester_of(spec)}\n{reason.value}"
+    count = tally.note(key, now) if isinstance(tally, RefusalTally) else None
     if count is not None and audit is not None:
         try:
             request = AccessRequest.from_object(body)
