@@ -90,6 +90,13 @@ OPERATOR_PERMISSIONS: tuple[Permission, ...] = (
     ),
     Permission("", "events", ("create", "patch"), "kopf posts Events about the objects it handles"),
     Permission(
+        "",
+        "namespaces",
+        ("get", "list", "watch"),
+        "read-only: a policy's namespaceSelector is matched against each Namespace's live labels, and a "
+        "label removed ends the grants it allowed",
+    ),
+    Permission(
         "rbac.authorization.k8s.io",
         "rolebindings",
         ("get", "list", "watch"),

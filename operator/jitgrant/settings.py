@@ -8,6 +8,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from jitgrant.models.rbac import DenyRule
+
 
 class WebhookSettings(BaseModel):
     """Where kopf's admission webhook server listens and with which TLS files."""
@@ -39,6 +41,9 @@ class OperatorSettings(BaseModel):
     grants_namespace: str = "jitgrant-grants"
     instance: str = "jitgrant"
     inline_rules_enabled: bool = False
+    # Permissions no grant under any policy may carry (issue 31 §5; the chart's `denyRules`), added to
+    # each policy's own spec.deny.
+    deny_rules: tuple[DenyRule, ...] = ()
     # HMAC key for requester seals and approval receipts; only the operator holds it.
     receipt_key: bytes = Field(default_factory=lambda: secrets.token_bytes(32), repr=False)
     sweep_interval: timedelta = timedelta(seconds=30)

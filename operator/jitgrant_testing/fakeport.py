@@ -52,6 +52,8 @@ class FakeCluster:
     unbindable: set[str] = field(default_factory=set)
     deleters: set[str] = field(default_factory=set)
     namespaces: set[str] = field(default_factory=lambda: {"agents", "payments", "jitgrant-grants"})
+    # Labels of the namespaces a test gives labels (a namespaceSelector policy is matched against them).
+    namespace_labels: dict[str, dict[str, str]] = field(default_factory=dict)
     _counter: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def next_version(self) -> str:
@@ -250,6 +252,11 @@ class FakePort:
     async def list_policy_objects(self) -> list[Mapping[str, Any]]:
         self._enter("list_policy_objects")
         return [copy.deepcopy(body) for body in self.cluster.policies.values()]
+
+    async def read_namespace_labels(self, name: str) -> dict[str, str] | None:
+        self._enter("read_namespace_labels")
+        labels = self.cluster.namespace_labels.get(name)
+        return None if labels is None else dict(labels)
 
     async def patch_policy_status(self, name: str, status: Mapping[str, Any]) -> None:
         self._enter("patch_policy_status")

@@ -17,6 +17,7 @@ from jitgrant.identity.oidc import OIDCVerifier
 from jitgrant.lifecycle.open_requests import OpenRequests, RefusalTally
 from jitgrant.metrics import Metrics
 from jitgrant.models import GrantPolicySpec
+from jitgrant.policy.gate import ReadyState
 from jitgrant.settings import OperatorSettings
 from jitgrant_testing.fakeport import FakeAudit, FakeCluster, FakePort
 from jitgrant_testing.tls import client_ssl_context, generate_webhook_tls
@@ -74,6 +75,8 @@ class WebhookRuntime:
     open_requests: OpenRequests = field(default_factory=OpenRequests)
     refusals: RefusalTally = field(default_factory=RefusalTally)
     watched_policies: dict[str, GrantPolicySpec] = field(default_factory=dict)
+    watched_ready: dict[str, ReadyState] = field(default_factory=dict)
+    namespace_labels: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def operator_usernames(self) -> frozenset[str]:

@@ -449,12 +449,27 @@ async def test_29_approving_after_a_deny_is_refused(chain: AdmissionChain) -> No
     )
 
 
-async def test_30_approving_under_a_policy_that_does_not_exist_is_refused(chain: AdmissionChain) -> None:
-    await created(chain, request_body(NAME, policy="ghost"))
+async def test_30_approving_under_a_policy_that_does_not_exist_is_refused(
+    chain: AdmissionChain, runtime: WebhookRuntime
+) -> None:
+    await created(chain, request_body(NAME, policy="prod"))
+    del runtime.policies["prod"]  # deleted after the request was filed
     refused(
         await chain.update(NS, NAME, annotate("jitgrant.dev/approve"), userinfo=ALICE),
-        "GrantPolicy ghost not found; nobody can approve a request under it",
+        "GrantPolicy prod not found; nobody can approve a request under it",
     )
+
+
+async def test_30b_a_request_under_a_policy_that_does_not_exist_is_never_stored(
+    chain: AdmissionChain,
+) -> None:
+    """Issue 24 §5: refused at admission with the words of its dry run (it was stored, then Denied)."""
+    message = "PolicyNotFound: GrantPolicy 'ghost' does not exist; ask the platform team which to use"
+    dry = await chain.create(request_body(NAME, policy="ghost"), userinfo=AGENT, dry_run=True)
+    assert not dry.allowed and dry.message.startswith(f"jitgrant.dev/dry-run: {message}"), dry.message
+    real = await chain.create(request_body(NAME, policy="ghost"), userinfo=AGENT)
+    assert not real.allowed and real.message == dry.message.removeprefix("jitgrant.dev/dry-run: ")
+    assert (NS, NAME) not in chain.store
 
 
 async def test_31_an_overlong_reason_is_refused(chain: AdmissionChain) -> None:

@@ -127,7 +127,21 @@ def test_an_unusable_policy_is_refused_at_apply_time_naming_the_field(
     assert expected in message
 
 
-def test_requests_under_an_everyone_policy_stored_past_the_webhook_are_denied_as_invalid(
+def _refused_at_admission(env: Environment, body: dict[str, Any], client: Any) -> str:
+    """The refusal's message; the request was never stored (issue 24 §5)."""
+    with pytest.raises(ApiException) as refused:
+        env.create_request(body, client=client)
+    assert refused.value.status == 403, refused.value.body
+    namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+    with pytest.raises(ApiException) as missing:
+        CustomObjectsApi(env.admin).get_namespaced_custom_object(
+            "jitgrant.dev", "v1alpha1", namespace, "accessrequests", name
+        )
+    assert missing.value.status == 404
+    return str(refused.value.body)
+
+
+def test_requests_under_an_everyone_policy_stored_past_the_webhook_are_refused_as_invalid(
     env: Environment,
 ) -> None:
     store_past_the_webhook(env, EVERYONE_POLICY)
@@ -136,14 +150,15 @@ def test_requests_under_an_everyone_policy_stored_past_the_webhook_are_denied_as
     env.allow_to_request("orders", service_account="intruder")
     mallory = env.client_for_user("mallory", groups=("devs",))
     intruder = env.client_for_service_account("orders", "intruder")
-    env.create_request(request("by-mallory", "everyone"), client=mallory)
-    env.create_request(request("by-intruder", "everyone", namespace="orders"), client=intruder)
-    for namespace, name in (("agents", "by-mallory"), ("orders", "by-intruder")):
-        denied = env.wait_for_phase(namespace, name, "Denied")
-        assert denied["status"]["reason"] == "PolicyInvalid"
-        assert denied["status"]["message"].startswith(
-            "GrantPolicy 'everyone' is invalid: spec.requesters: requesters name system:authenticated"
-        )
+    for body, client in (
+        (request("by-mallory", "everyone"), mallory),
+        (request("by-intruder", "everyone", namespace="orders"), intruder),
+    ):
+        message = _refused_at_admission(env, body, client)
+        assert (
+            "PolicyInvalid: GrantPolicy 'everyone' is invalid: spec.requesters: requesters name "
+            "system:authenticated"
+        ) in message
     assert env.jit_bindings("payments") == []
     condition = ready_condition(env, "everyone", status="False")
     assert condition["reason"] == "PolicyInvalid"
@@ -152,13 +167,9 @@ def test_requests_under_an_everyone_policy_stored_past_the_webhook_are_denied_as
 def test_an_invalid_policy_is_not_reported_as_missing(env: Environment) -> None:
     store_past_the_webhook(env, policy("no-approvers", approval={"required": True}))
     agent = env.client_for_service_account("agents", "oncall-agent")
-    env.create_request(request("under-broken", "no-approvers"), client=agent)
-    denied = env.wait_for_phase("agents", "under-broken", "Denied")
-    assert denied["status"]["reason"] == "PolicyInvalid"
-    assert (
-        "spec.approval: approval.required needs approval.approvers (users or groups)"
-        in denied["status"]["message"]
-    )
+    message = _refused_at_admission(env, request("under-broken", "no-approvers"), agent)
+    assert "PolicyInvalid: GrantPolicy 'no-approvers' is invalid" in message
+    assert "spec.approval: approval.required needs approval.approvers (users or groups)" in message
 
 
 # --- §4: the Ready condition ---------------------------------------------------------------------------
@@ -202,13 +213,22 @@ def widen(env: Environment) -> None:
 
 
 def test_a_cluster_role_that_gained_get_secrets_is_not_bound(env: Environment) -> None:
-    widen(env)
+    """Widened after the request was admitted and approved by a human, before its grant: the grant-time
+    check on the live rules refuses it. (Widened first, the policy turns not Ready and the webhook
+    refuses the request itself: issue 24 §5.)"""
+    approval = {"required": True, "approvers": {"groups": ["sre-oncall"]}}
+    env.apply([policy("widened-later", grants=[{"clusterRole": "jit-restart-checkout"}], approval=approval)])
+    env.allow_to_approve("agents", group="sre-oncall")
     agent = env.client_for_service_account("agents", "oncall-agent")
-    env.create_request(request("after-widening", "oncall-restart"), client=agent)
+    env.create_request(request("after-widening", "widened-later"), client=agent)
+    env.wait_for_phase("agents", "after-widening", "Pending")
+    widen(env)
+    approver = env.client_for_user("alice", groups=("sre-oncall",))
+    env.annotate_request("agents", "after-widening", {"jitgrant.dev/approve": "ok"}, client=approver)
     failed = env.wait_for_phase("agents", "after-widening", "Failed")
     assert failed["status"]["reason"] == "ClusterRoleWidened"
     assert failed["status"]["message"].startswith(
-        "ClusterRole 'jit-restart-checkout' holds dangerous permissions policy oncall-restart does not "
+        "ClusterRole 'jit-restart-checkout' holds dangerous permissions policy widened-later does not "
         "accept: resource 'secrets' (verbs get: exposes credentials)"
     )
     assert env.jit_bindings("payments") == []

@@ -173,13 +173,38 @@ def test_operator_runs_a_lifecycle_with_only_the_charts_permissions(env: Environ
 
 
 def test_the_api_server_refuses_a_cluster_role_outside_the_allowlist(env: Environment) -> None:
+    # The API server's own escalation check: the operator's identity may not bind what it does not
+    # hold, whatever a GrantPolicy says.
+    operator = env.client_for_service_account(OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT)
+    binding = {
+        "metadata": {"name": "jit-unlisted-probe"},
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": "jit-scale-checkout",
+        },
+        "subjects": [{"kind": "ServiceAccount", "name": "oncall-agent", "namespace": "agents"}],
+    }
+    with pytest.raises(ApiException) as refused:
+        RbacAuthorizationV1Api(operator).create_namespaced_role_binding("payments", binding)
+    assert refused.value.status == 403
+    assert "not currently held" in str(refused.value.body) and "deployments/scale" in str(refused.value.body)
+
+    # Before that: the policy is not Ready, so its requests are refused at admission and never stored
+    # (issue 24 §5; they used to be stored and end Failed with the API server's refusal above).
+    def judged() -> bool:
+        # The webhook reads Ready from the replica's watch: wait until the watch has the condition.
+        runtime = env.operator.runtime
+        state = runtime.watched_ready.get("unlisted") if runtime is not None else None
+        return state is not None and state.status == "False"
+
+    wait_until(judged, timeout=20, what="policy unlisted judged not Ready")
     agent = env.client_for_service_account("agents", "oncall-agent")
-    env.create_request(
-        request("unlisted", policy="unlisted", role="jit-scale-checkout", duration="5m"), client=agent
-    )
-    failed = wait_for_phase(env, "unlisted", "Failed")
-    assert failed["status"]["reason"] == "GrantRefusedByCluster"
-    # The API server's own escalation check: the operator may not bind what it does not hold.
-    assert "not currently held" in failed["status"]["message"]
-    assert "deployments/scale" in failed["status"]["message"]
+    with pytest.raises(ApiException) as at_admission:
+        env.create_request(
+            request("unlisted", policy="unlisted", role="jit-scale-checkout", duration="5m"), client=agent
+        )
+    message = str(at_admission.value.body)
+    assert "PolicyNotReady" in message
+    assert "ClusterRoleNotBindable" in message and "jit-scale-checkout" in message
     assert jit_bindings(env) == []

@@ -48,7 +48,9 @@ def test_a_dry_run_under_a_policy_that_is_not_ready_is_not_allowed(broken: Agent
             justification=REASON,
         )
         assert answer.outcome == "denied", answer
-        assert answer.reason == _ready_condition(broken)["reason"] and "not Ready" in answer.message
+        # The webhook's own answer (issue 24 §5), naming the condition it read.
+        assert answer.reason == "PolicyNotReady" and "not Ready" in answer.message
+        assert _ready_condition(broken)["reason"] in answer.message
         assert "would end Failed" in answer.message
         ready = client.check(
             policy="oncall-restart",

@@ -25,7 +25,14 @@ from jitgrant.models.vocabulary import (
     REQUEST_UID_LABEL,
     REVOKE_ANNOTATION,
 )
-from jitgrant_testing.environment import EXAMPLES, GRANTS_NAMESPACE, Environment, load_manifests
+from jitgrant_testing.environment import (
+    EXAMPLES,
+    GRANTS_NAMESPACE,
+    OPERATOR_NAMESPACE,
+    OPERATOR_SERVICE_ACCOUNT,
+    Environment,
+    load_manifests,
+)
 
 from .conftest import jit_bindings, request_manifest, wait_for_phase, wait_until
 
@@ -120,11 +127,35 @@ def test_the_api_server_refuses_a_cluster_role_off_the_operators_allowlist(env: 
             },
         ]
     )
+    # The API server's escalation check refuses the operator's own identity the binding...
+    operator = env.client_for_service_account(OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT)
+    binding = {
+        "metadata": {"name": "jit-too-wide-probe"},
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": "jit-delete-everything",
+        },
+        "subjects": [{"kind": "ServiceAccount", "name": "oncall-agent", "namespace": "agents"}],
+    }
+    with pytest.raises(ApiException) as escalation:
+        RbacAuthorizationV1Api(operator).create_namespaced_role_binding("payments", binding)
+    assert escalation.value.status == 403 and "deployments" in str(escalation.value.body)
+    # ...and, the policy being judged not Ready (ClusterRoleNotBindable), its requests are refused at
+    # admission and never stored (issue 24 §5), once the webhook's watch has the condition.
+    runtime = env.operator.runtime
+    assert runtime is not None
+    wait_until(
+        lambda: (state := runtime.watched_ready.get("too-wide")) is not None and state.status == "False",
+        what="policy too-wide judged not Ready",
+    )
     agent = env.client_for_service_account("agents", "oncall-agent")
-    env.create_request(request_manifest(policy="too-wide", clusterRole="jit-delete-everything"), client=agent)
-    failed = wait_for_phase(env, "agents", "restart-checkout", "Failed")
-    assert failed["status"]["reason"] == "GrantRefusedByCluster"
-    assert "jit-delete-everything" in failed["status"]["message"]
+    with pytest.raises(ApiException) as refused:
+        env.create_request(
+            request_manifest(policy="too-wide", clusterRole="jit-delete-everything"), client=agent
+        )
+    assert refused.value.status == 403
+    assert "PolicyNotReady" in str(refused.value.body) and "jit-delete-everything" in str(refused.value.body)
     assert jit_bindings(env, "payments") == []
 
 

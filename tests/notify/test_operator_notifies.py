@@ -4,10 +4,12 @@ leaves the grant as fast and as complete as without one."""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from kubernetes.client.exceptions import ApiException
 from prometheus_client import CollectorRegistry
 
 from jitgrant.notify import Notifier, NotifierConfig
@@ -81,3 +83,49 @@ def test_pending_decided_and_expired_reach_the_receiver(
         )
         or 0
     ) >= 1
+
+
+def test_a_policys_notifications_choose_the_notifiers_and_events(
+    hooked: tuple[Environment, Receiver, list[Notifier], CollectorRegistry],
+) -> None:
+    """Issue 31 §6: spec.notifications overrides the operator's default per policy: a quiet policy
+    sends nothing, a loud one sends the events it names (here `active`, which the notifier's own list
+    leaves out) and only through the notifier it names."""
+    env, got, _, registry = hooked
+    [base] = load_manifests(EXAMPLES / "oncall-restart" / "policy.yaml")
+    quiet, loud = copy.deepcopy(base), copy.deepcopy(base)
+    quiet["metadata"]["name"], quiet["spec"]["notifications"] = "quiet", {"notifiers": []}
+    loud["metadata"]["name"] = "loud"
+    loud["spec"]["notifications"] = {"notifiers": ["hook"], "events": ["active"]}
+    env.apply([quiet, loud])
+    agent = env.client_for_service_account(NS, "oncall-agent")
+    for policy in ("quiet", "loud"):
+        body = request("restart-checkout.yaml", f"under-{policy}")
+        body["spec"]["policy"] = policy
+        env.create_request(body, client=agent)
+        env.wait_for_phase(NS, f"under-{policy}", "Expired", timeout=30)
+    got.wait_for(lambda body: body["request"]["name"] == "under-loud" and body["event"] == "active")
+    assert [
+        (b["request"]["name"], b["event"]) for b in got.bodies if b["request"]["name"].startswith("under-")
+    ] == [("under-loud", "active")]
+    # And nothing was even attempted through the other notifier for the loud policy's events.
+    assert (
+        registry.get_sample_value(
+            "jitgrant_notifications_total", {"notifier": "down", "event": "active", "result": "failed"}
+        )
+        is None
+    )
+
+
+def test_a_policy_naming_a_notifier_the_operator_lacks_is_refused_at_apply(
+    hooked: tuple[Environment, Receiver, list[Notifier], CollectorRegistry],
+) -> None:
+    env = hooked[0]
+    [policy] = load_manifests(EXAMPLES / "oncall-restart" / "policy.yaml")
+    policy["metadata"]["name"] = "pager"
+    policy["spec"]["notifications"] = {"notifiers": ["pagerduty"]}
+    with pytest.raises(ApiException) as refused:
+        env.apply([policy])
+    assert refused.value.status == 422
+    assert "spec.notifications.notifiers names 'pagerduty'" in str(refused.value.body)
+    assert "configured: down, hook" in str(refused.value.body)

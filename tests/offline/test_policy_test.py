@@ -65,6 +65,8 @@ def test_the_examples_and_their_expected_outcomes_agree(capsys: pytest.CaptureFi
         "prod-approval.yaml",
         "read-logs-inline.yaml",
         "hydra-agents.yaml",
+        "guardrails.yaml",
+        "by-label.yaml",
     }
 
 

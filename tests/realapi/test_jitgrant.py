@@ -392,8 +392,9 @@ def test_the_operator_cannot_bind_a_cluster_role_outside_the_charts_allowlist(
     real_env: RealEnvironment, agent: ApiClient
 ) -> None:
     """jit-read-logs exists (the chart's example) but is not in this install's bind allowlist: the
-    policy naming it is not Ready and says why, a request under it fails with the real API server's
-    escalation refusal, and no binding appears."""
+    policy naming it is not Ready and says why, a request under it is refused at admission and never
+    stored (issue 24 §5; it used to be stored and end Failed), and the real API server's escalation
+    check refuses the operator's own token the binding."""
     policy_name = unique("logs")
     policy: dict[str, Any] = {
         "apiVersion": "jitgrant.dev/v1alpha1",
@@ -420,12 +421,23 @@ def test_the_operator_cannot_bind_a_cluster_role_outside_the_charts_allowlist(
     [condition] = ready["conditions"]
     assert (condition["status"], condition["reason"]) == ("False", "ClusterRoleNotBindable")
 
+    runtime = real_env.operator.runtime
+    assert runtime is not None
+    wait_until(  # the webhook reads Ready from the replica's watch
+        lambda: (state := runtime.watched_ready.get(policy_name)) is not None and state.status == "False",
+        what="the webhook's watch has the condition",
+    )
     name = unique("logs")
-    real_env.create_request(request(name, policy=policy_name, clusterRole="jit-read-logs"), client=agent)
-    failed = real_env.wait_for_phase(NS, name, "Failed", timeout=30)
-    assert failed["status"]["reason"] == "GrantRefusedByCluster"
-    assert "attempting to grant RBAC permissions not currently held" in failed["status"]["message"]
-    assert bindings_of(real_env, failed["metadata"]["uid"]) == []
+    with pytest.raises(ApiException) as at_admission:
+        real_env.create_request(request(name, policy=policy_name, clusterRole="jit-read-logs"), client=agent)
+    assert at_admission.value.status == 403
+    refusal = json.loads(at_admission.value.body)["message"]
+    assert f"PolicyNotReady: GrantPolicy '{policy_name}' is not Ready (ClusterRoleNotBindable" in refusal
+    with pytest.raises(ApiException) as missing:
+        CustomObjectsApi(real_env.admin).get_namespaced_custom_object(
+            "jitgrant.dev", "v1alpha1", NS, "accessrequests", name
+        )
+    assert missing.value.status == 404
     # And the operator's own token really cannot bind it: the real escalation check says so.
     operator = real_env.client_for_service_account("jitgrant-system", "jitgrant")
     binding = {

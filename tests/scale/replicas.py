@@ -13,7 +13,17 @@ from kubernetes.client import CoreV1Api, RbacAuthorizationV1Api
 from jitgrant.clusters.leader import LeaderElection
 from jitgrant.operator.runner import OperatorThread, build_runtime, leader_election
 from jitgrant.reactor.runtime import Runtime
-from jitgrant_testing.environment import OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT, Environment
+from jitgrant_testing.environment import (
+    EXAMPLES,
+    OPERATOR_NAMESPACE,
+    OPERATOR_SERVICE_ACCOUNT,
+    Environment,
+    load_manifests,
+)
+
+# The ClusterRole AUTO_POLICY grants: without it the policy is not Ready, and the webhook refuses its
+# requests before they are filed, as a real request under it would end Failed.
+CLUSTER_ROLE = load_manifests(EXAMPLES / "oncall-restart" / "clusterrole.yaml")
 
 AUTO_POLICY = {
     "apiVersion": "jitgrant.dev/v1alpha1",

@@ -24,7 +24,7 @@ from jitgrant_testing.environment import (
     wait_until,
 )
 
-from .replicas import AUTO_POLICY, request
+from .replicas import AUTO_POLICY, CLUSTER_ROLE, request
 
 LIVE, SHORT = 20, 10
 
@@ -60,7 +60,7 @@ def _t(text: str) -> datetime:
 @pytest.fixture(scope="module")
 def env() -> Iterator[Environment]:
     with Environment(sweep_interval=timedelta(minutes=10), runtime_hook=_count) as environment:
-        environment.apply([AUTO_POLICY])
+        environment.apply([*CLUSTER_ROLE, AUTO_POLICY])
         environment.allow_to_request("agents", service_account="oncall-agent")
         yield environment
 

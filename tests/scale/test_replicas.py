@@ -27,7 +27,7 @@ from jitgrant_testing.environment import (
     wait_until,
 )
 
-from .replicas import AUTO_POLICY, ServiceProxy, operator_twin, replica, request
+from .replicas import AUTO_POLICY, CLUSTER_ROLE, ServiceProxy, operator_twin, replica, request
 
 FAILOVER_GOAL = 15.0  # seconds, issue 16
 
@@ -89,7 +89,7 @@ def test_the_standby_takes_over_a_killed_leader_and_ends_what_expired_meanwhile(
     a.start()
     _serving("replica-a")
     assert _leader(a) is a
-    env.apply([AUTO_POLICY])  # through the webhooks, which need a replica up
+    env.apply([*CLUSTER_ROLE, AUTO_POLICY])  # through the webhooks, which need a replica up
     b.start()
     try:
         time.sleep(1.0)
@@ -194,7 +194,7 @@ def test_a_standby_writes_nothing_through_a_requests_whole_life(env: Environment
     a.start()
     _serving("replica-a")
     assert _leader(a) is a
-    env.apply([AUTO_POLICY])
+    env.apply([*CLUSTER_ROLE, AUTO_POLICY])
     b.start()
     _serving("replica-b")
     try:

@@ -112,6 +112,10 @@ class ActivityReader:
         # Records name an EKS cluster by ARN; a source may be configured under the ARN or the name.
         return self._sources.get(cluster) or self._sources.get(cluster_name_of(cluster))
 
+    def source_for(self, cluster: str) -> AuditSource | None:
+        """The audit log source of one target cluster (the idle end reads it too), or None."""
+        return self._source(cluster)
+
     def wants(self, event: AuditEvent) -> GrantIdentity | None:
         if self._source(event.cluster) is None:
             return None

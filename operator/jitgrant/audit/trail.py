@@ -170,6 +170,11 @@ class AuditTrail:
         )
 
     @property
+    def activity(self) -> ActivityReader | None:
+        """The configured activity sources (None: no audit.activity), which the idle end reads too."""
+        return self._activity
+
+    @property
     def head(self) -> ChainHead:
         return self._head
 

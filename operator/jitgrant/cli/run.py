@@ -72,6 +72,14 @@ def add_run_subcommand(sub: Any) -> None:
     )
     p.add_argument("--inline-rules", action="store_true", help="allow Roles created from inline rules")
     p.add_argument(
+        "--deny-rules",
+        type=deny_rules_argument,
+        default=(),
+        metavar="JSON",
+        help="permissions no grant may carry, for every policy: a JSON list of RBAC-shaped rules "
+        '(e.g. \'[{"apiGroups":[""],"resources":["pods"],"verbs":["delete"]}]\'); the chart\'s denyRules',
+    )
+    p.add_argument(
         "--eks",
         action="store_true",
         default=os.environ.get("JITGRANT_EKS", "") == "true",
@@ -135,6 +143,15 @@ def add_run_subcommand(sub: Any) -> None:
     p.set_defaults(func=cmd_run)
 
 
+def deny_rules_argument(text: str) -> tuple[Any, ...]:
+    from jitgrant.policy.deny import parse_deny_rules
+
+    try:
+        return parse_deny_rules(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
+
+
 def _concurrency(text: str) -> int:
     try:
         value = int(text)
@@ -192,6 +209,7 @@ def settings_from_args(args: argparse.Namespace) -> OperatorSettings:
         "grants_namespace": args.grants_namespace,
         "instance": args.instance,
         "inline_rules_enabled": args.inline_rules,
+        "deny_rules": args.deny_rules,
         "sweep_interval": timedelta(seconds=args.sweep_interval),
         "finished_retention": args.finished_retention,
         "concurrency": args.concurrency,

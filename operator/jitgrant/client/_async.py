@@ -427,7 +427,7 @@ class AsyncClient:
             return None
         return CheckResult(
             outcome="denied",
-            reason=readiness.reason or Reason.POLICY_INVALID,
+            reason=Reason.POLICY_NOT_READY,
             message=f"policy {policy} is not Ready ({readiness.message or 'no message'}): a request "
             "under it would end Failed; ask the platform team to fix the policy, or use another "
             "(list_grantable / jitgrant policies show which are Ready)",

@@ -275,6 +275,15 @@ class ClusterApi:
         items: list[Mapping[str, Any]] = result.get("items", [])
         return items
 
+    async def read_namespace_labels(self, name: str) -> dict[str, str] | None:
+        try:
+            namespace = await self.call(
+                CoreV1Api(self.client).read_namespace, name, _request_timeout=self._check_timeout
+            )
+        except (NotFound, Forbidden):
+            return None
+        return dict(namespace.metadata.labels or {})
+
     async def patch_policy_status(self, name: str, status: Mapping[str, Any]) -> None:
         await self.call(
             self.custom.patch_cluster_custom_object_status,

@@ -183,6 +183,11 @@ class RequestStore(Protocol):
 
     async def list_policy_objects(self) -> list[Mapping[str, Any]]: ...
 
+    async def read_namespace_labels(self, name: str) -> dict[str, str] | None:
+        """A Namespace's labels (a policy's namespaceSelector is matched against them); None when it
+        does not exist or the operator may not read it."""
+        ...
+
     async def patch_policy_status(self, name: str, status: Mapping[str, Any]) -> None: ...
 
     async def subject_may(

@@ -21,6 +21,7 @@ from jitgrant.lifecycle.transitions import Action, decide_new
 from jitgrant.models import AccessRequest, GrantPolicySpec, format_duration
 from jitgrant.models.dryrun import DryRunWire, encode_refusal, encode_warnings
 from jitgrant.models.vocabulary import Reason
+from jitgrant.policy.gate import PolicyRefusal
 
 
 class Outcome(StrEnum):
@@ -86,12 +87,16 @@ def dry_run_answer(
     operator_namespace: str,
     existing: OpenRequest | None = None,
     limit: str | None = None,
+    refusal: PolicyRefusal | None = None,
 ) -> DryRunAnswer:
     """The first decision on a request whose requester the webhook has stamped and sealed;
-    `existing` and `limit` are the guardrails' findings, as the reconciler would have them."""
+    `existing` and `limit` are the guardrails' findings, as the reconciler would have them;
+    `refusal` the policy gate's (policy/gate.py), which the real create is refused with."""
     request = parse_request(body)
     if isinstance(request, DryRunAnswer):
         return request
+    if refusal is not None:
+        return DryRunAnswer(Outcome.DENIED, refusal.reason, refusal.message, request=request)
     step = decide_new(
         request=request,
         policy=policy,

@@ -25,6 +25,7 @@ from jitgrant.models import AccessRequest, Condition, GrantPolicySpec, Phase
 from jitgrant.models.text import visible
 from jitgrant.models.vocabulary import RELEASE_ANNOTATION, REVOKE_ANNOTATION, Reason, format_time
 from jitgrant.policy import PolicyDecision, decide
+from jitgrant.policy.gate import policy_not_found_message
 
 
 class Action(StrEnum):
@@ -119,7 +120,7 @@ def decide_new(
         return Step(
             Action.DENY,
             reason=Reason.POLICY_NOT_FOUND,
-            message=f"GrantPolicy {request.spec.policy!r} does not exist; ask the platform team which to use",
+            message=policy_not_found_message(request.spec.policy),
         )
     if existing is not None:
         same_key = request.spec.request_key is not None and request.spec.request_key == existing.request_key

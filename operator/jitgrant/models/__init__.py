@@ -26,7 +26,7 @@ from jitgrant.models.policy import (
     TargetType,
     cluster_name_of,
 )
-from jitgrant.models.rbac import PolicyRule
+from jitgrant.models.rbac import DenyRule, PolicyRule
 from jitgrant.models.request import (
     TERMINAL_PHASES,
     AccessRequest,
@@ -53,6 +53,7 @@ __all__ = [
     "ApprovalPolicy",
     "Approvers",
     "Condition",
+    "DenyRule",
     "Duration",
     "EKSTarget",
     "GrantObjectRef",

@@ -10,7 +10,8 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from jitgrant.models.base import Duration, WireModel, parse_duration
-from jitgrant.models.rbac import PolicyRule
+from jitgrant.models.rbac import DenyRule, PolicyRule
+from jitgrant.models.vocabulary import NotifyEvent
 
 # Groups the API server puts every caller of a kind into: naming one as a requester admits everyone
 # (every user, every ServiceAccount in any namespace, or anyone at all), so it takes an opt-in.
@@ -314,6 +315,64 @@ class JustificationPolicy(WireModel):
         return value
 
 
+class SelectorOperator(StrEnum):
+    IN = "In"
+    NOT_IN = "NotIn"
+    EXISTS = "Exists"
+    DOES_NOT_EXIST = "DoesNotExist"
+
+
+class LabelSelectorRequirement(WireModel):
+    """One of a LabelSelector's matchExpressions, as Kubernetes defines it."""
+
+    key: str = Field(min_length=1, description="The label key.")
+    operator: SelectorOperator = Field(description="In, NotIn, Exists or DoesNotExist.")
+    values: tuple[str, ...] = Field(
+        default=(), description="With In and NotIn: at least one value; with Exists and DoesNotExist: none."
+    )
+
+    @model_validator(mode="after")
+    def _values_fit_operator(self) -> LabelSelectorRequirement:
+        needs = self.operator in (SelectorOperator.IN, SelectorOperator.NOT_IN)
+        if needs and not self.values:
+            raise ValueError(f"matchExpressions key {self.key!r}: operator {self.operator} needs values")
+        if not needs and self.values:
+            raise ValueError(f"matchExpressions key {self.key!r}: operator {self.operator} takes no values")
+        return self
+
+
+class LabelSelector(WireModel):
+    """A Kubernetes LabelSelector: every matchLabels pair and every matchExpressions requirement must
+    hold. An empty selector would select every namespace, so at least one of the two is required."""
+
+    match_labels: dict[str, str] = Field(default_factory=dict, description="Labels the namespace must carry.")
+    match_expressions: tuple[LabelSelectorRequirement, ...] = Field(
+        default=(), description="Requirements on the namespace's labels."
+    )
+
+    @model_validator(mode="after")
+    def _selects_something(self) -> LabelSelector:
+        if not self.match_labels and not self.match_expressions:
+            raise ValueError(
+                "namespaceSelector is empty and would select every namespace; write matchLabels or "
+                'matchExpressions (or namespaces: ["*"] if every non-system namespace is meant)'
+            )
+        return self
+
+    def describe(self) -> str:
+        """The selector as kubectl's -l would write it."""
+        parts = [f"{key}={value}" for key, value in sorted(self.match_labels.items())]
+        for item in self.match_expressions:
+            if item.operator is SelectorOperator.EXISTS:
+                parts.append(item.key)
+            elif item.operator is SelectorOperator.DOES_NOT_EXIST:
+                parts.append(f"!{item.key}")
+            else:
+                word = "in" if item.operator is SelectorOperator.IN else "notin"
+                parts.append(f"{item.key} {word} ({','.join(item.values)})")
+        return ",".join(parts)
+
+
 class RequestLimits(WireModel):
     """Caps per requester under this policy (issue 31): refused at admission with AlreadyRequested or
     LimitReached."""
@@ -332,17 +391,46 @@ class RequestLimits(WireModel):
     )
 
 
+class PolicyNotifications(WireModel):
+    """Which notifications this policy's requests send, overriding the operator's default (issue 31
+    §6): page on break-glass, stay quiet on auto-approved reads."""
+
+    notifiers: tuple[str, ...] | None = Field(
+        default=None,
+        description="Names of the operator's notifiers (the chart's notifications.notifiers[].name) to "
+        "use; [] sends none; unset: every notifier.",
+    )
+    events: tuple[NotifyEvent, ...] | None = Field(
+        default=None,
+        description="Events to send (pending, decided, active, expired, revoked, failed), instead of each "
+        "notifier's own list; unset: each notifier's events.",
+    )
+
+
 class GrantPolicySpec(WireModel):
     requesters: Requesters = Field(description="Who may request under this policy.")
     target: Target = Field(default=Target(), description="Where grants are made (default: this cluster).")
     namespaces: tuple[str, ...] = Field(
-        min_length=1,
-        description='Namespaces grants may land in; "*" is any namespace except system ones.',
+        default=(),
+        description='Namespaces grants may land in; "*" is any namespace except system ones. Set this, '
+        "namespaceSelector, or both.",
+    )
+    namespace_selector: LabelSelector | None = Field(
+        default=None,
+        description="Namespaces grants may land in, by their live labels (checked at request and again at "
+        "activation and while the grant lasts: a label removed ends it, PolicyChanged). System namespaces "
+        "are never selected; list one by name in namespaces to allow it. InCluster targets only.",
     )
     grants: tuple[GrantOption, ...] = Field(min_length=1, description="What requests may ask for.")
     max_duration: Duration = Field(default="15m", description="Longest grant a request may ask for.")
     default_duration: Duration | None = Field(
         default=None, description="Duration of a request that names none (default: maxDuration)."
+    )
+    idle_timeout: Duration | None = Field(
+        default=None,
+        description="End a grant whose identity made no API call for this long (reason Idle), judged "
+        "from the target cluster's audit log (the operator's activity source for it; a policy with "
+        "idleTimeout where none is configured is refused at apply).",
     )
     min_duration: Duration | None = Field(
         default=None,
@@ -357,6 +445,16 @@ class GrantPolicySpec(WireModel):
     limits: RequestLimits = Field(
         default=RequestLimits(), description="Caps and rates per requester (default: none)."
     )
+    notifications: PolicyNotifications | None = Field(
+        default=None,
+        description="Which notifiers and events this policy's requests use (default: the operator's).",
+    )
+    deny: tuple[DenyRule, ...] = Field(
+        default=(),
+        description="Permissions no grant under this policy may carry, whatever its ClusterRoles hold: a "
+        "ClusterRole or inline rule including one is refused at apply and again at grant time against "
+        "its live rules (DenyRuleMatched). The operator's cluster-wide deny rules apply as well.",
+    )
 
     @field_validator("namespaces")
     @classmethod
@@ -368,6 +466,19 @@ class GrantPolicySpec(WireModel):
                 '(names do not glob; write a name, or "*" for any non-system namespace)'
             )
         return value
+
+    @model_validator(mode="after")
+    def _somewhere(self) -> GrantPolicySpec:
+        if not self.namespaces and self.namespace_selector is None:
+            raise ValueError(
+                'names no namespace: set namespaces (names, or "*") or namespaceSelector (by labels)'
+            )
+        if self.namespace_selector is not None and self.target.type is not TargetType.IN_CLUSTER:
+            raise ValueError(
+                "namespaceSelector is matched against the operator's own cluster's Namespaces; with "
+                "target.type EKS list the namespaces by name"
+            )
+        return self
 
     @model_validator(mode="after")
     def _default_within_max(self) -> GrantPolicySpec:
@@ -388,6 +499,10 @@ class GrantPolicySpec(WireModel):
                     "would be refused (raise defaultDuration or lower minDuration)"
                 )
         return self
+
+    @property
+    def idle_timeout_delta(self) -> timedelta | None:
+        return parse_duration(self.idle_timeout) if self.idle_timeout is not None else None
 
     @property
     def min_duration_delta(self) -> timedelta:

@@ -56,6 +56,8 @@ CREATED_BY_EXTRA: Final = f"{API_GROUP}/created-by"
 # manager runs with --use-service-account-credentials (the default of kubeadm and managed services).
 GARBAGE_COLLECTOR_USERNAME: Final = "system:serviceaccount:kube-system:generic-garbage-collector"
 LAST_APPLIED_ANNOTATION: Final = "kubectl.kubernetes.io/last-applied-configuration"
+# The GrantPolicy condition the operator writes: valid, ClusterRoles bindable and as accepted.
+READY_CONDITION: Final = "Ready"
 # The AccessRequest condition that is True while an ended grant's removal from its cluster is late.
 REMOVAL_OVERDUE_CONDITION: Final = "RemovalOverdue"
 # Prefix of the admission warnings (allowed, pending) and the refusal (denied) of a dryRun create.
@@ -63,6 +65,17 @@ DRY_RUN_WARNING: Final = f"{API_GROUP}/dry-run"
 # In an AlreadyRequested refusal: `jitgrant.dev/existing-request: <namespace>/<name>`, the open request
 # the new one duplicates, so a client finds it without parsing the prose around it.
 EXISTING_REQUEST_MARKER: Final = f"{API_GROUP}/existing-request"
+
+
+class NotifyEvent(StrEnum):
+    """What a notifier posts about (the chart's notifiers[].events, a policy's spec.notifications)."""
+
+    PENDING = "pending"  # waiting for approvers: the message carries the approve/deny commands
+    DECIDED = "decided"  # approved (by people or by policy), denied, or timed out
+    ACTIVE = "active"
+    EXPIRED = "expired"
+    REVOKED = "revoked"  # revoked, released by the requester, or deleted
+    FAILED = "failed"
 
 
 class Reason(StrEnum):
@@ -81,6 +94,10 @@ class Reason(StrEnum):
     PENDING_TIMEOUT = "PendingTimeout"
     POLICY_INVALID = "PolicyInvalid"
     CLUSTER_ROLE_WIDENED = "ClusterRoleWidened"
+    # A ClusterRole's (live) or inline rules include a permission a deny rule forbids (issue 31 §5).
+    DENY_RULE_MATCHED = "DenyRuleMatched"
+    # The policy's Ready condition is False: no request is filed under it (refused at admission).
+    POLICY_NOT_READY = "PolicyNotReady"
     # Guardrails (issue 31): the requester already has an open request for this scope.
     ALREADY_REQUESTED = "AlreadyRequested"
     # ... or is past the policy's spec.limits (open requests, or requests per hour).
@@ -93,6 +110,7 @@ class Reason(StrEnum):
     EXPIRED = "Expired"
     REVOKED = "Revoked"
     RELEASED = "Released"  # ended early by its own requester, not by an approver
+    IDLE = "Idle"  # ended because its identity made no API call for the policy's idleTimeout
     DELETED = "Deleted"
     # A finished request deleted by the operator once `finishedRetention` had passed since it ended.
     RETENTION_ELAPSED = "RetentionElapsed"

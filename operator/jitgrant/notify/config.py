@@ -6,21 +6,15 @@ file (a mounted Secret, `urlFile`), and `url` inline is for tests and local rece
 
 from __future__ import annotations
 
-from enum import StrEnum
 from pathlib import Path
 from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from jitgrant.models.vocabulary import NotifyEvent
 
-class NotifyEvent(StrEnum):
-    PENDING = "pending"  # waiting for approvers: the message carries the approve/deny commands
-    DECIDED = "decided"  # approved (by people or by policy), denied, or timed out
-    ACTIVE = "active"
-    EXPIRED = "expired"
-    REVOKED = "revoked"  # revoked, released by the requester, or deleted
-    FAILED = "failed"
+__all__ = ["DEFAULT_EVENTS", "NotifierConfig", "NotifyConfig", "NotifyEvent"]
 
 
 DEFAULT_EVENTS = (NotifyEvent.PENDING, NotifyEvent.DECIDED, NotifyEvent.EXPIRED, NotifyEvent.REVOKED)

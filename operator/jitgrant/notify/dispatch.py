@@ -21,9 +21,11 @@ from prometheus_client import CollectorRegistry, Counter
 
 from jitgrant.httpbody import BodyError, read_body_sync
 from jitgrant.models import AccessRequest, Phase
+from jitgrant.models.policy import PolicyNotifications
 from jitgrant.models.text import json_body
 from jitgrant.notify.config import NotifierConfig, NotifyConfig
 from jitgrant.notify.messages import Notice, notice_for, render
+from jitgrant.policy.notifications import posting_notifiers
 
 log = logging.getLogger(__name__)
 _STOP = object()
@@ -74,14 +76,18 @@ class Notifier:
         reason: str,
         message: str,
         expires_at: datetime | None = None,
+        notifications: PolicyNotifications | None = None,
     ) -> None:
-        """Queue the notices for one transition; never raises, never waits."""
+        """Queue the notices for one transition; never raises, never waits. `notifications`: the
+        policy's spec.notifications, which chooses notifiers and events instead of the defaults."""
         try:
             notice = notice_for(request, phase=phase, reason=reason, message=message, expires_at=expires_at)
             if notice is None:
                 return
+            configured = [(notifier.name, notifier.events) for notifier in self.notifiers]
+            posting = posting_notifiers(notice.event, configured, notifications)
             for notifier in self.notifiers:
-                if notice.event in notifier.events:
+                if notifier.name in posting:
                     self._enqueue(notifier, notice)
         except Exception:  # a notification must never fail a transition
             log.exception("notify: could not build the notice for %s", request.metadata.name)

@@ -27,12 +27,21 @@ from jitgrant.identity.claims import (
 )
 from jitgrant.identity.stamp import requester_from_userinfo, stamp_to_wire
 from jitgrant.lifecycle.dry_run import DryRunAnswer, Outcome, dry_run_answer
-from jitgrant.models import GROUP_VERSION, GrantPolicySpec, PolicyRule, RequesterStamp, format_duration
+from jitgrant.models import (
+    GROUP_VERSION,
+    DenyRule,
+    GrantPolicySpec,
+    PolicyRule,
+    RequesterStamp,
+    format_duration,
+)
 from jitgrant.models.base import Duration, WireModel, parse_duration
 from jitgrant.models.policy import ServiceAccountRef
 from jitgrant.models.vocabulary import Reason
 from jitgrant.offline.loader import TEST_KIND, ManifestError, Manifests
 from jitgrant.policy import DEFAULT_OPERATOR_NAMESPACE, widened_reason
+from jitgrant.policy.deny import grant_deny_reason
+from jitgrant.policy.selector import policy_for_namespace
 
 AUTHENTICATED = "system:authenticated"
 _NEVER = datetime.max.replace(tzinfo=UTC)  # a verified token's expiry plays no part in the decision
@@ -130,6 +139,9 @@ class Case(WireModel):
     identity: Identity
     request: dict[str, Any] = Field(description="An AccessRequest spec (policy, namespace, ...).")
     cluster_roles: tuple[LiveClusterRole, ...] = ()
+    # The target namespace's labels as the cluster has them, for a policy's namespaceSelector
+    # (unset: the namespace has no labels, so only a listed namespace is allowed).
+    namespace_labels: dict[str, str] = Field(default_factory=dict)
     expect: Expectation
 
     @model_validator(mode="after")
@@ -144,6 +156,7 @@ class Settings(WireModel):
 
     inline_rules_enabled: bool = False
     operator_namespace: str = DEFAULT_OPERATOR_NAMESPACE
+    deny_rules: tuple[DenyRule, ...] = ()  # the chart's denyRules
 
 
 class PolicyTestFile(WireModel):
@@ -218,23 +231,42 @@ def evaluate(case: Case, manifests: Manifests, settings: Settings) -> DryRunAnsw
         message = f"GrantPolicy {name!r} is invalid: {loaded.check.message}; the platform team must fix it"
         return DryRunAnswer(Outcome.DENIED, Reason.POLICY_INVALID, message)
     policy = loaded.check.spec if loaded is not None else None
+    if policy is not None:  # what admission does with a namespaceSelector (policy/selector.py)
+        namespace = str(case.request.get("namespace") or "")
+        policy = policy_for_namespace(
+            policy, namespace, case.namespace_labels, operator_namespace=settings.operator_namespace
+        )
     answer = dry_run_answer(
         body=body,
         policy=policy,
         inline_rules_enabled=settings.inline_rules_enabled,
         operator_namespace=settings.operator_namespace,
     )
-    role = answer.request.spec.cluster_role if answer.request is not None else None
-    if answer.outcome is Outcome.DENIED or policy is None or role is None:
+    if answer.outcome is Outcome.DENIED or policy is None or answer.request is None:
         return answer
-    live = {r.name: r.rules for r in case.cluster_roles}
-    rules = live.get(role, manifests.cluster_roles.get(role))
-    if rules is None:
-        return answer  # no live rules on file: nothing to hold against the policy's acceptDangerous
-    widened = widened_reason(policy_name=name, policy=policy, cluster_role=role, rules=rules)
-    if widened is None:
+    spec = answer.request.spec
+    role = spec.cluster_role
+    rules = spec.rules or ()
+    if role is not None:
+        live = {r.name: r.rules for r in case.cluster_roles}
+        found = live.get(role, manifests.cluster_roles.get(role))
+        if found is None:
+            return answer  # no live rules on file: nothing to hold against acceptDangerous or deny rules
+        rules = found
+        widened = widened_reason(policy_name=name, policy=policy, cluster_role=role, rules=rules)
+        if widened is not None:
+            return DryRunAnswer(Outcome.DENIED, Reason.CLUSTER_ROLE_WIDENED, widened, request=answer.request)
+    # The grant-time deny check (policy/deny.py), as the reconciler makes it before binding.
+    denied = grant_deny_reason(
+        policy=policy,
+        cluster_wide=settings.deny_rules,
+        namespace=spec.namespace,
+        cluster_role=role,
+        rules=rules,
+    )
+    if denied is None:
         return answer
-    return DryRunAnswer(Outcome.DENIED, Reason.CLUSTER_ROLE_WIDENED, widened, request=answer.request)
+    return DryRunAnswer(Outcome.DENIED, Reason.DENY_RULE_MATCHED, denied, request=answer.request)
 
 
 def compare(expect: Expectation, answer: DryRunAnswer) -> tuple[str, ...]:

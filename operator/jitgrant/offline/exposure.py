@@ -165,7 +165,10 @@ def _routes_of(identity: Identity, name: str, spec: GrantPolicySpec, manifests: 
                 policy=name,
                 grant=grant,
                 rules=rules,
-                namespaces=spec.namespaces,
+                # A namespaceSelector's labels are unknown offline: it may reach any non-system one.
+                namespaces=(*spec.namespaces, "*")
+                if spec.namespace_selector is not None
+                else spec.namespaces,
                 approvals=approval.min_approvals if approval.required else 0,
                 approvers=approvers if approval.required else (),
                 max_duration=spec.max_duration,

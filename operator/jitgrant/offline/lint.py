@@ -130,7 +130,11 @@ def _namespaces_cover(broad: GrantPolicySpec, narrow: GrantPolicySpec) -> bool:
             and not is_system_namespace(namespace, DEFAULT_OPERATOR_NAMESPACE)
         )
 
-    return all(covered(ns) for ns in narrow.namespaces)
+    # A selector may select any non-system namespace: only "*" or the very same selector covers it.
+    selected = narrow.namespace_selector is None or (
+        "*" in broad.namespaces or broad.namespace_selector == narrow.namespace_selector
+    )
+    return selected and all(covered(ns) for ns in narrow.namespaces)
 
 
 def _grants_cover(broad: GrantPolicySpec, narrow: GrantPolicySpec) -> bool:

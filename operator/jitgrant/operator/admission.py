@@ -95,9 +95,18 @@ from jitgrant.models.vocabulary import (
 )
 from jitgrant.operator.context import AdmissionContext
 from jitgrant.operator.dry_run import answer_dry_run
+from jitgrant.operator.policy_status import ready_condition
 from jitgrant.operator.telemetry import measured
 from jitgrant.policy.decision import duration_reason
+from jitgrant.policy.gate import (
+    PolicyRefusal,
+    ReadyState,
+    not_ready,
+    policy_gate,
+    policy_not_found_message,
+)
 from jitgrant.reactor.runtime import Runtime
+from jitgrant.reconcile.guardrails import scoped_to_namespace
 
 PLURAL = "accessrequests"
 MUTATE_ID = "stamp-requester"
@@ -538,15 +547,24 @@ async def _guardrails(
     """
     spec = body.get("spec") or {}
     name = str(spec.get("policy") or "")
-    # A real create reads the policy from this replica's watch (no call per request); a dry run,
-    # rare and asked right after editing a policy, reads it fresh.
-    policy = runtime.watched_policies.get(name) if not dryrun else None
-    policy = policy or await _policy(runtime, name)
+    policy, gate = await _policy_and_gate(runtime, name, dryrun=dryrun)
+    try:  # a namespaceSelector is matched against the target namespace's live labels
+        policy = await scoped_to_namespace(runtime, policy, str(spec.get("namespace") or ""))
+    except ClusterAccessError as error:
+        message = f"could not read the target namespace's labels ({error}); try again shortly"
+        raise _refuse(message, code=503) from error
     existing = _existing(runtime, body) if policy is None or policy.limits.one_open_per_scope else None
     limit = _limit(runtime, body, policy)
     if dryrun:
-        await _answer_dry_run(runtime, body, warnings, policy=policy, existing=existing, limit=limit)
+        await _answer_dry_run(
+            runtime, body, warnings, policy=policy, existing=existing, limit=limit, refusal=gate
+        )
         return
+    if gate is not None:
+        # Issue 24 §5: nothing is stored under a policy that does not exist or is not Ready. A name
+        # that exists nowhere is no metric label (anyone could mint series with typos).
+        counted = gate.reason is not Reason.POLICY_NOT_FOUND
+        await _guardrail_refused(runtime, body, gate.reason, gate.message, metric=counted)
     if existing is not None:
         key = spec.get("requestKey")
         message = already_requested_message(existing, same_key=bool(key) and key == existing.request_key)
@@ -561,15 +579,67 @@ async def _guardrails(
         await _guardrail_refused(runtime, body, Reason.POLICY_REFUSED, refusal)
 
 
+async def _policy_and_gate(
+    runtime: AdmissionContext, name: str, *, dryrun: bool
+) -> tuple[GrantPolicySpec | None, PolicyRefusal | None]:
+    """The policy a new request names, and why nothing may be filed under it (policy/gate.py).
+
+    A real create reads the policy and its Ready condition from this replica's watch (no call per
+    request); a dry run, rare and asked right after editing a policy, reads it fresh, as does a
+    create naming a policy the watch does not hold (missing, invalid, or not seen yet).
+    """
+    watched = runtime.watched_policies
+    if not dryrun and name in watched:
+        gate = not_ready(name, runtime.watched_ready.get(name))
+        if gate is None:
+            return watched[name], gate
+    try:
+        body = await runtime.own.read_policy_object(name)
+    except Exception as error:  # no answer about the policy: nothing is decided, the agent retries
+        raise _refuse(
+            f"could not read GrantPolicy {name!r} ({error}); try again shortly", code=503
+        ) from error
+    if body is None:
+        # No stored object: a context that serves specs alone (the webhook tests' runtime) may still
+        # know it, with no Ready condition to judge; the operator's own reads the same store.
+        policy = await _policy(runtime, name)
+        missing = PolicyRefusal(Reason.POLICY_NOT_FOUND, policy_not_found_message(name))
+        return policy, None if policy is not None else missing
+    policy, gate = policy_gate(name, body)
+    if gate is None or gate.reason is not Reason.POLICY_NOT_READY:
+        return policy, gate
+    # Not Ready as last written: judged again now before refusing, since the condition is rewritten
+    # only when the policy changes or every 30 s, and the ClusterRole it missed may exist by now (a
+    # request filed in the second after a fix is not refused by a stale status).
+    try:
+        status, reason, message = await ready_condition(runtime, body)
+    except Exception as error:
+        raise _refuse(
+            f"could not check GrantPolicy {name!r} ({error}); try again shortly", code=503
+        ) from error
+    if status != "False":
+        return policy, None
+    return policy, not_ready(name, ReadyState(status, reason, message, current=True))
+
+
 async def _guardrail_refused(
-    runtime: AdmissionContext, body: Mapping[str, Any], reason: Reason, message: str, *, code: int = 403
+    runtime: AdmissionContext,
+    body: Mapping[str, Any],
+    reason: Reason,
+    message: str,
+    *,
+    code: int = 403,
+    metric: bool = True,
 ) -> None:
     """Count the refusal (per policy), audit it (at most once per requester per minute), refuse."""
     spec = body.get("spec") or {}
     policy = str(spec.get("policy") or "")
-    runtime.metrics.guardrail_refused(policy=policy, reason=reason.value)
+    if metric:
+        runtime.metrics.guardrail_refused(policy=policy, reason=reason.value)
     now = _now(runtime)
-    count = runtime.refusals.note(requester_of(spec), now)
+    # One record per requester and reason per minute: a policy-gate refusal does not swallow the
+    # record of a looping agent's AlreadyRequested flood in the same minute, nor the reverse.
+    count = runtime.refusals.note(f"{requester_of(spec)}\n{reason.value}", now)
     if count is not None:
         try:
             request = AccessRequest.from_object(body)
@@ -622,6 +692,7 @@ async def _answer_dry_run(
     policy: GrantPolicySpec | None,
     existing: OpenRequest | None = None,
     limit: str | None = None,
+    refusal: PolicyRefusal | None = None,
 ) -> None:
     """A dryRun create is answered with the operator's decision (operator/dry_run.py)."""
     settings = runtime.settings
@@ -629,6 +700,7 @@ async def _answer_dry_run(
         body=body,
         existing=existing,
         limit=limit,
+        refusal=refusal,
         policy=policy,
         inline_rules_enabled=settings.inline_rules_enabled,
         operator_namespace=settings.operator_namespace,

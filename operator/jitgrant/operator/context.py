@@ -13,6 +13,7 @@ from jitgrant.identity.oidc import OIDCVerifier
 from jitgrant.lifecycle.open_requests import OpenRequests, RefusalTally
 from jitgrant.metrics import Metrics
 from jitgrant.models import GrantPolicySpec
+from jitgrant.policy.gate import ReadyState
 from jitgrant.reconcile.ports import AuditPort
 from jitgrant.settings import OperatorSettings
 
@@ -47,6 +48,16 @@ class AdmissionContext(Protocol):
     @property
     def watched_policies(self) -> dict[str, GrantPolicySpec]:
         """GrantPolicies from this replica's watch: a real create reads its policy here."""
+        ...
+
+    @property
+    def watched_ready(self) -> dict[str, ReadyState]:
+        """The watched policies' Ready conditions: a request under one not Ready is refused."""
+        ...
+
+    @property
+    def namespace_labels(self) -> dict[str, dict[str, str]]:
+        """Namespace labels from this replica's Namespace watch (namespaceSelector policies)."""
         ...
 
     @property

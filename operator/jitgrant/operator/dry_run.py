@@ -18,6 +18,7 @@ import kopf
 from jitgrant.lifecycle.dry_run import Outcome, dry_run_answer
 from jitgrant.lifecycle.open_requests import OpenRequest
 from jitgrant.models import GrantPolicySpec
+from jitgrant.policy.gate import PolicyRefusal
 
 
 async def answer_dry_run(
@@ -29,6 +30,7 @@ async def answer_dry_run(
     warnings: list[str],
     existing: OpenRequest | None = None,
     limit: str | None = None,
+    refusal: PolicyRefusal | None = None,
 ) -> None:
     """Append the decision to `warnings`, or raise the denial as an AdmissionError."""
     answer = dry_run_answer(
@@ -38,6 +40,7 @@ async def answer_dry_run(
         operator_namespace=operator_namespace,
         existing=existing,
         limit=limit,
+        refusal=refusal,
     )
     if answer.outcome is Outcome.DENIED:
         raise kopf.AdmissionError(answer.refusal, code=answer.code)

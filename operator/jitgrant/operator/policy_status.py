@@ -20,15 +20,17 @@ from typing import Any
 import kopf
 
 from jitgrant.clusters.port import GrantTarget
+from jitgrant.lifecycle.idle import idle_refusal
 from jitgrant.models import API_GROUP, API_VERSION, GrantPolicySpec, TargetType
-from jitgrant.models.vocabulary import Reason, format_time
+from jitgrant.models.vocabulary import READY_CONDITION, Reason, format_time
 from jitgrant.offline.exposure import dangerous_without_approval
 from jitgrant.policy import ClusterRoleState, check_policy, readiness, rules_of
 from jitgrant.policy.scope import policy_cluster_roles
+from jitgrant.reconcile.guardrails import activity_source
 
 log = logging.getLogger("jitgrant.policy_status")
 
-READY = "Ready"
+READY = READY_CONDITION
 RECHECK_SECONDS = 30.0
 STATUS_ID = "policy-status"
 _RESOURCE = (API_GROUP, API_VERSION, "grantpolicies")
@@ -85,6 +87,9 @@ async def ready_condition(runtime: Any, body: Mapping[str, Any]) -> tuple[str, s
         return condition
     check = check_policy(body.get("spec"))
     assert check.spec is not None  # Ready so far means valid
+    idle = idle_refusal(check.spec, has_source=activity_source(runtime, check.spec) is not None)
+    if idle is not None:  # stored past the webhook: say so rather than never ending an idle grant
+        return "False", Reason.POLICY_INVALID, idle
     return await issuer_condition(runtime, check.spec) or condition
 
 
@@ -106,7 +111,8 @@ async def _rbac_condition(runtime: Any, body: Mapping[str, Any]) -> tuple[str, s
         return "Unknown", Reason.TARGET_UNAVAILABLE, f"cannot check the target cluster: {exc}"
     if isinstance(states, str):
         return "Unknown", Reason.CLUSTER_ROLE_NOT_BINDABLE, states
-    result = readiness(policy_name=name, check=check, roles=states)
+    deny = runtime.settings.deny_rules
+    result = readiness(policy_name=name, check=check, roles=states, cluster_wide_deny=deny)
     return ("True" if result.ready else "False"), result.reason, result.message
 
 

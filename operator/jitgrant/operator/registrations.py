@@ -244,7 +244,7 @@ async def recheck_grants_on_policy_change(
     """A policy's spec changed or it was deleted: its live requests are held against it now."""
     runtime = getattr(memo, "runtime", None)
     if isinstance(runtime, Runtime):
-        runtime.policy_seen(body.metadata.name or "", body.get("spec"), deleted=type == "DELETED")
+        runtime.policy_seen(body.metadata.name or "", body.get("spec"), deleted=type == "DELETED", body=body)
     scheduler = getattr(memo, "scheduler", None)
     if isinstance(scheduler, Scheduler):
         generation = body.metadata.get("generation")
@@ -254,6 +254,22 @@ async def recheck_grants_on_policy_change(
             event=type,
             spec=body.get("spec"),
         )
+
+
+@kopf.on.event("", "v1", "namespaces", id="namespace-labels")
+async def namespace_labels_changed(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:
+    """A Namespace's labels changed: grants under policies with a namespaceSelector are held against
+    them again (a label removed ends the grants it allowed, as a narrowed policy does)."""
+    runtime = getattr(memo, "runtime", None)
+    if not isinstance(runtime, Runtime):
+        return
+    labels = dict(body.metadata.labels or {})
+    changed = runtime.namespace_seen(body.metadata.name or "", labels, deleted=type == "DELETED")
+    scheduler = getattr(memo, "scheduler", None)
+    if changed and isinstance(scheduler, Scheduler):
+        for name, spec in list(runtime.watched_policies.items()):
+            if spec.namespace_selector is not None:
+                scheduler.policy_changed(name)
 
 
 @kopf.on.event(*_RESOURCE, id="reconcile-on-change")

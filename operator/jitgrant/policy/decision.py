@@ -18,6 +18,7 @@ from jitgrant.models import (
     RequesterStamp,
     format_duration,
 )
+from jitgrant.models.policy import LabelSelector
 from jitgrant.models.text import visible
 from jitgrant.policy.dangerous import is_system_namespace
 from jitgrant.policy.rbac import WILDCARD
@@ -55,10 +56,18 @@ class PolicyDecision:
 
 
 def _namespace_reason(
-    *, policy_name: str, allowed: tuple[str, ...], namespace: str, operator_namespace: str
+    *,
+    policy_name: str,
+    allowed: tuple[str, ...],
+    namespace: str,
+    operator_namespace: str,
+    selector: LabelSelector | None = None,
 ) -> str | None:
     listed = [entry for entry in allowed if entry != WILDCARD]
-    allowed_text = ", ".join(listed + (["any non-system namespace"] if WILDCARD in allowed else []))
+    labelled = [f"non-system namespaces labelled {selector.describe()}"] if selector is not None else []
+    allowed_text = ", ".join(
+        listed + (["any non-system namespace"] if WILDCARD in allowed else []) + labelled
+    )
     if namespace in ("", WILDCARD):
         return (
             f"namespace '{namespace}' asks for cluster-wide access, which jitgrant never grants: "
@@ -160,6 +169,7 @@ def decide(
         _namespace_reason(
             policy_name=policy_name,
             allowed=policy.namespaces,
+            selector=policy.namespace_selector,
             namespace=request.namespace,
             operator_namespace=operator_namespace,
         ),

@@ -20,10 +20,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from jitgrant.models import GrantPolicySpec, PolicyRule
+from jitgrant.models import DenyRule, GrantPolicySpec, PolicyRule
 from jitgrant.models.vocabulary import Reason
 from jitgrant.policy.cluster_roles import widened_reason
 from jitgrant.policy.dangerous import DANGEROUS_ENTRIES
+from jitgrant.policy.deny import cluster_role_deny_problems, inline_deny_problems
 from jitgrant.policy.rbac import malformed_entries
 from jitgrant.policy.scope import policy_cluster_roles
 
@@ -87,6 +88,7 @@ def lint(spec: GrantPolicySpec) -> tuple[str, ...]:
             for entry in option.accept_dangerous
             if entry not in DANGEROUS_ENTRIES
         ]
+    problems += inline_deny_problems(spec)  # spec.deny; the cluster-wide rules need the operator's settings
     return tuple(problems)
 
 
@@ -116,11 +118,21 @@ class Readiness:
     message: str
 
 
-def readiness(*, policy_name: str, check: PolicyCheck, roles: Sequence[ClusterRoleState]) -> Readiness:
+def readiness(
+    *,
+    policy_name: str,
+    check: PolicyCheck,
+    roles: Sequence[ClusterRoleState],
+    cluster_wide_deny: Sequence[DenyRule] = (),
+) -> Readiness:
     """The policy's Ready condition: every problem in one message, the reason of the first kind found."""
     if not check.valid or check.spec is None:
         return Readiness(False, Reason.POLICY_INVALID, check.message)
     found: list[tuple[Reason, str]] = []
+    live = {role.name: role.rules for role in roles if role.found and role.bindable}
+    denied = inline_deny_problems(check.spec, cluster_wide_deny)
+    denied += cluster_role_deny_problems(check.spec, live, cluster_wide_deny)
+    found += [(Reason.DENY_RULE_MATCHED, problem) for problem in denied]
     for role in roles:
         if not role.found:
             found.append((Reason.CLUSTER_ROLE_NOT_FOUND, f"ClusterRole '{role.name}' does not exist"))

@@ -105,6 +105,9 @@ class FencedCluster:
     async def list_policy_objects(self) -> list[Mapping[str, Any]]:
         return await self.inner.list_policy_objects()
 
+    async def read_namespace_labels(self, name: str) -> dict[str, str] | None:
+        return await self.inner.read_namespace_labels(name)
+
     async def patch_policy_status(self, name: str, status: Mapping[str, Any]) -> None:
         self._check(f"write the status of GrantPolicy {name}")
         await self.inner.patch_policy_status(name, status)

@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -27,6 +27,7 @@ from jitgrant.lifecycle.open_requests import OpenRequests, RefusalTally
 from jitgrant.metrics import Metrics
 from jitgrant.models import GrantPolicySpec, Target, TargetType
 from jitgrant.models.vocabulary import Reason
+from jitgrant.policy.gate import ReadyState, ready_state
 from jitgrant.reconcile.ports import AuditPort, EventRecorder, NoEvents, Notices
 from jitgrant.settings import OperatorSettings
 
@@ -89,12 +90,30 @@ class Runtime:
     # GrantPolicy specs from this replica's watch: admission's guardrails read them without a call
     # (the reconciler reads the policy itself before deciding, so a moment's lag decides nothing).
     watched_policies: dict[str, GrantPolicySpec] = field(default_factory=dict)
+    # Their Ready conditions: admission refuses requests under a policy that is not Ready.
+    watched_ready: dict[str, ReadyState] = field(default_factory=dict)
 
-    def policy_seen(self, name: str, spec: Any, *, deleted: bool) -> None:
+    def policy_seen(self, name: str, spec: Any, *, deleted: bool, body: Any = None) -> None:
         self.watched_policies.pop(name, None)
+        self.watched_ready.pop(name, None)
         if not deleted and spec is not None:
             with contextlib.suppress(ValidationError):
                 self.watched_policies[name] = GrantPolicySpec.model_validate(spec)
+            state = ready_state(body) if isinstance(body, Mapping) else None
+            if state is not None:
+                self.watched_ready[name] = state
+
+    # Namespace labels from this replica's Namespace watch: namespaceSelector policies are matched
+    # against them (policy/selector.py) at admission and in each reconcile pass.
+    namespace_labels: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def namespace_seen(self, name: str, labels: Mapping[str, str], *, deleted: bool) -> bool:
+        """Record a Namespace watch event; True when a namespace seen before changed its labels (or
+        went), so grants under selector policies are held against them again."""
+        before = self.namespace_labels.pop(name, None)
+        if not deleted:
+            self.namespace_labels[name] = dict(labels)
+        return before is not None and before != self.namespace_labels.get(name)
 
     # Per target cluster: reachable at the last call (absent: not yet called). A change is logged
     # once, instead of a line (or a traceback) per retry of every request waiting on it.

@@ -173,7 +173,10 @@ class Scheduler:
             inline_rules_enabled=settings.inline_rules_enabled,
             operator_namespace=settings.operator_namespace,
         )
-        if step is None:
+        spec = self._policy_specs.get(policy)
+        # An idle timer lives in the audit log, not in memory: a grant under a policy with idleTimeout
+        # is looked at now (after a restart too), and the pass says when to look again.
+        if step is None and (spec is None or spec.idle_timeout is None):
             return None
         now = self.runtime.clock()
         self.schedule(key, now)

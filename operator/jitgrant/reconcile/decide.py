@@ -26,6 +26,7 @@ from jitgrant.models.vocabulary import (
     Reason,
 )
 from jitgrant.reconcile.effects import Pass, status_patch
+from jitgrant.reconcile.guardrails import idle_check, scoped_to_namespace
 from jitgrant.reconcile.policies import load_policy
 
 log = logging.getLogger("jitgrant.reconcile")
@@ -49,6 +50,7 @@ async def decide(p: Pass, stored: StoredRequest) -> tuple[Step, AccessRequest | 
     if name not in p.policies:
         p.policies[name] = await load_policy(p.engine.own, name)
     policy, policy_problem = p.policies[name]
+    policy = await scoped_to_namespace(p.engine, policy, request.spec.namespace)
     seal_valid = verify_requester_seal(
         key=settings.receipt_key,
         namespace=stored.namespace,
@@ -67,6 +69,9 @@ async def decide(p: Pass, stored: StoredRequest) -> tuple[Step, AccessRequest | 
         existing=duplicate_of(p, stored, policy),
         limit=limit(p, stored, policy),
     )
+    if policy_problem is None and step.action is Action.WAIT:
+        # An Active grant waiting for its expiry may end idle first.
+        step = await idle_check(p.engine, request, policy) or step
     step = final_step(
         step,
         policy_problem=policy_problem,

@@ -191,9 +191,16 @@ async def record(
     post_event(p, stored.body, warning=note.warning, reason=note.reason, message=note.message)
     log.log(note.level, "%s/%s %s", stored.namespace, stored.name, note.log)
     if note.notice is not None and engine.notifier is not None:
-        # queued, never awaited: a receiver cannot slow a grant
+        # queued, never awaited: a receiver cannot slow a grant; the policy's spec.notifications
+        # (read once per pass) chooses notifiers and events over the operator's defaults
+        spec = p.policies.get(policy, (None, None))[0]
         engine.notifier.transition(
-            request, phase=note.notice, reason=note.reason, message=note.message, expires_at=note.expires_at
+            request,
+            phase=note.notice,
+            reason=note.reason,
+            message=note.message,
+            expires_at=note.expires_at,
+            notifications=spec.notifications if spec is not None else None,
         )
 
 

@@ -36,7 +36,7 @@ from jitgrant.reconcile.decide import decide
 from jitgrant.reconcile.decisions import fail
 from jitgrant.reconcile.effects import Pass, record_transition, status_patch
 from jitgrant.reconcile.objects import WindowClosed, create
-from jitgrant.reconcile.policies import cluster_role_refusal
+from jitgrant.reconcile.policies import grant_refusal
 from jitgrant.reconcile.trouble import trouble, window_closed
 
 log = logging.getLogger("jitgrant.reconcile")
@@ -97,13 +97,18 @@ async def activate(
             if written is None:
                 return
             stored = written
-        role = step.decision.cluster_role
-        widened = await cluster_role_refusal(
-            target, policy_name=request.spec.policy, policy=policy, cluster_role=role
+        refused = await grant_refusal(
+            target,
+            policy_name=request.spec.policy,
+            policy=policy,
+            cluster_wide_deny=engine.settings.deny_rules,
+            namespace=request.spec.namespace,
+            cluster_role=step.decision.cluster_role,
+            inline_rules=step.decision.rules,
         )
-        if widened is not None:  # the ClusterRole gained dangerous rules since the policy was written
-            why = Reason.CLUSTER_ROLE_WIDENED
-            await fail(p, stored, request, reason=why, message=widened, cluster=cluster, grant=record)
+        if refused is not None:  # a ClusterRole widened since the policy was written, or a deny rule met
+            why, message = refused
+            await fail(p, stored, request, reason=why, message=message, cluster=cluster, grant=record)
             return
         made = await create(p, plan, record=record, request=request, target=target)
     except WindowClosed:

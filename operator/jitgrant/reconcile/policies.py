@@ -9,10 +9,14 @@ accept in a ClusterRole's rules as they are now refuses the grant (`ClusterRoleW
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from jitgrant.clusters.port import GrantTarget, RequestStore
-from jitgrant.models import GrantPolicySpec
+from jitgrant.models import DenyRule, GrantPolicySpec, PolicyRule
+from jitgrant.models.vocabulary import Reason
 from jitgrant.policy import check_policy, rules_of, widened_reason
+from jitgrant.policy.deny import grant_deny_reason
+from jitgrant.policy.gate import policy_invalid_message
 
 log = logging.getLogger("jitgrant.policy_status")
 
@@ -25,7 +29,7 @@ async def load_policy(own: RequestStore, name: str) -> tuple[GrantPolicySpec | N
     check = check_policy(stored.spec)
     if check.valid:
         return check.spec, None
-    message = f"GrantPolicy {name!r} is invalid: {check.message}; the platform team must fix it"
+    message = policy_invalid_message(name, check)
     log.warning("%s", message)
     return None, message
 
@@ -47,3 +51,37 @@ async def cluster_role_refusal(
     return widened_reason(
         policy_name=policy_name, policy=policy, cluster_role=cluster_role, rules=rules_of(read.body)
     )
+
+
+async def grant_refusal(
+    target: GrantTarget,
+    *,
+    policy_name: str,
+    policy: GrantPolicySpec,
+    cluster_wide_deny: Sequence[DenyRule],
+    namespace: str,
+    cluster_role: str | None,
+    inline_rules: Sequence[PolicyRule],
+) -> tuple[Reason, str] | None:
+    """At grant time, on the rules as they are now: the ClusterRole's (read once) held against the
+    dangerous list (`ClusterRoleWidened`), then its or the inline rules against the deny rules
+    (`DenyRuleMatched`, policy/deny.py). Read errors propagate as in `cluster_role_refusal`."""
+    rules: Sequence[PolicyRule] = inline_rules
+    if cluster_role is not None:
+        read = await target.read_cluster_role(cluster_role)
+        if not read.found:
+            return None  # the API server refuses the binding itself (GrantRefusedByCluster)
+        rules = rules_of(read.body)
+        widened = widened_reason(
+            policy_name=policy_name, policy=policy, cluster_role=cluster_role, rules=rules
+        )
+        if widened is not None:
+            return Reason.CLUSTER_ROLE_WIDENED, widened
+    denied = grant_deny_reason(
+        policy=policy,
+        cluster_wide=cluster_wide_deny,
+        namespace=namespace,
+        cluster_role=cluster_role,
+        rules=rules,
+    )
+    return (Reason.DENY_RULE_MATCHED, denied) if denied is not None else None

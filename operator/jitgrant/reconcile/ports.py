@@ -17,6 +17,7 @@ from jitgrant.clusters.port import ClusterPort, GrantTarget, StoredRequest
 from jitgrant.lifecycle.open_requests import OpenRequests
 from jitgrant.metrics import Metrics
 from jitgrant.models import AccessRequest, GrantPolicySpec, Phase, Target
+from jitgrant.models.policy import PolicyNotifications
 from jitgrant.settings import OperatorSettings
 
 
@@ -68,6 +69,7 @@ class Notices(Protocol):
         reason: str,
         message: str,
         expires_at: datetime | None = None,
+        notifications: PolicyNotifications | None = None,
     ) -> None: ...
 
     def close(self) -> None:
@@ -87,6 +89,8 @@ class Engine(Protocol):
     written_ahead: dict[str, set[str]]
     stopping: bool
     notifier: Notices | None
+    # Namespace labels from the replica's Namespace watch (namespaceSelector policies).
+    namespace_labels: dict[str, dict[str, str]]
 
     def clock(self) -> datetime: ...
 
