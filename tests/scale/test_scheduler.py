@@ -23,6 +23,8 @@ class _Runtime:
     # Finished requests kept forever, so an ended one is dropped; their removal after a retention
     # is tested in tests/reconcile/test_retention.py.
     settings = OperatorSettings(finished_retention=timedelta(0))
+    targets = None  # no EKS targets: every pass takes the shared slots
+    watched_policies: dict[str, Any] = {}
 
 
 def _scheduler() -> Scheduler:
