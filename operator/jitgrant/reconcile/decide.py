@@ -47,7 +47,7 @@ async def decide(p: Pass, stored: StoredRequest) -> tuple[Step, AccessRequest | 
     settings = p.engine.settings
     name = request.spec.policy
     if name not in p.policies:
-        p.policies[name] = await load_policy(p.engine.own, name)
+        p.policies[name] = await load_policy(p.engine.own, name, p.engine.watched_policies)
     policy, policy_problem = p.policies[name]
     seal_valid = verify_requester_seal(
         key=settings.receipt_key,
