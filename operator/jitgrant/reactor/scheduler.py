@@ -64,6 +64,11 @@ class Scheduler:
             Key, int
         ] = {}  # events observed per key: a newer one outranks a reconcile's answer
         self._running: set[Key] = set()
+        # Events that arrived while a key's pass ran, as (uid, resourceVersion); None: not a write of
+        # the request (a policy change). The echo of the pass's own write can come in before the
+        # write's answer says which version it made: once the pass has ended, such an echo is known
+        # for what it is and does not run the request again from its stale body (a 409, a read).
+        self._during: dict[Key, list[tuple[str, str] | None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._order = itertools.count()
         self._wake = asyncio.Event()
@@ -124,6 +129,10 @@ class Scheduler:
             return None
         self._attempts.pop(key, None)
         self._events[key] = self._events.get(key, 0) + 1
+        if key in self._during:
+            meta = (body or {}).get("metadata") or {}
+            uid, version = meta.get("uid"), meta.get("resourceVersion")
+            self._during[key].append((uid, version) if uid and version else None)
         retention = self.runtime.settings.finished_retention
         when = due(status, annotations, self.runtime.clock(), retention=retention)
         self._bodies.pop(key, None)
@@ -223,6 +232,8 @@ class Scheduler:
             # Counted as an event: a pass running now (that may have read the old policy) is queued
             # again when it ends instead of at the time it answers.
             self._events[key] = self._events.get(key, 0) + 1
+            if key in self._during:
+                self._during[key].append(None)
             self.schedule(key, now)
         if keys:
             log.info("GrantPolicy %s changed: %d live request(s) under it re-checked", name, len(keys))
@@ -247,6 +258,7 @@ class Scheduler:
         key = (namespace, name)
         seen = self._events.get(key)
         self._running.add(key)
+        self._during[key] = []
         self.reconciles += 1
         try:
             result = await Reconciler(self.runtime).reconcile(
@@ -267,9 +279,14 @@ class Scheduler:
             result = RETRY  # an exception means backoff
         finally:
             self._running.discard(key)
+            during = self._during.pop(key, [])
         if key not in self._due:
             return  # an event said meanwhile that it ended
-        if self._events.get(key) != seen:
+        if during and all(d is not None and self.runtime.is_own_echo(*d) for d in during):
+            # Only this pass's own writes came back: nothing new; its answer says when to look again.
+            self._bodies.pop(key, None)
+            self._due.pop(key, None)
+        elif self._events.get(key) != seen:
             # An event during the reconcile queued it at the time it says; the loop skipped that
             # entry while the reconcile ran, so it goes back on the heap.
             when = self._due[key]
