@@ -165,3 +165,31 @@ async def test_the_echo_of_a_write_that_comes_before_its_answer_runs_no_second_p
     assert await scheduler.tick(world.clock()) == []
     assert world.port.calls == [], world.port.calls
     assert scheduler.next_due() == parse_time(world.status("fix")["expiresAt"])
+
+
+async def test_an_expiry_is_cut_on_time_while_its_pass_waits_for_a_slot(world: World) -> None:
+    """The cut has its own queue on expiresAt: a request whose pass entry an event moved to now, and
+    whose pass then waits for a slot behind others, still loses its binding at expiresAt (before, the
+    cut waited for that pass, behind the backlog of activations)."""
+    scheduler = Scheduler(world.runtime, concurrency=1)
+    world.file("fix", duration="5m")
+    body = world.cluster.requests[(NS, "fix")]
+    scheduler.observe(NS, "fix", body.get("status") or {}, {}, body=copy.deepcopy(body))
+    await scheduler.tick(world.clock())
+    body = copy.deepcopy(world.cluster.requests[(NS, "fix")])
+    scheduler.observe(NS, "fix", body["status"], {}, body=body, own=True)  # the Active write's echo
+    assert len(world.objects("RoleBinding")) == 1
+    world.file("busy")
+    busy = world.cluster.requests[(NS, "busy")]
+    scheduler.observe(NS, "busy", busy.get("status") or {}, {}, body=copy.deepcopy(busy))
+    scheduler.schedule((NS, "fix"), world.clock())  # e.g. an event that makes it due now
+    async with world.runtime.lock_for(f"{NS}/busy"):  # busy's pass holds the only slot
+        assert scheduler.start_due(world.clock()) == [(NS, "busy"), (NS, "fix")]
+        world.clock.advance(301)
+        scheduler.start_due(world.clock())
+        async with asyncio.timeout(5):
+            while world.objects("RoleBinding"):
+                await asyncio.sleep(0)
+        assert world.status("fix")["phase"] == "Active"  # its pass has not run yet
+    await scheduler.settle()
+    assert world.status("fix")["phase"] == "Expired"

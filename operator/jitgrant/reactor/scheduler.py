@@ -79,6 +79,9 @@ class Scheduler:
         # grants end in the same second and their passes queue for a slot.
         self._expiring: dict[Key, tuple[datetime, list[Mapping[str, Any]]]] = {}
         self._cuts = asyncio.Semaphore(CUT_CONCURRENCY)
+        # The cuts' own queue, on expiresAt: a cut never waits for its request's pass entry, which
+        # an event can move (to now, for a pass that then waits behind a backlog of activations).
+        self._cut_heap: list[tuple[datetime, int, Key]] = []
         self._cutting: dict[Key, asyncio.Task[None]] = {}
         # The body of the latest event of a request due now: its pass starts from it instead of a
         # GET (as fresh as one made when the event arrived; every write it leads to is made with its
@@ -103,7 +106,8 @@ class Scheduler:
 
     def next_due(self) -> datetime | None:
         self._drop_stale()
-        return self._heap[0][0] if self._heap else None
+        heads = [heap[0][0] for heap in (self._heap, self._cut_heap) if heap]
+        return min(heads) if heads else None
 
     # ---- feeding -----------------------------------------------------------------------------
 
@@ -164,7 +168,11 @@ class Scheduler:
         objects = (status.get("grant") or {}).get("objects") or []
         if status.get("phase") == "Active" and objects and isinstance(status.get("expiresAt"), str):
             with contextlib.suppress(ValueError):
-                self._expiring[key] = (parse_time(status["expiresAt"]), list(objects))
+                expires = parse_time(status["expiresAt"])
+                self._expiring[key] = (expires, list(objects))
+                heapq.heappush(self._cut_heap, (expires, next(self._order), key))
+                if self._cut_heap[0][2] == key:
+                    self._wake.set()
         return policy if isinstance(policy, str) else None
 
     def _hold_against_policy(self, key: Key, body: Mapping[str, Any], policy: str) -> datetime | None:
@@ -333,6 +341,9 @@ class Scheduler:
     def _drop_stale(self) -> None:
         while self._heap and self._due.get(self._heap[0][2]) != self._heap[0][0]:
             heapq.heappop(self._heap)
+        heap = self._cut_heap
+        while heap and (self._expiring.get(heap[0][2]) or (None,))[0] != heap[0][0]:
+            heapq.heappop(heap)
 
     def _cut_expired(self, key: Key, now: datetime) -> None:
         expiring = self._expiring.get(key)
@@ -367,6 +378,8 @@ class Scheduler:
         """Take what is due at `now` off the queue (the caller runs their passes); an expired grant's
         RoleBindings are cut at once, ahead of its pass."""
         keys: list[Key] = []
+        while self._cut_heap and self._cut_heap[0][0] <= now:
+            self._cut_expired(heapq.heappop(self._cut_heap)[2], now)
         while True:
             self._drop_stale()
             if not self._heap or self._heap[0][0] > now:
