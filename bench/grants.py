@@ -16,8 +16,9 @@ each until one shared instant). Beside each throughput figure, for the floor and
 CPU seconds per 1,000 grants of each process (/proc/<pid>/stat: the operator; kube-apiserver, etcd
 and kube-controller-manager on the real server; the bench process, which holds the embedded server,
 on the embedded one) and API calls per grant by user from the server's audit log, the operator's by
-verb and resource. Prints a table (and JSON with --json); asserts nothing (tests/scale guards the
-order of magnitude).
+verb and resource and those answered 409 Conflict (`BENCH_AUDIT_DUMP=FILE` keeps the audit
+log's lines of the last part measured, to follow one request's calls). Prints a table (and JSON
+with --json); asserts nothing (tests/scale guards the order of magnitude).
 
 `--server embedded` (the default) is operator/embedkube; `--server real` is etcd + kube-apiserver +
 kube-controller-manager as `make kube` built them (jitgrant_testing.controlplane), with the chart's
