@@ -23,6 +23,8 @@ class _Runtime:
     # Finished requests kept forever, so an ended one is dropped; their removal after a retention
     # is tested in tests/reconcile/test_retention.py.
     settings = OperatorSettings(finished_retention=timedelta(0))
+    targets = None  # no target clusters: every pass takes the scheduler's own slots
+    watched_policies: dict[str, Any] = {}
 
 
 def _scheduler() -> Scheduler:
