@@ -16,8 +16,9 @@ each until one shared instant). Beside each throughput figure, for the floor and
 CPU seconds per 1,000 grants of each process (/proc/<pid>/stat: the operator; kube-apiserver, etcd
 and kube-controller-manager on the real server; the bench process, which holds the embedded server,
 on the embedded one) and API calls per grant by user from the server's audit log, the operator's by
-verb and resource. Prints a table (and JSON with --json); asserts nothing (tests/scale guards the
-order of magnitude).
+verb and resource and those answered 409 Conflict (`BENCH_AUDIT_DUMP=FILE` keeps the audit
+log's lines of the last part measured, to follow one request's calls). Prints a table (and JSON
+with --json); asserts nothing (tests/scale guards the order of magnitude).
 
 `--server embedded` (the default) is operator/embedkube; `--server real` is etcd + kube-apiserver +
 kube-controller-manager as `make kube` built them (jitgrant_testing.controlplane), with the chart's
@@ -180,6 +181,7 @@ class Meter:
                 data = log.read()
             calls = {"operator": 0, "agent": 0, "other": 0}
             kinds: dict[str, int] = {}  # the operator's calls by verb and resource
+            conflicts: dict[str, int] = {}  # those answered 409 Conflict (a write that lost a race)
             for line in data.splitlines():
                 try:
                     event = json.loads(line)
@@ -195,10 +197,18 @@ class Meter:
                     sub = f"/{ref['subresource']}" if ref.get("subresource") else ""
                     kind = f"{event.get('verb', '')} {ref.get('resource', '')}{sub}"
                     kinds[kind] = kinds.get(kind, 0) + 1
+                    if (event.get("responseStatus") or {}).get("code") == 409:
+                        conflicts[kind] = conflicts.get(kind, 0) + 1
             out["calls_per_grant"] = {who: count / grants for who, count in calls.items()}
             out["operator_calls_per_grant"] = {
                 kind: round(count / grants, 2) for kind, count in sorted(kinds.items(), key=lambda kv: -kv[1])
             }
+            out["operator_conflicts_per_grant"] = {
+                kind: round(count / grants, 2)
+                for kind, count in sorted(conflicts.items(), key=lambda kv: -kv[1])
+            }
+            if os.environ.get("BENCH_AUDIT_DUMP"):
+                Path(os.environ["BENCH_AUDIT_DUMP"]).write_bytes(data)
         return out
 
 
@@ -1058,6 +1068,15 @@ def table(r: dict[str, Any]) -> str:
                     "-",
                     "-",
                     ", ".join(f"{kind} {count:g}" for kind, count in kinds.items() if count >= 0.05),
+                )
+            )
+            conflicts = jg.get("operator_conflicts_per_grant", {})
+            rows.append(
+                (
+                    f"  of those answered 409 Conflict, {n} at once",
+                    "-",
+                    "-",
+                    ", ".join(f"{kind} {count:g}" for kind, count in conflicts.items()) or "none",
                 )
             )
     if "single_to_active_with_live_s" in j:

@@ -20,13 +20,17 @@ def dark() -> Unavailable:
 
 
 async def test_an_auto_approved_grant_posts_one_event_per_transition(world: World) -> None:
+    """The approval that activates in the same pass rides on the grant's Event (one create, not two),
+    which still says how it was approved."""
     world.file("fix", duration="5m")
     await world.reconcile("fix")
-    assert world.events.of("fix") == [(N, Reason.AUTO_APPROVED), (N, Reason.GRANTED)]
+    assert world.events.of("fix") == [(N, Reason.GRANTED)]
+    [granted] = world.events.events
+    assert f"({Reason.AUTO_APPROVED}: " in granted.message, granted.message
     world.clock.advance(301)
     await world.reconcile("fix")
     assert world.events.of("fix")[-1] == (N, Reason.EXPIRED)
-    assert len(world.events.of("fix")) == 3
+    assert len(world.events.of("fix")) == 2
 
 
 async def test_an_expiry_the_scheduler_runs_posts_its_event(world: World) -> None:
@@ -48,7 +52,9 @@ async def test_an_approval_and_a_revocation_post_their_events(world: World) -> N
     await world.reconcile("p")
     world.revoke("p")
     await world.reconcile("p")
-    assert world.events.of("p")[1:] == [(N, Reason.APPROVED), (N, Reason.GRANTED), (N, Reason.REVOKED)]
+    assert world.events.of("p")[1:] == [(N, Reason.GRANTED), (N, Reason.REVOKED)]
+    [granted] = [e for e in world.events.events if e.reason == Reason.GRANTED]
+    assert f"({Reason.APPROVED}: " in granted.message and "alice" in granted.message, granted.message
     [revoked] = [e for e in world.events.events if e.reason == Reason.REVOKED]
     assert revoked.namespace == NS and revoked.name == "p"
 
@@ -92,3 +98,15 @@ async def test_a_request_removed_after_its_retention_says_why(world: World) -> N
     body = world.cluster.requests.get((NS, "fix"))
     assert body is None or body["metadata"].get("deletionTimestamp")  # its finalizer does the rest
     assert world.events.of("fix")[-1] == (N, Reason.RETENTION_ELAPSED)
+
+
+async def test_an_approval_whose_grant_waits_posts_its_own_event(world: World) -> None:
+    """An approval that does not activate in its pass (the target cluster does not answer) is not
+    folded into anything: its Event goes out with its status write."""
+    world.file("p", policy="prod")
+    await world.reconcile("p")
+    world.approve("p")
+    world.port.fail("create_object", dark())
+    await world.reconcile("p")
+    assert world.status("p")["phase"] != "Active"
+    assert (N, Reason.APPROVED) in world.events.of("p"), world.events.of("p")

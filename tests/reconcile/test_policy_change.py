@@ -237,3 +237,44 @@ async def test_a_policy_narrowed_while_no_replica_ran_ends_its_grants_at_start_u
     assert scheduler.observe(NS, "kept", body["status"], {}, body=body) == parse_time(
         world.status("kept")["expiresAt"]
     )
+
+
+def _watch_delivers(world: World, name: str) -> None:
+    """The GrantPolicy watch's event reaching the runtime's cache (operator/registrations.py)."""
+    world.runtime.policy_seen(name, world.cluster.policies[name]["spec"], deleted=False)
+
+
+async def test_policies_come_from_the_watch_and_a_change_after_the_pass_read_one_still_ends_the_grant(
+    world: World,
+) -> None:
+    """With the watch's cache filled, a pass reads no GrantPolicy (one call per grant fewer). A policy
+    narrowed after a pass read the cached spec grants under the old one only until the watch delivers
+    the change: its event makes the request due now and that pass ends it (PolicyChanged)."""
+    for name in ("auto", "prod"):
+        _watch_delivers(world, name)
+    scheduler = Scheduler(world.runtime)
+    world.file("fix")
+    body = world.cluster.requests[(NS, "fix")]
+    scheduler.observe(NS, "fix", body.get("status") or {}, {}, body=body)
+    world.port.calls.clear()
+    _change(world, "auto", namespaces=["missing"])  # not delivered yet: the pass reads the cache
+    await scheduler.tick(world.clock())
+    assert world.status("fix")["phase"] == "Active"
+    assert "get_policy" not in world.port.calls, world.port.calls
+    body = world.cluster.requests[(NS, "fix")]
+    scheduler.observe(NS, "fix", body["status"], {}, body=body)
+    _watch_delivers(world, "auto")
+    spec = world.cluster.policies["auto"]["spec"]
+    assert scheduler.policy_seen("auto", generation=2, event="MODIFIED", spec=spec) == 1
+    assert await scheduler.tick(world.clock()) == [(NS, "fix")]
+    status = world.status("fix")
+    assert (status["phase"], status["reason"]) == ("Revoked", Reason.POLICY_CHANGED), status
+    assert world.objects() == [], "the binding outlived the policy that allowed it"
+    assert "get_policy" not in world.port.calls, world.port.calls
+
+
+async def test_a_policy_the_watch_has_not_delivered_is_read(world: World) -> None:
+    """A name missing from the cache (not listed yet) is read: the cache never answers 'missing'."""
+    _watch_delivers(world, "prod")
+    await _active(world)
+    assert "get_policy" in world.port.calls

@@ -87,8 +87,8 @@ class Runtime:
     open_requests: OpenRequests = field(default_factory=OpenRequests)
     # Guardrail refusals at admission, audited at most once per requester per minute.
     refusals: RefusalTally = field(default_factory=RefusalTally)
-    # GrantPolicy specs from this replica's watch: admission's guardrails read them without a call
-    # (the reconciler reads the policy itself before deciding, so a moment's lag decides nothing).
+    # GrantPolicy specs from this replica's watch: admission's guardrails and the reconciler read them
+    # without a call (a change after a pass read one makes its requests due again: Scheduler.policy_changed).
     watched_policies: dict[str, GrantPolicySpec] = field(default_factory=dict)
     # Their Ready conditions: admission refuses requests under a policy that is not Ready.
     watched_ready: dict[str, ReadyState] = field(default_factory=dict)

@@ -64,6 +64,11 @@ class Scheduler:
             Key, int
         ] = {}  # events observed per key: a newer one outranks a reconcile's answer
         self._running: set[Key] = set()
+        # Events that arrived while a key's pass ran, as (uid, resourceVersion); None: not a write of
+        # the request (a policy change). The echo of the pass's own write can come in before the
+        # write's answer says which version it made: once the pass has ended, such an echo is known
+        # for what it is and does not run the request again from its stale body (a 409, a read).
+        self._during: dict[Key, list[tuple[str, str] | None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._order = itertools.count()
         self._wake = asyncio.Event()
@@ -74,6 +79,9 @@ class Scheduler:
         # grants end in the same second and their passes queue for a slot.
         self._expiring: dict[Key, tuple[datetime, list[Mapping[str, Any]]]] = {}
         self._cuts = asyncio.Semaphore(CUT_CONCURRENCY)
+        # The cuts' own queue, on expiresAt: a cut never waits for its request's pass entry, which
+        # an event can move (to now, for a pass that then waits behind a backlog of activations).
+        self._cut_heap: list[tuple[datetime, int, Key]] = []
         self._cutting: dict[Key, asyncio.Task[None]] = {}
         # The body of the latest event of a request due now: its pass starts from it instead of a
         # GET (as fresh as one made when the event arrived; every write it leads to is made with its
@@ -98,7 +106,8 @@ class Scheduler:
 
     def next_due(self) -> datetime | None:
         self._drop_stale()
-        return self._heap[0][0] if self._heap else None
+        heads = [heap[0][0] for heap in (self._heap, self._cut_heap) if heap]
+        return min(heads) if heads else None
 
     # ---- feeding -----------------------------------------------------------------------------
 
@@ -124,6 +133,10 @@ class Scheduler:
             return None
         self._attempts.pop(key, None)
         self._events[key] = self._events.get(key, 0) + 1
+        if key in self._during:
+            meta = (body or {}).get("metadata") or {}
+            uid, version = meta.get("uid"), meta.get("resourceVersion")
+            self._during[key].append((uid, version) if uid and version else None)
         retention = self.runtime.settings.finished_retention
         when = due(status, annotations, self.runtime.clock(), retention=retention)
         self._bodies.pop(key, None)
@@ -155,7 +168,11 @@ class Scheduler:
         objects = (status.get("grant") or {}).get("objects") or []
         if status.get("phase") == "Active" and objects and isinstance(status.get("expiresAt"), str):
             with contextlib.suppress(ValueError):
-                self._expiring[key] = (parse_time(status["expiresAt"]), list(objects))
+                expires = parse_time(status["expiresAt"])
+                self._expiring[key] = (expires, list(objects))
+                heapq.heappush(self._cut_heap, (expires, next(self._order), key))
+                if self._cut_heap[0][2] == key:
+                    self._wake.set()
         return policy if isinstance(policy, str) else None
 
     def _hold_against_policy(self, key: Key, body: Mapping[str, Any], policy: str) -> datetime | None:
@@ -226,6 +243,8 @@ class Scheduler:
             # Counted as an event: a pass running now (that may have read the old policy) is queued
             # again when it ends instead of at the time it answers.
             self._events[key] = self._events.get(key, 0) + 1
+            if key in self._during:
+                self._during[key].append(None)
             self.schedule(key, now)
         if keys:
             log.info("GrantPolicy %s changed: %d live request(s) under it re-checked", name, len(keys))
@@ -250,6 +269,7 @@ class Scheduler:
         key = (namespace, name)
         seen = self._events.get(key)
         self._running.add(key)
+        self._during[key] = []
         self.reconciles += 1
         try:
             result = await Reconciler(self.runtime).reconcile(
@@ -270,9 +290,14 @@ class Scheduler:
             result = RETRY  # an exception means backoff
         finally:
             self._running.discard(key)
+            during = self._during.pop(key, [])
         if key not in self._due:
             return  # an event said meanwhile that it ended
-        if self._events.get(key) != seen:
+        if during and all(d is not None and self.runtime.is_own_echo(*d) for d in during):
+            # Only this pass's own writes came back: nothing new; its answer says when to look again.
+            self._bodies.pop(key, None)
+            self._due.pop(key, None)
+        elif self._events.get(key) != seen:
             # An event during the reconcile queued it at the time it says; the loop skipped that
             # entry while the reconcile ran, so it goes back on the heap.
             when = self._due[key]
@@ -319,6 +344,9 @@ class Scheduler:
     def _drop_stale(self) -> None:
         while self._heap and self._due.get(self._heap[0][2]) != self._heap[0][0]:
             heapq.heappop(self._heap)
+        heap = self._cut_heap
+        while heap and (self._expiring.get(heap[0][2]) or (None,))[0] != heap[0][0]:
+            heapq.heappop(heap)
 
     def _cut_expired(self, key: Key, now: datetime) -> None:
         expiring = self._expiring.get(key)
@@ -353,6 +381,8 @@ class Scheduler:
         """Take what is due at `now` off the queue (the caller runs their passes); an expired grant's
         RoleBindings are cut at once, ahead of its pass."""
         keys: list[Key] = []
+        while self._cut_heap and self._cut_heap[0][0] <= now:
+            self._cut_expired(heapq.heappop(self._cut_heap)[2], now)
         while True:
             self._drop_stale()
             if not self._heap or self._heap[0][0] > now:

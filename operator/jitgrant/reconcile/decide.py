@@ -48,7 +48,7 @@ async def decide(p: Pass, stored: StoredRequest) -> tuple[Step, AccessRequest | 
     settings = p.engine.settings
     name = request.spec.policy
     if name not in p.policies:
-        p.policies[name] = await load_policy(p.engine.own, name)
+        p.policies[name] = await load_policy(p.engine.own, name, p.engine.watched_policies)
     policy, policy_problem = p.policies[name]
     policy = await scoped_to_namespace(p.engine, policy, request.spec.namespace)
     seal_valid = verify_requester_seal(

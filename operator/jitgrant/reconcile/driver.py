@@ -23,7 +23,7 @@ from jitgrant.models.vocabulary import (
 )
 from jitgrant.reconcile.decide import decide
 from jitgrant.reconcile.decisions import record_approvals, shorten, transition
-from jitgrant.reconcile.effects import Pass
+from jitgrant.reconcile.effects import Pass, post_event
 from jitgrant.reconcile.ending import end_grant, revoke_for_deletion
 from jitgrant.reconcile.issue import activate
 from jitgrant.reconcile.ports import Engine
@@ -42,12 +42,21 @@ async def run_pass(p: Pass, namespace: str, name: str, body: Mapping[str, Any] |
     async with p.engine.lock_for(f"{namespace}/{name}"):
         if body is not None:
             p.latest = StoredRequest(body)
-        result = await steps(p, namespace, name)
-        if p.deferred is not None:
-            base, request, status = p.deferred
-            p.deferred = None
-            with contextlib.suppress(Conflict):  # changed meanwhile: its event brings it back
-                await p.write_status(base, request, status)
+        try:
+            result = await steps(p, namespace, name)
+            if p.deferred is not None:
+                base, request, status = p.deferred
+                p.deferred = None
+                try:
+                    await p.write_status(base, request, status)
+                except Conflict:  # changed meanwhile: its event brings it back
+                    p.held_note = None
+        finally:
+            if p.held_note is not None and p.deferred is None:
+                # Its fields were written (with a later write of the pass) and no Event of the
+                # pass carried it: it goes out alone.
+                held, note = p.held_note
+                post_event(p, held, warning=note.warning, reason=note.reason, message=note.message)
         return result
 
 
@@ -88,7 +97,7 @@ async def steps(p: Pass, namespace: str, name: str) -> PassResult:
             # approval): what was made is in the grant record, so decide again on a fresh
             # read now instead of waiting for the next event.
             log.debug("%s/%s changed while being reconciled; reading it again", namespace, name)
-            p.latest = p.deferred = None
+            p.latest = p.deferred = p.held_note = None
             continue
         if p.retry_at is not None:
             return PassResult(requeue_at=p.retry_at)  # waiting on a target cluster

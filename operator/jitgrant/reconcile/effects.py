@@ -49,6 +49,10 @@ class Pass:
     # audit record is written already; a pass that ends with it still held writes it then,
     # one that fails loses only the write, and the next pass decides the approval again.
     deferred: tuple[StoredRequest, AccessRequest, dict[str, Any]] | None = None
+    # The held-back write's Event (the approval's): it goes out as part of the pass's next Event
+    # (an auto-approved grant: one "Granted" Event saying it was approved, not two creates), or
+    # alone when the pass writes the held fields at its end. Dropped with them.
+    held_note: tuple[Mapping[str, Any], Note] | None = None
     # When a step had to wait for its target cluster: the next real attempt (shown in status),
     # which the pass returns so the scheduler comes back then, not on a backoff of its own.
     retry_at: datetime | None = None
@@ -188,7 +192,15 @@ async def record(
         measure(engine.metrics)
     if note is None:
         return
-    post_event(p, stored.body, warning=note.warning, reason=note.reason, message=note.message)
+    if write is not None and p.deferred is not None:
+        p.held_note = (stored.body, note)  # the write was held back: so is its Event
+    else:
+        message = note.message
+        if p.held_note is not None:
+            held = p.held_note[1]
+            message = f"{message} ({held.reason}: {held.message})"
+            p.held_note = None
+        post_event(p, stored.body, warning=note.warning, reason=note.reason, message=message)
     log.log(note.level, "%s/%s %s", stored.namespace, stored.name, note.log)
     if note.notice is not None and engine.notifier is not None:
         # queued, never awaited: a receiver cannot slow a grant; the policy's spec.notifications

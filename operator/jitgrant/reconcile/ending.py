@@ -28,6 +28,7 @@ from jitgrant.models.vocabulary import (
     format_time,
 )
 from jitgrant.reconcile.effects import Note, Pass, Record, record, record_transition, status_patch
+from jitgrant.reconcile.policies import policy_spec
 from jitgrant.reconcile.removal import cluster_of, remove_recorded
 
 log = logging.getLogger("jitgrant.reconcile")
@@ -47,7 +48,7 @@ async def end_grant(
     engine = p.engine
     grant = request.status.grant
     if not policy_read:  # the pass read it already (None: missing or invalid, as here)
-        policy = await engine.get_policy(request.spec.policy)
+        policy = await policy_spec(engine.own, request.spec.policy, engine.watched_policies)
     if grant is not None:
         try:
             await remove_recorded(p, grant, request=request, policy=policy)

@@ -4,29 +4,43 @@ grant time the live rules of the ClusterRole about to be bound.
 A policy that does not parse or fails `check_policy` is *invalid*, not missing: its requests are denied
 as `PolicyInvalid` with the field and the fix (`lifecycle/final_step.py`). Anything the policy did not
 accept in a ClusterRole's rules as they are now refuses the grant (`ClusterRoleWidened`).
+
+Policies come from the operator's watch on GrantPolicies (`watched`, parsed as they arrive) and only
+a name the watch has not delivered (not listed yet, missing, or not parsing) is read with a GET. The
+cache is as fresh as the watch: a policy changed after a pass read it is caught by the watch event,
+which makes every live request under it due again (reactor/scheduler.py `policy_changed`), so a
+grant made under the old spec is held against the new one within the watch's lag, as it was when a
+GET could race the change.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from jitgrant.clusters.port import GrantTarget, RequestStore
 from jitgrant.models import DenyRule, GrantPolicySpec, PolicyRule
 from jitgrant.models.vocabulary import Reason
-from jitgrant.policy import check_policy, rules_of, widened_reason
+from jitgrant.policy import PolicyCheck, check_policy, rules_of, widened_reason
 from jitgrant.policy.deny import grant_deny_reason
 from jitgrant.policy.gate import policy_invalid_message
+from jitgrant.policy.validation import lint
 
 log = logging.getLogger("jitgrant.policy_status")
 
 
-async def load_policy(own: RequestStore, name: str) -> tuple[GrantPolicySpec | None, str | None]:
+async def load_policy(
+    own: RequestStore, name: str, watched: Mapping[str, GrantPolicySpec]
+) -> tuple[GrantPolicySpec | None, str | None]:
     """(spec, None) for a usable policy, (None, None) when it does not exist, (None, why) when invalid."""
-    stored = await own.get_policy(name)
-    if stored is None:
-        return None, None
-    check = check_policy(stored.spec)
+    cached = watched.get(name)
+    if cached is not None:
+        check = PolicyCheck(spec=cached, problems=lint(cached))
+    else:
+        stored = await own.get_policy(name)
+        if stored is None:
+            return None, None
+        check = check_policy(stored.spec)
     if check.valid:
         return check.spec, None
     message = policy_invalid_message(name, check)
@@ -85,3 +99,18 @@ async def grant_refusal(
         rules=rules,
     )
     return (Reason.DENY_RULE_MATCHED, denied) if denied is not None else None
+
+
+async def policy_spec(
+    own: RequestStore, name: str, watched: Mapping[str, GrantPolicySpec]
+) -> GrantPolicySpec | None:
+    """The named policy's spec from the watch, else read (None: missing or does not parse): the
+    ending and retention paths, which need its target and not its lint."""
+    cached = watched.get(name)
+    if cached is not None:
+        return cached
+    stored = await own.get_policy(name)
+    if stored is None:
+        return None
+    check = check_policy(stored.spec)
+    return check.spec

@@ -100,6 +100,10 @@ class Engine(Protocol):
 
     async def get_policy(self, name: str) -> GrantPolicySpec | None: ...
 
+    # GrantPolicies as the watch last delivered them (reconcile/policies.py reads them first).
+    @property
+    def watched_policies(self) -> Mapping[str, GrantPolicySpec]: ...
+
     async def cluster_for(
         self, target: Target, *, session_name: str, source_identity: str
     ) -> GrantTarget: ...

@@ -18,6 +18,7 @@ from jitgrant.models.vocabulary import (
     format_time,
 )
 from jitgrant.reconcile.effects import Pass, post_event, status_patch
+from jitgrant.reconcile.policies import policy_spec
 from jitgrant.reconcile.removal import cluster_of
 from jitgrant.reconcile.result import DONE, RETRY, PassResult
 
@@ -100,7 +101,7 @@ async def removal_event(
     if grant is not None:
         cluster = cluster_of(grant)
     else:
-        policy = await p.engine.get_policy(request.spec.policy)
+        policy = await policy_spec(p.engine.own, request.spec.policy, p.engine.watched_policies)
         cluster = policy.target.cluster if policy is not None else "unknown"
     return audit_event(
         request=request,
