@@ -26,7 +26,7 @@ AUTO = "extend-auto"  # extensions allowed without a human: at most 2, 2 minutes
 ONCE = "extend-once"  # at most one extension
 NONE = "extend-none"  # the example policy as it is: no extensions
 HUMAN = "extend-human"  # the original and its extensions need an approver
-OTHER = "other-agent"  # a second requester the policies name
+OTHER = "mallory"  # a second requester the policies name (a user with a token on the server)
 
 
 def _policy(example: str, name: str, **spec: Any) -> dict[str, Any]:

@@ -9,13 +9,27 @@ total (`spec.extensions`), and whether a human must approve it. Applied, it move
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta
+from typing import Any
 
 from jitgrant.models import AccessRequest, AccessRequestSpec, GrantPolicySpec, Phase, parse_duration
-from jitgrant.models.vocabulary import format_time
+from jitgrant.models.vocabulary import format_time, parse_time
 
 # The fields that make a grant's scope: an extension must repeat each of them exactly.
 SCOPE_FIELDS = ("policy", "namespace", "cluster_role", "rules")
+
+
+def extended_end(status: Mapping[str, Any]) -> datetime | None:
+    """The end applied extensions moved a live grant's window to, from its stored status; None when
+    it was never extended. The grant's objects keep the expires-at annotation they were issued with
+    (the sweep's backstop), so the sweep asks this before removing them at that earlier time."""
+    if status.get("phase") != Phase.ACTIVE.value or not status.get("extensions"):
+        return None
+    try:
+        return parse_time(str(status.get("expiresAt")))
+    except ValueError:
+        return None
 
 
 def extended_total(original: AccessRequest) -> timedelta:
