@@ -15,6 +15,9 @@ import pytest
 from kubernetes.client import ApiClient, CustomObjectsApi, RbacAuthorizationV1Api
 from kubernetes.client.exceptions import ApiException
 
+from jitgrant.audit.query import grant_rows
+from jitgrant.audit.records import AuditRecord
+from jitgrant.cli.describe import Paint, describe_request
 from jitgrant.client import AccessDenied, Client
 from jitgrant.models.vocabulary import APPROVE_ANNOTATION, parse_time
 from jitgrant_testing.environment import EXAMPLES, load_manifests, wait_until
@@ -258,3 +261,20 @@ def test_an_extension_that_needs_approval_waits_for_the_approver_and_records_who
     assert extended["status"]["extensions"][0]["approvedBy"] == ["approver"]
     [record] = wait_until(lambda: _records(real_env, name, "extended"), timeout=10, what="extended record")
     assert [a["approver"] for a in record["approvers"]] == ["approver"]
+    # audit query: the grant's row ends at the new time; the extension's row ended "applied", by whom.
+    trail = [json.loads(line) for line in real_env.audit_file.read_text().splitlines() if line.strip()]
+    rows = {
+        row.request: row
+        for row in grant_rows(AuditRecord.model_validate(r) for r in trail if r.get("kind") == "record")
+    }
+    assert rows[f"{NS}/{name}"].expires_at == parse_time(extended["status"]["expiresAt"])
+    assert (rows[f"{NS}/{ext}"].outcome, rows[f"{NS}/{ext}"].approvers) == ("applied", ("approver",))
+    # describe shows each extension with who approved it.
+    shown = describe_request(
+        extended,
+        cluster_role_rules=None,
+        cluster_role_error="not read",
+        policy_spec=None,
+        paint=Paint(enabled=False),
+    )
+    assert f"+ 2m through {ext}" in shown and "(approver)" in shown

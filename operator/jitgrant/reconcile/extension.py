@@ -129,10 +129,22 @@ async def apply_extension(
     }
     if request.status.requested_at is None:
         fields["requested_at"] = now
+    ended = audit_event(
+        request=request,
+        event_type=EventType.EXTENDED,
+        at=now,
+        cluster=policy.target.cluster,
+        decision=Phase.APPLIED.value,  # the extension's own ending (audit query's outcome "applied")
+        reason=message,
+        expires_at=applied.expires_at,
+        ended_at=now,
+        approvals=approval_entries(step.tally) or request.status.approvals,
+    )
     await record(
         p,
         stored,
         request,
+        records=(Record(ended, memo=f"{EventType.EXTENDED.value}/{Phase.APPLIED.value}"),),
         write=lambda: p.write_status(stored, request, status_patch(**fields)),
         note=Note(reason=Reason.EXTENSION_APPLIED, message=message, log=f"-> Applied: {message}"),
     )
