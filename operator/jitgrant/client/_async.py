@@ -84,6 +84,8 @@ _ENDINGS: dict[Phase, tuple[type[JitgrantError], str]] = {
     Phase.FAILED: (AccessFailed, "failed"),
     Phase.EXPIRED: (AccessEnded, "expired before it could be used"),
     Phase.REVOKED: (AccessEnded, "revoked before it could be used"),
+    # An extension never becomes Active itself: its time went to the grant it extends.
+    Phase.APPLIED: (AccessEnded, "an extension, applied to the grant it extends (wait on that grant)"),
 }
 DurationLike = str | timedelta | float
 #: The keyword arguments `manifest` takes (`reason`: the deprecated spelling of `justification`).
