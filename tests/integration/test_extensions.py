@@ -49,3 +49,21 @@ def test_an_extension_moves_the_end_of_the_same_binding_and_a_wider_one_is_refus
     ended = wait_for_phase(env, "agents", "long-task", "Expired", timeout=20)
     assert parse_time(ended["status"]["endedAt"]) >= before + timedelta(seconds=5)
     assert jit_bindings(env, "payments") == []
+
+
+def test_grant_extend_inside_the_grant_block(env: Environment) -> None:
+    [policy] = load_manifests(EXAMPLES / "oncall-restart" / "policy.yaml")
+    policy["metadata"]["name"] = "extendable"
+    policy["spec"]["extensions"] = {"allowed": True}
+    env.apply([policy])
+    # The block releases the grant on its way out: a patch of the agent's own request.
+    patch = [{"apiGroups": ["jitgrant.dev"], "resources": ["accessrequests"], "verbs": ["patch"]}]
+    env.allow("agents", role="agent-edit", rules=patch, service_account="oncall-agent")
+    agent = env.client_for_service_account("agents", "oncall-agent")
+    with Client.from_configuration(agent.configuration, namespace="agents") as client:
+        asked = {"policy": "extendable", "namespace": "payments", "cluster_role": "jit-restart-checkout"}
+        with client.grant(**asked, duration="20s", justification="INC-1 long task") as grant:
+            assert grant.expires_at is not None
+            extended = grant.extend(by="30s", justification="INC-1 longer than planned")
+            assert extended.status.expires_at == grant.expires_at + timedelta(seconds=30)
+            assert [e.by for e in extended.status.extensions] == ["30s"]

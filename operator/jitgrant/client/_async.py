@@ -535,7 +535,9 @@ class AsyncClient:
                 request=follower.last,
             ) from None
         kubeconfig = await self.kubeconfig(request) if deliver else None
-        return Grant(request=request, kubeconfig=kubeconfig)
+        grant = Grant(request=request, kubeconfig=kubeconfig)
+        grant._extender = self.extend
+        return grant
 
     async def _watch(
         self, namespace: str, name: str, version: str

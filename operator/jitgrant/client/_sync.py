@@ -94,11 +94,13 @@ class Client:
         on_progress: ProgressCallback | None = None,
         deliver: bool = True,
     ) -> Grant:
-        return self._run(
+        grant = self._run(
             self.aio.wait(
                 name, namespace=namespace, timeout=timeout, on_progress=on_progress, deliver=deliver
             )
         )
+        grant._extender = self.extend  # blocking, as this client's calls are
+        return grant
 
     def kubeconfig(self, request: AccessRequest) -> str | None:
         return self._run(self.aio.kubeconfig(request))
