@@ -22,8 +22,9 @@ FINISHED = sorted(p.value for p in Phase if p.terminal)
 LIVE = sorted(p.value for p in Phase if not p.terminal)
 
 
-def test_the_finished_phases_are_the_five_terminal_ones() -> None:
-    assert FINISHED == ["Denied", "Expired", "Failed", "Revoked", "TimedOut"]
+def test_the_finished_phases_are_the_six_terminal_ones() -> None:
+    # Applied: an extension whose time was added to its grant (the grant itself stays Active).
+    assert FINISHED == ["Applied", "Denied", "Expired", "Failed", "Revoked", "TimedOut"]
 
 
 @pytest.mark.parametrize("phase", FINISHED)

@@ -40,7 +40,7 @@ def assert_actionable(text: str, *, field: str, given: str, example: str) -> Non
 async def test_the_tools_have_titles_annotations_and_closed_input_schemas(agents: Agents) -> None:
     async with stdio_agent(agents.kubeconfig()) as client:
         tools = {tool.name: tool for tool in (await client.list_tools()).tools}
-    assert set(tools) == READ_ONLY | {"request_access", "release_access"}
+    assert set(tools) == READ_ONLY | {"request_access", "release_access", "extend_access"}
     for name, tool in tools.items():
         assert tool.title, name
         assert tool.input_schema.get("additionalProperties") is False, (name, tool.input_schema)

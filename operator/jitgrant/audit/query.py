@@ -12,7 +12,7 @@ from fnmatch import fnmatchcase
 from typing import Any, cast
 
 from jitgrant.audit.records import ActivityRecord, AuditRecord, EventType
-from jitgrant.models import cluster_name_of
+from jitgrant.models import Phase, cluster_name_of
 from jitgrant.models.text import for_terminal
 
 #: Events after which a request is settled; "how it ended" is the last of these seen.
@@ -32,7 +32,9 @@ _PROGRESS = {
     EventType.ISSUING: "approved",
     EventType.GRANTED: "active",
 }
-OUTCOMES = ("active", "approved", "pending", *_ENDINGS.values())
+# An extension (spec.extends) whose time was added to its grant: its `extended` record's decision.
+_APPLIED = Phase.APPLIED.value
+OUTCOMES = ("active", "approved", "pending", *_ENDINGS.values(), "applied")
 
 
 @dataclass(frozen=True)
@@ -206,7 +208,10 @@ def _fold(uid: str, records: list[AuditRecord]) -> GrantRow:
                 receipts[approval.receipt] = None
         if outcome in _ENDINGS.values() and event.type not in _ENDINGS:
             continue  # a settled request stays settled (terminal states never become active again)
-        if event.type in _ENDINGS:
+        if event.type is EventType.EXTENDED and event.decision == _APPLIED:
+            outcome, reason = "applied", event.reason or reason  # the extension request's own ending
+            ended = ended or event.time
+        elif event.type in _ENDINGS:
             outcome, reason = _ENDINGS[event.type], event.reason or reason
             ended = ended or event.time
         elif event.type in _PROGRESS:
@@ -225,7 +230,7 @@ def _fold(uid: str, records: list[AuditRecord]) -> GrantRow:
         requested_at=first.event.time,
         activated_at=activated,
         expires_at=expires,
-        ended_at=ended if outcome in _ENDINGS.values() else None,
+        ended_at=ended if outcome in _ENDINGS.values() or outcome == "applied" else None,
         approvers=tuple(approvers),
         receipts=tuple(receipts),
         outcome=outcome,

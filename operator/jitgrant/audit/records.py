@@ -225,7 +225,7 @@ def audit_event(
     attempt = ""
     if event_type is EventType.APPROVAL_RECORDED:
         attempt = ",".join(sorted(entry.approver for entry in approvals))
-    elif event_type is EventType.SHORTENED and expires_at is not None:
+    elif event_type in (EventType.SHORTENED, EventType.EXTENDED) and expires_at is not None:
         attempt = format_time(expires_at)
     return AuditEvent(
         transition_id=transition_id(uid, event_type, attempt) if uid else None,

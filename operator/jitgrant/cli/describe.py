@@ -132,6 +132,8 @@ def describe_request(
         f"Duration:       {spec.get('duration') or _default_duration(policy_spec)}",
         f"Scope:          {scope_of(spec)}",
     ]
+    if spec.get("extends"):
+        lines.append(f"Extends:        {spec['extends']} by {spec.get('duration')} (the same scope)")
     warnings: list[str] = []
     if spec.get("clusterRole"):
         lines.append(f"ClusterRole:    {spec['clusterRole']}")
@@ -158,6 +160,7 @@ def describe_request(
         lines.append(f"Active since:   {status['activatedAt']}")
     if status.get("expiresAt"):
         lines.append(f"Expires:        {status['expiresAt']}")
+    lines.extend(_extension_lines(status))
     overdue = removal_overdue(status)
     if overdue is not None:
         lines.append(
@@ -168,6 +171,21 @@ def describe_request(
     if status.get("message"):
         lines.append(f"\n{status.get('reason') or status.get('phase') or 'Status'}: {status['message']}")
     return "\n".join(lines) + "\n"
+
+
+def _extension_lines(status: Mapping[str, Any]) -> list[str]:
+    """The extensions applied to a grant, each with who approved it and the end it moved to."""
+    entries = status.get("extensions") or []
+    if not entries:
+        return []
+    lines = [f"Extended:       {len(entries)} time(s)"]
+    for entry in entries:
+        who = ", ".join(entry.get("approvedBy") or []) or "auto-approved"
+        lines.append(
+            f"  + {entry.get('by')} through {entry.get('request')} at {entry.get('at')} ({who}); "
+            f"then ending {entry.get('expiresAt')}"
+        )
+    return lines
 
 
 def _default_duration(policy_spec: Mapping[str, Any] | None) -> str:

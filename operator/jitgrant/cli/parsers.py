@@ -230,6 +230,29 @@ def add_agent_subcommands(sub: Any) -> None:
     add_cluster_flags(r, namespace=False)
     r.set_defaults(func=Command("agent", "cmd_release"))
 
+    x = sub.add_parser(
+        "extend",
+        help="ask to extend your own Active grant (an extension request under its policy's spec.extensions)",
+        description="Ask to extend your Active grant NAME by --by, with the same scope; the policy "
+        "decides whether extensions are allowed, how many, the total, and whether approvers must agree. "
+        "Waits until it is applied (the new end is printed) or refused.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )
+    x.add_argument("name", help="your Active AccessRequest")
+    x.add_argument("--by", required=True, metavar="DURATION", help="how much longer, e.g. 10m")
+    x.add_argument("--justification", metavar="TEXT", help="required: why it must last longer")
+    x.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="ask the operator whether the extension would be applied, wait for approval, or be refused",
+    )
+    _request_namespace_flag(x, "where it is (default: the kubeconfig context's namespace)")
+    add_wait_timeout(x, default="30m", help_text="give up waiting after this long (default 30m)")
+    add_cluster_flags(x, namespace=False)
+    x.set_defaults(func=Command("extend", "cmd_extend"))
+
     q = sub.add_parser("policies", help="the GrantPolicies you may request under, and what each offers")
     q.add_argument(
         "-o",

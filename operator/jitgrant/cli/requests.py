@@ -131,7 +131,8 @@ def row_of(obj: Mapping[str, Any], now: datetime, *, wide: bool = False) -> dict
         "NAME": meta.get("name", ""),
         "PHASE": status.get("phase") or "New",
         "REQUESTER": (spec.get("requester") or {}).get("username", "-"),
-        "SCOPE": scope_of(spec),
+        # An extension's scope is its grant's: what it asks is more time on that grant.
+        "SCOPE": f"+{spec.get('duration')} on {spec['extends']}" if spec.get("extends") else scope_of(spec),
         "APPROVALS": f"{len(approvals)} ({len(recorded)} recorded)" if recorded else str(len(approvals)),
         "EXPIRES": _expires(status),
         "AGE": _age(meta.get("creationTimestamp"), now),

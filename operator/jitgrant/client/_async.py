@@ -84,6 +84,8 @@ _ENDINGS: dict[Phase, tuple[type[JitgrantError], str]] = {
     Phase.FAILED: (AccessFailed, "failed"),
     Phase.EXPIRED: (AccessEnded, "expired before it could be used"),
     Phase.REVOKED: (AccessEnded, "revoked before it could be used"),
+    # An extension never becomes Active itself: its time went to the grant it extends.
+    Phase.APPLIED: (AccessEnded, "an extension, applied to the grant it extends (wait on that grant)"),
 }
 DurationLike = str | timedelta | float
 #: The keyword arguments `manifest` takes (`reason`: the deprecated spelling of `justification`).
@@ -385,7 +387,9 @@ class AsyncClient:
         """Would this request be allowed, wait for approval, or be denied, and exactly why? Asked of
         the operator's own decision code through a dryRun create: nothing is stored or audited."""
         kwargs.pop("name", None)
-        manifest = self._manifest(kwargs)
+        return await self._dry_run(self._manifest(kwargs))
+
+    async def _dry_run(self, manifest: dict[str, Any]) -> CheckResult:
         namespace = str(manifest["metadata"]["namespace"])
         try:
             answer = await self._api.call(
@@ -531,7 +535,9 @@ class AsyncClient:
                 request=follower.last,
             ) from None
         kubeconfig = await self.kubeconfig(request) if deliver else None
-        return Grant(request=request, kubeconfig=kubeconfig)
+        grant = Grant(request=request, kubeconfig=kubeconfig)
+        grant._extender = self.extend
+        return grant
 
     async def _watch(
         self, namespace: str, name: str, version: str
@@ -683,6 +689,112 @@ class AsyncClient:
                     if request.status.phase is not None and request.status.phase.terminal:
                         return request
         return request
+
+    # -- extending ----------------------------------------------------------------------------
+    async def extension_manifest(
+        self,
+        name: str,
+        *,
+        by: str | timedelta,
+        justification: str,
+        namespace: str | None = None,
+        request_key: str | None = None,
+    ) -> dict[str, Any]:
+        """The extension of your Active grant `name` (spec.extends): the same scope as the grant,
+        `by` as its duration. The operator refuses any other scope; copying it here means a caller
+        never has to restate it."""
+        namespace = namespace or self.namespace
+        original, _ = await self._get_own(namespace, name)
+        spec = original.spec
+        manifest = self.manifest(
+            policy=spec.policy,
+            namespace=spec.namespace,
+            justification=justification,
+            cluster_role=spec.cluster_role,
+            rules=spec.rules,
+            duration=by,
+            request_namespace=namespace,
+        )
+        manifest["spec"]["extends"] = name
+        manifest["spec"].pop("requestKey", None)
+        manifest["spec"]["requestKey"] = request_key or _derived_key(manifest["spec"])
+        manifest["metadata"].pop("generateName", None)
+        manifest["metadata"]["generateName"] = f"{name[:50].rstrip('-.')}-ext-"
+        return manifest
+
+    async def extend(
+        self,
+        name: str,
+        *,
+        by: str | timedelta,
+        justification: str,
+        namespace: str | None = None,
+        request_key: str | None = None,
+        timeout: DurationLike = "30m",  # noqa: ASYNC109 - the wait bound is part of the API
+        wait: bool = True,
+    ) -> AccessRequest:
+        """Ask to extend your Active grant `name` by `by` (e.g. "10m"), under its policy's
+        spec.extensions. With `wait` (the default), follow the extension until it is applied and
+        return the grant with its new `expiresAt`; AccessDenied (reason ExtensionRefused, or
+        DeniedByApprover) when it is not, the grant unchanged. Without, return the extension as filed."""
+        namespace = namespace or self.namespace
+        seconds = _seconds(timeout)
+        manifest = await self.extension_manifest(
+            name, by=by, justification=justification, namespace=namespace, request_key=request_key
+        )
+        try:
+            extension = await self.file(manifest)
+        except ApiRefused as exc:
+            # The webhook's refusal starts with its reason token (operator/admission.py).
+            if f"{Reason.EXTENSION_REFUSED}: " in exc.message:
+                raise AccessDenied(exc.message, reason=Reason.EXTENSION_REFUSED) from exc
+            raise
+        if not wait:
+            return extension
+        try:
+            async with asyncio.timeout(seconds):
+                extension = await self._until_ended(namespace, extension.metadata.name)
+        except TimeoutError:
+            raise AccessTimedOut(
+                f"gave up waiting after {seconds:.0f}s; extension {namespace}/{extension.metadata.name} "
+                "is still undecided and stays filed",
+                reason=Reason.WAIT_TIMEOUT,
+                request=extension,
+            ) from None
+        if extension.status.phase is not Phase.APPLIED:
+            error = ending_error(extension)
+            raise error or AccessEnded(
+                f"extension {namespace}/{extension.metadata.name} ended {extension.status.phase}",
+                reason=extension.status.reason or "",
+                request=extension,
+            )
+        return (await self._get_own(namespace, name))[0]
+
+    async def check_extension(
+        self, name: str, *, by: str | timedelta, justification: str, namespace: str | None = None
+    ) -> CheckResult:
+        """Would this extension be applied at once, wait for approvers, or be refused, and why? A
+        dryRun create: nothing is stored or audited."""
+        manifest = await self.extension_manifest(
+            name, by=by, justification=justification, namespace=namespace
+        )
+        return await self._dry_run(manifest)
+
+    async def _until_ended(self, namespace: str, name: str) -> AccessRequest:
+        request, version = await self._get_own(namespace, name)
+        if request.status.phase is not None and request.status.phase.terminal:
+            return request
+        async for kind, obj in self._watch(namespace, name, version):
+            if kind == "DELETED":
+                raise AccessEnded(
+                    f"extension {namespace}/{name} was deleted before it was decided",
+                    reason=Reason.DELETED,
+                    request=request,
+                )
+            request = AccessRequest.from_object(obj)
+            if request.status.phase is not None and request.status.phase.terminal:
+                return request
+        raise AssertionError("unreachable: the watch resumes until cancelled")  # pragma: no cover
 
     @contextlib.asynccontextmanager
     async def grant(

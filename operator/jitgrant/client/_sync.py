@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Coroutine, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -93,11 +94,13 @@ class Client:
         on_progress: ProgressCallback | None = None,
         deliver: bool = True,
     ) -> Grant:
-        return self._run(
+        grant = self._run(
             self.aio.wait(
                 name, namespace=namespace, timeout=timeout, on_progress=on_progress, deliver=deliver
             )
         )
+        grant._extender = self.extend  # blocking, as this client's calls are
+        return grant
 
     def kubeconfig(self, request: AccessRequest) -> str | None:
         return self._run(self.aio.kubeconfig(request))
@@ -109,6 +112,36 @@ class Client:
         self, name: str, *, namespace: str | None = None, reason: str = "", confirm: bool = True
     ) -> AccessRequest:
         return self._run(self.aio.release(name, namespace=namespace, reason=reason, confirm=confirm))
+
+    def extend(
+        self,
+        name: str,
+        *,
+        by: str | timedelta,
+        justification: str,
+        namespace: str | None = None,
+        request_key: str | None = None,
+        timeout: DurationLike = "30m",
+        wait: bool = True,
+    ) -> AccessRequest:
+        return self._run(
+            self.aio.extend(
+                name,
+                by=by,
+                justification=justification,
+                namespace=namespace,
+                request_key=request_key,
+                timeout=timeout,
+                wait=wait,
+            )
+        )
+
+    def check_extension(
+        self, name: str, *, by: str | timedelta, justification: str, namespace: str | None = None
+    ) -> CheckResult:
+        return self._run(
+            self.aio.check_extension(name, by=by, justification=justification, namespace=namespace)
+        )
 
     @contextlib.contextmanager
     def grant(

@@ -96,6 +96,7 @@ ENDING_WORDS = {
     Phase.FAILED: "failed",
     Phase.EXPIRED: "expired before it could be used",
     Phase.REVOKED: "revoked before it could be used",
+    Phase.APPLIED: "an extension, applied to the grant it extends (wait on that grant)",
 }
 
 

@@ -3,10 +3,12 @@ MCP client) can read field by field, serialised with the same camelCase aliases 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
+
+from pydantic import PrivateAttr
 
 from jitgrant.models import AccessRequest, GrantPolicySpec, PolicyRule, format_duration
 from jitgrant.models.base import WireModel
@@ -149,10 +151,23 @@ class Grant(WireModel):
 
     request: AccessRequest
     kubeconfig: str | None = None
+    # The client's `extend`, set by the `wait()` (or `grant()`) that returned this grant.
+    _extender: Callable[..., Any] | None = PrivateAttr(default=None)
 
     @property
     def name(self) -> str:
         return self.request.metadata.name
+
+    def extend(self, *, by: str | timedelta, justification: str) -> Any:
+        """More time on this grant: the client's `extend(self.name, ...)`. From a `Client`, the grant's
+        AccessRequest with its new `expires_at`; from an `AsyncClient`, an awaitable of it. This object
+        keeps the end it was returned with."""
+        if self._extender is None:
+            raise ValueError(
+                "this Grant was not returned by a client's wait() or grant(); call "
+                f"client.extend({self.name!r}, by=..., justification=...) instead"
+            )
+        return self._extender(self.name, by=by, justification=justification, namespace=self.namespace)
 
     @property
     def namespace(self) -> str:

@@ -67,6 +67,9 @@ def scope_of(spec: Mapping[str, Any]) -> Scope:
         if cluster_role
         else "rules=" + json.dumps(spec.get("rules") or [], sort_keys=True, separators=(",", ":"))
     )
+    if spec.get("extends"):
+        # An extension is its own scope (one open extension per grant), never a duplicate of its grant.
+        asked = f"extends={spec['extends']}"
     return (str(spec.get("policy") or ""), str(spec.get("namespace") or ""), asked)
 
 

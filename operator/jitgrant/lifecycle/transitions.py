@@ -20,6 +20,7 @@ from typing import Literal
 
 from jitgrant.approvals.counting import ApprovalTally
 from jitgrant.approvals.release import release_message
+from jitgrant.lifecycle.extension import extension_allowance
 from jitgrant.lifecycle.open_requests import OpenRequest, already_requested_message
 from jitgrant.models import AccessRequest, Condition, GrantPolicySpec, Phase
 from jitgrant.models.text import visible
@@ -344,7 +345,8 @@ def live_grant_step(
     activated, expires_at = request.status.activated_at, request.status.expires_at
     if activated is None or expires_at is None:
         return None
-    latest = activated + policy.max_duration_delta
+    # An applied extension runs past maxDuration by what the policy's spec.extensions still allows.
+    latest = activated + policy.max_duration_delta + extension_allowance(request, policy)
     if latest >= expires_at:
         return None
     maximum = policy.max_duration

@@ -325,7 +325,7 @@ def build_server(
     namespace: str | None = None,
     activity_source: AuditSource | None = None,
 ) -> MCPServer[None]:
-    """The MCP server with its seven tools; `pass_through` for HTTP (each call acts as its own token);
+    """The MCP server with its eight tools; `pass_through` for HTTP (each call acts as its own token);
     `activity_source`: the cluster's audit log, for access_activity (None: that tool says it has none)."""
 
     @asynccontextmanager
@@ -465,6 +465,37 @@ def build_server(
         async with agents.client(ctx) as client:
             ended = await client.release(name, namespace=namespace, reason=reason)
         return _result(ended, next_step="nothing: the access is gone")
+
+    @tool(
+        title="Extend your active access",
+        annotations=FILES,
+        description="Ask for more time on one of your Active grants (same scope; the policy decides "
+        "whether extensions are allowed, how many, the total, and whether a human must approve). "
+        "Waits up to wait_seconds; returns the grant with its new expires_at once applied. Refused "
+        "with the reason (ExtensionRefused) when the policy does not allow it; dry_run answers "
+        "without filing.",
+    )
+    async def extend_access(
+        ctx: Context[Any, Any],
+        name: Annotated[str, Field(description="your Active request's name")],
+        by: Annotated[str, Field(description="how much longer, e.g. '10m'")],
+        justification: Annotated[str, Field(description="why it must last longer, e.g. 'INC-4711 ...'")],
+        namespace: Annotated[str | None, Field(description="where the request is filed")] = None,
+        wait_seconds: Annotated[int, Field(ge=0, le=MAX_WAIT_SECONDS, description="how long to wait")] = 300,
+        dry_run: Annotated[bool, Field(description="only ask whether it would be applied")] = False,
+    ) -> AccessResult:
+        async with agents.client(ctx) as client:
+            if dry_run:
+                check = await client.check_extension(
+                    name, by=by, justification=justification, namespace=namespace
+                )
+                request = await client.status(name, namespace=namespace)
+                return _result(request, next_step=f"{check.outcome}: {check.reason}: {check.message}")
+            extended = await client.extend(
+                name, by=by, justification=justification, namespace=namespace, timeout=wait_seconds or 1
+            )
+        ends = _result(extended).expires_at
+        return _result(extended, next_step=f"the access now ends at {ends}; release_access when done")
 
     @tool(
         title="Your access requests",

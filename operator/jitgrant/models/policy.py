@@ -407,6 +407,32 @@ class PolicyNotifications(WireModel):
     )
 
 
+class ExtensionPolicy(WireModel):
+    """Whether the requester of an Active grant may extend it (issue 25 section 1), how often, by how
+    much in total, and when an extension needs the policy's approvers (docs/identity-and-approvals.md,
+    "Extending an active grant"). Off by default: a grant's window is what was approved."""
+
+    allowed: bool = Field(default=False, description="true: the requester may ask to extend an Active grant.")
+    max_count: int = Field(default=1, ge=1, le=20, description="Extensions one grant may receive (1-20).")
+    max_total_duration: Duration = Field(
+        default="15m", description="Longest total all extensions of one grant may add together."
+    )
+    auto_approve_up_to: Duration | None = Field(
+        default=None,
+        description="Under a policy that requires approval: extensions whose running total stays "
+        "within this are approved without a human; past it they wait for the policy's approvers "
+        "(default: every extension waits).",
+    )
+
+    @property
+    def max_total_delta(self) -> timedelta:
+        return parse_duration(self.max_total_duration)
+
+    @property
+    def auto_approve_delta(self) -> timedelta:
+        return parse_duration(self.auto_approve_up_to) if self.auto_approve_up_to else timedelta(0)
+
+
 class GrantPolicySpec(WireModel):
     requesters: Requesters = Field(description="Who may request under this policy.")
     target: Target = Field(default=Target(), description="Where grants are made (default: this cluster).")
@@ -454,6 +480,10 @@ class GrantPolicySpec(WireModel):
         description="Permissions no grant under this policy may carry, whatever its ClusterRoles hold: a "
         "ClusterRole or inline rule including one is refused at apply and again at grant time against "
         "its live rules (DenyRuleMatched). The operator's cluster-wide deny rules apply as well.",
+    )
+    extensions: ExtensionPolicy = Field(
+        default=ExtensionPolicy(),
+        description="Whether and how far an Active grant may be extended (default: never).",
     )
 
     @field_validator("namespaces")

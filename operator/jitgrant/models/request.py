@@ -83,6 +83,14 @@ class AccessRequestSpec(WireModel):
     requester: RequesterStamp | None = Field(
         default=None, description="Set by the admission webhook on creation; anything typed here is replaced."
     )
+    extends: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=253,
+        description="An extension: the name of the requester's Active AccessRequest (same namespace) whose "
+        "window this one extends by its duration. Its policy, namespace and clusterRole or rules must equal "
+        "the original's: an extension never widens the scope.",
+    )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> AccessRequestSpec:
@@ -111,13 +119,17 @@ class Phase(StrEnum):
     DENIED = "Denied"
     TIMED_OUT = "TimedOut"
     FAILED = "Failed"
+    # An extension (spec.extends) whose time was added to the original grant's window.
+    APPLIED = "Applied"
 
     @property
     def terminal(self) -> bool:
         return self in TERMINAL_PHASES
 
 
-TERMINAL_PHASES = frozenset({Phase.EXPIRED, Phase.REVOKED, Phase.DENIED, Phase.TIMED_OUT, Phase.FAILED})
+TERMINAL_PHASES = frozenset(
+    {Phase.EXPIRED, Phase.REVOKED, Phase.DENIED, Phase.TIMED_OUT, Phase.FAILED, Phase.APPLIED}
+)
 
 
 class ApprovalEntry(WireModel):
@@ -128,6 +140,16 @@ class ApprovalEntry(WireModel):
     at: datetime = Field(description="When the approval was recorded.")
     reason: str = Field(default="", description="What the approver wrote.")
     receipt: str = Field(default="", description="HMAC receipt binding approver, decision and spec.")
+
+
+class ExtensionEntry(WireModel):
+    """One extension applied to this grant: which request, by how much, who approved it."""
+
+    request: str = Field(description="The extension AccessRequest (same namespace).")
+    by: Duration = Field(description="How much it added to the window.")
+    at: datetime = Field(description="When it was applied.")
+    approved_by: tuple[str, ...] = Field(default=(), description="Its approvers; empty: auto-approved.")
+    expires_at: datetime = Field(description="The grant's end after it.")
 
 
 GrantObjectKind = Literal["RoleBinding", "Role", "ServiceAccount", "Secret"]
@@ -180,7 +202,8 @@ class AccessRequestStatus(WireModel):
     model_config = WireModel.model_config | {"extra": "ignore"}
     phase: Phase | None = Field(
         default=None,
-        description="Pending, Approved, Active, or a terminal Expired, Revoked, Denied, TimedOut, Failed.",
+        description="Pending, Approved, Active, or a terminal Expired, Revoked, Denied, TimedOut, Failed "
+        "(and Applied, for an extension whose time was added).",
     )
     reason: str | None = Field(default=None, description="Machine-readable reason for the current phase.")
     message: str | None = Field(default=None, description="What happened and what would be allowed.")
@@ -197,6 +220,9 @@ class AccessRequestStatus(WireModel):
         "clients that may not read the GrantPolicy).",
     )
     grant: GrantRef | None = Field(default=None, description="What the operator created, to remove it.")
+    extensions: tuple[ExtensionEntry, ...] = Field(
+        default=(), description="Extensions applied to this grant's window, oldest first."
+    )
     conditions: tuple[Condition, ...] = Field(default=(), description="Kubernetes-style conditions.")
 
 

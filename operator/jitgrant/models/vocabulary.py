@@ -105,6 +105,10 @@ class Reason(StrEnum):
     # The policy changed (narrowed, deleted, an approver removed) under a live request: continuous
     # authorization ended it, denied it at activation, or shortened its window.
     POLICY_CHANGED = "PolicyChanged"
+    # Extensions (spec.extends): refused at admission or by the reconciler, or applied to the grant.
+    EXTENSION_REFUSED = "ExtensionRefused"
+    EXTENSION_APPLIED = "ExtensionApplied"
+    EXTENDED = "Extended"  # on the original grant: its expiresAt moved later
     # The grant.
     GRANTED = "Granted"
     EXPIRED = "Expired"
@@ -176,6 +180,7 @@ class EventType(StrEnum):
     ISSUING = "issuing"  # the grant's objects are about to be created (accepted before they exist)
     GRANTED = "granted"  # they exist and the request is Active
     SHORTENED = "shortened"  # its policy's maxDuration was cut: expiresAt moved earlier
+    EXTENDED = "extended"  # an approved extension moved expiresAt later (no new binding)
     EXPIRED = "expired"
     REVOKED = "revoked"
     # The grant's window closed (or it was revoked) and its objects could not be removed: written

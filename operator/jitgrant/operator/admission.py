@@ -95,6 +95,7 @@ from jitgrant.models.vocabulary import (
 )
 from jitgrant.operator.context import AdmissionContext
 from jitgrant.operator.dry_run import answer_dry_run
+from jitgrant.operator.extension_admission import guard_extension
 from jitgrant.operator.policy_status import ready_condition
 from jitgrant.operator.telemetry import measured
 from jitgrant.policy.decision import duration_reason
@@ -555,6 +556,19 @@ async def _guardrails(
         raise _refuse(message, code=503) from error
     existing = _existing(runtime, body) if policy is None or policy.limits.one_open_per_scope else None
     limit = _limit(runtime, body, policy)
+    if spec.get("extends"):  # an extension: its own rules first (operator/extension_admission.py)
+        await guard_extension(
+            runtime,
+            body,
+            policy=policy,
+            dryrun=dryrun,
+            warnings=warnings,
+            refuse=_refused,
+            existing=existing,
+            limit=limit,
+        )
+        if dryrun:
+            return
     if dryrun:
         await _answer_dry_run(
             runtime, body, warnings, policy=policy, existing=existing, limit=limit, refusal=gate
@@ -655,6 +669,10 @@ async def _guardrail_refused(
         except Exception:  # the refusal stands whether or not its record could be written
             log.warning("could not audit a %s refusal under policy %s", reason, policy, exc_info=True)
     raise _refuse(f"{reason}: {message}", code=code)
+
+
+async def _refused(runtime: AdmissionContext, body: Mapping[str, Any], reason: Reason, message: str) -> None:
+    await _guardrail_refused(runtime, body, reason, message)
 
 
 def _duration_refusal(body: Mapping[str, Any], policy: GrantPolicySpec | None) -> str | None:

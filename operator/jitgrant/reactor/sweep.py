@@ -22,6 +22,7 @@ from jitgrant.audit.records import AuditEvent
 from jitgrant.clusters import grant_objects
 from jitgrant.clusters.errors import ClusterAccessError
 from jitgrant.clusters.port import ClusterObject, GrantTarget, StoredRequest
+from jitgrant.lifecycle.extension import extended_end
 from jitgrant.models import Target
 from jitgrant.models.vocabulary import EXPIRES_AT_ANNOTATION, REQUEST_ANNOTATION, REQUEST_UID_LABEL, EventType
 from jitgrant.reactor.runtime import Runtime
@@ -35,6 +36,8 @@ def _why_remove(obj: ClusterObject, request: StoredRequest | None, now: datetime
     expiry = grant_objects.parse_expiry(obj)
     if expiry is None:
         return "it carries no readable expires-at annotation"
+    if request is not None and request.uid == obj.labels.get(REQUEST_UID_LABEL):
+        expiry = max(expiry, extended_end(request.body.get("status") or {}) or expiry)  # an extension
     if expiry <= now:
         return f"its window closed at {obj.annotations.get(EXPIRES_AT_ANNOTATION)}"
     if request is None:

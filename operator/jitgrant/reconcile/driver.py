@@ -25,6 +25,7 @@ from jitgrant.reconcile.decide import decide
 from jitgrant.reconcile.decisions import record_approvals, shorten, transition
 from jitgrant.reconcile.effects import Pass, post_event
 from jitgrant.reconcile.ending import end_grant, revoke_for_deletion
+from jitgrant.reconcile.extension import extension_pass
 from jitgrant.reconcile.issue import activate
 from jitgrant.reconcile.ports import Engine
 from jitgrant.reconcile.result import RETRY, PassResult
@@ -71,6 +72,8 @@ async def steps(p: Pass, namespace: str, name: str) -> PassResult:
             return RETRY  # deletion is the delete handler's business
         if stored.phase is not None and stored.phase.terminal:
             return await finished(p, stored)
+        if stored.spec.get("extends"):
+            return await extension_pass(p, stored)  # never Active: none of a grant's steps apply
         step, request, policy = await decide(p, stored)
         if step.action is Action.WAIT:
             return PassResult(requeue_at=step.wake_at)

@@ -60,6 +60,7 @@ async def _story(report: Reporter, agents: Agents) -> None:
                 "access_activity",
                 "access_status",
                 "check_access",
+                "extend_access",
                 "list_grantable",
                 "list_my_requests",
                 "release_access",

@@ -241,6 +241,7 @@ def _load_optional_scenarios() -> None:
         "jitgrant_testing.demo.prod_approval",
         "jitgrant_testing.demo.eks",
         "jitgrant_testing.demo.mcp_agent",
+        "jitgrant_testing.demo.extend",
     ):
         try:
             importlib.import_module(module)
