@@ -144,9 +144,9 @@ def operator_main(config_file: str, argv: list[str]) -> int:
     `endpoint_overrides` does for the tests) instead of AWS."""
     import boto3
 
-    from jitgrant import runner
     from jitgrant.cli.main import main
     from jitgrant.clusters.eks import EKSAccess, RegionEndpoints
+    from jitgrant.operator import runner
 
     config = json.loads(Path(config_file).read_text())
     moto = RegionEndpoints(sts=config["moto"], eks=config["moto"])

@@ -230,11 +230,14 @@ def sign_in(browser: Any, console: RunningConsole) -> Any:
 
 
 def test_the_real_api_server_names_the_person_signed_in_through_hydra(setup: Setup, browser: Any) -> None:
+    from playwright.sync_api import expect
+
     page = sign_in(browser, setup.consoles["approver"])
     assert page.locator("#me").inner_text() == "erin@example.com", page.content()
     assert "Nothing is waiting for you." in page.locator("main").inner_text()
     page.goto(setup.consoles["approver"].base + "/policies")
-    assert page.get_by_role("heading", name="Policies").count() == 1, page.content()
+    # expect() waits for the page to settle (its live part is fetched again once the watch is up).
+    expect(page.get_by_role("heading", name="Policies")).to_have_count(1)
     page.context.close()
 
 
