@@ -691,8 +691,38 @@ class E2E:
             if problem:
                 notes.append(f"FAIL {problem}")
 
+    @contextmanager
+    def following_old_pods(self) -> Iterator[list[str]]:
+        """Follows the running operator pods' logs while the step runs, and yields a list for the
+        step to append to when it fails: the logs are then printed, because a rollout deletes those
+        pods, and their logs, before the step ends (issue 23: the leader that missed expiries)."""
+        plane = self.node.plane
+        with tempfile.TemporaryDirectory(prefix="jitgrant-e2e-logs-") as folder:
+            followers = []
+            for pod in self.operator_pods():
+                out = (Path(folder) / pod.metadata.name).open("w")
+                followers.append((pod.metadata.name, out, subprocess.Popen(
+                    [str(plane.binary("kubectl")), "--kubeconfig", str(plane.kubeconfig_path()),
+                     "logs", "-f", "-n", NAMESPACE, pod.metadata.name, "-c", "operator", "--since=10s"],
+                    stdout=out, stderr=subprocess.STDOUT,
+                )))  # fmt: skip
+            failed: list[str] = []
+            try:
+                yield failed
+            except BaseException as err:
+                failed.append(repr(err))
+                raise
+            finally:
+                for name, out, proc in followers:
+                    proc.terminate()
+                    proc.wait(10)
+                    out.close()
+                    if failed:
+                        text = (Path(folder) / name).read_text(errors="replace")
+                        print(f"== {name} (followed through the step)\n{text[-12000:]}", file=sys.stderr)
+
     def helm_upgrade(self) -> None:
-        with self.step("helm-upgrade") as notes:
+        with self.step("helm-upgrade") as notes, self.following_old_pods() as failed:
             names = self.burst("upgrade", 3, "40s")
             start = time.monotonic()
             self.config.upgrade(
@@ -705,6 +735,7 @@ class E2E:
             problem = self.after_step(lag)
             if problem:
                 notes.append(f"FAIL {problem}")
+                failed.append(problem)
 
     def footprint_at_load(self) -> None:
         """With FOOTPRINT_GRANTS live grants (opt-in: filing 1,000 takes minutes on two cores):
