@@ -725,14 +725,23 @@ class E2E:
         with self.step("helm-upgrade") as notes, self.following_old_pods() as failed:
             names = self.burst("upgrade", 3, "40s")
             start = time.monotonic()
-            self.config.upgrade(
-                str(CHART), RELEASE, self.values(podAnnotations={"e2e/rollout": str(time.time())}),
-                namespace=NAMESPACE, timeout=240, wait="watcher",
-            )  # fmt: skip
-            notes.append(f"rolling upgrade (same chart, new pod template) in {time.monotonic() - start:.1f}s")
-            lag = self.watch_expiries(names, 120)
+            # Watched while the rollout runs, not after it: after an API server outage the controller
+            # manager's own watches take up to a minute to reconnect and the rollout 66-84 s, longer
+            # than the grants; measured after it, their lag was the rollout's (35-45 s "late", when the
+            # old leader had ended them on time: issue 23).
+            with ThreadPoolExecutor(1) as pool:
+                watching = pool.submit(self.watch_expiries, names, 240)
+                self.config.upgrade(
+                    str(CHART), RELEASE, self.values(podAnnotations={"e2e/rollout": str(time.time())}),
+                    namespace=NAMESPACE, timeout=240, wait="watcher",
+                )  # fmt: skip
+                rollout = time.monotonic() - start
+                lag = watching.result()
+            notes.append(f"rolling upgrade (same chart, new pod template) in {rollout:.1f}s")
             notes.append(f"3 live grants: expiry lag max {max(lag.values()):+.1f}s")
-            problem = self.after_step(lag)
+            # The replica that ended them may be gone with its trail (an emptyDir) by now, and the new
+            # ones may have recorded nothing yet.
+            problem = self.after_step(lag, expect_records=False)
             if problem:
                 notes.append(f"FAIL {problem}")
                 failed.append(problem)
