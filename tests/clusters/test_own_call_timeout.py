@@ -1,10 +1,9 @@
 """A call to the operator's own cluster that gets no answer ends with its read timeout, never hangs.
 
-Issue 23 (make e2e): after the API server was killed and restarted, the leader activated grants and
-then did not end them at their expiry while it still ran; a replica started later did. The official
-client waits forever by default, so a pass whose call went out on a connection that no longer leads
-anywhere holds that grant (and its lock) until the process restarts. Here the API server is a
-socket that accepts and reads but never answers, as such a connection behaves.
+The official client waits forever by default, so a pass whose call went out on a connection that no
+longer leads anywhere (an API server crash, a NAT entry gone) would hold its grant, and its lock,
+until the process restarted (found while chasing issue 23's late grants, which had another cause).
+Here the API server is a socket that accepts and reads but never answers, as such a connection does.
 """
 
 from __future__ import annotations

@@ -49,10 +49,10 @@ log = logging.getLogger("jitgrant.runner")
 # Threads for blocking API calls, and connections kept per cluster client to match (clusters/own.py).
 API_THREADS = 24
 # (connect, read) seconds for every call to the operator's own cluster. The official client waits
-# forever by default: a call on a connection the API server's restart left half-open (a killed
-# kube-apiserver, a NAT entry gone) then never returns, and the pass making it, with the grant it
-# should end, waits with it until the process restarts (issue 23, make e2e's helm-upgrade after
-# apiserver-down). The read timeout is per socket read, not per call: a long LIST still streams.
+# forever by default: a call on a connection an API server crash left half-open (a NAT entry gone),
+# or a connect nothing answers, then never returns, and the pass making it, with the grant it should
+# end, waits with it until the process restarts. The read timeout is per socket read, not per call:
+# a long LIST still streams.
 OWN_REQUEST_TIMEOUT = (5.0, 20.0)
 
 
