@@ -258,8 +258,11 @@ class E2E:
                 names.add(((status.get("grant") or {}).get("roleBinding")) or "")
         return names
 
-    def watch_expiries(self, names: list[str], timeout: float) -> dict[str, float]:
-        """Seconds between each request's expiresAt and its binding being gone (polled)."""
+    def watch_expiries(
+        self, names: list[str], timeout: float, *, since: datetime | None = None
+    ) -> dict[str, float]:
+        """Seconds between each request's expiresAt (or `since`, when later: nothing can end a grant
+        before then) and its binding being gone (polled)."""
         expires: dict[str, datetime] = {}
         bound: dict[str, str] = {}
         lag: dict[str, float] = {}
@@ -275,7 +278,8 @@ class E2E:
                         expires[name] = datetime.fromisoformat(status["expiresAt"].replace("Z", "+00:00"))
                         bound[name] = (status.get("grant") or {}).get("roleBinding") or ""
                     if name in expires and bound.get(name) and bound[name] not in current:
-                        lag[name] = (datetime.now(UTC) - expires[name]).total_seconds()
+                        due = max(expires[name], since) if since is not None else expires[name]
+                        lag[name] = (datetime.now(UTC) - due).total_seconds()
             except (ApiException, OSError):
                 pass  # the API server may be down (apiserver-down)
             time.sleep(0.25)
@@ -665,6 +669,7 @@ class E2E:
             time.sleep(APISERVER_DOWN)
             apiserver.start(self.node.plane.dir)
             self.wait("the API server back", lambda: self.core.list_namespace(limit=1) is not None, 120)
+            returned = datetime.now(UTC)
             back = time.monotonic() - stopped
             path = self.wait(
                 "the API server through its Service", lambda: self.service_path_answers(cluster_ip), 120
@@ -673,29 +678,73 @@ class E2E:
                 f"API server down {back:.0f}s (grants of 20s ended during it), "
                 f"reached through its Service {path:.1f}s later"
             )
-            lag = self.watch_expiries(names, 120)
             # Nothing can end a grant while the API server is down: the lag that counts is from its return.
-            after_return = {n: v - (back - 20.0) for n, v in lag.items()}
+            after_return = self.watch_expiries(names, 120, since=returned)
             notes.append(f"bindings gone {max(after_return.values()):+.1f}s after the API server returned")
+            # Grants made after the outage end on time too, by whichever replica leads now, without a
+            # restart (a leader that kept a broken state after the outage left them 35-45 s late).
+            later = self.burst("after-outage", 3, "15s")
+            lag = self.watch_expiries(later, 120)
+            notes.append(f"3 grants made after it: expiry lag max {max(lag.values()):+.1f}s")
             self.wait("2 replicas Ready", lambda: self.ready_replicas() == 2, 180)
-            problem = self.after_step(after_return)
+            problem = self.after_step({**after_return, **lag})
             if problem:
                 notes.append(f"FAIL {problem}")
 
+    @contextmanager
+    def following_old_pods(self) -> Iterator[list[str]]:
+        """Follows the running operator pods' logs while the step runs, and yields a list for the
+        step to append to when it fails: the logs are then printed, because a rollout deletes those
+        pods, and their logs, before the step ends (issue 23: the leader that missed expiries)."""
+        plane = self.node.plane
+        with tempfile.TemporaryDirectory(prefix="jitgrant-e2e-logs-") as folder:
+            followers = []
+            for pod in self.operator_pods():
+                out = (Path(folder) / pod.metadata.name).open("w")
+                followers.append((pod.metadata.name, out, subprocess.Popen(
+                    [str(plane.binary("kubectl")), "--kubeconfig", str(plane.kubeconfig_path()),
+                     "logs", "-f", "-n", NAMESPACE, pod.metadata.name, "-c", "operator", "--since=10s"],
+                    stdout=out, stderr=subprocess.STDOUT,
+                )))  # fmt: skip
+            failed: list[str] = []
+            try:
+                yield failed
+            except BaseException as err:
+                failed.append(repr(err))
+                raise
+            finally:
+                for name, out, proc in followers:
+                    proc.terminate()
+                    proc.wait(10)
+                    out.close()
+                    if failed:
+                        text = (Path(folder) / name).read_text(errors="replace")
+                        print(f"== {name} (followed through the step)\n{text[-12000:]}", file=sys.stderr)
+
     def helm_upgrade(self) -> None:
-        with self.step("helm-upgrade") as notes:
+        with self.step("helm-upgrade") as notes, self.following_old_pods() as failed:
             names = self.burst("upgrade", 3, "40s")
             start = time.monotonic()
-            self.config.upgrade(
-                str(CHART), RELEASE, self.values(podAnnotations={"e2e/rollout": str(time.time())}),
-                namespace=NAMESPACE, timeout=240, wait="watcher",
-            )  # fmt: skip
-            notes.append(f"rolling upgrade (same chart, new pod template) in {time.monotonic() - start:.1f}s")
-            lag = self.watch_expiries(names, 120)
+            # Watched while the rollout runs, not after it: after an API server outage the controller
+            # manager's own watches take up to a minute to reconnect and the rollout 66-84 s, longer
+            # than the grants; measured after it, their lag was the rollout's (35-45 s "late", when the
+            # old leader had ended them on time: issue 23).
+            with ThreadPoolExecutor(1) as pool:
+                watching = pool.submit(self.watch_expiries, names, 240)
+                self.config.upgrade(
+                    str(CHART), RELEASE, self.values(podAnnotations={"e2e/rollout": str(time.time())}),
+                    namespace=NAMESPACE, timeout=240, wait="watcher",
+                )  # fmt: skip
+                rollout = time.monotonic() - start
+                lag = watching.result()
+            notes.append(f"rolling upgrade (same chart, new pod template) in {rollout:.1f}s")
             notes.append(f"3 live grants: expiry lag max {max(lag.values()):+.1f}s")
-            problem = self.after_step(lag)
+            # The replica that ended them may be gone with its trail (an emptyDir) by now, and the new
+            # ones may have recorded nothing yet.
+            problem = self.after_step(lag, expect_records=False)
             if problem:
                 notes.append(f"FAIL {problem}")
+                failed.append(problem)
 
     def footprint_at_load(self) -> None:
         """With FOOTPRINT_GRANTS live grants (opt-in: filing 1,000 takes minutes on two cores):

@@ -48,6 +48,12 @@ log = logging.getLogger("jitgrant.runner")
 
 # Threads for blocking API calls, and connections kept per cluster client to match (clusters/own.py).
 API_THREADS = 24
+# (connect, read) seconds for every call to the operator's own cluster. The official client waits
+# forever by default: a call on a connection an API server crash left half-open (a NAT entry gone),
+# or a connect nothing answers, then never returns, and the pass making it, with the grant it should
+# end, waits with it until the process restarts. The read timeout is per socket read, not per call:
+# a long LIST still streams.
+OWN_REQUEST_TIMEOUT = (5.0, 20.0)
 
 
 def audit_config_for(settings: OperatorSettings, *, state_dir: Path) -> AuditConfig:
@@ -72,6 +78,7 @@ def build_runtime(
     state_dir: Path | None = None,
     metrics: Metrics | None = None,
     notifier: Notices | None = None,
+    own_request_timeout: tuple[float, float] = OWN_REQUEST_TIMEOUT,
 ) -> Runtime:
     """The operator's Runtime, every adapter built here and handed to it at once."""
     state = state_dir or Path(tempfile.mkdtemp(prefix="jitgrant-"))
@@ -83,7 +90,7 @@ def build_runtime(
     audit.on_activity_summary = lambda event: metrics.agent_calls_refused(
         policy=event.policy or "", count=event.activity.refused if event.activity else 0
     )
-    own = ClusterApi(name="in-cluster", client=client)
+    own = ClusterApi(name="in-cluster", client=client, request_timeout=own_request_timeout)
     # The replay set lives in the API server, so a token used through one replica's webhook is
     # refused by every other, and after restarts.
     identity_keys = JWKSCache(
