@@ -25,6 +25,7 @@ from jitgrant.client import Connection
 from jitgrant.console.app import Console
 from jitgrant.console.oidc import OidcLogin
 from jitgrant.console.server import Server
+from jitgrant.operator.runner import wait_until_served
 from jitgrant_testing.controlplane import ControlPlane
 from jitgrant_testing.environment import free_port, wait_until
 from jitgrant_testing.hydra import Hydra, ensure_hydra
@@ -140,6 +141,9 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
                 ),
                 what="the CRDs to be established",
             )
+            # Established is not served: lists answer 429 "storage is (re)initializing" until the API
+            # server's cache of the new resources has loaded (the operator waits the same way).
+            asyncio.run(wait_until_served(admin))
             for manifest in (
                 {
                     "apiVersion": "rbac.authorization.k8s.io/v1",
